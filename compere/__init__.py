@@ -1,0 +1,3 @@
+"""Compere: pairwise ranking service."""
+
+__version__ = "0.2.0"
