@@ -1,0 +1,1 @@
+"""Domain logic: rating models and pair selection. Pure functions, no I/O."""
