@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from compere.http import schemas
-from compere.http.views import comparisons, entities, health, mab, ratings
+from compere.http.views import comparisons, entities, export, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -154,6 +154,15 @@ ROUTES: list[Route] = [
         "ratings",
         list[schemas.Entity],
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
+    ),
+    Route(
+        "GET",
+        "/export/comparisons",
+        export.export_comparisons,
+        "Every comparison, oldest first, streamed as JSON Lines or CSV (superusers)",
+        "export",
+        query=schemas.ExportQuery,
+        errors=(401, 403, 422),
     ),
 ]
 

@@ -20,6 +20,7 @@ async def create_entity(request: web.Request) -> web.Response:
         description=body.description,
         image_urls=body.image_urls,
         rating=request.app[SETTINGS].elo_initial_rating,
+        external_id=body.external_id,
     )
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
