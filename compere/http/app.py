@@ -34,6 +34,11 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app.cleanup_ctx.append(_redis)
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
+    if settings.metrics_enabled:
+        # Not in the route table: it is for Prometheus, not part of the API document.
+        from compere.http.views.metrics import serve_metrics
+
+        app.router.add_get("/metrics", serve_metrics)
     return app
 
 
