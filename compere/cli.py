@@ -91,28 +91,22 @@ async def _open_database(settings: Settings) -> Any:
     return db
 
 
-async def _import(
-    settings: Settings, stream: TextIO, fmt: str, batch_size: int
-) -> tuple[int, int, list[Any]]:
-    """Import entity records; return (created, already present, rejected)."""
-    from compere.storage.queries import import_entities
-    from compere.transfer import Rejected, batched, read_entity_records
+async def _import(settings: Settings, stream: TextIO, fmt: str, batch_size: int) -> Any:
+    """Import entity records; return the :class:`ImportSummary`."""
+    from compere.transfer import import_records, read_entity_records
 
     db = await _open_database(settings)
-    created = existing = 0
-    rejected: list[Rejected] = []
     try:
         with _progress(None, "rows") as bar:
-            for batch in batched(read_entity_records(stream, fmt), batch_size):
-                good = [record for _, record in batch if not isinstance(record, Rejected)]
-                rejected += [record for _, record in batch if isinstance(record, Rejected)]
-                new = await import_entities(db, good, rating=settings.elo_initial_rating) if good else 0
-                created += new
-                existing += len(good) - new
-                bar.update(len(batch))
+            return await import_records(
+                db,
+                read_entity_records(stream, fmt),
+                rating=settings.elo_initial_rating,
+                batch_size=batch_size,
+                progress=bar.update,
+            )
     finally:
         await db.close()
-    return created, existing, rejected
 
 
 async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int) -> int:
@@ -184,18 +178,19 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     try:
         with stream:
-            created, existing, rejected = asyncio.run(_import(settings, stream, fmt, args.batch_size))
+            summary = asyncio.run(_import(settings, stream, fmt, args.batch_size))
     except (ImportFormatError, UnicodeDecodeError) as exc:
         print(f"compere: cannot import {args.file}: {exc}", file=sys.stderr)
         return 1
     except (DatabaseError, MigrationError) as exc:
         print(f"compere: import failed: {exc}", file=sys.stderr)
         return 1
+    rejected = summary.rejected
     for item in rejected[:20]:
         print(f"compere: line {item.line} skipped: {item.reason}", file=sys.stderr)
     if len(rejected) > 20:
         print(f"compere: ... and {len(rejected) - 20} more lines skipped", file=sys.stderr)
-    print(f"created {created}, already present {existing}, rejected {len(rejected)}")
+    print(f"created {summary.created}, already present {summary.existing}, rejected {len(rejected)}")
     return 1 if rejected else 0
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -19,7 +19,8 @@ import orjson
 from pydantic import ValidationError
 
 from compere.http.schemas import EntityCreate
-from compere.storage.queries import as_datetime
+from compere.storage.database import Database
+from compere.storage.queries import as_datetime, import_entities
 
 FORMATS = ("jsonl", "csv")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
@@ -104,6 +105,34 @@ def _validated(line: int, raw: dict[str, Any]) -> dict[str, Any] | Rejected:
         where = ".".join(str(part) for part in first["loc"]) or "record"
         return Rejected(line, f"{where}: {first['msg']}")
     return entity.model_dump()
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: int = 0
+    existing: int = 0  # records whose external_id was already there: left unchanged
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+async def import_records(
+    db: Database,
+    records: Iterable[tuple[int, dict[str, Any] | Rejected]],
+    *,
+    rating: float,
+    batch_size: int,
+    progress: Callable[[int], object] | None = None,
+) -> ImportSummary:
+    """Store parsed records in batches (one transaction each), skipping known external ids."""
+    summary = ImportSummary()
+    for batch in batched(records, batch_size):
+        good = [record for _, record in batch if not isinstance(record, Rejected)]
+        summary.rejected += [record for _, record in batch if isinstance(record, Rejected)]
+        new = await import_entities(db, good, rating=rating) if good else 0
+        summary.created += new
+        summary.existing += len(good) - new
+        if progress is not None:
+            progress(len(batch))
+    return summary
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -241,4 +241,4 @@ async def test_http_export_validates_format_and_fails_closed_under_auth(client, 
     guarded = await make_client(AUTH_ENABLED="true")
     resp = await guarded.get("/export/comparisons")
     assert resp.status == 403
-    assert "superuser" in (await resp.json())["detail"]
+    assert (await resp.json())["detail"] == "Only a superuser may export comparisons"

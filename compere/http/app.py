@@ -11,6 +11,7 @@ from compere.http.keys import DATABASE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.routes import ROUTES, setup_routes
+from compere.http.webapp import setup_webapp
 from compere.infra.logging import configure_logging
 from compere.infra.redis import create_redis
 from compere.settings import Settings, load_settings, redact_url
@@ -34,6 +35,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app.cleanup_ctx.append(_redis)
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
+    setup_webapp(app)
     if settings.metrics_enabled:
         # Not in the route table: it is for Prometheus, not part of the API document.
         from compere.http.views.metrics import serve_metrics

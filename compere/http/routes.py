@@ -67,6 +67,16 @@ ROUTES: list[Route] = [
         headers={"X-Total-Count": "Number of entities matching the search"},
     ),
     Route(
+        "POST",
+        "/entities/import",
+        entities.import_entities,
+        "Bulk import from a CSV or JSON Lines body, matched on external_id (superusers)",
+        "entities",
+        schemas.ImportResult,
+        query=schemas.ImportQuery,
+        errors=(400, 401, 403, 413, 422),
+    ),
+    Route(
         "GET",
         "/entities/{entity_id}",
         entities.get_entity,

@@ -128,6 +128,22 @@ class ComparisonListQuery(Model):
     entity_id: EntityId | None = None
 
 
+class ImportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="How the request body is written")
+
+
+class ImportRejection(Model):
+    line: int
+    reason: str
+
+
+class ImportResult(Model):
+    created: int = Field(description="New entities")
+    existing: int = Field(description="Records whose external_id already existed (left unchanged)")
+    rejected_count: int
+    rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
+
+
 class ExportQuery(Model):
     format: Literal["jsonl", "csv"] = Field(default="jsonl", description="JSON Lines (default) or CSV")
 

@@ -6,8 +6,8 @@ import logging
 
 from aiohttp import web
 
-from compere.http.errors import ApiError
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE
+from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import ExportQuery
 from compere.http.validation import read_query
 from compere.storage import queries
@@ -19,20 +19,8 @@ log = logging.getLogger(__name__)
 _BATCH = 2000
 
 
-async def require_export_permission(request: web.Request) -> None:
-    """AUTH HOOK: exports are for superusers.
-
-    With ``AUTH_ENABLED=false`` the API is open, as in the original, and so is this.
-    With auth on, this refuses everyone until it is wired to the auth module's
-    superuser guard (replace the body with ``await require_superuser(request)``):
-    it fails closed, never open.
-    """
-    if request.app[SETTINGS].auth_enabled:
-        raise ApiError(403, "Exporting comparisons needs a superuser")
-
-
 async def export_comparisons(request: web.Request) -> web.StreamResponse:
-    await require_export_permission(request)
+    await require_bulk_permission(request, "export comparisons")
     query = read_query(request, ExportQuery)
     db = request.app[DATABASE]
     columns = await queries.column_names(db, "comparisons")
