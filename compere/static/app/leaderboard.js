@@ -14,6 +14,7 @@ const pageStatus = document.querySelector("[data-page-status]");
 const prev = document.querySelector("[data-prev]");
 const next = document.querySelector("[data-next]");
 const updated = document.querySelector("[data-updated]");
+const scoreHeading = document.querySelector("[data-score-heading]");
 
 let board = []; // [{entity, rank, tied, s}] in leaderboard order
 let page = 0;
@@ -80,6 +81,7 @@ function render() {
   const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
   page = Math.min(page, pages - 1);
   const x = scale(board);
+  scoreHeading.textContent = board.length && board[0].s.kind === "rating" ? "Rating (Elo)" : "Score";
   const slice = shown.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
   rowsBody.replaceChildren(
     ...slice.map((r) =>
