@@ -1,0 +1,1 @@
+"""Infrastructure adapters: logging, Redis and other things the service runs on."""
