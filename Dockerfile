@@ -33,6 +33,7 @@ WORKDIR /app
 # Owned by root and read-only for the service user: the process cannot rewrite its code.
 COPY gunicorn.conf.py ./
 COPY sql ./sql
+ENV COMPERE_SQL_DIR=/app/sql
 # Numeric, so Kubernetes runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 EXPOSE 8000

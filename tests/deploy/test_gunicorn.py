@@ -126,7 +126,8 @@ def _read_http_response(sock: socket.socket) -> tuple[int, bytes]:
 
 
 def test_sigterm_lets_in_flight_requests_finish(gunicorn_factory):
-    server = gunicorn_factory(workers=2, GUNICORN_GRACEFUL_TIMEOUT="20")
+    # DB_POOL_TIMEOUT is also SQLite's busy timeout: long enough to outwait our lock.
+    server = gunicorn_factory(workers=2, GUNICORN_GRACEFUL_TIMEOUT="20", DB_POOL_TIMEOUT="30")
     database = server.tmp / "compere.db"
 
     # Hold the SQLite write lock, so every POST stays inside its handler (waiting on
