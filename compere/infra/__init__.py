@@ -1,1 +1,1 @@
-"""Infrastructure adapters: logging, Redis and other things the service runs on."""
+"""Infrastructure: logging, Redis and other connections to the outside."""

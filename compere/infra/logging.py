@@ -28,13 +28,13 @@ _RECORD_ATTRS = frozenset(
 class JsonFormatter(logging.Formatter):
     """Formats a record as a single-line JSON object.
 
-    Fields: ``ts`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``pid``,
-    ``message``, any ``extra=`` fields, and ``exc`` with the formatted traceback.
+    Fields: ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``pid``,
+    ``message``, any ``extra=`` fields, and ``exception`` with the formatted traceback.
     """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,
@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _RECORD_ATTRS and not key.startswith("_") and key not in entry:
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
@@ -86,3 +86,5 @@ def configure_logging(level: str, fmt: str) -> None:
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # aiohttp's own access log would duplicate the request-logging middleware's line.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

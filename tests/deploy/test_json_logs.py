@@ -42,7 +42,7 @@ def test_json_lines_carry_fields_and_extras(captured):
     assert entry["message"] == "GET /health 200"
     assert entry["level"] == "INFO" and entry["logger"] == "compere.request"
     assert entry["client"] == "198.51.100.7" and entry["duration_ms"] == 1.5
-    assert entry["ts"].endswith("+00:00") and "T" in entry["ts"]
+    assert entry["time"].endswith("+00:00") and "T" in entry["time"]
     assert isinstance(entry["pid"], int)
 
 
@@ -63,7 +63,7 @@ def test_exceptions_are_one_json_line_with_the_traceback(captured):
     (line,) = out.getvalue().splitlines()
     entry = json.loads(line)
     assert entry["level"] == "ERROR"
-    assert "RuntimeError: boom" in entry["exc"] and "Traceback" in entry["exc"]
+    assert "RuntimeError: boom" in entry["exception"] and "Traceback" in entry["exception"]
 
 
 def test_level_filters_and_text_format_is_plain(captured):

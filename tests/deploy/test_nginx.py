@@ -167,7 +167,7 @@ def test_every_log_line_is_json_with_log_format_json(edge):
     lines = [line for line in edge.app.log_lines() if line.strip()]
     assert lines
     entries = [json.loads(line) for line in lines]
-    assert {"ts", "level", "logger", "message"} <= set(entries[0])
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
     assert any("Booting worker" in e["message"] for e in entries)
 
 
