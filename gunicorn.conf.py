@@ -15,8 +15,10 @@ environment without editing this file; command-line options still win over it
 | GUNICORN_CONTROL_SOCKET    | unset (control socket off)     | a path to enable gunicorn's control socket|
 | LOG_LEVEL, LOG_FORMAT      | INFO, text                     | shared with the app; ``json`` for JSON    |
 
-Run ``python -m compere migrate`` before starting: the workers do not migrate, so any
-number of them (on any number of hosts) can start at once.
+Schema: run ``python -m compere migrate`` before starting and set MIGRATE_ON_START=false
+in production. With MIGRATE_ON_START=true (the app's default) every worker runs the
+migration runner as it starts; its lock (a PostgreSQL advisory lock, SQLite's write lock)
+lets one apply the files while the others wait, so workers starting at once are safe.
 """
 
 import os

@@ -40,7 +40,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+def wait_for(
+    predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None
+):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -90,7 +92,12 @@ def app_environment(tmp: Path, **extra: str) -> dict[str, str]:
 
 def migrate(env: dict[str, str]) -> None:
     subprocess.run(
-        [sys.executable, "-m", "compere", "migrate"], cwd=REPO, env=env, check=True, timeout=120, capture_output=True
+        [sys.executable, "-m", "compere", "migrate"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
 
 
@@ -106,9 +113,18 @@ class Gunicorn:
         return self.log.read_text(errors="replace").splitlines()
 
 
-def start_gunicorn(tmp: Path, workers: int = 2, extra_args: tuple[str, ...] = (), **env_extra: str) -> Gunicorn:
-    env = app_environment(tmp, **env_extra)
-    migrate(env)
+def start_gunicorn(
+    tmp: Path, workers: int = 2, extra_args: tuple[str, ...] = (), premigrate: bool = True, **env_extra: str
+) -> Gunicorn:
+    """gunicorn from gunicorn.conf.py on a free port; returns once every worker has its database.
+
+    ``premigrate`` runs ``python -m compere migrate`` first and starts the workers with
+    MIGRATE_ON_START=false, as docs/deployment.md recommends; without it the workers
+    migrate as they start.
+    """
+    env = app_environment(tmp, MIGRATE_ON_START="false" if premigrate else "true", **env_extra)
+    if premigrate:
+        migrate(env)
     port = free_port()
     log = tmp / "gunicorn.log"
     with log.open("wb") as out:
@@ -131,8 +147,14 @@ def start_gunicorn(tmp: Path, workers: int = 2, extra_args: tuple[str, ...] = ()
 
     try:
         wait_for(healthy, 60, "gunicorn", proc, log)
-        # Both workers booted (each logs "Booting worker").
-        wait_for(lambda: log.read_text(errors="replace").count("Booting worker") >= workers, 30, "workers", proc, log)
+        # Every worker has finished the app factory (each logs "database ready").
+        wait_for(
+            lambda: log.read_text(errors="replace").count("database ready") >= workers,
+            60,
+            "workers",
+            proc,
+            log,
+        )
     except BaseException:
         stop_process(proc)
         raise
@@ -184,7 +206,8 @@ def nginx_main_conf(prefix: Path) -> str:
     """A minimal main nginx.conf that includes the site files exactly as a distro's does."""
     user = "user root root;\n" if os.geteuid() == 0 else ""
     temp = "\n".join(
-        f"    {name}_temp_path {prefix / ('tmp_' + name)};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"    {name}_temp_path {prefix / ('tmp_' + name)};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""{user}worker_processes 1;
 pid {prefix / "nginx.pid"};
@@ -199,7 +222,9 @@ http {{
 """
 
 
-def copy_nginx_config(prefix: Path, tls: tuple[Path, Path], replacements: dict[str, str] | None = None) -> Path:
+def copy_nginx_config(
+    prefix: Path, tls: tuple[Path, Path], replacements: dict[str, str] | None = None
+) -> Path:
     """Copy the shipped nginx/ files into ``prefix`` as /etc/nginx would hold them.
 
     ``replacements`` maps exact shipped text to test text (listen ports, upstream port);
@@ -247,7 +272,11 @@ class Edge:
 
     def https(self, source: str = "127.0.0.1", timeout: float = 10) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection(
-            "127.0.0.1", self.https_port, context=self.ssl_context(), timeout=timeout, source_address=(source, 0)
+            "127.0.0.1",
+            self.https_port,
+            context=self.ssl_context(),
+            timeout=timeout,
+            source_address=(source, 0),
         )
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
@@ -269,7 +298,12 @@ class Edge:
 def edge(nginx_bin: str, tls_files, tmp_path_factory) -> Iterator[Edge]:
     app_tmp = tmp_path_factory.mktemp("app")
     # gunicorn's access log shows the forwarding headers exactly as nginx passed them.
-    access = ("--access-logfile", "-", "--access-logformat", '%r %s xff="%{X-Forwarded-For}i" fwd="%{Forwarded}i"')
+    access = (
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '%r %s xff="%{X-Forwarded-For}i" fwd="%{Forwarded}i"',
+    )
     app = start_gunicorn(app_tmp, workers=2, extra_args=access, LOG_FORMAT="json")
     prefix = tmp_path_factory.mktemp("nginx")
     http_port, https_port = free_port(), free_port()

@@ -17,7 +17,9 @@ SECRET_WORDS = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE)", re.
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
     result = []
     for line in joined.splitlines():
         if line.strip():
@@ -40,7 +42,9 @@ def hadolint() -> str:
 
 
 def test_hadolint_passes():
-    result = subprocess.run([hadolint(), "--no-color", str(REPO / "Dockerfile")], check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        [hadolint(), "--no-color", str(REPO / "Dockerfile")], check=False, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def print_config(tmp_path: Path, env_extra: dict[str, str], *args: str) -> tuple[int, dict[str, str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_") and k not in ("WEB_CONCURRENCY", "LOG_FORMAT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GUNICORN_") and k not in ("WEB_CONCURRENCY", "LOG_FORMAT")
+    }
     env.update({"PYTHONPATH": str(REPO), "HOME": str(tmp_path), **env_extra})
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), "--print-config", *args],
@@ -61,7 +67,12 @@ def test_environment_sets_values_and_command_line_wins(tmp_path):
     code, cfg, output = print_config(tmp_path, env)
     assert code == 0, output
     assert cfg["bind"] == "['127.0.0.1:8123', '127.0.0.1:8124']"
-    assert (cfg["workers"], cfg["timeout"], cfg["graceful_timeout"], cfg["keepalive"]) == ("3", "45", "20", "90")
+    assert (cfg["workers"], cfg["timeout"], cfg["graceful_timeout"], cfg["keepalive"]) == (
+        "3",
+        "45",
+        "20",
+        "90",
+    )
     assert cfg["control_socket"] == str(tmp_path / "compere.ctl")
     assert cfg["control_socket_disable"] == "False"
     assert "compere.infra.logging.JsonFormatter" in cfg["logconfig_dict"]
@@ -170,3 +181,66 @@ def test_sigterm_lets_in_flight_requests_finish(gunicorn_factory):
     assert "WORKER TIMEOUT" not in log and "SIGKILL" not in log
     assert log.count("Worker exiting") == 2
     assert "Shutting down: Master" in log
+
+
+def _schema_files(dialect: str) -> list[str]:
+    return sorted(p.name for p in (REPO / "sql" / dialect).glob("*.sql"))
+
+
+def _create_entity(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(
+            "POST", "/entities/", body=json.dumps({"name": "a"}), headers={"Content-Type": "application/json"}
+        )
+        resp = conn.getresponse()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_two_workers_migrating_a_fresh_sqlite_database_at_once(gunicorn_factory):
+    server = gunicorn_factory(workers=2, premigrate=False)
+    with sqlite3.connect(server.tmp / "compere.db") as db:
+        applied = sorted(row[0] for row in db.execute("SELECT filename FROM schema_migrations"))
+    assert applied == _schema_files("sqlite")
+    assert _create_entity(server.port) in (200, 201)
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database on the shared server, dropped afterwards."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"compere_deploy_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_two_workers_migrating_a_fresh_postgres_database_at_once(gunicorn_factory, postgres_database):
+    # Both workers run the migration runner as they start; its advisory lock lets one
+    # apply the files while the other waits and then finds nothing to do.
+    server = gunicorn_factory(workers=2, premigrate=False, DATABASE_URL=postgres_database)
+    import psycopg2
+
+    with psycopg2.connect(postgres_database) as db, db.cursor() as cur:
+        cur.execute("SELECT filename FROM schema_migrations ORDER BY filename")
+        applied = [row[0] for row in cur.fetchall()]
+    db.close()
+    assert applied == _schema_files("postgresql")
+    assert _create_entity(server.port) in (200, 201)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/health/ready")
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.read()
+    conn.close()
+    logs = server.log.read_text(errors="replace")
+    assert logs.count("schema updated") == 1, logs
