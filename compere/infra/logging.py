@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-class ServiceLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class ServiceLogHandler(logging.StreamHandler):
     """The root handler this module installs (stderr); recognised so it is replaced, not doubled."""
 
     def __init__(self, stream: Any = None) -> None:
