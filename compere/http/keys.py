@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import redis.asyncio
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
+from compere.settings import Settings
+from compere.storage.database import Database
 
-SETTINGS = web.AppKey("settings", "Settings")
-DATABASE = web.AppKey("database", "Database")
-REDIS = web.AppKey("redis", "redis.asyncio.Redis | None")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+REDIS: web.AppKey[redis.asyncio.Redis | None] = web.AppKey("redis")
 
 REQUEST_ID = web.RequestKey("request_id", str)
