@@ -12,10 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,30 +206,12 @@ def test_two_workers_migrating_a_fresh_sqlite_database_at_once(gunicorn_factory)
     assert _create_entity(server.port) in (200, 201)
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database on the shared server, dropped afterwards."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"compere_deploy_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.postgres
-def test_two_workers_migrating_a_fresh_postgres_database_at_once(gunicorn_factory, postgres_database):
+def test_two_workers_migrating_a_fresh_postgres_database_at_once(gunicorn_factory, postgres_factory):
+    postgres_database = postgres_factory()
     # Both workers run the migration runner as they start; its advisory lock lets one
     # apply the files while the other waits and then finds nothing to do.
     server = gunicorn_factory(workers=2, premigrate=False, DATABASE_URL=postgres_database)
-    import psycopg2
-
     with psycopg2.connect(postgres_database) as db, db.cursor() as cur:
         cur.execute("SELECT filename FROM schema_migrations ORDER BY filename")
         applied = [row[0] for row in cur.fetchall()]
