@@ -133,6 +133,8 @@ async def test_two_gunicorn_workers_report_summed_counts(shared_postgres_url, tm
     empty_postgres(shared_postgres_url)
     folder = tmp_path / "prometheus"
     folder.mkdir()
+    stale = folder / "counter_999999.db"  # left by an earlier run: gunicorn.conf.py clears it
+    stale.write_bytes(b"stale")
     port = _free_port()
     env = {
         **os.environ,
@@ -150,6 +152,8 @@ async def test_two_gunicorn_workers_report_summed_counts(shared_postgres_url, tm
             sys.executable,
             "-m",
             "gunicorn",
+            "-c",
+            str(REPO / "gunicorn.conf.py"),
             "compere.http.app:create_app",
             "--worker-class",
             "aiohttp.GunicornWebWorker",
@@ -195,6 +199,7 @@ async def test_two_gunicorn_workers_report_summed_counts(shared_postgres_url, tm
                 async with session.post(f"{base}/comparisons/", json=body) as resp:
                     assert resp.status == 200
 
+            assert not stale.exists()
             workers = _children(server.pid)
             assert len(workers) == 2, workers
             for _ in range(10):  # until both workers have answered some requests
