@@ -88,16 +88,11 @@ def aggregate_votes(
 def _log_posterior(theta: FloatArray, pairs: PairCounts, prior: Prior) -> float:
     d = theta[pairs.i] - theta[pairs.j]
     # log sigmoid(d) = -logaddexp(0, -d)
-    ll = -(
-        pairs.wins_i * np.logaddexp(0.0, -d)
-        + (pairs.n - pairs.wins_i) * np.logaddexp(0.0, d)
-    )
+    ll = -(pairs.wins_i * np.logaddexp(0.0, -d) + (pairs.n - pairs.wins_i) * np.logaddexp(0.0, d))
     return float(ll.sum() - 0.5 * np.sum((theta - prior.mu0) ** 2) / prior.sigma0**2)
 
 
-def _cg(
-    matvec, rhs: FloatArray, diag: FloatArray, tol: float, max_iter: int
-) -> FloatArray:
+def _cg(matvec, rhs: FloatArray, diag: FloatArray, tol: float, max_iter: int) -> FloatArray:
     """Diagonally preconditioned conjugate gradients for a positive definite system."""
     x = np.zeros_like(rhs)
     r = rhs.copy()
@@ -168,9 +163,7 @@ def fit_bradley_terry(
         else:
             cc = c
 
-            def matvec(
-                x: FloatArray, cc: FloatArray = cc, diag: FloatArray = diag
-            ) -> FloatArray:
+            def matvec(x: FloatArray, cc: FloatArray = cc, diag: FloatArray = diag) -> FloatArray:
                 return (
                     diag * x
                     - np.bincount(pi, weights=cc * x[pj], minlength=n_entities)
@@ -189,10 +182,7 @@ def fit_bradley_terry(
         theta = candidate
         improvement = value - current
         current = value
-        if (
-            float(np.max(np.abs(t * step), initial=0.0)) < tol
-            or improvement < tol * 1e-3
-        ):
+        if float(np.max(np.abs(t * step), initial=0.0)) < tol or improvement < tol * 1e-3:
             break
 
     d = theta[pi] - theta[pj]
@@ -210,9 +200,7 @@ def fit_bradley_terry(
         var = np.diag(np.linalg.inv(hess)).copy()
     else:
         # Plus the uncertainty of the overall level, which only the prior pins down.
-        var = approximate_marginal_variance(n_entities, pi, pj, c, lam) + 1.0 / (
-            lam * n_entities
-        )
+        var = approximate_marginal_variance(n_entities, pi, pj, c, lam) + 1.0 / (lam * n_entities)
     return BTFit(theta, np.sqrt(var), iterations)
 
 
@@ -278,7 +266,4 @@ def fit_votes(
     score = np.where(sel == e1, 1.0, np.where(sel == e2, 0.0, 0.5))
     pairs = aggregate_votes(a[keep], b[keep], score[keep], ids.size)
     fit = fit_bradley_terry(ids.size, pairs, prior=prior, dense_limit=dense_limit)
-    return {
-        int(k): (float(m), float(s))
-        for k, m, s in zip(ids, fit.mu, fit.se, strict=True)
-    }
+    return {int(k): (float(m), float(s)) for k, m, s in zip(ids, fit.mu, fit.se, strict=True)}

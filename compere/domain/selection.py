@@ -181,9 +181,7 @@ def select_pair(
     duplicate ids.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}"
-        )
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     if len(candidates) < 2:
         raise ValueError("need at least two entities")
     if len({c.id for c in candidates}) != len(candidates):
@@ -215,9 +213,7 @@ def plan_candidates(
     mus = np.asarray(mu, dtype=float)
     # ORDER BY sigma DESC, id: stable sort on -sigma keeps the id order among equals.
     by_sigma = np.argsort(-sig, kind="stable")
-    chosen: dict[int, None] = dict.fromkeys(
-        int(i) for i in by_sigma[: plan.most_uncertain]
-    )
+    chosen: dict[int, None] = dict.fromkeys(int(i) for i in by_sigma[: plan.most_uncertain])
     for i in rng.sample(range(n), plan.random):
         chosen.setdefault(i, None)
     if plan.anchors and plan.neighbours:

@@ -66,9 +66,7 @@ def select_pair_ucb(
     if len(arms) < 2:
         raise ValueError("need at least two entities")
     scores = [ucb_score(a, total_comparisons, params.exploration) for a in arms]
-    weights = [
-        params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores
-    ]
+    weights = [params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores]
     first_index = rng.choices(range(len(arms)), weights=weights, k=1)[0]
     first = arms[first_index]
 
@@ -87,9 +85,7 @@ def select_pair_ucb(
         gap = abs(first.rating - arm.rating)
         if gap < params.rating_threshold:
             value += (
-                (params.rating_threshold - gap)
-                / params.rating_threshold
-                * params.similarity_weight
+                (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
             )
         value += rng.random() * params.random_weight
         if value > best_value:
@@ -127,9 +123,7 @@ def _second_pick_probability(
         gap = abs(first.rating - arms[i].rating)
         if gap < params.rating_threshold:
             value += (
-                (params.rating_threshold - gap)
-                / params.rating_threshold
-                * params.similarity_weight
+                (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
             )
         bases[i] = value
     width = params.random_weight
@@ -197,9 +191,7 @@ def ucb_pair_probability(
     index = {a.id: i for i, a in enumerate(arms)}
     a, b = index[pair[0]], index[pair[1]]
     scores = [ucb_score(arm, total_comparisons, params.exploration) for arm in arms]
-    weights = [
-        params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores
-    ]
+    weights = [params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores]
     total_weight = sum(weights)
     result = 0.0
     for first, second in ((a, b), (b, a)):
