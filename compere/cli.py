@@ -22,6 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the HTTP server (the default)", parents=[listen])
     commands.add_parser("migrate", help="apply the schema files in sql/ to DATABASE_URL")
+    commands.add_parser(
+        "rebuild-ratings",
+        help="recompute every rating and strength from the comparison log (after a model change)",
+    )
     return parser
 
 
@@ -52,6 +56,25 @@ async def _migrate(settings: Settings) -> list[str]:
         await db.close()
 
 
+async def _rebuild(settings: Settings) -> int:
+    from compere.ranking_cache import prior_of
+    from compere.storage.database import connect
+    from compere.storage.migrations import migrate
+    from compere.storage.queries import rebuild_ratings
+
+    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    try:
+        await migrate(db)
+        return await rebuild_ratings(
+            db,
+            k_factor=settings.elo_k_factor,
+            initial_rating=settings.elo_initial_rating,
+            prior=prior_of(settings),
+        )
+    finally:
+        await db.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -73,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"compere: migration failed: {exc}", file=sys.stderr)
             return 1
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+        return 0
+    if command == "rebuild-ratings":
+        replayed = asyncio.run(_rebuild(settings))
+        print(f"rebuilt ratings from {replayed} comparisons")
         return 0
     _serve(settings, args.host, args.port)
     return 0

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PAIR_STRATEGIES = ("active", "ucb", "random")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -60,6 +61,11 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 10_000
     migrate_on_start: bool = True
+
+    ranking_strategy: str = "active"
+    bayes_prior_sigma: float = 1.5
+    pair_exploration: float = 0.1
+    pair_token_ttl: int = 3600
 
     @property
     def is_production(self) -> bool:
@@ -232,6 +238,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+        ranking_strategy=r.choice("RANKING_STRATEGY", "active", PAIR_STRATEGIES),
+        bayes_prior_sigma=r.number("BAYES_PRIOR_SIGMA", 1.5, low=0.1, high=10),
+        pair_exploration=r.number("PAIR_EXPLORATION", 0.1, low=0, high=1),
+        pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")

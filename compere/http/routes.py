@@ -105,7 +105,7 @@ ROUTES: list[Route] = [
         "comparisons",
         schemas.Comparison,
         body=schemas.ComparisonCreate,
-        errors=(400, 404, 413, 422),
+        errors=(400, 404, 409, 413, 422),
     ),
     Route(
         "GET",
@@ -131,10 +131,11 @@ ROUTES: list[Route] = [
         "GET",
         "/mab/next_comparison",
         mab.next_comparison,
-        "The pair the bandit picks next",
+        "The next pair to compare, chosen by a strategy (active, ucb or random)",
         "pairing",
         schemas.Pair,
-        errors=(400,),
+        query=schemas.PairQuery,
+        errors=(400, 422),
     ),
     Route(
         "POST",
@@ -149,10 +150,12 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/ratings",
-        ratings.leaderboard,
-        "The leaderboard, highest rating first",
+        ratings.ratings,
+        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted",
         "ratings",
-        list[schemas.Entity],
+        list[schemas.RankedEntity],
+        query=schemas.RatingsQuery,
+        errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
     ),
 ]

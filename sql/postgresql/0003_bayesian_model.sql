@@ -20,3 +20,6 @@ ALTER TABLE comparisons
     ADD COLUMN pair_token_id TEXT;
 
 CREATE UNIQUE INDEX comparisons_pair_token_idx ON comparisons (pair_token_id) WHERE pair_token_id IS NOT NULL;
+
+-- Cheap change detection for cached leaderboards: max(updated_at) is one index probe.
+CREATE INDEX entities_updated_idx ON entities (updated_at);

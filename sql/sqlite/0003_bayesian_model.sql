@@ -17,3 +17,5 @@ ALTER TABLE comparisons ADD COLUMN selection_probability REAL;
 ALTER TABLE comparisons ADD COLUMN pair_token_id TEXT;
 
 CREATE UNIQUE INDEX comparisons_pair_token_idx ON comparisons (pair_token_id) WHERE pair_token_id IS NOT NULL;
+
+CREATE INDEX entities_updated_idx ON entities (updated_at);

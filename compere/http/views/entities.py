@@ -9,6 +9,7 @@ from compere.http.keys import DATABASE, SETTINGS
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
+from compere.ranking_cache import prior_of
 from compere.storage import queries
 
 
@@ -20,6 +21,7 @@ async def create_entity(request: web.Request) -> web.Response:
         description=body.description,
         image_urls=body.image_urls,
         rating=request.app[SETTINGS].elo_initial_rating,
+        prior=prior_of(request.app[SETTINGS]),
     )
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
