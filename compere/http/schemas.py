@@ -166,7 +166,7 @@ class RatingsQuery(Model):
         default="online", description="online: per-vote updates; bt: Bradley-Terry fit of the whole log"
     )
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
-    limit: Annotated[Integer, Field(ge=1, le=100_000)] | None = Field(
+    limit: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Page size; without it the whole leaderboard is streamed"
     )
 
