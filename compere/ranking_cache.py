@@ -3,11 +3,17 @@
 Shared ranks (by Bayesian score) and the offline Bradley-Terry fit read the whole
 board or the whole vote log; they are recomputed only when the storage change marker
 (latest vote id, latest entity id, latest edit) moves, i.e. cached until the next vote.
+
+On a large board under a steady stream of votes that would mean recomputing on every
+read, so a result that took long to compute is also kept for a while after the data
+moved on: at most ten times its computation time (never over 30 s). Small boards,
+which compute in milliseconds, are therefore always current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,23 +57,39 @@ def _board(ids: list[int], score: list[float], se: list[float]) -> Board:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    marker: tuple[Any, ...]
+    board: Board
+    computed_at: float
+    cost: float  # seconds the computation took
+
+    def usable(self, marker: tuple[Any, ...], now: float) -> bool:
+        if marker == self.marker:
+            return True
+        slow = self.cost > 0.05
+        return slow and now - self.computed_at < min(10 * self.cost, 30.0)
+
+
 @dataclass
 class RankingCache:
-    _entries: dict[str, tuple[tuple[Any, ...], Board]] = field(default_factory=dict)
+    _entries: dict[str, _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def board(self, db: Connection, model: str, prior: Prior) -> Board:
-        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board, fresh for the current data."""
+        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data."""
         marker = await leaderboard.change_marker(db)
-        cached = self._entries.get(model)
-        if cached is not None and cached[0] == marker:
-            return cached[1]
+        entry = self._entries.get(model)
+        if entry is not None and entry.usable(marker, time.monotonic()):
+            return entry.board
         async with self._lock:  # one computation at a time; others wait and reuse it
-            cached = self._entries.get(model)
-            if cached is not None and cached[0] == marker:
-                return cached[1]
+            entry = self._entries.get(model)
+            if entry is not None and entry.usable(marker, time.monotonic()):
+                return entry.board
+            started = time.monotonic()
             board = await (self._fit(db, prior) if model == "bt" else self._online(db))
-            self._entries[model] = (marker, board)
+            now = time.monotonic()
+            self._entries[model] = _Entry(marker, board, now, now - started)
             return board
 
     async def _online(self, db: Connection) -> Board:
