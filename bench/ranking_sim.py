@@ -24,8 +24,9 @@ answers at random), ``ties`` (a vote is a tie with probability 0.3 * 4p(1-p)).
 Output: one JSON line per (run, model) on stdout (or ``--jsonl FILE``), then a
 Markdown table of seed-averaged tau. ``--http URL`` instead drives a running server.
 
-    python bench/ranking_sim.py                  # default matrix, a few minutes
-    python bench/ranking_sim.py --full           # N = 50, 200, 1000; all variants
+    python bench/ranking_sim.py                  # N = 200, 10 seeds, up to 16 N votes
+    python bench/ranking_sim.py --max-budget 32  # the same up to 32 N (the docs' table)
+    python bench/ranking_sim.py --full           # N = 50, 200, 1000; all scenarios; 32 N
     python bench/ranking_sim.py --n 200 --seeds 10 --strategies active random
     python bench/ranking_sim.py --http http://127.0.0.1:8080 --n 200 --seeds 1
 """
@@ -442,9 +443,13 @@ def main(argv: list[str] | None = None) -> int:
         default=["active", "random", "ucb", "deployed"],
         choices=["active", "random", "ucb", "deployed"],
     )
-    parser.add_argument("--refit-strategies", nargs="+", default=["active", "random"])
+    parser.add_argument(
+        "--refit-strategies", nargs="*", default=[], help="also run these with the refit model"
+    )
     parser.add_argument("--scenarios", nargs="+", default=["bt"], choices=["bt", "noisy", "ties"])
-    parser.add_argument("--max-budget", type=int, default=32, help="votes per item at the end")
+    parser.add_argument(
+        "--max-budget", type=int, default=16, help="votes per item at the end (--full: 32)"
+    )
     parser.add_argument(
         "--refit-every", type=float, default=1.0, help="refit period in units of N votes"
     )
@@ -466,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.full:
         args.n = [50, 200, 1000]
         args.scenarios = ["bt", "noisy", "ties"]
+        args.max_budget = 32
+        args.refit_strategies = args.refit_strategies or ["active"]
     started = time.perf_counter()
     rows = run_matrix(build_configs(args), out)
     table = summarise(rows)
