@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from compere.domain.bayes import Z95, Prior
+from compere.domain.bayes import Prior
 from compere.domain.bt import fit_votes
-from compere.domain.leaderboard import shared_ranks
+from compere.domain.leaderboard import rank_with_ties
 from compere.settings import Settings
 from compere.storage import leaderboard
 from compere.storage.database import Connection
@@ -41,19 +41,13 @@ class Board:
 
 
 def _board(ids: list[int], score: list[float], se: list[float]) -> Board:
-    order = sorted(range(len(ids)), key=lambda k: (-score[k], ids[k]))
-    lower = [s - Z95 * e for s, e in zip(score, se, strict=True)]
-    upper = [s + Z95 * e for s, e in zip(score, se, strict=True)]
-    ranks = shared_ranks(lower, upper)
-    counts: dict[int, int] = {}
-    for r in ranks:
-        counts[r] = counts.get(r, 0) + 1
+    ranked = rank_with_ties(list(zip(ids, score, se, strict=True)))
     return Board(
-        ids=[ids[k] for k in order],
+        ids=[e.id for e in ranked],
         score=dict(zip(ids, score, strict=True)),
         uncertainty=dict(zip(ids, se, strict=True)),
-        rank=dict(zip(ids, ranks, strict=True)),
-        tied={i for i, r in zip(ids, ranks, strict=True) if counts[r] > 1},
+        rank={e.id: e.rank for e in ranked},
+        tied={e.id for e in ranked if e.tied},
     )
 
 

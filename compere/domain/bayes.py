@@ -39,9 +39,10 @@ class Prior(NamedTuple):
 
 DEFAULT_PRIOR = Prior()
 
-# Gauss-Hermite rule (weight e^(-x^2)); 40 nodes keep the moments accurate to
-# ~1e-10 even when the prior on the difference is very wide (sigma ~ 6).
-_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(40)
+# Gauss-Hermite rule (weight e^(-x^2)). 32 nodes give the posterior moments of the
+# difference to ~1e-5 while both sigmas are at most 1.5 (the default prior) and to
+# about 1% even when both are 5.
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(32)
 _NODES = [float(x) for x in _GH_NODES]
 _WEIGHTS = [float(w / math.sqrt(math.pi)) for w in _GH_WEIGHTS]
 
@@ -53,12 +54,6 @@ class BayesUpdate(NamedTuple):
     sigma1: float
     mu2: float
     sigma2: float
-
-
-def _log_sigmoid(x: float) -> float:
-    if x >= 0.0:
-        return -math.log1p(math.exp(-x))
-    return x - math.log1p(math.exp(x))
 
 
 def win_probability(mu1: float, sigma1: float, mu2: float, sigma2: float) -> float:
@@ -81,16 +76,20 @@ def difference_posterior(m: float, v: float, score1: float) -> tuple[float, floa
     """
     sd = math.sqrt(2.0 * v)
     s0 = 1.0 - score1
-    logs = []
-    points = []
-    for x in _NODES:
-        d = m + sd * x
-        points.append(d)
-        logs.append(score1 * _log_sigmoid(d) + s0 * _log_sigmoid(-d))
+    exp = math.exp
+    log1p = math.log1p
+    points = [m + sd * x for x in _NODES]
+    # log sigmoid(d) = -log1p(e^-d) for d >= 0, d - log1p(e^d) otherwise
+    logs = [
+        -score1 * log1p(exp(-d)) + s0 * (-d - log1p(exp(-d)))
+        if d >= 0.0
+        else score1 * (d - log1p(exp(d))) - s0 * log1p(exp(d))
+        for d in points
+    ]
     top = max(logs)
     z = m1 = m2 = 0.0
     for w, d, lg in zip(_WEIGHTS, points, logs, strict=True):
-        q = w * math.exp(lg - top)
+        q = w * exp(lg - top)
         z += q
         m1 += q * d
         m2 += q * d * d

@@ -4,10 +4,10 @@ At 100,000 entities a request cannot read every entity, so every strategy works 
 a *candidate set* that the storage layer fetches with a few indexed queries
 (:class:`CandidatePlan` says which). :func:`select_pair` is the one entry point:
 
-- ``active`` (default): the pair with the largest expected information gain about
-  its strength difference under the Bayesian model (see :func:`information_gain`),
-  plus an ``exploration`` share of uniformly random candidate pairs so every entity
-  keeps a chance of being shown;
+- ``active`` (default): the pair whose vote is expected to shrink the leaderboard's
+  uncertainty (the two entities' variances) the most under the Bayesian model
+  (see :func:`expected_shrinkage`), plus an ``exploration`` share of uniformly
+  random candidate pairs so every entity keeps a chance of being shown;
 - ``ucb``: the original Compere's documented algorithm
   (:func:`compere.domain.ucb.select_pair_ucb`) on the candidates;
 - ``random``: a uniformly random pair of distinct candidates.
@@ -88,29 +88,29 @@ class CandidatePlan:
     """
 
     most_uncertain: int = 24
-    random: int = 24
+    random: int = 32
     anchors: int = 4
     neighbours: int = 8
 
 
-def information_gain(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
-    """Expected information (bits) a vote between 1 and 2 gives about ``t1 - t2``.
+def expected_shrinkage(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> np.ndarray:
+    """Expected drop of ``sigma1^2 + sigma2^2`` from one vote between 1 and 2.
 
-    The mutual information between the outcome and the strength difference (BALD):
-    the entropy of the predicted outcome minus the expected entropy of the outcome
-    given the strengths. Bradley-Terry's logistic is approximated by a probit with
-    the same slope, which gives both terms in closed form.
+    The Gaussian (Laplace) update of a vote with predicted win probability ``p``
+    removes ``sigma_k^4 h / (1 + h v)`` from entity k's variance, where
+    ``h = p (1 - p)`` and ``v = sigma1^2 + sigma2^2``. Summed over both entities
+    this favours an uncertain entity against a well-known one of similar strength:
+    a close match (``h`` near 1/4) that anchors the uncertain entity to the rest
+    of the leaderboard instead of to another unknown.
     """
-    kappa2 = math.pi / 8.0
-    c2 = math.pi * math.log(2.0) / 2.0
-    m = mu1 - mu2
-    v = sigma1 * sigma1 + sigma2 * sigma2
-    p = 1.0 / (1.0 + np.exp(-m / np.sqrt(1.0 + kappa2 * v)))
-    p = np.clip(p, 1e-12, 1.0 - 1e-12)
-    predictive = -(p * np.log2(p) + (1.0 - p) * np.log2(1.0 - p))
-    s2 = kappa2 * v + c2
-    expected = np.sqrt(c2 / s2) * np.exp(-kappa2 * m * m / (2.0 * s2))
-    return np.maximum(predictive - expected, 0.0)
+    var1 = sigma1 * sigma1
+    var2 = sigma2 * sigma2
+    v = var1 + var2
+    p = 1.0 / (1.0 + np.exp(-(mu1 - mu2) / np.sqrt(1.0 + math.pi * v / 8.0)))
+    h = p * (1.0 - p)
+    return (var1 * var1 + var2 * var2) * h / (1.0 + h * v)
 
 
 def _select_random(candidates: Sequence[Candidate], rng: random.Random) -> Selection:
@@ -129,7 +129,7 @@ def _select_active(candidates: Sequence[Candidate], rng: random.Random, explorat
     mu = np.fromiter((c.mu for c in candidates), float, n)
     sigma = np.fromiter((c.sigma for c in candidates), float, n)
     rows, cols = np.triu_indices(n, 1)
-    gain = information_gain(mu[rows], sigma[rows], mu[cols], sigma[cols])
+    gain = expected_shrinkage(mu[rows], sigma[rows], mu[cols], sigma[cols])
     best = float(gain.max())
     winners = np.flatnonzero(gain >= best - 1e-12)
     pick = winners[rng.randrange(winners.size)] if winners.size > 1 else winners[0]
