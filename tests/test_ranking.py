@@ -180,3 +180,25 @@ async def test_rebuild_reproduces_the_online_state(make_settings, aiohttp_client
         for field in ("rating", "score", "uncertainty"):
             assert new[field] == pytest.approx(old[field], abs=1e-9)
         assert (new["wins"], new["losses"], new["ties"]) == (old["wins"], old["losses"], old["ties"])
+
+
+async def test_content_pairing_picks_the_most_dissimilar_texts(client):
+    for name, description in [
+        ("red apple", "sweet red fruit"),
+        ("green apple", "sour green fruit"),
+        ("granite", "igneous rock"),
+    ]:
+        await client.post("/entities/", json={"name": name, "description": description})
+    assert (await client.get("/comparisons/next")).status == 200
+    pair = await (await client.get("/comparisons/next", params={"seed": 3})).json()
+    names = {pair["entity1"]["name"], pair["entity2"]["name"]}
+    assert "granite" in names
+    listed = await (await client.get("/dissimilar_entities", params={"seed": 3})).json()
+    assert len(listed) == 2 and "granite" in {e["name"] for e in listed}
+    again = await (await client.get("/dissimilar_entities", params={"seed": 3})).json()
+    assert [e["id"] for e in again] == [e["id"] for e in listed]
+
+
+async def test_content_pairing_needs_two_entities(client):
+    assert (await client.get("/comparisons/next")).status == 400
+    assert (await client.get("/dissimilar_entities")).status == 400

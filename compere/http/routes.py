@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from compere.http import schemas
-from compere.http.views import comparisons, entities, health, mab, ratings
+from compere.http.views import comparisons, content, entities, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -116,6 +116,27 @@ ROUTES: list[Route] = [
         list[schemas.Comparison],
         query=schemas.ComparisonListQuery,
         errors=(422,),
+    ),
+    # Before /comparisons/{comparison_id}, which would otherwise take "next" as an id.
+    Route(
+        "GET",
+        "/comparisons/next",
+        content.next_by_content,
+        "A pair chosen by content dissimilarity (TF-IDF cosine of name and description)",
+        "pairing",
+        schemas.ContentPair,
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
+    ),
+    Route(
+        "GET",
+        "/dissimilar_entities",
+        content.dissimilar_entities,
+        "The most dissimilar pair of entities, as a list of two",
+        "pairing",
+        list[schemas.Entity],
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
     ),
     Route(
         "GET",

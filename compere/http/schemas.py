@@ -158,6 +158,15 @@ class PairQuery(Model):
     )
 
 
+class ContentPairQuery(Model):
+    seed: Integer | None = Field(default=None, ge=0, le=2**32, description="Makes the sample reproducible")
+
+
+class ContentPair(Model):
+    entity1: Entity
+    entity2: Entity
+
+
 class RatingsQuery(Model):
     by: Literal["rating", "score"] = Field(
         default="rating", description="Sort by Elo rating or Bayesian score"

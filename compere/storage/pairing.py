@@ -87,6 +87,26 @@ async def pair_candidates(db: Connection, plan: CandidatePlan, rng: random.Rando
     return list(chosen.values())
 
 
+_RANDOM_RUN = Query(
+    sa.select(*ENTITY_COLUMNS)
+    .where(_live, entities.c.random_key >= param("r"))
+    .order_by(entities.c.random_key)
+    .limit(param("limit"))
+)
+_FIRST_RUN = Query(
+    sa.select(*ENTITY_COLUMNS).where(_live).order_by(entities.c.random_key).limit(param("limit"))
+)
+
+
+async def random_sample(db: Connection, size: int, rng: random.Random) -> list[Row]:
+    """Up to ``size`` distinct live entities drawn at random (all of them when fewer)."""
+    rows = await db.fetch_all(_RANDOM_RUN, {"r": rng.random(), "limit": size})
+    if len(rows) < size:  # the run reached the end of the key range: continue from the start
+        seen = {row["id"] for row in rows}
+        rows += [r for r in await db.fetch_all(_FIRST_RUN, {"limit": size}) if r["id"] not in seen]
+    return rows[:size]
+
+
 async def latest_comparison_id(db: Connection) -> int:
     """Cheap stand-in for the number of comparisons (ids only grow)."""
     return int(await db.fetch_value(_LATEST_COMPARISON_ID) or 0)
