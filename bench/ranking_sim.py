@@ -28,7 +28,11 @@ Markdown table of seed-averaged tau. ``--http URL`` instead drives a running ser
     python bench/ranking_sim.py --max-budget 32  # the same up to 32 N (the docs' table)
     python bench/ranking_sim.py --full           # N = 50, 200, 1000; all scenarios; 32 N
     python bench/ranking_sim.py --n 200 --seeds 10 --strategies active random
-    python bench/ranking_sim.py --http http://127.0.0.1:8080 --n 200 --seeds 1
+    python bench/ranking_sim.py --http http://127.0.0.1:8080 --n 200 --strategies active --seed 0
+
+The HTTP mode runs one N, strategy and seed per call and needs an empty database
+(it ranks only the entities it created); it
+reads ``GET /ratings?by=score`` (field ``score``) and ``GET /ratings`` (``rating``).
 """
 
 from __future__ import annotations
@@ -370,6 +374,10 @@ def run_http(base_url: str, n: int, seed: int, strategy: str, max_budget: int, o
                     resp.raise_for_status()
                     pair = await resp.json()
                 a, b = pair["entity1"]["id"], pair["entity2"]["id"]
+                if a not in truth or b not in truth:
+                    raise SystemExit(
+                        "the server served an entity this run did not create: use an empty database"
+                    )
                 s = _vote(nrng, truth[a], truth[b], "bt")
                 vote = {
                     "entity1_id": a,
@@ -400,19 +408,23 @@ def run_http(base_url: str, n: int, seed: int, strategy: str, max_budget: int, o
         return kendall_tau(real, est)
 
     result = asyncio.run(main())
+    rows = []
     for field_name in ("score", "rating"):
         row = {
             "mode": "http",
             "url": base_url,
+            "scenario": "http",
             "n": n,
             "seed": seed,
             "strategy": strategy,
-            "leaderboard": field_name,
+            "model": "server " + field_name,
             "curve": result[field_name],
+            "coverage": {},
             "seconds": round(result["seconds"], 1),
         }
         out.write(json.dumps(row) + "\n")
-    return result
+        rows.append(row)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,15 +449,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jsonl", type=Path, help="write JSON lines here instead of stdout")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown table here")
     parser.add_argument("--http", metavar="URL", help="drive a running Compere server instead")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --http run")
     args = parser.parse_args(argv)
     out = args.jsonl.open("w") if args.jsonl else sys.stdout
 
     if args.http:
-        for n in args.n:
-            for seed in range(args.seeds or 1):
-                for strategy in args.strategies:
-                    if strategy != "deployed":
-                        run_http(args.http, n, seed, strategy, args.max_budget, out)
+        # One run per invocation: each run needs its own empty database.
+        strategies = [s for s in args.strategies if s != "deployed"]
+        if len(args.n) != 1 or len(strategies) != 1:
+            parser.error(
+                "--http runs one N and one strategy (restart the server on an empty database)"
+            )
+        rows = run_http(args.http, args.n[0], args.seed, strategies[0], args.max_budget, out)
+        text = markdown(summarise(rows))
+        print(text, file=sys.stderr if out is sys.stdout else sys.stdout)
+        if args.markdown:
+            args.markdown.write_text(text + "\n")
         return 0
 
     if args.full:
