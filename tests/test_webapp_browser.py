@@ -8,7 +8,7 @@ in ``docs/screenshots/``.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import os
 import socket
@@ -44,17 +44,20 @@ class Server:
         self.base = base
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        return self.call_with_headers(method, path, body)[0]
+
+    def call_with_headers(self, method: str, path: str, body: Any = None) -> tuple[Any, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read()), response.headers
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("webapp")
+@contextlib.contextmanager
+def running_server(folder: Path, **settings: str) -> Iterator[Server]:
+    """``python -m compere serve`` on a SQLite file in ``folder``, stopped (by its PID) after."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -63,6 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PYTHONPATH": str(REPO),
         "DATABASE_URL": f"sqlite:///{folder / 'compere.db'}",
         "LOG_REQUESTS": "false",
+        **settings,
     }
     log = (folder / "server.log").open("wb")
     proc = subprocess.Popen(
@@ -74,20 +78,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1):
-                break
-        except OSError:
-            assert proc.poll() is None, (folder / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
     try:
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, (folder / "server.log").read_text()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
         yield Server(base)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("webapp")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +141,26 @@ def board_names(page: Any) -> list[str]:
     return page.locator("tbody[data-rows] tr td.name").all_inner_texts()
 
 
+def rank_text(entity: dict[str, Any]) -> str:
+    """What the rank cell shows for an entity of ``GET /ratings``: ``=3tied`` when shared."""
+    return f"={entity['rank']}tied" if entity["tied"] else str(entity["rank"])
+
+
+def assert_board_matches_server(page: Any, server: Server, skip: int, limit: int = 25) -> None:
+    """The rows on screen are the server's page: same order, shared ranks, scores, intervals."""
+    expected = server.call("GET", f"/ratings?by=score&skip={skip}&limit={limit}")
+    rows = page.locator("tbody[data-rows] tr")
+    assert board_names(page) == [e["name"] for e in expected]
+    assert rows.locator("td.rank").all_inner_texts() == [rank_text(e) for e in expected]
+    assert rows.locator("td.score").all_inner_texts() == [f"{e['score']:.2f}" for e in expected]
+    labels = rows.locator("svg.interval").evaluate_all("bars => bars.map(b => b.getAttribute('aria-label'))")
+    assert labels == [
+        f"95% interval {e['interval_95'][0]:.2f} to {e['interval_95'][1]:.2f}" for e in expected
+    ]
+    tied = rows.evaluate_all("rows => rows.map(r => r.classList.contains('tied'))")
+    assert tied == [e["tied"] for e in expected]
+
+
 def test_twenty_keyboard_votes_reorder_the_leaderboard(server: Server, context: Any, page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -142,20 +172,16 @@ def test_twenty_keyboard_votes_reorder_the_leaderboard(server: Server, context: 
     board = context.new_page()
     board.goto(server.base + "/leaderboard")
     expect(board.locator("tbody[data-rows] tr")).to_have_count(4)
-    assert board_names(board) == ["Alpha", "Bravo", "Charlie", "Delta"]  # all tied at the start
+    # Everyone starts at the prior: one shared rank, the same score and interval.
+    assert board_names(board) == ["Alpha", "Bravo", "Charlie", "Delta"]
     expect(board.locator("tbody tr.tied")).to_have_count(4)
+    assert board.locator("td.rank").all_inner_texts() == ["=1tied"] * 4
+    assert_board_matches_server(board, server, skip=0)
 
-    # Serve every pair with a token (the ranking model's pair_token) and watch what comes back.
-    tokens = (f"token-{n}" for n in itertools.count(1))
-
-    def add_token(route: Any) -> None:
-        response = route.fetch()
-        data = response.json()
-        data.setdefault("pair_token", next(tokens))
-        route.fulfill(response=response, json=data)
-
-    page.route("**/mab/next_comparison", add_token)
+    # The pairs the server serves (with their pair tokens) and the votes the page posts.
+    served: list[Any] = []
     posted: list[dict[str, Any]] = []
+    page.on("response", lambda r: served.append(r) if "/mab/next_comparison" in r.url else None)
     page.on(
         "request",
         lambda r: (
@@ -187,23 +213,34 @@ def test_twenty_keyboard_votes_reorder_the_leaderboard(server: Server, context: 
             expect(count).to_have_text(str(votes))
     expect(page.locator("[data-status]")).to_contain_text("Vote recorded")
 
+    # Every vote carries the token the server issued for exactly that pair, once.
     stored = server.call("GET", "/comparisons/?limit=100")
     assert len(stored) == 20
     assert len(posted) == 20
-    assert all(body["pair_token"].startswith("token-") for body in posted)
-    assert len({body["pair_token"] for body in posted}) == 20  # each served pair's own token
+    issued = {}
+    for response in served:
+        body = response.json()
+        issued[body["pair_token"]] = {body["entity1"]["id"], body["entity2"]["id"]}
+    for body in posted:
+        assert issued[body["pair_token"]] == {body["entity1_id"], body["entity2_id"]}
+    assert len({body["pair_token"] for body in posted}) == 20
+    # ...and the server linked each vote to its served pair (a vote without a token has none).
+    assert all(c["strategy"] is not None and c["selection_probability"] > 0 for c in stored)
     assert any(c["selected_entity_id"] is not None for c in stored)
 
     expect(board.locator("tbody[data-rows] tr").first).to_contain_text(favourite, timeout=15_000)
-    ranking = [e["name"] for e in server.call("GET", "/ratings")]
-    assert ranking[0] == favourite
-    assert board_names(board) == ranking
-    expect(board.locator("tbody tr").first.locator("td.rank")).to_have_text("1")  # alone at the top
+    board.get_by_label("Live updates").uncheck()  # hold still while it is compared
+    board.get_by_role("button", name="Refresh now").click()
+    expect(board.locator("[data-updated]")).to_contain_text("Updated")
+    board.wait_for_load_state("networkidle")
+    ranking = server.call("GET", "/ratings?by=score&limit=25")
+    assert ranking[0]["name"] == favourite
+    assert ranking[0]["score"] > max(e["score"] for e in ranking[1:])
+    assert_board_matches_server(board, server, skip=0)
 
     if os.environ.get("COMPERE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "vote.png"))
-        board.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
 
 
 def test_choices_are_buttons_with_names_and_a_click_votes(server: Server, page: Any) -> None:
@@ -229,47 +266,101 @@ def test_choices_are_buttons_with_names_and_a_click_votes(server: Server, page: 
     expect(page.locator("[data-count]")).to_have_text(str(before + 2))
 
 
-def test_leaderboard_search_and_pages(server: Server, page: Any) -> None:
+def test_leaderboard_search_asks_the_server(server: Server, page: Any) -> None:
     from playwright.sync_api import expect
 
     page.goto(server.base + "/leaderboard")
     expect(page.locator("tbody[data-rows] tr").first).to_be_visible()
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "search=" in r.url else None)
     page.get_by_label("Search").fill("char")
-    expect(page.locator("tbody[data-rows] tr")).to_have_count(1)
-    expect(page.locator("tbody[data-rows] tr td.name")).to_have_text("Charlie")
+    rows = page.locator("tbody[data-rows] tr")
+    expect(rows).to_have_count(1)
+    expect(rows.locator("td.name")).to_have_text("Charlie")
     expect(page.locator("[data-page-status]")).to_have_text("Page 1 of 1 (1 entity)")
-    expect(
-        page.get_by_role("img", name="No interval available").first
-    ).to_be_visible()  # Elo only, no model yet
+    assert any("/entities/?" in url and "search=char" in url for url in searches)
+    # Matches show their own score and interval, but no rank: a search result's position is not one.
+    (charlie,) = server.call("GET", "/entities/?search=Charlie")
+    low, high = charlie["interval_95"]
+    expect(rows.locator("td.score")).to_have_text(f"{charlie['score']:.2f}")
+    expect(page.get_by_role("img", name=f"95% interval {low:.2f} to {high:.2f}")).to_be_visible()
+    expect(rows.locator("td.rank")).to_have_text("–")
+    expect(page.locator("[data-search-note]")).to_be_visible()
+    page.get_by_label("Search").fill("")
+    expect(page.locator("[data-search-note]")).to_be_hidden()
+    expect(rows.first.locator("td.rank")).not_to_have_text("–")
 
 
-def test_leaderboard_draws_model_intervals_and_shared_ranks(server: Server, page: Any) -> None:
-    """With the Bayesian model's fields (score, uncertainty, shared rank) the page uses them."""
+@pytest.fixture(scope="module")
+def board_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """60 entities in three tiers: the top ten beat the bottom ten, the middle has no votes."""
+    with running_server(tmp_path_factory.mktemp("board")) as running:
+        lines = "".join(
+            json.dumps({"external_id": f"e{i:02d}", "name": f"Entity {i:02d}"}) + "\n" for i in range(60)
+        )
+        request = urllib.request.Request(
+            running.base + "/entities/import?format=jsonl", data=lines.encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["created"] == 60
+        ids = {e["name"]: e["id"] for e in running.call("GET", "/entities/?limit=100")}
+        for _ in range(3):
+            for top in range(10):
+                for bottom in range(50, 60):
+                    winner, loser = ids[f"Entity {top:02d}"], ids[f"Entity {bottom:02d}"]
+                    running.call(
+                        "POST",
+                        "/comparisons/",
+                        {"entity1_id": winner, "entity2_id": loser, "selected_entity_id": winner},
+                    )
+        yield running
+
+
+def test_leaderboard_pages_come_from_the_server_with_shared_ranks(board_server: Server, page: Any) -> None:
     from playwright.sync_api import expect
 
-    def with_model_fields(route: Any) -> None:
-        response = route.fetch()
-        entities = response.json()[:3]
-        for entity, score, uncertainty, rank in zip(
-            entities, (1.2, 0.9, -0.8), (0.2, 0.3, 0.25), (1, 1, 3), strict=True
-        ):
-            entity.update(score=score, uncertainty=uncertainty, rank=rank)
-        route.fulfill(response=response, json=entities)
-
-    page.route("**/ratings?by=score", with_model_fields)
-    page.goto(server.base + "/leaderboard")
+    ratings: list[str] = []
+    page.on("request", lambda r: ratings.append(r.url) if "/ratings" in r.url else None)
+    page.goto(board_server.base + "/leaderboard")
+    page.get_by_label("Live updates").uncheck()
+    status = page.locator("[data-page-status]")
+    expect(status).to_have_text("Page 1 of 3 (60 entities)")
     rows = page.locator("tbody[data-rows] tr")
-    expect(rows).to_have_count(3)
-    expect(page.locator("th[data-score-heading]")).to_have_text("Score")
-    expect(rows.nth(0).locator("td.rank")).to_contain_text("=1")
-    expect(rows.nth(1).locator("td.rank")).to_contain_text("=1")
-    expect(rows.nth(2).locator("td.rank")).to_have_text("3")
-    expect(page.locator("tbody tr.tied")).to_have_count(2)
-    expect(rows.nth(0).locator("td.score")).to_have_text("1.20")
-    expect(page.get_by_role("img", name="95% interval 0.81 to 1.59")).to_be_visible()
-    bars = [rows.nth(i).locator("rect.range").bounding_box() for i in range(3)]
+    expect(rows).to_have_count(25)
+    assert_board_matches_server(page, board_server, skip=0)
+
+    page.get_by_role("button", name="Next").click()
+    expect(status).to_have_text("Page 2 of 3 (60 entities)")
+    expect(rows.first.locator("td.name")).not_to_have_text("Entity 00")
+    assert_board_matches_server(page, board_server, skip=25)
+    page.get_by_role("button", name="Next").click()
+    expect(status).to_have_text("Page 3 of 3 (60 entities)")
+    expect(rows).to_have_count(10)
+    assert_board_matches_server(page, board_server, skip=50)
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+
+    # The data gives both kinds of row: the losers sit below the winners' intervals.
+    board = board_server.call("GET", "/ratings?by=score&limit=60")
+    assert any(e["tied"] for e in board) and any(e["rank"] > 1 for e in board)
+    expect(rows.last.locator("td.rank")).to_contain_text(str(board[-1]["rank"]))
+    # Bars on one page share a scale: the lowest interval starts furthest left.
+    bars = [rows.nth(i).locator("rect.range").bounding_box() for i in range(10)]
+    lows = [e["interval_95"][0] for e in board[50:]]
     assert all(b is not None for b in bars)
-    assert bars[2]["x"] < bars[1]["x"] < bars[0]["x"]  # drawn on one shared scale
+    assert min(range(10), key=lambda i: bars[i]["x"]) == min(range(10), key=lambda i: lows[i])
+
+    # Only pages were asked for, never the whole board.
+    assert ratings and all("limit=25" in url and "by=score" in url for url in ratings)
+    assert any("skip=50" in url for url in ratings)
+    _, headers = board_server.call_with_headers("GET", "/ratings?by=score&limit=1")
+    assert headers["X-Total-Count"] == "60"
+
+    if os.environ.get("COMPERE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.get_by_role("button", name="Previous").click()
+        page.get_by_role("button", name="Previous").click()
+        expect(status).to_have_text("Page 1 of 3 (60 entities)")
+        page.screenshot(path=str(SCREENSHOTS / "leaderboard.png"), full_page=True)
 
 
 def test_import_a_small_file_through_the_page(server: Server, page: Any, tmp_path: Path) -> None:

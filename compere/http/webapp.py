@@ -58,9 +58,15 @@ def _page(filename: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]
 
 
 async def app_config(request: web.Request) -> web.Response:
-    """What the pages need to know about the server: whether to show the login page."""
+    """What the pages need to know: whether to show the login page, how long pair tokens live."""
     settings = request.app[SETTINGS]
-    return json_response({"auth_enabled": settings.auth_enabled, "version": __version__})
+    return json_response(
+        {
+            "auth_enabled": settings.auth_enabled,
+            "pair_token_ttl": settings.pair_token_ttl,
+            "version": __version__,
+        }
+    )
 
 
 def setup_webapp(app: web.Application) -> None:

@@ -145,34 +145,8 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-// Score, uncertainty and 95% interval of an entity, whatever the server provides:
-// the Bayesian model's fields when present, else the Elo rating alone.
+// Score and 95% interval of an entity, as the server sends them on every entity.
 export function strength(entity) {
-  const score = typeof entity.score === "number" ? entity.score : null;
-  if (score === null) return { value: entity.rating, low: null, high: null, kind: "rating" };
-  let low = null;
-  let high = null;
-  const pairs = [
-    entity.interval,
-    entity.interval95,
-    entity.ci95,
-    [entity.interval_low, entity.interval_high],
-    [entity.score_low, entity.score_high],
-    [entity.ci_low, entity.ci_high],
-  ];
-  for (const pair of pairs) {
-    if (Array.isArray(pair) && typeof pair[0] === "number" && typeof pair[1] === "number") {
-      [low, high] = pair;
-      break;
-    }
-    if (pair && typeof pair === "object" && typeof pair.low === "number" && typeof pair.high === "number") {
-      ({ low, high } = pair);
-      break;
-    }
-  }
-  if (low === null && typeof entity.uncertainty === "number") {
-    low = score - 1.96 * entity.uncertainty;
-    high = score + 1.96 * entity.uncertainty;
-  }
-  return { value: score, low, high, kind: "score" };
+  const [low, high] = entity.interval_95;
+  return { value: entity.score, low, high };
 }

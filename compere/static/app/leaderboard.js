@@ -1,9 +1,17 @@
 // The leaderboard: rank, name, score with its 95% interval, statistically tied entries
-// marked; searched and paged in the page, refreshed live.
+// marked; one page at a time from the server, searchable, refreshed live.
+//
+// The board itself comes from GET /ratings?by=score&skip=&limit= (the server's shared
+// ranks and tie marks, the total in X-Total-Count), so only one page is ever loaded,
+// however many entities there are. A search asks GET /entities/?search= instead: the
+// matches carry their scores and intervals but no rank, and come in the entity list's
+// order (Elo rating), so while searching the rank column stays empty rather than
+// showing positions that are not ranks.
 import { api, clearError, el, setupPage, showError, strength } from "./api.js";
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 5000;
+const SEARCH_DELAY_MS = 250;
 const SVG = "http://www.w3.org/2000/svg";
 
 const rowsBody = document.querySelector("[data-rows]");
@@ -14,39 +22,25 @@ const pageStatus = document.querySelector("[data-page-status]");
 const prev = document.querySelector("[data-prev]");
 const next = document.querySelector("[data-next]");
 const updated = document.querySelector("[data-updated]");
-const scoreHeading = document.querySelector("[data-score-heading]");
+const scaleLabel = document.querySelector("[data-scale]");
+const searchNote = document.querySelector("[data-search-note]");
 
-let board = []; // [{entity, rank, tied, s}] in leaderboard order
 let page = 0;
+let latest = 0; // serial of the newest request; older answers are dropped
+let searchTimer = null;
 
-// Ranks: the server's shared ranks when it sends them (intervals that overlap), else
-// equal values share a rank.
-function ranked(entities) {
-  const rows = entities.map((entity) => ({ entity, s: strength(entity) }));
-  if (rows.every((r) => typeof r.entity.rank === "number")) {
-    for (const r of rows) r.rank = r.entity.rank;
-  } else {
-    rows.forEach((r, i) => {
-      const before = rows[i - 1];
-      r.rank = before && before.s.value === r.s.value ? before.rank : i + 1;
-    });
-  }
-  const counts = new Map();
-  for (const r of rows) counts.set(r.rank, (counts.get(r.rank) || 0) + 1);
-  for (const r of rows) r.tied = r.entity.tied === true || counts.get(r.rank) > 1;
-  return rows;
-}
-
+// One scale for the bars of the page on screen, from the lowest to the highest
+// interval end it shows (printed under the column heading).
 function scale(rows) {
   let low = Infinity;
   let high = -Infinity;
   for (const { s } of rows) {
-    low = Math.min(low, s.low ?? s.value);
-    high = Math.max(high, s.high ?? s.value);
+    low = Math.min(low, s.low);
+    high = Math.max(high, s.high);
   }
-  if (!Number.isFinite(low)) return () => 50;
+  if (!Number.isFinite(low)) return { x: () => 50, low: null, high: null };
   const span = high - low || 1;
-  return (x) => 4 + ((x - low) / span) * 92;
+  return { x: (value) => 4 + ((value - low) / span) * 92, low, high };
 }
 
 function intervalBar(s, x) {
@@ -55,87 +49,98 @@ function intervalBar(s, x) {
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("class", "interval");
   svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `95% interval ${s.low.toFixed(2)} to ${s.high.toFixed(2)}`);
   const shape = (name, attrs) => {
     const node = document.createElementNS(SVG, name);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
     svg.append(node);
   };
   shape("line", { x1: 0, x2: 100, y1: 6, y2: 6, class: "axis" });
-  if (s.low !== null) {
-    shape("rect", { x: x(s.low), y: 2, width: Math.max(0.8, x(s.high) - x(s.low)), height: 8, rx: 2, class: "range" });
-    svg.setAttribute("aria-label", `95% interval ${s.low.toFixed(2)} to ${s.high.toFixed(2)}`);
-  } else {
-    svg.setAttribute("aria-label", "No interval available");
-  }
+  shape("rect", { x: x(s.low), y: 2, width: Math.max(0.8, x(s.high) - x(s.low)), height: 8, rx: 2, class: "range" });
   shape("rect", { x: x(s.value) - 0.8, y: 0, width: 1.6, height: 12, class: "point" });
   return svg;
 }
 
-function format(s) {
-  return s.kind === "score" ? s.value.toFixed(2) : Math.round(s.value).toString();
+function rankCell(entity, searching) {
+  if (searching) return el("td", { class: "rank" }, el("span", { text: "–", "aria-label": "rank shown on the full board" }));
+  const tied = entity.tied === true;
+  return el(
+    "td",
+    { class: "rank" },
+    el("span", { text: tied ? `=${entity.rank}` : String(entity.rank), "aria-label": tied ? `tied for rank ${entity.rank}` : null }),
+    tied ? el("span", { class: "tie-badge", text: "tied", "aria-hidden": "true" }) : null,
+  );
 }
 
-function render() {
-  const term = search.value.trim().toLowerCase();
-  const shown = term ? board.filter((r) => r.entity.name.toLowerCase().includes(term)) : board;
-  const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
-  page = Math.min(page, pages - 1);
-  const x = scale(board);
-  scoreHeading.textContent = board.length && board[0].s.kind === "rating" ? "Rating (Elo)" : "Score";
-  const slice = shown.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE);
+function render(entities, total, term) {
+  const rows = entities.map((entity) => ({ entity, s: strength(entity) }));
+  const { x, low, high } = scale(rows);
+  scaleLabel.textContent = low === null ? "" : `scale ${low.toFixed(2)} to ${high.toFixed(2)}`;
   rowsBody.replaceChildren(
-    ...slice.map((r) =>
+    ...rows.map(({ entity, s }) =>
       el(
         "tr",
-        { "data-entity-id": r.entity.id, class: r.tied ? "tied" : null },
-        el(
-          "td",
-          { class: "rank" },
-          el("span", { text: r.tied ? `=${r.rank}` : String(r.rank), "aria-label": r.tied ? `tied for rank ${r.rank}` : null }),
-          r.tied ? el("span", { class: "tie-badge", text: "tied", "aria-hidden": "true" }) : null,
-        ),
-        el("td", { class: "name", text: r.entity.name }),
-        el("td", { class: "score", text: format(r.s) }),
-        el("td", { class: "interval-col" }, intervalBar(r.s, x)),
-        el("td", { class: "votes", text: String(r.entity.comparisons ?? "") }),
+        { "data-entity-id": entity.id, class: !term && entity.tied ? "tied" : null },
+        rankCell(entity, Boolean(term)),
+        el("td", { class: "name", text: entity.name }),
+        el("td", { class: "score", text: s.value.toFixed(2) }),
+        el("td", { class: "interval-col" }, intervalBar(s, x)),
+        el("td", { class: "votes", text: String(entity.comparisons) }),
       ),
     ),
   );
-  if (!slice.length) {
+  if (!rows.length) {
     rowsBody.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: term ? "No entity matches." : "No entities yet." })));
   }
-  pageStatus.textContent = `Page ${page + 1} of ${pages} (${shown.length} ${shown.length === 1 ? "entity" : "entities"})`;
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  pageStatus.textContent = `Page ${page + 1} of ${pages} (${total} ${total === 1 ? "entity" : "entities"})`;
   prev.disabled = page === 0;
   next.disabled = page >= pages - 1;
+  searchNote.hidden = !term;
 }
 
 async function refresh() {
+  const serial = ++latest;
+  const term = search.value.trim();
+  const params = new URLSearchParams({ skip: String(page * PAGE_SIZE), limit: String(PAGE_SIZE) });
+  let path;
+  if (term) {
+    params.set("search", term);
+    path = `/entities/?${params}`;
+  } else {
+    params.set("by", "score");
+    path = `/ratings?${params}`;
+  }
   try {
-    const { data } = await api("GET", "/ratings?by=score");
-    const entities = Array.isArray(data) ? data : data.items || [];
-    // The server orders by score when it has one; older servers order by rating.
-    const byScore = entities.every((e) => typeof e.score === "number");
-    if (byScore && !entities.every((e) => typeof e.rank === "number")) entities.sort((a, b) => b.score - a.score);
-    board = ranked(entities);
+    const { data, headers } = await api("GET", path);
+    if (serial !== latest) return;
+    const total = Number(headers.get("X-Total-Count"));
+    // Past the end (the board shrank, or a narrower search): go to the last page.
+    if (!data.length && total > 0 && page > 0) {
+      page = Math.ceil(total / PAGE_SIZE) - 1;
+      await refresh();
+      return;
+    }
     clearError(errorBox);
-    render();
+    render(data, total, term);
     updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
-    showError(errorBox, error);
+    if (serial === latest) showError(errorBox, error);
   }
 }
 
 search.addEventListener("input", () => {
   page = 0;
-  render();
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refresh, SEARCH_DELAY_MS);
 });
 prev.addEventListener("click", () => {
-  page -= 1;
-  render();
+  page = Math.max(0, page - 1);
+  refresh();
 });
 next.addEventListener("click", () => {
   page += 1;
-  render();
+  refresh();
 });
 document.querySelector("[data-refresh]").addEventListener("click", refresh);
 setInterval(() => {

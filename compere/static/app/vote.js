@@ -18,10 +18,14 @@ let upcoming = null; // a promise of the next pair, fetched in advance
 let swapping = false;
 let shown = 0; // pairs rendered so far (data-pair-serial), so tests and tools can tell a new pair
 let votes = Number(sessionStorage.getItem(COUNT_KEY) || 0);
+// A pair's token expires (PAIR_TOKEN_TTL on the server); a preloaded pair older than
+// most of that lifetime is fetched again rather than voted on with a stale token.
+let freshForMs = 30 * 60 * 1000;
 countLabel.textContent = String(votes);
 
 async function fetchPair() {
   const { data } = await api("GET", "/mab/next_comparison");
+  data.fetchedAt = Date.now();
   for (const entity of [data.entity1, data.entity2]) {
     for (const url of entity.image_urls || []) new Image().src = url; // warm the cache
   }
@@ -61,6 +65,7 @@ async function showNext() {
   upcoming = null;
   try {
     current = await pending;
+    if (Date.now() - current.fetchedAt > freshForMs) current = await fetchPair();
   } catch (error) {
     current = null;
     if (error instanceof ApiError && error.status === 400) {
@@ -77,8 +82,12 @@ async function showNext() {
 async function record(pair, choice) {
   const winner = { left: pair.entity1.id, right: pair.entity2.id, tie: null }[choice];
   const body = { entity1_id: pair.entity1.id, entity2_id: pair.entity2.id, selected_entity_id: winner };
-  if (pair.pair_token) body.pair_token = pair.pair_token;
-  await api("POST", "/comparisons/", body);
+  body.pair_token = pair.pair_token;
+  try {
+    await api("POST", "/comparisons/", body);
+  } catch (error) {
+    throw new Error(`Your vote on ${pair.entity1.name} and ${pair.entity2.name} was not recorded: ${error.message}`);
+  }
   votes += 1;
   sessionStorage.setItem(COUNT_KEY, String(votes));
   countLabel.textContent = String(votes);
@@ -92,6 +101,20 @@ async function choose(choice) {
   swapping = true;
   const pair = current;
   clearError(errorBox);
+  if (choice !== "skip" && Date.now() - pair.fetchedAt > freshForMs) {
+    // Left on screen too long: its token would be refused. Nothing is recorded.
+    upcoming = null;
+    try {
+      await showNext();
+      status.textContent = "That pair had expired, so no vote was recorded. Here is a fresh pair.";
+      prefetch();
+    } catch (error) {
+      showError(errorBox, error);
+    } finally {
+      swapping = false;
+    }
+    return;
+  }
   try {
     // Show the preloaded pair at once; the vote is stored meanwhile, and the pair
     // after next is fetched only once it is, so the selector sees this vote.
@@ -124,7 +147,8 @@ document.addEventListener("keydown", (event) => {
 
 async function start() {
   try {
-    await setupPage();
+    const { config } = await setupPage();
+    if (config.pair_token_ttl) freshForMs = config.pair_token_ttl * 800;
     await showNext();
     prefetch();
   } catch (error) {
