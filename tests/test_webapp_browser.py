@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -293,7 +295,7 @@ def test_leaderboard_search_asks_the_server(server: Server, page: Any) -> None:
 
 @pytest.fixture(scope="module")
 def board_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """60 entities in three tiers: the top ten beat the bottom ten, the middle has no votes."""
+    """60 entities with hidden strengths from +3 to -3 and 600 Bradley-Terry votes between them."""
     with running_server(tmp_path_factory.mktemp("board")) as running:
         lines = "".join(
             json.dumps({"external_id": f"e{i:02d}", "name": f"Entity {i:02d}"}) + "\n" for i in range(60)
@@ -303,16 +305,21 @@ def board_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["created"] == 60
-        ids = {e["name"]: e["id"] for e in running.call("GET", "/entities/?limit=100")}
-        for _ in range(3):
-            for top in range(10):
-                for bottom in range(50, 60):
-                    winner, loser = ids[f"Entity {top:02d}"], ids[f"Entity {bottom:02d}"]
-                    running.call(
-                        "POST",
-                        "/comparisons/",
-                        {"entity1_id": winner, "entity2_id": loser, "selected_entity_id": winner},
-                    )
+        ids = {e["external_id"]: e["id"] for e in running.call("GET", "/entities/?limit=100")}
+        strength = {ids[f"e{i:02d}"]: 3 - i / 10 for i in range(60)}
+        rng = random.Random(7)
+        for _ in range(600):
+            first, second = rng.sample(sorted(strength), 2)
+            first_wins = rng.random() < 1 / (1 + math.exp(strength[second] - strength[first]))
+            running.call(
+                "POST",
+                "/comparisons/",
+                {
+                    "entity1_id": first,
+                    "entity2_id": second,
+                    "selected_entity_id": first if first_wins else second,
+                },
+            )
         yield running
 
 
@@ -339,7 +346,7 @@ def test_leaderboard_pages_come_from_the_server_with_shared_ranks(board_server: 
     assert_board_matches_server(page, board_server, skip=50)
     expect(page.get_by_role("button", name="Next")).to_be_disabled()
 
-    # The data gives both kinds of row: the losers sit below the winners' intervals.
+    # The data gives both kinds of row: shared ranks, and entities shown to be worse than others.
     board = board_server.call("GET", "/ratings?by=score&limit=60")
     assert any(e["tied"] for e in board) and any(e["rank"] > 1 for e in board)
     expect(rows.last.locator("td.rank")).to_contain_text(str(board[-1]["rank"]))
