@@ -131,9 +131,9 @@ def simulate(cfg: RunConfig) -> dict:
     strategy = "ucb" if cfg.strategy == "deployed" else cfg.strategy
     ucb_params = UCBParams()
 
-    step = max(n // 4, 1)
     total_votes = cfg.max_budget * n
-    checkpoints = set(range(step, total_votes + 1, step))
+    # vote count -> budget in units of N, every quarter of N (exact for any N)
+    checkpoints = {round(k * n / 4): k / 4 for k in range(1, 4 * cfg.max_budget + 1)}
     refits: set[int] = set()
     if cfg.refit:
         every = max(int(cfg.refit_every * n), 1)
@@ -162,7 +162,10 @@ def simulate(cfg: RunConfig) -> dict:
             ]
             total = int(comparisons.sum())
         context = SelectionContext(
-            total_comparisons=total, recent_opponents_of=recent, ucb=ucb_params
+            total_comparisons=total,
+            recent_opponents_of=recent,
+            ucb=ucb_params,
+            ucb_probability=False,  # exercised by the unit tests; costly here
         )
         sel = select_pair(strategy, cands, rng, context)
         i, j = sel.entity1_id, sel.entity2_id
@@ -189,15 +192,15 @@ def simulate(cfg: RunConfig) -> dict:
             mu[:] = last_fit.mu
             sigma[:] = last_fit.se
         if t in checkpoints:
-            budget = t / n
+            budget = checkpoints[t]
             if last_fit is None or t not in refits:
                 last_fit = fit()
             curves["elo"].append((budget, kendall_tau(theta, rating)))
             curves["bt"].append((budget, kendall_tau(theta, last_fit.mu)))
             online = kendall_tau(theta, mu)
             curves["refit" if cfg.refit else "bayes"].append((budget, online))
-            if t == 8 * n or t == total_votes:
-                tag = f"@{t // n}N"
+            if budget == 8 or t == total_votes:
+                tag = f"@{budget:g}N"
                 coverage["bayes" + tag] = float(np.mean(np.abs(mu - theta) <= 1.959964 * sigma))
                 coverage["bt" + tag] = float(
                     np.mean(np.abs(last_fit.mu - theta) <= 1.959964 * last_fit.se)
@@ -381,7 +384,7 @@ def run_http(base_url: str, n: int, seed: int, strategy: str, max_budget: int, o
                 async with http.post("/entities/", json=body) as resp:
                     resp.raise_for_status()
                     truth[(await resp.json())["id"]] = float(theta[k])
-            step = max(n // 4, 1)
+            checkpoints = {round(k * n / 4): k / 4 for k in range(1, 4 * max_budget + 1)}
             started = time.perf_counter()
             for t in range(1, max_budget * n + 1):
                 async with http.get("/mab/next_comparison", params={"strategy": strategy}) as resp:
@@ -402,9 +405,10 @@ def run_http(base_url: str, n: int, seed: int, strategy: str, max_budget: int, o
                     vote["pair_token"] = pair["pair_token"]
                 async with http.post("/comparisons/", json=vote) as resp:
                     resp.raise_for_status()
-                if t % step == 0:
-                    curve_score.append((t / n, await leaderboard_tau(http, truth, "score")))
-                    curve_rating.append((t / n, await leaderboard_tau(http, truth, "rating")))
+                if t in checkpoints:
+                    budget = checkpoints[t]
+                    curve_score.append((budget, await leaderboard_tau(http, truth, "score")))
+                    curve_rating.append((budget, await leaderboard_tau(http, truth, "rating")))
             seconds = time.perf_counter() - started
         return {"score": curve_score, "rating": curve_rating, "seconds": seconds}
 

@@ -84,7 +84,9 @@ def select_pair_ucb(
         value = params.ucb_weight * ucb
         gap = abs(first.rating - arm.rating)
         if gap < params.rating_threshold:
-            value += (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
+            value += (
+                (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
+            )
         value += rng.random() * params.random_weight
         if value > best_value:
             best_index, best_value = i, value
@@ -120,7 +122,9 @@ def _second_pick_probability(
         value = params.ucb_weight * ucb
         gap = abs(first.rating - arms[i].rating)
         if gap < params.rating_threshold:
-            value += (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
+            value += (
+                (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
+            )
         bases[i] = value
     width = params.random_weight
     own = bases.pop(target_index)
@@ -192,5 +196,7 @@ def ucb_pair_probability(
     result = 0.0
     for first, second in ((a, b), (b, a)):
         p_first = weights[first] / total_weight
-        result += p_first * _second_pick_probability(arms, scores, first, second, recent_opponents_of, params)
+        result += p_first * _second_pick_probability(
+            arms, scores, first, second, recent_opponents_of, params
+        )
     return result
