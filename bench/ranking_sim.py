@@ -474,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the Markdown table here")
     parser.add_argument("--http", metavar="URL", help="drive a running Compere server instead")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --http run")
+    parser.add_argument(
+        "--from-jsonl", type=Path, nargs="+", help="only summarise earlier --jsonl output files"
+    )
     args = parser.parse_args(argv)
     out = args.jsonl.open("w") if args.jsonl else sys.stdout
 
@@ -487,6 +490,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_http(args.http, args.n[0], args.seed, strategies[0], args.max_budget, out)
         text = markdown(summarise(rows))
         print(text, file=sys.stderr if out is sys.stdout else sys.stdout)
+        if args.markdown:
+            args.markdown.write_text(text + "\n")
+        return 0
+
+    if args.from_jsonl:
+        rows = []
+        for path in args.from_jsonl:
+            with path.open() as f:
+                rows += [r for r in map(json.loads, f) if "curve" in r]
+        for r in rows:
+            r["curve"] = [tuple(point) for point in r["curve"]]
+        text = markdown(summarise(rows))
+        print(text)
         if args.markdown:
             args.markdown.write_text(text + "\n")
         return 0
