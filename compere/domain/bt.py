@@ -170,7 +170,7 @@ def fit_bradley_terry(
                     - np.bincount(pj, weights=cc * x[pi], minlength=n_entities)
                 )
 
-            step = _cg(matvec, grad, diag, 1e-10, 500)
+            step = _cg(matvec, grad, diag, 1e-8, 300)  # inexact Newton is enough
         # Newton on a concave objective; halve the step if it ever overshoots.
         t = 1.0
         while True:
