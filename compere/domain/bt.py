@@ -31,8 +31,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from compere.domain.bayes import DEFAULT_PRIOR, Z95, Prior
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
+# numpy's dtype-level typing fights ordinary arithmetic; the dtypes are documented instead.
+FloatArray = np.ndarray  # float64
+IntArray = np.ndarray  # int64
 
 
 class PairCounts(NamedTuple):
@@ -145,10 +146,11 @@ def fit_bradley_terry(
         d = theta[pi] - theta[pj]
         p = 1.0 / (1.0 + np.exp(-d))
         resid = pairs.wins_i - pairs.n * p
-        grad = np.bincount(pi, weights=resid, minlength=n_entities) - np.bincount(
-            pj, weights=resid, minlength=n_entities
+        grad = (
+            np.bincount(pi, weights=resid, minlength=n_entities)
+            - np.bincount(pj, weights=resid, minlength=n_entities)
+            - lam * (theta - prior.mu0)
         )
-        grad -= lam * (theta - prior.mu0)
         c = pairs.n * p * (1.0 - p)
         diag = (
             np.bincount(pi, weights=c, minlength=n_entities)

@@ -53,7 +53,7 @@ def ucb_score(arm: ArmState, total_comparisons: int, exploration: float) -> floa
 def select_pair_ucb(
     arms: Sequence[ArmState],
     total_comparisons: int,
-    recent_opponents_of: dict[int, Collection[int]],
+    recent_opponents_of: Mapping[int, Collection[int]],
     params: UCBParams,
     rng: random.Random,
 ) -> tuple[ArmState, ArmState]:
