@@ -52,21 +52,21 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update
-from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry
-from compere.domain.elo import elo_update
-from compere.domain.selection import (
+from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update  # noqa: E402
+from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry  # noqa: E402
+from compere.domain.elo import elo_update  # noqa: E402
+from compere.domain.selection import (  # noqa: E402
     Candidate,
     CandidatePlan,
     SelectionContext,
     plan_candidates,
     select_pair,
 )
-from compere.domain.ucb import UCBParams
+from compere.domain.ucb import UCBParams  # noqa: E402
 
 BUDGETS = (1, 2, 4, 8, 16, 32)
 THRESHOLDS = (0.8, 0.9)
@@ -122,9 +122,7 @@ def simulate(cfg: RunConfig) -> dict:
     rating = np.full(n, ELO_INITIAL)
     comparisons = np.zeros(n, dtype=np.int64)
     wins = np.zeros(n)
-    recent: dict[int, collections.deque[int]] = {
-        i: collections.deque(maxlen=RECENT_LIMIT) for i in ids
-    }
+    recent: dict[int, collections.deque[int]] = {i: collections.deque(maxlen=RECENT_LIMIT) for i in ids}
     first: list[int] = []
     second: list[int] = []
     scores: list[float] = []
@@ -157,8 +155,7 @@ def simulate(cfg: RunConfig) -> dict:
             total = 0
         else:
             cands = [
-                Candidate(i, mu[i], sigma[i], rating[i], int(comparisons[i]), wins[i])
-                for i in positions
+                Candidate(i, mu[i], sigma[i], rating[i], int(comparisons[i]), wins[i]) for i in positions
             ]
             total = int(comparisons.sum())
         context = SelectionContext(
@@ -202,9 +199,7 @@ def simulate(cfg: RunConfig) -> dict:
             if budget == 8 or t == total_votes:
                 tag = f"@{budget:g}N"
                 coverage["bayes" + tag] = float(np.mean(np.abs(mu - theta) <= 1.959964 * sigma))
-                coverage["bt" + tag] = float(
-                    np.mean(np.abs(last_fit.mu - theta) <= 1.959964 * last_fit.se)
-                )
+                coverage["bt" + tag] = float(np.mean(np.abs(last_fit.mu - theta) <= 1.959964 * last_fit.se))
     curves = {m: c for m, c in curves.items() if c}
     return {
         "curves": curves,
@@ -277,20 +272,15 @@ def markdown(table: list[dict]) -> str:
     lines = []
     for key in sorted({(r["scenario"], r["n"]) for r in table}):
         rows = [r for r in table if (r["scenario"], r["n"]) == key]
-        rows.sort(
-            key=lambda r: (r["reach"][0.8] is None, r["reach"][0.8] or 0.0, -(r["tau"][8] or 0))
-        )
-        lines.append(
-            f"\n**Scenario `{key[0]}`, N = {key[1]}** ({rows[0]['seeds']} seeds; tau averaged)\n"
-        )
+        rows.sort(key=lambda r: (r["reach"][0.8] is None, r["reach"][0.8] or 0.0, -(r["tau"][8] or 0)))
+        lines.append(f"\n**Scenario `{key[0]}`, N = {key[1]}** ({rows[0]['seeds']} seeds; tau averaged)\n")
         head = " | ".join(f"{b}N" for b in BUDGETS)
         lines.append(f"| strategy + model | {head} | tau 0.8 at | tau 0.9 at | 95% coverage |")
         lines.append("|---" * (len(BUDGETS) + 4) + "|")
         for r in rows:
             taus = " | ".join(fmt(r["tau"][b], ".3f") for b in BUDGETS)
             reach = " | ".join(
-                fmt(r["reach"][lv], ".1f") + ("N" if r["reach"][lv] is not None else "")
-                for lv in THRESHOLDS
+                fmt(r["reach"][lv], ".1f") + ("N" if r["reach"][lv] is not None else "") for lv in THRESHOLDS
             )
             cov = ", ".join(f"{k.split('@')[1]} {v:.2f}" for k, v in r["coverage"].items())
             lines.append(f"| {r['label']} | {taus} | {reach} | {cov or '-'} |")
@@ -308,9 +298,7 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
             source = "bt" if model == "bt" else ("bayes" if model in ("bayes", "refit") else None)
             if source:
                 cov = {
-                    k.replace(source, "cov"): v
-                    for k, v in result["coverage"].items()
-                    if k.startswith(source)
+                    k.replace(source, "cov"): v for k, v in result["coverage"].items() if k.startswith(source)
                 }
             row = {
                 "scenario": cfg.scenario,
@@ -450,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, nargs="+", default=[200])
-    parser.add_argument(
-        "--seeds", type=int, default=0, help="seeds per N (default 10 up to N=200, else 3)"
-    )
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per N (default 10 up to N=200, else 3)")
     parser.add_argument(
         "--strategies",
         nargs="+",
@@ -463,12 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         "--refit-strategies", nargs="*", default=[], help="also run these with the refit model"
     )
     parser.add_argument("--scenarios", nargs="+", default=["bt"], choices=["bt", "noisy", "ties"])
-    parser.add_argument(
-        "--max-budget", type=int, default=16, help="votes per item at the end (--full: 32)"
-    )
-    parser.add_argument(
-        "--refit-every", type=float, default=1.0, help="refit period in units of N votes"
-    )
+    parser.add_argument("--max-budget", type=int, default=16, help="votes per item at the end (--full: 32)")
+    parser.add_argument("--refit-every", type=float, default=1.0, help="refit period in units of N votes")
     parser.add_argument("--full", action="store_true", help="N = 50, 200, 1000 and every scenario")
     parser.add_argument("--jsonl", type=Path, help="write JSON lines here instead of stdout")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown table here")
@@ -484,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         # One run per invocation: each run needs its own empty database.
         strategies = [s for s in args.strategies if s != "deployed"]
         if len(args.n) != 1 or len(strategies) != 1:
-            parser.error(
-                "--http runs one N and one strategy (restart the server on an empty database)"
-            )
+            parser.error("--http runs one N and one strategy (restart the server on an empty database)")
         rows = run_http(args.http, args.n[0], args.seed, strategies[0], args.max_budget, out)
         text = markdown(summarise(rows))
         print(text, file=sys.stderr if out is sys.stdout else sys.stdout)

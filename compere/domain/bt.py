@@ -142,7 +142,8 @@ def fit_bradley_terry(
     iterations = 0
     current = _log_posterior(theta, pairs, prior)
     c = np.zeros(0)
-    for iterations in range(1, max_iter + 1):
+    for _ in range(max_iter):
+        iterations += 1
         d = theta[pi] - theta[pj]
         p = 1.0 / (1.0 + np.exp(-d))
         resid = pairs.wins_i - pairs.n * p

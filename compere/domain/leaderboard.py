@@ -38,9 +38,7 @@ class RankedEntry(NamedTuple):
     tied: bool
 
 
-def rank_with_ties(
-    entries: Sequence[tuple[int, float, float]], z: float = Z95
-) -> list[RankedEntry]:
+def rank_with_ties(entries: Sequence[tuple[int, float, float]], z: float = Z95) -> list[RankedEntry]:
     """Order ``(id, mu, sigma)`` entries best first and assign shared ranks (see module doc).
 
     O(N log N), so it is fine for the whole leaderboard of 100,000 entities.

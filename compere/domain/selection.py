@@ -122,9 +122,7 @@ def _select_random(candidates: Sequence[Candidate], rng: random.Random) -> Selec
     return Selection(candidates[i].id, candidates[j].id, 2.0 / (n * (n - 1)), "random")
 
 
-def _select_active(
-    candidates: Sequence[Candidate], rng: random.Random, exploration: float
-) -> Selection:
+def _select_active(candidates: Sequence[Candidate], rng: random.Random, exploration: float) -> Selection:
     n = len(candidates)
     uniform = 2.0 / (n * (n - 1))
     # Always draw both numbers so the random stream does not depend on the branch.
@@ -153,9 +151,7 @@ def _pair_index(i: int, j: int, n: int) -> int:
     return a * n - a * (a + 1) // 2 + (b - a - 1)
 
 
-def _select_ucb(
-    candidates: Sequence[Candidate], rng: random.Random, context: SelectionContext
-) -> Selection:
+def _select_ucb(candidates: Sequence[Candidate], rng: random.Random, context: SelectionContext) -> Selection:
     arms = [ArmState(c.id, c.rating, c.comparisons, c.wins) for c in candidates]
     first, second = select_pair_ucb(
         arms, context.total_comparisons, context.recent_opponents_of, context.ucb, rng

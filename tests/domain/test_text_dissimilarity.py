@@ -57,8 +57,7 @@ def test_sampling_is_deterministic_under_a_seed():
     rng = random.Random(3)
     words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
     entities = [
-        TextEntity(k, " ".join(rng.sample(words, 2)), " ".join(rng.sample(words, 3)))
-        for k in range(500)
+        TextEntity(k, " ".join(rng.sample(words, 2)), " ".join(rng.sample(words, 3))) for k in range(500)
     ]
     a = most_dissimilar_pair(entities, random.Random(42), sample_size=50)
     b = most_dissimilar_pair(entities, random.Random(42), sample_size=50)

@@ -1,0 +1,102 @@
+"""``/entities/``: create, list, read, partially update, delete."""
+
+from __future__ import annotations
+
+import io
+
+from aiohttp import web
+
+from compere.http.errors import ApiError, json_response, not_found, validation_error
+from compere.http.keys import DATABASE, SETTINGS
+from compere.http.permissions import require_bulk_permission
+from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
+from compere.http.validation import path_id, read_body, read_query
+from compere.http.views.shapes import entity_out
+from compere.ranking_cache import prior_of
+from compere.storage import queries
+from compere.transfer import ImportFormatError, import_records, read_entity_records
+
+_IMPORT_BATCH = 500
+_REJECTIONS_SHOWN = 100
+
+
+async def create_entity(request: web.Request) -> web.Response:
+    body = await read_body(request, EntityCreate)
+    row = await queries.create_entity(
+        request.app[DATABASE],
+        name=body.name,
+        description=body.description,
+        image_urls=body.image_urls,
+        rating=request.app[SETTINGS].elo_initial_rating,
+        external_id=body.external_id,
+        prior=prior_of(request.app[SETTINGS]),
+    )
+    # 200, not 201: the original answered 200 and its clients may check for it.
+    return json_response(entity_out(row))
+
+
+async def list_entities(request: web.Request) -> web.Response:
+    query = read_query(request, EntityListQuery)
+    db = request.app[DATABASE]
+    rows = await queries.list_entities(db, skip=query.skip, limit=query.limit, search=query.search)
+    total = await queries.count_entities(db, search=query.search)
+    return json_response([entity_out(r) for r in rows], headers={"X-Total-Count": str(total)})
+
+
+async def get_entity(request: web.Request) -> web.Response:
+    entity_id = path_id(request, "entity_id", "Entity")
+    row = await queries.get_entity(request.app[DATABASE], entity_id)
+    if row is None:
+        raise not_found("Entity", entity_id)
+    return json_response(entity_out(row))
+
+
+async def update_entity(request: web.Request) -> web.Response:
+    entity_id = path_id(request, "entity_id", "Entity")
+    body = await read_body(request, EntityUpdate)
+    changes = body.model_dump(include=body.model_fields_set)
+    # null clears the optional fields; a name cannot be cleared.
+    if "name" in changes and changes["name"] is None:
+        raise validation_error(["body", "name"], "Input should be a valid string", "string_type")
+    for field, empty in (("description", ""), ("image_urls", [])):
+        if field in changes and changes[field] is None:
+            changes[field] = empty
+    row = await queries.update_entity(request.app[DATABASE], entity_id, changes)
+    if row is None:
+        raise not_found("Entity", entity_id)
+    return json_response(entity_out(row))
+
+
+async def delete_entity(request: web.Request) -> web.Response:
+    entity_id = path_id(request, "entity_id", "Entity")
+    if not await queries.delete_entity(request.app[DATABASE], entity_id):
+        raise not_found("Entity", entity_id)
+    return json_response({"message": f"Entity {entity_id} deleted"})
+
+
+async def import_entities(request: web.Request) -> web.Response:
+    """Bulk import: the body is a CSV or JSON Lines file, as for ``compere import``."""
+    await require_bulk_permission(request, "import entities")
+    query = read_query(request, ImportQuery)
+    try:
+        text = (await request.read()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "The file must be UTF-8 text") from None
+    try:
+        summary = await import_records(
+            request.app[DATABASE],
+            read_entity_records(io.StringIO(text, newline=""), query.format),
+            rating=request.app[SETTINGS].elo_initial_rating,
+            prior=prior_of(request.app[SETTINGS]),
+            batch_size=_IMPORT_BATCH,
+        )
+    except ImportFormatError as exc:
+        raise ApiError(400, str(exc)) from None
+    return json_response(
+        {
+            "created": summary.created,
+            "existing": summary.existing,
+            "rejected_count": len(summary.rejected),
+            "rejected": [{"line": r.line, "reason": r.reason} for r in summary.rejected[:_REJECTIONS_SHOWN]],
+        }
+    )
