@@ -268,6 +268,33 @@ def test_choices_are_buttons_with_names_and_a_click_votes(server: Server, page: 
     expect(page.locator("[data-count]")).to_have_text(str(before + 2))
 
 
+def test_a_pair_left_on_screen_past_its_token_is_replaced_not_voted(server: Server, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.clock.install()  # the page's clock, so an hour can pass at once
+    page.goto(server.base + "/")
+    pair = page.locator("section[data-pair]")
+    expect(pair).to_be_visible()
+    count = page.locator("[data-count]")
+    expect(count).to_have_text("0")
+    stored = len(server.call("GET", "/comparisons/?limit=1000"))
+    serial = pair.get_attribute("data-pair-serial") or ""
+
+    page.clock.fast_forward("50:00")  # past 80% of the server's PAIR_TOKEN_TTL (one hour)
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("[data-status]")).to_contain_text("That pair had expired")
+    expect(pair).not_to_have_attribute("data-pair-serial", serial)
+    expect(count).to_have_text("0")
+    assert len(server.call("GET", "/comparisons/?limit=1000")) == stored
+
+    page.keyboard.press("ArrowLeft")  # the fresh pair's token is accepted
+    expect(count).to_have_text("1")
+    expect(page.locator("[data-status]")).to_contain_text("Vote recorded")
+    newest = server.call("GET", "/comparisons/?limit=1000")
+    assert len(newest) == stored + 1
+    assert all(c["strategy"] is not None for c in newest)
+
+
 def test_leaderboard_search_asks_the_server(server: Server, page: Any) -> None:
     from playwright.sync_api import expect
 

@@ -47,6 +47,11 @@ export function storeToken(token) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
+function goToLogin() {
+  const next = encodeURIComponent(location.pathname + location.search);
+  location.assign(`/login?next=${next}`);
+}
+
 // fetch() with JSON in and out, the CSRF header, and one error shape.
 // body: an object (sent as JSON), a URLSearchParams (form) or a string (sent as is).
 export async function api(method, path, body, { redirectOn401 = true } = {}) {
@@ -81,8 +86,7 @@ export async function api(method, path, body, { redirectOn401 = true } = {}) {
   }
   if (response.status === 401 && redirectOn401) {
     storeToken(null);
-    const next = encodeURIComponent(location.pathname + location.search);
-    location.assign(`/login?next=${next}`);
+    goToLogin();
   }
   if (!response.ok) throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : data);
   return { data, headers: response.headers, status: response.status };
@@ -92,6 +96,12 @@ export async function api(method, path, body, { redirectOn401 = true } = {}) {
 export async function session() {
   const { data: config } = await api("GET", "/app/config.json");
   if (!config.auth_enabled) return { config, user: null };
+  if (!cookieModeActive() && !storedToken()) {
+    // Not signed in (no session cookie's CSRF companion, no token): straight to the
+    // login page, without a request that can only answer 401.
+    goToLogin();
+    return new Promise(() => {});
+  }
   const { data: user } = await api("GET", "/auth/users/me");
   return { config, user };
 }
