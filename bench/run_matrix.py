@@ -290,12 +290,10 @@ class Matrix:
 
     def run(self) -> None:
         plan = self.plan
-        migrations = REPO / "sql" / "postgresql"
         for n in plan.ns:
             if plan.ceiling_duration and not self.over_budget():
                 record = measure_ceiling(
                     plan.admin_url, n, duration=plan.ceiling_duration,
-                    migrations=migrations if migrations.is_dir() else None,
                 )  # fmt: skip
                 self.emit(record)
             for workers in plan.workers:

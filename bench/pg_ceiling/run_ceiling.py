@@ -1,9 +1,9 @@
 """Measure what PostgreSQL itself allows for the vote transaction (the ceiling).
 
 Creates a scratch database ``compere_bench_ceiling_<n>`` on a loopback server, gives it
-the service's schema (its ``sql/postgresql`` migrations, or ``schema.sql`` beside this
-file), inserts N entities, runs ``pgbench`` with ``vote.sql`` (lock two entity rows in
-id order, update both, insert the comparison) and drops the database again.
+the service's own schema (the ``sql/postgresql`` migrations), inserts N entities, runs
+``pgbench`` with ``vote.sql`` (lock two entity rows in id order, update both, insert the
+comparison) and drops the database again.
 
 Prints one JSON line: ``{"n": ..., "clients": ..., "tps": ...}``.
 
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 
 HERE = Path(__file__).resolve().parent
+MIGRATIONS = HERE.parent.parent / "sql" / "postgresql"
 sys.path.insert(0, str(HERE.parent))
 
 from loadgen import require_loopback_host
@@ -59,9 +60,11 @@ def drop_database(admin_url: str, name: str) -> None:
         connection.close()
 
 
-def prepare(url: str, n: int, migrations: Path | None) -> None:
+def prepare(url: str, n: int, migrations: Path) -> None:
     """Apply the schema and insert ``n`` entities with ids 1..n."""
-    files = sorted(migrations.glob("*.sql")) if migrations else [HERE / "schema.sql"]
+    files = sorted(migrations.glob("*.sql"))
+    if not files:
+        raise SystemExit(f"no migrations (*.sql) in {migrations}")
     connection = psycopg2.connect(url)
     try:
         with connection, connection.cursor() as cursor:
@@ -127,7 +130,7 @@ def measure_ceiling(
     threads: int = 2,
     duration: int = 10,
     mode: str = "prepared",
-    migrations: Path | None = None,
+    migrations: Path = MIGRATIONS,
 ) -> dict[str, object]:
     """Create, fill, measure and drop a scratch database; return the result record."""
     require_loopback_host(urlsplit(admin_url).hostname)
@@ -147,7 +150,6 @@ def measure_ceiling(
         "clients": clients,
         "duration_s": duration,
         "protocol": mode,
-        "schema": "migrations" if migrations else "schema.sql",
         "tps": tps,
     }
 
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--migrations",
         type=Path,
-        help="apply these *.sql files (e.g. sql/postgresql) instead of schema.sql",
+        default=MIGRATIONS,
+        help="schema files to apply (default: the repository's sql/postgresql)",
     )
     args = parser.parse_args(argv)
     for n in args.n or [1000]:

@@ -1,6 +1,7 @@
--- pgbench script: one vote, the transaction POST /comparisons/ performs.
--- Two distinct random entities; rows locked in id order (no deadlocks), both updated,
--- the comparison inserted. Run with -D n=<number of entities>.
+-- pgbench script: one vote, the same statements POST /comparisons/ sends in one
+-- transaction (compere/storage/queries.py, record_comparison): lock both entity rows in
+-- id order, update rating and counters of both, insert the comparison with RETURNING.
+-- Two distinct random entities out of 1..n; run with -D n=<number of entities>.
 \set a random(1, :n)
 \set b random(1, :n - 1)
 \set b case when :b >= :a then :b + 1 else :b end
@@ -8,8 +9,8 @@
 \set hi greatest(:a, :b)
 \set winner case when random(0, 1) = 0 then :a else :b end
 BEGIN;
-SELECT id, rating, comparisons, wins FROM entities WHERE id IN (:lo, :hi) ORDER BY id FOR UPDATE;
-UPDATE entities SET rating = rating + 16, comparisons = comparisons + 1, wins = wins + 1 WHERE id = :lo;
-UPDATE entities SET rating = rating - 16, comparisons = comparisons + 1 WHERE id = :hi;
-INSERT INTO comparisons (entity1_id, entity2_id, selected_entity_id) VALUES (:a, :b, :winner);
+SELECT id, rating FROM entities WHERE id IN (:lo, :hi) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
+UPDATE entities SET rating = rating + 16, comparisons = comparisons + 1, wins = wins + 1, losses = losses + 0, ties = ties + 0 WHERE id = :winner;
+UPDATE entities SET rating = rating - 16, comparisons = comparisons + 1, wins = wins + 0, losses = losses + 1, ties = ties + 0 WHERE id = :a + :b - :winner;
+INSERT INTO comparisons (entity1_id, entity2_id, selected_entity_id, created_at) VALUES (:a, :b, :winner, now()) RETURNING id, entity1_id, entity2_id, selected_entity_id, created_at;
 END;
