@@ -64,7 +64,9 @@ def select_pair_ucb(
     if len(arms) < 2:
         raise ValueError("need at least two entities")
     scores = [ucb_score(a, total_comparisons, params.exploration) for a in arms]
-    weights = [params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores]
+    weights = [
+        params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores
+    ]
     first_index = rng.choices(range(len(arms)), weights=weights, k=1)[0]
     first = arms[first_index]
 
@@ -82,7 +84,11 @@ def select_pair_ucb(
         value = params.ucb_weight * ucb
         gap = abs(first.rating - arm.rating)
         if gap < params.rating_threshold:
-            value += (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
+            value += (
+                (params.rating_threshold - gap)
+                / params.rating_threshold
+                * params.similarity_weight
+            )
         value += rng.random() * params.random_weight
         if value > best_value:
             best_index, best_value = i, value
