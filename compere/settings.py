@@ -59,6 +59,7 @@ class Settings:
     db_pool_max: int = 10
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 10_000
+    migrate_on_start: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -74,9 +75,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if not path.is_file():
         return values
-    for number, raw in enumerate(
-        path.read_text(encoding="utf-8").splitlines(), start=1
-    ):
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -108,9 +107,7 @@ class _Reader:
         try:
             return parse(raw.strip())
         except (ValueError, TypeError):
-            raise SettingsError(
-                f"{name}={raw!r} is invalid: expected {allowed}"
-            ) from None
+            raise SettingsError(f"{name}={raw!r} is invalid: expected {allowed}") from None
 
     def text(self, name: str, default: str) -> str:
         return self._get(name, default, str, "text")
@@ -148,9 +145,7 @@ class _Reader:
 
         return self._get(name, default, parse, f"an integer from {low} to {high}")
 
-    def choice(
-        self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False
-    ) -> str:
+    def choice(self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False) -> str:
         def parse(raw: str) -> str:
             value = raw.upper() if upper else raw.lower()
             if value not in options:
@@ -186,9 +181,7 @@ def _origins(value: str) -> tuple[str, ...]:
     return origins
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, dotenv: Path | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build the settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
 
     Real environment variables win over the file. Raises :class:`SettingsError`.
@@ -214,28 +207,16 @@ def load_settings(
         log_format=r.choice("LOG_FORMAT", "text", ("text", "json")),
         elo_k_factor=r.number("ELO_K_FACTOR", 32.0, low=0.1, high=400),
         elo_initial_rating=r.number("ELO_INITIAL_RATING", 1500.0, low=0, high=100_000),
-        ucb_exploration_constant=r.number(
-            "UCB_EXPLORATION_CONSTANT", 1.414, low=0, high=100
-        ),
-        ucb_unexplored_weight=r.number(
-            "UCB_UNEXPLORED_WEIGHT", 1000.0, low=0, high=1e9
-        ),
+        ucb_exploration_constant=r.number("UCB_EXPLORATION_CONSTANT", 1.414, low=0, high=100),
+        ucb_unexplored_weight=r.number("UCB_UNEXPLORED_WEIGHT", 1000.0, low=0, high=1e9),
         pairing_ucb_weight=r.number("PAIRING_UCB_WEIGHT", 0.3, low=0, high=1),
-        pairing_similarity_weight=r.number(
-            "PAIRING_SIMILARITY_WEIGHT", 0.4, low=0, high=1
-        ),
+        pairing_similarity_weight=r.number("PAIRING_SIMILARITY_WEIGHT", 0.4, low=0, high=1),
         pairing_random_weight=r.number("PAIRING_RANDOM_WEIGHT", 0.3, low=0, high=1),
-        pairing_rating_threshold=r.number(
-            "PAIRING_RATING_THRESHOLD", 200.0, low=1, high=10_000
-        ),
-        recent_comparison_limit=r.integer(
-            "RECENT_COMPARISON_LIMIT", 5, low=0, high=1000
-        ),
+        pairing_rating_threshold=r.number("PAIRING_RATING_THRESHOLD", 200.0, low=1, high=10_000),
+        recent_comparison_limit=r.integer("RECENT_COMPARISON_LIMIT", 5, low=0, high=1000),
         auth_enabled=r.boolean("AUTH_ENABLED", False),
         secret_key=r.optional("SECRET_KEY"),
-        access_token_expire_minutes=r.integer(
-            "ACCESS_TOKEN_EXPIRE_MINUTES", 30, low=1, high=60 * 24 * 30
-        ),
+        access_token_expire_minutes=r.integer("ACCESS_TOKEN_EXPIRE_MINUTES", 30, low=1, high=60 * 24 * 30),
         cors_origins=r._get(
             "CORS_ORIGINS",
             (),
@@ -243,17 +224,14 @@ def load_settings(
             "comma-separated origins like https://app.example.com",
         ),
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
-        rate_limit_requests=r.integer(
-            "RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000
-        ),
+        rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
         rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),
         max_body_size=r.integer("MAX_BODY_SIZE", 1024 * 1024, low=1024, high=1024**3),
         db_pool_min=r.integer("DB_POOL_MIN", 1, low=0, high=1000),
         db_pool_max=r.integer("DB_POOL_MAX", 10, low=1, high=1000),
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
-        db_statement_timeout_ms=r.integer(
-            "DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000
-        ),
+        db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
+        migrate_on_start=r.boolean("MIGRATE_ON_START", True),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
@@ -267,9 +245,7 @@ def _production_problems(s: Settings) -> list[str]:
     """Every unsafe production setting, one short sentence each."""
     problems = []
     if not s.secret_key or len(s.secret_key) < 32:
-        problems.append(
-            "SECRET_KEY must be set to at least 32 characters in production"
-        )
+        problems.append("SECRET_KEY must be set to at least 32 characters in production")
     if not s.auth_enabled:
         problems.append("AUTH_ENABLED must be true in production")
     if not s.cors_origins or "*" in s.cors_origins:

@@ -24,9 +24,7 @@ def score_of(entity_id: int, selected_entity_id: int | None) -> float:
     return 1.0 if selected_entity_id == entity_id else 0.0
 
 
-def elo_update(
-    rating1: float, rating2: float, score1: float, k_factor: float
-) -> EloUpdate:
+def elo_update(rating1: float, rating2: float, score1: float, k_factor: float) -> EloUpdate:
     """Apply one comparison where entity 1 scored ``score1`` (1, 0.5 or 0).
 
     The update is zero-sum: whatever entity 1 gains, entity 2 loses, so the sum

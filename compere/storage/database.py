@@ -47,7 +47,7 @@ class CompiledQuery:
 class Query:
     """A statement compiled once per dialect; build module-level constants of these."""
 
-    __slots__ = ("statement", "_compiled")
+    __slots__ = ("_compiled", "statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
@@ -57,11 +57,7 @@ class Query:
         entry = self._compiled.get(dialect.name)
         if entry is None:
             compiled = self.statement.compile(dialect=dialect)
-            positional = (
-                tuple(compiled.positiontup)
-                if compiled.positiontup is not None
-                else None
-            )
+            positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
             entry = (CompiledQuery(compiled.string, positional), compiled)
             self._compiled[dialect.name] = entry
         query, compiled = entry
@@ -73,9 +69,7 @@ class Connection(abc.ABC):
     """A connection inside a transaction (or an autocommit session)."""
 
     @abc.abstractmethod
-    async def fetch_all(
-        self, query: Query, params: Params | None = None
-    ) -> list[Row]: ...
+    async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]: ...
 
     async def fetch_one(self, query: Query, params: Params | None = None) -> Row | None:
         rows = await self.fetch_all(query, params)

@@ -96,15 +96,11 @@ async def migrate(db: Database, root: Path | None = None) -> list[str]:
         return await _apply(db, conn, migrations)
 
 
-async def _apply(
-    db: Database, conn: Connection, migrations: list[Migration]
-) -> list[str]:
+async def _apply(db: Database, conn: Connection, migrations: list[Migration]) -> list[str]:
     from compere.storage.queries import utc_now
 
     await _run_in_transaction(db, conn, [_CREATE_TABLE], None)
-    applied = {
-        row["filename"]: row["checksum"] for row in await conn.fetch_all(_APPLIED)
-    }
+    applied = {row["filename"]: row["checksum"] for row in await conn.fetch_all(_APPLIED)}
     for migration in migrations:
         recorded = applied.get(migration.filename)
         if recorded is not None and recorded != migration.checksum:

@@ -120,9 +120,7 @@ class PostgresDatabase(Database):
             async with asyncio.timeout(self._acquire_timeout):
                 conn = await self._pool.acquire()
         except TimeoutError:
-            raise DatabaseUnavailable(
-                "no database connection became free in time"
-            ) from None
+            raise DatabaseUnavailable("no database connection became free in time") from None
         except (psycopg2.Error, OSError) as exc:
             raise DatabaseUnavailable("the database is unavailable") from exc
         try:

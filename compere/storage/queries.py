@@ -77,13 +77,9 @@ _INSERT_ENTITY = Query(
     )
     .returning(*ENTITY_COLUMNS)
 )
-_GET_ENTITY = Query(
-    sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live)
-)
+_GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live))
 _SOFT_DELETE_ENTITY = Query(
-    sa.update(entities)
-    .where(entities.c.id == param("id"), _live)
-    .values(deleted_at=param("now"))
+    sa.update(entities).where(entities.c.id == param("id"), _live).values(deleted_at=param("now"))
 )
 _COUNT_LIVE = Query(sa.select(sa.func.count()).select_from(entities).where(_live))
 
@@ -130,9 +126,7 @@ def _search_filter(search: str | None) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-async def list_entities(
-    db: Connection, *, skip: int, limit: int, search: str | None
-) -> list[Row]:
+async def list_entities(db: Connection, *, skip: int, limit: int, search: str | None) -> list[Row]:
     """Live entities, best rated first (as the original lists them)."""
     stmt = (
         sa.select(*ENTITY_COLUMNS)
@@ -147,17 +141,11 @@ async def list_entities(
 async def count_entities(db: Connection, *, search: str | None = None) -> int:
     if not search:
         return int(await db.fetch_value(_COUNT_LIVE))
-    stmt = (
-        sa.select(sa.func.count())
-        .select_from(entities)
-        .where(_live, *_search_filter(search))
-    )
+    stmt = sa.select(sa.func.count()).select_from(entities).where(_live, *_search_filter(search))
     return int(await db.fetch_value(Query(stmt)))
 
 
-async def update_entity(
-    db: Connection, entity_id: int, changes: dict[str, Any]
-) -> Row | None:
+async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any]) -> Row | None:
     """Apply a partial update; ``changes`` holds only the fields the client sent."""
     if not changes:
         return await get_entity(db, entity_id)
@@ -176,15 +164,11 @@ async def update_entity(
 
 async def delete_entity(db: Connection, entity_id: int) -> bool:
     """Soft-delete: the entity leaves every listing and pairing; its votes stay in the log."""
-    return (
-        await db.execute(_SOFT_DELETE_ENTITY, {"id": entity_id, "now": utc_now()}) > 0
-    )
+    return await db.execute(_SOFT_DELETE_ENTITY, {"id": entity_id, "now": utc_now()}) > 0
 
 
 _LEADERBOARD = Query(
-    sa.select(*ENTITY_COLUMNS)
-    .where(_live)
-    .order_by(entities.c.rating.desc(), entities.c.id)
+    sa.select(*ENTITY_COLUMNS).where(_live).order_by(entities.c.rating.desc(), entities.c.id)
 )
 
 
@@ -221,9 +205,7 @@ _INSERT_COMPARISON = Query(
     )
     .returning(*COMPARISON_COLUMNS)
 )
-_GET_COMPARISON = Query(
-    sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id"))
-)
+_GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
 
 
 async def record_comparison(
@@ -280,9 +262,7 @@ async def get_comparison(db: Connection, comparison_id: int) -> Row | None:
     return await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
 
 
-async def list_comparisons(
-    db: Connection, *, skip: int, limit: int, entity_id: int | None
-) -> list[Row]:
+async def list_comparisons(db: Connection, *, skip: int, limit: int, entity_id: int | None) -> list[Row]:
     """The vote log, newest first."""
     stmt = sa.select(*COMPARISON_COLUMNS)
     if entity_id is not None:
@@ -327,12 +307,8 @@ def _recent_opponents_query() -> Query:
         .order_by(comparisons.c.id.desc())
         .limit(param("limit"))
     )
-    both = sa.union_all(
-        as_first.subquery().select(), as_second.subquery().select()
-    ).subquery()
-    return Query(
-        sa.select(both.c.opponent).order_by(both.c.id.desc()).limit(param("limit"))
-    )
+    both = sa.union_all(as_first.subquery().select(), as_second.subquery().select()).subquery()
+    return Query(sa.select(both.c.opponent).order_by(both.c.id.desc()).limit(param("limit")))
 
 
 _RECENT_OPPONENTS = _recent_opponents_query()

@@ -89,19 +89,14 @@ def split_statements(script: str) -> list[str]:
                 statements.append(buffer.strip())
             buffer = ""
     if buffer.strip() and not all(
-        part.strip().startswith("--") or not part.strip()
-        for part in buffer.splitlines()
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
     ):
         raise ValueError("schema script ends with an incomplete statement")
     return statements
 
 
-async def _open_connection(
-    path: str, busy_timeout_ms: int, *pragmas: str
-) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(
-        path, isolation_level=None
-    )  # we issue BEGIN ourselves
+async def _open_connection(path: str, busy_timeout_ms: int, *pragmas: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
     for pragma in (
         f"busy_timeout = {int(busy_timeout_ms)}",
         "foreign_keys = ON",
@@ -117,9 +112,7 @@ class SQLiteDatabase(Database):
     name = "sqlite"
     dialect = _DIALECT
 
-    def __init__(
-        self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]
-    ) -> None:
+    def __init__(self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
         self._writer = writer
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
@@ -128,18 +121,14 @@ class SQLiteDatabase(Database):
             self._readers.put_nowait(reader)
 
     @classmethod
-    async def open(
-        cls, path: str, *, readers: int, busy_timeout_ms: int
-    ) -> SQLiteDatabase:
+    async def open(cls, path: str, *, readers: int, busy_timeout_ms: int) -> SQLiteDatabase:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             writer = await _open_connection(
                 path, busy_timeout_ms, "journal_mode = WAL", "synchronous = NORMAL"
             )
-            reader_conns = [
-                await _open_connection(path, busy_timeout_ms) for _ in range(readers)
-            ]
+            reader_conns = [await _open_connection(path, busy_timeout_ms) for _ in range(readers)]
         except sqlite3.Error as exc:
             raise DatabaseUnavailable("the database file cannot be opened") from exc
         return cls(writer, reader_conns)

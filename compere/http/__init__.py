@@ -1,0 +1,1 @@
+"""HTTP layer: app factory, route table, thin views, middlewares, OpenAPI."""

@@ -1,0 +1,1 @@
+"""Infrastructure: logging, Redis and other connections to the outside."""
