@@ -28,9 +28,7 @@ def _rows(count: int) -> io.StringIO:
     buffer = io.StringIO()
     for n in range(1, count + 1):
         urls = json.dumps([f"https://img.example/{n}.png"])
-        buffer.write(
-            f"seeded entity {n}\tseeded for the benchmark, item {n}\t{urls}\t{INITIAL_RATING}\n"
-        )
+        buffer.write(f"seeded entity {n}\tseeded for the benchmark, item {n}\t{urls}\t{INITIAL_RATING}\n")
     buffer.seek(0)
     return buffer
 

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 MIGRATIONS = HERE.parent.parent / "sql" / "postgresql"
 sys.path.insert(0, str(HERE.parent))
 
-from loadgen import require_loopback_host
+from loadgen import require_loopback_host  # noqa: E402 - found through the path set above
 
 MAX_DURATION_S = 120
 
@@ -87,15 +87,11 @@ def prepare(url: str, n: int, migrations: Path) -> None:
         connection.close()
 
 
-def run_pgbench(
-    url: str, n: int, clients: int, threads: int, duration: int, mode: str
-) -> float:
+def run_pgbench(url: str, n: int, clients: int, threads: int, duration: int, mode: str) -> float:
     """Run the vote script and return transactions per second."""
     pgbench = shutil.which("pgbench")
     if pgbench is None:
-        raise SystemExit(
-            "pgbench not found (Debian: postgresql-client / postgresql-contrib)"
-        )
+        raise SystemExit("pgbench not found (Debian: postgresql-client / postgresql-contrib)")
     parts = urlsplit(url)
     command = [
         pgbench,
@@ -114,9 +110,7 @@ def run_pgbench(
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"pgbench failed: {completed.stderr.strip()[-2000:]}")
-    match = re.search(
-        r"tps = ([0-9.]+) \(without initial connection time\)", completed.stdout
-    )
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", completed.stdout)
     if not match:
         raise RuntimeError(f"no tps in pgbench output: {completed.stdout[-2000:]}")
     return float(match.group(1))
@@ -165,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument(
-        "--protocol", choices=["simple", "extended", "prepared"], default="prepared"
-    )
+    parser.add_argument("--protocol", choices=["simple", "extended", "prepared"], default="prepared")
     parser.add_argument(
         "--migrations",
         type=Path,

@@ -8,9 +8,10 @@
 \set lo least(:a, :b)
 \set hi greatest(:a, :b)
 \set winner case when random(0, 1) = 0 then :a else :b end
+\set loser :a + :b - :winner
 BEGIN;
 SELECT id, rating FROM entities WHERE id IN (:lo, :hi) AND deleted_at IS NULL ORDER BY id FOR UPDATE;
 UPDATE entities SET rating = rating + 16, comparisons = comparisons + 1, wins = wins + 1, losses = losses + 0, ties = ties + 0 WHERE id = :winner;
-UPDATE entities SET rating = rating - 16, comparisons = comparisons + 1, wins = wins + 0, losses = losses + 1, ties = ties + 0 WHERE id = :a + :b - :winner;
+UPDATE entities SET rating = rating - 16, comparisons = comparisons + 1, wins = wins + 0, losses = losses + 1, ties = ties + 0 WHERE id = :loser;
 INSERT INTO comparisons (entity1_id, entity2_id, selected_entity_id, created_at) VALUES (:a, :b, :winner, now()) RETURNING id, entity1_id, entity2_id, selected_entity_id, created_at;
 END;
