@@ -391,12 +391,14 @@ class Matrix:
         scenario: str,
         entity_ids: list[int],
         labels: dict[str, object],
+        concurrency: int | None = None,
     ) -> dict[str, object]:
         options = self.plan.options
         base = scenario
         if scenario == "next@1":
-            base = "next"
-            options = loadgen.LoadOptions(**{**vars(options), "concurrency": 1})
+            base, concurrency = "next", 1
+        if concurrency is not None:
+            options = loadgen.LoadOptions(**{**vars(options), "concurrency": concurrency})
         records = loadgen.run_loop(
             loadgen.measure(server.url, [base], options, entity_ids=entity_ids, labels=labels)
         )
@@ -662,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render_report(records, plan, machine_description(plan.admin_url)))
         return 0
     matrix = Matrix(plan)
+    # SIGTERM ends the run like Ctrl-C does: servers stopped, databases dropped, report.
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.original_only:
         if not plan.original_src:
             raise SystemExit("--original-only needs --original-src")
@@ -677,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _only_original(run_cell):
