@@ -275,6 +275,9 @@ async def step_mixed(target: Target, result: ScenarioResult) -> None:
     await random.choices(steps, weights=weights)[0](target, result)
 
 
+# Requests one step of a scenario sends (for the request cap).
+STEP_REQUESTS = {"vote-loop": 2}
+
 STEPS: dict[str, Step] = {
     "create": step_create,
     "next": step_next,
@@ -305,11 +308,15 @@ async def run_scenario(
     started = time.perf_counter()
     deadline = started + duration
 
-    def spent() -> bool:
-        return time.perf_counter() >= deadline or result.ok + result.error_count >= max_requests
+    # The cap counts requests as they are sent, so it holds exactly whatever the
+    # concurrency (a vote loop sends two).
+    per_step = STEP_REQUESTS.get(scenario, 1)
+    sent = 0
 
     async def client() -> None:
-        while not spent():
+        nonlocal sent
+        while time.perf_counter() < deadline and sent + per_step <= max_requests:
+            sent += per_step
             await step(target, result)
 
     tasks = [asyncio.ensure_future(client()) for _ in range(concurrency)]
