@@ -5,7 +5,10 @@ aiohttp runs the first middleware in the list outermost. The order is:
 1. ``request_logging``: outermost, so it times the whole request, assigns the
    request id every other layer (and every error body) uses, and logs the final
    status, including the responses the inner layers produce for errors.
-2. ``error_masking``: turns every exception from the layers below (auth, rate
+2. ``request_metrics`` (only with ``METRICS_ENABLED``): counts and times each
+   request by route template and final status. Inside logging, outside error
+   masking, so masked errors are counted with the status the client got.
+3. ``error_masking``: turns every exception from the layers below (auth, rate
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
 
@@ -28,6 +31,7 @@ from aiohttp.typedefs import Middleware
 
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
 from compere.http.keys import REQUEST_ID
+from compere.infra import metrics
 from compere.settings import Settings
 from compere.storage.database import ConflictError, DatabaseUnavailable
 
@@ -86,6 +90,32 @@ def request_logging(settings: Settings) -> Middleware:
                         "request_id": request_id,
                     },
                 )
+
+    return middleware
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/entities/{entity_id}``), never the raw path.
+
+    Raw paths would give every id its own time series; unmatched requests share one.
+    """
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def request_metrics(settings: Settings) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            metrics.observe_request(
+                request.method, route_template(request), status, time.perf_counter() - started
+            )
 
     return middleware
 
@@ -150,4 +180,8 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
-    return [request_logging(settings), error_masking(settings)]
+    chain = [request_logging(settings)]
+    if settings.metrics_enabled:
+        chain.append(request_metrics(settings))
+    chain.append(error_masking(settings))
+    return chain
