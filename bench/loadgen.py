@@ -8,7 +8,8 @@ Scenarios (one request = one HTTP round trip):
 * ``create``      POST /entities/
 * ``next``        GET /mab/next_comparison
 * ``compare``     POST /comparisons/ with a random pair and a random winner
-* ``vote-loop``   GET /mab/next_comparison, then POST /comparisons/ for that pair
+* ``vote-loop``   GET /mab/next_comparison, then POST /comparisons/ for that pair (with
+  its ``pair_token`` when the server hands one out)
 * ``leaderboard`` GET /ratings
 * ``mixed``       45% next, 35% compare, 15% GET /entities/{id}, 5% leaderboard
 
@@ -249,6 +250,8 @@ async def step_vote_loop(target: Target, result: ScenarioResult) -> None:
         "entity2_id": b,
         "selected_entity_id": random.choice((a, b)),
     }
+    if pair.get("pair_token"):  # a client of the newer API links its vote to the served pair
+        body["pair_token"] = pair["pair_token"]
     if await _timed(result, target.request("POST", "/comparisons/", body)) is not None:
         result.loops += 1
 
