@@ -6,11 +6,14 @@ entities), and reports votes per second and this process's CPU time per vote for
 
 * ``core``: ``compere.storage.queries.record_comparison`` as the service runs it
   (BEGIN; SELECT ... FOR UPDATE; UPDATE; UPDATE; INSERT ... RETURNING; COMMIT: six round
-  trips, Elo computed in Python);
-* ``pipelined``: the same statements sent as three round trips (``BEGIN; SELECT ... FOR
-  UPDATE`` / ``UPDATE; UPDATE; INSERT ... RETURNING`` / ``COMMIT``), Elo still in Python;
+  trips, Elo and the Bayesian strengths computed in Python);
+* ``pipelined``: the same statements and values sent as three round trips (``BEGIN;
+  SELECT ... FOR UPDATE`` / ``UPDATE; UPDATE; INSERT ... RETURNING`` / ``COMMIT``);
 * ``single``: one statement (a data-modifying CTE that locks both rows in id order,
   applies the Elo update in SQL and inserts the comparison), autocommit, one round trip.
+  It writes mu and sigma with stand-in arithmetic of the same write volume: the real
+  Bayesian update would have to move into SQL too. An estimate of the shape, not code
+  to paste.
 
 Every variant keeps Elo zero-sum; the script checks the sum of ratings after each.
 
@@ -42,16 +45,16 @@ sys.path.insert(0, str(HERE / "pg_ceiling"))
 from loadgen import require_loopback_host, run_loop  # noqa: E402
 from run_ceiling import create_database, drop_database, prepare  # noqa: E402
 
-from compere.domain.elo import elo_update  # noqa: E402 - paths set above
+from compere.domain.bayes import bayes_update  # noqa: E402 - paths set above
+from compere.domain.elo import elo_update  # noqa: E402
 from compere.storage import queries  # noqa: E402
 from compere.storage.database import connect  # noqa: E402
 
 K = 32.0
-LOCK = (
-    "SELECT id, rating FROM entities WHERE id IN (%(a)s, %(b)s) AND deleted_at IS NULL ORDER BY id FOR UPDATE"
-)
+LOCK = "SELECT id, rating, mu, sigma FROM entities WHERE id IN (%(a)s, %(b)s) AND deleted_at IS NULL ORDER BY id FOR UPDATE"
 APPLY = (
-    "UPDATE entities SET rating = %(r{n})s, comparisons = comparisons + 1,"
+    "UPDATE entities SET rating = %(r{n})s, mu = %(m{n})s, sigma = %(s{n})s,"
+    " comparisons = comparisons + 1,"
     " wins = wins + %(w{n})s, losses = losses + %(l{n})s, ties = ties + %(t{n})s"
     " WHERE id = %(id{n})s"
 )
@@ -78,6 +81,8 @@ WITH pair AS (
     UPDATE entities e SET
         rating = CASE WHEN e.id = %(a)s THEN s.ra + %(k)s * (s.s1 - s.e1)
                       ELSE s.rb - %(k)s * (s.s1 - s.e1) END,
+        mu = e.mu + CASE WHEN e.id = %(a)s THEN 0.1 ELSE -0.1 END * (s.s1 - s.e1),
+        sigma = e.sigma * 0.99,
         comparisons = e.comparisons + 1,
         wins = e.wins + (CASE WHEN e.id = %(a)s THEN s.s1 ELSE 1 - s.s1 END = 1)::int,
         losses = e.losses + (CASE WHEN e.id = %(a)s THEN s.s1 ELSE 1 - s.s1 END = 0)::int,
@@ -96,13 +101,16 @@ def _vote(n: int) -> tuple[int, int, int]:
     return a, b, random.choice((a, b))
 
 
-def _results(a: int, b: int, sel: int, ra: float, rb: float) -> dict[str, object]:
+def _results(a: int, b: int, sel: int, one: tuple, two: tuple) -> dict[str, object]:
     s1 = 1.0 if sel == a else 0.0
-    new = elo_update(ra, rb, s1, K)
+    new = elo_update(one[0], two[0], s1, K)
+    bayes = bayes_update(one[1], one[2], two[1], two[2], s1)
     return {
         "a": a, "b": b, "sel": sel,
-        "id1": a, "r1": new.rating1, "w1": int(s1 == 1), "l1": int(s1 == 0), "t1": 0,
-        "id2": b, "r2": new.rating2, "w2": int(s1 == 0), "l2": int(s1 == 1), "t2": 0,
+        "id1": a, "r1": new.rating1, "m1": bayes.mu1, "s1": bayes.sigma1,
+        "w1": int(s1 == 1), "l1": int(s1 == 0), "t1": 0,
+        "id2": b, "r2": new.rating2, "m2": bayes.mu2, "s2": bayes.sigma2,
+        "w2": int(s1 == 0), "l2": int(s1 == 1), "t2": 0,
     }  # fmt: skip
 
 
@@ -123,8 +131,8 @@ async def run_variant(name: str, url: str, n: int, clients: int, duration: float
         async with pool.acquire() as conn, conn.cursor() as cur:
             try:
                 await cur.execute(PIPELINE_FIRST, {"a": a, "b": b})
-                ratings = {row[0]: row[1] for row in await cur.fetchall()}
-                await cur.execute(PIPELINE_SECOND, _results(a, b, sel, ratings[a], ratings[b]))
+                locked = {row[0]: row[1:] for row in await cur.fetchall()}
+                await cur.execute(PIPELINE_SECOND, _results(a, b, sel, locked[a], locked[b]))
                 await cur.fetchall()
                 await cur.execute("COMMIT")
             except BaseException:
