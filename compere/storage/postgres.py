@@ -45,6 +45,10 @@ def _driver_errors() -> Iterator[None]:
         raise DatabaseUnavailable("the database is unavailable") from exc
     except psycopg2.IntegrityError as exc:
         raise ConflictError(exc.diag.constraint_name or "integrity") from exc
+    except TimeoutError as exc:
+        # aiopg's own client-side timeout (the pool's ``timeout=``) fired first, e.g. a
+        # large result still arriving on a busy machine. aiopg has closed the connection.
+        raise DatabaseUnavailable("the database did not answer in time") from exc
     except asyncio.CancelledError:
         # aiopg reports a server-side statement_timeout as CancelledError. Only a task
         # that nobody cancelled can see it that way; a real cancellation propagates.
