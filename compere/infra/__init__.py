@@ -1,0 +1,1 @@
+"""Infrastructure: settings-independent clients for Redis and friends."""
