@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
+import multiprocessing
 import random
-import secrets
 import statistics
 import sys
 import time
@@ -317,8 +318,108 @@ async def main(argv: list[str]) -> None:
     await http_latency_section(args.redis_url, prefix, requests)
 
 
+def _serve_variants(url: str, prefix: str, ports: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """Child process: serve the same handler three ways on loopback until terminated."""
+    from aiohttp import web
+
+    from compere.http.client_address import parse_trusted_proxies
+    from compere.http.ratelimit_middleware import (
+        RateLimitPolicies,
+        rate_limit_cleanup_ctx,
+        rate_limit_middleware,
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    policies = RateLimitPolicies(RateLimitPolicy("default", 100, 60))
+    trusted = parse_trusted_proxies("127.0.0.1")
+
+    def app(limited: bool, redis_url: str | None) -> web.Application:
+        middlewares = (
+            [rate_limit_middleware(policies, trusted_proxies=trusted)]
+            if limited
+            else []
+        )
+        application = web.Application(middlewares=middlewares)
+        if limited:
+            application.cleanup_ctx.append(
+                rate_limit_cleanup_ctx(redis_url, key_prefix=prefix + "http:")
+            )
+        application.router.add_get("/entities/", handler)
+        return application
+
+    async def serve() -> None:
+        found = {}
+        for name, application in (
+            ("limiting off", app(False, None)),
+            ("in-process limiter", app(True, None)),
+            ("Redis limiter", app(True, url)),
+        ):
+            runner = web.AppRunner(application, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            found[name] = runner.addresses[0][1]
+        ports.put(found)
+        await asyncio.Event().wait()
+
+    logging.disable(logging.WARNING)
+    asyncio.run(serve())
+
+
 async def http_latency_section(url: str, prefix: str, requests: int) -> None:
-    _ = (url, prefix, requests, secrets)
+    """Per-request latency over loopback HTTP (server in a child process): off vs on, same run."""
+    from aiohttp import ClientSession
+
+    ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve_variants, args=(url, prefix, ports)
+    )
+    server.start()
+    try:
+        bases = {
+            name: f"http://127.0.0.1:{port}/entities/"
+            for name, port in ports.get(timeout=30).items()
+        }
+        results: dict[str, list[float]] = {name: [] for name in bases}
+        # 500 simulated clients behind the (trusted) loopback proxy, each well under its quota.
+        addresses = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(500)]
+        async with ClientSession() as session:
+
+            async def get(name: str, i: int) -> None:
+                headers = {"X-Forwarded-For": addresses[i % len(addresses)]}
+                async with session.get(bases[name], headers=headers) as response:
+                    assert response.status == 200, response.status
+                    await response.read()
+
+            for name in bases:
+                await timed(50, lambda i, name=name: get(name, i))
+            rounds = 5
+            for r in range(
+                rounds
+            ):  # interleaved, so background load hits every variant alike
+                for name in bases:
+                    results[name] += await timed(
+                        requests // rounds,
+                        lambda i, name=name, r=r: get(name, r * requests + i),
+                    )
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+    off50, off99 = percentiles(results["limiting off"])
+    print(
+        f"\n## Per HTTP request over loopback, server in its own process, {requests} requests each (ms)"
+    )
+    print("| variant | p50 | p99 | added p50 | added p99 |")
+    print("|---|---:|---:|---:|---:|")
+    for name, samples in results.items():
+        p50, p99 = percentiles(samples)
+        print(
+            f"| {name} | {p50:.3f} | {p99:.3f} | {p50 - off50:+.3f} | {p99 - off99:+.3f} |"
+        )
+    client = aioredis.Redis.from_url(url)
+    await _delete_prefix(client, prefix)
+    await client.aclose()
 
 
 if __name__ == "__main__":
