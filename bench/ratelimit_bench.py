@@ -278,9 +278,13 @@ async def limiter_latency_section(url: str, prefix: str, calls: int) -> None:
     results: dict[str, list[float]] = {name: [] for name in variants}
     for name, call in variants.items():
         await timed(50, call)  # warm up: connection, script cache
-    for _ in range(5):  # interleave rounds so background load hits every variant alike
+    for i in range(
+        calls
+    ):  # interleaved call by call, so background load hits every variant alike
         for name, call in variants.items():
-            results[name] += await timed(calls // 5, call)
+            started = time.perf_counter()
+            await call(i)
+            results[name].append(time.perf_counter() - started)
     print(f"\n## One limiter call, sequential, {calls} calls each (ms)")
     print("| variant | p50 | p99 |")
     print("|---|---:|---:|")
@@ -394,15 +398,12 @@ async def http_latency_section(url: str, prefix: str, requests: int) -> None:
 
             for name in bases:
                 await timed(50, lambda i, name=name: get(name, i))
-            rounds = 5
-            for r in range(
-                rounds
-            ):  # interleaved, so background load hits every variant alike
+            # Interleave request by request, so background load hits every variant alike.
+            for i in range(requests):
                 for name in bases:
-                    results[name] += await timed(
-                        requests // rounds,
-                        lambda i, name=name, r=r: get(name, r * requests + i),
-                    )
+                    started = time.perf_counter()
+                    await get(name, i)
+                    results[name].append(time.perf_counter() - started)
     finally:
         server.terminate()
         server.join(timeout=10)
