@@ -1,25 +1,21 @@
 """Sliding-window rate limiting: one interface, a Redis backend and an in-process stand-in.
 
-Algorithm choice: a sliding *log* (one sorted-set entry per admitted request) rather
-than a sliding-window *counter* (two fixed-window counters, the previous one weighted
-by how much of it still overlaps the window). Measured with ``bench/ratelimit_bench.py``
-(see docs/rate-limiting.md for the figures):
+Why a sliding *log* (one sorted-set entry per admitted request) and not a sliding-window
+*counter* (two fixed-window counts, the previous one weighted by its remaining overlap),
+as measured by ``bench/ratelimit_bench.py`` (figures in docs/rate-limiting.md):
 
-* Accuracy: the log is exact. It never admits more than ``limit`` requests in any
-  window-long interval, and it refuses only when ``limit`` requests really are in the
-  window. The counter assumes the previous window's requests were spread evenly; a
-  client that bunches requests at the end of one fixed window and the start of the next
-  gets close to ``2 x limit`` in a window-long interval, and a client that bunched them
-  at the start is refused when it should not be. The security policy promises a limit
-  per window, and the tests hold us to "exactly N, then refused", so exactness wins.
-* Memory: the counter is constant per key (two small strings); the log grows with the
-  limit. Because a refused request is never recorded, a log never holds more than
-  ``limit`` entries, and up to Redis's ``zset-max-listpack-entries`` (128) it is stored as
-  a compact listpack: at the default 100 requests per window, a full key costs a couple
-  of kilobytes, so ten thousand clients at their limit fit in tens of megabytes. Above
-  128 entries a sorted set switches to a skiplist and costs several times more per
-  entry; a deployment with limits in the thousands should measure again and may prefer
-  the counter, which this interface allows without touching the middleware.
+* Accuracy: the log is exact: never more than ``limit`` admitted in any window-long
+  interval, never a refusal while there is room. The counter assumes the previous
+  window's requests were spread evenly; on bursty traces at limit 100 it admitted up to
+  166 requests in one 60 s interval and refused thousands of requests that had room. The
+  security policy promises a limit per window, so exactness wins.
+* Memory: the counter is constant (88 bytes per key); the log grows with the limit, but a
+  refused request is never recorded, so a key holds at most ``limit`` entries. Up to
+  Redis's ``zset-max-listpack-entries`` (128) that is a compact listpack: 2.6 KB for a
+  client at the default 100 per window, 600 bytes for one with 20. Above 128 entries
+  the set becomes a skiplist (about 100 KB at 1000); limits that large should be
+  re-measured and may prefer the counter, which this interface can take without
+  touching the middleware.
 
 Time comes from the Redis server (``TIME`` inside the script), so workers on hosts with
 skewed clocks still share one window.
