@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -48,42 +48,54 @@ def ucb_score(arm: ArmState, total_comparisons: int, exploration: float) -> floa
     return arm.win_rate + exploration * math.sqrt(2.0 * math.log(n) / arm.comparisons)
 
 
-def select_pair_ucb(
+def _weight(score: float, params: UCBParams) -> float:
+    return params.unexplored_weight if math.isinf(score) else max(score, 0.1)
+
+
+def draw_first(
+    arms: Sequence[ArmState], total_comparisons: int, params: UCBParams, rng: random.Random
+) -> ArmState:
+    """The first entity: a random draw weighted by UCB score (unexplored ones weigh most)."""
+    weights = [_weight(ucb_score(a, total_comparisons, params.exploration), params) for a in arms]
+    return rng.choices(arms, weights=weights, k=1)[0]
+
+
+def choose_second(
+    first: ArmState,
     arms: Sequence[ArmState],
     total_comparisons: int,
-    recent_opponents_of: dict[int, Collection[int]],
+    recent_opponents: Collection[int],
     params: UCBParams,
     rng: random.Random,
-) -> tuple[ArmState, ArmState]:
-    """Pick two distinct arms; needs at least two.
-
-    ``recent_opponents_of`` maps an entity id to the ids it met most recently; the
-    caller only needs to fill it for the entity drawn first, so it may be a lazily
-    computed mapping.
-    """
-    if len(arms) < 2:
+) -> ArmState:
+    """The opponent: best mix of UCB, rating closeness and chance, avoiding recent opponents."""
+    others = [a for a in arms if a.id != first.id]
+    if not others:
         raise ValueError("need at least two entities")
-    scores = [ucb_score(a, total_comparisons, params.exploration) for a in arms]
-    weights = [params.unexplored_weight if math.isinf(s) else max(s, 0.1) for s in scores]
-    first_index = rng.choices(range(len(arms)), weights=weights, k=1)[0]
-    first = arms[first_index]
-
-    recent = recent_opponents_of.get(first.id, ())
-    others = [i for i in range(len(arms)) if i != first_index]
-    fresh = [i for i in others if arms[i].id not in recent]
-    candidates = fresh or others
-
-    best_index = candidates[0]
-    best_value = -math.inf
-    for i in candidates:
-        arm = arms[i]
-        # An unexplored arm's UCB is infinite; cap its pull like the first draw does.
-        ucb = params.unexplored_weight if math.isinf(scores[i]) else scores[i]
-        value = params.ucb_weight * ucb
+    candidates = [a for a in others if a.id not in recent_opponents] or others
+    best, best_value = candidates[0], -math.inf
+    for arm in candidates:
+        # An unexplored arm's UCB is infinite; cap its pull as the first draw does.
+        value = params.ucb_weight * _weight(ucb_score(arm, total_comparisons, params.exploration), params)
         gap = abs(first.rating - arm.rating)
         if gap < params.rating_threshold:
             value += (params.rating_threshold - gap) / params.rating_threshold * params.similarity_weight
         value += rng.random() * params.random_weight
         if value > best_value:
-            best_index, best_value = i, value
-    return first, arms[best_index]
+            best, best_value = arm, value
+    return best
+
+
+def select_pair_ucb(
+    arms: Sequence[ArmState],
+    total_comparisons: int,
+    recent_opponents_of: Mapping[int, Collection[int]],
+    params: UCBParams,
+    rng: random.Random,
+) -> tuple[ArmState, ArmState]:
+    """Pick two distinct arms (needs at least two); ``recent_opponents_of`` maps id -> recent opponent ids."""
+    if len(arms) < 2:
+        raise ValueError("need at least two entities")
+    first = draw_first(arms, total_comparisons, params, rng)
+    second = choose_second(first, arms, total_comparisons, recent_opponents_of.get(first.id, ()), params, rng)
+    return first, second

@@ -1,1 +1,1 @@
-"""HTTP layer: app factory, routes, views, middlewares."""
+"""HTTP layer: app factory, route table, thin views, middlewares, OpenAPI."""

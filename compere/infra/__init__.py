@@ -1,1 +1,1 @@
-"""Infrastructure: settings-independent clients for Redis and friends."""
+"""Infrastructure: logging, Redis and other connections to the outside."""

@@ -1,0 +1,5 @@
+import sys
+
+from compere.cli import main
+
+sys.exit(main())

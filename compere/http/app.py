@@ -1,0 +1,69 @@
+"""The application factory: settings, storage, routes and middlewares wired once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from compere.http.keys import DATABASE, REDIS, SETTINGS
+from compere.http.middlewares import build_middlewares
+from compere.http.openapi import setup_openapi
+from compere.http.routes import ROUTES, setup_routes
+from compere.infra.logging import configure_logging
+from compere.infra.redis import create_redis
+from compere.settings import Settings, load_settings, redact_url
+from compere.storage.database import connect
+from compere.storage.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+
+async def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> web.Application:
+    """Build the app. Usable as gunicorn's ``compere.http.app:create_app``.
+
+    Without ``settings`` they are read from the environment (and ``.env``).
+    """
+    settings = settings or load_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_format)
+    app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_redis)
+    setup_routes(app, ROUTES)
+    setup_openapi(app, ROUTES)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    db = await connect(
+        settings.database_url,
+        pool_min=settings.db_pool_min,
+        pool_max=settings.db_pool_max,
+        pool_timeout=settings.db_pool_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    try:
+        if settings.migrate_on_start:
+            applied = await migrate(db)
+            if applied:
+                log.info("schema updated: %s", ", ".join(applied))
+        log.info("database ready: %s", redact_url(settings.database_url))
+        app[DATABASE] = db
+        yield
+    finally:
+        await db.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    url = app[SETTINGS].redis_url
+    client = create_redis(url) if url else None
+    app[REDIS] = client
+    try:
+        yield
+    finally:
+        if client is not None:
+            await client.aclose()

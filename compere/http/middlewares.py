@@ -1,0 +1,153 @@
+"""Request middlewares, and the one place that decides their order.
+
+aiohttp runs the first middleware in the list outermost. The order is:
+
+1. ``request_logging``: outermost, so it times the whole request, assigns the
+   request id every other layer (and every error body) uses, and logs the final
+   status, including the responses the inner layers produce for errors.
+2. ``error_masking``: turns every exception from the layers below (auth, rate
+   limiting, handlers) into the one JSON error shape; in production a 5xx shows only
+   a generic message and the request id.
+
+Authentication and rate limiting come next (see their issues): identity first, so
+the limiter can key requests by user, and both inside error masking so their
+refusals share the error shape and logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
+from compere.http.keys import REQUEST_ID
+from compere.settings import Settings
+from compere.storage.database import ConflictError, DatabaseUnavailable
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger("compere.request")
+error_log = logging.getLogger("compere.error")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_STANDARD_REASONS = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+    415: "Unsupported media type",
+}
+
+
+def client_address(request: web.Request) -> str:
+    """The socket peer; proxies are handled by the rate-limit issue's resolver."""
+    return request.remote or "-"
+
+
+def request_logging(settings: Settings) -> Middleware:
+    enabled = settings.log_requests
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        started = time.perf_counter()
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers["X-Request-ID"] = request_id
+            return response
+        finally:
+            if enabled:
+                # Path only: query strings may carry credentials; bodies are never logged.
+                log.info(
+                    "%s %s %d %s %.1fms %s",
+                    request.method,
+                    request.path,
+                    status,
+                    client_address(request),
+                    (time.perf_counter() - started) * 1000,
+                    request_id,
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": status,
+                        "client": client_address(request),
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "request_id": request_id,
+                    },
+                )
+
+    return middleware
+
+
+def error_masking(settings: Settings) -> Middleware:
+    production = settings.is_production
+
+    def error(
+        request: web.Request, status: int, detail: object, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        body = {"detail": detail, "request_id": request.get(REQUEST_ID)}
+        return json_response(body, status=status, headers=headers)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error(request, exc.status, exc.detail, exc.headers)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # redirects and the like are answers, not errors
+            headers = {
+                k: v
+                for k, v in exc.headers.items()
+                if k.lower() in ("allow", "www-authenticate", "retry-after")
+            }
+            detail = _STANDARD_REASONS.get(exc.status, exc.reason)
+            return error(request, exc.status, detail, headers)
+        except DatabaseUnavailable as exc:
+            error_log.warning("database unavailable: %s", exc, extra={"request_id": request.get(REQUEST_ID)})
+            return error(
+                request,
+                503,
+                "The database is temporarily unavailable. Please retry shortly.",
+                {"Retry-After": "1"},
+            )
+        except ConflictError:
+            return error(request, 409, "The request conflicts with the current state of the resource")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the client left or the server is stopping: nothing to answer
+            return error(
+                request,
+                503,
+                "The service did not answer in time. Please retry shortly.",
+                {"Retry-After": "1"},
+            )
+        except Exception as exc:
+            error_log.exception(
+                "unhandled error on %s %s",
+                request.method,
+                request.path,
+                extra={"request_id": request.get(REQUEST_ID)},
+            )
+            detail = INTERNAL_ERROR_DETAIL if production else f"{type(exc).__name__}: {exc}"
+            return error(request, 500, detail)
+
+    return middleware
+
+
+def build_middlewares(settings: Settings) -> list[Middleware]:
+    """The middleware chain, outermost first (see the module docstring for why)."""
+    return [request_logging(settings), error_masking(settings)]

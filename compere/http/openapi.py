@@ -1,0 +1,130 @@
+"""The OpenAPI 3.1 document, generated from the route table, and the local ``/docs`` page."""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+
+from compere import __version__
+from compere.http import schemas
+from compere.http.errors import json_response
+from compere.http.routes import Route
+
+_REF = "#/components/schemas/{model}"
+_STATUS_TEXT = {
+    200: "Success",
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Request body too large",
+    422: "Validation error",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def _schema_of(annotation: Any, defs: dict[str, Any], mode: str) -> dict[str, Any]:
+    schema = TypeAdapter(annotation).json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
+    defs.update(schema.pop("$defs", {}))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        defs[annotation.__name__] = schema
+        return {"$ref": _REF.format(model=annotation.__name__)}
+    return schema
+
+
+def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=_REF)
+    defs.update(schema.pop("$defs", {}))
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "tags": [route.tag],
+        "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+    }
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+        for p in route.path_params
+    ]
+    if route.query is not None:
+        params += _query_parameters(route.query, defs)
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _schema_of(route.body, defs, "validation")}},
+        }
+    ok: dict[str, Any] = {"description": _STATUS_TEXT[200]}
+    if route.response is not None:
+        ok["content"] = {"application/json": {"schema": _schema_of(route.response, defs, "serialization")}}
+    if route.headers:
+        ok["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}} for name, text in route.headers.items()
+        }
+    responses: dict[str, Any] = {"200": ok}
+    error_ref = _schema_of(schemas.Error, defs, "serialization")
+    for status in sorted(set(route.errors)):
+        responses[str(status)] = {
+            "description": _STATUS_TEXT.get(status, "Error"),
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    op["responses"] = responses
+    return op
+
+
+def build_openapi(routes: list[Route]) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, defs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Compere",
+            "version": __version__,
+            "description": "Pairwise comparison ranking: entities, comparisons, leaderboards, active pairing.",
+        },
+        "paths": paths,
+        "components": {"schemas": dict(sorted(defs.items()))},
+    }
+
+
+def setup_openapi(app: web.Application, routes: list[Route]) -> None:
+    """Serve ``/openapi.json`` and a ``/docs`` page whose assets come from this package."""
+
+    @cache
+    def document() -> dict[str, Any]:
+        return build_openapi(routes)
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return json_response(document())
+
+    async def docs_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "docs" / "index.html")
+
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", docs_page)
+    app.router.add_static("/docs/static/", STATIC_DIR / "docs")
+    app.router.add_static("/docs/swagger-ui/", _swagger_ui_dir())
+
+
+def _swagger_ui_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(typing.cast(str, swagger_ui_bundle.swagger_ui_path))

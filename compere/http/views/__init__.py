@@ -1,0 +1,1 @@
+"""Thin request handlers: validate, call storage or domain, shape the response."""

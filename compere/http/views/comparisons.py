@@ -1,0 +1,50 @@
+"""``/comparisons/``: record a vote, read the vote log."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from compere.http.errors import ApiError, json_response, not_found
+from compere.http.keys import DATABASE, SETTINGS
+from compere.http.schemas import ComparisonCreate, ComparisonListQuery
+from compere.http.validation import path_id, read_body, read_query
+from compere.http.views.shapes import comparison_out
+from compere.storage import queries
+
+
+async def create_comparison(request: web.Request) -> web.Response:
+    body = await read_body(request, ComparisonCreate)
+    if body.entity1_id == body.entity2_id:
+        raise ApiError(400, "An entity cannot be compared with itself")
+    if body.selected_entity_id is not None and body.selected_entity_id not in (
+        body.entity1_id,
+        body.entity2_id,
+    ):
+        raise ApiError(400, "Selected entity must be one of the compared entities (or null for a tie)")
+    try:
+        row = await queries.record_comparison(
+            request.app[DATABASE],
+            entity1_id=body.entity1_id,
+            entity2_id=body.entity2_id,
+            selected_entity_id=body.selected_entity_id,
+            k_factor=request.app[SETTINGS].elo_k_factor,
+        )
+    except queries.EntityNotFound as exc:
+        raise not_found("Entity", exc.entity_id) from None
+    return json_response(comparison_out(row))
+
+
+async def list_comparisons(request: web.Request) -> web.Response:
+    query = read_query(request, ComparisonListQuery)
+    rows = await queries.list_comparisons(
+        request.app[DATABASE], skip=query.skip, limit=query.limit, entity_id=query.entity_id
+    )
+    return json_response([comparison_out(r) for r in rows])
+
+
+async def get_comparison(request: web.Request) -> web.Response:
+    comparison_id = path_id(request, "comparison_id", "Comparison")
+    row = await queries.get_comparison(request.app[DATABASE], comparison_id)
+    if row is None:
+        raise not_found("Comparison", comparison_id)
+    return json_response(comparison_out(row))

@@ -1,0 +1,64 @@
+"""``/entities/``: create, list, read, partially update, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from compere.http.errors import json_response, not_found, validation_error
+from compere.http.keys import DATABASE, SETTINGS
+from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate
+from compere.http.validation import path_id, read_body, read_query
+from compere.http.views.shapes import entity_out
+from compere.storage import queries
+
+
+async def create_entity(request: web.Request) -> web.Response:
+    body = await read_body(request, EntityCreate)
+    row = await queries.create_entity(
+        request.app[DATABASE],
+        name=body.name,
+        description=body.description,
+        image_urls=body.image_urls,
+        rating=request.app[SETTINGS].elo_initial_rating,
+    )
+    # 200, not 201: the original answered 200 and its clients may check for it.
+    return json_response(entity_out(row))
+
+
+async def list_entities(request: web.Request) -> web.Response:
+    query = read_query(request, EntityListQuery)
+    db = request.app[DATABASE]
+    rows = await queries.list_entities(db, skip=query.skip, limit=query.limit, search=query.search)
+    total = await queries.count_entities(db, search=query.search)
+    return json_response([entity_out(r) for r in rows], headers={"X-Total-Count": str(total)})
+
+
+async def get_entity(request: web.Request) -> web.Response:
+    entity_id = path_id(request, "entity_id", "Entity")
+    row = await queries.get_entity(request.app[DATABASE], entity_id)
+    if row is None:
+        raise not_found("Entity", entity_id)
+    return json_response(entity_out(row))
+
+
+async def update_entity(request: web.Request) -> web.Response:
+    entity_id = path_id(request, "entity_id", "Entity")
+    body = await read_body(request, EntityUpdate)
+    changes = body.model_dump(include=body.model_fields_set)
+    # null clears the optional fields; a name cannot be cleared.
+    if "name" in changes and changes["name"] is None:
+        raise validation_error(["body", "name"], "Input should be a valid string", "string_type")
+    for field, empty in (("description", ""), ("image_urls", [])):
+        if field in changes and changes[field] is None:
+            changes[field] = empty
+    row = await queries.update_entity(request.app[DATABASE], entity_id, changes)
+    if row is None:
+        raise not_found("Entity", entity_id)
+    return json_response(entity_out(row))
+
+
+async def delete_entity(request: web.Request) -> web.Response:
+    entity_id = path_id(request, "entity_id", "Entity")
+    if not await queries.delete_entity(request.app[DATABASE], entity_id):
+        raise not_found("Entity", entity_id)
+    return json_response({"message": f"Entity {entity_id} deleted"})

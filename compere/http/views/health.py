@@ -1,0 +1,40 @@
+"""``/health`` (liveness) and ``/health/ready`` (readiness of every dependency)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from compere import __version__
+from compere.http.errors import json_response
+from compere.http.keys import DATABASE, REDIS
+from compere.storage.database import DatabaseError
+
+_CHECK_TIMEOUT = 2.0
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "healthy", "timestamp": datetime.now(UTC), "version": __version__})
+
+
+async def ready(request: web.Request) -> web.Response:
+    checks = {"database": "ok", "redis": "not configured"}
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            await request.app[DATABASE].ping()
+    except (DatabaseError, TimeoutError):
+        checks["database"] = "unavailable"
+    redis = request.app.get(REDIS)
+    if redis is not None:
+        try:
+            async with asyncio.timeout(_CHECK_TIMEOUT):
+                await redis.ping()
+            checks["redis"] = "ok"
+        except Exception:  # any Redis failure means "not ready", never a 500
+            checks["redis"] = "unavailable"
+    ok = all(state in ("ok", "not configured") for state in checks.values())
+    return json_response(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
+    )

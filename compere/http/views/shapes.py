@@ -1,0 +1,36 @@
+"""Stored rows to API response dicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from compere.storage.database import Row
+from compere.storage.queries import as_datetime
+
+
+def entity_out(row: Row) -> dict[str, Any]:
+    image_urls = row["image_urls"]
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "image_urls": json.loads(image_urls) if isinstance(image_urls, str) else image_urls,
+        "rating": float(row["rating"]),
+        "comparisons": row["comparisons"],
+        "wins": row["wins"],
+        "losses": row["losses"],
+        "ties": row["ties"],
+        "created_at": as_datetime(row["created_at"]),
+        "updated_at": as_datetime(row["updated_at"]),
+    }
+
+
+def comparison_out(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "entity1_id": row["entity1_id"],
+        "entity2_id": row["entity2_id"],
+        "selected_entity_id": row["selected_entity_id"],
+        "created_at": as_datetime(row["created_at"]),
+    }

@@ -1,0 +1,269 @@
+"""One settings object, built once at start-up from the environment and a ``.env`` file.
+
+Every variable is parsed and checked here; a bad value raises :class:`SettingsError`
+with one line that names the variable and what is allowed, and the CLI prints that
+line and exits. Production refuses unsafe combinations (see ``_production_problems``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+ENVIRONMENTS = ("development", "staging", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing, malformed or unsafe; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite:///./compere.db"
+    redis_url: str | None = None
+    environment: str = "development"
+    log_level: str = "INFO"
+    log_requests: bool = True
+    log_format: str = "text"
+
+    elo_k_factor: float = 32.0
+    elo_initial_rating: float = 1500.0
+    ucb_exploration_constant: float = 1.414
+    ucb_unexplored_weight: float = 1000.0
+    pairing_ucb_weight: float = 0.3
+    pairing_similarity_weight: float = 0.4
+    pairing_random_weight: float = 0.3
+    pairing_rating_threshold: float = 200.0
+    recent_comparison_limit: int = 5
+
+    auth_enabled: bool = False
+    secret_key: str | None = field(default=None, repr=False)
+    access_token_expire_minutes: int = 30
+    cors_origins: tuple[str, ...] = ()
+
+    rate_limit_enabled: bool = False
+    rate_limit_requests: int = 100
+    rate_limit_window: int = 60
+
+    max_body_size: int = 1024 * 1024
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_pool_timeout: float = 5.0
+    db_statement_timeout_ms: int = 10_000
+    migrate_on_start: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise SettingsError(f"{path.name} line {number}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+class _Reader:
+    """Reads typed values from a mapping, naming the variable in every error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def _get(self, name: str, default: T, parse: Callable[[str], T], allowed: str) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError):
+            raise SettingsError(f"{name}={raw!r} is invalid: expected {allowed}") from None
+
+    def text(self, name: str, default: str) -> str:
+        return self._get(name, default, str, "text")
+
+    def optional(self, name: str) -> str | None:
+        raw = self.env.get(name, "").strip()
+        return raw or None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            lowered = raw.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+
+        return self._get(name, default, parse, "true or false")
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if not low <= value <= high:  # also rejects nan
+                raise ValueError(raw)
+            return value
+
+        return self._get(name, default, parse, f"a number from {low:g} to {high:g}")
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if not low <= value <= high:
+                raise ValueError(raw)
+            return value
+
+        return self._get(name, default, parse, f"an integer from {low} to {high}")
+
+    def choice(self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False) -> str:
+        def parse(raw: str) -> str:
+            value = raw.upper() if upper else raw.lower()
+            if value not in options:
+                raise ValueError(raw)
+            return value
+
+        return self._get(name, default, parse, "one of " + ", ".join(options))
+
+
+def _database_url(value: str) -> str:
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme in ("postgresql", "postgres") and parts.path.strip("/"):
+        return value
+    raise ValueError(value)
+
+
+def _redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(value)
+    return value
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(origin)
+    return origins
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    """Build the settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
+
+    Real environment variables win over the file. Raises :class:`SettingsError`.
+    """
+    base = read_dotenv(dotenv if dotenv is not None else Path(".env"))
+    env: dict[str, str] = {**base, **(os.environ if environ is None else environ)}
+    r = _Reader(env)
+
+    def database(name: str) -> str:
+        return r._get(
+            name,
+            "sqlite:///./compere.db",
+            _database_url,
+            "sqlite:///PATH or postgresql://USER@HOST/DB",
+        )
+
+    settings = Settings(
+        database_url=database("DATABASE_URL"),
+        redis_url=r._get("REDIS_URL", None, _redis_url, "redis://HOST:PORT/DB"),
+        environment=r.choice("ENVIRONMENT", "development", ENVIRONMENTS),
+        log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        log_requests=r.boolean("LOG_REQUESTS", True),
+        log_format=r.choice("LOG_FORMAT", "text", ("text", "json")),
+        elo_k_factor=r.number("ELO_K_FACTOR", 32.0, low=0.1, high=400),
+        elo_initial_rating=r.number("ELO_INITIAL_RATING", 1500.0, low=0, high=100_000),
+        ucb_exploration_constant=r.number("UCB_EXPLORATION_CONSTANT", 1.414, low=0, high=100),
+        ucb_unexplored_weight=r.number("UCB_UNEXPLORED_WEIGHT", 1000.0, low=0, high=1e9),
+        pairing_ucb_weight=r.number("PAIRING_UCB_WEIGHT", 0.3, low=0, high=1),
+        pairing_similarity_weight=r.number("PAIRING_SIMILARITY_WEIGHT", 0.4, low=0, high=1),
+        pairing_random_weight=r.number("PAIRING_RANDOM_WEIGHT", 0.3, low=0, high=1),
+        pairing_rating_threshold=r.number("PAIRING_RATING_THRESHOLD", 200.0, low=1, high=10_000),
+        recent_comparison_limit=r.integer("RECENT_COMPARISON_LIMIT", 5, low=0, high=1000),
+        auth_enabled=r.boolean("AUTH_ENABLED", False),
+        secret_key=r.optional("SECRET_KEY"),
+        access_token_expire_minutes=r.integer("ACCESS_TOKEN_EXPIRE_MINUTES", 30, low=1, high=60 * 24 * 30),
+        cors_origins=r._get(
+            "CORS_ORIGINS",
+            (),
+            _origins,
+            "comma-separated origins like https://app.example.com",
+        ),
+        rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
+        rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
+        rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),
+        max_body_size=r.integer("MAX_BODY_SIZE", 1024 * 1024, low=1024, high=1024**3),
+        db_pool_min=r.integer("DB_POOL_MIN", 1, low=0, high=1000),
+        db_pool_max=r.integer("DB_POOL_MAX", 10, low=1, high=1000),
+        db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
+        db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
+        migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+    )
+    if settings.db_pool_min > settings.db_pool_max:
+        raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    problems = _production_problems(settings) if settings.is_production else []
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return settings
+
+
+def _production_problems(s: Settings) -> list[str]:
+    """Every unsafe production setting, one short sentence each."""
+    problems = []
+    if not s.secret_key or len(s.secret_key) < 32:
+        problems.append("SECRET_KEY must be set to at least 32 characters in production")
+    if not s.auth_enabled:
+        problems.append("AUTH_ENABLED must be true in production")
+    if not s.cors_origins or "*" in s.cors_origins:
+        problems.append("CORS_ORIGINS must list explicit origins (no *) in production")
+    if s.uses_sqlite:
+        problems.append("DATABASE_URL must be PostgreSQL in production, not SQLite")
+    if not s.rate_limit_enabled:
+        problems.append("RATE_LIMIT_ENABLED must be true in production")
+    if not s.redis_url:
+        problems.append("REDIS_URL must be set in production")
+    return problems
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0] + ":***"
+    return parts._replace(netloc=f"{userinfo}@{netloc[1]}").geturl()

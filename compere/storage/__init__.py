@@ -1,0 +1,1 @@
+"""Storage: one async database interface, a PostgreSQL and a SQLite backend, the queries."""

@@ -1,0 +1,150 @@
+"""The one database interface the rest of Compere talks to.
+
+Queries are SQLAlchemy Core statements wrapped in :class:`Query`, which compiles each
+statement once per dialect and caches the SQL text; parameters are plain Python values
+that both drivers understand (int, float, str, None). The two backends differ only in
+how they connect, lock and run that text.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
+
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+
+
+class DatabaseError(Exception):
+    """Base class of the storage errors the HTTP layer knows how to answer."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database could not be reached or did not answer in time (HTTP 503)."""
+
+
+class ConflictError(DatabaseError):
+    """A uniqueness or integrity rule refused the write (HTTP 409)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledQuery:
+    sql: str
+    positional: tuple[str, ...] | None  # parameter order for qmark dialects
+
+    def bind(self, compiled_params: dict[str, Any]) -> Any:
+        if self.positional is None:
+            return compiled_params
+        return tuple(compiled_params[name] for name in self.positional)
+
+
+class Query:
+    """A statement compiled once per dialect; build module-level constants of these."""
+
+    __slots__ = ("_compiled", "statement")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[CompiledQuery, Any]] = {}
+
+    def compile(self, dialect: Dialect, params: Params | None) -> tuple[str, Any]:
+        entry = self._compiled.get(dialect.name)
+        if entry is None:
+            compiled = self.statement.compile(dialect=dialect)
+            positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+            entry = (CompiledQuery(compiled.string, positional), compiled)
+            self._compiled[dialect.name] = entry
+        query, compiled = entry
+        values = compiled.construct_params(dict(params) if params else None)
+        return query.sql, query.bind(values)
+
+
+class Connection(abc.ABC):
+    """A connection inside a transaction (or an autocommit session)."""
+
+    @abc.abstractmethod
+    async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]: ...
+
+    async def fetch_one(self, query: Query, params: Params | None = None) -> Row | None:
+        rows = await self.fetch_all(query, params)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, query: Query, params: Params | None = None) -> Any:
+        row = await self.fetch_one(query, params)
+        return None if row is None else next(iter(row.values()))
+
+    @abc.abstractmethod
+    async def execute(self, query: Query, params: Params | None = None) -> int:
+        """Run a statement and return the number of rows it touched."""
+
+    @abc.abstractmethod
+    async def execute_script(self, sql: str) -> None:
+        """Run a schema script (several statements)."""
+
+    @abc.abstractmethod
+    async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
+        """Run one literal statement (transaction control, lock calls)."""
+
+
+class Database(Connection):
+    """A pool of connections to one database; single statements run in autocommit."""
+
+    name: str  # "postgresql" or "sqlite"
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """A write transaction: commits on success, rolls back on any error.
+
+        PostgreSQL runs it at READ COMMITTED and callers lock rows with ``FOR UPDATE``;
+        SQLite starts it with ``BEGIN IMMEDIATE`` so writers are serialised.
+        """
+
+    @abc.abstractmethod
+    def session(self) -> AbstractAsyncContextManager[Connection]:
+        """One connection held for several autocommit statements (used by migrations)."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`DatabaseUnavailable` unless the database answers."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+async def connect(
+    url: str,
+    *,
+    pool_min: int = 1,
+    pool_max: int = 10,
+    pool_timeout: float = 5.0,
+    statement_timeout_ms: int = 10_000,
+) -> Database:
+    """Open the backend that ``url`` names: ``postgresql://...`` or ``sqlite:///path``."""
+    if url.startswith("sqlite:///"):
+        from compere.storage.sqlite import SQLiteDatabase
+
+        return await SQLiteDatabase.open(
+            url[len("sqlite:///") :],
+            readers=max(2, min(pool_max, 4)),
+            busy_timeout_ms=int(pool_timeout * 1000),
+        )
+    from compere.storage.postgres import PostgresDatabase
+
+    return await PostgresDatabase.open(
+        url,
+        minsize=pool_min,
+        maxsize=pool_max,
+        acquire_timeout=pool_timeout,
+        statement_timeout_ms=statement_timeout_ms,
+    )
+
+
+def rows_to_dicts(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Row]:
+    return [dict(zip(names, row, strict=True)) for row in rows]

@@ -1,0 +1,145 @@
+"""Applies the numbered ``.sql`` files of ``sql/<dialect>/`` in order, once each.
+
+Each applied file is recorded with its SHA-256 in ``schema_migrations``; a recorded
+file whose content changed stops the run (write a new file instead of editing an
+applied one). PostgreSQL holds an advisory lock for the whole run and applies each
+file in its own transaction, so two workers starting together cannot both migrate;
+SQLite gets the same effect from its write lock (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam as param
+
+from compere.storage.database import Connection, Database, Query
+
+log = logging.getLogger(__name__)
+
+# An arbitrary constant shared by every Compere process ("compere" in ASCII).
+_ADVISORY_LOCK_KEY = 0x636F6D70657265
+
+_migrations = sa.table(
+    "schema_migrations",
+    sa.column("filename", sa.Text),
+    sa.column("checksum", sa.Text),
+    sa.column("applied_at", sa.Text),
+)
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    filename   TEXT PRIMARY KEY,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);
+"""
+_APPLIED = Query(sa.select(_migrations.c.filename, _migrations.c.checksum))
+_RECORD = Query(
+    sa.insert(_migrations).values(
+        filename=param("filename"), checksum=param("checksum"), applied_at=param("now")
+    )
+)
+
+
+class MigrationError(RuntimeError):
+    """The schema files and the database disagree; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    filename: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def sql_root() -> Path:
+    """Where the schema files are: ``COMPERE_SQL_DIR``, the source tree, or the install prefix."""
+    override = os.environ.get("COMPERE_SQL_DIR")
+    candidates = [Path(override)] if override else []
+    candidates += [
+        Path(__file__).resolve().parents[2] / "sql",
+        Path(sys.prefix) / "share" / "compere" / "sql",
+    ]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise MigrationError("cannot find the sql/ schema folder; set COMPERE_SQL_DIR")
+
+
+def load_migrations(dialect: str, root: Path | None = None) -> list[Migration]:
+    folder = (root or sql_root()) / dialect
+    files = sorted(folder.glob("*.sql"))
+    if not files:
+        raise MigrationError(f"no schema files in sql/{dialect}/")
+    return [Migration(f.name, f.read_text(encoding="utf-8")) for f in files]
+
+
+async def migrate(db: Database, root: Path | None = None) -> list[str]:
+    """Bring the schema up to date; return the files applied by this call."""
+    migrations = load_migrations(db.name, root)
+    async with db.session() as conn:
+        if db.name == "postgresql":
+            await conn.raw("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
+            try:
+                return await _apply(db, conn, migrations)
+            finally:
+                await conn.raw("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
+        return await _apply(db, conn, migrations)
+
+
+async def _apply(db: Database, conn: Connection, migrations: list[Migration]) -> list[str]:
+    from compere.storage.queries import utc_now
+
+    await _run_in_transaction(db, conn, [_CREATE_TABLE], None)
+    applied = {row["filename"]: row["checksum"] for row in await conn.fetch_all(_APPLIED)}
+    for migration in migrations:
+        recorded = applied.get(migration.filename)
+        if recorded is not None and recorded != migration.checksum:
+            raise MigrationError(
+                f"sql/{db.name}/{migration.filename} was edited after it was applied; "
+                "restore it and put the change in a new file"
+            )
+    done = []
+    for migration in migrations:
+        if migration.filename in applied:
+            continue
+        record = {
+            "filename": migration.filename,
+            "checksum": migration.checksum,
+            "now": utc_now(),
+        }
+        await _run_in_transaction(db, conn, [migration.sql], record)
+        log.info("applied schema file %s", migration.filename)
+        done.append(migration.filename)
+    return done
+
+
+async def _run_in_transaction(
+    db: Database, conn: Connection, scripts: list[str], record: dict[str, str] | None
+) -> None:
+    begin = "BEGIN IMMEDIATE" if db.name == "sqlite" else "BEGIN"
+    await conn.raw(begin)
+    try:
+        if record is not None and db.name == "sqlite":
+            # Re-check under the write lock: another process may have applied it meanwhile.
+            rows = await conn.fetch_all(_APPLIED)
+            if any(row["filename"] == record["filename"] for row in rows):
+                await conn.raw("ROLLBACK")
+                return
+        for script in scripts:
+            await conn.execute_script(script)
+        if record is not None:
+            await conn.execute(_RECORD, record)
+    except BaseException:
+        await conn.raw("ROLLBACK")
+        raise
+    await conn.raw("COMMIT")

@@ -1,0 +1,185 @@
+"""PostgreSQL backend: an aiopg pool running SQL compiled for the psycopg2 dialect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import aiopg
+import psycopg2
+import psycopg2.errors
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+from compere.storage.database import (
+    ConflictError,
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Params,
+    Query,
+    Row,
+    rows_to_dicts,
+)
+
+log = logging.getLogger(__name__)
+
+_DIALECT = PGDialect_psycopg2()
+
+# Errors that mean "the server or the connection is gone", as opposed to a bad query.
+_UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    """Turn driver errors into the storage errors the HTTP layer answers."""
+    try:
+        yield
+    except psycopg2.errors.QueryCanceled as exc:
+        raise DatabaseUnavailable("the database did not answer in time") from exc
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable("the database is unavailable") from exc
+    except psycopg2.IntegrityError as exc:
+        raise ConflictError(exc.diag.constraint_name or "integrity") from exc
+    except asyncio.CancelledError:
+        # aiopg reports a server-side statement_timeout as CancelledError. Only a task
+        # that nobody cancelled can see it that way; a real cancellation propagates.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise DatabaseUnavailable("the database did not answer in time") from None
+
+
+class _CursorConnection(Connection):
+    def __init__(self, cursor: aiopg.Cursor) -> None:
+        self._cursor = cursor
+
+    async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
+        sql, values = query.compile(_DIALECT, params)
+        cur = self._cursor
+        with _driver_errors():
+            await cur.execute(sql, values)
+            if cur.description is None:
+                return []
+            names = [d.name for d in cur.description]
+            return rows_to_dicts(names, await cur.fetchall())
+
+    async def execute(self, query: Query, params: Params | None = None) -> int:
+        sql, values = query.compile(_DIALECT, params)
+        with _driver_errors():
+            await self._cursor.execute(sql, values)
+        return int(self._cursor.rowcount)
+
+    async def execute_script(self, sql: str) -> None:
+        with _driver_errors():
+            await self._cursor.execute(sql)
+
+    async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
+        with _driver_errors():
+            await self._cursor.execute(sql, values or None)
+
+
+class PostgresDatabase(Database):
+    name = "postgresql"
+    dialect = _DIALECT
+
+    def __init__(self, pool: aiopg.Pool, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        minsize: int,
+        maxsize: int,
+        acquire_timeout: float,
+        statement_timeout_ms: int,
+    ) -> PostgresDatabase:
+        dsn = url.replace("postgres://", "postgresql://", 1)
+        try:
+            pool = await aiopg.create_pool(
+                dsn,
+                minsize=minsize,
+                maxsize=maxsize,
+                timeout=max(acquire_timeout, 1.0) + statement_timeout_ms / 1000,
+                enable_hstore=False,  # else dict parameters may be sent as hstore
+                options=f"-c statement_timeout={statement_timeout_ms}",
+                pool_recycle=300,
+            )
+        except (psycopg2.Error, OSError) as exc:
+            raise DatabaseUnavailable("the database is unavailable") from exc
+        return cls(pool, acquire_timeout)
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[aiopg.Cursor]:
+        try:
+            async with asyncio.timeout(self._acquire_timeout):
+                conn = await self._pool.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable("no database connection became free in time") from None
+        except (psycopg2.Error, OSError) as exc:
+            raise DatabaseUnavailable("the database is unavailable") from exc
+        try:
+            cursor = await conn.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        except (DatabaseUnavailable, *_UNAVAILABLE):
+            conn.close()  # a broken or stuck connection must not go back to the pool
+            raise
+        finally:
+            await self._pool.release(conn)
+
+    async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
+        async with self._cursor() as cur:
+            return await _CursorConnection(cur).fetch_all(query, params)
+
+    async def execute(self, query: Query, params: Params | None = None) -> int:
+        async with self._cursor() as cur:
+            return await _CursorConnection(cur).execute(query, params)
+
+    async def execute_script(self, sql: str) -> None:
+        async with self._cursor() as cur:
+            await _CursorConnection(cur).execute_script(sql)
+
+    async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
+        async with self._cursor() as cur:
+            await _CursorConnection(cur).raw(sql, values)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._cursor() as cur:
+            conn = _CursorConnection(cur)
+            with _driver_errors():
+                await cur.execute("BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                if not cur.closed and not cur.connection.closed:
+                    try:
+                        await cur.execute("ROLLBACK")
+                    except psycopg2.Error:
+                        cur.connection.close()
+                raise
+            with _driver_errors():
+                await cur.execute("COMMIT")
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[_CursorConnection]:
+        async with self._cursor() as cur:
+            yield _CursorConnection(cur)
+
+    async def ping(self) -> None:
+        async with self._cursor() as cur:
+            with _driver_errors():
+                await cur.execute("SELECT 1")
+                await cur.fetchone()
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()

@@ -1,0 +1,322 @@
+"""Every query Compere runs, and the transactions that must be atomic.
+
+Hot-path statements are module-level :class:`Query` constants, compiled once per
+dialect. Rows come back as plain dicts with database-native values; the HTTP layer
+turns them into API shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam as param
+
+from compere.domain.elo import elo_update, score_of
+from compere.storage.database import Connection, Database, Query, Row
+from compere.storage.tables import comparisons, entities
+
+ENTITY_COLUMNS = (
+    entities.c.id,
+    entities.c.name,
+    entities.c.description,
+    entities.c.image_urls,
+    entities.c.rating,
+    entities.c.comparisons,
+    entities.c.wins,
+    entities.c.losses,
+    entities.c.ties,
+    entities.c.created_at,
+    entities.c.updated_at,
+)
+COMPARISON_COLUMNS = (
+    comparisons.c.id,
+    comparisons.c.entity1_id,
+    comparisons.c.entity2_id,
+    comparisons.c.selected_entity_id,
+    comparisons.c.created_at,
+)
+_live = entities.c.deleted_at.is_(None)
+
+
+class EntityNotFound(LookupError):
+    """An entity id named in a request does not exist (or was deleted)."""
+
+    def __init__(self, entity_id: int) -> None:
+        super().__init__(entity_id)
+        self.entity_id = entity_id
+
+
+def utc_now() -> str:
+    """The current time as the ISO 8601 text both backends store."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def as_datetime(value: Any) -> datetime:
+    """A stored timestamp (``datetime`` from PostgreSQL, text from SQLite) as aware UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --- entities --------------------------------------------------------------------
+
+_INSERT_ENTITY = Query(
+    sa.insert(entities)
+    .values(
+        name=param("name"),
+        description=param("description"),
+        image_urls=param("image_urls"),
+        rating=param("rating"),
+        created_at=param("now"),
+        updated_at=param("now"),
+    )
+    .returning(*ENTITY_COLUMNS)
+)
+_GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live))
+_SOFT_DELETE_ENTITY = Query(
+    sa.update(entities).where(entities.c.id == param("id"), _live).values(deleted_at=param("now"))
+)
+_COUNT_LIVE = Query(sa.select(sa.func.count()).select_from(entities).where(_live))
+
+
+async def create_entity(
+    db: Connection,
+    *,
+    name: str,
+    description: str,
+    image_urls: Sequence[str],
+    rating: float,
+) -> Row:
+    row = await db.fetch_one(
+        _INSERT_ENTITY,
+        {
+            "name": name,
+            "description": description,
+            "image_urls": json.dumps(list(image_urls)),
+            "rating": rating,
+            "now": utc_now(),
+        },
+    )
+    assert row is not None
+    return row
+
+
+async def get_entity(db: Connection, entity_id: int) -> Row | None:
+    return await db.fetch_one(_GET_ENTITY, {"id": entity_id})
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _search_filter(search: str | None) -> list[sa.ColumnElement[bool]]:
+    if not search:
+        return []
+    pattern = f"%{_escape_like(search)}%"
+    return [
+        sa.or_(
+            entities.c.name.ilike(pattern, escape="\\"),
+            entities.c.description.ilike(pattern, escape="\\"),
+        )
+    ]
+
+
+async def list_entities(db: Connection, *, skip: int, limit: int, search: str | None) -> list[Row]:
+    """Live entities, best rated first (as the original lists them)."""
+    stmt = (
+        sa.select(*ENTITY_COLUMNS)
+        .where(_live, *_search_filter(search))
+        .order_by(entities.c.rating.desc(), entities.c.id)
+        .limit(limit)
+        .offset(skip)
+    )
+    return await db.fetch_all(Query(stmt))
+
+
+async def count_entities(db: Connection, *, search: str | None = None) -> int:
+    if not search:
+        return int(await db.fetch_value(_COUNT_LIVE))
+    stmt = sa.select(sa.func.count()).select_from(entities).where(_live, *_search_filter(search))
+    return int(await db.fetch_value(Query(stmt)))
+
+
+async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any]) -> Row | None:
+    """Apply a partial update; ``changes`` holds only the fields the client sent."""
+    if not changes:
+        return await get_entity(db, entity_id)
+    values = dict(changes)
+    if "image_urls" in values:
+        values["image_urls"] = json.dumps(list(values["image_urls"]))
+    values["updated_at"] = utc_now()
+    stmt = (
+        sa.update(entities)
+        .where(entities.c.id == entity_id, _live)
+        .values(**values)
+        .returning(*ENTITY_COLUMNS)
+    )
+    return await db.fetch_one(Query(stmt))
+
+
+async def delete_entity(db: Connection, entity_id: int) -> bool:
+    """Soft-delete: the entity leaves every listing and pairing; its votes stay in the log."""
+    return await db.execute(_SOFT_DELETE_ENTITY, {"id": entity_id, "now": utc_now()}) > 0
+
+
+_LEADERBOARD = Query(
+    sa.select(*ENTITY_COLUMNS).where(_live).order_by(entities.c.rating.desc(), entities.c.id)
+)
+
+
+async def leaderboard(db: Connection) -> list[Row]:
+    return await db.fetch_all(_LEADERBOARD)
+
+
+# --- comparisons -----------------------------------------------------------------
+
+_LOCK_PAIR = Query(
+    sa.select(entities.c.id, entities.c.rating)
+    .where(entities.c.id.in_([param("a"), param("b")]), _live)
+    .order_by(entities.c.id)
+    .with_for_update()
+)
+_APPLY_RESULT = Query(
+    sa.update(entities)
+    .where(entities.c.id == param("id"))
+    .values(
+        rating=param("rating"),
+        comparisons=entities.c.comparisons + 1,
+        wins=entities.c.wins + param("win"),
+        losses=entities.c.losses + param("loss"),
+        ties=entities.c.ties + param("tie"),
+    )
+)
+_INSERT_COMPARISON = Query(
+    sa.insert(comparisons)
+    .values(
+        entity1_id=param("entity1_id"),
+        entity2_id=param("entity2_id"),
+        selected_entity_id=param("selected_entity_id"),
+        created_at=param("now"),
+    )
+    .returning(*COMPARISON_COLUMNS)
+)
+_GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+
+
+async def record_comparison(
+    db: Database,
+    *,
+    entity1_id: int,
+    entity2_id: int,
+    selected_entity_id: int | None,
+    k_factor: float,
+) -> Row:
+    """Store one vote and apply it to both entities, all in one transaction.
+
+    Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
+    votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
+    serialises writers), the Elo update is computed from the locked values, and the
+    counters that feed the bandit move with it. Either all of it is stored or none.
+    """
+    async with db.transaction() as tx:
+        locked = await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
+        ratings = {row["id"]: row["rating"] for row in locked}
+        for entity_id in (entity1_id, entity2_id):
+            if entity_id not in ratings:
+                raise EntityNotFound(entity_id)
+        score1 = score_of(entity1_id, selected_entity_id)
+        new = elo_update(ratings[entity1_id], ratings[entity2_id], score1, k_factor)
+        for entity_id, rating, score in (
+            (entity1_id, new.rating1, score1),
+            (entity2_id, new.rating2, 1.0 - score1),
+        ):
+            await tx.execute(
+                _APPLY_RESULT,
+                {
+                    "id": entity_id,
+                    "rating": rating,
+                    "win": int(score == 1.0),
+                    "loss": int(score == 0.0),
+                    "tie": int(score == 0.5),
+                },
+            )
+        row = await tx.fetch_one(
+            _INSERT_COMPARISON,
+            {
+                "entity1_id": entity1_id,
+                "entity2_id": entity2_id,
+                "selected_entity_id": selected_entity_id,
+                "now": utc_now(),
+            },
+        )
+    assert row is not None
+    return row
+
+
+async def get_comparison(db: Connection, comparison_id: int) -> Row | None:
+    return await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+
+
+async def list_comparisons(db: Connection, *, skip: int, limit: int, entity_id: int | None) -> list[Row]:
+    """The vote log, newest first."""
+    stmt = sa.select(*COMPARISON_COLUMNS)
+    if entity_id is not None:
+        stmt = stmt.where(
+            sa.or_(
+                comparisons.c.entity1_id == entity_id,
+                comparisons.c.entity2_id == entity_id,
+            )
+        )
+    stmt = stmt.order_by(comparisons.c.id.desc()).limit(limit).offset(skip)
+    return await db.fetch_all(Query(stmt))
+
+
+# --- bandit state ----------------------------------------------------------------
+
+_ARM_STATES = Query(
+    sa.select(
+        entities.c.id,
+        entities.c.rating,
+        entities.c.comparisons,
+        entities.c.wins,
+        entities.c.ties,
+    ).where(_live)
+)
+
+
+async def arm_states(db: Connection) -> list[Row]:
+    """What the UCB bandit needs of every live entity."""
+    return await db.fetch_all(_ARM_STATES)
+
+
+def _recent_opponents_query() -> Query:
+    as_first = (
+        sa.select(comparisons.c.id, comparisons.c.entity2_id.label("opponent"))
+        .where(comparisons.c.entity1_id == param("id"))
+        .order_by(comparisons.c.id.desc())
+        .limit(param("limit"))
+    )
+    as_second = (
+        sa.select(comparisons.c.id, comparisons.c.entity1_id.label("opponent"))
+        .where(comparisons.c.entity2_id == param("id"))
+        .order_by(comparisons.c.id.desc())
+        .limit(param("limit"))
+    )
+    both = sa.union_all(as_first.subquery().select(), as_second.subquery().select()).subquery()
+    return Query(sa.select(both.c.opponent).order_by(both.c.id.desc()).limit(param("limit")))
+
+
+_RECENT_OPPONENTS = _recent_opponents_query()
+
+
+async def recent_opponents(db: Connection, entity_id: int, limit: int) -> list[int]:
+    """Ids of the entities ``entity_id`` met in its last ``limit`` comparisons."""
+    if limit <= 0:
+        return []
+    rows = await db.fetch_all(_RECENT_OPPONENTS, {"id": entity_id, "limit": limit})
+    return [int(row["opponent"]) for row in rows]

@@ -1,0 +1,37 @@
+"""SQLAlchemy Core descriptions of the tables that ``sql/`` creates.
+
+These are for building queries only; the schema itself lives in the ``.sql`` files.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+entities = sa.Table(
+    "entities",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("image_urls", sa.Text, nullable=False),
+    sa.Column("rating", sa.Float, nullable=False),
+    sa.Column("comparisons", sa.Integer, nullable=False),
+    sa.Column("wins", sa.Integer, nullable=False),
+    sa.Column("losses", sa.Integer, nullable=False),
+    sa.Column("ties", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("deleted_at", sa.Text),
+)
+
+comparisons = sa.Table(
+    "comparisons",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("entity1_id", sa.BigInteger, nullable=False),
+    sa.Column("entity2_id", sa.BigInteger, nullable=False),
+    sa.Column("selected_entity_id", sa.BigInteger),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
