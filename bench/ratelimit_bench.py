@@ -80,9 +80,7 @@ class Accuracy:
     admitted: int
 
 
-def judge(
-    times: list[float], decisions: list[bool], limit: int, window: float
-) -> Accuracy:
+def judge(times: list[float], decisions: list[bool], limit: int, window: float) -> Accuracy:
     """Compare decisions with the exact rule: admit iff fewer than ``limit`` admitted in the window."""
     admitted: list[float] = []
     start = 0
@@ -119,19 +117,13 @@ def traces(limit: int, window: float, rng: random.Random) -> dict[str, list[floa
     bursty: list[float] = []
     for _ in range(3 * windows):
         at = rng.uniform(0, windows * window)
-        bursty.extend(
-            at + rng.uniform(0, window / 100) for _ in range(int(1.5 * limit))
-        )
+        bursty.extend(at + rng.uniform(0, window / 100) for _ in range(int(1.5 * limit)))
     # Knows the fixed-window grid: a full quota just before each boundary, then again after.
     boundary: list[float] = []
     for k in range(1, windows):
         edge = k * window
-        boundary.extend(
-            edge - window / 100 + i * window / (100 * limit) for i in range(limit)
-        )
-        boundary.extend(
-            edge + window / 2 + i * window / (100 * limit) for i in range(2 * limit)
-        )
+        boundary.extend(edge - window / 100 + i * window / (100 * limit) for i in range(limit))
+        boundary.extend(edge + window / 2 + i * window / (100 * limit) for i in range(2 * limit))
     return {
         "poisson 1.5x": steady,
         "greedy 10x": greedy,
@@ -141,9 +133,7 @@ def traces(limit: int, window: float, rng: random.Random) -> dict[str, list[floa
 
 
 def accuracy_section(limit: int, window: float) -> None:
-    print(
-        f"\n## Accuracy: limit {limit} per {window:g} s, simulated time, 20 windows per trace"
-    )
+    print(f"\n## Accuracy: limit {limit} per {window:g} s, simulated time, 20 windows per trace")
     print(
         "| trace | algorithm | requests | admitted | wrongly admitted | wrongly refused | max in any window |"
     )
@@ -191,9 +181,7 @@ async def memory_section(url: str, prefix: str) -> None:
     limiter = RedisSlidingWindowLimiter(client, key_prefix=prefix + "log:")
     counter = client.register_script(SLIDING_COUNTER_LUA)
     print("\n## Redis memory per client key (MEMORY USAGE ... SAMPLES 0, bytes)")
-    print(
-        "| limit (requests in window) | sliding log, key full | sliding log, half full | window counter |"
-    )
+    print("| limit (requests in window) | sliding log, key full | sliding log, half full | window counter |")
     print("|---:|---:|---:|---:|")
     for limit in (10, 100, 128, 129, 1000):
         policy = RateLimitPolicy("m", limit, 600)
@@ -202,9 +190,7 @@ async def memory_section(url: str, prefix: str) -> None:
             client_key = f"l{limit}f{fill}"
             for _ in range(fill):
                 await limiter.hit(client_key, policy)
-            sizes.append(
-                await client.memory_usage(f"{prefix}log:m:{client_key}", samples=0)
-            )
+            sizes.append(await client.memory_usage(f"{prefix}log:m:{client_key}", samples=0))
         counter_key = f"{prefix}cnt:{limit}"
         for _ in range(limit):
             await counter(keys=[counter_key], args=[600_000_000, limit])
@@ -225,10 +211,7 @@ async def memory_section(url: str, prefix: str) -> None:
 
     await asyncio.gather(*(one(i) for i in range(clients)))
     info_after = (await client.info("memory"))["used_memory"]
-    sample = [
-        await client.memory_usage(f"{prefix}log:active:198.51.0.{i}", samples=0)
-        for i in range(50)
-    ]
+    sample = [await client.memory_usage(f"{prefix}log:active:198.51.0.{i}", samples=0) for i in range(50)]
     print(
         f"\n{clients} active clients x {per_client} requests (default-like policy 100 per window): "
         f"MEMORY USAGE {statistics.mean(sample):.0f} B per key, "
@@ -276,11 +259,9 @@ async def limiter_latency_section(url: str, prefix: str, calls: int) -> None:
         "Redis PING (floor)": lambda i: client.ping(),
     }
     results: dict[str, list[float]] = {name: [] for name in variants}
-    for name, call in variants.items():
+    for call in variants.values():
         await timed(50, call)  # warm up: connection, script cache
-    for i in range(
-        calls
-    ):  # interleaved call by call, so background load hits every variant alike
+    for i in range(calls):  # interleaved call by call, so background load hits every variant alike
         for name, call in variants.items():
             started = time.perf_counter()
             await call(i)
@@ -303,12 +284,8 @@ async def main(argv: list[str]) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
-    parser.add_argument(
-        "--calls", type=int, default=2000, help="limiter calls per variant (bounded)"
-    )
-    parser.add_argument(
-        "--requests", type=int, default=2000, help="HTTP requests per variant (bounded)"
-    )
+    parser.add_argument("--calls", type=int, default=2000, help="limiter calls per variant (bounded)")
+    parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per variant (bounded)")
     args = parser.parse_args(argv)
     calls = min(args.calls, 20_000)
     requests = min(args.requests, 20_000)
@@ -332,6 +309,7 @@ def _serve_variants(url: str, prefix: str, ports: multiprocessing.Queue) -> None
         rate_limit_cleanup_ctx,
         rate_limit_middleware,
     )
+    from compere.settings import Settings
 
     async def handler(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -340,16 +318,11 @@ def _serve_variants(url: str, prefix: str, ports: multiprocessing.Queue) -> None
     trusted = parse_trusted_proxies("127.0.0.1")
 
     def app(limited: bool, redis_url: str | None) -> web.Application:
-        middlewares = (
-            [rate_limit_middleware(policies, trusted_proxies=trusted)]
-            if limited
-            else []
-        )
+        middlewares = [rate_limit_middleware(policies, trusted_proxies=trusted)] if limited else []
         application = web.Application(middlewares=middlewares)
         if limited:
-            application.cleanup_ctx.append(
-                rate_limit_cleanup_ctx(redis_url, key_prefix=prefix + "http:")
-            )
+            settings = Settings(redis_url=redis_url, rate_limit_key_prefix=prefix + "http:")
+            application.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
         application.router.add_get("/entities/", handler)
         return application
 
@@ -376,15 +349,10 @@ async def http_latency_section(url: str, prefix: str, requests: int) -> None:
     from aiohttp import ClientSession
 
     ports: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
-    server = multiprocessing.get_context("spawn").Process(
-        target=_serve_variants, args=(url, prefix, ports)
-    )
+    server = multiprocessing.get_context("spawn").Process(target=_serve_variants, args=(url, prefix, ports))
     server.start()
     try:
-        bases = {
-            name: f"http://127.0.0.1:{port}/entities/"
-            for name, port in ports.get(timeout=30).items()
-        }
+        bases = {name: f"http://127.0.0.1:{port}/entities/" for name, port in ports.get(timeout=30).items()}
         results: dict[str, list[float]] = {name: [] for name in bases}
         # 500 simulated clients behind the (trusted) loopback proxy, each well under its quota.
         addresses = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(500)]
@@ -408,16 +376,12 @@ async def http_latency_section(url: str, prefix: str, requests: int) -> None:
         server.terminate()
         server.join(timeout=10)
     off50, off99 = percentiles(results["limiting off"])
-    print(
-        f"\n## Per HTTP request over loopback, server in its own process, {requests} requests each (ms)"
-    )
+    print(f"\n## Per HTTP request over loopback, server in its own process, {requests} requests each (ms)")
     print("| variant | p50 | p99 | added p50 | added p99 |")
     print("|---|---:|---:|---:|---:|")
     for name, samples in results.items():
         p50, p99 = percentiles(samples)
-        print(
-            f"| {name} | {p50:.3f} | {p99:.3f} | {p50 - off50:+.3f} | {p99 - off99:+.3f} |"
-        )
+        print(f"| {name} | {p50:.3f} | {p99:.3f} | {p50 - off50:+.3f} | {p99 - off99:+.3f} |")
     client = aioredis.Redis.from_url(url)
     await _delete_prefix(client, prefix)
     await client.aclose()

@@ -14,9 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 # The shared Redis server; rate-limit tests keep to their own database number.
-RATELIMIT_REDIS_URL = os.environ.get(
-    "COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3"
-)
+RATELIMIT_REDIS_URL = os.environ.get("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3")
 
 
 @pytest.fixture
@@ -72,9 +70,7 @@ class OwnRedisServer:
         deadline = time.monotonic() + 5
         while True:
             try:
-                with socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=0.2
-                ) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
                     if sock.recv(16).startswith(b"+PONG"):
                         return

@@ -23,9 +23,7 @@ class PeerTransport:
 
 def request_from(peer: Any, *forwarded_for: str):  # type: ignore[no-untyped-def]
     headers = CIMultiDict(("X-Forwarded-For", value) for value in forwarded_for)
-    return make_mocked_request(
-        "GET", "/", headers=headers, transport=PeerTransport(peer)
-    )
+    return make_mocked_request("GET", "/", headers=headers, transport=PeerTransport(peer))
 
 
 NGINX = ("10.0.0.5", 41000)
@@ -73,9 +71,7 @@ NGINX = ("10.0.0.5", 41000)
         ("unix", "", ["198.51.100.1"], "198.51.100.1"),
     ],
 )
-def test_client_address(
-    trusted: str, peer: Any, forwarded: list[str], expected: str
-) -> None:
+def test_client_address(trusted: str, peer: Any, forwarded: list[str], expected: str) -> None:
     request = request_from(peer, *forwarded)
     assert client_address(request, parse_trusted_proxies(trusted)) == expected
 
@@ -83,15 +79,12 @@ def test_client_address(
 def test_rotating_forwarded_for_from_untrusted_peer_keeps_one_address() -> None:
     trusted = parse_trusted_proxies("10.0.0.0/8")
     seen = {
-        client_address(request_from(("203.0.113.9", 5000), f"198.51.100.{i}"), trusted)
-        for i in range(20)
+        client_address(request_from(("203.0.113.9", 5000), f"198.51.100.{i}"), trusted) for i in range(20)
     }
     assert seen == {"203.0.113.9"}
 
 
-@pytest.mark.parametrize(
-    "bad", ["10.0.0.1/8", "10.0.0.300", "proxy.example.com", "::g"]
-)
+@pytest.mark.parametrize("bad", ["10.0.0.1/8", "10.0.0.300", "proxy.example.com", "::g"])
 def test_bad_trusted_proxies_are_refused_with_the_entry_named(bad: str) -> None:
     with pytest.raises(ValueError, match=repr(bad).replace("[", r"\[")):
         parse_trusted_proxies(f"127.0.0.1, {bad}")

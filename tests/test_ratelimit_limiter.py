@@ -69,9 +69,7 @@ async def test_window_slides_and_refusals_use_no_quota(
     assert (await limiter.hit("c", policy)).allowed  # made at about 0.3 s
     refused = [await limiter.hit("c", policy) for _ in range(10)]
     assert not any(d.allowed for d in refused)
-    assert (
-        0.1 < refused[-1].reset_after <= 0.35
-    )  # the first request leaves at about 0.6 s
+    assert 0.1 < refused[-1].reset_after <= 0.35  # the first request leaves at about 0.6 s
 
     await asyncio.sleep(max(0.0, start + 0.65 - time.monotonic()))
     # Only the first request has aged out: one slot, not two (a fixed window would give
@@ -84,16 +82,12 @@ async def test_redis_limit_is_atomic_across_concurrent_callers_and_instances(
     ratelimit_redis_prefix: str,
 ) -> None:
     limiters = [
-        RedisSlidingWindowLimiter.from_url(
-            RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix
-        )
+        RedisSlidingWindowLimiter.from_url(RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix)
         for _ in range(2)
     ]
     policy = RateLimitPolicy("default", limit=10, window=30)
     try:
-        decisions = await asyncio.gather(
-            *(limiters[i % 2].hit("shared", policy) for i in range(60))
-        )
+        decisions = await asyncio.gather(*(limiters[i % 2].hit("shared", policy) for i in range(60)))
     finally:
         for instance in limiters:
             await instance.close()
@@ -101,9 +95,7 @@ async def test_redis_limit_is_atomic_across_concurrent_callers_and_instances(
 
 
 async def test_redis_keys_expire_with_the_window(ratelimit_redis_prefix: str) -> None:
-    limiter = RedisSlidingWindowLimiter.from_url(
-        RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix
-    )
+    limiter = RedisSlidingWindowLimiter.from_url(RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix)
     client = aioredis.Redis.from_url(RATELIMIT_REDIS_URL)
     try:
         await limiter.hit("e", RateLimitPolicy("default", limit=3, window=0.2))
@@ -135,9 +127,7 @@ async def test_dead_redis_fails_fast_and_is_reported_degraded(
 
 
 async def test_redis_that_never_answers_times_out() -> None:
-    async def swallow(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # accept, read, never reply
         writer.close()
 
@@ -160,9 +150,7 @@ async def test_redis_that_never_answers_times_out() -> None:
 async def test_failures_are_logged_once_per_interval(
     dead_redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter = RedisSlidingWindowLimiter.from_url(
-        dead_redis_url, cooldown=0, error_log_interval=60
-    )
+    limiter = RedisSlidingWindowLimiter.from_url(dead_redis_url, cooldown=0, error_log_interval=60)
     policy = RateLimitPolicy("default", limit=3, window=1)
     caplog.set_level(logging.ERROR, logger="compere.infra.ratelimit")
     try:
@@ -220,9 +208,7 @@ async def test_limiting_resumes_when_redis_comes_back(
         ("ok", 1, float("inf")),
     ],
 )
-def test_bad_policies_are_refused_at_construction(
-    name: str, limit: int, window: float
-) -> None:
+def test_bad_policies_are_refused_at_construction(name: str, limit: int, window: float) -> None:
     with pytest.raises(ValueError):
         RateLimitPolicy(name, limit, window)
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from compere.http.keys import DATABASE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
+from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
 from compere.infra.logging import configure_logging
 from compere.infra.redis import create_redis
@@ -32,6 +33,8 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    if settings.rate_limit_enabled:
+        app.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
     return app

@@ -40,9 +40,7 @@ class TrustedProxies:
         """Whether ``address`` (None for a unix-socket peer) is a trusted proxy."""
         if address is None:
             return self.unix
-        return any(
-            address.version == net.version and address in net for net in self.networks
-        )
+        return any(address.version == net.version and address in net for net in self.networks)
 
 
 def parse_trusted_proxies(value: str | Iterable[str]) -> TrustedProxies:
@@ -62,9 +60,7 @@ def parse_trusted_proxies(value: str | Iterable[str]) -> TrustedProxies:
         try:
             network = ipaddress.ip_network(item, strict=True)
         except ValueError as exc:
-            raise ValueError(
-                f"{item!r} is not an IP address or CIDR network ({exc})"
-            ) from None
+            raise ValueError(f"{item!r} is not an IP address or CIDR network ({exc})") from None
         networks.append(_unmap_network(network))
     return TrustedProxies(tuple(networks), unix)
 
@@ -93,11 +89,7 @@ def client_address(request: web.Request, trusted_proxies: TrustedProxies) -> str
 
 def _peer_host(request: web.Request) -> str | None:
     transport = request.transport
-    peername = (
-        transport.get_extra_info("peername")
-        if transport is not None
-        else request.remote
-    )
+    peername = transport.get_extra_info("peername") if transport is not None else request.remote
     if isinstance(peername, tuple | list) and peername:
         return str(peername[0])
     if isinstance(peername, str) and peername:
@@ -135,11 +127,7 @@ def _unmap(address: IPAddress) -> IPAddress:
 
 def _unmap_network(network: IPNetwork) -> IPNetwork:
     mapped = ipaddress.IPv6Network("::ffff:0:0/96")
-    if (
-        isinstance(network, ipaddress.IPv6Network)
-        and network.subnet_of(mapped)
-        and network.prefixlen >= 96
-    ):
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(mapped) and network.prefixlen >= 96:
         base = network.network_address.ipv4_mapped
         assert base is not None
         return ipaddress.IPv4Network(f"{base}/{network.prefixlen - 96}")

@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from compere.infra.ratelimit import SlidingWindowLimiter
+
 if TYPE_CHECKING:
     pass
 
 SETTINGS = web.AppKey("settings", "Settings")
 DATABASE = web.AppKey("database", "Database")
 REDIS = web.AppKey("redis", "redis.asyncio.Redis | None")
-RATE_LIMITER = web.AppKey("rate_limiter", "SlidingWindowLimiter")
+RATE_LIMITER = web.AppKey("rate_limiter", SlidingWindowLimiter)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 

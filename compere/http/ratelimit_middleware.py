@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from compere.http.client_address import TrustedProxies, client_address
-from compere.http.keys import USER_KEY
+from compere.http.errors import ApiError
+from compere.http.keys import RATE_LIMITER, USER_KEY
 from compere.infra.ratelimit import (
     InProcessSlidingWindowLimiter,
     RateLimitDecision,
@@ -28,9 +30,10 @@ from compere.infra.ratelimit import (
     RedisSlidingWindowLimiter,
     SlidingWindowLimiter,
 )
+from compere.settings import Settings
 
 __all__ = [
-    "RATE_LIMITER",
+    "RATE_LIMIT_HEADER_NAMES",
     "FailMode",
     "RateLimitPolicies",
     "rate_limit_cleanup_ctx",
@@ -39,8 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-RATE_LIMITER = web.AppKey("rate_limiter", SlidingWindowLimiter)
 
 FailMode = Literal["open", "closed"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,12 +75,16 @@ class RateLimitPolicies:
                 raise ValueError(f"exempt path {prefix!r} must start with '/'")
 
     @classmethod
-    def standard(
-        cls, default: RateLimitPolicy, auth: RateLimitPolicy
-    ) -> RateLimitPolicies:
+    def standard(cls, default: RateLimitPolicy, auth: RateLimitPolicy) -> RateLimitPolicies:
         """Compere's route groups: logging in and signing up share the small ``auth`` quota."""
-        return cls(
-            default, {("POST", "/auth/token"): auth, ("POST", "/auth/users/"): auth}
+        return cls(default, {("POST", "/auth/token"): auth, ("POST", "/auth/users/"): auth})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimitPolicies:
+        """The default and ``auth`` policies from RATE_LIMIT_* settings."""
+        return cls.standard(
+            RateLimitPolicy("default", settings.rate_limit_requests, settings.rate_limit_window),
+            RateLimitPolicy("auth", settings.rate_limit_auth_requests, settings.rate_limit_auth_window),
         )
 
     def for_request(self, method: str, path: str) -> RateLimitPolicy | None:
@@ -101,9 +106,7 @@ def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) ->
     """
     user = request.get(USER_KEY)
     if user is not None:
-        user_id = (
-            user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
-        )
+        user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
         return f"user:{user_id}"
     address = client_address(request, trusted_proxies)
     try:
@@ -115,9 +118,16 @@ def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) ->
     return f"ip:{parsed}"
 
 
-def rate_limit_headers(
-    policy: RateLimitPolicy, decision: RateLimitDecision
-) -> dict[str, str]:
+RATE_LIMIT_HEADER_NAMES = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+)
+
+
+def rate_limit_headers(policy: RateLimitPolicy, decision: RateLimitDecision) -> dict[str, str]:
     reset_after = math.ceil(decision.reset_after)
     return {
         "X-RateLimit-Limit": str(decision.limit),
@@ -134,7 +144,7 @@ def rate_limit_middleware(
     trusted_proxies: TrustedProxies | None = None,
     fail_mode: FailMode = "open",
     limiter: SlidingWindowLimiter | None = None,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """A middleware enforcing ``policies``.
 
     The limiter is ``limiter`` if given, else the one the app stores under ``RATE_LIMITER``
@@ -149,9 +159,7 @@ def rate_limit_middleware(
         raise TypeError("limiter must be a SlidingWindowLimiter")
     trusted = trusted_proxies if trusted_proxies is not None else TrustedProxies()
     if not isinstance(trusted, TrustedProxies):
-        raise TypeError(
-            "trusted_proxies must be a TrustedProxies (see parse_trusted_proxies)"
-        )
+        raise TypeError("trusted_proxies must be a TrustedProxies (see parse_trusted_proxies)")
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -164,30 +172,27 @@ def rate_limit_middleware(
         except RateLimiterUnavailable:
             # The limiter logs the failure itself, at most once per interval.
             if fail_mode == "closed":
-                return web.json_response(
-                    {
-                        "detail": "Rate limiting is temporarily unavailable; try again shortly."
-                    },
-                    status=503,
+                raise ApiError(
+                    503,
+                    "Rate limiting is temporarily unavailable. Please retry shortly.",
                     headers={"Retry-After": "1"},
-                )
+                ) from None
             return await handler(request)
 
         headers = rate_limit_headers(policy, decision)
         if not decision.allowed:
             retry_after = max(1, math.ceil(decision.reset_after))
-            return web.json_response(
-                {
-                    "detail": f"Rate limit exceeded: {policy.limit} requests per "
-                    f"{policy.window:g} seconds. Retry in {retry_after} seconds."
-                },
-                status=429,
+            raise ApiError(
+                429,
+                f"Rate limit exceeded: {policy.limit} requests per {policy.window:g} seconds. "
+                f"Retry in {retry_after} seconds.",
                 headers={**headers, "Retry-After": str(retry_after)},
             )
         try:
             response = await handler(request)
-        except web.HTTPException as exc:
-            # A raised HTTP error is a response too: it carries the same headers.
+        except (web.HTTPException, ApiError) as exc:
+            # A raised error is a response too: it carries the same headers (the error
+            # middleware outside keeps them when it renders the error).
             exc.headers.update(headers)
             raise
         if not response.prepared:
@@ -197,32 +202,22 @@ def rate_limit_middleware(
     return rate_limit
 
 
-def rate_limit_cleanup_ctx(
-    redis_url: str | None,
-    *,
-    key_prefix: str = "compere:rl:",
-    connect_timeout: float = 0.25,
-    command_timeout: float = 0.25,
-) -> Callable[[web.Application], AsyncIterator[None]]:
+def rate_limit_cleanup_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     """An ``app.cleanup_ctx`` entry that opens the limiter and closes it on shutdown.
 
-    Without ``redis_url`` the limiter is in-process: per worker, for local development
-    (production settings refuse to start that way).
+    With ``REDIS_URL`` the limiter has its own small pool (short timeouts, no retries), so
+    other Redis users can neither starve it nor be starved by it. Without it the limiter
+    is in-process: per worker, for local development (production refuses to start so).
     """
 
     async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter: SlidingWindowLimiter
-        if redis_url:
+        if settings.redis_url:
             limiter = RedisSlidingWindowLimiter.from_url(
-                redis_url,
-                connect_timeout=connect_timeout,
-                command_timeout=command_timeout,
-                key_prefix=key_prefix,
+                settings.redis_url, key_prefix=settings.rate_limit_key_prefix
             )
         else:
-            log.warning(
-                "rate limiting without REDIS_URL: counts are per process (development only)"
-            )
+            log.warning("rate limiting without REDIS_URL: counts are per process (development only)")
             limiter = InProcessSlidingWindowLimiter()
         app[RATE_LIMITER] = limiter
         try:
@@ -231,77 +226,3 @@ def rate_limit_cleanup_ctx(
             await limiter.close()
 
     return rate_limiter_ctx
-
-
-# ---------------------------------------------------------------- settings (until settings.py)
-
-
-@dataclass(frozen=True)
-class RateLimitSettings:
-    enabled: bool = False
-    requests: int = 100
-    window: int = 60
-    auth_requests: int = 10
-    auth_window: int = 60
-    fail_mode: FailMode = "open"
-    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
-    redis_url: str | None = None
-
-    def policies(self) -> RateLimitPolicies:
-        return RateLimitPolicies.standard(
-            RateLimitPolicy("default", self.requests, self.window),
-            RateLimitPolicy("auth", self.auth_requests, self.auth_window),
-        )
-
-
-def load_rate_limit_settings(environ: Mapping[str, str]) -> RateLimitSettings:
-    """Read the rate-limit variables; ``ValueError`` names the variable at fault."""
-    from compere.http.client_address import parse_trusted_proxies
-
-    def positive_int(name: str, default: int) -> int:
-        raw = environ.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(
-                f"{name} must be a positive integer, not {raw!r}"
-            ) from None
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, not {raw!r}")
-        return value
-
-    enabled_raw = environ.get("RATE_LIMIT_ENABLED", "false").strip().lower()
-    if enabled_raw not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
-        raise ValueError(
-            f"RATE_LIMIT_ENABLED must be true or false, not {enabled_raw!r}"
-        )
-    fail_mode = environ.get("RATE_LIMIT_FAIL_MODE", "open").strip().lower() or "open"
-    if fail_mode not in ("open", "closed"):
-        raise ValueError(
-            f"RATE_LIMIT_FAIL_MODE must be 'open' or 'closed', not {fail_mode!r}"
-        )
-    try:
-        trusted = parse_trusted_proxies(environ.get("TRUSTED_PROXIES", ""))
-    except ValueError as exc:
-        raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
-    settings = RateLimitSettings(
-        enabled=enabled_raw in ("1", "true", "yes", "on"),
-        requests=positive_int("RATE_LIMIT_REQUESTS", 100),
-        window=positive_int("RATE_LIMIT_WINDOW", 60),
-        auth_requests=positive_int("RATE_LIMIT_AUTH_REQUESTS", 10),
-        auth_window=positive_int("RATE_LIMIT_AUTH_WINDOW", 60),
-        fail_mode=fail_mode,  # type: ignore[arg-type]
-        trusted_proxies=trusted,
-        redis_url=environ.get("REDIS_URL", "").strip() or None,
-    )
-    if (
-        environ.get("ENVIRONMENT", "").strip().lower() == "production"
-        and settings.enabled
-        and not settings.redis_url
-    ):
-        raise ValueError(
-            "REDIS_URL is required in production when RATE_LIMIT_ENABLED is true"
-        )
-    return settings

@@ -24,6 +24,7 @@ skewed clocks still share one window.
 from __future__ import annotations
 
 import abc
+import asyncio
 import collections
 import logging
 import math
@@ -63,24 +64,11 @@ class RateLimitPolicy:
     def __post_init__(self) -> None:
         # The name appears in Redis keys and in the RateLimit-Policy header.
         if not _POLICY_NAME.match(self.name):
-            raise ValueError(
-                f"rate limit policy name {self.name!r} must match {_POLICY_NAME.pattern}"
-            )
-        if (
-            isinstance(self.limit, bool)
-            or not isinstance(self.limit, int)
-            or self.limit < 1
-        ):
-            raise ValueError(
-                f"rate limit policy {self.name!r}: limit must be a positive integer"
-            )
-        if (
-            not (isinstance(self.window, int | float) and math.isfinite(self.window))
-            or self.window < 0.001
-        ):
-            raise ValueError(
-                f"rate limit policy {self.name!r}: window must be at least 0.001 seconds"
-            )
+            raise ValueError(f"rate limit policy name {self.name!r} must match {_POLICY_NAME.pattern}")
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError(f"rate limit policy {self.name!r}: limit must be a positive integer")
+        if not (isinstance(self.window, int | float) and math.isfinite(self.window)) or self.window < 0.001:
+            raise ValueError(f"rate limit policy {self.name!r}: window must be at least 0.001 seconds")
 
 
 @dataclass(frozen=True)
@@ -120,10 +108,14 @@ class SlidingWindowLimiter(abc.ABC):
 
     @property
     def degraded(self) -> bool:
-        """True while the store has recently failed (readiness reports it)."""
+        """True while the store has recently failed."""
         return False
 
-    async def close(self) -> None:
+    async def ping(self) -> bool:
+        """Whether the store answers now (for readiness); never raises, never hangs."""
+        return True
+
+    async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections."""
 
 
@@ -171,9 +163,15 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         key_prefix: str = "compere:rl:",
         cooldown: float = 1.0,
         error_log_interval: float = 60.0,
+        max_in_flight: int | None = None,
+        wait_timeout: float = 0.25,
     ) -> None:
-        if cooldown < 0 or error_log_interval < 0:
-            raise ValueError("cooldown and error_log_interval must not be negative")
+        if cooldown < 0 or error_log_interval < 0 or wait_timeout <= 0:
+            raise ValueError("cooldown and error_log_interval must be >= 0, wait_timeout > 0")
+        # Calls beyond the pool size wait here (bounded), not in the pool: running out of
+        # connections under a burst is not Redis failing, and must not trip the cooldown.
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self._wait_timeout = wait_timeout
         self._client = client
         self._key_prefix = key_prefix
         self._cooldown = cooldown
@@ -200,11 +198,15 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
             socket_timeout=command_timeout,
             retry=Retry(NoBackoff(), 0),
             max_connections=max_connections,
-            # Waiting for a free connection is bounded like any other Redis call.
             timeout=command_timeout,
         )
         client = aioredis.Redis.from_pool(pool)
-        return cls(client, **kwargs)  # type: ignore[arg-type]
+        return cls(
+            client,
+            max_in_flight=max_connections,
+            wait_timeout=command_timeout,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     @property
     def client(self) -> aioredis.Redis:
@@ -234,6 +236,12 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         if failed_at is not None and time.monotonic() - failed_at < self._cooldown:
             raise RateLimiterUnavailable("rate limiter store recently failed")
         window_us = max(1, round(policy.window * 1_000_000))
+        if self._slots is not None:
+            try:
+                async with asyncio.timeout(self._wait_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise RateLimiterUnavailable("rate limiter busy: all Redis connections in use") from None
         try:
             allowed, count, oldest, now = await self._script(
                 keys=[f"{self._key_prefix}{policy.name}:{key}"],
@@ -242,6 +250,9 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             self._record_failure(exc)
             raise RateLimiterUnavailable(str(exc) or type(exc).__name__) from exc
+        finally:
+            if self._slots is not None:
+                self._slots.release()
         self._recovered()
         reset_after_us = max(0, int(oldest) + window_us - int(now))
         return RateLimitDecision(
@@ -255,10 +266,7 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
     def _record_failure(self, exc: BaseException) -> None:
         now = time.monotonic()
         self._failed_at = now
-        if (
-            self._logged_at is not None
-            and now - self._logged_at < self._error_log_interval
-        ):
+        if self._logged_at is not None and now - self._logged_at < self._error_log_interval:
             self._suppressed += 1
             return
         suppressed, self._suppressed = self._suppressed, 0
@@ -282,9 +290,7 @@ class InProcessSlidingWindowLimiter(SlidingWindowLimiter):
     number of clients active within one window.
     """
 
-    def __init__(
-        self, *, clock: Callable[[], float] = time.time, sweep_every: int = 1024
-    ) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, sweep_every: int = 1024) -> None:
         if sweep_every < 1:
             raise ValueError("sweep_every must be positive")
         self._clock = clock
@@ -316,9 +322,5 @@ class InProcessSlidingWindowLimiter(SlidingWindowLimiter):
         )
 
     def _sweep(self, now: float) -> None:
-        for name_key in [
-            k
-            for k, v in self._logs.items()
-            if not v or v[-1] <= now - self._windows[k[0]]
-        ]:
+        for name_key in [k for k, v in self._logs.items() if not v or v[-1] <= now - self._windows[k[0]]]:
             del self._logs[name_key]
