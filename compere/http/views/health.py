@@ -27,9 +27,10 @@ async def ready(request: web.Request) -> web.Response:
     except (DatabaseError, TimeoutError):
         checks["database"] = "unavailable"
     settings = request.app[SETTINGS]
-    # With RATE_LIMIT_FAIL_MODE=open the service keeps answering (unlimited) while Redis
-    # is away: degraded but ready. With "closed" it answers 503, so it is not ready.
-    redis_down = "degraded" if settings.rate_limit_fail_mode == "open" else "unavailable"
+    # Rate limiting with RATE_LIMIT_FAIL_MODE=open keeps answering (unlimited) while Redis
+    # is away: degraded but ready, so a Redis outage does not empty the load balancer.
+    fail_open = settings.rate_limit_enabled and settings.rate_limit_fail_mode == "open"
+    redis_down = "degraded" if fail_open else "unavailable"
     redis = request.app.get(REDIS)
     if redis is not None:
         try:
