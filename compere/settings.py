@@ -59,6 +59,7 @@ class Settings:
     rate_limit_auth_window: int = 60
     rate_limit_fail_mode: str = "open"
     rate_limit_key_prefix: str = "compere:rl:"
+    rate_limit_redis_timeout: float = 0.25
     trusted_proxies: tuple[str, ...] = ()
 
     max_body_size: int = 1024 * 1024
@@ -253,6 +254,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         rate_limit_key_prefix=r._get(
             "RATE_LIMIT_KEY_PREFIX", "compere:rl:", _key_prefix, "up to 64 printable characters, no spaces"
         ),
+        rate_limit_redis_timeout=r.number("RATE_LIMIT_REDIS_TIMEOUT", 0.25, low=0.01, high=10),
         trusted_proxies=r._get(
             "TRUSTED_PROXIES",
             (),

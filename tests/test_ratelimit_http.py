@@ -41,6 +41,9 @@ def limited_settings(tmp_path: Path, ratelimit_redis_prefix: str) -> Callable[..
             "RATE_LIMIT_WINDOW": "60",
             "RATE_LIMIT_AUTH_REQUESTS": "2",
             "RATE_LIMIT_KEY_PREFIX": ratelimit_redis_prefix,
+            # Generous for a busy test machine; the failure tests below use a dead port,
+            # which fails at once whatever the timeout.
+            "RATE_LIMIT_REDIS_TIMEOUT": "2",
             "LOG_REQUESTS": "false",
         }
         return load_settings({**base, **env}, dotenv=tmp_path / "no.env")
@@ -224,7 +227,11 @@ async def identity_from_header(request: web.Request, handler):  # type: ignore[n
 async def test_users_are_limited_by_identity_not_address(
     aiohttp_client: ClientFactory, ratelimit_redis_prefix: str
 ) -> None:
-    settings = Settings(redis_url=RATELIMIT_REDIS_URL, rate_limit_key_prefix=ratelimit_redis_prefix)
+    settings = Settings(
+        redis_url=RATELIMIT_REDIS_URL,
+        rate_limit_key_prefix=ratelimit_redis_prefix,
+        rate_limit_redis_timeout=2,
+    )
     app = web.Application(
         middlewares=[
             error_masking(settings),
@@ -268,6 +275,7 @@ def test_middleware_validates_its_arguments() -> None:
         ({"TRUSTED_PROXIES": "nginx"}, "TRUSTED_PROXIES"),
         ({"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES"),
         ({"RATE_LIMIT_KEY_PREFIX": "has space"}, "RATE_LIMIT_KEY_PREFIX"),
+        ({"RATE_LIMIT_REDIS_TIMEOUT": "0"}, "RATE_LIMIT_REDIS_TIMEOUT"),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], variable: str, tmp_path: Path) -> None:

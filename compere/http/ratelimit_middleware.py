@@ -214,7 +214,10 @@ def rate_limit_cleanup_ctx(settings: Settings) -> Callable[[web.Application], As
         limiter: SlidingWindowLimiter
         if settings.redis_url:
             limiter = RedisSlidingWindowLimiter.from_url(
-                settings.redis_url, key_prefix=settings.rate_limit_key_prefix
+                settings.redis_url,
+                connect_timeout=settings.rate_limit_redis_timeout,
+                command_timeout=settings.rate_limit_redis_timeout,
+                key_prefix=settings.rate_limit_key_prefix,
             )
         else:
             log.warning("rate limiting without REDIS_URL: counts are per process (development only)")

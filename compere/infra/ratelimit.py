@@ -150,10 +150,11 @@ return {allowed, count, oldest, now}
 class RedisSlidingWindowLimiter(SlidingWindowLimiter):
     """Sliding log in Redis: one EVALSHA per request, atomic across workers and hosts.
 
-    Redis errors never retry and never wait past the client's timeouts. After a failure
-    the limiter stops asking Redis for ``cooldown`` seconds (every call raises
-    ``RateLimiterUnavailable`` at once), then tries again, so limiting resumes by itself
-    when Redis is back and a dead Redis does not add a timeout to every request.
+    Redis errors never retry and never wait past the client's timeouts. After
+    ``trip_after`` failures in a row the limiter stops asking Redis for ``cooldown``
+    seconds (every call raises ``RateLimiterUnavailable`` at once), then tries again, so
+    a dead Redis does not add a timeout to every request and limiting resumes by itself
+    when Redis is back. One slow answer on a busy host does not trip it.
     """
 
     def __init__(
@@ -162,12 +163,13 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         *,
         key_prefix: str = "compere:rl:",
         cooldown: float = 1.0,
+        trip_after: int = 3,
         error_log_interval: float = 60.0,
         max_in_flight: int | None = None,
         wait_timeout: float = 0.25,
     ) -> None:
-        if cooldown < 0 or error_log_interval < 0 or wait_timeout <= 0:
-            raise ValueError("cooldown and error_log_interval must be >= 0, wait_timeout > 0")
+        if cooldown < 0 or error_log_interval < 0 or wait_timeout <= 0 or trip_after < 1:
+            raise ValueError("cooldown, error_log_interval >= 0; wait_timeout > 0; trip_after >= 1")
         # Calls beyond the pool size wait here (bounded), not in the pool: running out of
         # connections under a burst is not Redis failing, and must not trip the cooldown.
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
@@ -175,8 +177,10 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         self._client = client
         self._key_prefix = key_prefix
         self._cooldown = cooldown
+        self._trip_after = trip_after
         self._error_log_interval = error_log_interval
         self._script = client.register_script(_SLIDING_LOG_LUA)
+        self._failures = 0  # in a row
         self._failed_at: float | None = None  # monotonic time of the last failure
         self._logged_at: float | None = None
         self._suppressed = 0
@@ -188,7 +192,7 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         *,
         connect_timeout: float = 0.25,
         command_timeout: float = 0.25,
-        max_connections: int = 64,
+        max_connections: int = 16,
         **kwargs: float | str,
     ) -> RedisSlidingWindowLimiter:
         """A limiter with its own pool: short timeouts, no retries, bounded connections."""
@@ -214,7 +218,7 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
 
     @property
     def degraded(self) -> bool:
-        return self._failed_at is not None
+        return self._failures > 0
 
     async def ping(self) -> bool:
         """Ask Redis directly (for readiness); a success ends the degraded state."""
@@ -227,13 +231,18 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         return True
 
     def _recovered(self) -> None:
-        if self._failed_at is not None:
+        if self._failures:
+            self._failures = 0
             self._failed_at = None
             log.warning("rate limiter: Redis reachable again, limiting resumed")
 
     async def hit(self, key: str, policy: RateLimitPolicy) -> RateLimitDecision:
         failed_at = self._failed_at
-        if failed_at is not None and time.monotonic() - failed_at < self._cooldown:
+        if (
+            self._failures >= self._trip_after
+            and failed_at is not None
+            and time.monotonic() - failed_at < self._cooldown
+        ):
             raise RateLimiterUnavailable("rate limiter store recently failed")
         window_us = max(1, round(policy.window * 1_000_000))
         if self._slots is not None:
@@ -265,6 +274,7 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
 
     def _record_failure(self, exc: BaseException) -> None:
         now = time.monotonic()
+        self._failures += 1
         self._failed_at = now
         if self._logged_at is not None and now - self._logged_at < self._error_log_interval:
             self._suppressed += 1
