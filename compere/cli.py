@@ -30,11 +30,13 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     from compere.http.app import create_app
 
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
+
+        loop = uvloop.new_event_loop()
     except ImportError:  # optional: plain asyncio works too
-        uvloop = None
-    loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()
     print(f"Compere {__version__} on http://{host}:{port} (docs at /docs)", flush=True)
     web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None, loop=loop)
 

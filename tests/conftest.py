@@ -1,17 +1,143 @@
-"""Shared fixtures."""
+"""Shared fixtures: every HTTP test runs against SQLite and a real PostgreSQL.
+
+PostgreSQL comes from ``COMPERE_TEST_POSTGRES_URL`` (default: the local server as
+user postgres). Each test session creates its own database and drops it at the end;
+tests never skip because the server is missing, they fail and say why.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg2
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from compere.http.app import create_app
+from compere.settings import Settings, load_settings
+
+ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+NO_DOTENV = Path("/nonexistent/.env")
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _admin_connection() -> psycopg2.extensions.connection:
+    try:
+        conn = psycopg2.connect(ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is required for the test suite and is not reachable at {ADMIN_URL}: {exc}. "
+            "Start it (see README) or set COMPERE_TEST_POSTGRES_URL.",
+            pytrace=False,
+        )
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def postgres_factory() -> Iterator[Callable[[], str]]:
+    """Creates throw-away PostgreSQL databases; drops them all when the session ends."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"compere_test_{os.getpid()}_{secrets.token_hex(4)}"
+        conn = _admin_connection()
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        created.append(name)
+        return _with_database(ADMIN_URL, name)
+
+    yield create
+    conn = _admin_connection()
+    with conn.cursor() as cur:
+        for name in created:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(postgres_factory: Callable[[], str]) -> str:
+    return postgres_factory()
+
+
+def empty_postgres(url: str) -> None:
+    """Remove every row (keeping the applied schema) so each test starts clean."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        tables = [row[0] for row in cur.fetchall()]
+        if tables:
+            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'compere.db'}"
+    url: str = request.getfixturevalue("shared_postgres_url")
+    empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    """Settings for the current backend, from environment-style overrides."""
+
+    def make(**env: str) -> Settings:
+        return load_settings({"DATABASE_URL": database_url, **env}, dotenv=NO_DOTENV)
+
+    return make
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Callable[..., object], make_settings: Callable[..., Settings]):
+    """Start an app with the given settings overrides and return a test client for it."""
+
+    async def make(app: web.Application | None = None, **env: str) -> TestClient:
+        app = app or await create_app(make_settings(**env), configure_logs=False)
+        return await aiohttp_client(app)  # type: ignore[operator, no-any-return]
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., object]) -> AsyncIterator[TestClient]:
+    yield await make_client()  # type: ignore[operator]
+
+
+@pytest.fixture
+def create_entities(client: TestClient) -> Callable[..., object]:
+    async def create(count: int, prefix: str = "item") -> list[dict[str, object]]:
+        made = []
+        for i in range(count):
+            resp = await client.post(
+                "/entities/", json={"name": f"{prefix} {i}", "description": f"about {i}"}
+            )
+            assert resp.status == 200, await resp.text()
+            made.append(await resp.json())
+        return made
+
+    return create
+
+
+# ---------------------------------------------------------------- Redis (rate limiting)
 
 # The shared Redis server; rate-limit tests keep to their own database number.
 RATELIMIT_REDIS_URL = os.environ.get("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3")

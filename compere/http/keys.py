@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import redis.asyncio
 from aiohttp import web
 
 from compere.infra.ratelimit import SlidingWindowLimiter
+from compere.settings import Settings
+from compere.storage.database import Database
 
-if TYPE_CHECKING:
-    pass
-
-SETTINGS = web.AppKey("settings", "Settings")
-DATABASE = web.AppKey("database", "Database")
-REDIS = web.AppKey("redis", "redis.asyncio.Redis | None")
-RATE_LIMITER = web.AppKey("rate_limiter", SlidingWindowLimiter)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+REDIS: web.AppKey[redis.asyncio.Redis | None] = web.AppKey("redis")
+RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 

@@ -27,7 +27,7 @@ def _storable_text(value: str) -> str:
     return value
 
 
-def _none_as(default: object):  # type: ignore[no-untyped-def]
+def _none_as(default: object) -> BeforeValidator:
     def convert(value: object) -> object:
         return default if value is None else value
 
@@ -43,10 +43,25 @@ def _not_bool(value: object) -> object:
 
 StorableText = Annotated[str, AfterValidator(_storable_text)]
 Integer = Annotated[int, BeforeValidator(_not_bool)]
-EntityId = Annotated[Integer, Field(ge=1, le=MAX_ID)]
-Name = Annotated[StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Constraints go before the validator, or pydantic documents them as "ge"/"le".
+EntityId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_not_bool)]
+
+
+def _trimmed(max_length: int) -> AfterValidator:
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty or only spaces")
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[StorableText, _trimmed(200)]
 Description = Annotated[StorableText, StringConstraints(max_length=1000), _none_as("")]
-ImageUrl = Annotated[StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+ImageUrl = Annotated[StorableText, _trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
 
 

@@ -9,7 +9,7 @@ how they connect, lock and run that text.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +56,7 @@ class Query:
     def compile(self, dialect: Dialect, params: Params | None) -> tuple[str, Any]:
         entry = self._compiled.get(dialect.name)
         if entry is None:
-            compiled = self.statement.compile(dialect=dialect)
+            compiled: Any = self.statement.compile(dialect=dialect)
             positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
             entry = (CompiledQuery(compiled.string, positional), compiled)
             self._compiled[dialect.name] = entry
@@ -146,5 +146,5 @@ async def connect(
     )
 
 
-def rows_to_dicts(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Row]:
+def rows_to_dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[Row]:
     return [dict(zip(names, row, strict=True)) for row in rows]

@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,55 +92,52 @@ async def migrate(db: Database, root: Path | None = None) -> list[str]:
         if db.name == "postgresql":
             await conn.raw("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
             try:
-                return await _apply(db, conn, migrations)
+                async with _transaction(conn, "BEGIN"):
+                    await conn.execute_script(_CREATE_TABLE)
+                pending = await _pending(db.name, conn, migrations)
+                for migration in pending:  # one transaction per file
+                    async with _transaction(conn, "BEGIN"):
+                        await _apply(conn, migration)
+                return [m.filename for m in pending]
             finally:
                 await conn.raw("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
-        return await _apply(db, conn, migrations)
+        # SQLite: the write lock taken by BEGIN IMMEDIATE is the migration lock, and
+        # SQLite's DDL is transactional, so the whole run is one atomic transaction.
+        async with _transaction(conn, "BEGIN IMMEDIATE"):
+            await conn.execute_script(_CREATE_TABLE)
+            pending = await _pending(db.name, conn, migrations)
+            for migration in pending:
+                await _apply(conn, migration)
+        return [m.filename for m in pending]
 
 
-async def _apply(db: Database, conn: Connection, migrations: list[Migration]) -> list[str]:
-    from compere.storage.queries import utc_now
-
-    await _run_in_transaction(db, conn, [_CREATE_TABLE], None)
+async def _pending(dialect: str, conn: Connection, migrations: list[Migration]) -> list[Migration]:
     applied = {row["filename"]: row["checksum"] for row in await conn.fetch_all(_APPLIED)}
     for migration in migrations:
         recorded = applied.get(migration.filename)
         if recorded is not None and recorded != migration.checksum:
             raise MigrationError(
-                f"sql/{db.name}/{migration.filename} was edited after it was applied; "
+                f"sql/{dialect}/{migration.filename} was edited after it was applied; "
                 "restore it and put the change in a new file"
             )
-    done = []
-    for migration in migrations:
-        if migration.filename in applied:
-            continue
-        record = {
-            "filename": migration.filename,
-            "checksum": migration.checksum,
-            "now": utc_now(),
-        }
-        await _run_in_transaction(db, conn, [migration.sql], record)
-        log.info("applied schema file %s", migration.filename)
-        done.append(migration.filename)
-    return done
+    return [m for m in migrations if m.filename not in applied]
 
 
-async def _run_in_transaction(
-    db: Database, conn: Connection, scripts: list[str], record: dict[str, str] | None
-) -> None:
-    begin = "BEGIN IMMEDIATE" if db.name == "sqlite" else "BEGIN"
+async def _apply(conn: Connection, migration: Migration) -> None:
+    from compere.storage.queries import utc_now
+
+    await conn.execute_script(migration.sql)
+    await conn.execute(
+        _RECORD, {"filename": migration.filename, "checksum": migration.checksum, "now": utc_now()}
+    )
+    log.info("applied schema file %s", migration.filename)
+
+
+@asynccontextmanager
+async def _transaction(conn: Connection, begin: str) -> AsyncIterator[None]:
     await conn.raw(begin)
     try:
-        if record is not None and db.name == "sqlite":
-            # Re-check under the write lock: another process may have applied it meanwhile.
-            rows = await conn.fetch_all(_APPLIED)
-            if any(row["filename"] == record["filename"] for row in rows):
-                await conn.raw("ROLLBACK")
-                return
-        for script in scripts:
-            await conn.execute_script(script)
-        if record is not None:
-            await conn.execute(_RECORD, record)
+        yield
     except BaseException:
         await conn.raw("ROLLBACK")
         raise

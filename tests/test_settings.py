@@ -1,0 +1,157 @@
+"""Settings: parsing, one clear line per bad value, production refusals, .env files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compere.settings import SettingsError, load_settings, redact_url
+
+NO_DOTENV = Path("/nonexistent/.env")
+SAFE_PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "k" * 32,
+    "AUTH_ENABLED": "true",
+    "CORS_ORIGINS": "https://app.example.com,https://admin.example.com",
+    "DATABASE_URL": "postgresql://compere@db.internal/compere",
+    "RATE_LIMIT_ENABLED": "true",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+}
+
+
+def test_defaults_match_the_spec():
+    s = load_settings({}, dotenv=NO_DOTENV)
+    assert s.database_url == "sqlite:///./compere.db"
+    assert (s.elo_k_factor, s.elo_initial_rating) == (32.0, 1500.0)
+    assert (s.ucb_exploration_constant, s.recent_comparison_limit) == (1.414, 5)
+    assert (s.pairing_ucb_weight, s.pairing_similarity_weight, s.pairing_random_weight) == (0.3, 0.4, 0.3)
+    assert s.pairing_rating_threshold == 200.0
+    assert (s.access_token_expire_minutes, s.rate_limit_requests, s.rate_limit_window) == (30, 100, 60)
+    assert s.environment == "development" and not s.auth_enabled and s.log_requests
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ELO_K_FACTOR", "fast"),
+        ("ELO_K_FACTOR", "-3"),
+        ("ELO_K_FACTOR", "nan"),
+        ("ENVIRONMENT", "prod"),
+        ("LOG_LEVEL", "loud"),
+        ("AUTH_ENABLED", "maybe"),
+        ("RATE_LIMIT_REQUESTS", "0"),
+        ("RATE_LIMIT_WINDOW", "1.5"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "-1"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("DATABASE_URL", "sqlite:///"),
+        ("REDIS_URL", "http://cache"),
+        ("CORS_ORIGINS", "not an origin"),
+        ("PAIRING_UCB_WEIGHT", "2"),
+        ("RECENT_COMPARISON_LIMIT", "five"),
+    ],
+)
+def test_a_bad_value_names_the_variable(name, value):
+    with pytest.raises(SettingsError) as err:
+        load_settings({name: value}, dotenv=NO_DOTENV)
+    message = str(err.value)
+    assert name in message and "\n" not in message
+
+
+def test_safe_production_settings_load():
+    s = load_settings(SAFE_PRODUCTION, dotenv=NO_DOTENV)
+    assert s.is_production and s.cors_origins == ("https://app.example.com", "https://admin.example.com")
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"AUTH_ENABLED": "false"}, "AUTH_ENABLED"),
+        ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
+        ({"CORS_ORIGINS": ""}, "CORS_ORIGINS"),
+        ({"DATABASE_URL": "sqlite:///./compere.db"}, "DATABASE_URL"),
+        ({"RATE_LIMIT_ENABLED": "false"}, "RATE_LIMIT_ENABLED"),
+        ({"REDIS_URL": ""}, "REDIS_URL"),
+    ],
+)
+def test_production_refuses_unsafe_settings(change, variable):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({**SAFE_PRODUCTION, **change}, dotenv=NO_DOTENV)
+
+
+def test_production_lists_every_problem_one_per_line():
+    with pytest.raises(SettingsError) as err:
+        load_settings({"ENVIRONMENT": "production"}, dotenv=NO_DOTENV)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 6
+    for variable in (
+        "SECRET_KEY",
+        "AUTH_ENABLED",
+        "CORS_ORIGINS",
+        "DATABASE_URL",
+        "RATE_LIMIT_ENABLED",
+        "REDIS_URL",
+    ):
+        assert sum(variable in line for line in lines) == 1
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        '# comment\nELO_K_FACTOR=16\nexport LOG_LEVEL="debug"\nCORS_ORIGINS=http://localhost:3000 # dev\n'
+    )
+    s = load_settings({"ELO_K_FACTOR": "24"}, dotenv=dotenv)
+    assert s.elo_k_factor == 24.0
+    assert s.log_level == "DEBUG"
+    assert s.cors_origins == ("http://localhost:3000",)
+
+
+def test_redact_url_hides_the_password():
+    assert redact_url("postgresql://app:s3cret@db/compere") == "postgresql://app:***@db/compere"
+    assert redact_url("postgresql://app@db/compere") == "postgresql://app@db/compere"
+
+
+def test_the_cli_stops_with_one_line_naming_the_variable(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "compere", "migrate"],
+        env={"ELO_K_FACTOR": "fast", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1])},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "compere: configuration error: ELO_K_FACTOR='fast' is invalid: expected a number from 0.1 to 400"
+    ]
+
+
+def test_the_cli_migrates_a_fresh_sqlite_database(tmp_path):
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
+    first = subprocess.run(
+        [sys.executable, "-m", "compere", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "0001_entities_comparisons.sql" in first.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "compere", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and "up to date" in again.stdout
