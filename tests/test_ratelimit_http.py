@@ -209,6 +209,14 @@ async def test_redis_outage_and_recovery(
     assert (await (await client.get("/health/ready")).json())["checks"]["rate_limiter"] == "ok"
 
 
+async def test_openapi_documents_the_429_and_headers(limited_client: ClientFactory) -> None:
+    doc = await (await (await limited_client()).get("/openapi.json")).json()
+    listing = doc["paths"]["/entities/"]["get"]["responses"]
+    assert {"X-RateLimit-Remaining", "RateLimit"} <= set(listing["200"]["headers"])
+    assert "Retry-After" in listing["429"]["headers"]
+    assert "429" not in doc["paths"]["/health"]["get"]["responses"]
+
+
 async def test_limiting_off_sends_no_headers(limited_client: ClientFactory) -> None:
     client = await limited_client(RATE_LIMIT_ENABLED="false")
     responses = [await client.get("/entities/") for _ in range(5)]
