@@ -20,6 +20,7 @@ import asyncio
 import logging
 import math
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -261,8 +262,10 @@ async def limiter_latency_section(url: str, prefix: str, calls: int) -> None:
     results: dict[str, list[float]] = {name: [] for name in variants}
     for call in variants.values():
         await timed(50, call)  # warm up: connection, script cache
-    for i in range(calls):  # interleaved call by call, so background load hits every variant alike
-        for name, call in variants.items():
+    names = list(variants)
+    for i in range(calls):  # interleaved call by call (rotating), so background load hits all alike
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            call = variants[name]
             started = time.perf_counter()
             await call(i)
             results[name].append(time.perf_counter() - started)
@@ -290,8 +293,10 @@ async def main(argv: list[str]) -> None:
     calls = min(args.calls, 20_000)
     requests = min(args.requests, 20_000)
     prefix = f"bench:rl:{uuid.uuid4().hex[:8]}:"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"# Rate limiter benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {sys.version.split()[0]})"
+        f"# Rate limiter benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load})"
     )
     accuracy_section(limit=100, window=60)
     await memory_section(args.redis_url, prefix)
@@ -367,8 +372,10 @@ async def http_latency_section(url: str, prefix: str, requests: int) -> None:
             for name in bases:
                 await timed(50, lambda i, name=name: get(name, i))
             # Interleave request by request, so background load hits every variant alike.
+            names = list(bases)
             for i in range(requests):
-                for name in bases:
+                # Rotate the order too, so no variant always follows the same one.
+                for name in names[i % len(names) :] + names[: i % len(names)]:
                     started = time.perf_counter()
                     await get(name, i)
                     results[name].append(time.perf_counter() - started)
