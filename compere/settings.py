@@ -18,10 +18,13 @@ from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PAIR_STRATEGIES = ("active", "ucb", "random")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 T = TypeVar("T")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
 
 
 class SettingsError(ValueError):
@@ -68,6 +71,14 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 10_000
     migrate_on_start: bool = True
+
+    metrics_enabled: bool = False
+    # Who may read /metrics without a token: loopback by default.
+    metrics_allowed_ips: tuple[IPNetwork, ...] = LOOPBACK
+    ranking_strategy: str = "active"
+    bayes_prior_sigma: float = 1.5
+    pair_exploration: float = 0.1
+    pair_token_ttl: int = 3600
 
     @property
     def is_production(self) -> bool:
@@ -178,6 +189,13 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _networks(value: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR blocks (``10.0.0.0/8, ::1``)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+    )
+
+
 def _origins(value: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
     for origin in origins:
@@ -267,6 +285,17 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+        metrics_enabled=r.boolean("METRICS_ENABLED", False),
+        metrics_allowed_ips=r._get(
+            "METRICS_ALLOWED_IPS",
+            LOOPBACK,
+            _networks,
+            "comma-separated addresses or CIDR blocks like 10.0.0.0/8,::1",
+        ),
+        ranking_strategy=r.choice("RANKING_STRATEGY", "active", PAIR_STRATEGIES),
+        bayes_prior_sigma=r.number("BAYES_PRIOR_SIGMA", 1.5, low=0.1, high=10),
+        pair_exploration=r.number("PAIR_EXPLORATION", 0.1, low=0, high=1),
+        pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")

@@ -5,14 +5,16 @@ aiohttp runs the first middleware in the list outermost. The order is:
 1. ``request_logging``: outermost, so it times the whole request, assigns the
    request id every other layer (and every error body) uses, and logs the final
    status, including the responses the inner layers produce for errors.
-2. ``error_masking``: turns every exception from the layers below (auth, rate
+2. ``request_metrics`` (only with ``METRICS_ENABLED``): counts and times each
+   request by route template and final status. Inside logging, outside error
+   masking, so masked errors are counted with the status the client got.
+3. ``error_masking``: turns every exception from the layers below (auth, rate
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
-
-3. authentication identity (its own issue): who is asking, stored under ``USER_KEY``.
+4. authentication identity (its own issue): who is asking, stored under ``USER_KEY``.
    It must only *identify*, never refuse: a request with a bad token still reaches
    the limiter, or token guessing would go unlimited.
-4. ``rate_limit`` (when ``RATE_LIMIT_ENABLED``): after identity, so authenticated
+5. ``rate_limit`` (when ``RATE_LIMIT_ENABLED``): after identity, so authenticated
    requests spend their user's quota; inside error masking, so 429/503 share the
    error shape and logging. It adds its headers to the handler's response, and to
    raised errors, which error masking keeps.
@@ -38,6 +40,7 @@ from compere.http.ratelimit_middleware import (
     RateLimitPolicies,
     rate_limit_middleware,
 )
+from compere.infra import metrics
 from compere.settings import Settings
 from compere.storage.database import ConflictError, DatabaseUnavailable
 
@@ -105,6 +108,32 @@ def request_logging(settings: Settings) -> Middleware:
     return middleware
 
 
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/entities/{entity_id}``), never the raw path.
+
+    Raw paths would give every id its own time series; unmatched requests share one.
+    """
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def request_metrics(settings: Settings) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            metrics.observe_request(
+                request.method, route_template(request), status, time.perf_counter() - started
+            )
+
+    return middleware
+
+
 def error_masking(settings: Settings) -> Middleware:
     production = settings.is_production
 
@@ -161,13 +190,16 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
-    middlewares = [request_logging(settings), error_masking(settings)]
+    chain = [request_logging(settings)]
+    if settings.metrics_enabled:
+        chain.append(request_metrics(settings))
+    chain.append(error_masking(settings))
     if settings.rate_limit_enabled:
-        middlewares.append(
+        chain.append(
             rate_limit_middleware(
                 RateLimitPolicies.from_settings(settings),
                 trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
                 fail_mode="closed" if settings.rate_limit_fail_mode == "closed" else "open",
             )
         )
-    return middlewares
+    return chain

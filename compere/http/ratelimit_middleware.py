@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from compere.http.client_address import TrustedProxies, client_address
 from compere.http.errors import ApiError
 from compere.http.keys import RATE_LIMITER, USER_KEY
+from compere.infra import metrics
 from compere.infra.ratelimit import (
     InProcessSlidingWindowLimiter,
     RateLimitDecision,
@@ -181,6 +182,7 @@ def rate_limit_middleware(
 
         headers = rate_limit_headers(policy, decision)
         if not decision.allowed:
+            metrics.RATE_LIMIT_REFUSALS.labels(policy=policy.name).inc()
             retry_after = max(1, math.ceil(decision.reset_after))
             raise ApiError(
                 429,

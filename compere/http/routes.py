@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from compere.http import schemas
-from compere.http.views import comparisons, entities, health, mab, ratings
+from compere.http.views import comparisons, content, entities, export, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -67,6 +67,16 @@ ROUTES: list[Route] = [
         headers={"X-Total-Count": "Number of entities matching the search"},
     ),
     Route(
+        "POST",
+        "/entities/import",
+        entities.import_entities,
+        "Bulk import from a CSV or JSON Lines body, matched on external_id (superusers)",
+        "entities",
+        schemas.ImportResult,
+        query=schemas.ImportQuery,
+        errors=(400, 401, 403, 413, 422),
+    ),
+    Route(
         "GET",
         "/entities/{entity_id}",
         entities.get_entity,
@@ -105,7 +115,7 @@ ROUTES: list[Route] = [
         "comparisons",
         schemas.Comparison,
         body=schemas.ComparisonCreate,
-        errors=(400, 404, 413, 422),
+        errors=(400, 404, 409, 413, 422),
     ),
     Route(
         "GET",
@@ -116,6 +126,27 @@ ROUTES: list[Route] = [
         list[schemas.Comparison],
         query=schemas.ComparisonListQuery,
         errors=(422,),
+    ),
+    # Before /comparisons/{comparison_id}, which would otherwise take "next" as an id.
+    Route(
+        "GET",
+        "/comparisons/next",
+        content.next_by_content,
+        "A pair chosen by content dissimilarity (TF-IDF cosine of name and description)",
+        "pairing",
+        schemas.ContentPair,
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
+    ),
+    Route(
+        "GET",
+        "/dissimilar_entities",
+        content.dissimilar_entities,
+        "The most dissimilar pair of entities, as a list of two",
+        "pairing",
+        list[schemas.Entity],
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
     ),
     Route(
         "GET",
@@ -131,10 +162,11 @@ ROUTES: list[Route] = [
         "GET",
         "/mab/next_comparison",
         mab.next_comparison,
-        "The pair the bandit picks next",
+        "The next pair to compare, chosen by a strategy (active, ucb or random)",
         "pairing",
         schemas.Pair,
-        errors=(400,),
+        query=schemas.PairQuery,
+        errors=(400, 422),
     ),
     Route(
         "POST",
@@ -149,11 +181,22 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/ratings",
-        ratings.leaderboard,
-        "The leaderboard, highest rating first",
+        ratings.ratings,
+        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted",
         "ratings",
-        list[schemas.Entity],
+        list[schemas.RankedEntity],
+        query=schemas.RatingsQuery,
+        errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
+    ),
+    Route(
+        "GET",
+        "/export/comparisons",
+        export.export_comparisons,
+        "Every comparison, oldest first, streamed as JSON Lines or CSV (superusers)",
+        "export",
+        query=schemas.ExportQuery,
+        errors=(401, 403, 422),
     ),
 ]
 

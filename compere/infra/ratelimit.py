@@ -39,6 +39,8 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from compere.infra import metrics
+
 __all__ = [
     "InProcessSlidingWindowLimiter",
     "RateLimitDecision",
@@ -273,6 +275,7 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         )
 
     def _record_failure(self, exc: BaseException) -> None:
+        metrics.REDIS_ERRORS.labels("rate_limit").inc()
         now = time.monotonic()
         self._failures += 1
         self._failed_at = now

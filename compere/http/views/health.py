@@ -10,6 +10,7 @@ from aiohttp import web
 from compere import __version__
 from compere.http.errors import json_response
 from compere.http.keys import DATABASE, RATE_LIMITER, REDIS, SETTINGS
+from compere.infra import metrics
 from compere.storage.database import DatabaseError
 
 _CHECK_TIMEOUT = 2.0
@@ -38,6 +39,7 @@ async def ready(request: web.Request) -> web.Response:
                 await redis.ping()
             checks["redis"] = "ok"
         except Exception:  # any Redis failure is reported, never a 500
+            metrics.REDIS_ERRORS.labels("ping").inc()
             checks["redis"] = redis_down
     limiter = request.app.get(RATE_LIMITER)
     if limiter is not None:
