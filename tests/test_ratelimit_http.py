@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from compere.http.app import create_app
 from compere.http.client_address import parse_trusted_proxies
@@ -61,6 +62,7 @@ def limited_client(aiohttp_client: ClientFactory, limited_settings: Callable[...
 
 async def test_exactly_the_limit_is_allowed_then_429_with_headers(limited_client: ClientFactory) -> None:
     client = await limited_client()
+    refusals_before = _refusals("default")
     now = time.time()
     allowed = [await client.get("/entities/") for _ in range(3)]
     assert [r.status for r in allowed] == [200, 200, 200]
@@ -82,6 +84,12 @@ async def test_exactly_the_limit_is_allowed_then_429_with_headers(limited_client
     assert int(refused.headers["X-RateLimit-Reset"]) == pytest.approx(now + 60, abs=2)
     # Refusals take no quota: still refused, still exactly as many as before.
     assert (await client.get("/entities/")).headers["X-RateLimit-Remaining"] == "0"
+    assert _refusals("default") == refusals_before + 2
+
+
+def _refusals(policy: str) -> float:
+    value = REGISTRY.get_sample_value("compere_rate_limit_refusals_total", {"policy": policy})
+    return value or 0.0
 
 
 async def test_error_responses_carry_the_headers_too(limited_client: ClientFactory) -> None:
