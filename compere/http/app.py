@@ -10,6 +10,7 @@ from aiohttp import web
 from compere.http.keys import DATABASE, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
+from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
 from compere.http.webapp import setup_webapp
 from compere.infra.logging import configure_logging
@@ -37,6 +38,8 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[RANKING_CACHE] = RankingCache()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    if settings.rate_limit_enabled:
+        app.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
     setup_webapp(app)
