@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from compere.http.auth import auth_context
+from compere.http.cors import setup_cors
 from compere.http.keys import DATABASE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.routes import ROUTES, setup_routes
+from compere.http.security_headers import setup_security_headers
 from compere.infra.logging import configure_logging
 from compere.infra.redis import create_redis
 from compere.settings import Settings, load_settings, redact_url
@@ -32,8 +35,11 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
+    setup_cors(app, settings)  # last: it wraps every route registered above
+    setup_security_headers(app, settings)
     return app
 
 

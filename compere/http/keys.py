@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import redis.asyncio
 from aiohttp import web
 
+from compere.infra.auth_state import LoginThrottle, RevokedTokens
+from compere.infra.passwords import PasswordHasher
+from compere.infra.tokens import TokenIssuer
 from compere.settings import Settings
 from compere.storage.database import Database
+
+if TYPE_CHECKING:
+    from compere.http.auth import AuthenticatedUser
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 REDIS: web.AppKey[redis.asyncio.Redis | None] = web.AppKey("redis")
+TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
+PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
+REVOKED_TOKENS: web.AppKey[RevokedTokens] = web.AppKey("revoked_tokens")
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# Who made the request: set by the identity middleware on every request (None when
+# anonymous or when the credentials were not valid). The rate limiter keys by it.
+USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user", object)
+# Why presented credentials were refused (for the 401 message and the log).
+AUTH_FAILURE = web.RequestKey("auth_failure", str)

@@ -9,9 +9,14 @@ aiohttp runs the first middleware in the list outermost. The order is:
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
 
-Authentication and rate limiting come next (see their issues): identity first, so
-the limiter can key requests by user, and both inside error masking so their
-refusals share the error shape and logging.
+3. ``identity`` (compere.http.auth): reads the bearer token or session cookie and
+   stores the caller under ``USER``. It refuses only what is wrong whatever the route
+   (credentials in the URL, a cookie write without its CSRF token); "who may call
+   what" is decided by the guards in front of each handler. Inside error masking so
+   its refusals share the error shape and the request log; it lets ``OPTIONS``
+   preflights through untouched.
+
+The rate limiter comes after identity, so it can key requests by user.
 """
 
 from __future__ import annotations
@@ -150,4 +155,6 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
-    return [request_logging(settings), error_masking(settings)]
+    from compere.http.auth import identity  # auth imports client_address from here
+
+    return [request_logging(settings), error_masking(settings), identity(settings)]

@@ -38,6 +38,7 @@ COMPARISON_COLUMNS = (
     comparisons.c.entity2_id,
     comparisons.c.selected_entity_id,
     comparisons.c.created_at,
+    comparisons.c.user_id,
 )
 _live = entities.c.deleted_at.is_(None)
 
@@ -202,6 +203,7 @@ _INSERT_COMPARISON = Query(
         entity2_id=param("entity2_id"),
         selected_entity_id=param("selected_entity_id"),
         created_at=param("now"),
+        user_id=param("user_id"),
     )
     .returning(*COMPARISON_COLUMNS)
 )
@@ -215,6 +217,7 @@ async def record_comparison(
     entity2_id: int,
     selected_entity_id: int | None,
     k_factor: float,
+    user_id: int | None = None,
 ) -> Row:
     """Store one vote and apply it to both entities, all in one transaction.
 
@@ -222,6 +225,7 @@ async def record_comparison(
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers), the Elo update is computed from the locked values, and the
     counters that feed the bandit move with it. Either all of it is stored or none.
+    ``user_id`` records who voted (None when the API is open).
     """
     async with db.transaction() as tx:
         locked = await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
@@ -252,6 +256,7 @@ async def record_comparison(
                 "entity2_id": entity2_id,
                 "selected_entity_id": selected_entity_id,
                 "now": utc_now(),
+                "user_id": user_id,
             },
         )
     assert row is not None

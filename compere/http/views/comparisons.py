@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, SETTINGS, USER
 from compere.http.schemas import ComparisonCreate, ComparisonListQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
@@ -21,6 +21,7 @@ async def create_comparison(request: web.Request) -> web.Response:
         body.entity2_id,
     ):
         raise ApiError(400, "Selected entity must be one of the compared entities (or null for a tie)")
+    voter = request.get(USER)
     try:
         row = await queries.record_comparison(
             request.app[DATABASE],
@@ -28,6 +29,7 @@ async def create_comparison(request: web.Request) -> web.Response:
             entity2_id=body.entity2_id,
             selected_entity_id=body.selected_entity_id,
             k_factor=request.app[SETTINGS].elo_k_factor,
+            user_id=voter.id if voter is not None else None,
         )
     except queries.EntityNotFound as exc:
         raise not_found("Entity", exc.entity_id) from None

@@ -33,4 +33,18 @@ def comparison_out(row: Row) -> dict[str, Any]:
         "entity2_id": row["entity2_id"],
         "selected_entity_id": row["selected_entity_id"],
         "created_at": as_datetime(row["created_at"]),
+        "user_id": row.get("user_id"),
+    }
+
+
+def user_out(row: Row) -> dict[str, Any]:
+    """A user as the API shows it: never the password hash."""
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "email": row["email"],
+        "full_name": row["full_name"],
+        "disabled": bool(row["disabled"]),
+        "is_superuser": bool(row["is_superuser"]),
+        "created_at": as_datetime(row["created_at"]),
     }
