@@ -14,7 +14,7 @@ from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.routes import ROUTES, setup_routes
 from compere.http.security_headers import setup_security_headers
-from compere.infra.logging import configure_logging
+from compere.infra.logging import configure_logging, redact_access_logs
 from compere.infra.redis import create_redis
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.database import connect
@@ -31,6 +31,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
+    redact_access_logs()  # whoever set up logging, request lines lose their query strings
     app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)

@@ -128,17 +128,21 @@ async def _authenticate(request: web.Request, token: str, via_cookie: bool) -> A
     try:
         claims = tokens.decode(token)
     except TokenError as exc:
-        return _refuse(request, f"invalid token ({exc})")
+        _refuse(request, f"invalid token ({exc})")
+        return None
     try:
         if await app[REVOKED_TOKENS].is_revoked(claims.token_id):
-            return _refuse(request, "token revoked (logged out)")
+            _refuse(request, "token revoked (logged out)")
+            return None
     except AuthStateUnavailable:
         raise auth_unavailable() from None
     row = await users.identity(app[DATABASE], claims.user_id)
     if row is None:
-        return _refuse(request, "token of a user that no longer exists")
+        _refuse(request, "token of a user that no longer exists")
+        return None
     if row["disabled"]:
-        return _refuse(request, "token of a disabled user", row["username"])
+        _refuse(request, "token of a disabled user", row["username"])
+        return None
     if via_cookie and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode(), tokens.csrf_token(claims.token_id).encode()):

@@ -27,6 +27,6 @@ LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when
 # anonymous or when the credentials were not valid). The rate limiter keys by it.
-USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user", object)
+USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
 # Why presented credentials were refused (for the 401 message and the log).
 AUTH_FAILURE = web.RequestKey("auth_failure", str)
