@@ -222,3 +222,23 @@ async def test_user_management(admin_and_alice):
     assert (await client.post("/auth/users/999/disable", headers=bearer(admin_token))).status == 404
     assert (await client.post("/auth/users/abc/disable", headers=bearer(admin_token))).status == 422
     assert (await client.get("/auth/users", headers=bearer(alice_token))).status == 403
+
+
+async def test_without_redis_auth_fails_closed_and_quickly(make_client, make_auth_client):
+    # Set up with Redis, then point a second instance at a Redis that is not there.
+    working = await make_auth_client()
+    assert (await sign_up(working, *ADMIN)).status == 200
+    token = await log_in(working, *ADMIN)
+    broken = await make_client(
+        AUTH_ENABLED="true", SECRET_KEY=TEST_SECRET_KEY, BCRYPT_ROUNDS="10", REDIS_URL="redis://127.0.0.1:1/0"
+    )
+    started = time.monotonic()
+    # A revoked token could not be told from a good one: refuse rather than guess.
+    resp = await broken.get("/auth/users/me", headers=bearer(token))
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    # The login throttle cannot count: no login either.
+    resp = await broken.post("/auth/token", data={"username": ADMIN[0], "password": ADMIN[1]})
+    assert resp.status == 503
+    assert time.monotonic() - started < 3
+    # Requests without credentials to public routes are unaffected.
+    assert (await broken.get("/health")).status == 200

@@ -81,7 +81,3 @@ class PasswordHasher:
                         None, self._hash, secrets.token_urlsafe(16).encode("ascii")
                     )
         return self._dummy
-
-    async def warm_up(self) -> None:
-        """Make the stand-in hash now, so the first unknown-user login is not faster."""
-        await self._dummy_hash()
