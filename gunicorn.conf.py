@@ -109,3 +109,23 @@ if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
         },
         "formatters": {"json": {"()": "compere.infra.logging.JsonFormatter"}},
     }
+
+
+# Metrics from several workers (docs/metrics.md): with METRICS_ENABLED, set
+# PROMETHEUS_MULTIPROC_DIR to a folder the workers can write; each worker keeps its
+# values there and /metrics sums them. Stale files from an earlier run are removed at
+# start, and a dead worker's live gauges when it exits.
+def on_starting(server):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+        from compere.infra import metrics
+
+        metrics.worker_exited(worker.pid)

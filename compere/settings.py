@@ -7,6 +7,7 @@ line and exits. Production refuses unsafe combinations (see ``_production_proble
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 T = TypeVar("T")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
 
 # HS256 wants a key at least as long as its 32-byte output (RFC 7518 section 3.2).
 MIN_SECRET_KEY_LENGTH = 32
@@ -71,6 +74,10 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 10_000
     migrate_on_start: bool = True
+
+    metrics_enabled: bool = False
+    # Who may read /metrics without a token: loopback by default.
+    metrics_allowed_ips: tuple[IPNetwork, ...] = LOOPBACK
 
     @property
     def is_production(self) -> bool:
@@ -181,6 +188,13 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _networks(value: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR blocks (``10.0.0.0/8, ::1``)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+    )
+
+
 def _origins(value: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
     for origin in origins:
@@ -252,6 +266,13 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+        metrics_enabled=r.boolean("METRICS_ENABLED", False),
+        metrics_allowed_ips=r._get(
+            "METRICS_ALLOWED_IPS",
+            LOOPBACK,
+            _networks,
+            "comma-separated addresses or CIDR blocks like 10.0.0.0/8,::1",
+        ),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")

@@ -14,6 +14,7 @@ from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.routes import ROUTES, setup_routes
 from compere.http.security_headers import setup_security_headers
+from compere.http.webapp import setup_webapp
 from compere.infra.logging import configure_logging, redact_access_logs
 from compere.infra.redis import create_redis
 from compere.settings import Settings, load_settings, redact_url
@@ -39,6 +40,12 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
+    setup_webapp(app)
+    if settings.metrics_enabled:
+        # Not in the route table: it is for Prometheus, not part of the API document.
+        from compere.http.views.metrics import serve_metrics
+
+        app.router.add_get("/metrics", serve_metrics)
     setup_cors(app, settings)  # last: it wraps every route registered above
     setup_security_headers(app, settings)
     return app

@@ -5,11 +5,13 @@ aiohttp runs the first middleware in the list outermost. The order is:
 1. ``request_logging``: outermost, so it times the whole request, assigns the
    request id every other layer (and every error body) uses, and logs the final
    status, including the responses the inner layers produce for errors.
-2. ``error_masking``: turns every exception from the layers below (auth, rate
+2. ``request_metrics`` (only with ``METRICS_ENABLED``): counts and times each
+   request by route template and final status. Inside logging, outside error
+   masking, so masked errors are counted with the status the client got.
+3. ``error_masking``: turns every exception from the layers below (auth, rate
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
-
-3. ``identity`` (compere.http.auth): reads the bearer token or session cookie and
+4. ``identity`` (compere.http.auth): reads the bearer token or session cookie and
    stores the caller under ``USER``. It refuses only what is wrong whatever the route
    (credentials in the URL, a cookie write without its CSRF token); "who may call
    what" is decided by the guards in front of each handler. Inside error masking so
@@ -33,6 +35,7 @@ from aiohttp.typedefs import Middleware
 
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
 from compere.http.keys import REQUEST_ID
+from compere.infra import metrics
 from compere.settings import Settings
 from compere.storage.database import ConflictError, DatabaseUnavailable
 
@@ -91,6 +94,32 @@ def request_logging(settings: Settings) -> Middleware:
                         "request_id": request_id,
                     },
                 )
+
+    return middleware
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/entities/{entity_id}``), never the raw path.
+
+    Raw paths would give every id its own time series; unmatched requests share one.
+    """
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def request_metrics(settings: Settings) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            metrics.observe_request(
+                request.method, route_template(request), status, time.perf_counter() - started
+            )
 
     return middleware
 
@@ -157,4 +186,9 @@ def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
     from compere.http.auth import identity  # auth imports client_address from here
 
-    return [request_logging(settings), error_masking(settings), identity(settings)]
+    chain = [request_logging(settings)]
+    if settings.metrics_enabled:
+        chain.append(request_metrics(settings))
+    chain.append(error_masking(settings))
+    chain.append(identity(settings))
+    return chain

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from compere.http import schemas
 from compere.http.auth import guarded
 from compere.http.keys import SETTINGS
-from compere.http.views import auth, comparisons, entities, health, mab, ratings
+from compere.http.views import auth, comparisons, entities, export, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Who may call a route when access is checked: anyone, any active user, a superuser.
@@ -81,6 +81,17 @@ ROUTES: list[Route] = [
         query=schemas.EntityListQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities matching the search"},
+    ),
+    Route(
+        "POST",
+        "/entities/import",
+        entities.import_entities,
+        "Bulk import from a CSV or JSON Lines body, matched on external_id (superusers)",
+        "entities",
+        schemas.ImportResult,
+        query=schemas.ImportQuery,
+        errors=(400, 401, 403, 413, 422),
+        access="superuser",
     ),
     Route(
         "GET",
@@ -251,6 +262,16 @@ ROUTES: list[Route] = [
         path_params=("user_id",),
         access="superuser",
         auth_always=True,
+    ),
+    Route(
+        "GET",
+        "/export/comparisons",
+        export.export_comparisons,
+        "Every comparison, oldest first, streamed as JSON Lines or CSV (superusers)",
+        "export",
+        query=schemas.ExportQuery,
+        errors=(401, 403, 422),
+        access="superuser",
     ),
 ]
 

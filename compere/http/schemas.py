@@ -63,6 +63,7 @@ Name = Annotated[StorableText, _trimmed(200)]
 Description = Annotated[StorableText, StringConstraints(max_length=1000), _none_as("")]
 ImageUrl = Annotated[StorableText, _trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
+ExternalId = Annotated[StorableText, _trimmed(200)]
 
 
 class Model(BaseModel):
@@ -73,6 +74,10 @@ class EntityCreate(Model):
     name: Name = Field(description="1 to 200 characters, surrounding spaces trimmed")
     description: Description = Field(default="", description="At most 1000 characters")
     image_urls: ImageUrls = Field(default_factory=list, description="At most 10 non-empty strings")
+    external_id: ExternalId | None = Field(
+        default=None,
+        description="Optional identifier from your own system, unique across entities (409 if taken)",
+    )
 
 
 class EntityUpdate(Model):
@@ -95,6 +100,7 @@ class Entity(Model):
     ties: int
     created_at: datetime
     updated_at: datetime
+    external_id: str | None = Field(default=None, description="The identifier given at creation or import")
 
 
 class EntityListQuery(Model):
@@ -122,6 +128,26 @@ class ComparisonListQuery(Model):
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
     limit: Integer = Field(default=100, ge=1, le=1000)
     entity_id: EntityId | None = None
+
+
+class ImportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="How the request body is written")
+
+
+class ImportRejection(Model):
+    line: int
+    reason: str
+
+
+class ImportResult(Model):
+    created: int = Field(description="New entities")
+    existing: int = Field(description="Records whose external_id already existed (left unchanged)")
+    rejected_count: int
+    rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
+
+
+class ExportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="JSON Lines (default) or CSV")
 
 
 class MabUpdateQuery(Model):

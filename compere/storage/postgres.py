@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -13,6 +14,7 @@ import psycopg2
 import psycopg2.errors
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
+from compere.infra import metrics
 from compere.storage.database import (
     ConflictError,
     Connection,
@@ -116,13 +118,22 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[aiopg.Cursor]:
+        pool = self._pool
+        must_wait = pool.freesize == 0 and pool.maxsize is not None and pool.size >= pool.maxsize
+        if must_wait:
+            metrics.DB_POOL_WAITS.inc()
+            waiting_since = time.perf_counter()
         try:
             async with asyncio.timeout(self._acquire_timeout):
-                conn = await self._pool.acquire()
+                conn = await pool.acquire()
         except TimeoutError:
+            metrics.DB_POOL_TIMEOUTS.inc()
             raise DatabaseUnavailable("no database connection became free in time") from None
         except (psycopg2.Error, OSError) as exc:
             raise DatabaseUnavailable("the database is unavailable") from exc
+        if must_wait:
+            metrics.DB_POOL_WAIT_SECONDS.observe(time.perf_counter() - waiting_since)
+        metrics.DB_POOL_IN_USE.inc()
         try:
             cursor = await conn.cursor()
             try:
@@ -133,6 +144,7 @@ class PostgresDatabase(Database):
             conn.close()  # a broken or stuck connection must not go back to the pool
             raise
         finally:
+            metrics.DB_POOL_IN_USE.dec()
             await self._pool.release(conn)
 
     async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:

@@ -8,11 +8,13 @@ turns them into API shapes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 from sqlalchemy import bindparam as param
 
 from compere.domain.elo import elo_update, score_of
@@ -31,6 +33,7 @@ ENTITY_COLUMNS = (
     entities.c.ties,
     entities.c.created_at,
     entities.c.updated_at,
+    entities.c.external_id,
 )
 COMPARISON_COLUMNS = (
     comparisons.c.id,
@@ -75,6 +78,7 @@ _INSERT_ENTITY = Query(
         rating=param("rating"),
         created_at=param("now"),
         updated_at=param("now"),
+        external_id=param("external_id"),
     )
     .returning(*ENTITY_COLUMNS)
 )
@@ -92,6 +96,7 @@ async def create_entity(
     description: str,
     image_urls: Sequence[str],
     rating: float,
+    external_id: str | None = None,
 ) -> Row:
     row = await db.fetch_one(
         _INSERT_ENTITY,
@@ -101,6 +106,7 @@ async def create_entity(
             "image_urls": json.dumps(list(image_urls)),
             "rating": rating,
             "now": utc_now(),
+            "external_id": external_id,
         },
     )
     assert row is not None
@@ -325,3 +331,117 @@ async def recent_opponents(db: Connection, entity_id: int, limit: int) -> list[i
         return []
     rows = await db.fetch_all(_RECENT_OPPONENTS, {"id": entity_id, "limit": limit})
     return [int(row["opponent"]) for row in rows]
+
+
+# --- bulk import and export ------------------------------------------------------
+
+
+def _insert_if_new(insert: Any) -> Query:
+    """One entity row, skipped when its external id is already taken (by any row)."""
+    stmt = insert(entities).values(
+        name=param("name"),
+        description=param("description"),
+        image_urls=param("image_urls"),
+        rating=param("rating"),
+        created_at=param("now"),
+        updated_at=param("now"),
+        external_id=param("external_id"),
+    )
+    return Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
+
+
+# ON CONFLICT is spelled by each dialect's own insert(); both compile to the same idea.
+_IMPORT_ENTITY = {
+    "postgresql": _insert_if_new(sa.dialects.postgresql.insert),
+    "sqlite": _insert_if_new(sa.dialects.sqlite.insert),
+}
+
+
+async def import_entities(db: Database, records: Sequence[Row], *, rating: float) -> int:
+    """Insert one batch of entities in one transaction; return how many were new.
+
+    Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
+    Records whose external id already exists (also on a deleted entity) are skipped,
+    so an import can be re-run, or resumed after a failure, without duplicates.
+    """
+    query = _IMPORT_ENTITY[db.name]
+    now = utc_now()
+    created = 0
+    async with db.transaction() as tx:
+        for record in records:
+            created += await tx.execute(
+                query,
+                {
+                    "name": record["name"],
+                    "description": record["description"],
+                    "image_urls": json.dumps(list(record["image_urls"])),
+                    "rating": rating,
+                    "now": now,
+                    "external_id": record["external_id"],
+                },
+            )
+    return created
+
+
+_PG_COLUMNS = Query(
+    sa.select(sa.column("column_name"))
+    .select_from(sa.table("columns", schema="information_schema"))
+    .where(
+        sa.column("table_schema") == sa.func.current_schema(),
+        sa.column("table_name") == param("table"),
+    )
+    .order_by(sa.column("ordinal_position"))
+)
+
+
+async def column_names(db: Database, table: str) -> list[str]:
+    """The columns a table has in this database, in order.
+
+    Exports use this to include what later schema files added (who voted, model
+    scores) without knowing about them in advance.
+    """
+    if db.name == "postgresql":
+        return [row["column_name"] for row in await db.fetch_all(_PG_COLUMNS, {"table": table})]
+    if not table.isidentifier():
+        raise ValueError(table)
+    pragma = Query(sa.text(f"SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))
+    return [row["name"] for row in await db.fetch_all(pragma)]
+
+
+async def iter_rows(
+    db: Database,
+    table: str,
+    columns: Sequence[str],
+    *,
+    live_only: bool = False,
+    batch_size: int = 5000,
+) -> AsyncIterator[list[Row]]:
+    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination).
+
+    Each batch is one short ``WHERE id > last ORDER BY id LIMIT n`` query on the
+    primary key, so memory stays bounded by the batch and no transaction or cursor is
+    held open between batches; rows added during the run after the last id are
+    included, earlier ones are not repeated.
+    """
+    source = sa.table(table, *(sa.column(name) for name in columns))
+    stmt = sa.select(*source.c).where(source.c.id > param("after"))
+    if live_only:
+        stmt = stmt.where(source.c.deleted_at.is_(None))
+    query = Query(stmt.order_by(source.c.id).limit(param("limit")))
+    after = 0
+    while True:
+        rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch_size:
+            return
+        after = rows[-1]["id"]
+
+
+async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:
+    source = sa.table(table, sa.column("deleted_at"))
+    stmt = sa.select(sa.func.count()).select_from(source)
+    if live_only:
+        stmt = stmt.where(source.c.deleted_at.is_(None))
+    return int(await db.fetch_value(Query(stmt)))

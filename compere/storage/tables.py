@@ -24,6 +24,7 @@ entities = sa.Table(
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("deleted_at", sa.Text),
+    sa.Column("external_id", sa.Text),  # optional, unique: what bulk imports match on
 )
 
 comparisons = sa.Table(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from compere.http.webapp import CONTENT_SECURITY_POLICY
+
 REPO = Path(__file__).resolve().parents[2]
 
 SECURITY_HEADERS = {
@@ -24,6 +26,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The web app's policy, as the app itself builds it (nginx must send the same one).
+APP_CSP = CONTENT_SECURITY_POLICY
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -68,6 +72,9 @@ def test_health_answers_through_nginx(edge):
         ("/docs/static/init.js", 200, DOCS_CSP),
         ("/docs/swagger-ui/swagger-ui-bundle.js", 200, DOCS_CSP),
         ("/docsX", 404, API_CSP),
+        ("/", 200, APP_CSP),
+        ("/leaderboard", 200, APP_CSP),
+        ("/app/config.json", 200, APP_CSP),
     ],
 )
 def test_security_headers_hsts_and_csp_on_every_response(edge, path, status, csp):
@@ -76,6 +83,11 @@ def test_security_headers_hsts_and_csp_on_every_response(edge, path, status, csp
     for name, value in SECURITY_HEADERS.items():
         assert headers.get_all(name) == [value], name
     assert headers.get_all("Content-Security-Policy") == [csp]
+
+
+def test_metrics_are_not_reachable_through_nginx(edge):
+    got, _, _ = edge.request("GET", "/metrics")
+    assert got == 404
 
 
 def test_plain_http_redirects_to_https(edge):

@@ -9,6 +9,7 @@ from compere.http.keys import DATABASE, SETTINGS, USER
 from compere.http.schemas import ComparisonCreate, ComparisonListQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
+from compere.infra import metrics
 from compere.storage import queries
 
 
@@ -33,6 +34,7 @@ async def create_comparison(request: web.Request) -> web.Response:
         )
     except queries.EntityNotFound as exc:
         raise not_found("Entity", exc.entity_id) from None
+    metrics.VOTES.labels("tie" if body.selected_entity_id is None else "win").inc()
     return json_response(comparison_out(row))
 
 

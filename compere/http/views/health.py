@@ -10,6 +10,7 @@ from aiohttp import web
 from compere import __version__
 from compere.http.errors import json_response
 from compere.http.keys import DATABASE, REDIS
+from compere.infra import metrics
 from compere.storage.database import DatabaseError
 
 _CHECK_TIMEOUT = 2.0
@@ -33,6 +34,7 @@ async def ready(request: web.Request) -> web.Response:
                 await redis.ping()
             checks["redis"] = "ok"
         except Exception:  # any Redis failure means "not ready", never a 500
+            metrics.REDIS_ERRORS.labels("ping").inc()
             checks["redis"] = "unavailable"
     ok = all(state in ("ok", "not configured") for state in checks.values())
     return json_response(

@@ -23,6 +23,7 @@ def entity_out(row: Row) -> dict[str, Any]:
         "ties": row["ties"],
         "created_at": as_datetime(row["created_at"]),
         "updated_at": as_datetime(row["updated_at"]),
+        "external_id": row.get("external_id"),
     }
 
 
