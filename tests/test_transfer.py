@@ -229,6 +229,7 @@ async def test_http_export_streams_every_comparison(client, create_entities, fmt
                 "entity1_id": int(row["entity1_id"]),
                 "entity2_id": int(row["entity2_id"]),
                 "selected_entity_id": int(row["selected_entity_id"]) if row["selected_entity_id"] else None,
+                "user_id": int(row["user_id"]) if row["user_id"] else None,
             }
             for row in csv.DictReader(io.StringIO(text))
         ]
