@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--format", choices=FORMATS, default="jsonl", help="jsonl (default) or csv")
     exporter.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
     exporter.add_argument("--batch-size", type=_positive, default=5000, help="rows per query (5000)")
+    commands.add_parser(
+        "rebuild-ratings",
+        help="recompute every rating and strength from the comparison log (after a model change)",
+    )
     return parser
 
 
@@ -93,6 +97,7 @@ async def _open_database(settings: Settings) -> Any:
 
 async def _import(settings: Settings, stream: TextIO, fmt: str, batch_size: int) -> Any:
     """Import entity records; return the :class:`ImportSummary`."""
+    from compere.ranking_cache import prior_of
     from compere.transfer import import_records, read_entity_records
 
     db = await _open_database(settings)
@@ -102,9 +107,26 @@ async def _import(settings: Settings, stream: TextIO, fmt: str, batch_size: int)
                 db,
                 read_entity_records(stream, fmt),
                 rating=settings.elo_initial_rating,
+                prior=prior_of(settings),
                 batch_size=batch_size,
                 progress=bar.update,
             )
+    finally:
+        await db.close()
+
+
+async def _rebuild(settings: Settings) -> int:
+    from compere.ranking_cache import prior_of
+    from compere.storage.queries import rebuild_ratings
+
+    db = await _open_database(settings)
+    try:
+        return await rebuild_ratings(
+            db,
+            k_factor=settings.elo_k_factor,
+            initial_rating=settings.elo_initial_rating,
+            prior=prior_of(settings),
+        )
     finally:
         await db.close()
 
@@ -161,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_import(settings, args)
     if command == "export":
         return _run_export(settings, args)
+    if command == "rebuild-ratings":
+        replayed = asyncio.run(_rebuild(settings))
+        print(f"rebuilt ratings from {replayed} comparisons")
+        return 0
     _serve(settings, args.host, args.port)
     return 0
 

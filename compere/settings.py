@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PAIR_STRATEGIES = ("active", "ucb", "random")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -78,6 +79,10 @@ class Settings:
     metrics_enabled: bool = False
     # Who may read /metrics without a token: loopback by default.
     metrics_allowed_ips: tuple[IPNetwork, ...] = LOOPBACK
+    ranking_strategy: str = "active"
+    bayes_prior_sigma: float = 1.5
+    pair_exploration: float = 0.1
+    pair_token_ttl: int = 3600
 
     @property
     def is_production(self) -> bool:
@@ -273,6 +278,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             _networks,
             "comma-separated addresses or CIDR blocks like 10.0.0.0/8,::1",
         ),
+        ranking_strategy=r.choice("RANKING_STRATEGY", "active", PAIR_STRATEGIES),
+        bayes_prior_sigma=r.number("BAYES_PRIOR_SIGMA", 1.5, low=0.1, high=10),
+        pair_exploration=r.number("PAIR_EXPLORATION", 0.1, low=0, high=1),
+        pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")

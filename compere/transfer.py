@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import orjson
 from pydantic import ValidationError
 
+from compere.domain.bayes import Z95, Prior
 from compere.http.schemas import EntityCreate
 from compere.storage.database import Database
 from compere.storage.queries import as_datetime, import_entities
@@ -27,8 +28,13 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 # Exported columns that hold timestamps (text in SQLite, datetimes in PostgreSQL).
 _TIMESTAMPS = {"created_at", "updated_at", "deleted_at"}
+# Storage internals that mean nothing outside: the soft-delete marker, the random
+# sampling key and the pair token's nonce.
+_INTERNAL = {"deleted_at", "random_key", "pair_token_id"}
 # Model columns whose mean and spread give a 95% interval, when the schema has them.
-_SCORE_PAIRS = (("score", "uncertainty"), ("mu", "sigma"))
+_SCORE_PAIRS = (("score", "uncertainty"),)
+# Stored column -> the name the API (and so every export) uses for it.
+_PUBLIC_NAMES = {"mu": "score", "sigma": "uncertainty"}
 
 
 class ImportFormatError(ValueError):
@@ -77,6 +83,9 @@ def read_entity_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[st
         except json.JSONDecodeError as exc:
             yield line, Rejected(line, f"not valid JSON ({exc.msg})")
             continue
+        except RecursionError:
+            yield line, Rejected(line, "not valid JSON (nested too deeply)")
+            continue
         if not isinstance(raw, dict):
             yield line, Rejected(line, "each line must be a JSON object")
             continue
@@ -87,7 +96,7 @@ def _csv_urls(text: str) -> Any:
     if text.startswith("["):
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return text  # rejected by validation with a clear message
     return text.split()
 
@@ -119,6 +128,7 @@ async def import_records(
     records: Iterable[tuple[int, dict[str, Any] | Rejected]],
     *,
     rating: float,
+    prior: Prior,
     batch_size: int,
     progress: Callable[[int], object] | None = None,
 ) -> ImportSummary:
@@ -127,7 +137,7 @@ async def import_records(
     for batch in batched(records, batch_size):
         good = [record for _, record in batch if not isinstance(record, Rejected)]
         summary.rejected += [record for _, record in batch if isinstance(record, Rejected)]
-        new = await import_entities(db, good, rating=rating) if good else 0
+        new = await import_entities(db, good, rating=rating, prior=prior) if good else 0
         summary.created += new
         summary.existing += len(good) - new
         if progress is not None:
@@ -147,8 +157,8 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def export_columns(columns: Sequence[str]) -> list[str]:
-    """The columns an export shows: everything but the soft-delete marker, plus intervals."""
-    shown = [c for c in columns if c != "deleted_at"]
+    """The columns an export shows: everything but storage internals, plus intervals."""
+    shown = [_PUBLIC_NAMES.get(c, c) for c in columns if c not in _INTERNAL]
     for mean, spread in _SCORE_PAIRS:
         if mean in columns and spread in columns:
             shown += ["interval_low", "interval_high"]
@@ -158,7 +168,7 @@ def export_columns(columns: Sequence[str]) -> list[str]:
 
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """A stored row as an export record: aware ISO timestamps, JSON lists, 95% intervals."""
-    record = {k: v for k, v in row.items() if k != "deleted_at"}
+    record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
     for key in _TIMESTAMPS.intersection(record):
         if record[key] is not None:
             record[key] = as_datetime(record[key])
@@ -166,8 +176,8 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
         record["image_urls"] = json.loads(record["image_urls"])
     for mean, spread in _SCORE_PAIRS:
         if record.get(mean) is not None and record.get(spread) is not None:
-            record["interval_low"] = float(record[mean]) - 1.96 * float(record[spread])
-            record["interval_high"] = float(record[mean]) + 1.96 * float(record[spread])
+            record["interval_low"] = float(record[mean]) - Z95 * float(record[spread])
+            record["interval_high"] = float(record[mean]) + Z95 * float(record[spread])
             break
     return record
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
-from compere.http.keys import DATABASE, REDIS, SETTINGS
+from compere.http.keys import DATABASE, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.routes import ROUTES, setup_routes
@@ -17,6 +17,8 @@ from compere.http.security_headers import setup_security_headers
 from compere.http.webapp import setup_webapp
 from compere.infra.logging import configure_logging, redact_access_logs
 from compere.infra.redis import create_redis
+from compere.infra.signing import PairTokens
+from compere.ranking_cache import RankingCache
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.database import connect
 from compere.storage.migrations import migrate
@@ -35,6 +37,8 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     redact_access_logs()  # whoever set up logging, request lines lose their query strings
     app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
+    app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
+    app[RANKING_CACHE] = RankingCache()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters

@@ -9,7 +9,9 @@ from aiohttp import web
 
 from compere.infra.auth_state import LoginThrottle, RevokedTokens
 from compere.infra.passwords import PasswordHasher
+from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
+from compere.ranking_cache import RankingCache
 from compere.settings import Settings
 from compere.storage.database import Database
 
@@ -23,6 +25,8 @@ TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
 REVOKED_TOKENS: web.AppKey[RevokedTokens] = web.AppKey("revoked_tokens")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
+RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from compere.http import schemas
 from compere.http.auth import guarded
 from compere.http.keys import SETTINGS
-from compere.http.views import auth, comparisons, entities, export, health, mab, ratings
+from compere.http.views import auth, comparisons, content, entities, export, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Who may call a route when access is checked: anyone, any active user, a superuser.
@@ -133,7 +133,7 @@ ROUTES: list[Route] = [
         "comparisons",
         schemas.Comparison,
         body=schemas.ComparisonCreate,
-        errors=(400, 404, 413, 422),
+        errors=(400, 404, 409, 413, 422),
     ),
     Route(
         "GET",
@@ -144,6 +144,27 @@ ROUTES: list[Route] = [
         list[schemas.Comparison],
         query=schemas.ComparisonListQuery,
         errors=(422,),
+    ),
+    # Before /comparisons/{comparison_id}, which would otherwise take "next" as an id.
+    Route(
+        "GET",
+        "/comparisons/next",
+        content.next_by_content,
+        "A pair chosen by content dissimilarity (TF-IDF cosine of name and description)",
+        "pairing",
+        schemas.ContentPair,
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
+    ),
+    Route(
+        "GET",
+        "/dissimilar_entities",
+        content.dissimilar_entities,
+        "The most dissimilar pair of entities, as a list of two",
+        "pairing",
+        list[schemas.Entity],
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
     ),
     Route(
         "GET",
@@ -159,10 +180,11 @@ ROUTES: list[Route] = [
         "GET",
         "/mab/next_comparison",
         mab.next_comparison,
-        "The pair the bandit picks next",
+        "The next pair to compare, chosen by a strategy (active, ucb or random)",
         "pairing",
         schemas.Pair,
-        errors=(400,),
+        query=schemas.PairQuery,
+        errors=(400, 422),
     ),
     Route(
         "POST",
@@ -177,10 +199,12 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/ratings",
-        ratings.leaderboard,
-        "The leaderboard, highest rating first",
+        ratings.ratings,
+        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted",
         "ratings",
-        list[schemas.Entity],
+        list[schemas.RankedEntity],
+        query=schemas.RatingsQuery,
+        errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
     ),
     Route(

@@ -101,6 +101,18 @@ class Entity(Model):
     created_at: datetime
     updated_at: datetime
     external_id: str | None = Field(default=None, description="The identifier given at creation or import")
+    score: float = Field(description="Bayesian strength (posterior mean, logit units)")
+    uncertainty: float = Field(description="Posterior standard deviation of the strength")
+    interval_95: list[float] = Field(
+        min_length=2, max_length=2, description="95% credible interval [low, high]"
+    )
+
+
+class RankedEntity(Entity):
+    rank: int = Field(
+        description="Leaderboard rank; statistically tied entities share it (by=score, model=bt)"
+    )
+    tied: bool = Field(description="Another entity on the board shares this rank")
 
 
 class EntityListQuery(Model):
@@ -113,6 +125,9 @@ class ComparisonCreate(Model):
     entity1_id: EntityId
     entity2_id: EntityId
     selected_entity_id: EntityId | None = Field(description="The preferred entity, or null for a tie")
+    pair_token: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="The pair_token of the served pair; links the vote to it (single use)"
+    )
 
 
 class Comparison(Model):
@@ -122,6 +137,8 @@ class Comparison(Model):
     selected_entity_id: int | None
     created_at: datetime
     user_id: int | None = Field(default=None, description="Who recorded it; null when recorded anonymously")
+    strategy: str | None = Field(description="Strategy that served the pair, when a pair_token was sent")
+    selection_probability: float | None = Field(description="Probability the pair had of being chosen")
 
 
 class ComparisonListQuery(Model):
@@ -157,6 +174,37 @@ class MabUpdateQuery(Model):
 class Pair(Model):
     entity1: Entity
     entity2: Entity
+    pair_token: str = Field(description="Echo it in POST /comparisons/ to link the vote to this pair")
+    strategy: str
+    selection_probability: float = Field(description="Probability of this pair given the candidate set")
+
+
+class PairQuery(Model):
+    strategy: Literal["active", "ucb", "random"] | None = Field(
+        default=None, description="Pair selection strategy; the server's RANKING_STRATEGY by default"
+    )
+
+
+class ContentPairQuery(Model):
+    seed: Integer | None = Field(default=None, ge=0, le=2**32, description="Makes the sample reproducible")
+
+
+class ContentPair(Model):
+    entity1: Entity
+    entity2: Entity
+
+
+class RatingsQuery(Model):
+    by: Literal["rating", "score"] = Field(
+        default="rating", description="Sort by Elo rating or Bayesian score"
+    )
+    model: Literal["online", "bt"] = Field(
+        default="online", description="online: per-vote updates; bt: Bradley-Terry fit of the whole log"
+    )
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_not_bool)] | None = Field(
+        default=None, description="Page size; without it the whole leaderboard is streamed"
+    )
 
 
 class Message(Model):

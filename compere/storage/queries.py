@@ -8,7 +8,9 @@ turns them into API shapes.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy import bindparam as param
 
+from compere.domain.bayes import Prior, bayes_update
 from compere.domain.elo import elo_update, score_of
 from compere.storage.database import Connection, Database, Query, Row
 from compere.storage.tables import comparisons, entities
@@ -34,6 +37,8 @@ ENTITY_COLUMNS = (
     entities.c.created_at,
     entities.c.updated_at,
     entities.c.external_id,
+    entities.c.mu,
+    entities.c.sigma,
 )
 COMPARISON_COLUMNS = (
     comparisons.c.id,
@@ -42,6 +47,8 @@ COMPARISON_COLUMNS = (
     comparisons.c.selected_entity_id,
     comparisons.c.created_at,
     comparisons.c.user_id,
+    comparisons.c.strategy,
+    comparisons.c.selection_probability,
 )
 _live = entities.c.deleted_at.is_(None)
 
@@ -76,6 +83,9 @@ _INSERT_ENTITY = Query(
         description=param("description"),
         image_urls=param("image_urls"),
         rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        random_key=param("random_key"),
         created_at=param("now"),
         updated_at=param("now"),
         external_id=param("external_id"),
@@ -84,7 +94,9 @@ _INSERT_ENTITY = Query(
 )
 _GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live))
 _SOFT_DELETE_ENTITY = Query(
-    sa.update(entities).where(entities.c.id == param("id"), _live).values(deleted_at=param("now"))
+    sa.update(entities)
+    .where(entities.c.id == param("id"), _live)
+    .values(deleted_at=param("now"), updated_at=param("now"))
 )
 _COUNT_LIVE = Query(sa.select(sa.func.count()).select_from(entities).where(_live))
 
@@ -96,6 +108,7 @@ async def create_entity(
     description: str,
     image_urls: Sequence[str],
     rating: float,
+    prior: Prior,
     external_id: str | None = None,
 ) -> Row:
     row = await db.fetch_one(
@@ -105,6 +118,9 @@ async def create_entity(
             "description": description,
             "image_urls": json.dumps(list(image_urls)),
             "rating": rating,
+            "mu": prior.mu0,
+            "sigma": prior.sigma0,
+            "random_key": random.random(),
             "now": utc_now(),
             "external_id": external_id,
         },
@@ -174,19 +190,10 @@ async def delete_entity(db: Connection, entity_id: int) -> bool:
     return await db.execute(_SOFT_DELETE_ENTITY, {"id": entity_id, "now": utc_now()}) > 0
 
 
-_LEADERBOARD = Query(
-    sa.select(*ENTITY_COLUMNS).where(_live).order_by(entities.c.rating.desc(), entities.c.id)
-)
-
-
-async def leaderboard(db: Connection) -> list[Row]:
-    return await db.fetch_all(_LEADERBOARD)
-
-
 # --- comparisons -----------------------------------------------------------------
 
 _LOCK_PAIR = Query(
-    sa.select(entities.c.id, entities.c.rating)
+    sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma)
     .where(entities.c.id.in_([param("a"), param("b")]), _live)
     .order_by(entities.c.id)
     .with_for_update()
@@ -196,6 +203,8 @@ _APPLY_RESULT = Query(
     .where(entities.c.id == param("id"))
     .values(
         rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
         comparisons=entities.c.comparisons + 1,
         wins=entities.c.wins + param("win"),
         losses=entities.c.losses + param("loss"),
@@ -210,10 +219,22 @@ _INSERT_COMPARISON = Query(
         selected_entity_id=param("selected_entity_id"),
         created_at=param("now"),
         user_id=param("user_id"),
+        strategy=param("strategy"),
+        selection_probability=param("probability"),
+        pair_token_id=param("pair_token_id"),
     )
     .returning(*COMPARISON_COLUMNS)
 )
 _GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+
+
+@dataclass(frozen=True, slots=True)
+class PairProvenance:
+    """How the voted pair was served (from its pair token), stored with the vote."""
+
+    strategy: str
+    probability: float
+    token_id: str
 
 
 async def record_comparison(
@@ -224,37 +245,32 @@ async def record_comparison(
     selected_entity_id: int | None,
     k_factor: float,
     user_id: int | None = None,
+    provenance: PairProvenance | None = None,
 ) -> Row:
     """Store one vote and apply it to both entities, all in one transaction.
 
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
-    serialises writers), the Elo update is computed from the locked values, and the
-    counters that feed the bandit move with it. Either all of it is stored or none.
+    serialises writers). Elo and the Bayesian strengths are computed from the locked
+    values and the counters that feed the bandit move with them: either all of it is
+    stored or none. A reused pair token hits a unique index and rolls it all back.
     ``user_id`` records who voted (None when the API is open).
     """
     async with db.transaction() as tx:
-        locked = await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
-        ratings = {row["id"]: row["rating"] for row in locked}
+        locked = {
+            row["id"]: row for row in await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
+        }
         for entity_id in (entity1_id, entity2_id):
-            if entity_id not in ratings:
+            if entity_id not in locked:
                 raise EntityNotFound(entity_id)
+        one, two = locked[entity1_id], locked[entity2_id]
         score1 = score_of(entity1_id, selected_entity_id)
-        new = elo_update(ratings[entity1_id], ratings[entity2_id], score1, k_factor)
-        for entity_id, rating, score in (
-            (entity1_id, new.rating1, score1),
-            (entity2_id, new.rating2, 1.0 - score1),
-        ):
-            await tx.execute(
-                _APPLY_RESULT,
-                {
-                    "id": entity_id,
-                    "rating": rating,
-                    "win": int(score == 1.0),
-                    "loss": int(score == 0.0),
-                    "tie": int(score == 0.5),
-                },
-            )
+        elo = elo_update(one["rating"], two["rating"], score1, k_factor)
+        bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
+        await tx.execute(_APPLY_RESULT, _result(entity1_id, elo.rating1, bayes.mu1, bayes.sigma1, score1))
+        await tx.execute(
+            _APPLY_RESULT, _result(entity2_id, elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1)
+        )
         row = await tx.fetch_one(
             _INSERT_COMPARISON,
             {
@@ -263,10 +279,25 @@ async def record_comparison(
                 "selected_entity_id": selected_entity_id,
                 "now": utc_now(),
                 "user_id": user_id,
+                "strategy": provenance.strategy if provenance else None,
+                "probability": provenance.probability if provenance else None,
+                "pair_token_id": provenance.token_id if provenance else None,
             },
         )
     assert row is not None
     return row
+
+
+def _result(entity_id: int, rating: float, mu: float, sigma: float, score: float) -> dict[str, Any]:
+    return {
+        "id": entity_id,
+        "rating": rating,
+        "mu": mu,
+        "sigma": sigma,
+        "win": int(score == 1.0),
+        "loss": int(score == 0.0),
+        "tie": int(score == 0.5),
+    }
 
 
 async def get_comparison(db: Connection, comparison_id: int) -> Row | None:
@@ -287,22 +318,7 @@ async def list_comparisons(db: Connection, *, skip: int, limit: int, entity_id: 
     return await db.fetch_all(Query(stmt))
 
 
-# --- bandit state ----------------------------------------------------------------
-
-_ARM_STATES = Query(
-    sa.select(
-        entities.c.id,
-        entities.c.rating,
-        entities.c.comparisons,
-        entities.c.wins,
-        entities.c.ties,
-    ).where(_live)
-)
-
-
-async def arm_states(db: Connection) -> list[Row]:
-    """What the UCB bandit needs of every live entity."""
-    return await db.fetch_all(_ARM_STATES)
+# --- pair selection ---------------------------------------------------------------
 
 
 def _recent_opponents_query() -> Query:
@@ -343,6 +359,9 @@ def _insert_if_new(insert: Any) -> Query:
         description=param("description"),
         image_urls=param("image_urls"),
         rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        random_key=param("random_key"),
         created_at=param("now"),
         updated_at=param("now"),
         external_id=param("external_id"),
@@ -357,7 +376,7 @@ _IMPORT_ENTITY = {
 }
 
 
-async def import_entities(db: Database, records: Sequence[Row], *, rating: float) -> int:
+async def import_entities(db: Database, records: Sequence[Row], *, rating: float, prior: Prior) -> int:
     """Insert one batch of entities in one transaction; return how many were new.
 
     Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
@@ -376,6 +395,9 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
                     "description": record["description"],
                     "image_urls": json.dumps(list(record["image_urls"])),
                     "rating": rating,
+                    "mu": prior.mu0,
+                    "sigma": prior.sigma0,
+                    "random_key": random.random(),
                     "now": now,
                     "external_id": record["external_id"],
                 },
@@ -445,3 +467,77 @@ async def count_rows(db: Database, table: str, *, live_only: bool = False) -> in
     if live_only:
         stmt = stmt.where(source.c.deleted_at.is_(None))
     return int(await db.fetch_value(Query(stmt)))
+
+
+# --- rebuilding derived state ----------------------------------------------------
+
+_ALL_ENTITY_IDS = Query(sa.select(entities.c.id))
+_LOG_AFTER = Query(
+    sa.select(
+        comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
+    )
+    .where(comparisons.c.id > param("after"))
+    .order_by(comparisons.c.id)
+    .limit(param("limit"))
+)
+_WRITE_DERIVED = Query(
+    sa.update(entities)
+    .where(entities.c.id == param("id"))
+    .values(
+        rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        comparisons=param("comparisons"),
+        wins=param("wins"),
+        losses=param("losses"),
+        ties=param("ties"),
+    )
+)
+
+
+async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: float, prior: Prior) -> int:
+    """Recompute every rating, strength and counter from the vote log, in id order.
+
+    Runs in one transaction; on PostgreSQL the tables are locked against concurrent
+    votes for its duration (SQLite's write lock does the same). Deleted entities are
+    replayed too, so their opponents end up exactly where the online updates put them.
+    Returns the number of votes replayed.
+    """
+    replayed = 0
+    async with db.transaction() as tx:
+        if db.name == "postgresql":
+            await tx.raw("LOCK TABLE entities, comparisons IN SHARE ROW EXCLUSIVE MODE")
+        state = {
+            row["id"]: {
+                "rating": initial_rating,
+                "mu": prior.mu0,
+                "sigma": prior.sigma0,
+                "comparisons": 0,
+                "wins": 0,
+                "losses": 0,
+                "ties": 0,
+            }
+            for row in await tx.fetch_all(_ALL_ENTITY_IDS)
+        }
+        after = 0
+        while True:
+            batch = await tx.fetch_all(_LOG_AFTER, {"after": after, "limit": 10_000})
+            for vote in batch:
+                one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
+                score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
+                one["rating"], two["rating"] = elo_update(one["rating"], two["rating"], score1, k_factor)
+                one["mu"], one["sigma"], two["mu"], two["sigma"] = bayes_update(
+                    one["mu"], one["sigma"], two["mu"], two["sigma"], score1
+                )
+                for side, score in ((one, score1), (two, 1.0 - score1)):
+                    side["comparisons"] += 1
+                    side["wins"] += score == 1.0
+                    side["losses"] += score == 0.0
+                    side["ties"] += score == 0.5
+            replayed += len(batch)
+            if len(batch) < 10_000:
+                break
+            after = batch[-1]["id"]
+        for entity_id, values in state.items():
+            await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+    return replayed

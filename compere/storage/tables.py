@@ -25,6 +25,9 @@ entities = sa.Table(
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("deleted_at", sa.Text),
     sa.Column("external_id", sa.Text),  # optional, unique: what bulk imports match on
+    sa.Column("mu", sa.Float, nullable=False),
+    sa.Column("sigma", sa.Float, nullable=False),
+    sa.Column("random_key", sa.Float, nullable=False),
 )
 
 comparisons = sa.Table(
@@ -35,6 +38,9 @@ comparisons = sa.Table(
     sa.Column("entity2_id", sa.BigInteger, nullable=False),
     sa.Column("selected_entity_id", sa.BigInteger),
     sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("strategy", sa.Text),
+    sa.Column("selection_probability", sa.Float),
+    sa.Column("pair_token_id", sa.Text),
     sa.Column("user_id", sa.BigInteger),  # who voted; NULL when recorded anonymously
 )
 

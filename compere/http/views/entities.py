@@ -12,6 +12,7 @@ from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
+from compere.ranking_cache import prior_of
 from compere.storage import queries
 from compere.transfer import ImportFormatError, import_records, read_entity_records
 
@@ -28,6 +29,7 @@ async def create_entity(request: web.Request) -> web.Response:
         image_urls=body.image_urls,
         rating=request.app[SETTINGS].elo_initial_rating,
         external_id=body.external_id,
+        prior=prior_of(request.app[SETTINGS]),
     )
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
@@ -85,6 +87,7 @@ async def import_entities(request: web.Request) -> web.Response:
             request.app[DATABASE],
             read_entity_records(io.StringIO(text, newline=""), query.format),
             rating=request.app[SETTINGS].elo_initial_rating,
+            prior=prior_of(request.app[SETTINGS]),
             batch_size=_IMPORT_BATCH,
         )
     except ImportFormatError as exc:

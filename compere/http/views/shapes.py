@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from compere.domain.bayes import interval95
 from compere.storage.database import Row
 from compere.storage.queries import as_datetime
 
@@ -24,7 +25,13 @@ def entity_out(row: Row) -> dict[str, Any]:
         "created_at": as_datetime(row["created_at"]),
         "updated_at": as_datetime(row["updated_at"]),
         "external_id": row.get("external_id"),
+        **strength_fields(row["mu"], row["sigma"]),
     }
+
+
+def strength_fields(score: float, uncertainty: float) -> dict[str, Any]:
+    lower, upper = interval95(score, uncertainty)
+    return {"score": score, "uncertainty": uncertainty, "interval_95": [lower, upper]}
 
 
 def comparison_out(row: Row) -> dict[str, Any]:
@@ -34,6 +41,8 @@ def comparison_out(row: Row) -> dict[str, Any]:
         "entity2_id": row["entity2_id"],
         "selected_entity_id": row["selected_entity_id"],
         "created_at": as_datetime(row["created_at"]),
+        "strategy": row["strategy"],
+        "selection_probability": row["selection_probability"],
         "user_id": row.get("user_id"),
     }
 
