@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 
 from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
@@ -66,8 +65,10 @@ async def test_unknown_user_and_wrong_password_look_the_same(admin_and_alice):
         interesting = {k: resp.headers[k] for k in ("Content-Type", "WWW-Authenticate")}
         return resp.status, interesting, body, elapsed
 
-    known = [await attempt("alice") for _ in range(3)]
-    unknown = [await attempt(f"nobody{i}") for i in range(3)]
+    known, unknown = [], []
+    for i in range(4):  # interleaved, so both see the same machine load
+        known.append(await attempt("alice"))
+        unknown.append(await attempt(f"nobody{i}"))
     assert {(s, tuple(h.items()), b["detail"]) for s, h, b, _ in known + unknown} == {
         (
             401,
@@ -75,11 +76,12 @@ async def test_unknown_user_and_wrong_password_look_the_same(admin_and_alice):
             "Incorrect username or password",
         )
     }
-    # An unknown user still costs a bcrypt check. Without it the answer would come back
-    # tens of times faster; the bound is loose so a busy machine cannot fail it.
-    known_median = statistics.median(t for *_, t in known)
-    unknown_median = statistics.median(t for *_, t in unknown)
-    assert unknown_median > 0.4 * known_median, (known_median, unknown_median)
+    # An unknown user still costs a bcrypt check; without it the answer would come back
+    # tens of times faster. Load only ever adds time, so the fastest of each kind is the
+    # fairest comparison, and the bound is loose.
+    fastest_known = min(t for *_, t in known)
+    fastest_unknown = min(t for *_, t in unknown)
+    assert fastest_unknown > 0.3 * fastest_known, (fastest_known, fastest_unknown)
 
 
 async def test_repeated_failures_lock_the_username_then_the_lock_expires(make_auth_client):
