@@ -20,11 +20,11 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compere.domain.bt import aggregate_votes, fit_bradley_terry
+from compere.domain.bt import aggregate_votes, fit_bradley_terry  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

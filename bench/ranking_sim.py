@@ -52,21 +52,21 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update
-from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry
-from compere.domain.elo import elo_update
-from compere.domain.selection import (
+from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update  # noqa: E402
+from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry  # noqa: E402
+from compere.domain.elo import elo_update  # noqa: E402
+from compere.domain.selection import (  # noqa: E402
     Candidate,
     CandidatePlan,
     SelectionContext,
     plan_candidates,
     select_pair,
 )
-from compere.domain.ucb import UCBParams
+from compere.domain.ucb import UCBParams  # noqa: E402
 
 BUDGETS = (1, 2, 4, 8, 16, 32)
 THRESHOLDS = (0.8, 0.9)
@@ -129,9 +129,9 @@ def simulate(cfg: RunConfig) -> dict:
     strategy = "ucb" if cfg.strategy == "deployed" else cfg.strategy
     ucb_params = UCBParams()
 
-    step = max(n // 4, 1)
     total_votes = cfg.max_budget * n
-    checkpoints = set(range(step, total_votes + 1, step))
+    # vote count -> budget in units of N, every quarter of N (exact for any N)
+    checkpoints = {round(k * n / 4): k / 4 for k in range(1, 4 * cfg.max_budget + 1)}
     refits: set[int] = set()
     if cfg.refit:
         every = max(int(cfg.refit_every * n), 1)
@@ -158,7 +158,12 @@ def simulate(cfg: RunConfig) -> dict:
                 Candidate(i, mu[i], sigma[i], rating[i], int(comparisons[i]), wins[i]) for i in positions
             ]
             total = int(comparisons.sum())
-        context = SelectionContext(total_comparisons=total, recent_opponents_of=recent, ucb=ucb_params)
+        context = SelectionContext(
+            total_comparisons=total,
+            recent_opponents_of=recent,
+            ucb=ucb_params,
+            ucb_probability=False,  # exercised by the unit tests; costly here
+        )
         sel = select_pair(strategy, cands, rng, context)
         i, j = sel.entity1_id, sel.entity2_id
         t1 = time.perf_counter()
@@ -184,15 +189,15 @@ def simulate(cfg: RunConfig) -> dict:
             mu[:] = last_fit.mu
             sigma[:] = last_fit.se
         if t in checkpoints:
-            budget = t / n
+            budget = checkpoints[t]
             if last_fit is None or t not in refits:
                 last_fit = fit()
             curves["elo"].append((budget, kendall_tau(theta, rating)))
             curves["bt"].append((budget, kendall_tau(theta, last_fit.mu)))
             online = kendall_tau(theta, mu)
             curves["refit" if cfg.refit else "bayes"].append((budget, online))
-            if t == 8 * n or t == total_votes:
-                tag = f"@{t // n}N"
+            if budget == 8 or t == total_votes:
+                tag = f"@{budget:g}N"
                 coverage["bayes" + tag] = float(np.mean(np.abs(mu - theta) <= 1.959964 * sigma))
                 coverage["bt" + tag] = float(np.mean(np.abs(last_fit.mu - theta) <= 1.959964 * last_fit.se))
     curves = {m: c for m, c in curves.items() if c}
@@ -367,7 +372,7 @@ def run_http(base_url: str, n: int, seed: int, strategy: str, max_budget: int, o
                 async with http.post("/entities/", json=body) as resp:
                     resp.raise_for_status()
                     truth[(await resp.json())["id"]] = float(theta[k])
-            step = max(n // 4, 1)
+            checkpoints = {round(k * n / 4): k / 4 for k in range(1, 4 * max_budget + 1)}
             started = time.perf_counter()
             for t in range(1, max_budget * n + 1):
                 async with http.get("/mab/next_comparison", params={"strategy": strategy}) as resp:
@@ -388,9 +393,10 @@ def run_http(base_url: str, n: int, seed: int, strategy: str, max_budget: int, o
                     vote["pair_token"] = pair["pair_token"]
                 async with http.post("/comparisons/", json=vote) as resp:
                     resp.raise_for_status()
-                if t % step == 0:
-                    curve_score.append((t / n, await leaderboard_tau(http, truth, "score")))
-                    curve_rating.append((t / n, await leaderboard_tau(http, truth, "rating")))
+                if t in checkpoints:
+                    budget = checkpoints[t]
+                    curve_score.append((budget, await leaderboard_tau(http, truth, "score")))
+                    curve_rating.append((budget, await leaderboard_tau(http, truth, "rating")))
             seconds = time.perf_counter() - started
         return {"score": curve_score, "rating": curve_rating, "seconds": seconds}
 
@@ -450,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the Markdown table here")
     parser.add_argument("--http", metavar="URL", help="drive a running Compere server instead")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --http run")
+    parser.add_argument(
+        "--from-jsonl", type=Path, nargs="+", help="only summarise earlier --jsonl output files"
+    )
     args = parser.parse_args(argv)
     out = args.jsonl.open("w") if args.jsonl else sys.stdout
 
@@ -461,6 +470,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_http(args.http, args.n[0], args.seed, strategies[0], args.max_budget, out)
         text = markdown(summarise(rows))
         print(text, file=sys.stderr if out is sys.stdout else sys.stdout)
+        if args.markdown:
+            args.markdown.write_text(text + "\n")
+        return 0
+
+    if args.from_jsonl:
+        rows = []
+        for path in args.from_jsonl:
+            with path.open() as f:
+                rows += [r for r in map(json.loads, f) if "curve" in r]
+        for r in rows:
+            r["curve"] = [tuple(point) for point in r["curve"]]
+        text = markdown(summarise(rows))
+        print(text)
         if args.markdown:
             args.markdown.write_text(text + "\n")
         return 0

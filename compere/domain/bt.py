@@ -31,8 +31,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from compere.domain.bayes import DEFAULT_PRIOR, Z95, Prior
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
+# numpy's dtype-level typing fights ordinary arithmetic; the dtypes are documented instead.
+FloatArray = np.ndarray  # float64
+IntArray = np.ndarray  # int64
 
 
 class PairCounts(NamedTuple):
@@ -141,14 +142,16 @@ def fit_bradley_terry(
     iterations = 0
     current = _log_posterior(theta, pairs, prior)
     c = np.zeros(0)
-    for iterations in range(1, max_iter + 1):
+    for _ in range(max_iter):
+        iterations += 1
         d = theta[pi] - theta[pj]
         p = 1.0 / (1.0 + np.exp(-d))
         resid = pairs.wins_i - pairs.n * p
-        grad = np.bincount(pi, weights=resid, minlength=n_entities) - np.bincount(
-            pj, weights=resid, minlength=n_entities
+        grad = (
+            np.bincount(pi, weights=resid, minlength=n_entities)
+            - np.bincount(pj, weights=resid, minlength=n_entities)
+            - lam * (theta - prior.mu0)
         )
-        grad -= lam * (theta - prior.mu0)
         c = pairs.n * p * (1.0 - p)
         diag = (
             np.bincount(pi, weights=c, minlength=n_entities)
@@ -170,7 +173,7 @@ def fit_bradley_terry(
                     - np.bincount(pj, weights=cc * x[pi], minlength=n_entities)
                 )
 
-            step = _cg(matvec, grad, diag, 1e-10, 500)
+            step = _cg(matvec, grad, diag, 1e-8, 300)  # inexact Newton is enough
         # Newton on a concave objective; halve the step if it ever overshoots.
         t = 1.0
         while True:

@@ -69,6 +69,9 @@ class SelectionContext:
     recent_opponents_of: Mapping[int, Collection[int]] = field(default_factory=dict)
     ucb: UCBParams = field(default_factory=UCBParams)
     exploration: float = 0.1  # share of uniformly random pairs in ``active``
+    # ``ucb``'s probability needs a numerical integral (about a millisecond at 60
+    # candidates); callers that do not store it (the simulation) may skip it: NaN.
+    ucb_probability: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,13 +156,15 @@ def _select_ucb(candidates: Sequence[Candidate], rng: random.Random, context: Se
     first, second = select_pair_ucb(
         arms, context.total_comparisons, context.recent_opponents_of, context.ucb, rng
     )
-    probability = ucb_pair_probability(
-        arms,
-        context.total_comparisons,
-        context.recent_opponents_of,
-        context.ucb,
-        (first.id, second.id),
-    )
+    probability = math.nan
+    if context.ucb_probability:
+        probability = ucb_pair_probability(
+            arms,
+            context.total_comparisons,
+            context.recent_opponents_of,
+            context.ucb,
+            (first.id, second.id),
+        )
     return Selection(first.id, second.id, probability, "ucb")
 
 

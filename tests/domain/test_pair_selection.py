@@ -131,3 +131,9 @@ def test_every_entity_reachable_through_plan_and_exploration():
         sel = select_pair("active", cands, rng, SelectionContext(exploration=0.5))
         shown.update((sel.entity1_id, sel.entity2_id))
     assert len(shown) == n
+
+
+def test_ucb_probability_can_be_skipped():
+    context = SelectionContext(total_comparisons=10, ucb_probability=False)
+    sel = select_pair("ucb", candidates(6), random.Random(0), context)
+    assert sel.probability != sel.probability  # NaN
