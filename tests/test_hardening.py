@@ -153,6 +153,9 @@ def _with_password(url: str, password: str) -> str:
 async def test_no_password_token_or_database_password_is_ever_logged(make_auth_client, database_url, caplog):
     db_password = "Db-Pa55word-never-in-logs"  # the local server trusts; the password is only carried
     caplog.set_level(logging.DEBUG)
+    # Other code (configure_logging) may have quietened the access log in this process;
+    # turn it on so the test sees the request lines a server would write.
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
     client = await make_auth_client(DATABASE_URL=_with_password(database_url, db_password), LOG_LEVEL="DEBUG")
     wrong_password = "Wrong-Guess-Should-Stay-Secret-1"
     url_password = "Url-Password-Should-Stay-Secret-2"
