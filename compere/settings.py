@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,12 @@ class Settings:
     rate_limit_enabled: bool = False
     rate_limit_requests: int = 100
     rate_limit_window: int = 60
+    rate_limit_auth_requests: int = 10
+    rate_limit_auth_window: int = 60
+    rate_limit_fail_mode: str = "open"
+    rate_limit_key_prefix: str = "compere:rl:"
+    rate_limit_redis_timeout: float = 0.25
+    trusted_proxies: tuple[str, ...] = ()
 
     max_body_size: int = 1024 * 1024
     db_pool_min: int = 1
@@ -211,6 +218,20 @@ def _origins(value: str) -> tuple[str, ...]:
     return origins
 
 
+def _key_prefix(value: str) -> str:
+    if len(value) > 64 or not value.isprintable() or " " in value:
+        raise ValueError(value)
+    return value
+
+
+def _trusted_proxies(value: str) -> tuple[str, ...]:
+    items = tuple(item for item in re.split(r"[,\s]+", value) if item)
+    for item in items:
+        if item.lower() != "unix":
+            ipaddress.ip_network(item, strict=True)  # ValueError for a host name or stray bits
+    return items
+
+
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build the settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
 
@@ -265,6 +286,19 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
         rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
         rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),
+        rate_limit_auth_requests=r.integer("RATE_LIMIT_AUTH_REQUESTS", 10, low=1, high=10_000_000),
+        rate_limit_auth_window=r.integer("RATE_LIMIT_AUTH_WINDOW", 60, low=1, high=86_400),
+        rate_limit_fail_mode=r.choice("RATE_LIMIT_FAIL_MODE", "open", ("open", "closed")),
+        rate_limit_key_prefix=r._get(
+            "RATE_LIMIT_KEY_PREFIX", "compere:rl:", _key_prefix, "up to 64 printable characters, no spaces"
+        ),
+        rate_limit_redis_timeout=r.number("RATE_LIMIT_REDIS_TIMEOUT", 0.25, low=0.01, high=10),
+        trusted_proxies=r._get(
+            "TRUSTED_PROXIES",
+            (),
+            _trusted_proxies,
+            "IP addresses or CIDR networks separated by commas, or unix",
+        ),
         max_body_size=r.integer("MAX_BODY_SIZE", 1024 * 1024, low=1024, high=1024**3),
         db_pool_min=r.integer("DB_POOL_MIN", 1, low=0, high=1000),
         db_pool_max=r.integer("DB_POOL_MAX", 10, low=1, high=1000),
@@ -314,7 +348,7 @@ def _production_problems(s: Settings) -> list[str]:
     if not s.rate_limit_enabled:
         problems.append("RATE_LIMIT_ENABLED must be true in production")
     if not s.redis_url:
-        problems.append("REDIS_URL must be set in production")
+        problems.append("REDIS_URL must be set in production (rate limits are shared through it)")
     return problems
 
 

@@ -12,6 +12,7 @@ from compere.http.cors import setup_cors
 from compere.http.keys import DATABASE, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
+from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
 from compere.http.security_headers import setup_security_headers
 from compere.http.webapp import setup_webapp
@@ -42,6 +43,8 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
+    if settings.rate_limit_enabled:
+        app.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
     setup_webapp(app)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from compere.http.client_address import TrustedProxies, client_address, parse_trusted_proxies
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
@@ -31,7 +32,6 @@ from compere.http.keys import (
     TOKENS,
     USER,
 )
-from compere.http.middlewares import client_address
 from compere.infra.auth_state import (
     AuthStateUnavailable,
     MemoryLoginThrottle,
@@ -73,6 +73,17 @@ class AuthenticatedUser:
     via_cookie: bool = False
 
 
+@functools.lru_cache(maxsize=8)
+def _trusted(spec: tuple[str, ...]) -> TrustedProxies:
+    return parse_trusted_proxies(spec)
+
+
+def caller_address(request: web.Request) -> str:
+    """The client's address, through the proxies ``TRUSTED_PROXIES`` names (as the
+    request log and the rate limiter see it), for login counters and failure logs."""
+    return client_address(request, _trusted(request.app[SETTINGS].trusted_proxies))
+
+
 def unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -92,7 +103,7 @@ def log_auth_failure(request: web.Request, reason: str, username: str | None = N
 
     The log record has the time. Passwords and tokens are never passed here.
     """
-    client = client_address(request)
+    client = caller_address(request)
     shown = _printable(username) if username is not None else "-"
     auth_log.warning(
         "authentication failed: %s user=%s client=%s path=%s",

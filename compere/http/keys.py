@@ -9,6 +9,7 @@ from aiohttp import web
 
 from compere.infra.auth_state import LoginThrottle, RevokedTokens
 from compere.infra.passwords import PasswordHasher
+from compere.infra.ratelimit import SlidingWindowLimiter
 from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
 from compere.ranking_cache import RankingCache
@@ -27,6 +28,7 @@ REVOKED_TOKENS: web.AppKey[RevokedTokens] = web.AppKey("revoked_tokens")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
 RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
+RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when

@@ -65,6 +65,18 @@ def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict
     ]
 
 
+_RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"description": "Requests allowed per window", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in the window", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {
+        "description": "UTC epoch seconds when one more request becomes possible",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Policy": {"description": "Quota policy (IETF draft)", "schema": {"type": "string"}},
+    "RateLimit": {"description": "Current quota (IETF draft)", "schema": {"type": "string"}},
+}
+
+
 def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
@@ -104,10 +116,22 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
             errors.add(403)
         if not route.auth_always:
             op["description"] = "Needs a token when AUTH_ENABLED=true; open otherwise."
+    limited = not (route.path == "/health" or route.path.startswith("/health/"))
+    if limited:  # with RATE_LIMIT_ENABLED, every route but /health is limited
+        ok.setdefault("headers", {}).update(_RATE_LIMIT_HEADERS)
+        errors.add(429)
     for status in sorted(errors):
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": error_ref}},
+        }
+    if limited:
+        responses["429"]["headers"] = {
+            **_RATE_LIMIT_HEADERS,
+            "Retry-After": {
+                "description": "Seconds until a request can succeed",
+                "schema": {"type": "integer"},
+            },
         }
     op["responses"] = responses
     return op

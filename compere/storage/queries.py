@@ -228,6 +228,43 @@ _INSERT_COMPARISON = Query(
 _GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
 
 
+def _apply_result_cte(n: int) -> Any:
+    return (
+        sa.update(entities)
+        .where(entities.c.id == param(f"id{n}"))
+        .values(
+            rating=param(f"rating{n}"),
+            mu=param(f"mu{n}"),
+            sigma=param(f"sigma{n}"),
+            comparisons=entities.c.comparisons + 1,
+            wins=entities.c.wins + param(f"win{n}"),
+            losses=entities.c.losses + param(f"loss{n}"),
+            ties=entities.c.ties + param(f"tie{n}"),
+        )
+        .cte(f"apply{n}")
+    )
+
+
+# PostgreSQL writes a vote in one statement: both entity updates ride in data-modifying
+# CTEs of the comparison INSERT (SQLite has no DML in CTEs and runs the three separately).
+_RECORD_VOTE_IN_ONE = Query(
+    sa.insert(comparisons)
+    .values(
+        entity1_id=param("id1"),
+        entity2_id=param("id2"),
+        selected_entity_id=param("selected_entity_id"),
+        created_at=param("now"),
+        strategy=param("strategy"),
+        selection_probability=param("probability"),
+        pair_token_id=param("pair_token_id"),
+        user_id=param("user_id"),
+    )
+    .returning(*COMPARISON_COLUMNS)
+    .add_cte(_apply_result_cte(1))
+    .add_cte(_apply_result_cte(2))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PairProvenance:
     """How the voted pair was served (from its pair token), stored with the vote."""
@@ -267,23 +304,26 @@ async def record_comparison(
         score1 = score_of(entity1_id, selected_entity_id)
         elo = elo_update(one["rating"], two["rating"], score1, k_factor)
         bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
-        await tx.execute(_APPLY_RESULT, _result(entity1_id, elo.rating1, bayes.mu1, bayes.sigma1, score1))
-        await tx.execute(
-            _APPLY_RESULT, _result(entity2_id, elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1)
-        )
-        row = await tx.fetch_one(
-            _INSERT_COMPARISON,
-            {
-                "entity1_id": entity1_id,
-                "entity2_id": entity2_id,
-                "selected_entity_id": selected_entity_id,
-                "now": utc_now(),
-                "user_id": user_id,
-                "strategy": provenance.strategy if provenance else None,
-                "probability": provenance.probability if provenance else None,
-                "pair_token_id": provenance.token_id if provenance else None,
-            },
-        )
+        first = _result(entity1_id, elo.rating1, bayes.mu1, bayes.sigma1, score1)
+        second = _result(entity2_id, elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1)
+        vote = {
+            "selected_entity_id": selected_entity_id,
+            "now": utc_now(),
+            "user_id": user_id,
+            "strategy": provenance.strategy if provenance else None,
+            "probability": provenance.probability if provenance else None,
+            "pair_token_id": provenance.token_id if provenance else None,
+        }
+        if db.name == "postgresql":
+            both = {f"{key}1": value for key, value in first.items()}
+            both.update({f"{key}2": value for key, value in second.items()})
+            row = await tx.fetch_one(_RECORD_VOTE_IN_ONE, {**both, **vote})
+        else:
+            await tx.execute(_APPLY_RESULT, first)
+            await tx.execute(_APPLY_RESULT, second)
+            row = await tx.fetch_one(
+                _INSERT_COMPARISON, {"entity1_id": entity1_id, "entity2_id": entity2_id, **vote}
+            )
     assert row is not None
     return row
 

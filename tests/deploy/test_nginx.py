@@ -194,11 +194,6 @@ def test_nginx_replaces_forged_forwarding_headers_with_the_real_client(edge):
     assert "203.0.113.9" not in json.dumps(access + requests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="request logging still logs the socket peer; passes once the middlewares resolve "
-    "the client with compere.http.client_address and TRUSTED_PROXIES (issue 4)",
-)
 def test_app_logs_the_real_client_address_behind_nginx(edge):
     path = _request_with_forged_headers(edge)
     _, requests = _log_entries_for(edge, path)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from compere.http.auth import (
     AuthenticatedUser,
     auth_unavailable,
+    caller_address,
     clear_session_cookies,
     log_auth_failure,
     require_superuser,
@@ -20,7 +21,6 @@ from compere.http.auth import (
 )
 from compere.http.errors import ApiError, json_response, not_found, validation_error
 from compere.http.keys import DATABASE, LOGIN_THROTTLE, PASSWORDS, REVOKED_TOKENS, SETTINGS, TOKENS, USER
-from compere.http.middlewares import client_address
 from compere.http.schemas import LoginForm, UserCreate, UserListQuery
 from compere.http.validation import parse_json, path_id, read_body, read_query
 from compere.http.views.shapes import user_out
@@ -63,7 +63,7 @@ async def _login_form(request: web.Request) -> LoginForm:
 async def login(request: web.Request) -> web.Response:
     form = await _login_form(request)
     app = request.app
-    client = client_address(request)
+    client = caller_address(request)
     throttle = app[LOGIN_THROTTLE]
     try:
         wait = await throttle.attempt(form.username, client)

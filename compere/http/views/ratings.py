@@ -66,14 +66,14 @@ async def _stream_all(request: web.Request, by: str, board: Board | None, skip: 
     position = 0
     first = True
     async for rows in leaderboard.stream(request.app[DATABASE], by):
-        chunk = []
+        batch = []
         for row in rows:
             position += 1
-            if position <= skip:
-                continue
-            chunk.append(orjson.dumps(_ranked(row, position, board, "online")))
-        if chunk:
-            await response.write((b"" if first else b",") + b",".join(chunk))
+            if position > skip:
+                batch.append(_ranked(row, position, board, "online"))
+        if batch:
+            # One encoder call per batch; strip the batch's own brackets to splice it in.
+            await response.write((b"" if first else b",") + orjson.dumps(batch)[1:-1])
             first = False
     await response.write(b"]")
     await response.write_eof()

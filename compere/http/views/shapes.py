@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from compere.domain.bayes import interval95
 from compere.storage.database import Row
@@ -16,7 +17,7 @@ def entity_out(row: Row) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "description": row["description"],
-        "image_urls": json.loads(image_urls) if isinstance(image_urls, str) else image_urls,
+        "image_urls": orjson.loads(image_urls) if isinstance(image_urls, str) else image_urls,
         "rating": float(row["rating"]),
         "comparisons": row["comparisons"],
         "wins": row["wins"],
