@@ -126,13 +126,15 @@ async def test_login_and_signup_share_their_own_small_quota(limited_client: Clie
 
 
 async def test_window_slides(limited_client: ClientFactory) -> None:
-    client = await limited_client(RATE_LIMIT_REQUESTS="2", RATE_LIMIT_WINDOW="1")
+    # A 2 s window with the second request in its middle leaves ~1 s of slack either
+    # way, so a slow, busy machine cannot blur which request has aged out.
+    client = await limited_client(RATE_LIMIT_REQUESTS="2", RATE_LIMIT_WINDOW="2")
     start = time.monotonic()
     assert (await client.get("/entities/")).status == 200
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)
     assert (await client.get("/entities/")).status == 200
     assert (await client.get("/entities/")).status == 429
-    await asyncio.sleep(max(0.0, start + 1.05 - time.monotonic()))
+    await asyncio.sleep(max(0.0, start + 2.15 - time.monotonic()))
     # The first request has aged out, the second has not: exactly one more.
     assert (await client.get("/entities/")).status == 200
     assert (await client.get("/entities/")).status == 429
