@@ -26,6 +26,11 @@ T = TypeVar("T")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
 
+# HS256 wants a key at least as long as its 32-byte output (RFC 7518 section 3.2).
+MIN_SECRET_KEY_LENGTH = 32
+# Keys printed in the security policy and the docs as examples: anyone can sign with them.
+PUBLISHED_EXAMPLE_KEYS = frozenset({"xK8vJ2mN7pQ9rS3tW6yZ1aB4cD5eF8gH", "your-very-long-secure-secret-key"})
+
 
 class SettingsError(ValueError):
     """A configuration value is missing, malformed or unsafe; the message names it."""
@@ -54,6 +59,12 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     access_token_expire_minutes: int = 30
     cors_origins: tuple[str, ...] = ()
+    bcrypt_rounds: int = 12
+    password_min_length: int = 12
+    login_max_failures: int = 5
+    login_max_failures_per_client: int = 20
+    login_failure_window: int = 900
+    auth_cookie: bool = False
 
     rate_limit_enabled: bool = False
     rate_limit_requests: int = 100
@@ -263,6 +274,15 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             _origins,
             "comma-separated origins like https://app.example.com",
         ),
+        # bcrypt below 10 rounds is too cheap to slow down an offline guess; above 16
+        # one login takes seconds.
+        bcrypt_rounds=r.integer("BCRYPT_ROUNDS", 12, low=10, high=16),
+        # bcrypt reads at most 72 bytes, so a longer minimum could never be met safely.
+        password_min_length=r.integer("PASSWORD_MIN_LENGTH", 12, low=8, high=64),
+        login_max_failures=r.integer("LOGIN_MAX_FAILURES", 5, low=1, high=1000),
+        login_max_failures_per_client=r.integer("LOGIN_MAX_FAILURES_PER_CLIENT", 20, low=1, high=100_000),
+        login_failure_window=r.integer("LOGIN_FAILURE_WINDOW", 900, low=1, high=86_400),
+        auth_cookie=r.boolean("AUTH_COOKIE", False),
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
         rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
         rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),
@@ -299,6 +319,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if not settings.is_production:  # production reports these with its other problems below
+        if settings.auth_enabled and not settings.secret_key:
+            raise SettingsError("SECRET_KEY must be set when AUTH_ENABLED is true")
+        if settings.secret_key and len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise SettingsError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
     problems = _production_problems(settings) if settings.is_production else []
     if problems:
         raise SettingsError("\n".join(problems))
@@ -308,8 +333,12 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
 def _production_problems(s: Settings) -> list[str]:
     """Every unsafe production setting, one short sentence each."""
     problems = []
-    if not s.secret_key or len(s.secret_key) < 32:
-        problems.append("SECRET_KEY must be set to at least 32 characters in production")
+    if not s.secret_key or len(s.secret_key) < MIN_SECRET_KEY_LENGTH:
+        problems.append(
+            f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_LENGTH} characters in production"
+        )
+    elif s.secret_key in PUBLISHED_EXAMPLE_KEYS:
+        problems.append("SECRET_KEY is a published example; generate your own for production")
     if not s.auth_enabled:
         problems.append("AUTH_ENABLED must be true in production")
     if not s.cors_origins or "*" in s.cors_origins:

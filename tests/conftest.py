@@ -137,6 +137,83 @@ def create_entities(client: TestClient) -> Callable[..., object]:
     return create
 
 
+# --- authentication ------------------------------------------------------------------
+
+AUTH_REDIS_URL = os.environ.get("COMPERE_TEST_AUTH_REDIS_URL", "redis://127.0.0.1:6379/4")
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+# Low but allowed bcrypt cost (the floor is 10), so the suite hashes quickly.
+AUTH_ENV = {
+    "AUTH_ENABLED": "true",
+    "SECRET_KEY": TEST_SECRET_KEY,
+    "BCRYPT_ROUNDS": "10",
+    "REDIS_URL": AUTH_REDIS_URL,
+}
+ADMIN = ("admin", "grey-heron-lantern-91")
+ALICE = ("alice", "violet-otter-compass-27")
+
+
+@pytest.fixture
+def auth_redis() -> Iterator[str]:
+    """The Redis database the auth tests use, with Compere's auth keys cleared around each test."""
+    import redis
+
+    client = redis.Redis.from_url(AUTH_REDIS_URL, socket_connect_timeout=2)
+
+    def clear() -> None:
+        keys = list(client.scan_iter("compere:auth:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    try:
+        clear()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis is required for the auth tests at {AUTH_REDIS_URL}: {exc}", pytrace=False)
+    yield AUTH_REDIS_URL
+    clear()
+    client.close()
+
+
+@pytest.fixture
+def make_auth_client(make_client: Callable[..., object], auth_redis: str) -> Callable[..., object]:
+    """A test client with authentication on (shared Redis db, low bcrypt cost)."""
+
+    async def make(**env: str) -> TestClient:
+        return await make_client(**{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
+
+    return make
+
+
+async def sign_up(
+    client: TestClient, username: str, password: str, token: str | None = None, **extra: object
+):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await client.post(
+        "/auth/users/", json={"username": username, "password": password, **extra}, headers=headers
+    )
+
+
+async def log_in(client: TestClient, username: str, password: str) -> str:
+    resp = await client.post("/auth/token", data={"username": username, "password": password})
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def admin_and_alice(make_auth_client: Callable[..., object]):
+    """An auth-enabled client, its first user (a superuser) and a regular user, with tokens."""
+    client = await make_auth_client()  # type: ignore[operator]
+    assert (await sign_up(client, *ADMIN)).status == 200
+    admin_token = await log_in(client, *ADMIN)
+    resp = await sign_up(client, *ALICE, token=admin_token)
+    assert resp.status == 200, await resp.text()
+    alice_token = await log_in(client, *ALICE)
+    return client, admin_token, alice_token
+
+
 # ---------------------------------------------------------------- Redis (rate limiting)
 
 # The shared Redis server; rate-limit tests keep to their own database number.

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from compere.http.app import create_app
 from compere.http.client_address import parse_trusted_proxies
-from compere.http.keys import USER_KEY
+from compere.http.keys import USER
 from compere.http.middlewares import error_masking
 from compere.http.ratelimit_middleware import RateLimitPolicies, rate_limit_cleanup_ctx, rate_limit_middleware
 from compere.infra.ratelimit import RateLimitPolicy
@@ -238,7 +238,7 @@ async def test_limiting_off_sends_no_headers(limited_client: ClientFactory) -> N
 @web.middleware
 async def identity_from_header(request: web.Request, handler):  # type: ignore[no-untyped-def]
     if "X-Test-User" in request.headers:
-        request[USER_KEY] = {"id": request.headers["X-Test-User"]}
+        request[USER] = {"id": request.headers["X-Test-User"]}
     return await handler(request)
 
 

@@ -233,6 +233,7 @@ async def test_http_export_streams_every_comparison(client, create_entities, fmt
                 "entity1_id": int(row["entity1_id"]),
                 "entity2_id": int(row["entity2_id"]),
                 "selected_entity_id": int(row["selected_entity_id"]) if row["selected_entity_id"] else None,
+                "user_id": int(row["user_id"]) if row["user_id"] else None,
                 # CSV has no null: votes sent without a pair token have empty provenance
                 "strategy": row["strategy"] or None,
                 "selection_probability": float(row["selection_probability"])
@@ -244,10 +245,13 @@ async def test_http_export_streams_every_comparison(client, create_entities, fmt
     assert got == made
 
 
-async def test_http_export_validates_format_and_fails_closed_under_auth(client, make_client):
+async def test_http_export_validates_format_and_is_for_superusers_under_auth(client, admin_and_alice):
     resp = await client.get("/export/comparisons", params={"format": "xml"})
     assert resp.status == 422
-    guarded = await make_client(AUTH_ENABLED="true")
-    resp = await guarded.get("/export/comparisons")
+    guarded, admin_token, alice_token = admin_and_alice
+    assert (await guarded.get("/export/comparisons")).status == 401
+    resp = await guarded.get("/export/comparisons", headers={"Authorization": f"Bearer {alice_token}"})
     assert resp.status == 403
-    assert (await resp.json())["detail"] == "Only a superuser may export comparisons"
+    assert (await resp.json())["detail"] == "Not enough permissions"
+    resp = await guarded.get("/export/comparisons", headers={"Authorization": f"Bearer {admin_token}"})
+    assert resp.status == 200

@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from compere.http.auth import auth_context
+from compere.http.cors import setup_cors
 from compere.http.keys import DATABASE, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
+from compere.http.security_headers import setup_security_headers
 from compere.http.webapp import setup_webapp
-from compere.infra.logging import configure_logging
+from compere.infra.logging import configure_logging, redact_access_logs
 from compere.infra.redis import create_redis
 from compere.infra.signing import PairTokens
 from compere.ranking_cache import RankingCache
@@ -32,12 +35,14 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
+    redact_access_logs()  # whoever set up logging, request lines lose their query strings
     app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
     app[RANKING_CACHE] = RankingCache()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
     if settings.rate_limit_enabled:
         app.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
     setup_routes(app, ROUTES)
@@ -48,6 +53,8 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
         from compere.http.views.metrics import serve_metrics
 
         app.router.add_get("/metrics", serve_metrics)
+    setup_cors(app, settings)  # last: it wraps every route registered above
+    setup_security_headers(app, settings)
     return app
 
 

@@ -11,9 +11,13 @@ aiohttp runs the first middleware in the list outermost. The order is:
 3. ``error_masking``: turns every exception from the layers below (auth, rate
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
-4. authentication identity (its own issue): who is asking, stored under ``USER_KEY``.
-   It must only *identify*, never refuse: a request with a bad token still reaches
-   the limiter, or token guessing would go unlimited.
+4. ``identity`` (compere.http.auth): reads the bearer token or session cookie and
+   stores the caller under ``USER``. A bad or missing token is never refused here (it
+   becomes "anonymous"), so token guessing still passes through the limiter; the
+   guards in front of each handler decide who may call what. It refuses only what no
+   quota could make acceptable: credentials in the URL, a cookie write without its
+   CSRF token, and (503) a token it cannot check because Redis is down. It lets
+   ``OPTIONS`` preflights through untouched.
 5. ``rate_limit`` (when ``RATE_LIMIT_ENABLED``): after identity, so authenticated
    requests spend their user's quota; inside error masking, so 429/503 share the
    error shape and logging. It adds its headers to the handler's response, and to
@@ -190,10 +194,13 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
+    from compere.http.auth import identity  # imported here: auth builds on this module's siblings
+
     chain = [request_logging(settings)]
     if settings.metrics_enabled:
         chain.append(request_metrics(settings))
     chain.append(error_masking(settings))
+    chain.append(identity(settings))
     if settings.rate_limit_enabled:
         chain.append(
             rate_limit_middleware(

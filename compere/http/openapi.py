@@ -30,6 +30,20 @@ _STATUS_TEXT = {
     503: "Service unavailable",
 }
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The access_token from POST /auth/token",
+    },
+    "cookieAuth": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "__Host-compere_token",
+        "description": "With AUTH_COOKIE=true; writes also need the X-CSRF-Token header",
+    },
+}
 
 
 def _schema_of(annotation: Any, defs: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -78,10 +92,11 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if route.body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _schema_of(route.body, defs, "validation")}},
-        }
+        body_schema = _schema_of(route.body, defs, "validation")
+        content = {"application/json": {"schema": body_schema}}
+        if route.form_body:
+            content["application/x-www-form-urlencoded"] = {"schema": body_schema}
+        op["requestBody"] = {"required": True, "content": content}
     ok: dict[str, Any] = {"description": _STATUS_TEXT[200]}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": _schema_of(route.response, defs, "serialization")}}
@@ -92,6 +107,15 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     error_ref = _schema_of(schemas.Error, defs, "serialization")
     errors = set(route.errors)
+    if route.access == "public":
+        op["security"] = []
+    else:
+        op["security"] = [{name: []} for name in SECURITY_SCHEMES]
+        errors.add(401)
+        if route.access == "superuser":
+            errors.add(403)
+        if not route.auth_always:
+            op["description"] = "Needs a token when AUTH_ENABLED=true; open otherwise."
     limited = not (route.path == "/health" or route.path.startswith("/health/"))
     if limited:  # with RATE_LIMIT_ENABLED, every route but /health is limited
         ok.setdefault("headers", {}).update(_RATE_LIMIT_HEADERS)
@@ -155,7 +179,10 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             "description": "Pairwise comparison ranking: entities, comparisons, leaderboards, active pairing.",
         },
         "paths": as_openapi30(paths),
-        "components": {"schemas": as_openapi30(dict(sorted(defs.items())))},
+        "components": {
+            "schemas": as_openapi30(dict(sorted(defs.items()))),
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }
 
 

@@ -21,7 +21,7 @@ from aiohttp.typedefs import Middleware
 
 from compere.http.client_address import TrustedProxies, client_address
 from compere.http.errors import ApiError
-from compere.http.keys import RATE_LIMITER, USER_KEY
+from compere.http.keys import RATE_LIMITER, USER
 from compere.infra import metrics
 from compere.infra.ratelimit import (
     InProcessSlidingWindowLimiter,
@@ -105,7 +105,7 @@ def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) ->
     IPv6 clients are counted per /64, the block one subscriber usually holds, so that
     hopping between addresses within it does not multiply the quota.
     """
-    user = request.get(USER_KEY)
+    user = request.get(USER)
     if user is not None:
         user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
         return f"user:{user_id}"

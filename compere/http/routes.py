@@ -1,22 +1,27 @@
-"""The route table: every endpoint, its handler, and what it accepts and answers.
+"""The route table: every endpoint, its handler, who may call it, and what it
+accepts and answers.
 
-The table drives both the router and the OpenAPI document, so a route cannot be
-served without being documented.
+The table drives the router, the access checks and the OpenAPI document, so a route
+cannot be served without being documented, and is protected unless it says otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from compere.http import schemas
-from compere.http.views import comparisons, content, entities, export, health, mab, ratings
+from compere.http.auth import guarded
+from compere.http.keys import SETTINGS
+from compere.http.views import auth, comparisons, content, entities, export, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Who may call a route when access is checked: anyone, any active user, a superuser.
+Access = Literal["public", "user", "superuser"]
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,20 @@ class Route:
     errors: tuple[int, ...] = ()
     path_params: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)  # response headers: name -> description
+    access: Access = "user"  # checked when AUTH_ENABLED=true (protected unless declared public)
+    auth_always: bool = False  # checked even with AUTH_ENABLED=false (the /auth/ endpoints)
+    open_until_first_user: bool = False  # the view applies ``access`` itself, under a lock
+    form_body: bool = False  # the body may also be application/x-www-form-urlencoded
+
+    def effective_access(self, auth_enabled: bool) -> Access:
+        """The guard the router puts in front of the handler."""
+        if self.open_until_first_user or not (auth_enabled or self.auth_always):
+            return "public"
+        return self.access
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/health", health.health, "Liveness", "health", schemas.Health),
+    Route("GET", "/health", health.health, "Liveness", "health", schemas.Health, access="public"),
     Route(
         "GET",
         "/health/ready",
@@ -44,6 +59,7 @@ ROUTES: list[Route] = [
         "health",
         schemas.Readiness,
         errors=(503,),
+        access="public",
     ),
     Route(
         "POST",
@@ -75,6 +91,7 @@ ROUTES: list[Route] = [
         schemas.ImportResult,
         query=schemas.ImportQuery,
         errors=(400, 401, 403, 413, 422),
+        access="superuser",
     ),
     Route(
         "GET",
@@ -106,6 +123,7 @@ ROUTES: list[Route] = [
         schemas.Message,
         errors=(404, 422),
         path_params=("entity_id",),
+        access="superuser",
     ),
     Route(
         "POST",
@@ -190,6 +208,86 @@ ROUTES: list[Route] = [
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
     ),
     Route(
+        "POST",
+        "/auth/token",
+        auth.login,
+        "Log in: exchange a username and password for an access token",
+        "auth",
+        schemas.Token,
+        body=schemas.LoginForm,
+        errors=(400, 401, 403, 415, 422, 429, 503),
+        access="public",
+        form_body=True,
+    ),
+    Route(
+        "POST",
+        "/auth/logout",
+        auth.logout,
+        "Log out: the presented token stops working at once",
+        "auth",
+        schemas.Message,
+        errors=(503,),
+        auth_always=True,
+    ),
+    Route(
+        "GET",
+        "/auth/users/me",
+        auth.me,
+        "The account the token belongs to",
+        "auth",
+        schemas.User,
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/users/",
+        auth.create_user,
+        "Create a user (the first user ever becomes a superuser; then superusers only)",
+        "auth",
+        schemas.User,
+        body=schemas.UserCreate,
+        errors=(400, 409, 413, 422),
+        access="superuser",
+        auth_always=True,
+        open_until_first_user=True,
+    ),
+    Route(
+        "GET",
+        "/auth/users",
+        auth.list_users,
+        "List users",
+        "auth",
+        list[schemas.User],
+        query=schemas.UserListQuery,
+        errors=(422,),
+        access="superuser",
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/users/{user_id}/disable",
+        auth.disable_user,
+        "Disable a user: their tokens stop working at once and they cannot log in",
+        "auth",
+        schemas.User,
+        errors=(400, 404, 422),
+        path_params=("user_id",),
+        access="superuser",
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/users/{user_id}/enable",
+        auth.enable_user,
+        "Enable a disabled user again",
+        "auth",
+        schemas.User,
+        errors=(404, 422),
+        path_params=("user_id",),
+        access="superuser",
+        auth_always=True,
+    ),
+    Route(
         "GET",
         "/export/comparisons",
         export.export_comparisons,
@@ -197,10 +295,14 @@ ROUTES: list[Route] = [
         "export",
         query=schemas.ExportQuery,
         errors=(401, 403, 422),
+        access="superuser",
     ),
 ]
 
 
 def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
+    """Register every route behind the guard its access level asks for."""
+    auth_enabled = app[SETTINGS].auth_enabled
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        handler = guarded(route.handler, route.effective_access(auth_enabled))
+        app.router.add_route(route.method, route.path, handler)

@@ -136,6 +136,7 @@ class Comparison(Model):
     entity2_id: int
     selected_entity_id: int | None
     created_at: datetime
+    user_id: int | None = Field(default=None, description="Who recorded it; null when recorded anonymously")
     strategy: str | None = Field(description="Strategy that served the pair, when a pair_token was sent")
     selection_probability: float | None = Field(description="Probability the pair had of being chosen")
 
@@ -219,6 +220,62 @@ class Health(Model):
 class Readiness(Model):
     status: Literal["ready", "not ready"]
     checks: dict[str, str] = Field(description="Each dependency: ok, degraded, unavailable or not configured")
+
+
+# --- users and tokens ---------------------------------------------------------------
+
+Username = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"),
+]
+Email = Annotated[
+    str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", strip_whitespace=True)
+]
+# The length rules that depend on settings (minimum, 72 bytes) are checked by the view.
+Password = Annotated[StorableText, StringConstraints(min_length=1, max_length=1024)]
+
+
+class UserCreate(Model):
+    username: Username = Field(description="3 to 50 letters, digits or ._@-; unique regardless of case")
+    password: Password = Field(
+        description="At least PASSWORD_MIN_LENGTH characters (default 12), at most 72 bytes in UTF-8, "
+        "not a common password and not containing the username"
+    )
+    email: Email | None = None
+    full_name: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
+    is_superuser: bool = Field(default=False, description="Honoured only when a superuser creates the user")
+
+
+class User(Model):
+    id: int
+    username: str
+    email: str | None
+    full_name: str | None
+    disabled: bool
+    is_superuser: bool
+    created_at: datetime
+
+
+class UserListQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=1000)
+
+
+class LoginForm(Model):
+    """OAuth2 password grant, as a form body (``application/x-www-form-urlencoded``) or JSON."""
+
+    username: Annotated[StorableText, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[StorableText, StringConstraints(min_length=1, max_length=1024)]
+    grant_type: Literal["password"] | None = None
+
+
+class Token(Model):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Seconds until the token expires")
+    csrf_token: str | None = Field(
+        default=None, description="Cookie mode only: send it back in the X-CSRF-Token header on writes"
+    )
 
 
 class ValidationIssue(Model):

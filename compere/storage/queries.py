@@ -46,6 +46,7 @@ COMPARISON_COLUMNS = (
     comparisons.c.entity2_id,
     comparisons.c.selected_entity_id,
     comparisons.c.created_at,
+    comparisons.c.user_id,
     comparisons.c.strategy,
     comparisons.c.selection_probability,
 )
@@ -217,6 +218,7 @@ _INSERT_COMPARISON = Query(
         entity2_id=param("entity2_id"),
         selected_entity_id=param("selected_entity_id"),
         created_at=param("now"),
+        user_id=param("user_id"),
         strategy=param("strategy"),
         selection_probability=param("probability"),
         pair_token_id=param("pair_token_id"),
@@ -255,6 +257,7 @@ _RECORD_VOTE_IN_ONE = Query(
         strategy=param("strategy"),
         selection_probability=param("probability"),
         pair_token_id=param("pair_token_id"),
+        user_id=param("user_id"),
     )
     .returning(*COMPARISON_COLUMNS)
     .add_cte(_apply_result_cte(1))
@@ -278,6 +281,7 @@ async def record_comparison(
     entity2_id: int,
     selected_entity_id: int | None,
     k_factor: float,
+    user_id: int | None = None,
     provenance: PairProvenance | None = None,
 ) -> Row:
     """Store one vote and apply it to both entities, all in one transaction.
@@ -287,6 +291,7 @@ async def record_comparison(
     serialises writers). Elo and the Bayesian strengths are computed from the locked
     values and the counters that feed the bandit move with them: either all of it is
     stored or none. A reused pair token hits a unique index and rolls it all back.
+    ``user_id`` records who voted (None when the API is open).
     """
     async with db.transaction() as tx:
         locked = {
@@ -304,6 +309,7 @@ async def record_comparison(
         vote = {
             "selected_entity_id": selected_entity_id,
             "now": utc_now(),
+            "user_id": user_id,
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,

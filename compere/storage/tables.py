@@ -41,4 +41,18 @@ comparisons = sa.Table(
     sa.Column("strategy", sa.Text),
     sa.Column("selection_probability", sa.Float),
     sa.Column("pair_token_id", sa.Text),
+    sa.Column("user_id", sa.BigInteger),  # who voted; NULL when recorded anonymously
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("full_name", sa.Text),
+    sa.Column("hashed_password", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("is_superuser", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found
-from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS
+from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS, USER
 from compere.http.schemas import ComparisonCreate, ComparisonListQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
@@ -24,6 +24,7 @@ async def create_comparison(request: web.Request) -> web.Response:
         body.entity2_id,
     ):
         raise ApiError(400, "Selected entity must be one of the compared entities (or null for a tie)")
+    voter = request.get(USER)
     provenance = _provenance(request, body) if body.pair_token else None
     try:
         row = await queries.record_comparison(
@@ -32,6 +33,7 @@ async def create_comparison(request: web.Request) -> web.Response:
             entity2_id=body.entity2_id,
             selected_entity_id=body.selected_entity_id,
             k_factor=request.app[SETTINGS].elo_k_factor,
+            user_id=voter.id if voter is not None else None,
             provenance=provenance,
         )
     except queries.EntityNotFound as exc:

@@ -44,4 +44,18 @@ def comparison_out(row: Row) -> dict[str, Any]:
         "created_at": as_datetime(row["created_at"]),
         "strategy": row["strategy"],
         "selection_probability": row["selection_probability"],
+        "user_id": row.get("user_id"),
+    }
+
+
+def user_out(row: Row) -> dict[str, Any]:
+    """A user as the API shows it: never the password hash."""
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "email": row["email"],
+        "full_name": row["full_name"],
+        "disabled": bool(row["disabled"]),
+        "is_superuser": bool(row["is_superuser"]),
+        "created_at": as_datetime(row["created_at"]),
     }

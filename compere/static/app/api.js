@@ -3,7 +3,7 @@
 
 // Cookie mode (auth): the server sets an httpOnly session cookie plus a readable CSRF
 // cookie; unsafe requests echo the latter in a header (double-submit).
-const CSRF_COOKIE = "csrf_token";
+const CSRF_COOKIE = "__Host-compere_csrf";
 const CSRF_HEADER = "X-CSRF-Token";
 // Only used when the server answers a login with a bearer token and sets no cookie.
 const TOKEN_KEY = "compere.token";
