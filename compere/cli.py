@@ -1,4 +1,5 @@
-"""Command line: ``python -m compere [serve|migrate|import|export]`` (also installed as ``compere``)."""
+"""Command line: ``python -m compere [serve|migrate|import|export|createsuperuser|rebuild-ratings]``
+(also installed as ``compere``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from compere import __version__
 from compere.settings import Settings, SettingsError, load_settings
 from compere.transfer import FORMATS
+
+# Read instead of prompting, for scripts and containers; never taken from the command line
+# (it would show in `ps` and in shell history).
+SUPERUSER_PASSWORD_VARIABLE = "COMPERE_SUPERUSER_PASSWORD"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--format", choices=FORMATS, default="jsonl", help="jsonl (default) or csv")
     exporter.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
     exporter.add_argument("--batch-size", type=_positive, default=5000, help="rows per query (5000)")
+    admin = commands.add_parser(
+        "createsuperuser",
+        help=f"create a superuser (password prompted without echo, or from {SUPERUSER_PASSWORD_VARIABLE})",
+    )
+    admin.add_argument("--username", help="prompted for when omitted on a terminal")
+    admin.add_argument("--email", help="optional e-mail address")
+    admin.add_argument("--full-name", help="optional display name")
     commands.add_parser(
         "rebuild-ratings",
         help="recompute every rating and strength from the comparison log (after a model change)",
@@ -183,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_import(settings, args)
     if command == "export":
         return _run_export(settings, args)
+    if command == "createsuperuser":
+        return _run_createsuperuser(settings, args)
     if command == "rebuild-ratings":
         replayed = asyncio.run(_rebuild(settings))
         print(f"rebuilt ratings from {replayed} comparisons")
@@ -238,4 +252,105 @@ def _run_export(settings: Settings, args: argparse.Namespace) -> int:
         print(f"compere: export failed: {exc}", file=sys.stderr)
         return 1
     print(f"exported {written} {args.what}", file=sys.stderr)
+    return 0
+
+
+class _CommandError(Exception):
+    """A problem to report on one line, with exit status 1."""
+
+
+def _ask_username(given: str | None) -> str:
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        raise _CommandError("--username is required when there is no terminal to ask on")
+    return input("Username: ").strip()
+
+
+def _ask_password(environ: Mapping[str, str]) -> str:
+    """The password from the environment, else typed twice without echo."""
+    import getpass
+
+    from_env = environ.get(SUPERUSER_PASSWORD_VARIABLE)
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise _CommandError(
+            f"no terminal to ask for a password on; set {SUPERUSER_PASSWORD_VARIABLE} instead"
+        )
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != first:
+        raise _CommandError("the two passwords differ")
+    return first
+
+
+def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """The validated request: the same rules as POST /auth/users/ (schema and password policy)."""
+    from pydantic import ValidationError
+
+    from compere.http.schemas import UserCreate
+    from compere.infra.passwords import password_problem
+
+    username = _ask_username(args.username)
+    password = _ask_password(environ)
+    try:
+        body = UserCreate.model_validate(
+            {
+                "username": username,
+                "password": password,
+                "email": args.email,
+                "full_name": args.full_name,
+                "is_superuser": True,
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        raise _CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    problem = password_problem(body.password, min_length=settings.password_min_length, username=body.username)
+    if problem:
+        raise _CommandError(f"password {problem}")
+    return body
+
+
+async def _create_superuser(settings: Settings, body: Any) -> Any:
+    from compere.infra.passwords import PasswordHasher
+    from compere.storage import users
+
+    hashed = await PasswordHasher(settings.bcrypt_rounds).hash(body.password)
+    db = await _open_database(settings)
+    try:
+        return await users.create_user(
+            db,
+            username=body.username,
+            email=body.email,
+            full_name=body.full_name,
+            hashed_password=hashed,
+            creator_is_superuser=True,  # whoever runs this command controls the database
+            make_superuser=True,
+        )
+    except users.DuplicateUser as exc:
+        raise _CommandError(f"a user with this {exc.field} already exists") from None
+    finally:
+        await db.close()
+
+
+def _run_createsuperuser(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from compere.storage.database import DatabaseError
+    from compere.storage.migrations import MigrationError
+
+    try:
+        body = _new_superuser(settings, args, os.environ)
+        row = asyncio.run(_create_superuser(settings, body))
+    except _CommandError as exc:
+        print(f"compere: createsuperuser: {exc}", file=sys.stderr)
+        return 1
+    except (DatabaseError, MigrationError) as exc:
+        print(f"compere: createsuperuser failed: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        print("\ncompere: createsuperuser: cancelled", file=sys.stderr)
+        return 1
+    print(f"created superuser {row['username']} (id {row['id']})")
     return 0

@@ -15,6 +15,8 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, sign_up
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -84,6 +86,38 @@ async def test_only_allowed_addresses_may_read_metrics(make_client):
     resp = await client.get("/metrics")
     assert resp.status == 403
     assert (await resp.json())["detail"] == "Metrics are not available to this client"
+
+
+async def test_a_superuser_token_opens_metrics_from_any_address(make_auth_client):
+    client = await make_auth_client(METRICS_ENABLED="true", METRICS_ALLOWED_IPS="10.0.0.0/8")
+    assert (await sign_up(client, *ADMIN)).status == 200  # the first user is a superuser
+    admin = await log_in(client, *ADMIN)
+    assert (await sign_up(client, *ALICE, token=admin)).status == 200
+    alice = await log_in(client, *ALICE)
+
+    assert (await client.get("/metrics")).status == 403
+    assert (await client.get("/metrics", headers=bearer(alice))).status == 403
+    assert (await client.get("/metrics", headers=bearer("not-a-token"))).status == 403
+    resp = await client.get("/metrics", headers=bearer(admin))
+    assert resp.status == 200
+    assert "compere_http_requests_total" in await resp.text()
+    # A logged-out token no longer opens it.
+    assert (await client.post("/auth/logout", headers=bearer(admin))).status == 200
+    assert (await client.get("/metrics", headers=bearer(admin))).status == 403
+
+
+async def test_with_auth_off_only_the_address_list_opens_metrics(make_client, auth_redis):
+    # Users and tokens exist (the /auth/ endpoints work with auth off) but are not checked.
+    client = await make_client(
+        METRICS_ENABLED="true",
+        METRICS_ALLOWED_IPS="10.0.0.0/8",
+        SECRET_KEY=TEST_SECRET_KEY,
+        BCRYPT_ROUNDS="10",
+        REDIS_URL=auth_redis,
+    )
+    assert (await sign_up(client, *ADMIN)).status == 200
+    admin = await log_in(client, *ADMIN)
+    assert (await client.get("/metrics", headers=bearer(admin))).status == 403
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -1,4 +1,5 @@
-"""``/metrics``: Prometheus exposition, for allowed addresses only (served when METRICS_ENABLED)."""
+"""``/metrics``: Prometheus exposition (served when METRICS_ENABLED), for allowed addresses
+and, with authentication on, for superusers from anywhere."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from aiohttp import web
 
 from compere.http.client_address import client_address, parse_trusted_proxies
 from compere.http.errors import ApiError
-from compere.http.keys import SETTINGS
+from compere.http.keys import SETTINGS, USER
 from compere.infra import metrics
 
 
 async def may_read_metrics_with_token(request: web.Request) -> bool:
-    """AUTH HOOK: a superuser's token also opens ``/metrics``.
+    """Whether the caller is a superuser, by bearer token (or session cookie).
 
-    Answers False until wired to the auth module (return whether the request carries
-    a valid superuser token); the address allow-list is the only way in until then.
+    Only with ``AUTH_ENABLED=true``: with auth off nobody is checked anywhere, so the
+    address allow-list stays the only way in.
     """
-    return False
+    if not request.app[SETTINGS].auth_enabled:
+        return False
+    user = request.get(USER)
+    return user is not None and user.is_superuser
 
 
 def _address_allowed(request: web.Request) -> bool:
