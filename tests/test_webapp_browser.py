@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,21 +47,30 @@ class Server:
     def __init__(self, base: str) -> None:
         self.base = base
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return self.call_with_headers(method, path, body)[0]
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        return self.call_with_headers(method, path, body, token)[0]
 
-    def call_with_headers(self, method: str, path: str, body: Any = None) -> tuple[Any, Any]:
+    def call_with_headers(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[Any, Any]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read()), response.headers
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, **settings: str) -> Iterator[Server]:
-    """``python -m compere serve`` on a SQLite file in ``folder``, stopped (by its PID) after."""
+def running_server(
+    folder: Path, before: list[str] | None = None, before_env: dict[str, str] | None = None, **settings: str
+) -> Iterator[Server]:
+    """``python -m compere serve`` on a SQLite file in ``folder``, stopped (by its PID) after.
+
+    ``before``: a ``compere`` command (arguments) run first on the same database and
+    settings, with ``before_env`` added to its environment only.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -70,6 +81,14 @@ def running_server(folder: Path, **settings: str) -> Iterator[Server]:
         "LOG_REQUESTS": "false",
         **settings,
     }
+    if before:
+        subprocess.run(
+            [sys.executable, "-m", "compere", *before],
+            cwd=folder,
+            env={**env, **(before_env or {})},
+            check=True,
+            capture_output=True,
+        )
     log = (folder / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "compere", "serve", "--port", str(port)],
@@ -479,3 +498,87 @@ def test_pages_work_on_a_phone_and_login_says_auth_is_off(server: Server, browse
         assert errors == []
     finally:
         ctx.close()
+
+
+ADMIN_PASSWORD = "amber-falcon-meadow-62"
+AUTH_SETTINGS = {
+    "AUTH_ENABLED": "true",
+    "AUTH_COOKIE": "true",
+    "SECRET_KEY": "browser-test-secret-key-0123456789-abcdef",
+    "BCRYPT_ROUNDS": "10",
+    "REDIS_URL": os.environ.get("COMPERE_TEST_WEBAPP_REDIS_URL", "redis://127.0.0.1:6379/8"),
+}
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Authentication on, cookie mode; the superuser made with ``compere createsuperuser``."""
+    with running_server(
+        tmp_path_factory.mktemp("auth"),
+        before=["createsuperuser", "--username", "admin"],
+        before_env={"COMPERE_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
+        **AUTH_SETTINGS,
+    ) as running:
+        form = urllib.parse.urlencode({"username": "admin", "password": ADMIN_PASSWORD}).encode()
+        with urllib.request.urlopen(running.base + "/auth/token", data=form, timeout=30) as response:
+            token = json.loads(response.read())["access_token"]
+        for name in ("Oak", "Birch", "Maple"):
+            running.call("POST", "/entities/", {"name": name}, token=token)
+        yield running
+
+
+def test_log_in_vote_and_log_out(auth_server: Server, context: Any, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    base = auth_server.base
+    page.goto(base + "/")
+    expect(page).to_have_url(base + "/login?next=%2F")  # no session: sent to log in first
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(base + "/")
+    expect(page.locator("[data-account]")).to_contain_text("Signed in as admin")
+
+    cookies = {c["name"]: c for c in context.cookies(base)}
+    session, csrf = cookies["__Host-compere_token"], cookies["__Host-compere_csrf"]
+    assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+    assert not csrf["httpOnly"]  # the page reads it to echo it
+    assert page.evaluate("sessionStorage.getItem('compere.token')") is None  # no token in storage
+    assert "compere_token" not in page.evaluate("document.cookie")
+
+    headers: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda r: headers.append(r.headers) if r.method == "POST" and "/comparisons/" in r.url else None,
+    )
+    pair = page.locator("section[data-pair]")
+    for votes in range(1, 4):
+        serial = pair.get_attribute("data-pair-serial") or ""
+        page.keyboard.press("ArrowLeft")
+        expect(pair).not_to_have_attribute("data-pair-serial", serial)
+        expect(page.locator("[data-count]")).to_have_text(str(votes))
+    assert [h.get("x-csrf-token") for h in headers] == [csrf["value"]] * 3
+    assert all("authorization" not in h for h in headers)  # the cookie carries the session
+    me = auth_server.call("GET", "/auth/users/me", token=session["value"])
+    stored = auth_server.call("GET", "/comparisons/?limit=100", token=session["value"])
+    assert len(stored) == 3 and {c["user_id"] for c in stored} == {me["id"]}
+
+    # The same session without the CSRF header (what a forged cross-site form would send): refused.
+    ids = [e["id"] for e in auth_server.call("GET", "/entities/", token=session["value"])]
+    forged = context.request.post(
+        base + "/comparisons/",
+        data={"entity1_id": ids[0], "entity2_id": ids[1], "selected_entity_id": ids[0]},
+    )
+    assert forged.status == 403
+    assert len(auth_server.call("GET", "/comparisons/?limit=100", token=session["value"])) == 3
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(base + "/login")
+    expect(page.get_by_label("Username")).to_be_visible()
+    assert {c["name"] for c in context.cookies(base)}.isdisjoint(cookies)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the old session is revoked, not just forgotten
+        auth_server.call("GET", "/auth/users/me", token=session["value"])
+    assert refused.value.code == 401
+    refused.value.close()
+    page.goto(base + "/leaderboard")
+    expect(page).to_have_url(base + "/login?next=%2Fleaderboard")
