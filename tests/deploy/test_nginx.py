@@ -85,6 +85,18 @@ def test_security_headers_hsts_and_csp_on_every_response(edge, path, status, csp
     assert headers.get_all("Content-Security-Policy") == [csp]
 
 
+def test_nginx_access_log_never_records_query_strings(edge):
+    status, _, _ = edge.request("POST", "/auth/token?username=alice&password=hunter2-secret")
+    assert status == 400  # the app refuses credentials in the URL
+    log = edge.prefix / "compere.access.log"
+    deadline = time.monotonic() + 5
+    while "/auth/token" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "/auth/token" in text
+    assert "hunter2" not in text and "password" not in text
+
+
 def test_metrics_are_not_reachable_through_nginx(edge):
     got, _, _ = edge.request("GET", "/metrics")
     assert got == 404
