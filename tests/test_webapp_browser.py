@@ -510,20 +510,27 @@ AUTH_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Authentication on, cookie mode; the superuser made with ``compere createsuperuser``."""
+@contextlib.contextmanager
+def auth_enabled_server(folder: Path, **settings: str) -> Iterator[Server]:
+    """Authentication on; the superuser made with ``compere createsuperuser``; three entities."""
     with running_server(
-        tmp_path_factory.mktemp("auth"),
+        folder,
         before=["createsuperuser", "--username", "admin"],
         before_env={"COMPERE_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-        **AUTH_SETTINGS,
+        **{**AUTH_SETTINGS, **settings},
     ) as running:
         form = urllib.parse.urlencode({"username": "admin", "password": ADMIN_PASSWORD}).encode()
         with urllib.request.urlopen(running.base + "/auth/token", data=form, timeout=30) as response:
             token = json.loads(response.read())["access_token"]
         for name in ("Oak", "Birch", "Maple"):
             running.call("POST", "/entities/", {"name": name}, token=token)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Cookie mode: an httpOnly session cookie and a CSRF cookie."""
+    with auth_enabled_server(tmp_path_factory.mktemp("auth")) as running:
         yield running
 
 
@@ -552,6 +559,7 @@ def test_log_in_vote_and_log_out(auth_server: Server, context: Any, page: Any) -
         lambda r: headers.append(r.headers) if r.method == "POST" and "/comparisons/" in r.url else None,
     )
     pair = page.locator("section[data-pair]")
+    expect(pair).to_be_visible()
     for votes in range(1, 4):
         serial = pair.get_attribute("data-pair-serial") or ""
         page.keyboard.press("ArrowLeft")
@@ -582,3 +590,46 @@ def test_log_in_vote_and_log_out(auth_server: Server, context: Any, page: Any) -
     refused.value.close()
     page.goto(base + "/leaderboard")
     expect(page).to_have_url(base + "/login?next=%2Fleaderboard")
+
+
+def test_bearer_mode_keeps_the_token_in_the_tab_and_logs_out(
+    tmp_path_factory: pytest.TempPathFactory, context: Any, page: Any
+) -> None:
+    """AUTH_COOKIE=false: the login answer's token is kept in sessionStorage and sent as Bearer."""
+    from playwright.sync_api import expect
+
+    with auth_enabled_server(tmp_path_factory.mktemp("bearer"), AUTH_COOKIE="false") as server:
+        base = server.base
+        page.goto(base + "/leaderboard")
+        expect(page).to_have_url(base + "/login?next=%2Fleaderboard")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(ADMIN_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(base + "/leaderboard")
+        expect(page.locator("tbody[data-rows] tr")).to_have_count(3)
+        assert context.cookies(base) == []
+        token = page.evaluate("sessionStorage.getItem('compere.token')")
+        assert server.call("GET", "/auth/users/me", token=token)["username"] == "admin"
+
+        authorization: list[str | None] = []
+        page.on(
+            "request",
+            lambda r: (
+                authorization.append(r.headers.get("authorization"))
+                if r.method == "POST" and "/comparisons/" in r.url
+                else None
+            ),
+        )
+        page.goto(base + "/")
+        expect(page.locator("section[data-pair]")).to_be_visible()
+        page.keyboard.press("ArrowDown")
+        expect(page.locator("[data-count]")).to_have_text("1")
+        assert authorization == [f"Bearer {token}"]
+
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(base + "/login")
+        assert page.evaluate("sessionStorage.getItem('compere.token')") is None
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            server.call("GET", "/auth/users/me", token=token)
+        assert refused.value.code == 401
+        refused.value.close()
