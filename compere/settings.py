@@ -61,6 +61,9 @@ class Settings:
     db_statement_timeout_ms: int = 10_000
     migrate_on_start: bool = True
 
+    idempotency_ttl: int = 24 * 3600
+    idempotency_lock_ttl: int = 60
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
@@ -232,9 +235,13 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+        idempotency_ttl=r.integer("IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 86_400),
+        idempotency_lock_ttl=r.integer("IDEMPOTENCY_LOCK_TTL", 60, low=1, high=3600),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if settings.idempotency_lock_ttl > settings.idempotency_ttl:
+        raise SettingsError("IDEMPOTENCY_LOCK_TTL must not exceed IDEMPOTENCY_TTL")
     problems = _production_problems(settings) if settings.is_production else []
     if problems:
         raise SettingsError("\n".join(problems))

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from compere.http.keys import DATABASE, REDIS, SETTINGS
+from compere.http.keys import DATABASE, IDEMPOTENCY, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.routes import ROUTES, setup_routes
+from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from compere.infra.logging import configure_logging
 from compere.infra.redis import create_redis
 from compere.settings import Settings, load_settings, redact_url
@@ -62,6 +63,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     url = app[SETTINGS].redis_url
     client = create_redis(url) if url else None
     app[REDIS] = client
+    # Without Redis (development only: production requires REDIS_URL) idempotency keys
+    # are remembered per process.
+    app[IDEMPOTENCY] = RedisIdempotencyStore(client) if client is not None else InMemoryIdempotencyStore()
     try:
         yield
     finally:

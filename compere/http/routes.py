@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from compere.http import schemas
+from compere.http.idempotency import idempotent
 from compere.http.views import comparisons, entities, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,6 +33,7 @@ class Route:
     errors: tuple[int, ...] = ()
     path_params: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)  # response headers: name -> description
+    idempotent: bool = False  # accepts Idempotency-Key (compere.http.idempotency)
 
 
 ROUTES: list[Route] = [
@@ -54,6 +56,7 @@ ROUTES: list[Route] = [
         schemas.Entity,
         body=schemas.EntityCreate,
         errors=(400, 413, 422),
+        idempotent=True,
     ),
     Route(
         "GET",
@@ -106,6 +109,7 @@ ROUTES: list[Route] = [
         schemas.Comparison,
         body=schemas.ComparisonCreate,
         errors=(400, 404, 413, 422),
+        idempotent=True,
     ),
     Route(
         "GET",
@@ -160,4 +164,5 @@ ROUTES: list[Route] = [
 
 def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        handler = idempotent(route.handler) if route.idempotent else route.handler
+        app.router.add_route(route.method, route.path, handler)
