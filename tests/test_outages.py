@@ -209,3 +209,44 @@ async def test_redis_stopped_and_restarted_under_keyed_load(aiohttp_server, own_
     assert recovery < 5
     first_comparison = orjson.loads(first)
     assert_exactly_once(shared_postgres_url, [first_comparison, unkeyed, *load.acknowledged])
+
+
+async def test_an_answer_finished_during_a_redis_restart_is_still_stored(
+    aiohttp_server, own_redis, shared_postgres_url
+):
+    """The vote commits while Redis is down: its lock survives the restart, the answer is
+    stored once Redis is back, and a retry (a client that lost the answer) replays it."""
+    empty_postgres(shared_postgres_url)
+    base = await serve(
+        aiohttp_server, DATABASE_URL=shared_postgres_url, REDIS_URL=own_redis.url(), IDEMPOTENCY_LOCK_TTL="10"
+    )
+    async with aiohttp.ClientSession() as session:
+        ids = await seed(session, base)
+        body = {"entity1_id": ids[0], "entity2_id": ids[1], "selected_entity_id": None}
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+
+        async def post() -> tuple[int, bytes, str | None]:
+            async with session.post(f"{base}/comparisons/", json=body, headers=headers) as resp:
+                return resp.status, await resp.read(), resp.headers.get("Idempotent-Replayed")
+
+        blocker = psycopg2.connect(shared_postgres_url)
+        with blocker.cursor() as cur:
+            cur.execute("SELECT id FROM entities FOR UPDATE")
+        first = asyncio.create_task(post())
+        await asyncio.sleep(0.3)  # claimed in Redis, waiting for the row lock
+        await asyncio.to_thread(own_redis.stop)
+        blocker.rollback()
+        blocker.close()
+        status, answer, replayed = await first
+        assert (status, replayed) == (200, None)  # committed: the client hears so
+
+        await asyncio.to_thread(own_redis.start)
+        await wait_ready(session, base, within=10)
+        deadline = time.monotonic() + 5
+        while True:
+            retry = await post()
+            if retry[0] != 409 or time.monotonic() > deadline:  # 409 until the answer is stored
+                break
+            await asyncio.sleep(0.1)
+        assert retry == (200, answer, "true")
+    assert_exactly_once(shared_postgres_url, [orjson.loads(answer)])

@@ -65,9 +65,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     # Without Redis (development only: production requires REDIS_URL) idempotency keys
     # are remembered per process.
-    app[IDEMPOTENCY] = RedisIdempotencyStore(client) if client is not None else InMemoryIdempotencyStore()
+    store = RedisIdempotencyStore(client) if client is not None else InMemoryIdempotencyStore()
+    app[IDEMPOTENCY] = store
     try:
         yield
     finally:
+        await store.aclose()
         if client is not None:
             await client.aclose()

@@ -101,12 +101,13 @@ def _replay(stored: StoredResponse) -> web.Response:
     )
 
 
-async def _release(store: IdempotencyStore, key: str, token: str) -> None:
+async def _release(store: IdempotencyStore, key: str, token: str, lock_ttl: float) -> None:
     try:
         await store.release(key, token)
     except StoreUnavailable as exc:
-        # The lock then expires after IDEMPOTENCY_LOCK_TTL; until then a retry gets 409.
+        # Until it is released (retried in the background) or expires, retries get 409.
         log.warning("could not release an idempotency lock: %s", exc)
+        store.release_later(key, token, within=lock_ttl)
 
 
 def idempotent(handler: Handler) -> Handler:
@@ -144,11 +145,11 @@ def idempotent(handler: Handler) -> Handler:
             response = await handler(request)
         except BaseException:
             # Shielded: the lock must be released even when this task is cancelled.
-            await asyncio.shield(_release(store, record, token))
+            await asyncio.shield(_release(store, record, token, settings.idempotency_lock_ttl))
             raise
         body_out = response.body if isinstance(response, web.Response) else None
         if not 200 <= response.status < 300 or not isinstance(body_out, bytes | bytearray):
-            await _release(store, record, token)
+            await _release(store, record, token, settings.idempotency_lock_ttl)
             return response
         content_type = response.headers.get("Content-Type", "application/octet-stream")
         stored = StoredResponse(response.status, content_type, bytes(body_out))
@@ -158,9 +159,13 @@ def idempotent(handler: Handler) -> Handler:
                     "an idempotency lock expired before its request finished; raise IDEMPOTENCY_LOCK_TTL"
                 )
         except StoreUnavailable as exc:
-            # The work is done and the client must hear so; only a later retry of this
-            # key could run it again (documented in docs/resilience.md).
-            log.warning("could not store an idempotent response: %s", exc)
+            # The work is done and the client must hear so. Our lock still guards the key
+            # (retries get 409), so keep trying to store the answer until the lock would
+            # expire; only a store outage longer than that leaves the key unprotected.
+            log.warning("could not store an idempotent response yet: %s", exc)
+            store.complete_later(
+                record, token, digest, stored, settings.idempotency_ttl, within=settings.idempotency_lock_ttl
+            )
         return response
 
     return wrapper

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 KEY_PREFIX = "compere:idem:"
+
+log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(Exception):
@@ -78,6 +81,11 @@ def _parse(value: bytes) -> Claim:
 class IdempotencyStore(abc.ABC):
     """Claim a key, then either store the response under it or release it."""
 
+    _RETRY_INTERVAL = 0.25
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Task[None]] = set()
+
     @abc.abstractmethod
     async def claim(self, key: str, fingerprint: str, token: str, lock_ttl: float) -> Claim | None:
         """Take the key for this request (None), or return what it already holds."""
@@ -91,6 +99,43 @@ class IdempotencyStore(abc.ABC):
     @abc.abstractmethod
     async def release(self, key: str, token: str) -> None:
         """Drop this request's lock (it failed) so a retry runs again."""
+
+    def complete_later(
+        self, key: str, token: str, fingerprint: str, response: StoredResponse, ttl: float, within: float
+    ) -> None:
+        """Keep trying :meth:`complete` in the background for ``within`` seconds.
+
+        Used when the store failed just as a request finished: the lock is still in
+        the store (with persistence, across a restart), so storing the response once
+        the store is back, before the lock expires, still protects every retry.
+        """
+        self._spawn(lambda: self.complete(key, token, fingerprint, response, ttl), within, "store a response")
+
+    def release_later(self, key: str, token: str, within: float) -> None:
+        """Keep trying :meth:`release` in the background (else retries wait for the lock TTL)."""
+        self._spawn(lambda: self.release(key, token), within, "release a lock")
+
+    def _spawn(self, attempt: Callable[[], Awaitable[object]], within: float, what: str) -> None:
+        async def retry() -> None:
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self._RETRY_INTERVAL)
+                try:
+                    await attempt()
+                    return
+                except StoreUnavailable:
+                    continue
+            log.warning("idempotency store still unavailable; gave up trying to %s", what)
+
+        task = asyncio.get_running_loop().create_task(retry())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def aclose(self) -> None:
+        """Stop the background retries (at shutdown)."""
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 # Finish or drop the lock only if it is still ours: after a lock expired, another
@@ -116,6 +161,7 @@ _REDIS_ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 class RedisIdempotencyStore(IdempotencyStore):
     def __init__(self, client: aioredis.Redis, *, timeout: float = 1.0) -> None:
+        super().__init__()
         self._redis = client
         self._timeout = timeout  # on top of the client's own socket timeouts
         self._complete = client.register_script(_COMPLETE)
@@ -162,6 +208,7 @@ class InMemoryIdempotencyStore(IdempotencyStore):
     _SWEEP_EVERY = 1000
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
         self._records: dict[str, tuple[float, bytes]] = {}
         self._clock = clock
         self._calls = 0
