@@ -22,6 +22,8 @@ from compere.http.app import create_app
 from compere.http.idempotency import fingerprint, record_key
 from compere.http.keys import IDEMPOTENCY, USER
 from compere.infra.idempotency import KEY_PREFIX
+from compere.settings import SettingsError, load_settings
+from tests.conftest import NO_DOTENV
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 
@@ -256,3 +258,10 @@ async def test_without_its_store_a_keyed_write_is_refused_and_unkeyed_ones_proce
     assert "redis" not in detail.lower()
     listed = await (await client.get("/entities/")).json()
     assert [e["name"] for e in listed] == ["plain"]
+
+
+def test_a_lock_may_not_outlive_the_stored_answer():
+    with pytest.raises(SettingsError, match="IDEMPOTENCY_LOCK_TTL"):
+        load_settings({"IDEMPOTENCY_TTL": "60", "IDEMPOTENCY_LOCK_TTL": "120"}, dotenv=NO_DOTENV)
+    settings = load_settings({}, dotenv=NO_DOTENV)
+    assert (settings.idempotency_ttl, settings.idempotency_lock_ttl) == (86_400, 60)

@@ -175,7 +175,9 @@ class RedisIdempotencyStore(IdempotencyStore):
                 )
         except _REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return None if previous is None else _parse(previous)
+        if previous is None:
+            return None
+        return _parse(previous.encode() if isinstance(previous, str) else bytes(previous))
 
     async def complete(
         self, key: str, token: str, fingerprint: str, response: StoredResponse, ttl: float
