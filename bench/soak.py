@@ -353,6 +353,9 @@ def report(args, tally: Tally, fault_log, samples, elapsed, problems, unexpected
         for pid in pids:
             values = " / ".join(f"{s.get(pid, 0.0):.1f}" for _, s in points)
             print(f"  - worker {pid}: {values}  (t = {' / '.join(f'{t:.0f}' for t, _ in points)} s)")
+        print(f"- worker RSS (MiB) every {samples[1][0] - samples[0][0] if len(samples) > 1 else 0:.0f} s:")
+        for pid in pids:
+            print(f"  - worker {pid}: " + " ".join(f"{s.get(pid, 0.0):.1f}" for _, s in samples))
     print(f"- invariants: {'all hold' if not problems else 'VIOLATED'}")
     for p in problems:
         print(f"  - {p}")
