@@ -110,20 +110,49 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def as_openapi30(schema: Any) -> Any:
+    """Rewrite pydantic's JSON Schema (2020-12) into the OpenAPI 3.0 dialect.
+
+    The bundled Swagger UI renders only OpenAPI 3.0, so ``{"anyOf": [X, {"type":
+    "null"}]}`` becomes ``X`` with ``nullable: true`` and ``const`` becomes ``enum``.
+    """
+    if isinstance(schema, list):
+        return [as_openapi30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: as_openapi30(value) for key, value in schema.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            out.update(rest[0])
+        elif len(rest) == 1:
+            out["allOf"] = rest
+        else:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    if "prefixItems" in out:
+        out.pop("prefixItems")
+    return out
+
+
 def build_openapi(routes: list[Route]) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, defs)
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": "Compere",
             "version": __version__,
             "description": "Pairwise comparison ranking: entities, comparisons, leaderboards, active pairing.",
         },
-        "paths": paths,
-        "components": {"schemas": dict(sorted(defs.items()))},
+        "paths": as_openapi30(paths),
+        "components": {"schemas": as_openapi30(dict(sorted(defs.items())))},
     }
 
 

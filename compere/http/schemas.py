@@ -43,7 +43,8 @@ def _not_bool(value: object) -> object:
 
 StorableText = Annotated[str, AfterValidator(_storable_text)]
 Integer = Annotated[int, BeforeValidator(_not_bool)]
-EntityId = Annotated[Integer, Field(ge=1, le=MAX_ID)]
+# Constraints go before the validator, or pydantic documents them as "ge"/"le".
+EntityId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_not_bool)]
 
 
 def _trimmed(max_length: int) -> AfterValidator:

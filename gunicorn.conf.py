@@ -1,0 +1,111 @@
+"""Gunicorn settings for serving Compere in production.
+
+Start with ``gunicorn -c gunicorn.conf.py``. Every value below can be changed through the
+environment without editing this file; command-line options still win over it
+(``gunicorn -c gunicorn.conf.py -b 127.0.0.1:9000 -w 4``).
+
+| Variable                   | Default                        | Meaning                                   |
+|----------------------------|--------------------------------|-------------------------------------------|
+| GUNICORN_BIND              | 0.0.0.0:8000                   | comma-separated addresses to listen on    |
+| GUNICORN_WORKERS           | WEB_CONCURRENCY, else CPUs     | worker processes (one event loop each)    |
+| GUNICORN_TIMEOUT           | 30                             | seconds a silent worker lives before kill |
+| GUNICORN_GRACEFUL_TIMEOUT  | 30                             | seconds in-flight requests get on SIGTERM |
+| GUNICORN_KEEPALIVE         | 75                             | idle keep-alive seconds (> nginx's 60)    |
+| GUNICORN_ACCESS_LOG        | unset (the app logs requests)  | ``-`` for gunicorn's own access log       |
+| GUNICORN_CONTROL_SOCKET    | unset (control socket off)     | a path to enable gunicorn's control socket|
+| LOG_LEVEL, LOG_FORMAT      | INFO, text                     | shared with the app; ``json`` for JSON    |
+
+Schema: run ``python -m compere migrate`` before starting and set MIGRATE_ON_START=false
+in production. With MIGRATE_ON_START=true (the app's default) every worker runs the
+migration runner as it starts; its lock (a PostgreSQL advisory lock, SQLite's write lock)
+lets one apply the files while the others wait, so workers starting at once are safe.
+"""
+
+import os
+
+# The async app factory; aiohttp's worker awaits it once in every worker process.
+wsgi_app = "compere.http.app:create_app"
+
+
+def _env_int(name, default, low=1, high=100_000):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ValueError(f"{name}={raw!r} is invalid: expected an integer from {low} to {high}")
+    return value
+
+
+def _cpu_count():
+    # sched_getaffinity honours a container's cpuset; cpu_count() would not.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_worker_class():
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "aiohttp.GunicornWebWorker"
+    return "aiohttp.GunicornUVLoopWebWorker"
+
+
+worker_class = _default_worker_class()
+bind = [b.strip() for b in os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").split(",") if b.strip()]
+# Each worker runs one event loop, so one per CPU uses the machine; more only adds
+# memory and connection-pool size (DB_POOL_MAX is per worker).
+workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", _cpu_count()))
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+# On SIGTERM the master stops accepting, each worker finishes its in-flight requests
+# (aiohttp gets 95% of this) and runs the app's cleanup; stragglers are then killed.
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Longer than nginx's upstream keep-alive (60 s by default), so nginx, not the app,
+# closes idle upstream connections and never sends a request into a closing socket.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
+proc_name = "compere"
+
+# The heartbeat file lives in memory: a slow container filesystem would make busy
+# workers look hung.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# gunicorn's default control socket is one fixed path per user, so a second instance on
+# the same machine collides with the first. Off unless a path is given.
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "").strip()
+if _control_socket:
+    control_socket = _control_socket
+else:
+    control_socket_disable = True
+
+# The aiohttp worker ignores gunicorn's limit_request_* settings: the app enforces
+# MAX_BODY_SIZE itself and nginx's client_max_body_size guards the edge.
+
+loglevel = os.environ.get("LOG_LEVEL", "info").strip().lower() or "info"
+errorlog = "-"
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "").strip() or None
+
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn's own lines (boot, worker exits, access log) in the same JSON shape as
+    # the app's; the app's configure_logging() recognises this handler and replaces it.
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": loglevel.upper(), "handlers": ["service"]},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+        },
+        "handlers": {
+            "service": {
+                "class": "compere.infra.logging.ServiceLogHandler",
+                "formatter": "json",
+            },
+        },
+        "formatters": {"json": {"()": "compere.infra.logging.JsonFormatter"}},
+    }
