@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -265,3 +266,14 @@ def test_a_lock_may_not_outlive_the_stored_answer():
         load_settings({"IDEMPOTENCY_TTL": "60", "IDEMPOTENCY_LOCK_TTL": "120"}, dotenv=NO_DOTENV)
     settings = load_settings({}, dotenv=NO_DOTENV)
     assert (settings.idempotency_ttl, settings.idempotency_lock_ttl) == (86_400, 60)
+
+
+async def test_refusals_do_not_keep_requests_alive(make_client):
+    """Each 503 is a fresh exception: re-raising a shared one chained every traceback
+    (and the request in its frames) onto it, and memory grew through a Redis outage."""
+    client = await make_client(REDIS_URL="redis://127.0.0.1:1/5")
+    for _ in range(20):
+        resp = await client.post("/entities/", json={"name": "x"}, headers={"Idempotency-Key": new_key()})
+        assert resp.status == 503
+    gc.collect()
+    assert sum(isinstance(obj, web.BaseRequest) for obj in gc.get_objects()) < 5

@@ -47,12 +47,16 @@ MAX_KEY_LENGTH = 255
 
 log = logging.getLogger(__name__)
 
-_UNAVAILABLE = ApiError(
-    503,
-    "Idempotency keys cannot be checked right now, so the request was not processed. "
-    "Please retry shortly with the same key.",
-    headers={"Retry-After": "1"},
-)
+
+def _store_unavailable() -> ApiError:
+    # A new exception each time: raising one shared instance again and again would
+    # chain every traceback (and the requests in its frames) onto it, a memory leak.
+    return ApiError(
+        503,
+        "Idempotency keys cannot be checked right now, so the request was not processed. "
+        "Please retry shortly with the same key.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def parse_key(raw: str) -> str:
@@ -106,7 +110,7 @@ async def _release(store: IdempotencyStore, key: str, token: str, lock_ttl: floa
         await store.release(key, token)
     except StoreUnavailable as exc:
         # Until it is released (retried in the background) or expires, retries get 409.
-        log.warning("could not release an idempotency lock: %s", exc)
+        log.warning("could not release an idempotency lock: %s", str(exc))
         store.release_later(key, token, within=lock_ttl)
 
 
@@ -128,8 +132,8 @@ def idempotent(handler: Handler) -> Handler:
         try:
             existing = await store.claim(record, digest, token, settings.idempotency_lock_ttl)
         except StoreUnavailable as exc:
-            log.warning("idempotency store unavailable: %s", exc)
-            raise _UNAVAILABLE from None
+            log.warning("idempotency store unavailable: %s", str(exc))
+            raise _store_unavailable() from None
         if existing is not None:
             if existing.fingerprint != digest:
                 raise ApiError(422, f"This {HEADER} was already used for a different request")
@@ -162,7 +166,7 @@ def idempotent(handler: Handler) -> Handler:
             # The work is done and the client must hear so. Our lock still guards the key
             # (retries get 409), so keep trying to store the answer until the lock would
             # expire; only a store outage longer than that leaves the key unprotected.
-            log.warning("could not store an idempotent response yet: %s", exc)
+            log.warning("could not store an idempotent response yet: %s", str(exc))
             store.complete_later(
                 record, token, digest, stored, settings.idempotency_ttl, within=settings.idempotency_lock_ttl
             )
