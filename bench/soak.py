@@ -144,21 +144,26 @@ class Load:
             self.tally.statuses[("read", 0)] += 1
             self.tally.unexpected.append(f"read: connection error {type(exc).__name__}")
 
-    async def client(self, think: float) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            while time.monotonic() < self.deadline:
-                roll = self.rng.random()
-                if roll < 0.50:
-                    await self.vote(session)
-                elif roll < 0.65:
-                    await self.bandit_vote(session)
-                elif roll < 0.68:
-                    await self.create_entity(session)
-                elif roll < 0.78:
-                    await self.replay(session)
-                else:
-                    await self.read(session)
-                await asyncio.sleep(think)
+    async def client(self, think: float, reconnect_every: int) -> None:
+        while time.monotonic() < self.deadline:
+            # A new session now and then: fresh connections spread over the workers
+            # (a kept-alive connection stays with the worker that accepted it).
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+                for _ in range(reconnect_every):
+                    if time.monotonic() >= self.deadline:
+                        break
+                    roll = self.rng.random()
+                    if roll < 0.50:
+                        await self.vote(session)
+                    elif roll < 0.65:
+                        await self.bandit_vote(session)
+                    elif roll < 0.68:
+                        await self.create_entity(session)
+                    elif roll < 0.78:
+                        await self.replay(session)
+                    else:
+                        await self.read(session)
+                    await asyncio.sleep(think)
 
 
 def worker_pids(master: int) -> list[int]:
@@ -306,7 +311,7 @@ async def soak(args: argparse.Namespace) -> int:
         )
         load = Load(base, ids, tally, deadline, seed=args.seed)
         await asyncio.gather(
-            *(load.client(args.think) for _ in range(args.clients)),
+            *(load.client(args.think, args.reconnect_every) for _ in range(args.clients)),
             faults(pg, redis, args.fault_every, args.outage, deadline, fault_log),
             sample_memory(gunicorn.pid, samples, started, deadline),
         )
@@ -373,6 +378,7 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.005, help="pause between a client's requests (s)")
     parser.add_argument("--fault-every", type=float, default=30, help="seconds between injected outages")
     parser.add_argument("--outage", type=float, default=3, help="seconds a stopped server stays down")
+    parser.add_argument("--reconnect-every", type=int, default=100, help="requests per client connection")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     return asyncio.run(soak(args))
