@@ -59,8 +59,11 @@ class Tally:
 
 
 class Load:
-    def __init__(self, base: str, ids: list[int], tally: Tally, deadline: float, seed: int) -> None:
+    def __init__(
+        self, base: str, ids: list[int], tally: Tally, deadline: float, seed: int, create_share: float
+    ) -> None:
         self.base, self.ids, self.tally, self.deadline = base, ids, tally, deadline
+        self.create_share = create_share  # part of the requests that create entities (the rest: reads)
         self.rng = random.Random(seed)
 
     async def keyed_write(
@@ -157,7 +160,7 @@ class Load:
                         await self.vote(session)
                     elif roll < 0.65:
                         await self.bandit_vote(session)
-                    elif roll < 0.68:
+                    elif roll < 0.65 + self.create_share:
                         await self.create_entity(session)
                     elif roll < 0.78:
                         await self.replay(session)
@@ -309,7 +312,7 @@ async def soak(args: argparse.Namespace) -> int:
             f"soak: {args.duration:.0f} s, {args.workers} workers, {args.clients} clients on {base}",
             flush=True,
         )
-        load = Load(base, ids, tally, deadline, seed=args.seed)
+        load = Load(base, ids, tally, deadline, seed=args.seed, create_share=args.create_share)
         await asyncio.gather(
             *(load.client(args.think, args.reconnect_every) for _ in range(args.clients)),
             faults(pg, redis, args.fault_every, args.outage, deadline, fault_log),
@@ -379,6 +382,9 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=30, help="seconds between injected outages")
     parser.add_argument("--outage", type=float, default=3, help="seconds a stopped server stays down")
     parser.add_argument("--reconnect-every", type=int, default=100, help="requests per client connection")
+    parser.add_argument(
+        "--create-share", type=float, default=0.03, help="share of requests creating entities (0 to 0.13)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     return asyncio.run(soak(args))
