@@ -1,14 +1,17 @@
-"""Command line: ``python -m compere [serve|migrate]`` (also installed as ``compere``)."""
+"""Command line: ``python -m compere [serve|migrate|import|export]`` (also installed as ``compere``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from compere import __version__
 from compere.settings import Settings, SettingsError, load_settings
+from compere.transfer import FORMATS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +25,37 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the HTTP server (the default)", parents=[listen])
     commands.add_parser("migrate", help="apply the schema files in sql/ to DATABASE_URL")
+    importer = commands.add_parser(
+        "import",
+        help="add entities from a CSV or JSON Lines file (re-runnable: matched on external_id)",
+    )
+    importer.add_argument("file", help="the file to read, or - for standard input")
+    importer.add_argument("--format", choices=FORMATS, help="default: csv for *.csv, else jsonl")
+    importer.add_argument("--batch-size", type=_positive, default=500, help="rows per transaction (500)")
+    exporter = commands.add_parser("export", help="write comparisons or entities as JSON Lines or CSV")
+    exporter.add_argument("what", choices=("comparisons", "entities"))
+    exporter.add_argument("--format", choices=FORMATS, default="jsonl", help="jsonl (default) or csv")
+    exporter.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
+    exporter.add_argument("--batch-size", type=_positive, default=5000, help="rows per query (5000)")
+    commands.add_parser(
+        "rebuild-ratings",
+        help="recompute every rating and strength from the comparison log (after a model change)",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError("must be from 1 to 100000")
+    return value
+
+
+def _progress(total: int | None, unit: str) -> Any:
+    """A progress bar on standard error when it is a terminal; silent in pipes and logs."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty())
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
@@ -52,6 +85,78 @@ async def _migrate(settings: Settings) -> list[str]:
         await db.close()
 
 
+async def _open_database(settings: Settings) -> Any:
+    from compere.storage.database import connect
+    from compere.storage.migrations import migrate
+
+    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    if settings.migrate_on_start:
+        await migrate(db)
+    return db
+
+
+async def _import(settings: Settings, stream: TextIO, fmt: str, batch_size: int) -> Any:
+    """Import entity records; return the :class:`ImportSummary`."""
+    from compere.ranking_cache import prior_of
+    from compere.transfer import import_records, read_entity_records
+
+    db = await _open_database(settings)
+    try:
+        with _progress(None, "rows") as bar:
+            return await import_records(
+                db,
+                read_entity_records(stream, fmt),
+                rating=settings.elo_initial_rating,
+                prior=prior_of(settings),
+                batch_size=batch_size,
+                progress=bar.update,
+            )
+    finally:
+        await db.close()
+
+
+async def _rebuild(settings: Settings) -> int:
+    from compere.ranking_cache import prior_of
+    from compere.storage.queries import rebuild_ratings
+
+    db = await _open_database(settings)
+    try:
+        return await rebuild_ratings(
+            db,
+            k_factor=settings.elo_k_factor,
+            initial_rating=settings.elo_initial_rating,
+            prior=prior_of(settings),
+        )
+    finally:
+        await db.close()
+
+
+async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int) -> int:
+    """Stream a table to ``out`` batch by batch; return the number of rows written."""
+    from compere.storage import queries
+    from compere.transfer import RowEncoder, export_columns
+
+    db = await _open_database(settings)
+    written = 0
+    try:
+        live_only = what == "entities"  # deleted entities leave exports; their votes stay
+        columns = await queries.column_names(db, what)
+        total = await queries.count_rows(db, what, live_only=live_only)
+        encoder = RowEncoder(fmt, export_columns(columns))
+        out.write(encoder.header())
+        with _progress(total, "rows") as bar:
+            async for rows in queries.iter_rows(
+                db, what, columns, live_only=live_only, batch_size=batch_size
+            ):
+                out.write(encoder.encode(rows))
+                written += len(rows)
+                bar.update(len(rows))
+        out.flush()
+    finally:
+        await db.close()
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -74,5 +179,63 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
         return 0
+    if command == "import":
+        return _run_import(settings, args)
+    if command == "export":
+        return _run_export(settings, args)
+    if command == "rebuild-ratings":
+        replayed = asyncio.run(_rebuild(settings))
+        print(f"rebuilt ratings from {replayed} comparisons")
+        return 0
     _serve(settings, args.host, args.port)
+    return 0
+
+
+def _run_import(settings: Settings, args: argparse.Namespace) -> int:
+    from compere.storage.database import DatabaseError
+    from compere.storage.migrations import MigrationError
+    from compere.transfer import ImportFormatError, guess_format
+
+    fmt = args.format or guess_format(args.file)
+    try:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        print(f"compere: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        with stream:
+            summary = asyncio.run(_import(settings, stream, fmt, args.batch_size))
+    except (ImportFormatError, UnicodeDecodeError) as exc:
+        print(f"compere: cannot import {args.file}: {exc}", file=sys.stderr)
+        return 1
+    except (DatabaseError, MigrationError) as exc:
+        print(f"compere: import failed: {exc}", file=sys.stderr)
+        return 1
+    rejected = summary.rejected
+    for item in rejected[:20]:
+        print(f"compere: line {item.line} skipped: {item.reason}", file=sys.stderr)
+    if len(rejected) > 20:
+        print(f"compere: ... and {len(rejected) - 20} more lines skipped", file=sys.stderr)
+    print(f"created {summary.created}, already present {summary.existing}, rejected {len(rejected)}")
+    return 1 if rejected else 0
+
+
+def _run_export(settings: Settings, args: argparse.Namespace) -> int:
+    from compere.storage.database import DatabaseError
+    from compere.storage.migrations import MigrationError
+
+    try:
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        print(f"compere: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        with out if out is not sys.stdout else contextlib.nullcontext(out):
+            written = asyncio.run(_export(settings, args.what, args.format, out, args.batch_size))
+    except BrokenPipeError:
+        return 0  # the reader (head, less) stopped early: not an error
+    except (DatabaseError, MigrationError) as exc:
+        print(f"compere: export failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {written} {args.what}", file=sys.stderr)
     return 0

@@ -7,7 +7,9 @@ line and exits. Production refuses unsafe combinations (see ``_production_proble
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +18,18 @@ from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PAIR_STRATEGIES = ("active", "ucb", "random")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 T = TypeVar("T")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+
+# HS256 wants a key at least as long as its 32-byte output (RFC 7518 section 3.2).
+MIN_SECRET_KEY_LENGTH = 32
+# Keys printed in the security policy and the docs as examples: anyone can sign with them.
+PUBLISHED_EXAMPLE_KEYS = frozenset({"xK8vJ2mN7pQ9rS3tW6yZ1aB4cD5eF8gH", "your-very-long-secure-secret-key"})
 
 
 class SettingsError(ValueError):
@@ -49,10 +59,22 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     access_token_expire_minutes: int = 30
     cors_origins: tuple[str, ...] = ()
+    bcrypt_rounds: int = 12
+    password_min_length: int = 12
+    login_max_failures: int = 5
+    login_max_failures_per_client: int = 20
+    login_failure_window: int = 900
+    auth_cookie: bool = False
 
     rate_limit_enabled: bool = False
     rate_limit_requests: int = 100
     rate_limit_window: int = 60
+    rate_limit_auth_requests: int = 10
+    rate_limit_auth_window: int = 60
+    rate_limit_fail_mode: str = "open"
+    rate_limit_key_prefix: str = "compere:rl:"
+    rate_limit_redis_timeout: float = 0.25
+    trusted_proxies: tuple[str, ...] = ()
 
     max_body_size: int = 1024 * 1024
     db_pool_min: int = 1
@@ -63,6 +85,13 @@ class Settings:
 
     idempotency_ttl: int = 24 * 3600
     idempotency_lock_ttl: int = 60
+    metrics_enabled: bool = False
+    # Who may read /metrics without a token: loopback by default.
+    metrics_allowed_ips: tuple[IPNetwork, ...] = LOOPBACK
+    ranking_strategy: str = "active"
+    bayes_prior_sigma: float = 1.5
+    pair_exploration: float = 0.1
+    pair_token_ttl: int = 3600
 
     @property
     def is_production(self) -> bool:
@@ -173,6 +202,13 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _networks(value: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDR blocks (``10.0.0.0/8, ::1``)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+    )
+
+
 def _origins(value: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
     for origin in origins:
@@ -182,6 +218,20 @@ def _origins(value: str) -> tuple[str, ...]:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
             raise ValueError(origin)
     return origins
+
+
+def _key_prefix(value: str) -> str:
+    if len(value) > 64 or not value.isprintable() or " " in value:
+        raise ValueError(value)
+    return value
+
+
+def _trusted_proxies(value: str) -> tuple[str, ...]:
+    items = tuple(item for item in re.split(r"[,\s]+", value) if item)
+    for item in items:
+        if item.lower() != "unix":
+            ipaddress.ip_network(item, strict=True)  # ValueError for a host name or stray bits
+    return items
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
@@ -226,15 +276,48 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             _origins,
             "comma-separated origins like https://app.example.com",
         ),
+        # bcrypt below 10 rounds is too cheap to slow down an offline guess; above 16
+        # one login takes seconds.
+        bcrypt_rounds=r.integer("BCRYPT_ROUNDS", 12, low=10, high=16),
+        # bcrypt reads at most 72 bytes, so a longer minimum could never be met safely.
+        password_min_length=r.integer("PASSWORD_MIN_LENGTH", 12, low=8, high=64),
+        login_max_failures=r.integer("LOGIN_MAX_FAILURES", 5, low=1, high=1000),
+        login_max_failures_per_client=r.integer("LOGIN_MAX_FAILURES_PER_CLIENT", 20, low=1, high=100_000),
+        login_failure_window=r.integer("LOGIN_FAILURE_WINDOW", 900, low=1, high=86_400),
+        auth_cookie=r.boolean("AUTH_COOKIE", False),
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
         rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
         rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),
+        rate_limit_auth_requests=r.integer("RATE_LIMIT_AUTH_REQUESTS", 10, low=1, high=10_000_000),
+        rate_limit_auth_window=r.integer("RATE_LIMIT_AUTH_WINDOW", 60, low=1, high=86_400),
+        rate_limit_fail_mode=r.choice("RATE_LIMIT_FAIL_MODE", "open", ("open", "closed")),
+        rate_limit_key_prefix=r._get(
+            "RATE_LIMIT_KEY_PREFIX", "compere:rl:", _key_prefix, "up to 64 printable characters, no spaces"
+        ),
+        rate_limit_redis_timeout=r.number("RATE_LIMIT_REDIS_TIMEOUT", 0.25, low=0.01, high=10),
+        trusted_proxies=r._get(
+            "TRUSTED_PROXIES",
+            (),
+            _trusted_proxies,
+            "IP addresses or CIDR networks separated by commas, or unix",
+        ),
         max_body_size=r.integer("MAX_BODY_SIZE", 1024 * 1024, low=1024, high=1024**3),
         db_pool_min=r.integer("DB_POOL_MIN", 1, low=0, high=1000),
         db_pool_max=r.integer("DB_POOL_MAX", 10, low=1, high=1000),
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+        metrics_enabled=r.boolean("METRICS_ENABLED", False),
+        metrics_allowed_ips=r._get(
+            "METRICS_ALLOWED_IPS",
+            LOOPBACK,
+            _networks,
+            "comma-separated addresses or CIDR blocks like 10.0.0.0/8,::1",
+        ),
+        ranking_strategy=r.choice("RANKING_STRATEGY", "active", PAIR_STRATEGIES),
+        bayes_prior_sigma=r.number("BAYES_PRIOR_SIGMA", 1.5, low=0.1, high=10),
+        pair_exploration=r.number("PAIR_EXPLORATION", 0.1, low=0, high=1),
+        pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
         idempotency_ttl=r.integer("IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 86_400),
         idempotency_lock_ttl=r.integer("IDEMPOTENCY_LOCK_TTL", 60, low=1, high=3600),
     )
@@ -242,6 +325,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     if settings.idempotency_lock_ttl > settings.idempotency_ttl:
         raise SettingsError("IDEMPOTENCY_LOCK_TTL must not exceed IDEMPOTENCY_TTL")
+    if not settings.is_production:  # production reports these with its other problems below
+        if settings.auth_enabled and not settings.secret_key:
+            raise SettingsError("SECRET_KEY must be set when AUTH_ENABLED is true")
+        if settings.secret_key and len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise SettingsError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
     problems = _production_problems(settings) if settings.is_production else []
     if problems:
         raise SettingsError("\n".join(problems))
@@ -251,8 +339,12 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
 def _production_problems(s: Settings) -> list[str]:
     """Every unsafe production setting, one short sentence each."""
     problems = []
-    if not s.secret_key or len(s.secret_key) < 32:
-        problems.append("SECRET_KEY must be set to at least 32 characters in production")
+    if not s.secret_key or len(s.secret_key) < MIN_SECRET_KEY_LENGTH:
+        problems.append(
+            f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_LENGTH} characters in production"
+        )
+    elif s.secret_key in PUBLISHED_EXAMPLE_KEYS:
+        problems.append("SECRET_KEY is a published example; generate your own for production")
     if not s.auth_enabled:
         problems.append("AUTH_ENABLED must be true in production")
     if not s.cors_origins or "*" in s.cors_origins:
@@ -262,7 +354,7 @@ def _production_problems(s: Settings) -> list[str]:
     if not s.rate_limit_enabled:
         problems.append("RATE_LIMIT_ENABLED must be true in production")
     if not s.redis_url:
-        problems.append("REDIS_URL must be set in production")
+        problems.append("REDIS_URL must be set in production (rate limits are shared through it)")
     return problems
 
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
+import subprocess
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -129,3 +135,173 @@ def create_entities(client: TestClient) -> Callable[..., object]:
         return made
 
     return create
+
+
+# --- authentication ------------------------------------------------------------------
+
+AUTH_REDIS_URL = os.environ.get("COMPERE_TEST_AUTH_REDIS_URL", "redis://127.0.0.1:6379/4")
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+# Low but allowed bcrypt cost (the floor is 10), so the suite hashes quickly.
+AUTH_ENV = {
+    "AUTH_ENABLED": "true",
+    "SECRET_KEY": TEST_SECRET_KEY,
+    "BCRYPT_ROUNDS": "10",
+    "REDIS_URL": AUTH_REDIS_URL,
+}
+ADMIN = ("admin", "grey-heron-lantern-91")
+ALICE = ("alice", "violet-otter-compass-27")
+
+
+@pytest.fixture
+def auth_redis() -> Iterator[str]:
+    """The Redis database the auth tests use, with Compere's auth keys cleared around each test."""
+    import redis
+
+    client = redis.Redis.from_url(AUTH_REDIS_URL, socket_connect_timeout=2)
+
+    def clear() -> None:
+        keys = list(client.scan_iter("compere:auth:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    try:
+        clear()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis is required for the auth tests at {AUTH_REDIS_URL}: {exc}", pytrace=False)
+    yield AUTH_REDIS_URL
+    clear()
+    client.close()
+
+
+@pytest.fixture
+def make_auth_client(make_client: Callable[..., object], auth_redis: str) -> Callable[..., object]:
+    """A test client with authentication on (shared Redis db, low bcrypt cost)."""
+
+    async def make(**env: str) -> TestClient:
+        return await make_client(**{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
+
+    return make
+
+
+async def sign_up(
+    client: TestClient, username: str, password: str, token: str | None = None, **extra: object
+):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await client.post(
+        "/auth/users/", json={"username": username, "password": password, **extra}, headers=headers
+    )
+
+
+async def log_in(client: TestClient, username: str, password: str) -> str:
+    resp = await client.post("/auth/token", data={"username": username, "password": password})
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def admin_and_alice(make_auth_client: Callable[..., object]):
+    """An auth-enabled client, its first user (a superuser) and a regular user, with tokens."""
+    client = await make_auth_client()  # type: ignore[operator]
+    assert (await sign_up(client, *ADMIN)).status == 200
+    admin_token = await log_in(client, *ADMIN)
+    resp = await sign_up(client, *ALICE, token=admin_token)
+    assert resp.status == 200, await resp.text()
+    alice_token = await log_in(client, *ALICE)
+    return client, admin_token, alice_token
+
+
+# ---------------------------------------------------------------- Redis (rate limiting)
+
+# The shared Redis server; rate-limit tests keep to their own database number.
+RATELIMIT_REDIS_URL = os.environ.get("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3")
+
+
+@pytest.fixture
+async def ratelimit_redis_prefix() -> AsyncIterator[str]:
+    """A key prefix unique to this test; its keys are deleted afterwards."""
+    prefix = f"test:rl:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(RATELIMIT_REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OwnRedisServer:
+    """A redis-server started by the test on its own port, stopped only by its own PID."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert self.process is None
+        executable = shutil.which("redis-server")
+        assert executable, "redis-server is needed for this test"
+        self.process = subprocess.Popen(
+            [
+                executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=5)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[OwnRedisServer]:
+    server = OwnRedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dead_redis_url() -> str:
+    """A Redis URL where nothing listens."""
+    return f"redis://127.0.0.1:{_free_port()}/0"

@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 
 from compere.http.app import create_app
+from compere.http.routes import ROUTES
 from compere.settings import load_settings
 from tests.conftest import NO_DOTENV, empty_postgres
 
@@ -54,21 +55,8 @@ QUERIES = [
     {"comparison_id": HUGE},
     {"comparison_id": "1.5"},
 ]
-PATHS = [
-    ("GET", "/entities/"),
-    ("POST", "/entities/"),
-    ("GET", "/entities/{id}"),
-    ("PUT", "/entities/{id}"),
-    ("DELETE", "/entities/{id}"),
-    ("POST", "/comparisons/"),
-    ("GET", "/comparisons/"),
-    ("GET", "/comparisons/{id}"),
-    ("GET", "/mab/next_comparison"),
-    ("POST", "/mab/update"),
-    ("GET", "/ratings"),
-    ("GET", "/health"),
-    ("GET", "/health/ready"),
-]
+# Every route in the table, so a new endpoint is fuzzed without anyone remembering to.
+PATHS = [(route.method, re.sub(r"\{[a-z_]+\}", "{id}", route.path)) for route in ROUTES]
 IDS = ["1", HUGE, "-1", "0", "abc", "1.5", "%F0%9F%98%80", "1e3", "9223372036854775808"]
 
 

@@ -37,7 +37,7 @@ async def test_never_compared_entities_come_first(client, create_entities):
     fresh = made[4]["id"]
     shown = 0
     for _ in range(10):
-        pair = await (await client.get("/mab/next_comparison")).json()
+        pair = await (await client.get("/mab/next_comparison", params={"strategy": "ucb"})).json()
         shown += fresh in (pair["entity1"]["id"], pair["entity2"]["id"])
     assert shown == 10  # the unexplored arm's weight dwarfs every explored one
 

@@ -31,6 +31,9 @@ def test_defaults_match_the_spec():
     assert s.pairing_rating_threshold == 200.0
     assert (s.access_token_expire_minutes, s.rate_limit_requests, s.rate_limit_window) == (30, 100, 60)
     assert s.environment == "development" and not s.auth_enabled and s.log_requests
+    assert (s.bcrypt_rounds, s.password_min_length) == (12, 12)
+    assert (s.login_max_failures, s.login_max_failures_per_client, s.login_failure_window) == (5, 20, 900)
+    assert not s.auth_cookie
 
 
 @pytest.mark.parametrize(
@@ -51,6 +54,16 @@ def test_defaults_match_the_spec():
         ("CORS_ORIGINS", "not an origin"),
         ("PAIRING_UCB_WEIGHT", "2"),
         ("RECENT_COMPARISON_LIMIT", "five"),
+        ("BCRYPT_ROUNDS", "9"),
+        ("BCRYPT_ROUNDS", "4"),
+        ("BCRYPT_ROUNDS", "17"),
+        ("PASSWORD_MIN_LENGTH", "4"),
+        ("PASSWORD_MIN_LENGTH", "80"),
+        ("LOGIN_MAX_FAILURES", "0"),
+        ("LOGIN_MAX_FAILURES_PER_CLIENT", "0"),
+        ("LOGIN_FAILURE_WINDOW", "0"),
+        ("AUTH_COOKIE", "sometimes"),
+        ("SECRET_KEY", "too-short"),
     ],
 )
 def test_a_bad_value_names_the_variable(name, value):
@@ -81,6 +94,21 @@ def test_safe_production_settings_load():
 def test_production_refuses_unsafe_settings(change, variable):
     with pytest.raises(SettingsError, match=variable):
         load_settings({**SAFE_PRODUCTION, **change}, dotenv=NO_DOTENV)
+
+
+def test_auth_needs_a_secret_key_in_every_environment():
+    with pytest.raises(SettingsError, match="SECRET_KEY") as err:
+        load_settings({"AUTH_ENABLED": "true"}, dotenv=NO_DOTENV)
+    assert "\n" not in str(err.value)
+    s = load_settings({"AUTH_ENABLED": "true", "SECRET_KEY": "d" * 32}, dotenv=NO_DOTENV)
+    assert s.auth_enabled and s.secret_key == "d" * 32
+    assert "d" * 32 not in repr(s)  # the key never shows in a settings dump
+
+
+@pytest.mark.parametrize("example", ["xK8vJ2mN7pQ9rS3tW6yZ1aB4cD5eF8gH", "your-very-long-secure-secret-key"])
+def test_production_refuses_the_published_example_keys(example):
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load_settings({**SAFE_PRODUCTION, "SECRET_KEY": example}, dotenv=NO_DOTENV)
 
 
 def test_production_lists_every_problem_one_per_line():
@@ -128,6 +156,27 @@ def test_the_cli_stops_with_one_line_naming_the_variable(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "compere: configuration error: ELO_K_FACTOR='fast' is invalid: expected a number from 0.1 to 400"
     ]
+
+
+def test_the_cli_refuses_unsafe_production_without_showing_the_database_password(tmp_path):
+    env = {
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": "postgresql://compere:Hunter2-Db-Secret@db.internal/compere",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "compere", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 5 and all(line.startswith("compere: configuration error: ") for line in lines)
+    assert "Hunter2-Db-Secret" not in result.stderr + result.stdout
 
 
 def test_the_cli_migrates_a_fresh_sqlite_database(tmp_path):

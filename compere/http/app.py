@@ -7,13 +7,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from compere.http.keys import DATABASE, IDEMPOTENCY, REDIS, SETTINGS
+from compere.http.auth import auth_context
+from compere.http.cors import setup_cors
+from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
+from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
+from compere.http.security_headers import setup_security_headers
+from compere.http.webapp import setup_webapp
 from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
-from compere.infra.logging import configure_logging
+from compere.infra.logging import configure_logging, redact_access_logs
 from compere.infra.redis import create_redis
+from compere.infra.signing import PairTokens
+from compere.ranking_cache import RankingCache
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.database import connect
 from compere.storage.migrations import migrate
@@ -29,12 +36,26 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
+    redact_access_logs()  # whoever set up logging, request lines lose their query strings
     app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
+    app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
+    app[RANKING_CACHE] = RankingCache()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
+    if settings.rate_limit_enabled:
+        app.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
     setup_routes(app, ROUTES)
     setup_openapi(app, ROUTES)
+    setup_webapp(app)
+    if settings.metrics_enabled:
+        # Not in the route table: it is for Prometheus, not part of the API document.
+        from compere.http.views.metrics import serve_metrics
+
+        app.router.add_get("/metrics", serve_metrics)
+    setup_cors(app, settings)  # last: it wraps every route registered above
+    setup_security_headers(app, settings)
     return app
 
 

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis.asyncio
 from aiohttp import web
 
+from compere.infra.auth_state import LoginThrottle, RevokedTokens
 from compere.infra.idempotency import IdempotencyStore
+from compere.infra.passwords import PasswordHasher
+from compere.infra.ratelimit import SlidingWindowLimiter
+from compere.infra.signing import PairTokens
+from compere.infra.tokens import TokenIssuer
+from compere.ranking_cache import RankingCache
 from compere.settings import Settings
 from compere.storage.database import Database
+
+if TYPE_CHECKING:
+    from compere.http.auth import AuthenticatedUser
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 REDIS: web.AppKey[redis.asyncio.Redis | None] = web.AppKey("redis")
+TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
+PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
+REVOKED_TOKENS: web.AppKey[RevokedTokens] = web.AppKey("revoked_tokens")
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
+RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
+RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 
 REQUEST_ID = web.RequestKey("request_id", str)
-
-# The authenticated caller, set by the auth middleware for requests with valid
-# credentials (absent for anonymous ones). Idempotency keys and rate limits are
-# scoped by it, so it lives here rather than in the auth module.
-USER: web.RequestKey[Any] = web.RequestKey("user", object)
+# Who made the request: set by the identity middleware on every request (None when
+# anonymous or when the credentials were not valid). The rate limiter keys by it.
+USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
+# Why presented credentials were refused (for the 401 message and the log).
+AUTH_FAILURE = web.RequestKey("auth_failure", str)

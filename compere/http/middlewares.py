@@ -5,13 +5,23 @@ aiohttp runs the first middleware in the list outermost. The order is:
 1. ``request_logging``: outermost, so it times the whole request, assigns the
    request id every other layer (and every error body) uses, and logs the final
    status, including the responses the inner layers produce for errors.
-2. ``error_masking``: turns every exception from the layers below (auth, rate
+2. ``request_metrics`` (only with ``METRICS_ENABLED``): counts and times each
+   request by route template and final status. Inside logging, outside error
+   masking, so masked errors are counted with the status the client got.
+3. ``error_masking``: turns every exception from the layers below (auth, rate
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
-
-Authentication and rate limiting come next (see their issues): identity first, so
-the limiter can key requests by user, and both inside error masking so their
-refusals share the error shape and logging.
+4. ``identity`` (compere.http.auth): reads the bearer token or session cookie and
+   stores the caller under ``USER``. A bad or missing token is never refused here (it
+   becomes "anonymous"), so token guessing still passes through the limiter; the
+   guards in front of each handler decide who may call what. It refuses only what no
+   quota could make acceptable: credentials in the URL, a cookie write without its
+   CSRF token, and (503) a token it cannot check because Redis is down. It lets
+   ``OPTIONS`` preflights through untouched.
+5. ``rate_limit`` (when ``RATE_LIMIT_ENABLED``): after identity, so authenticated
+   requests spend their user's quota; inside error masking, so 429/503 share the
+   error shape and logging. It adds its headers to the handler's response, and to
+   raised errors, which error masking keeps.
 """
 
 from __future__ import annotations
@@ -26,8 +36,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from compere.http.client_address import client_address, parse_trusted_proxies
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
 from compere.http.keys import REQUEST_ID
+from compere.http.ratelimit_middleware import (
+    RATE_LIMIT_HEADER_NAMES,
+    RateLimitPolicies,
+    rate_limit_middleware,
+)
+from compere.infra import metrics
 from compere.settings import Settings
 from compere.storage.database import ConflictError, DatabaseUnavailable
 
@@ -46,13 +63,18 @@ _STANDARD_REASONS = {
 }
 
 
-def client_address(request: web.Request) -> str:
-    """The socket peer; proxies are handled by the rate-limit issue's resolver."""
-    return request.remote or "-"
+# Kept when error masking renders a raised HTTP error: they tell the client what to do.
+_KEPT_ERROR_HEADERS = frozenset(
+    {"allow", "www-authenticate", "retry-after"} | {h.lower() for h in RATE_LIMIT_HEADER_NAMES}
+)
 
 
 def request_logging(settings: Settings) -> Middleware:
     enabled = settings.log_requests
+    trusted = parse_trusted_proxies(settings.trusted_proxies)
+
+    def address(request: web.Request) -> str:
+        return client_address(request, trusted)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -74,18 +96,44 @@ def request_logging(settings: Settings) -> Middleware:
                     request.method,
                     request.path,
                     status,
-                    client_address(request),
+                    address(request),
                     (time.perf_counter() - started) * 1000,
                     request_id,
                     extra={
                         "method": request.method,
                         "path": request.path,
                         "status": status,
-                        "client": client_address(request),
+                        "client": address(request),
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                         "request_id": request_id,
                     },
                 )
+
+    return middleware
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/entities/{entity_id}``), never the raw path.
+
+    Raw paths would give every id its own time series; unmatched requests share one.
+    """
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def request_metrics(settings: Settings) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            metrics.observe_request(
+                request.method, route_template(request), status, time.perf_counter() - started
+            )
 
     return middleware
 
@@ -108,11 +156,7 @@ def error_masking(settings: Settings) -> Middleware:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise  # redirects and the like are answers, not errors
-            headers = {
-                k: v
-                for k, v in exc.headers.items()
-                if k.lower() in ("allow", "www-authenticate", "retry-after")
-            }
+            headers = {k: v for k, v in exc.headers.items() if k.lower() in _KEPT_ERROR_HEADERS}
             detail = _STANDARD_REASONS.get(exc.status, exc.reason)
             return error(request, exc.status, detail, headers)
         except DatabaseUnavailable as exc:
@@ -150,4 +194,19 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
-    return [request_logging(settings), error_masking(settings)]
+    from compere.http.auth import identity  # imported here: auth builds on this module's siblings
+
+    chain = [request_logging(settings)]
+    if settings.metrics_enabled:
+        chain.append(request_metrics(settings))
+    chain.append(error_masking(settings))
+    chain.append(identity(settings))
+    if settings.rate_limit_enabled:
+        chain.append(
+            rate_limit_middleware(
+                RateLimitPolicies.from_settings(settings),
+                trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
+                fail_mode="closed" if settings.rate_limit_fail_mode == "closed" else "open",
+            )
+        )
+    return chain

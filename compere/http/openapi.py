@@ -46,6 +46,20 @@ _IDEMPOTENCY_PARAMETER = {
     },
 }
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The access_token from POST /auth/token",
+    },
+    "cookieAuth": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "__Host-compere_token",
+        "description": "With AUTH_COOKIE=true; writes also need the X-CSRF-Token header",
+    },
+}
 
 
 def _schema_of(annotation: Any, defs: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -67,6 +81,18 @@ def _query_parameters(model: type[BaseModel], defs: dict[str, Any]) -> list[dict
     ]
 
 
+_RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"description": "Requests allowed per window", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in the window", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {
+        "description": "UTC epoch seconds when one more request becomes possible",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Policy": {"description": "Quota policy (IETF draft)", "schema": {"type": "string"}},
+    "RateLimit": {"description": "Current quota (IETF draft)", "schema": {"type": "string"}},
+}
+
+
 def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
@@ -84,10 +110,11 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if route.body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _schema_of(route.body, defs, "validation")}},
-        }
+        body_schema = _schema_of(route.body, defs, "validation")
+        content = {"application/json": {"schema": body_schema}}
+        if route.form_body:
+            content["application/x-www-form-urlencoded"] = {"schema": body_schema}
+        op["requestBody"] = {"required": True, "content": content}
     ok: dict[str, Any] = {"description": _STATUS_TEXT[200]}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": _schema_of(route.response, defs, "serialization")}}
@@ -101,10 +128,31 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     error_ref = _schema_of(schemas.Error, defs, "serialization")
     errors = set(route.errors) | ({400, 409, 422, 503} if route.idempotent else set())
+    if route.access == "public":
+        op["security"] = []
+    else:
+        op["security"] = [{name: []} for name in SECURITY_SCHEMES]
+        errors.add(401)
+        if route.access == "superuser":
+            errors.add(403)
+        if not route.auth_always:
+            op["description"] = "Needs a token when AUTH_ENABLED=true; open otherwise."
+    limited = not (route.path == "/health" or route.path.startswith("/health/"))
+    if limited:  # with RATE_LIMIT_ENABLED, every route but /health is limited
+        ok.setdefault("headers", {}).update(_RATE_LIMIT_HEADERS)
+        errors.add(429)
     for status in sorted(errors):
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": error_ref}},
+        }
+    if limited:
+        responses["429"]["headers"] = {
+            **_RATE_LIMIT_HEADERS,
+            "Retry-After": {
+                "description": "Seconds until a request can succeed",
+                "schema": {"type": "integer"},
+            },
         }
     op["responses"] = responses
     return op
@@ -152,7 +200,10 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             "description": "Pairwise comparison ranking: entities, comparisons, leaderboards, active pairing.",
         },
         "paths": as_openapi30(paths),
-        "components": {"schemas": as_openapi30(dict(sorted(defs.items())))},
+        "components": {
+            "schemas": as_openapi30(dict(sorted(defs.items()))),
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }
 
 

@@ -1,23 +1,28 @@
-"""The route table: every endpoint, its handler, and what it accepts and answers.
+"""The route table: every endpoint, its handler, who may call it, and what it
+accepts and answers.
 
-The table drives both the router and the OpenAPI document, so a route cannot be
-served without being documented.
+The table drives the router, the access checks and the OpenAPI document, so a route
+cannot be served without being documented, and is protected unless it says otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from compere.http import schemas
+from compere.http.auth import guarded
 from compere.http.idempotency import idempotent
-from compere.http.views import comparisons, entities, health, mab, ratings
+from compere.http.keys import SETTINGS
+from compere.http.views import auth, comparisons, content, entities, export, health, mab, ratings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Who may call a route when access is checked: anyone, any active user, a superuser.
+Access = Literal["public", "user", "superuser"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,21 @@ class Route:
     errors: tuple[int, ...] = ()
     path_params: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)  # response headers: name -> description
+    access: Access = "user"  # checked when AUTH_ENABLED=true (protected unless declared public)
+    auth_always: bool = False  # checked even with AUTH_ENABLED=false (the /auth/ endpoints)
+    open_until_first_user: bool = False  # the view applies ``access`` itself, under a lock
+    form_body: bool = False  # the body may also be application/x-www-form-urlencoded
     idempotent: bool = False  # accepts Idempotency-Key (compere.http.idempotency)
+
+    def effective_access(self, auth_enabled: bool) -> Access:
+        """The guard the router puts in front of the handler."""
+        if self.open_until_first_user or not (auth_enabled or self.auth_always):
+            return "public"
+        return self.access
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/health", health.health, "Liveness", "health", schemas.Health),
+    Route("GET", "/health", health.health, "Liveness", "health", schemas.Health, access="public"),
     Route(
         "GET",
         "/health/ready",
@@ -46,6 +61,7 @@ ROUTES: list[Route] = [
         "health",
         schemas.Readiness,
         errors=(503,),
+        access="public",
     ),
     Route(
         "POST",
@@ -68,6 +84,17 @@ ROUTES: list[Route] = [
         query=schemas.EntityListQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities matching the search"},
+    ),
+    Route(
+        "POST",
+        "/entities/import",
+        entities.import_entities,
+        "Bulk import from a CSV or JSON Lines body, matched on external_id (superusers)",
+        "entities",
+        schemas.ImportResult,
+        query=schemas.ImportQuery,
+        errors=(400, 401, 403, 413, 422),
+        access="superuser",
     ),
     Route(
         "GET",
@@ -99,6 +126,7 @@ ROUTES: list[Route] = [
         schemas.Message,
         errors=(404, 422),
         path_params=("entity_id",),
+        access="superuser",
     ),
     Route(
         "POST",
@@ -108,7 +136,7 @@ ROUTES: list[Route] = [
         "comparisons",
         schemas.Comparison,
         body=schemas.ComparisonCreate,
-        errors=(400, 404, 413, 422),
+        errors=(400, 404, 409, 413, 422),
         idempotent=True,
     ),
     Route(
@@ -120,6 +148,27 @@ ROUTES: list[Route] = [
         list[schemas.Comparison],
         query=schemas.ComparisonListQuery,
         errors=(422,),
+    ),
+    # Before /comparisons/{comparison_id}, which would otherwise take "next" as an id.
+    Route(
+        "GET",
+        "/comparisons/next",
+        content.next_by_content,
+        "A pair chosen by content dissimilarity (TF-IDF cosine of name and description)",
+        "pairing",
+        schemas.ContentPair,
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
+    ),
+    Route(
+        "GET",
+        "/dissimilar_entities",
+        content.dissimilar_entities,
+        "The most dissimilar pair of entities, as a list of two",
+        "pairing",
+        list[schemas.Entity],
+        query=schemas.ContentPairQuery,
+        errors=(400, 422),
     ),
     Route(
         "GET",
@@ -135,10 +184,11 @@ ROUTES: list[Route] = [
         "GET",
         "/mab/next_comparison",
         mab.next_comparison,
-        "The pair the bandit picks next",
+        "The next pair to compare, chosen by a strategy (active, ucb or random)",
         "pairing",
         schemas.Pair,
-        errors=(400,),
+        query=schemas.PairQuery,
+        errors=(400, 422),
     ),
     Route(
         "POST",
@@ -153,16 +203,112 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/ratings",
-        ratings.leaderboard,
-        "The leaderboard, highest rating first",
+        ratings.ratings,
+        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted",
         "ratings",
-        list[schemas.Entity],
+        list[schemas.RankedEntity],
+        query=schemas.RatingsQuery,
+        errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
+    ),
+    Route(
+        "POST",
+        "/auth/token",
+        auth.login,
+        "Log in: exchange a username and password for an access token",
+        "auth",
+        schemas.Token,
+        body=schemas.LoginForm,
+        errors=(400, 401, 403, 415, 422, 429, 503),
+        access="public",
+        form_body=True,
+    ),
+    Route(
+        "POST",
+        "/auth/logout",
+        auth.logout,
+        "Log out: the presented token stops working at once",
+        "auth",
+        schemas.Message,
+        errors=(503,),
+        auth_always=True,
+    ),
+    Route(
+        "GET",
+        "/auth/users/me",
+        auth.me,
+        "The account the token belongs to",
+        "auth",
+        schemas.User,
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/users/",
+        auth.create_user,
+        "Create a user (the first user ever becomes a superuser; then superusers only)",
+        "auth",
+        schemas.User,
+        body=schemas.UserCreate,
+        errors=(400, 409, 413, 422),
+        access="superuser",
+        auth_always=True,
+        open_until_first_user=True,
+        idempotent=True,
+    ),
+    Route(
+        "GET",
+        "/auth/users",
+        auth.list_users,
+        "List users",
+        "auth",
+        list[schemas.User],
+        query=schemas.UserListQuery,
+        errors=(422,),
+        access="superuser",
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/users/{user_id}/disable",
+        auth.disable_user,
+        "Disable a user: their tokens stop working at once and they cannot log in",
+        "auth",
+        schemas.User,
+        errors=(400, 404, 422),
+        path_params=("user_id",),
+        access="superuser",
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/users/{user_id}/enable",
+        auth.enable_user,
+        "Enable a disabled user again",
+        "auth",
+        schemas.User,
+        errors=(404, 422),
+        path_params=("user_id",),
+        access="superuser",
+        auth_always=True,
+    ),
+    Route(
+        "GET",
+        "/export/comparisons",
+        export.export_comparisons,
+        "Every comparison, oldest first, streamed as JSON Lines or CSV (superusers)",
+        "export",
+        query=schemas.ExportQuery,
+        errors=(401, 403, 422),
+        access="superuser",
     ),
 ]
 
 
 def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
+    """Register every route behind the guard its access level asks for."""
+    auth_enabled = app[SETTINGS].auth_enabled
     for route in routes:
         handler = idempotent(route.handler) if route.idempotent else route.handler
+        handler = guarded(handler, route.effective_access(auth_enabled))
         app.router.add_route(route.method, route.path, handler)

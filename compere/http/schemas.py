@@ -63,6 +63,7 @@ Name = Annotated[StorableText, _trimmed(200)]
 Description = Annotated[StorableText, StringConstraints(max_length=1000), _none_as("")]
 ImageUrl = Annotated[StorableText, _trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
+ExternalId = Annotated[StorableText, _trimmed(200)]
 
 
 class Model(BaseModel):
@@ -73,6 +74,10 @@ class EntityCreate(Model):
     name: Name = Field(description="1 to 200 characters, surrounding spaces trimmed")
     description: Description = Field(default="", description="At most 1000 characters")
     image_urls: ImageUrls = Field(default_factory=list, description="At most 10 non-empty strings")
+    external_id: ExternalId | None = Field(
+        default=None,
+        description="Optional identifier from your own system, unique across entities (409 if taken)",
+    )
 
 
 class EntityUpdate(Model):
@@ -95,6 +100,19 @@ class Entity(Model):
     ties: int
     created_at: datetime
     updated_at: datetime
+    external_id: str | None = Field(default=None, description="The identifier given at creation or import")
+    score: float = Field(description="Bayesian strength (posterior mean, logit units)")
+    uncertainty: float = Field(description="Posterior standard deviation of the strength")
+    interval_95: list[float] = Field(
+        min_length=2, max_length=2, description="95% credible interval [low, high]"
+    )
+
+
+class RankedEntity(Entity):
+    rank: int = Field(
+        description="Leaderboard rank; statistically tied entities share it (by=score, model=bt)"
+    )
+    tied: bool = Field(description="Another entity on the board shares this rank")
 
 
 class EntityListQuery(Model):
@@ -107,6 +125,9 @@ class ComparisonCreate(Model):
     entity1_id: EntityId
     entity2_id: EntityId
     selected_entity_id: EntityId | None = Field(description="The preferred entity, or null for a tie")
+    pair_token: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="The pair_token of the served pair; links the vote to it (single use)"
+    )
 
 
 class Comparison(Model):
@@ -115,12 +136,35 @@ class Comparison(Model):
     entity2_id: int
     selected_entity_id: int | None
     created_at: datetime
+    user_id: int | None = Field(default=None, description="Who recorded it; null when recorded anonymously")
+    strategy: str | None = Field(description="Strategy that served the pair, when a pair_token was sent")
+    selection_probability: float | None = Field(description="Probability the pair had of being chosen")
 
 
 class ComparisonListQuery(Model):
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
     limit: Integer = Field(default=100, ge=1, le=1000)
     entity_id: EntityId | None = None
+
+
+class ImportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="How the request body is written")
+
+
+class ImportRejection(Model):
+    line: int
+    reason: str
+
+
+class ImportResult(Model):
+    created: int = Field(description="New entities")
+    existing: int = Field(description="Records whose external_id already existed (left unchanged)")
+    rejected_count: int
+    rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
+
+
+class ExportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="JSON Lines (default) or CSV")
 
 
 class MabUpdateQuery(Model):
@@ -130,6 +174,37 @@ class MabUpdateQuery(Model):
 class Pair(Model):
     entity1: Entity
     entity2: Entity
+    pair_token: str = Field(description="Echo it in POST /comparisons/ to link the vote to this pair")
+    strategy: str
+    selection_probability: float = Field(description="Probability of this pair given the candidate set")
+
+
+class PairQuery(Model):
+    strategy: Literal["active", "ucb", "random"] | None = Field(
+        default=None, description="Pair selection strategy; the server's RANKING_STRATEGY by default"
+    )
+
+
+class ContentPairQuery(Model):
+    seed: Integer | None = Field(default=None, ge=0, le=2**32, description="Makes the sample reproducible")
+
+
+class ContentPair(Model):
+    entity1: Entity
+    entity2: Entity
+
+
+class RatingsQuery(Model):
+    by: Literal["rating", "score"] = Field(
+        default="rating", description="Sort by Elo rating or Bayesian score"
+    )
+    model: Literal["online", "bt"] = Field(
+        default="online", description="online: per-vote updates; bt: Bradley-Terry fit of the whole log"
+    )
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_not_bool)] | None = Field(
+        default=None, description="Page size; without it the whole leaderboard is streamed"
+    )
 
 
 class Message(Model):
@@ -145,6 +220,62 @@ class Health(Model):
 class Readiness(Model):
     status: Literal["ready", "not ready"]
     checks: dict[str, str] = Field(description="Each dependency: ok, degraded, unavailable or not configured")
+
+
+# --- users and tokens ---------------------------------------------------------------
+
+Username = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"),
+]
+Email = Annotated[
+    str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", strip_whitespace=True)
+]
+# The length rules that depend on settings (minimum, 72 bytes) are checked by the view.
+Password = Annotated[StorableText, StringConstraints(min_length=1, max_length=1024)]
+
+
+class UserCreate(Model):
+    username: Username = Field(description="3 to 50 letters, digits or ._@-; unique regardless of case")
+    password: Password = Field(
+        description="At least PASSWORD_MIN_LENGTH characters (default 12), at most 72 bytes in UTF-8, "
+        "not a common password and not containing the username"
+    )
+    email: Email | None = None
+    full_name: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
+    is_superuser: bool = Field(default=False, description="Honoured only when a superuser creates the user")
+
+
+class User(Model):
+    id: int
+    username: str
+    email: str | None
+    full_name: str | None
+    disabled: bool
+    is_superuser: bool
+    created_at: datetime
+
+
+class UserListQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=1000)
+
+
+class LoginForm(Model):
+    """OAuth2 password grant, as a form body (``application/x-www-form-urlencoded``) or JSON."""
+
+    username: Annotated[StorableText, StringConstraints(min_length=1, max_length=254)]
+    password: Annotated[StorableText, StringConstraints(min_length=1, max_length=1024)]
+    grant_type: Literal["password"] | None = None
+
+
+class Token(Model):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Seconds until the token expires")
+    csrf_token: str | None = Field(
+        default=None, description="Cookie mode only: send it back in the X-CSRF-Token header on writes"
+    )
 
 
 class ValidationIssue(Model):

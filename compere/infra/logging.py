@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,42 @@ def build_formatter(fmt: str) -> logging.Formatter:
     if fmt == "text":
         return logging.Formatter(TEXT_FORMAT)
     raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+# A request line's query string: it may carry credentials a client put in the URL.
+_REQUEST_LINE_QUERY = re.compile(
+    r"\b((?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT) [^\s?\"]*)\?[^\s\"]*"
+)
+# Loggers that write request lines: aiohttp's access log and gunicorn's (aiohttp worker).
+ACCESS_LOGGERS = ("aiohttp.access", "gunicorn.access")
+
+
+class QueryStringRedactor(logging.Filter):
+    """Drops query strings from access-log request lines, in the message and the extras.
+
+    Compere's own request log writes the path only; this covers the access logs a
+    server runner may add (aiohttp's ``%r``, gunicorn's ``--access-logfile``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _REQUEST_LINE_QUERY.sub(r"\1", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _REQUEST_LINE_QUERY.sub(r"\1", a) if isinstance(a, str) else a for a in record.args
+            )
+        for key, value in list(vars(record).items()):
+            if key not in _RECORD_ATTRS and isinstance(value, str):
+                setattr(record, key, _REQUEST_LINE_QUERY.sub(r"\1", value))
+        return True
+
+
+def redact_access_logs() -> None:
+    """Install :class:`QueryStringRedactor` on the access loggers (once)."""
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QueryStringRedactor) for f in logger.filters):
+            logger.addFilter(QueryStringRedactor())
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -56,7 +56,9 @@ class Query:
     def compile(self, dialect: Dialect, params: Params | None) -> tuple[str, Any]:
         entry = self._compiled.get(dialect.name)
         if entry is None:
-            compiled: Any = self.statement.compile(dialect=dialect)
+            compiled: Any = self.statement.compile(
+                dialect=dialect, compile_kwargs={"render_postcompile": True}
+            )
             positional = tuple(compiled.positiontup) if compiled.positiontup is not None else None
             entry = (CompiledQuery(compiled.string, positional), compiled)
             self._compiled[dialect.name] = entry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -13,6 +14,7 @@ import psycopg2
 import psycopg2.errors
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
+from compere.infra import metrics
 from compere.storage.database import (
     ConflictError,
     Connection,
@@ -43,6 +45,10 @@ def _driver_errors() -> Iterator[None]:
         raise DatabaseUnavailable("the database is unavailable") from exc
     except psycopg2.IntegrityError as exc:
         raise ConflictError(exc.diag.constraint_name or "integrity") from exc
+    except TimeoutError as exc:
+        # aiopg's own client-side timeout (the pool's ``timeout=``) fired first, e.g. a
+        # large result still arriving on a busy machine. aiopg has closed the connection.
+        raise DatabaseUnavailable("the database did not answer in time") from exc
     except asyncio.CancelledError:
         # aiopg reports a server-side statement_timeout as CancelledError. Only a task
         # that nobody cancelled can see it that way; a real cancellation propagates.
@@ -53,14 +59,25 @@ def _driver_errors() -> Iterator[None]:
 
 
 class _CursorConnection(Connection):
-    def __init__(self, cursor: aiopg.Cursor) -> None:
+    def __init__(self, cursor: aiopg.Cursor, *, in_transaction: bool = False) -> None:
         self._cursor = cursor
+        # In a transaction, BEGIN rides along with the first statement ("BEGIN; ...")
+        # instead of costing a round trip of its own.
+        self._begin_pending = in_transaction
+        self.begun = False
+
+    async def _run(self, sql: str, values: Any) -> None:
+        if self._begin_pending:
+            sql = "BEGIN;" + sql
+            self._begin_pending = False
+            self.begun = True
+        await self._cursor.execute(sql, values)
 
     async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
         sql, values = query.compile(_DIALECT, params)
         cur = self._cursor
         with _driver_errors():
-            await cur.execute(sql, values)
+            await self._run(sql, values)
             if cur.description is None:
                 return []
             names = [d.name for d in cur.description]
@@ -69,16 +86,16 @@ class _CursorConnection(Connection):
     async def execute(self, query: Query, params: Params | None = None) -> int:
         sql, values = query.compile(_DIALECT, params)
         with _driver_errors():
-            await self._cursor.execute(sql, values)
+            await self._run(sql, values)
         return int(self._cursor.rowcount)
 
     async def execute_script(self, sql: str) -> None:
         with _driver_errors():
-            await self._cursor.execute(sql)
+            await self._run(sql, None)
 
     async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
         with _driver_errors():
-            await self._cursor.execute(sql, values or None)
+            await self._run(sql, values or None)
 
 
 class PostgresDatabase(Database):
@@ -116,13 +133,22 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[aiopg.Cursor]:
+        pool = self._pool
+        must_wait = pool.freesize == 0 and pool.maxsize is not None and pool.size >= pool.maxsize
+        if must_wait:
+            metrics.DB_POOL_WAITS.inc()
+            waiting_since = time.perf_counter()
         try:
             async with asyncio.timeout(self._acquire_timeout):
-                conn = await self._pool.acquire()
+                conn = await pool.acquire()
         except TimeoutError:
+            metrics.DB_POOL_TIMEOUTS.inc()
             raise DatabaseUnavailable("no database connection became free in time") from None
         except (psycopg2.Error, OSError) as exc:
             raise DatabaseUnavailable("the database is unavailable") from exc
+        if must_wait:
+            metrics.DB_POOL_WAIT_SECONDS.observe(time.perf_counter() - waiting_since)
+        metrics.DB_POOL_IN_USE.inc()
         try:
             cursor = await conn.cursor()
             try:
@@ -133,6 +159,7 @@ class PostgresDatabase(Database):
             conn.close()  # a broken or stuck connection must not go back to the pool
             raise
         finally:
+            metrics.DB_POOL_IN_USE.dec()
             await self._pool.release(conn)
 
     async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
@@ -154,20 +181,19 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._cursor() as cur:
-            conn = _CursorConnection(cur)
-            with _driver_errors():
-                await cur.execute("BEGIN")
+            conn = _CursorConnection(cur, in_transaction=True)
             try:
                 yield conn
             except BaseException:
-                if not cur.closed and not cur.connection.closed:
+                if conn.begun and not cur.closed and not cur.connection.closed:
                     try:
                         await cur.execute("ROLLBACK")
                     except psycopg2.Error:
                         cur.connection.close()
                 raise
-            with _driver_errors():
-                await cur.execute("COMMIT")
+            if conn.begun:
+                with _driver_errors():
+                    await cur.execute("COMMIT")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[_CursorConnection]:

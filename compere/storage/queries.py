@@ -8,13 +8,18 @@ turns them into API shapes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 from sqlalchemy import bindparam as param
 
+from compere.domain.bayes import Prior, bayes_update
 from compere.domain.elo import elo_update, score_of
 from compere.storage.database import Connection, Database, Query, Row
 from compere.storage.tables import comparisons, entities
@@ -31,6 +36,9 @@ ENTITY_COLUMNS = (
     entities.c.ties,
     entities.c.created_at,
     entities.c.updated_at,
+    entities.c.external_id,
+    entities.c.mu,
+    entities.c.sigma,
 )
 COMPARISON_COLUMNS = (
     comparisons.c.id,
@@ -38,6 +46,9 @@ COMPARISON_COLUMNS = (
     comparisons.c.entity2_id,
     comparisons.c.selected_entity_id,
     comparisons.c.created_at,
+    comparisons.c.user_id,
+    comparisons.c.strategy,
+    comparisons.c.selection_probability,
 )
 _live = entities.c.deleted_at.is_(None)
 
@@ -72,14 +83,20 @@ _INSERT_ENTITY = Query(
         description=param("description"),
         image_urls=param("image_urls"),
         rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        random_key=param("random_key"),
         created_at=param("now"),
         updated_at=param("now"),
+        external_id=param("external_id"),
     )
     .returning(*ENTITY_COLUMNS)
 )
 _GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live))
 _SOFT_DELETE_ENTITY = Query(
-    sa.update(entities).where(entities.c.id == param("id"), _live).values(deleted_at=param("now"))
+    sa.update(entities)
+    .where(entities.c.id == param("id"), _live)
+    .values(deleted_at=param("now"), updated_at=param("now"))
 )
 _COUNT_LIVE = Query(sa.select(sa.func.count()).select_from(entities).where(_live))
 
@@ -91,6 +108,8 @@ async def create_entity(
     description: str,
     image_urls: Sequence[str],
     rating: float,
+    prior: Prior,
+    external_id: str | None = None,
 ) -> Row:
     row = await db.fetch_one(
         _INSERT_ENTITY,
@@ -99,7 +118,11 @@ async def create_entity(
             "description": description,
             "image_urls": json.dumps(list(image_urls)),
             "rating": rating,
+            "mu": prior.mu0,
+            "sigma": prior.sigma0,
+            "random_key": random.random(),
             "now": utc_now(),
+            "external_id": external_id,
         },
     )
     assert row is not None
@@ -167,19 +190,10 @@ async def delete_entity(db: Connection, entity_id: int) -> bool:
     return await db.execute(_SOFT_DELETE_ENTITY, {"id": entity_id, "now": utc_now()}) > 0
 
 
-_LEADERBOARD = Query(
-    sa.select(*ENTITY_COLUMNS).where(_live).order_by(entities.c.rating.desc(), entities.c.id)
-)
-
-
-async def leaderboard(db: Connection) -> list[Row]:
-    return await db.fetch_all(_LEADERBOARD)
-
-
 # --- comparisons -----------------------------------------------------------------
 
 _LOCK_PAIR = Query(
-    sa.select(entities.c.id, entities.c.rating)
+    sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma)
     .where(entities.c.id.in_([param("a"), param("b")]), _live)
     .order_by(entities.c.id)
     .with_for_update()
@@ -189,6 +203,8 @@ _APPLY_RESULT = Query(
     .where(entities.c.id == param("id"))
     .values(
         rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
         comparisons=entities.c.comparisons + 1,
         wins=entities.c.wins + param("win"),
         losses=entities.c.losses + param("loss"),
@@ -202,10 +218,60 @@ _INSERT_COMPARISON = Query(
         entity2_id=param("entity2_id"),
         selected_entity_id=param("selected_entity_id"),
         created_at=param("now"),
+        user_id=param("user_id"),
+        strategy=param("strategy"),
+        selection_probability=param("probability"),
+        pair_token_id=param("pair_token_id"),
     )
     .returning(*COMPARISON_COLUMNS)
 )
 _GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+
+
+def _apply_result_cte(n: int) -> Any:
+    return (
+        sa.update(entities)
+        .where(entities.c.id == param(f"id{n}"))
+        .values(
+            rating=param(f"rating{n}"),
+            mu=param(f"mu{n}"),
+            sigma=param(f"sigma{n}"),
+            comparisons=entities.c.comparisons + 1,
+            wins=entities.c.wins + param(f"win{n}"),
+            losses=entities.c.losses + param(f"loss{n}"),
+            ties=entities.c.ties + param(f"tie{n}"),
+        )
+        .cte(f"apply{n}")
+    )
+
+
+# PostgreSQL writes a vote in one statement: both entity updates ride in data-modifying
+# CTEs of the comparison INSERT (SQLite has no DML in CTEs and runs the three separately).
+_RECORD_VOTE_IN_ONE = Query(
+    sa.insert(comparisons)
+    .values(
+        entity1_id=param("id1"),
+        entity2_id=param("id2"),
+        selected_entity_id=param("selected_entity_id"),
+        created_at=param("now"),
+        strategy=param("strategy"),
+        selection_probability=param("probability"),
+        pair_token_id=param("pair_token_id"),
+        user_id=param("user_id"),
+    )
+    .returning(*COMPARISON_COLUMNS)
+    .add_cte(_apply_result_cte(1))
+    .add_cte(_apply_result_cte(2))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PairProvenance:
+    """How the voted pair was served (from its pair token), stored with the vote."""
+
+    strategy: str
+    probability: float
+    token_id: str
 
 
 async def record_comparison(
@@ -215,47 +281,63 @@ async def record_comparison(
     entity2_id: int,
     selected_entity_id: int | None,
     k_factor: float,
+    user_id: int | None = None,
+    provenance: PairProvenance | None = None,
 ) -> Row:
     """Store one vote and apply it to both entities, all in one transaction.
 
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
-    serialises writers), the Elo update is computed from the locked values, and the
-    counters that feed the bandit move with it. Either all of it is stored or none.
+    serialises writers). Elo and the Bayesian strengths are computed from the locked
+    values and the counters that feed the bandit move with them: either all of it is
+    stored or none. A reused pair token hits a unique index and rolls it all back.
+    ``user_id`` records who voted (None when the API is open).
     """
     async with db.transaction() as tx:
-        locked = await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
-        ratings = {row["id"]: row["rating"] for row in locked}
+        locked = {
+            row["id"]: row for row in await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
+        }
         for entity_id in (entity1_id, entity2_id):
-            if entity_id not in ratings:
+            if entity_id not in locked:
                 raise EntityNotFound(entity_id)
+        one, two = locked[entity1_id], locked[entity2_id]
         score1 = score_of(entity1_id, selected_entity_id)
-        new = elo_update(ratings[entity1_id], ratings[entity2_id], score1, k_factor)
-        for entity_id, rating, score in (
-            (entity1_id, new.rating1, score1),
-            (entity2_id, new.rating2, 1.0 - score1),
-        ):
-            await tx.execute(
-                _APPLY_RESULT,
-                {
-                    "id": entity_id,
-                    "rating": rating,
-                    "win": int(score == 1.0),
-                    "loss": int(score == 0.0),
-                    "tie": int(score == 0.5),
-                },
+        elo = elo_update(one["rating"], two["rating"], score1, k_factor)
+        bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
+        first = _result(entity1_id, elo.rating1, bayes.mu1, bayes.sigma1, score1)
+        second = _result(entity2_id, elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1)
+        vote = {
+            "selected_entity_id": selected_entity_id,
+            "now": utc_now(),
+            "user_id": user_id,
+            "strategy": provenance.strategy if provenance else None,
+            "probability": provenance.probability if provenance else None,
+            "pair_token_id": provenance.token_id if provenance else None,
+        }
+        if db.name == "postgresql":
+            both = {f"{key}1": value for key, value in first.items()}
+            both.update({f"{key}2": value for key, value in second.items()})
+            row = await tx.fetch_one(_RECORD_VOTE_IN_ONE, {**both, **vote})
+        else:
+            await tx.execute(_APPLY_RESULT, first)
+            await tx.execute(_APPLY_RESULT, second)
+            row = await tx.fetch_one(
+                _INSERT_COMPARISON, {"entity1_id": entity1_id, "entity2_id": entity2_id, **vote}
             )
-        row = await tx.fetch_one(
-            _INSERT_COMPARISON,
-            {
-                "entity1_id": entity1_id,
-                "entity2_id": entity2_id,
-                "selected_entity_id": selected_entity_id,
-                "now": utc_now(),
-            },
-        )
     assert row is not None
     return row
+
+
+def _result(entity_id: int, rating: float, mu: float, sigma: float, score: float) -> dict[str, Any]:
+    return {
+        "id": entity_id,
+        "rating": rating,
+        "mu": mu,
+        "sigma": sigma,
+        "win": int(score == 1.0),
+        "loss": int(score == 0.0),
+        "tie": int(score == 0.5),
+    }
 
 
 async def get_comparison(db: Connection, comparison_id: int) -> Row | None:
@@ -276,22 +358,7 @@ async def list_comparisons(db: Connection, *, skip: int, limit: int, entity_id: 
     return await db.fetch_all(Query(stmt))
 
 
-# --- bandit state ----------------------------------------------------------------
-
-_ARM_STATES = Query(
-    sa.select(
-        entities.c.id,
-        entities.c.rating,
-        entities.c.comparisons,
-        entities.c.wins,
-        entities.c.ties,
-    ).where(_live)
-)
-
-
-async def arm_states(db: Connection) -> list[Row]:
-    """What the UCB bandit needs of every live entity."""
-    return await db.fetch_all(_ARM_STATES)
+# --- pair selection ---------------------------------------------------------------
 
 
 def _recent_opponents_query() -> Query:
@@ -320,3 +387,197 @@ async def recent_opponents(db: Connection, entity_id: int, limit: int) -> list[i
         return []
     rows = await db.fetch_all(_RECENT_OPPONENTS, {"id": entity_id, "limit": limit})
     return [int(row["opponent"]) for row in rows]
+
+
+# --- bulk import and export ------------------------------------------------------
+
+
+def _insert_if_new(insert: Any) -> Query:
+    """One entity row, skipped when its external id is already taken (by any row)."""
+    stmt = insert(entities).values(
+        name=param("name"),
+        description=param("description"),
+        image_urls=param("image_urls"),
+        rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        random_key=param("random_key"),
+        created_at=param("now"),
+        updated_at=param("now"),
+        external_id=param("external_id"),
+    )
+    return Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
+
+
+# ON CONFLICT is spelled by each dialect's own insert(); both compile to the same idea.
+_IMPORT_ENTITY = {
+    "postgresql": _insert_if_new(sa.dialects.postgresql.insert),
+    "sqlite": _insert_if_new(sa.dialects.sqlite.insert),
+}
+
+
+async def import_entities(db: Database, records: Sequence[Row], *, rating: float, prior: Prior) -> int:
+    """Insert one batch of entities in one transaction; return how many were new.
+
+    Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
+    Records whose external id already exists (also on a deleted entity) are skipped,
+    so an import can be re-run, or resumed after a failure, without duplicates.
+    """
+    query = _IMPORT_ENTITY[db.name]
+    now = utc_now()
+    created = 0
+    async with db.transaction() as tx:
+        for record in records:
+            created += await tx.execute(
+                query,
+                {
+                    "name": record["name"],
+                    "description": record["description"],
+                    "image_urls": json.dumps(list(record["image_urls"])),
+                    "rating": rating,
+                    "mu": prior.mu0,
+                    "sigma": prior.sigma0,
+                    "random_key": random.random(),
+                    "now": now,
+                    "external_id": record["external_id"],
+                },
+            )
+    return created
+
+
+_PG_COLUMNS = Query(
+    sa.select(sa.column("column_name"))
+    .select_from(sa.table("columns", schema="information_schema"))
+    .where(
+        sa.column("table_schema") == sa.func.current_schema(),
+        sa.column("table_name") == param("table"),
+    )
+    .order_by(sa.column("ordinal_position"))
+)
+
+
+async def column_names(db: Database, table: str) -> list[str]:
+    """The columns a table has in this database, in order.
+
+    Exports use this to include what later schema files added (who voted, model
+    scores) without knowing about them in advance.
+    """
+    if db.name == "postgresql":
+        return [row["column_name"] for row in await db.fetch_all(_PG_COLUMNS, {"table": table})]
+    if not table.isidentifier():
+        raise ValueError(table)
+    pragma = Query(sa.text(f"SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))
+    return [row["name"] for row in await db.fetch_all(pragma)]
+
+
+async def iter_rows(
+    db: Database,
+    table: str,
+    columns: Sequence[str],
+    *,
+    live_only: bool = False,
+    batch_size: int = 5000,
+) -> AsyncIterator[list[Row]]:
+    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination).
+
+    Each batch is one short ``WHERE id > last ORDER BY id LIMIT n`` query on the
+    primary key, so memory stays bounded by the batch and no transaction or cursor is
+    held open between batches; rows added during the run after the last id are
+    included, earlier ones are not repeated.
+    """
+    source = sa.table(table, *(sa.column(name) for name in columns))
+    stmt = sa.select(*source.c).where(source.c.id > param("after"))
+    if live_only:
+        stmt = stmt.where(source.c.deleted_at.is_(None))
+    query = Query(stmt.order_by(source.c.id).limit(param("limit")))
+    after = 0
+    while True:
+        rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch_size:
+            return
+        after = rows[-1]["id"]
+
+
+async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:
+    source = sa.table(table, sa.column("deleted_at"))
+    stmt = sa.select(sa.func.count()).select_from(source)
+    if live_only:
+        stmt = stmt.where(source.c.deleted_at.is_(None))
+    return int(await db.fetch_value(Query(stmt)))
+
+
+# --- rebuilding derived state ----------------------------------------------------
+
+_ALL_ENTITY_IDS = Query(sa.select(entities.c.id))
+_LOG_AFTER = Query(
+    sa.select(
+        comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
+    )
+    .where(comparisons.c.id > param("after"))
+    .order_by(comparisons.c.id)
+    .limit(param("limit"))
+)
+_WRITE_DERIVED = Query(
+    sa.update(entities)
+    .where(entities.c.id == param("id"))
+    .values(
+        rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        comparisons=param("comparisons"),
+        wins=param("wins"),
+        losses=param("losses"),
+        ties=param("ties"),
+    )
+)
+
+
+async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: float, prior: Prior) -> int:
+    """Recompute every rating, strength and counter from the vote log, in id order.
+
+    Runs in one transaction; on PostgreSQL the tables are locked against concurrent
+    votes for its duration (SQLite's write lock does the same). Deleted entities are
+    replayed too, so their opponents end up exactly where the online updates put them.
+    Returns the number of votes replayed.
+    """
+    replayed = 0
+    async with db.transaction() as tx:
+        if db.name == "postgresql":
+            await tx.raw("LOCK TABLE entities, comparisons IN SHARE ROW EXCLUSIVE MODE")
+        state = {
+            row["id"]: {
+                "rating": initial_rating,
+                "mu": prior.mu0,
+                "sigma": prior.sigma0,
+                "comparisons": 0,
+                "wins": 0,
+                "losses": 0,
+                "ties": 0,
+            }
+            for row in await tx.fetch_all(_ALL_ENTITY_IDS)
+        }
+        after = 0
+        while True:
+            batch = await tx.fetch_all(_LOG_AFTER, {"after": after, "limit": 10_000})
+            for vote in batch:
+                one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
+                score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
+                one["rating"], two["rating"] = elo_update(one["rating"], two["rating"], score1, k_factor)
+                one["mu"], one["sigma"], two["mu"], two["sigma"] = bayes_update(
+                    one["mu"], one["sigma"], two["mu"], two["sigma"], score1
+                )
+                for side, score in ((one, score1), (two, 1.0 - score1)):
+                    side["comparisons"] += 1
+                    side["wins"] += score == 1.0
+                    side["losses"] += score == 0.0
+                    side["ties"] += score == 0.5
+            replayed += len(batch)
+            if len(batch) < 10_000:
+                break
+            after = batch[-1]["id"]
+        for entity_id, values in state.items():
+            await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+    return replayed

@@ -24,6 +24,10 @@ entities = sa.Table(
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("deleted_at", sa.Text),
+    sa.Column("external_id", sa.Text),  # optional, unique: what bulk imports match on
+    sa.Column("mu", sa.Float, nullable=False),
+    sa.Column("sigma", sa.Float, nullable=False),
+    sa.Column("random_key", sa.Float, nullable=False),
 )
 
 comparisons = sa.Table(
@@ -33,5 +37,22 @@ comparisons = sa.Table(
     sa.Column("entity1_id", sa.BigInteger, nullable=False),
     sa.Column("entity2_id", sa.BigInteger, nullable=False),
     sa.Column("selected_entity_id", sa.BigInteger),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("strategy", sa.Text),
+    sa.Column("selection_probability", sa.Float),
+    sa.Column("pair_token_id", sa.Text),
+    sa.Column("user_id", sa.BigInteger),  # who voted; NULL when recorded anonymously
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("full_name", sa.Text),
+    sa.Column("hashed_password", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("is_superuser", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
 )

@@ -316,6 +316,7 @@ def edge(nginx_bin: str, tls_files, tmp_path_factory) -> Iterator[Edge]:
             "    listen 443 ssl default_server;\n": f"    listen 127.0.0.1:{https_port} ssl default_server;\n",
             "    listen [::]:443 ssl default_server;\n": "",
             "server 127.0.0.1:8000;": f"server 127.0.0.1:{app.port};",
+            "/var/log/nginx/compere.access.log": str(prefix / "compere.access.log"),
         },
     )
     proc = subprocess.Popen(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from compere.http.webapp import CONTENT_SECURITY_POLICY
+
 REPO = Path(__file__).resolve().parents[2]
 
 SECURITY_HEADERS = {
@@ -24,6 +26,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The web app's policy, as the app itself builds it (nginx must send the same one).
+APP_CSP = CONTENT_SECURITY_POLICY
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -68,6 +72,9 @@ def test_health_answers_through_nginx(edge):
         ("/docs/static/init.js", 200, DOCS_CSP),
         ("/docs/swagger-ui/swagger-ui-bundle.js", 200, DOCS_CSP),
         ("/docsX", 404, API_CSP),
+        ("/", 200, APP_CSP),
+        ("/leaderboard", 200, APP_CSP),
+        ("/app/config.json", 200, APP_CSP),
     ],
 )
 def test_security_headers_hsts_and_csp_on_every_response(edge, path, status, csp):
@@ -76,6 +83,23 @@ def test_security_headers_hsts_and_csp_on_every_response(edge, path, status, csp
     for name, value in SECURITY_HEADERS.items():
         assert headers.get_all(name) == [value], name
     assert headers.get_all("Content-Security-Policy") == [csp]
+
+
+def test_nginx_access_log_never_records_query_strings(edge):
+    status, _, _ = edge.request("POST", "/auth/token?username=alice&password=hunter2-secret")
+    assert status == 400  # the app refuses credentials in the URL
+    log = edge.prefix / "compere.access.log"
+    deadline = time.monotonic() + 5
+    while "/auth/token" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "/auth/token" in text
+    assert "hunter2" not in text and "password" not in text
+
+
+def test_metrics_are_not_reachable_through_nginx(edge):
+    got, _, _ = edge.request("GET", "/metrics")
+    assert got == 404
 
 
 def test_plain_http_redirects_to_https(edge):
@@ -182,11 +206,6 @@ def test_nginx_replaces_forged_forwarding_headers_with_the_real_client(edge):
     assert "203.0.113.9" not in json.dumps(access + requests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="request logging still logs the socket peer; passes once the middlewares resolve "
-    "the client with compere.http.client_address and TRUSTED_PROXIES (issue 4)",
-)
 def test_app_logs_the_real_client_address_behind_nginx(edge):
     path = _request_with_forged_headers(edge)
     _, requests = _log_entries_for(edge, path)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS, USER
 from compere.http.schemas import ComparisonCreate, ComparisonListQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
+from compere.infra import metrics
+from compere.infra.signing import InvalidPairToken
 from compere.storage import queries
+from compere.storage.database import ConflictError
 
 
 async def create_comparison(request: web.Request) -> web.Response:
@@ -21,6 +24,8 @@ async def create_comparison(request: web.Request) -> web.Response:
         body.entity2_id,
     ):
         raise ApiError(400, "Selected entity must be one of the compared entities (or null for a tie)")
+    voter = request.get(USER)
+    provenance = _provenance(request, body) if body.pair_token else None
     try:
         row = await queries.record_comparison(
             request.app[DATABASE],
@@ -28,10 +33,28 @@ async def create_comparison(request: web.Request) -> web.Response:
             entity2_id=body.entity2_id,
             selected_entity_id=body.selected_entity_id,
             k_factor=request.app[SETTINGS].elo_k_factor,
+            user_id=voter.id if voter is not None else None,
+            provenance=provenance,
         )
     except queries.EntityNotFound as exc:
         raise not_found("Entity", exc.entity_id) from None
+    except ConflictError:
+        if provenance is None:
+            raise
+        raise ApiError(409, "This pair_token was already used for a vote") from None
+    metrics.VOTES.labels("tie" if body.selected_entity_id is None else "win").inc()
     return json_response(comparison_out(row))
+
+
+def _provenance(request: web.Request, body: ComparisonCreate) -> queries.PairProvenance:
+    assert body.pair_token is not None
+    try:
+        claims = request.app[PAIR_TOKENS].verify(body.pair_token)
+    except InvalidPairToken as exc:
+        raise ApiError(400, str(exc)) from None
+    if {claims.entity1_id, claims.entity2_id} != {body.entity1_id, body.entity2_id}:
+        raise ApiError(400, "pair_token was issued for a different pair")
+    return queries.PairProvenance(claims.strategy, claims.probability, claims.token_id)
 
 
 async def list_comparisons(request: web.Request) -> web.Response:

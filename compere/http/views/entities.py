@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import io
+
 from aiohttp import web
 
-from compere.http.errors import json_response, not_found, validation_error
+from compere.http.errors import ApiError, json_response, not_found, validation_error
 from compere.http.keys import DATABASE, SETTINGS
-from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate
+from compere.http.permissions import require_bulk_permission
+from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
+from compere.ranking_cache import prior_of
 from compere.storage import queries
+from compere.transfer import ImportFormatError, import_records, read_entity_records
+
+_IMPORT_BATCH = 500
+_REJECTIONS_SHOWN = 100
 
 
 async def create_entity(request: web.Request) -> web.Response:
@@ -20,6 +28,8 @@ async def create_entity(request: web.Request) -> web.Response:
         description=body.description,
         image_urls=body.image_urls,
         rating=request.app[SETTINGS].elo_initial_rating,
+        external_id=body.external_id,
+        prior=prior_of(request.app[SETTINGS]),
     )
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
@@ -62,3 +72,31 @@ async def delete_entity(request: web.Request) -> web.Response:
     if not await queries.delete_entity(request.app[DATABASE], entity_id):
         raise not_found("Entity", entity_id)
     return json_response({"message": f"Entity {entity_id} deleted"})
+
+
+async def import_entities(request: web.Request) -> web.Response:
+    """Bulk import: the body is a CSV or JSON Lines file, as for ``compere import``."""
+    await require_bulk_permission(request, "import entities")
+    query = read_query(request, ImportQuery)
+    try:
+        text = (await request.read()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "The file must be UTF-8 text") from None
+    try:
+        summary = await import_records(
+            request.app[DATABASE],
+            read_entity_records(io.StringIO(text, newline=""), query.format),
+            rating=request.app[SETTINGS].elo_initial_rating,
+            prior=prior_of(request.app[SETTINGS]),
+            batch_size=_IMPORT_BATCH,
+        )
+    except ImportFormatError as exc:
+        raise ApiError(400, str(exc)) from None
+    return json_response(
+        {
+            "created": summary.created,
+            "existing": summary.existing,
+            "rejected_count": len(summary.rejected),
+            "rejected": [{"line": r.line, "reason": r.reason} for r in summary.rejected[:_REJECTIONS_SHOWN]],
+        }
+    )

@@ -1,4 +1,4 @@
-"""``/mab/``: the bandit's next pair, and the original's explicit update call."""
+"""``/mab/``: the next pair to compare, and the original's explicit update call."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import random
 
 from aiohttp import web
 
-from compere.domain.ucb import ArmState, UCBParams, choose_second, draw_first
+from compere.domain.selection import Candidate, CandidatePlan, Selection, SelectionContext, select_pair
+from compere.domain.ucb import ArmState, UCBParams, choose_second, draw_first, ucb_pair_probability
 from compere.http.errors import ApiError, json_response, not_found
-from compere.http.keys import DATABASE, SETTINGS
-from compere.http.schemas import MabUpdateQuery
+from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS
+from compere.http.schemas import MabUpdateQuery, PairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
 from compere.settings import Settings
-from compere.storage import queries
+from compere.storage import pairing, queries
+from compere.storage.database import Connection, Row
 
 _rng = random.SystemRandom()
+PLAN = CandidatePlan()
 
 
 def ucb_params(settings: Settings) -> UCBParams:
@@ -29,28 +32,60 @@ def ucb_params(settings: Settings) -> UCBParams:
     )
 
 
-async def next_comparison(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    db = request.app[DATABASE]
+async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Selection:
+    """The original's algorithm on the candidate set, fed by the stored bandit counters."""
     arms = [
-        ArmState(row["id"], float(row["rating"]), row["comparisons"], row["wins"] + 0.5 * row["ties"])
-        for row in await queries.arm_states(db)
+        ArmState(r["id"], float(r["rating"]), r["comparisons"], r["wins"] + 0.5 * r["ties"]) for r in rows
     ]
-    if len(arms) < 2:
-        raise ApiError(400, "Need at least 2 entities for comparison")
-    # UCB1's n is the total number of pulls: every comparison pulls two arms.
-    total = sum(arm.comparisons for arm in arms)
+    # UCB1's n counts pulls; every comparison pulls two arms.
+    total = 2 * await pairing.latest_comparison_id(db)
     params = ucb_params(settings)
     first = draw_first(arms, total, params, _rng)
     # Recent opponents matter only for the entity drawn first: fetch them after the draw.
-    recent = await queries.recent_opponents(db, first.id, settings.recent_comparison_limit)
-    second = choose_second(first, arms, total, set(recent), params, _rng)
-    rows = [await queries.get_entity(db, first.id), await queries.get_entity(db, second.id)]
-    if rows[0] is None or rows[1] is None:  # deleted between the two reads
-        raise ApiError(
-            503, "The entity set changed while choosing a pair; please retry", headers={"Retry-After": "1"}
-        )
-    return json_response({"entity1": entity_out(rows[0]), "entity2": entity_out(rows[1])})
+    limit = settings.recent_comparison_limit
+    recent = {first.id: set(await queries.recent_opponents(db, first.id, limit))}
+    second = choose_second(first, arms, total, recent[first.id], params, _rng)
+    recent[second.id] = set(await queries.recent_opponents(db, second.id, limit))
+    probability = ucb_pair_probability(arms, total, recent, params, (first.id, second.id))
+    return Selection(first.id, second.id, probability, "ucb")
+
+
+async def next_comparison(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    db = request.app[DATABASE]
+    strategy = read_query(request, PairQuery).strategy or settings.ranking_strategy
+    rows = await pairing.pair_candidates(db, PLAN, _rng)
+    if len(rows) < 2:
+        raise ApiError(400, "Need at least 2 entities for comparison")
+    if strategy == "ucb":
+        chosen = await _select_ucb(db, rows, settings)
+    else:
+        candidates = [
+            Candidate(
+                r["id"],
+                r["mu"],
+                r["sigma"],
+                float(r["rating"]),
+                r["comparisons"],
+                r["wins"] + 0.5 * r["ties"],
+            )
+            for r in rows
+        ]
+        context = SelectionContext(exploration=settings.pair_exploration)
+        chosen = select_pair(strategy, candidates, _rng, context)
+    by_id = {r["id"]: r for r in rows}
+    token = request.app[PAIR_TOKENS].issue(
+        chosen.entity1_id, chosen.entity2_id, chosen.strategy, chosen.probability
+    )
+    return json_response(
+        {
+            "entity1": entity_out(by_id[chosen.entity1_id]),
+            "entity2": entity_out(by_id[chosen.entity2_id]),
+            "pair_token": token,
+            "strategy": chosen.strategy,
+            "selection_probability": chosen.probability,
+        }
+    )
 
 
 async def update_bandit(request: web.Request) -> web.Response:

@@ -1,15 +1,80 @@
-"""``/ratings``: the leaderboard."""
+"""``/ratings``: the leaderboard by Elo rating or Bayesian score, online or fitted."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from aiohttp import web
 
 from compere.http.errors import json_response
-from compere.http.keys import DATABASE
-from compere.http.views.shapes import entity_out
-from compere.storage import queries
+from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
+from compere.http.schemas import RatingsQuery
+from compere.http.validation import read_query
+from compere.http.views.shapes import entity_out, strength_fields
+from compere.ranking_cache import Board, prior_of
+from compere.storage import leaderboard
+from compere.storage.database import Row
 
 
-async def leaderboard(request: web.Request) -> web.Response:
-    rows = await queries.leaderboard(request.app[DATABASE])
-    return json_response([entity_out(r) for r in rows], headers={"X-Total-Count": str(len(rows))})
+def _ranked(row: Row, rank: int, board: Board | None, model: str) -> dict[str, Any]:
+    out = entity_out(row)
+    if board is not None:
+        if model == "bt":
+            out.update(strength_fields(board.score[row["id"]], board.uncertainty[row["id"]]))
+        out["rank"] = board.rank[row["id"]]
+        out["tied"] = row["id"] in board.tied
+    else:
+        out["rank"] = rank
+        out["tied"] = False
+    return out
+
+
+async def ratings(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, RatingsQuery)
+    db = request.app[DATABASE]
+    # The fitted model always orders by its own score; so does by=score.
+    by = "score" if query.model == "bt" else query.by
+    board = None
+    if by == "score":
+        prior = prior_of(request.app[SETTINGS])
+        board = await request.app[RANKING_CACHE].board(db, query.model, prior)
+    if board is not None and query.model == "bt":
+        ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
+        found = await leaderboard.by_ids(db, ids)
+        body = [_ranked(found[i], 0, board, "bt") for i in ids if i in found]
+        return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
+    if query.limit is not None:
+        rows = await leaderboard.page(db, by, query.skip, query.limit)
+        total = len(board.ids) if board is not None else await _count(request)
+        body = [_ranked(r, query.skip + k + 1, board, "online") for k, r in enumerate(rows)]
+        return json_response(body, headers={"X-Total-Count": str(total)})
+    return await _stream_all(request, by, board, query.skip)
+
+
+async def _count(request: web.Request) -> int:
+    from compere.storage.queries import count_entities
+
+    return await count_entities(request.app[DATABASE])
+
+
+async def _stream_all(request: web.Request, by: str, board: Board | None, skip: int) -> web.StreamResponse:
+    """The whole board as one JSON array, written in batches (kept for compatibility)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b"[")
+    position = 0
+    first = True
+    async for rows in leaderboard.stream(request.app[DATABASE], by):
+        batch = []
+        for row in rows:
+            position += 1
+            if position > skip:
+                batch.append(_ranked(row, position, board, "online"))
+        if batch:
+            # One encoder call per batch; strip the batch's own brackets to splice it in.
+            await response.write((b"" if first else b",") + orjson.dumps(batch)[1:-1])
+            first = False
+    await response.write(b"]")
+    await response.write_eof()
+    return response

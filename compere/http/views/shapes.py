@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
+
+from compere.domain.bayes import interval95
 from compere.storage.database import Row
 from compere.storage.queries import as_datetime
 
@@ -15,7 +17,7 @@ def entity_out(row: Row) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "description": row["description"],
-        "image_urls": json.loads(image_urls) if isinstance(image_urls, str) else image_urls,
+        "image_urls": orjson.loads(image_urls) if isinstance(image_urls, str) else image_urls,
         "rating": float(row["rating"]),
         "comparisons": row["comparisons"],
         "wins": row["wins"],
@@ -23,7 +25,14 @@ def entity_out(row: Row) -> dict[str, Any]:
         "ties": row["ties"],
         "created_at": as_datetime(row["created_at"]),
         "updated_at": as_datetime(row["updated_at"]),
+        "external_id": row.get("external_id"),
+        **strength_fields(row["mu"], row["sigma"]),
     }
+
+
+def strength_fields(score: float, uncertainty: float) -> dict[str, Any]:
+    lower, upper = interval95(score, uncertainty)
+    return {"score": score, "uncertainty": uncertainty, "interval_95": [lower, upper]}
 
 
 def comparison_out(row: Row) -> dict[str, Any]:
@@ -32,5 +41,21 @@ def comparison_out(row: Row) -> dict[str, Any]:
         "entity1_id": row["entity1_id"],
         "entity2_id": row["entity2_id"],
         "selected_entity_id": row["selected_entity_id"],
+        "created_at": as_datetime(row["created_at"]),
+        "strategy": row["strategy"],
+        "selection_probability": row["selection_probability"],
+        "user_id": row.get("user_id"),
+    }
+
+
+def user_out(row: Row) -> dict[str, Any]:
+    """A user as the API shows it: never the password hash."""
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "email": row["email"],
+        "full_name": row["full_name"],
+        "disabled": bool(row["disabled"]),
+        "is_superuser": bool(row["is_superuser"]),
         "created_at": as_datetime(row["created_at"]),
     }

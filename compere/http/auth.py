@@ -1,0 +1,288 @@
+"""Who is calling (identity) and what they may do (guards), kept apart.
+
+The identity middleware reads a bearer token (or, in cookie mode, the session
+cookie), checks it and stores the caller under ``USER``; it never refuses a request
+for lack of credentials. Guards decide: :func:`require_user` and
+:func:`require_superuser` are called by views, and :func:`guarded` applies the
+access level a route declares in the route table.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from compere.http.client_address import TrustedProxies, client_address, parse_trusted_proxies
+from compere.http.errors import ApiError
+from compere.http.keys import (
+    AUTH_FAILURE,
+    DATABASE,
+    LOGIN_THROTTLE,
+    PASSWORDS,
+    REDIS,
+    REVOKED_TOKENS,
+    SETTINGS,
+    TOKENS,
+    USER,
+)
+from compere.infra.auth_state import (
+    AuthStateUnavailable,
+    MemoryLoginThrottle,
+    MemoryRevokedTokens,
+    RedisLoginThrottle,
+    RedisRevokedTokens,
+)
+from compere.infra.passwords import PasswordHasher
+from compere.infra.tokens import TokenError, TokenIssuer
+from compere.settings import Settings
+from compere.storage import users
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+auth_log = logging.getLogger("compere.auth")
+
+# "__Host-" cookies must be Secure, have Path=/ and no Domain: browsers refuse to let a
+# sibling subdomain or a plain-HTTP page set or overwrite them.
+TOKEN_COOKIE = "__Host-compere_token"
+CSRF_COOKIE = "__Host-compere_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Never accepted in a URL: URLs end up in proxy logs, browser history and Referer headers.
+URL_SECRETS = frozenset({"password", "access_token", "client_secret"})
+
+NOT_AUTHENTICATED = "Not authenticated"
+INVALID_CREDENTIALS = "Could not validate credentials"
+NOT_ALLOWED = "Not enough permissions"
+AUTH_UNAVAILABLE = "Authentication is temporarily unavailable. Please retry shortly."
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    id: int
+    username: str
+    is_superuser: bool
+    token_id: str
+    token_expires_at: int
+    via_cookie: bool = False
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted(spec: tuple[str, ...]) -> TrustedProxies:
+    return parse_trusted_proxies(spec)
+
+
+def caller_address(request: web.Request) -> str:
+    """The client's address, through the proxies ``TRUSTED_PROXIES`` names (as the
+    request log and the rate limiter see it), for login counters and failure logs."""
+    return client_address(request, _trusted(request.app[SETTINGS].trusted_proxies))
+
+
+def unauthorized(detail: str) -> ApiError:
+    return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def auth_unavailable() -> ApiError:
+    return ApiError(503, AUTH_UNAVAILABLE, headers={"Retry-After": "1"})
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """A username as it may appear in a log line: bounded, no control characters."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
+def log_auth_failure(request: web.Request, reason: str, username: str | None = None) -> None:
+    """One warning per failed authentication: reason, username, client, path.
+
+    The log record has the time. Passwords and tokens are never passed here.
+    """
+    client = caller_address(request)
+    shown = _printable(username) if username is not None else "-"
+    auth_log.warning(
+        "authentication failed: %s user=%s client=%s path=%s",
+        reason,
+        shown,
+        client,
+        request.path,
+        extra={"event": "auth_failure", "reason": reason, "username": shown, "client": client},
+    )
+
+
+# --- identity ----------------------------------------------------------------------
+
+
+def _presented_token(request: web.Request, cookie_mode: bool) -> tuple[str | None, bool]:
+    """The token and whether it came from the cookie; (None, False) when none came."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "", False  # present but unusable: refused below like a bad token
+        return token.strip(), False
+    if cookie_mode:
+        cookie = request.cookies.get(TOKEN_COOKIE)
+        if cookie:
+            return cookie, True
+    return None, False
+
+
+async def _authenticate(request: web.Request, token: str, via_cookie: bool) -> AuthenticatedUser | None:
+    app = request.app
+    tokens = app[TOKENS]
+    try:
+        claims = tokens.decode(token)
+    except TokenError as exc:
+        _refuse(request, f"invalid token ({exc})")
+        return None
+    try:
+        if await app[REVOKED_TOKENS].is_revoked(claims.token_id):
+            _refuse(request, "token revoked (logged out)")
+            return None
+    except AuthStateUnavailable:
+        raise auth_unavailable() from None
+    row = await users.identity(app[DATABASE], claims.user_id)
+    if row is None:
+        _refuse(request, "token of a user that no longer exists")
+        return None
+    if row["disabled"]:
+        _refuse(request, "token of a disabled user", row["username"])
+        return None
+    if via_cookie and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), tokens.csrf_token(claims.token_id).encode()):
+            log_auth_failure(request, "missing or wrong CSRF token", row["username"])
+            raise ApiError(403, "CSRF token missing or invalid")
+    return AuthenticatedUser(
+        id=row["id"],
+        username=row["username"],
+        is_superuser=bool(row["is_superuser"]),
+        token_id=claims.token_id,
+        token_expires_at=claims.expires_at,
+        via_cookie=via_cookie,
+    )
+
+
+def _refuse(request: web.Request, reason: str, username: str | None = None) -> None:
+    request[AUTH_FAILURE] = reason
+    log_auth_failure(request, reason, username)
+    return None
+
+
+def identity(settings: Settings) -> Middleware:
+    """Find out who is calling; never refuse for missing credentials (guards do)."""
+    cookie_mode = settings.auth_cookie
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[USER] = None
+        if request.method == "OPTIONS":
+            return await handler(request)  # CORS preflights carry no credentials
+        if not URL_SECRETS.isdisjoint(request.query.keys()):
+            # The request log shows the path only, so the secret is not written anywhere.
+            log_auth_failure(request, "credentials in the query string")
+            raise ApiError(
+                400, "Credentials must not be sent in the URL; send them in the request body or headers"
+            )
+        token, via_cookie = _presented_token(request, cookie_mode)
+        if token is not None:
+            if token:
+                request[USER] = await _authenticate(request, token, via_cookie)
+            else:
+                _refuse(request, "unsupported Authorization scheme")
+        return await handler(request)
+
+    return middleware
+
+
+# --- guards ------------------------------------------------------------------------
+
+
+def require_user(request: web.Request) -> AuthenticatedUser:
+    """The caller, or 401 with ``WWW-Authenticate: Bearer``."""
+    user = request.get(USER)
+    if user is None:
+        if AUTH_FAILURE in request:
+            raise unauthorized(INVALID_CREDENTIALS)
+        log_auth_failure(request, "no credentials")
+        raise unauthorized(NOT_AUTHENTICATED)
+    return user
+
+
+def require_superuser(request: web.Request) -> AuthenticatedUser:
+    """The caller if a superuser; 401 when anonymous, 403 otherwise."""
+    user = require_user(request)
+    if not user.is_superuser:
+        log_auth_failure(request, "superuser required", user.username)
+        raise ApiError(403, NOT_ALLOWED)
+    return user
+
+
+_GUARDS: dict[str, Callable[[web.Request], AuthenticatedUser]] = {
+    "user": require_user,
+    "superuser": require_superuser,
+}
+
+
+def guarded(handler: Handler, access: str) -> Handler:
+    """``handler`` behind the guard for ``access`` ("public" returns it unchanged)."""
+    if access == "public":
+        return handler
+    guard = _GUARDS[access]
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        guard(request)
+        return await handler(request)
+
+    return checked
+
+
+# --- cookies -----------------------------------------------------------------------
+
+
+def set_session_cookies(response: web.StreamResponse, tokens: TokenIssuer, token: str, token_id: str) -> None:
+    """Put the token in an httpOnly cookie and its CSRF value in a readable one."""
+    csrf = tokens.csrf_token(token_id)
+    common = {"path": "/", "secure": True, "samesite": "Strict", "max_age": tokens.lifetime_seconds}
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, **common)  # type: ignore[arg-type]
+    # Readable by the page's script, which echoes it in the X-CSRF-Token header.
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, **common)  # type: ignore[arg-type]
+
+
+def clear_session_cookies(response: web.StreamResponse) -> None:
+    for name in (TOKEN_COOKIE, CSRF_COOKIE):
+        response.del_cookie(name, path="/", secure=True, samesite="Strict")
+
+
+# --- set-up ------------------------------------------------------------------------
+
+
+async def auth_context(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context (after Redis): token issuer, password hasher, shared state."""
+    settings = app[SETTINGS]
+    # Without a configured key (allowed only while auth is off) tokens are signed with a
+    # key that lives as long as this process.
+    app[TOKENS] = TokenIssuer(
+        settings.secret_key or secrets.token_urlsafe(32), settings.access_token_expire_minutes
+    )
+    app[PASSWORDS] = PasswordHasher(settings.bcrypt_rounds)
+    limits = {
+        "per_user": settings.login_max_failures,
+        "per_client": settings.login_max_failures_per_client,
+        "window": settings.login_failure_window,
+    }
+    client = app[REDIS]
+    if client is not None:
+        app[REVOKED_TOKENS] = RedisRevokedTokens(client)
+        app[LOGIN_THROTTLE] = RedisLoginThrottle(client, **limits)
+    else:
+        app[REVOKED_TOKENS] = MemoryRevokedTokens()
+        app[LOGIN_THROTTLE] = MemoryLoginThrottle(**limits)
+    yield

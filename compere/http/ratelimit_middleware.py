@@ -1,0 +1,233 @@
+"""Rate limiting for HTTP requests: which policy applies, whose quota, and what the client sees.
+
+Every limited response, allowed or refused, carries ``X-RateLimit-Limit``,
+``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (UTC epoch seconds, as GitHub sends
+them) and the IETF draft's ``RateLimit-Policy`` / ``RateLimit`` fields
+(draft-ietf-httpapi-ratelimit-headers-10). A refusal is ``429`` with ``Retry-After`` and a
+JSON ``detail``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from compere.http.client_address import TrustedProxies, client_address
+from compere.http.errors import ApiError
+from compere.http.keys import RATE_LIMITER, USER
+from compere.infra import metrics
+from compere.infra.ratelimit import (
+    InProcessSlidingWindowLimiter,
+    RateLimitDecision,
+    RateLimiterUnavailable,
+    RateLimitPolicy,
+    RedisSlidingWindowLimiter,
+    SlidingWindowLimiter,
+)
+from compere.settings import Settings
+
+__all__ = [
+    "RATE_LIMIT_HEADER_NAMES",
+    "FailMode",
+    "RateLimitPolicies",
+    "rate_limit_cleanup_ctx",
+    "rate_limit_middleware",
+    "rate_limit_subject",
+]
+
+log = logging.getLogger(__name__)
+
+FailMode = Literal["open", "closed"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class RateLimitPolicies:
+    """Which policy a request falls under: a stricter one for some routes, none for exempt paths.
+
+    ``routes`` maps ``(METHOD, path)`` to a policy; paths match with or without a trailing
+    slash. Paths equal to, or under, an ``exempt`` prefix are not limited at all.
+    """
+
+    default: RateLimitPolicy
+    routes: Mapping[tuple[str, str], RateLimitPolicy] = field(default_factory=dict)
+    exempt: tuple[str, ...] = ("/health",)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.default, RateLimitPolicy):
+            raise TypeError("default must be a RateLimitPolicy")
+        normalised: dict[tuple[str, str], RateLimitPolicy] = {}
+        for (method, path), policy in self.routes.items():
+            if not isinstance(policy, RateLimitPolicy):
+                raise TypeError(f"policy for {method} {path} must be a RateLimitPolicy")
+            if not path.startswith("/"):
+                raise ValueError(f"route path {path!r} must start with '/'")
+            normalised[(method.upper(), _strip_slash(path))] = policy
+        object.__setattr__(self, "routes", normalised)
+        for prefix in self.exempt:
+            if not prefix.startswith("/"):
+                raise ValueError(f"exempt path {prefix!r} must start with '/'")
+
+    @classmethod
+    def standard(cls, default: RateLimitPolicy, auth: RateLimitPolicy) -> RateLimitPolicies:
+        """Compere's route groups: logging in and signing up share the small ``auth`` quota."""
+        return cls(default, {("POST", "/auth/token"): auth, ("POST", "/auth/users/"): auth})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimitPolicies:
+        """The default and ``auth`` policies from RATE_LIMIT_* settings."""
+        return cls.standard(
+            RateLimitPolicy("default", settings.rate_limit_requests, settings.rate_limit_window),
+            RateLimitPolicy("auth", settings.rate_limit_auth_requests, settings.rate_limit_auth_window),
+        )
+
+    def for_request(self, method: str, path: str) -> RateLimitPolicy | None:
+        for prefix in self.exempt:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return None
+        return self.routes.get((method.upper(), _strip_slash(path)), self.default)
+
+
+def _strip_slash(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) -> str:
+    """Whose quota a request spends: the authenticated user, else the client address.
+
+    IPv6 clients are counted per /64, the block one subscriber usually holds, so that
+    hopping between addresses within it does not multiply the quota.
+    """
+    user = request.get(USER)
+    if user is not None:
+        user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
+        return f"user:{user_id}"
+    address = client_address(request, trusted_proxies)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"peer:{address}"
+    if parsed.version == 6:
+        return f"ip6:{ipaddress.IPv6Network((parsed, 64), strict=False).network_address}/64"
+    return f"ip:{parsed}"
+
+
+RATE_LIMIT_HEADER_NAMES = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+)
+
+
+def rate_limit_headers(policy: RateLimitPolicy, decision: RateLimitDecision) -> dict[str, str]:
+    reset_after = math.ceil(decision.reset_after)
+    return {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": str(math.ceil(decision.reset_at)),
+        "RateLimit-Policy": f'"{policy.name}";q={policy.limit};w={math.ceil(policy.window)}',
+        "RateLimit": f'"{policy.name}";r={decision.remaining};t={reset_after}',
+    }
+
+
+def rate_limit_middleware(
+    policies: RateLimitPolicies,
+    *,
+    trusted_proxies: TrustedProxies | None = None,
+    fail_mode: FailMode = "open",
+    limiter: SlidingWindowLimiter | None = None,
+) -> Middleware:
+    """A middleware enforcing ``policies``.
+
+    The limiter is ``limiter`` if given, else the one the app stores under ``RATE_LIMITER``
+    (created in ``rate_limit_cleanup_ctx``). When the limiter's store is unreachable,
+    ``fail_mode="open"`` lets the request through unlimited and ``"closed"`` answers 503.
+    """
+    if not isinstance(policies, RateLimitPolicies):
+        raise TypeError("policies must be a RateLimitPolicies")
+    if fail_mode not in ("open", "closed"):
+        raise ValueError(f"fail_mode must be 'open' or 'closed', not {fail_mode!r}")
+    if limiter is not None and not isinstance(limiter, SlidingWindowLimiter):
+        raise TypeError("limiter must be a SlidingWindowLimiter")
+    trusted = trusted_proxies if trusted_proxies is not None else TrustedProxies()
+    if not isinstance(trusted, TrustedProxies):
+        raise TypeError("trusted_proxies must be a TrustedProxies (see parse_trusted_proxies)")
+
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        policy = policies.for_request(request.method, request.path)
+        if policy is None:
+            return await handler(request)
+        store = limiter if limiter is not None else request.config_dict[RATE_LIMITER]
+        try:
+            decision = await store.hit(rate_limit_subject(request, trusted), policy)
+        except RateLimiterUnavailable:
+            # The limiter logs the failure itself, at most once per interval.
+            if fail_mode == "closed":
+                raise ApiError(
+                    503,
+                    "Rate limiting is temporarily unavailable. Please retry shortly.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            return await handler(request)
+
+        headers = rate_limit_headers(policy, decision)
+        if not decision.allowed:
+            metrics.RATE_LIMIT_REFUSALS.labels(policy=policy.name).inc()
+            retry_after = max(1, math.ceil(decision.reset_after))
+            raise ApiError(
+                429,
+                f"Rate limit exceeded: {policy.limit} requests per {policy.window:g} seconds. "
+                f"Retry in {retry_after} seconds.",
+                headers={**headers, "Retry-After": str(retry_after)},
+            )
+        try:
+            response = await handler(request)
+        except (web.HTTPException, ApiError) as exc:
+            # A raised error is a response too: it carries the same headers (the error
+            # middleware outside keeps them when it renders the error).
+            exc.headers.update(headers)
+            raise
+        if not response.prepared:
+            response.headers.update(headers)
+        return response
+
+    return rate_limit
+
+
+def rate_limit_cleanup_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """An ``app.cleanup_ctx`` entry that opens the limiter and closes it on shutdown.
+
+    With ``REDIS_URL`` the limiter has its own small pool (short timeouts, no retries), so
+    other Redis users can neither starve it nor be starved by it. Without it the limiter
+    is in-process: per worker, for local development (production refuses to start so).
+    """
+
+    async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
+        limiter: SlidingWindowLimiter
+        if settings.redis_url:
+            limiter = RedisSlidingWindowLimiter.from_url(
+                settings.redis_url,
+                connect_timeout=settings.rate_limit_redis_timeout,
+                command_timeout=settings.rate_limit_redis_timeout,
+                key_prefix=settings.rate_limit_key_prefix,
+            )
+        else:
+            log.warning("rate limiting without REDIS_URL: counts are per process (development only)")
+            limiter = InProcessSlidingWindowLimiter()
+        app[RATE_LIMITER] = limiter
+        try:
+            yield
+        finally:
+            await limiter.close()
+
+    return rate_limiter_ctx

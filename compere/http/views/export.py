@@ -1,0 +1,49 @@
+"""``/export/comparisons``: the whole vote log as a streamed download (JSON Lines or CSV)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from compere.http.keys import DATABASE
+from compere.http.permissions import require_bulk_permission
+from compere.http.schemas import ExportQuery
+from compere.http.validation import read_query
+from compere.storage import queries
+from compere.storage.database import DatabaseError
+from compere.transfer import MEDIA_TYPES, RowEncoder, export_columns
+
+log = logging.getLogger(__name__)
+
+_BATCH = 2000
+
+
+async def export_comparisons(request: web.Request) -> web.StreamResponse:
+    await require_bulk_permission(request, "export comparisons")
+    query = read_query(request, ExportQuery)
+    db = request.app[DATABASE]
+    columns = await queries.column_names(db, "comparisons")
+    encoder = RowEncoder(query.format, export_columns(columns))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"{MEDIA_TYPES[query.format]}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="comparisons.{query.format}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(encoder.header().encode())
+    try:
+        async for rows in queries.iter_rows(db, "comparisons", columns, batch_size=_BATCH):
+            await response.write(encoder.encode(rows).encode())
+    except DatabaseError as exc:
+        # The status line is already sent: cut the connection so the client sees an
+        # incomplete download instead of a file that silently ends early.
+        log.warning("export aborted: %s", exc)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response

@@ -1,0 +1,70 @@
+"""The built-in web app: voting, leaderboard, entity and login pages at ``/``.
+
+Plain HTML, CSS and ES modules from ``compere/static/app/``: no build step, no CDN,
+no inline script or style, so the pages carry a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from compere import __version__
+from compere.http.errors import json_response
+from compere.http.keys import SETTINGS
+from compere.http.openapi import STATIC_DIR
+
+APP_DIR = STATIC_DIR / "app"
+
+# Scripts, styles and API calls only from this origin; entity images may come from
+# anywhere on the web (they are the entities' own URLs), but never as scripts.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' https: http: data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+PAGES = {
+    "/": "index.html",
+    "/leaderboard": "leaderboard.html",
+    "/admin": "admin.html",
+    "/login": "login.html",
+}
+
+
+def _page(filename: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    path = APP_DIR / filename
+
+    async def handler(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "Cache-Control": "no-cache",
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin",
+            },
+        )
+
+    handler.__name__ = f"page_{filename.split('.')[0]}"
+    return handler
+
+
+async def app_config(request: web.Request) -> web.Response:
+    """What the pages need to know about the server: whether to show the login page."""
+    settings = request.app[SETTINGS]
+    return json_response({"auth_enabled": settings.auth_enabled, "version": __version__})
+
+
+def setup_webapp(app: web.Application) -> None:
+    for path, filename in PAGES.items():
+        app.router.add_get(path, _page(filename))
+    app.router.add_get("/app/config.json", app_config)
+    app.router.add_static("/app/", APP_DIR)

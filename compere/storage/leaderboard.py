@@ -1,0 +1,106 @@
+"""Leaderboard reads: pages, keyset-streamed full boards, and the inputs of model fits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam as param
+
+from compere.storage.database import Connection, Query, Row
+from compere.storage.queries import ENTITY_COLUMNS
+from compere.storage.tables import comparisons, entities
+
+_live = entities.c.deleted_at.is_(None)
+SORT_COLUMNS = {"rating": entities.c.rating, "score": entities.c.mu}
+
+
+def _ordered(by: str) -> sa.Select[Any]:
+    return sa.select(*ENTITY_COLUMNS).where(_live).order_by(SORT_COLUMNS[by].desc(), entities.c.id)
+
+
+_PAGES = {by: Query(_ordered(by).limit(param("limit")).offset(param("skip"))) for by in SORT_COLUMNS}
+_AFTER = {
+    by: Query(
+        _ordered(by)
+        .where(
+            sa.or_(column < param("value"), sa.and_(column == param("value"), entities.c.id > param("id")))
+        )
+        .limit(param("limit"))
+    )
+    for by, column in SORT_COLUMNS.items()
+}
+_MARKER = Query(
+    sa.select(
+        sa.select(sa.func.max(comparisons.c.id)).scalar_subquery().label("comparison"),
+        sa.select(sa.func.max(entities.c.id)).scalar_subquery().label("entity"),
+        sa.select(sa.func.max(entities.c.updated_at)).scalar_subquery().label("updated"),
+    )
+)
+_STRENGTHS = Query(sa.select(entities.c.id, entities.c.mu, entities.c.sigma).where(_live))
+_LIVE_IDS = Query(sa.select(entities.c.id).where(_live))
+_VOTES_AFTER = Query(
+    sa.select(
+        comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
+    )
+    .where(comparisons.c.id > param("after"))
+    .order_by(comparisons.c.id)
+    .limit(param("limit"))
+)
+
+
+async def page(db: Connection, by: str, skip: int, limit: int) -> list[Row]:
+    return await db.fetch_all(_PAGES[by], {"skip": skip, "limit": limit})
+
+
+async def stream(db: Connection, by: str, batch: int = 1000) -> AsyncIterator[list[Row]]:
+    """The whole board in order, ``batch`` rows per round trip (keyset, not OFFSET)."""
+    rows = await page(db, by, 0, batch)
+    column = "rating" if by == "rating" else "mu"
+    while rows:
+        yield rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        rows = await db.fetch_all(_AFTER[by], {"value": last[column], "id": last["id"], "limit": batch})
+
+
+async def change_marker(db: Connection) -> tuple[Any, ...]:
+    """Changes whenever a vote, a new entity, an edit or a deletion could change ranks."""
+    row = await db.fetch_one(_MARKER)
+    assert row is not None
+    return (row["comparison"], row["entity"], str(row["updated"]))
+
+
+async def strengths(db: Connection) -> list[Row]:
+    return await db.fetch_all(_STRENGTHS)
+
+
+async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, Row]:
+    if not ids:
+        return {}
+    rows = await db.fetch_all(Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id.in_(list(ids)))))
+    return {row["id"]: row for row in rows}
+
+
+async def live_ids(db: Connection) -> list[int]:
+    return [row["id"] for row in await db.fetch_all(_LIVE_IDS)]
+
+
+async def vote_log(db: Connection, batch: int = 50_000) -> tuple[list[int], list[int], list[float]]:
+    """Every vote as three columns (winner NaN for a tie), read in id order."""
+    first: list[int] = []
+    second: list[int] = []
+    winner: list[float] = []
+    after = 0
+    while True:
+        rows = await db.fetch_all(_VOTES_AFTER, {"after": after, "limit": batch})
+        for row in rows:
+            first.append(row["entity1_id"])
+            second.append(row["entity2_id"])
+            selected = row["selected_entity_id"]
+            winner.append(float("nan") if selected is None else float(selected))
+        if len(rows) < batch:
+            return first, second, winner
+        after = rows[-1]["id"]

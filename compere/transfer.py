@@ -1,0 +1,228 @@
+"""Bulk transfer formats: entity files to import, and export rows as JSON Lines or CSV.
+
+Shared by the CLI (``compere import`` / ``compere export``) and the HTTP export, so a
+file written by one reads the same as a download from the other. Everything here is
+streaming: records are parsed and rows encoded one at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+import orjson
+from pydantic import ValidationError
+
+from compere.domain.bayes import Z95, Prior
+from compere.http.schemas import EntityCreate
+from compere.storage.database import Database
+from compere.storage.queries import as_datetime, import_entities
+
+FORMATS = ("jsonl", "csv")
+MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+# Exported columns that hold timestamps (text in SQLite, datetimes in PostgreSQL).
+_TIMESTAMPS = {"created_at", "updated_at", "deleted_at"}
+# Storage internals that mean nothing outside: the soft-delete marker, the random
+# sampling key and the pair token's nonce.
+_INTERNAL = {"deleted_at", "random_key", "pair_token_id"}
+# Model columns whose mean and spread give a 95% interval, when the schema has them.
+_SCORE_PAIRS = (("score", "uncertainty"),)
+# Stored column -> the name the API (and so every export) uses for it.
+_PUBLIC_NAMES = {"mu": "score", "sigma": "uncertainty"}
+
+
+class ImportFormatError(ValueError):
+    """The import file cannot be read as the format it claims to be."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    reason: str
+
+
+def guess_format(filename: str) -> str:
+    """``csv`` for ``*.csv``, otherwise JSON Lines."""
+    return "csv" if filename.lower().endswith(".csv") else "jsonl"
+
+
+def read_entity_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """Yield ``(line, record)`` for each entity in the file, or ``(line, Rejected)``.
+
+    Fields: ``external_id`` (required: it is what makes re-imports safe), ``name``,
+    ``description``, ``image_urls``. In CSV, ``image_urls`` is a JSON array or URLs
+    separated by spaces; in JSON Lines it is a list. Records are validated by the same
+    rules as ``POST /entities/``.
+    """
+    if fmt == "csv":
+        reader = csv.DictReader(stream)
+        if reader.fieldnames is None or "name" not in reader.fieldnames:
+            raise ImportFormatError("the CSV file needs a header row with at least name and external_id")
+        for row in reader:
+            line = reader.line_num
+            urls = (row.get("image_urls") or "").strip()
+            raw: dict[str, Any] = {
+                "external_id": row.get("external_id"),
+                "name": row.get("name"),
+                "description": row.get("description") or "",
+                "image_urls": _csv_urls(urls),
+            }
+            yield line, _validated(line, raw)
+        return
+    for line, text in enumerate(stream, start=1):
+        if not text.strip():
+            continue
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield line, Rejected(line, f"not valid JSON ({exc.msg})")
+            continue
+        except RecursionError:
+            yield line, Rejected(line, "not valid JSON (nested too deeply)")
+            continue
+        if not isinstance(raw, dict):
+            yield line, Rejected(line, "each line must be a JSON object")
+            continue
+        yield line, _validated(line, raw)
+
+
+def _csv_urls(text: str) -> Any:
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return text  # rejected by validation with a clear message
+    return text.split()
+
+
+def _validated(line: int, raw: dict[str, Any]) -> dict[str, Any] | Rejected:
+    external_id = raw.get("external_id")
+    if isinstance(external_id, int) and not isinstance(external_id, bool):
+        external_id = str(external_id)
+    if not isinstance(external_id, str) or not external_id.strip():
+        return Rejected(line, "external_id is required (a non-empty string)")
+    try:
+        entity = EntityCreate.model_validate({**raw, "external_id": external_id})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "record"
+        return Rejected(line, f"{where}: {first['msg']}")
+    return entity.model_dump()
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: int = 0
+    existing: int = 0  # records whose external_id was already there: left unchanged
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+async def import_records(
+    db: Database,
+    records: Iterable[tuple[int, dict[str, Any] | Rejected]],
+    *,
+    rating: float,
+    prior: Prior,
+    batch_size: int,
+    progress: Callable[[int], object] | None = None,
+) -> ImportSummary:
+    """Store parsed records in batches (one transaction each), skipping known external ids."""
+    summary = ImportSummary()
+    for batch in batched(records, batch_size):
+        good = [record for _, record in batch if not isinstance(record, Rejected)]
+        summary.rejected += [record for _, record in batch if isinstance(record, Rejected)]
+        new = await import_entities(db, good, rating=rating, prior=prior) if good else 0
+        summary.created += new
+        summary.existing += len(good) - new
+        if progress is not None:
+            progress(len(batch))
+    return summary
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def export_columns(columns: Sequence[str]) -> list[str]:
+    """The columns an export shows: everything but storage internals, plus intervals."""
+    shown = [_PUBLIC_NAMES.get(c, c) for c in columns if c not in _INTERNAL]
+    for mean, spread in _SCORE_PAIRS:
+        if mean in columns and spread in columns:
+            shown += ["interval_low", "interval_high"]
+            break
+    return shown
+
+
+def export_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as an export record: aware ISO timestamps, JSON lists, 95% intervals."""
+    record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
+    for key in _TIMESTAMPS.intersection(record):
+        if record[key] is not None:
+            record[key] = as_datetime(record[key])
+    if isinstance(record.get("image_urls"), str):
+        record["image_urls"] = json.loads(record["image_urls"])
+    for mean, spread in _SCORE_PAIRS:
+        if record.get(mean) is not None and record.get(spread) is not None:
+            record["interval_low"] = float(record[mean]) - Z95 * float(record[spread])
+            record["interval_high"] = float(record[mean]) + Z95 * float(record[spread])
+            break
+    return record
+
+
+class RowEncoder:
+    """Encodes export records as JSON Lines or CSV text, header first for CSV."""
+
+    def __init__(self, fmt: str, columns: Sequence[str]) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(fmt)
+        self.fmt = fmt
+        self.columns = list(columns)
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\n")
+
+    def header(self) -> str:
+        if self.fmt != "csv":
+            return ""
+        return self._take(self.columns)
+
+    def encode(self, rows: Iterable[dict[str, Any]]) -> str:
+        """Text for a batch of rows (one line each)."""
+        if self.fmt == "jsonl":
+            return "".join(orjson.dumps(export_record(r)).decode() + "\n" for r in rows)
+        for row in rows:
+            record = export_record(row)
+            self._csv.writerow([_csv_cell(record.get(c)) for c in self.columns])
+        return self._drain()
+
+    def _take(self, cells: Sequence[Any]) -> str:
+        self._csv.writerow(cells)
+        return self._drain()
+
+    def _drain(self) -> str:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return text
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return json.dumps(value)
+    return value
