@@ -21,10 +21,10 @@ from aiohttp import web
 
 from compere.http.app import create_app
 from compere.http.idempotency import fingerprint, record_key
-from compere.http.keys import IDEMPOTENCY, USER
+from compere.http.keys import IDEMPOTENCY
 from compere.infra.idempotency import KEY_PREFIX
 from compere.settings import SettingsError, load_settings
-from tests.conftest import NO_DOTENV
+from tests.conftest import NO_DOTENV, bearer
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 
@@ -200,30 +200,47 @@ async def test_a_malformed_key_is_a_400(client, create_entities, bad):
     assert await stored_comparisons(client) == []
 
 
-async def test_keys_are_scoped_to_the_caller(make_client, make_settings, store_env):
-    app = await create_app(make_settings(**store_env), configure_logs=False)
+@pytest.fixture
+def idem_keys_cleared_in_auth_redis(auth_redis: str) -> Iterator[None]:
+    yield
+    conn = redis.Redis.from_url(auth_redis)
+    for key in conn.scan_iter(match=KEY_PREFIX + "*", count=1000):
+        conn.delete(key)
+    conn.close()
 
-    @web.middleware
-    async def fake_identity(request, handler):  # stands in for the auth middleware
-        if "X-Test-User" in request.headers:
-            request[USER] = {"id": int(request.headers["X-Test-User"])}
-        return await handler(request)
 
-    app.middlewares.append(fake_identity)
-    client = await make_client(app)
+async def test_keys_are_scoped_to_the_signed_in_user(admin_and_alice, idem_keys_cleared_in_auth_redis):
+    client, admin_token, alice_token = admin_and_alice
     ids = []
     for name in ("a", "b"):
-        resp = await client.post("/entities/", json={"name": name})
+        resp = await client.post("/entities/", json={"name": name}, headers=bearer(admin_token))
         ids.append((await resp.json())["id"])
     key = new_key()
-    alice = await vote(client, ids[0], ids[1], ids[0], key, **{"X-Test-User": "1"})
-    bob = await vote(client, ids[0], ids[1], ids[0], key, **{"X-Test-User": "2"})
-    alice_again = await vote(client, ids[0], ids[1], ids[0], key, **{"X-Test-User": "1"})
-    assert alice.status == bob.status == alice_again.status == 200
-    assert "Idempotent-Replayed" not in bob.headers
-    assert alice_again.headers["Idempotent-Replayed"] == "true"
-    assert (await bob.json())["id"] != (await alice.json())["id"]
-    assert len(await stored_comparisons(client)) == 2
+    body = {"entity1_id": ids[0], "entity2_id": ids[1], "selected_entity_id": ids[0]}
+
+    async def post(token):
+        return await client.post(
+            "/comparisons/", json=body, headers={**bearer(token), "Idempotency-Key": key}
+        )
+
+    admin, alice, admin_again = await post(admin_token), await post(alice_token), await post(admin_token)
+    assert admin.status == alice.status == admin_again.status == 200
+    assert "Idempotent-Replayed" not in alice.headers  # the same key, but another user's
+    assert admin_again.headers["Idempotent-Replayed"] == "true"
+    assert (await alice.json())["id"] != (await admin.json())["id"]
+    log = await (await client.get("/comparisons/", headers=bearer(admin_token))).json()
+    assert len(log) == 2
+
+
+async def test_creating_a_user_is_idempotent(admin_and_alice, idem_keys_cleared_in_auth_redis):
+    client, admin_token, _ = admin_and_alice
+    headers = {**bearer(admin_token), "Idempotency-Key": new_key()}
+    body = {"username": "bob", "password": "amber-falcon-ledger-58"}
+    first = await client.post("/auth/users/", json=body, headers=headers)
+    again = await client.post("/auth/users/", json=body, headers=headers)
+    assert first.status == again.status == 200, await first.text()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await again.read() == await first.read()
 
 
 async def test_a_lock_left_by_a_dead_worker_expires(make_client, make_settings):
