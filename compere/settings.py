@@ -83,6 +83,8 @@ class Settings:
     db_statement_timeout_ms: int = 10_000
     migrate_on_start: bool = True
 
+    idempotency_ttl: int = 24 * 3600
+    idempotency_lock_ttl: int = 60
     metrics_enabled: bool = False
     # Who may read /metrics without a token: loopback by default.
     metrics_allowed_ips: tuple[IPNetwork, ...] = LOOPBACK
@@ -316,9 +318,13 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         bayes_prior_sigma=r.number("BAYES_PRIOR_SIGMA", 1.5, low=0.1, high=10),
         pair_exploration=r.number("PAIR_EXPLORATION", 0.1, low=0, high=1),
         pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
+        idempotency_ttl=r.integer("IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 86_400),
+        idempotency_lock_ttl=r.integer("IDEMPOTENCY_LOCK_TTL", 60, low=1, high=3600),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+    if settings.idempotency_lock_ttl > settings.idempotency_ttl:
+        raise SettingsError("IDEMPOTENCY_LOCK_TTL must not exceed IDEMPOTENCY_TTL")
     if not settings.is_production:  # production reports these with its other problems below
         if settings.auth_enabled and not settings.secret_key:
             raise SettingsError("SECRET_KEY must be set when AUTH_ENABLED is true")

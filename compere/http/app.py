@@ -9,13 +9,14 @@ from aiohttp import web
 
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
-from compere.http.keys import DATABASE, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
+from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
 from compere.http.security_headers import setup_security_headers
 from compere.http.webapp import setup_webapp
+from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from compere.infra.logging import configure_logging, redact_access_logs
 from compere.infra.redis import create_redis
 from compere.infra.signing import PairTokens
@@ -83,8 +84,13 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     url = app[SETTINGS].redis_url
     client = create_redis(url) if url else None
     app[REDIS] = client
+    # Without Redis (development only: production requires REDIS_URL) idempotency keys
+    # are remembered per process.
+    store = RedisIdempotencyStore(client) if client is not None else InMemoryIdempotencyStore()
+    app[IDEMPOTENCY] = store
     try:
         yield
     finally:
+        await store.aclose()
         if client is not None:
             await client.aclose()

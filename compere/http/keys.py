@@ -8,6 +8,7 @@ import redis.asyncio
 from aiohttp import web
 
 from compere.infra.auth_state import LoginThrottle, RevokedTokens
+from compere.infra.idempotency import IdempotencyStore
 from compere.infra.passwords import PasswordHasher
 from compere.infra.ratelimit import SlidingWindowLimiter
 from compere.infra.signing import PairTokens
@@ -29,6 +30,7 @@ LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
 RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
+IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from compere import __version__
-from compere.http import schemas
+from compere.http import idempotency, schemas
 from compere.http.errors import json_response
 from compere.http.routes import Route
 
@@ -28,6 +28,22 @@ _STATUS_TEXT = {
     429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
+}
+_IDEMPOTENCY_PARAMETER = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe: the first successful answer for this key is stored for 24 hours "
+        "and replayed to retries; the same key with a different body gets 422, a retry while "
+        "the first request still runs gets 409."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": "^[ -~]+$",
+    },
 }
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -89,6 +105,8 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     ]
     if route.query is not None:
         params += _query_parameters(route.query, defs)
+    if route.idempotent:
+        params.append(_IDEMPOTENCY_PARAMETER)
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -100,13 +118,16 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": _STATUS_TEXT[200]}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": _schema_of(route.response, defs, "serialization")}}
-    if route.headers:
+    headers = dict(route.headers)
+    if route.idempotent:
+        headers[idempotency.REPLAYED_HEADER] = "`true` when this is the stored answer to an earlier request"
+    if headers:
         ok["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}} for name, text in route.headers.items()
+            name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
         }
     responses: dict[str, Any] = {"200": ok}
     error_ref = _schema_of(schemas.Error, defs, "serialization")
-    errors = set(route.errors)
+    errors = set(route.errors) | ({400, 409, 422, 503} if route.idempotent else set())
     if route.access == "public":
         op["security"] = []
     else:

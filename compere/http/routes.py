@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from compere.http import schemas
 from compere.http.auth import guarded
+from compere.http.idempotency import idempotent
 from compere.http.keys import SETTINGS
 from compere.http.views import auth, comparisons, content, entities, export, health, mab, ratings
 
@@ -41,6 +42,7 @@ class Route:
     auth_always: bool = False  # checked even with AUTH_ENABLED=false (the /auth/ endpoints)
     open_until_first_user: bool = False  # the view applies ``access`` itself, under a lock
     form_body: bool = False  # the body may also be application/x-www-form-urlencoded
+    idempotent: bool = False  # accepts Idempotency-Key (compere.http.idempotency)
 
     def effective_access(self, auth_enabled: bool) -> Access:
         """The guard the router puts in front of the handler."""
@@ -70,6 +72,7 @@ ROUTES: list[Route] = [
         schemas.Entity,
         body=schemas.EntityCreate,
         errors=(400, 413, 422),
+        idempotent=True,
     ),
     Route(
         "GET",
@@ -134,6 +137,7 @@ ROUTES: list[Route] = [
         schemas.Comparison,
         body=schemas.ComparisonCreate,
         errors=(400, 404, 409, 413, 422),
+        idempotent=True,
     ),
     Route(
         "GET",
@@ -250,6 +254,7 @@ ROUTES: list[Route] = [
         access="superuser",
         auth_always=True,
         open_until_first_user=True,
+        idempotent=True,
     ),
     Route(
         "GET",
@@ -304,5 +309,6 @@ def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
     """Register every route behind the guard its access level asks for."""
     auth_enabled = app[SETTINGS].auth_enabled
     for route in routes:
-        handler = guarded(route.handler, route.effective_access(auth_enabled))
+        handler = idempotent(route.handler) if route.idempotent else route.handler
+        handler = guarded(handler, route.effective_access(auth_enabled))
         app.router.add_route(route.method, route.path, handler)

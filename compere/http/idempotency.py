@@ -1,0 +1,176 @@
+"""``Idempotency-Key`` on write routes: a retried request gets the first answer again.
+
+Semantics follow Stripe's and the IETF draft (``draft-ietf-httpapi-idempotency-key-header``):
+
+- The header is optional. Without it a request runs as usual.
+- The first request with a key runs; if it succeeds (2xx) its status, content type and
+  body are stored for ``IDEMPOTENCY_TTL`` seconds and every retry with the same key gets
+  exactly those bytes back, plus ``Idempotent-Replayed: true``, without running again.
+- A retry while the first request still runs gets 409 (``Retry-After: 1``).
+- The same key with a different request (method, path or body) gets 422.
+- Failures are not stored: a 4xx or 5xx changed nothing (votes are atomic), so the key
+  is released and a retry runs again and may succeed.
+- Keys are scoped to the caller (``user:<id>`` when authenticated, else the client
+  address): one caller can never replay another's response.
+- If the store (Redis) cannot be reached, a request *carrying* a key is refused with 503
+  rather than run without the guarantee it asked for: a retried vote counted twice would
+  corrupt the data set silently, a 503 only delays it. Requests without a key are not
+  affected. See docs/resilience.md.
+
+Routes opt in with ``idempotent=True`` in the route table; :func:`idempotent` wraps
+their handler, so it runs inside every middleware (after authentication has named the
+caller and after rate limiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+
+import orjson
+from aiohttp import web
+
+from compere.http.auth import caller_address
+from compere.http.errors import ApiError
+from compere.http.keys import IDEMPOTENCY, SETTINGS, USER
+from compere.infra.idempotency import IdempotencyStore, StoredResponse, StoreUnavailable
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+
+log = logging.getLogger(__name__)
+
+
+def _store_unavailable() -> ApiError:
+    # A new exception each time: raising one shared instance again and again would
+    # chain every traceback (and the requests in its frames) onto it, a memory leak.
+    return ApiError(
+        503,
+        "Idempotency keys cannot be checked right now, so the request was not processed. "
+        "Please retry shortly with the same key.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def parse_key(raw: str) -> str:
+    """The key from the header: 1-255 printable ASCII characters, optionally quoted."""
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]  # the IETF draft sends it as a structured-field string
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(" " <= ch <= "~" for ch in key):
+        raise ApiError(400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
+def caller_scope(request: web.Request) -> str:
+    """Whose keys these are: the authenticated user, else the client address (as
+    resolved through TRUSTED_PROXIES)."""
+    user = request.get(USER)
+    if user is not None:
+        ident = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", None)
+        if ident is not None:
+            return f"user:{ident}"
+    return f"addr:{caller_address(request)}"
+
+
+def record_key(scope: str, key: str) -> str:
+    """Where a caller's key is kept (hashed: keys are client-chosen text)."""
+    return f"{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def fingerprint(method: str, path_qs: str, body: bytes) -> str:
+    """A digest of method, path and body; JSON bodies compare by content, not layout."""
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, TypeError):
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.encode(), path_qs.encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _replay(stored: StoredResponse) -> web.Response:
+    return web.Response(
+        body=stored.body,
+        status=stored.status,
+        headers={"Content-Type": stored.content_type, REPLAYED_HEADER: "true"},
+    )
+
+
+async def _release(store: IdempotencyStore, key: str, token: str, lock_ttl: float) -> None:
+    try:
+        await store.release(key, token)
+    except StoreUnavailable as exc:
+        # Until it is released (retried in the background) or expires, retries get 409.
+        log.warning("could not release an idempotency lock: %s", str(exc))
+        store.release_later(key, token, within=lock_ttl)
+
+
+def idempotent(handler: Handler) -> Handler:
+    """Wrap a write handler with ``Idempotency-Key`` handling (see the module docstring)."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        raw = request.headers.get(HEADER)
+        if raw is None:
+            return await handler(request)
+        key = parse_key(raw)
+        settings = request.app[SETTINGS]
+        store = request.app[IDEMPOTENCY]
+        body = await request.read()  # cached: the handler reads it again for free
+        digest = fingerprint(request.method, request.rel_url.raw_path_qs, body)
+        record = record_key(caller_scope(request), key)
+        token = secrets.token_hex(8)
+        try:
+            existing = await store.claim(record, digest, token, settings.idempotency_lock_ttl)
+        except StoreUnavailable as exc:
+            log.warning("idempotency store unavailable: %s", str(exc))
+            raise _store_unavailable() from None
+        if existing is not None:
+            if existing.fingerprint != digest:
+                raise ApiError(422, f"This {HEADER} was already used for a different request")
+            if existing.response is None:
+                raise ApiError(
+                    409,
+                    f"A request with this {HEADER} is still being processed. Retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            return _replay(existing.response)
+
+        try:
+            response = await handler(request)
+        except BaseException:
+            # Shielded: the lock must be released even when this task is cancelled.
+            await asyncio.shield(_release(store, record, token, settings.idempotency_lock_ttl))
+            raise
+        body_out = response.body if isinstance(response, web.Response) else None
+        if not 200 <= response.status < 300 or not isinstance(body_out, bytes | bytearray):
+            await _release(store, record, token, settings.idempotency_lock_ttl)
+            return response
+        content_type = response.headers.get("Content-Type", "application/octet-stream")
+        stored = StoredResponse(response.status, content_type, bytes(body_out))
+        try:
+            if not await store.complete(record, token, digest, stored, settings.idempotency_ttl):
+                log.warning(
+                    "an idempotency lock expired before its request finished; raise IDEMPOTENCY_LOCK_TTL"
+                )
+        except StoreUnavailable as exc:
+            # The work is done and the client must hear so. Our lock still guards the key
+            # (retries get 409), so keep trying to store the answer until the lock would
+            # expire; only a store outage longer than that leaves the key unprotected.
+            log.warning("could not store an idempotent response yet: %s", str(exc))
+            store.complete_later(
+                record, token, digest, stored, settings.idempotency_ttl, within=settings.idempotency_lock_ttl
+            )
+        return response
+
+    return wrapper
