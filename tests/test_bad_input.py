@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from aiohttp import web
@@ -81,7 +82,15 @@ def production_app(shared_postgres_url):
     empty_postgres(shared_postgres_url)
 
     async def make() -> web.Application:
-        settings = load_settings({"DATABASE_URL": shared_postgres_url, **PRODUCTION}, dotenv=NO_DOTENV)
+        # Production must limit rates; these tests send hundreds of requests from one
+        # address, so each app gets its own limiter keys and a quota it cannot exhaust.
+        env = {
+            "DATABASE_URL": shared_postgres_url,
+            **PRODUCTION,
+            "RATE_LIMIT_REQUESTS": "1000000",
+            "RATE_LIMIT_KEY_PREFIX": f"compere:test:{uuid.uuid4().hex}:",
+        }
+        settings = load_settings(env, dotenv=NO_DOTENV)
         return await create_app(settings, configure_logs=False)
 
     return make

@@ -6,9 +6,9 @@ invalid ones); each response must not be a 5xx, must use a status code the docum
 lists for that operation, and must match the documented schema, content type and
 headers.
 
-Callers: ``CALLERS`` lists who sends the requests; each operation runs once per caller.
-It holds the anonymous caller now; with authentication, add one that registers a user
-and returns its ``Authorization`` header (and serve with ``AUTH_ENABLED=true``).
+Callers: ``CALLERS`` lists who sends the requests; each operation runs once per caller:
+anonymously, and as the superuser (the first user, registered on the served instance),
+so the operations behind the access guards are exercised past them too.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def served_api(postgres_factory, tmp_path_factory) -> Iterator[str]:
         "DATABASE_URL": postgres_factory(),
         "LOG_REQUESTS": "false",
         "ENVIRONMENT": "staging",  # production-like error bodies without production's guards
+        "SECRET_KEY": "fuzzing-secret-key-that-is-long-enough-0123",
+        "BCRYPT_ROUNDS": "10",
     }
     env.pop("REDIS_URL", None)
     with log_path.open("wb") as log:
@@ -76,6 +78,11 @@ def served_api(postgres_factory, tmp_path_factory) -> Iterator[str]:
             if time.monotonic() > deadline or server.poll() is not None:
                 pytest.fail(f"the server did not start:\n{log_path.read_text()}")
             time.sleep(0.1)
+        # The superuser caller's account, made before any fuzzing can take the first-user slot.
+        first = requests.post(
+            f"{base}/auth/users/", json={"username": SUPERUSER[0], "password": SUPERUSER[1]}, timeout=10
+        )
+        assert first.status_code == 200 and first.json()["is_superuser"], first.text
         # A few entities, so that reads and votes on small ids sometimes succeed.
         for name in ("alpha", "beta", "gamma"):
             requests.post(f"{base}/entities/", json={"name": name}, timeout=5).raise_for_status()
@@ -100,9 +107,35 @@ def anonymous(base_url: str) -> dict[str, str]:
     return {}
 
 
-# Who sends the requests. With authentication merged, add a caller that registers a
-# user once and returns {"Authorization": "Bearer ..."}.
-CALLERS: dict[str, Callable[[str], dict[str, str]]] = {"anonymous": anonymous}
+SUPERUSER = ("fuzz-admin", "a-long-fuzzing-passphrase-42")
+_tokens: dict[str, str] = {}
+
+
+def superuser(base_url: str) -> dict[str, str]:
+    """A bearer header for the instance's superuser, renewed when the fuzzer logs it out.
+
+    If the fuzzer has disabled the account, the caller goes on anonymously (every
+    answer must still conform).
+    """
+    token = _tokens.get(base_url)
+    if token is not None:
+        me = requests.get(
+            f"{base_url}/auth/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        if me.status_code == 200:
+            return {"Authorization": f"Bearer {token}"}
+    username, password = SUPERUSER
+    login = requests.post(
+        f"{base_url}/auth/token", data={"username": username, "password": password}, timeout=10
+    )
+    if login.status_code != 200:
+        return {}
+    _tokens[base_url] = login.json()["access_token"]
+    return {"Authorization": f"Bearer {_tokens[base_url]}"}
+
+
+# Who sends the requests; each operation is fuzzed once per caller.
+CALLERS: dict[str, Callable[[str], dict[str, str]]] = {"anonymous": anonymous, "superuser": superuser}
 
 
 @pytest.mark.parametrize("caller", sorted(CALLERS))
