@@ -76,22 +76,20 @@ def as_datetime(value: Any) -> datetime:
 
 # --- entities --------------------------------------------------------------------
 
-_INSERT_ENTITY = Query(
-    sa.insert(entities)
-    .values(
-        name=param("name"),
-        description=param("description"),
-        image_urls=param("image_urls"),
-        rating=param("rating"),
-        mu=param("mu"),
-        sigma=param("sigma"),
-        random_key=param("random_key"),
-        created_at=param("now"),
-        updated_at=param("now"),
-        external_id=param("external_id"),
-    )
-    .returning(*ENTITY_COLUMNS)
-)
+# What a new entity row is made of; shared by single creates and bulk imports.
+_NEW_ENTITY: dict[str, Any] = {
+    "name": param("name"),
+    "description": param("description"),
+    "image_urls": param("image_urls"),
+    "rating": param("rating"),
+    "mu": param("mu"),
+    "sigma": param("sigma"),
+    "random_key": param("random_key"),
+    "created_at": param("now"),
+    "updated_at": param("now"),
+    "external_id": param("external_id"),
+}
+_INSERT_ENTITY = Query(sa.insert(entities).values(**_NEW_ENTITY).returning(*ENTITY_COLUMNS))
 _GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live))
 _SOFT_DELETE_ENTITY = Query(
     sa.update(entities)
@@ -211,18 +209,25 @@ _APPLY_RESULT = Query(
         ties=entities.c.ties + param("tie"),
     )
 )
+
+
+def _new_comparison(first: str, second: str) -> dict[str, Any]:
+    """A new comparison row; the entity ids are bound under the given names."""
+    return {
+        "entity1_id": param(first),
+        "entity2_id": param(second),
+        "selected_entity_id": param("selected_entity_id"),
+        "created_at": param("now"),
+        "user_id": param("user_id"),
+        "strategy": param("strategy"),
+        "selection_probability": param("probability"),
+        "pair_token_id": param("pair_token_id"),
+    }
+
+
 _INSERT_COMPARISON = Query(
     sa.insert(comparisons)
-    .values(
-        entity1_id=param("entity1_id"),
-        entity2_id=param("entity2_id"),
-        selected_entity_id=param("selected_entity_id"),
-        created_at=param("now"),
-        user_id=param("user_id"),
-        strategy=param("strategy"),
-        selection_probability=param("probability"),
-        pair_token_id=param("pair_token_id"),
-    )
+    .values(**_new_comparison("entity1_id", "entity2_id"))
     .returning(*COMPARISON_COLUMNS)
 )
 _GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
@@ -249,16 +254,7 @@ def _apply_result_cte(n: int) -> Any:
 # CTEs of the comparison INSERT (SQLite has no DML in CTEs and runs the three separately).
 _RECORD_VOTE_IN_ONE = Query(
     sa.insert(comparisons)
-    .values(
-        entity1_id=param("id1"),
-        entity2_id=param("id2"),
-        selected_entity_id=param("selected_entity_id"),
-        created_at=param("now"),
-        strategy=param("strategy"),
-        selection_probability=param("probability"),
-        pair_token_id=param("pair_token_id"),
-        user_id=param("user_id"),
-    )
+    .values(**_new_comparison("id1", "id2"))
     .returning(*COMPARISON_COLUMNS)
     .add_cte(_apply_result_cte(1))
     .add_cte(_apply_result_cte(2))
@@ -394,18 +390,7 @@ async def recent_opponents(db: Connection, entity_id: int, limit: int) -> list[i
 
 def _insert_if_new(insert: Any) -> Query:
     """One entity row, skipped when its external id is already taken (by any row)."""
-    stmt = insert(entities).values(
-        name=param("name"),
-        description=param("description"),
-        image_urls=param("image_urls"),
-        rating=param("rating"),
-        mu=param("mu"),
-        sigma=param("sigma"),
-        random_key=param("random_key"),
-        created_at=param("now"),
-        updated_at=param("now"),
-        external_id=param("external_id"),
-    )
+    stmt = insert(entities).values(**_NEW_ENTITY)
     return Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
 
 
