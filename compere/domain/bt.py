@@ -115,6 +115,28 @@ def _cg(matvec, rhs: FloatArray, diag: FloatArray, tol: float, max_iter: int) ->
     return x
 
 
+def _curvature(
+    theta: FloatArray, pairs: PairCounts, n_entities: int, lam: float
+) -> tuple[FloatArray, FloatArray]:
+    """Per-pair Fisher weights ``n p (1 - p)`` and the diagonal of the negative Hessian."""
+    p = 1.0 / (1.0 + np.exp(-(theta[pairs.i] - theta[pairs.j])))
+    c = pairs.n * p * (1.0 - p)
+    diag = (
+        np.bincount(pairs.i, weights=c, minlength=n_entities)
+        + np.bincount(pairs.j, weights=c, minlength=n_entities)
+        + lam
+    )
+    return c, diag
+
+
+def _dense_hessian(pairs: PairCounts, c: FloatArray, diag: FloatArray) -> FloatArray:
+    """The negative Hessian as a dense matrix: the weighted graph Laplacian plus the prior."""
+    hess = np.diag(diag)
+    hess[pairs.i, pairs.j] -= c
+    hess[pairs.j, pairs.i] -= c
+    return hess
+
+
 def fit_bradley_terry(
     n_entities: int,
     pairs: PairCounts,
@@ -152,17 +174,9 @@ def fit_bradley_terry(
             - np.bincount(pj, weights=resid, minlength=n_entities)
             - lam * (theta - prior.mu0)
         )
-        c = pairs.n * p * (1.0 - p)
-        diag = (
-            np.bincount(pi, weights=c, minlength=n_entities)
-            + np.bincount(pj, weights=c, minlength=n_entities)
-            + lam
-        )
+        c, diag = _curvature(theta, pairs, n_entities, lam)
         if dense:
-            hess = np.diag(diag)
-            hess[pi, pj] -= c
-            hess[pj, pi] -= c
-            step = np.linalg.solve(hess, grad)
+            step = np.linalg.solve(_dense_hessian(pairs, c, diag), grad)
         else:
             cc = c
 
@@ -188,19 +202,9 @@ def fit_bradley_terry(
         if float(np.max(np.abs(t * step), initial=0.0)) < tol or improvement < tol * 1e-3:
             break
 
-    d = theta[pi] - theta[pj]
-    p = 1.0 / (1.0 + np.exp(-d))
-    c = pairs.n * p * (1.0 - p)
-    diag = (
-        np.bincount(pi, weights=c, minlength=n_entities)
-        + np.bincount(pj, weights=c, minlength=n_entities)
-        + lam
-    )
+    c, diag = _curvature(theta, pairs, n_entities, lam)
     if dense:
-        hess = np.diag(diag)
-        hess[pi, pj] -= c
-        hess[pj, pi] -= c
-        var = np.diag(np.linalg.inv(hess)).copy()
+        var = np.diag(np.linalg.inv(_dense_hessian(pairs, c, diag))).copy()
     else:
         # Plus the uncertainty of the overall level, which only the prior pins down.
         var = approximate_marginal_variance(n_entities, pi, pj, c, lam) + 1.0 / (lam * n_entities)

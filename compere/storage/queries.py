@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -296,12 +296,11 @@ async def record_comparison(
         for entity_id in (entity1_id, entity2_id):
             if entity_id not in locked:
                 raise EntityNotFound(entity_id)
-        one, two = locked[entity1_id], locked[entity2_id]
-        score1 = score_of(entity1_id, selected_entity_id)
-        elo = elo_update(one["rating"], two["rating"], score1, k_factor)
-        bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
-        first = _result(entity1_id, elo.rating1, bayes.mu1, bayes.sigma1, score1)
-        second = _result(entity2_id, elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1)
+        effect1, effect2 = vote_effects(
+            locked[entity1_id], locked[entity2_id], score_of(entity1_id, selected_entity_id), k_factor
+        )
+        first = {"id": entity1_id, **effect1}
+        second = {"id": entity2_id, **effect2}
         vote = {
             "selected_entity_id": selected_entity_id,
             "now": utc_now(),
@@ -324,16 +323,31 @@ async def record_comparison(
     return row
 
 
-def _result(entity_id: int, rating: float, mu: float, sigma: float, score: float) -> dict[str, Any]:
-    return {
-        "id": entity_id,
-        "rating": rating,
-        "mu": mu,
-        "sigma": sigma,
-        "win": int(score == 1.0),
-        "loss": int(score == 0.0),
-        "tie": int(score == 0.5),
-    }
+def vote_effects(
+    one: Mapping[str, Any], two: Mapping[str, Any], score1: float, k_factor: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What one vote does to each side: new ``rating``, ``mu``, ``sigma`` and counter steps.
+
+    The one place where a vote meets the models; the online path and the rebuild both
+    use it, so a rebuild reproduces exactly what the votes did.
+    """
+    elo = elo_update(one["rating"], two["rating"], score1, k_factor)
+    bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
+
+    def effect(rating: float, mu: float, sigma: float, score: float) -> dict[str, Any]:
+        return {
+            "rating": rating,
+            "mu": mu,
+            "sigma": sigma,
+            "win": int(score == 1.0),
+            "loss": int(score == 0.0),
+            "tie": int(score == 0.5),
+        }
+
+    return (
+        effect(elo.rating1, bayes.mu1, bayes.sigma1, score1),
+        effect(elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1),
+    )
 
 
 async def get_comparison(db: Connection, comparison_id: int) -> Row | None:
@@ -550,15 +564,16 @@ async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: floa
             for vote in batch:
                 one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
                 score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
-                one["rating"], two["rating"] = elo_update(one["rating"], two["rating"], score1, k_factor)
-                one["mu"], one["sigma"], two["mu"], two["sigma"] = bayes_update(
-                    one["mu"], one["sigma"], two["mu"], two["sigma"], score1
-                )
-                for side, score in ((one, score1), (two, 1.0 - score1)):
+                for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor), strict=True):
+                    side["rating"], side["mu"], side["sigma"] = (
+                        effect["rating"],
+                        effect["mu"],
+                        effect["sigma"],
+                    )
                     side["comparisons"] += 1
-                    side["wins"] += score == 1.0
-                    side["losses"] += score == 0.0
-                    side["ties"] += score == 0.5
+                    side["wins"] += effect["win"]
+                    side["losses"] += effect["loss"]
+                    side["ties"] += effect["tie"]
             replayed += len(batch)
             if len(batch) < 10_000:
                 break

@@ -15,6 +15,7 @@ from compere.http.views.shapes import entity_out, strength_fields
 from compere.ranking_cache import Board, prior_of
 from compere.storage import leaderboard
 from compere.storage.database import Row
+from compere.storage.queries import count_entities
 
 
 def _ranked(row: Row, rank: int, board: Board | None, model: str) -> dict[str, Any]:
@@ -46,16 +47,10 @@ async def ratings(request: web.Request) -> web.StreamResponse:
         return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
     if query.limit is not None:
         rows = await leaderboard.page(db, by, query.skip, query.limit)
-        total = len(board.ids) if board is not None else await _count(request)
+        total = len(board.ids) if board is not None else await count_entities(db)
         body = [_ranked(r, query.skip + k + 1, board, "online") for k, r in enumerate(rows)]
         return json_response(body, headers={"X-Total-Count": str(total)})
     return await _stream_all(request, by, board, query.skip)
-
-
-async def _count(request: web.Request) -> int:
-    from compere.storage.queries import count_entities
-
-    return await count_entities(request.app[DATABASE])
 
 
 async def _stream_all(request: web.Request, by: str, board: Board | None, skip: int) -> web.StreamResponse:
