@@ -163,6 +163,7 @@ def simulate(cfg: RunConfig) -> dict:
             recent_opponents_of=recent,
             ucb=ucb_params,
             ucb_probability=False,  # exercised by the unit tests; costly here
+            prior=cfg.prior,
         )
         sel = select_pair(strategy, cands, rng, context)
         i, j = sel.entity1_id, sel.entity2_id

@@ -5,8 +5,9 @@ a *candidate set* that the storage layer fetches with a few indexed queries
 (:class:`CandidatePlan` says which). :func:`select_pair` is the one entry point:
 
 - ``active`` (default): the pair whose vote is expected to shrink the leaderboard's
-  uncertainty (the two entities' variances) the most under the Bayesian model
-  (see :func:`expected_shrinkage`), plus an ``exploration`` share of uniformly
+  uncertainty (the two entities' variances, weighted by how crowded the board is
+  at their strengths) the most under the Bayesian model (see
+  :func:`expected_shrinkage`), plus an ``exploration`` share of uniformly
   random candidate pairs so every entity keeps a chance of being shown;
 - ``ucb``: the original Compere's documented algorithm
   (:func:`compere.domain.ucb.select_pair_ucb`) on the candidates;
@@ -27,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from compere.domain.bayes import DEFAULT_PRIOR, Prior
 from compere.domain.ucb import (
     ArmState,
     UCBParams,
@@ -69,6 +71,9 @@ class SelectionContext:
     recent_opponents_of: Mapping[int, Collection[int]] = field(default_factory=dict)
     ucb: UCBParams = field(default_factory=UCBParams)
     exploration: float = 0.1  # share of uniformly random pairs in ``active``
+    # The population the strengths come from; ``active`` weights each entity's
+    # variance drop by how crowded its strength is under it (None: no weighting).
+    prior: Prior | None = DEFAULT_PRIOR
     # ``ucb``'s probability needs a numerical integral (about a millisecond at 60
     # candidates); callers that do not store it (the simulation) may skip it: NaN.
     ucb_probability: bool = True
@@ -97,7 +102,11 @@ class CandidatePlan:
 
 
 def expected_shrinkage(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    prior: Prior | None = None,
 ) -> np.ndarray:
     """Expected drop of ``sigma1^2 + sigma2^2`` from one vote between 1 and 2.
 
@@ -107,13 +116,28 @@ def expected_shrinkage(
     this favours an uncertain entity against a well-known one of similar strength:
     a close match (``h`` near 1/4) that anchors the uncertain entity to the rest
     of the leaderboard instead of to another unknown.
+
+    With a ``prior``, each entity's drop is weighted by
+    ``exp(-(mu - mu0)^2 / (2 sigma0^2))``, the relative density of strengths near
+    ``mu`` in the population the prior describes. The leaderboard is judged by the
+    pairs it puts in the wrong order, and an error in one entity's strength only
+    mis-orders the entities whose strengths are close to it: a mid-table entity has
+    many such neighbours, one at the extremes few. Spending votes where the board
+    is crowded reached Kendall tau 0.8 in fewer votes in the simulation
+    (docs/ranking.md).
     """
     var1 = sigma1 * sigma1
     var2 = sigma2 * sigma2
     v = var1 + var2
     p = 1.0 / (1.0 + np.exp(-(mu1 - mu2) / np.sqrt(1.0 + math.pi * v / 8.0)))
     h = p * (1.0 - p)
-    return (var1 * var1 + var2 * var2) * h / (1.0 + h * v)
+    drop1 = var1 * var1
+    drop2 = var2 * var2
+    if prior is not None:
+        spread = 2.0 * prior.sigma0 * prior.sigma0
+        drop1 = drop1 * np.exp(-((mu1 - prior.mu0) ** 2) / spread)
+        drop2 = drop2 * np.exp(-((mu2 - prior.mu0) ** 2) / spread)
+    return (drop1 + drop2) * h / (1.0 + h * v)
 
 
 def _select_random(candidates: Sequence[Candidate], rng: random.Random) -> Selection:
@@ -122,7 +146,9 @@ def _select_random(candidates: Sequence[Candidate], rng: random.Random) -> Selec
     return Selection(candidates[i].id, candidates[j].id, 2.0 / (n * (n - 1)), "random")
 
 
-def _select_active(candidates: Sequence[Candidate], rng: random.Random, exploration: float) -> Selection:
+def _select_active(
+    candidates: Sequence[Candidate], rng: random.Random, exploration: float, prior: Prior | None
+) -> Selection:
     n = len(candidates)
     uniform = 2.0 / (n * (n - 1))
     # Always draw both numbers so the random stream does not depend on the branch.
@@ -132,7 +158,7 @@ def _select_active(candidates: Sequence[Candidate], rng: random.Random, explorat
     mu = np.fromiter((c.mu for c in candidates), float, n)
     sigma = np.fromiter((c.sigma for c in candidates), float, n)
     rows, cols = np.triu_indices(n, 1)
-    gain = expected_shrinkage(mu[rows], sigma[rows], mu[cols], sigma[cols])
+    gain = expected_shrinkage(mu[rows], sigma[rows], mu[cols], sigma[cols], prior)
     best = float(gain.max())
     winners = np.flatnonzero(gain >= best - 1e-12)
     pick = winners[rng.randrange(winners.size)] if winners.size > 1 else winners[0]
@@ -190,7 +216,7 @@ def select_pair(
         return _select_random(candidates, rng)
     if strategy == "ucb":
         return _select_ucb(candidates, rng, context)
-    return _select_active(candidates, rng, context.exploration)
+    return _select_active(candidates, rng, context.exploration, context.prior)
 
 
 def plan_candidates(

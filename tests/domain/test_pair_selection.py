@@ -1,13 +1,16 @@
 import collections
 import random
 
+import numpy as np
 import pytest
 
+from compere.domain.bayes import Prior
 from compere.domain.selection import (
     STRATEGIES,
     Candidate,
     CandidatePlan,
     SelectionContext,
+    expected_shrinkage,
     plan_candidates,
     select_pair,
 )
@@ -137,3 +140,25 @@ def test_ucb_probability_can_be_skipped():
     context = SelectionContext(total_comparisons=10, ucb_probability=False)
     sel = select_pair("ucb", candidates(6), random.Random(0), context)
     assert sel.probability != sel.probability  # NaN
+
+
+def test_active_spends_votes_where_the_board_is_crowded():
+    # Two equally uncertain newcomers, each with an equally close well-known opponent:
+    # one pair in the middle of the board, one far out in the tail. A mis-ordering
+    # in the middle costs more (many entities have similar strengths), so the middle
+    # pair wins; without the population prior the two pairs are worth the same.
+    cands = [
+        Candidate(id=1, mu=0.0, sigma=1.0),
+        Candidate(id=2, mu=0.1, sigma=0.2),
+        Candidate(id=3, mu=3.5, sigma=1.0),
+        Candidate(id=4, mu=3.6, sigma=0.2),
+    ]
+    mu = np.array([c.mu for c in cands])
+    sigma = np.array([c.sigma for c in cands])
+    plain = expected_shrinkage(mu[[0, 2]], sigma[[0, 2]], mu[[1, 3]], sigma[[1, 3]])
+    assert plain[0] == pytest.approx(plain[1])
+    weighted = expected_shrinkage(mu[[0, 2]], sigma[[0, 2]], mu[[1, 3]], sigma[[1, 3]], Prior(0.0, 1.5))
+    assert weighted[0] > 2 * weighted[1]
+    context = SelectionContext(exploration=0.0)
+    chosen = select_pair("active", cands, random.Random(0), context)
+    assert {chosen.entity1_id, chosen.entity2_id} == {1, 2}

@@ -6,6 +6,7 @@ import random
 
 from aiohttp import web
 
+from compere.domain.bayes import Prior
 from compere.domain.selection import Candidate, CandidatePlan, Selection, SelectionContext, select_pair
 from compere.domain.ucb import ArmState, UCBParams, choose_second, draw_first, ucb_pair_probability
 from compere.http.errors import ApiError, json_response, not_found
@@ -71,7 +72,9 @@ async def next_comparison(request: web.Request) -> web.Response:
             )
             for r in rows
         ]
-        context = SelectionContext(exploration=settings.pair_exploration)
+        context = SelectionContext(
+            exploration=settings.pair_exploration, prior=Prior(0.0, settings.bayes_prior_sigma)
+        )
         chosen = select_pair(strategy, candidates, _rng, context)
     by_id = {r["id"]: r for r in rows}
     token = request.app[PAIR_TOKENS].issue(
