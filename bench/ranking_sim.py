@@ -16,7 +16,12 @@ Rating models (leaderboards):
             The selector then also sees the refined beliefs.
 
 Strategies: active, ucb, random (compere.domain.selection), plus ``deployed``: the
-original as it is deployed, UCB whose bandit state is never updated.
+original as it is deployed, UCB whose bandit state is never updated, and ``oracle``,
+a yardstick no server can run: it knows the hidden strengths and pairs the
+least-compared item with a uniformly chosen item within ``--oracle-width`` logits of
+it (close matches carry the most information per vote, p(1-p) near 1/4).
+Every row also reports the information per vote: the mean of p(1-p) under the true
+strengths, what each vote adds to the precision of both items' strengths.
 
 Scenarios: ``bt`` (clean votes), ``noisy`` (20% of votes come from an annotator who
 answers at random), ``ties`` (a vote is a tie with probability 0.3 * 4p(1-p)).
@@ -91,13 +96,58 @@ def kendall_tau(truth: np.ndarray, estimate: np.ndarray) -> float:
 class RunConfig:
     n: int
     seed: int
-    strategy: str  # active | ucb | random | deployed
+    strategy: str  # active | ucb | random | deployed | oracle
     refit: bool  # beliefs periodically replaced by the offline fit
     scenario: str = "bt"
     max_budget: int = 32
     refit_every: float = 1.0  # in units of N votes (geometric: also at 1/4, 1/2)
     plan: CandidatePlan = field(default_factory=CandidatePlan)
     prior: Prior = DEFAULT_PRIOR
+    oracle_width: float = 1.0  # logits; only for the ``oracle`` strategy
+
+
+def _oracle_pair(
+    theta: np.ndarray, comparisons: np.ndarray, width: float, rng: random.Random
+) -> tuple[int, int]:
+    """The least-compared item against a random item within ``width`` of its true strength."""
+    fewest = np.flatnonzero(comparisons == comparisons.min())
+    i = int(fewest[rng.randrange(fewest.size)])
+    gap = np.abs(theta - theta[i])
+    gap[i] = np.inf
+    near = np.flatnonzero(gap <= width)
+    j = int(near[rng.randrange(near.size)]) if near.size else int(np.argmin(gap))
+    return i, j
+
+
+def _select(
+    cfg: RunConfig,
+    strategy: str,
+    ids: list[int],
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    rating: np.ndarray,
+    comparisons: np.ndarray,
+    wins: np.ndarray,
+    recent: dict[int, collections.deque[int]],
+    rng: random.Random,
+) -> tuple[int, int]:
+    """One pair from the real selector, on the candidate set the server would fetch."""
+    positions = plan_candidates(cfg.plan, ids, mu, sigma, rng)
+    if cfg.strategy == "deployed":  # the original's bandit state never moves
+        cands = [Candidate(i, mu[i], sigma[i], rating[i], 0, 0.0) for i in positions]
+        total = 0
+    else:
+        cands = [Candidate(i, mu[i], sigma[i], rating[i], int(comparisons[i]), wins[i]) for i in positions]
+        total = int(comparisons.sum())
+    context = SelectionContext(
+        total_comparisons=total,
+        recent_opponents_of=recent,
+        ucb=UCBParams(),
+        ucb_probability=False,  # exercised by the unit tests; costly here
+        prior=cfg.prior,
+    )
+    sel = select_pair(strategy, cands, rng, context)
+    return sel.entity1_id, sel.entity2_id
 
 
 def _vote(rng: np.random.Generator, ti: float, tj: float, scenario: str) -> float:
@@ -127,7 +177,6 @@ def simulate(cfg: RunConfig) -> dict:
     second: list[int] = []
     scores: list[float] = []
     strategy = "ucb" if cfg.strategy == "deployed" else cfg.strategy
-    ucb_params = UCBParams()
 
     total_votes = cfg.max_budget * n
     # vote count -> budget in units of N, every quarter of N (exact for any N)
@@ -141,6 +190,7 @@ def simulate(cfg: RunConfig) -> dict:
     last_fit: BTFit | None = None
     selection_seconds = 0.0
     update_seconds = 0.0
+    information = 0.0
 
     def fit() -> BTFit:
         pairs = aggregate_votes(first, second, scores, n)
@@ -149,25 +199,13 @@ def simulate(cfg: RunConfig) -> dict:
 
     for t in range(1, total_votes + 1):
         t0 = time.perf_counter()
-        positions = plan_candidates(cfg.plan, ids, mu, sigma, rng)
-        if cfg.strategy == "deployed":
-            cands = [Candidate(i, mu[i], sigma[i], rating[i], 0, 0.0) for i in positions]
-            total = 0
+        if cfg.strategy == "oracle":
+            i, j = _oracle_pair(theta, comparisons, cfg.oracle_width, rng)
         else:
-            cands = [
-                Candidate(i, mu[i], sigma[i], rating[i], int(comparisons[i]), wins[i]) for i in positions
-            ]
-            total = int(comparisons.sum())
-        context = SelectionContext(
-            total_comparisons=total,
-            recent_opponents_of=recent,
-            ucb=ucb_params,
-            ucb_probability=False,  # exercised by the unit tests; costly here
-            prior=cfg.prior,
-        )
-        sel = select_pair(strategy, cands, rng, context)
-        i, j = sel.entity1_id, sel.entity2_id
+            i, j = _select(cfg, strategy, ids, mu, sigma, rating, comparisons, wins, recent, rng)
         t1 = time.perf_counter()
+        p_true = 1.0 / (1.0 + math.exp(theta[j] - theta[i]))
+        information += p_true * (1.0 - p_true)
         s = _vote(nrng, theta[i], theta[j], cfg.scenario)
         first.append(i)
         second.append(j)
@@ -207,6 +245,7 @@ def simulate(cfg: RunConfig) -> dict:
         "coverage": coverage,
         "selection_us_per_vote": 1e6 * selection_seconds / total_votes,
         "update_us_per_vote": 1e6 * update_seconds / total_votes,
+        "information_per_vote": information / total_votes,
     }
 
 
@@ -232,6 +271,8 @@ def mean_curve(curves: list[list[tuple[float, float]]]) -> list[tuple[float, flo
 def label(strategy: str, model: str) -> str:
     if strategy == "deployed":
         return "original as deployed (UCB, bandit never updated) + " + model
+    if strategy == "oracle":
+        return "oracle (knows the strengths, close opponents) + " + model
     if strategy == "ucb" and model == "elo":
         return "original as designed (UCB + Elo K=32)"
     return f"{strategy} + {model}"
@@ -261,9 +302,15 @@ def summarise(rows: list[dict]) -> list[dict]:
                     k: float(np.mean([g["coverage"][k] for g in group if k in g["coverage"]]))
                     for k in cov_keys
                 },
+                "information": _mean_of(group, "information_per_vote"),
             }
         )
     return table
+
+
+def _mean_of(group: list[dict], key: str) -> float | None:
+    values = [g[key] for g in group if g.get(key) is not None]
+    return float(np.mean(values)) if values else None
 
 
 def markdown(table: list[dict]) -> str:
@@ -276,15 +323,18 @@ def markdown(table: list[dict]) -> str:
         rows.sort(key=lambda r: (r["reach"][0.8] is None, r["reach"][0.8] or 0.0, -(r["tau"][8] or 0)))
         lines.append(f"\n**Scenario `{key[0]}`, N = {key[1]}** ({rows[0]['seeds']} seeds; tau averaged)\n")
         head = " | ".join(f"{b}N" for b in BUDGETS)
-        lines.append(f"| strategy + model | {head} | tau 0.8 at | tau 0.9 at | 95% coverage |")
-        lines.append("|---" * (len(BUDGETS) + 4) + "|")
+        lines.append(
+            f"| strategy + model | {head} | tau 0.8 at | tau 0.9 at | 95% coverage | p(1-p) per vote |"
+        )
+        lines.append("|---" * (len(BUDGETS) + 5) + "|")
         for r in rows:
             taus = " | ".join(fmt(r["tau"][b], ".3f") for b in BUDGETS)
             reach = " | ".join(
                 fmt(r["reach"][lv], ".1f") + ("N" if r["reach"][lv] is not None else "") for lv in THRESHOLDS
             )
             cov = ", ".join(f"{k.split('@')[1]} {v:.2f}" for k, v in r["coverage"].items())
-            lines.append(f"| {r['label']} | {taus} | {reach} | {cov or '-'} |")
+            info = fmt(r.get("information"), ".3f")
+            lines.append(f"| {r['label']} | {taus} | {reach} | {cov or '-'} | {info} |")
     return "\n".join(lines)
 
 
@@ -312,6 +362,7 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
                 "seconds": round(seconds, 2),
                 "selection_us_per_vote": round(result["selection_us_per_vote"], 1),
                 "update_us_per_vote": round(result["update_us_per_vote"], 1),
+                "information_per_vote": round(result["information_per_vote"], 4),
             }
             if model == "elo" and cfg.refit:
                 continue  # identical to the non-refit run's Elo; report it once
@@ -330,7 +381,7 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
             seeds = args.seeds if args.seeds else (10 if n <= 200 else 3)
             for seed in range(seeds):
                 for strategy in args.strategies:
-                    for refit in (False, True) if strategy != "deployed" else (False,):
+                    for refit in (False, True) if strategy not in ("deployed", "oracle") else (False,):
                         if refit and strategy not in args.refit_strategies:
                             continue
                         configs.append(
@@ -342,6 +393,7 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
                                 scenario=scenario,
                                 max_budget=args.max_budget,
                                 refit_every=args.refit_every,
+                                oracle_width=args.oracle_width,
                             )
                         )
     return configs
@@ -444,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         "--strategies",
         nargs="+",
         default=["active", "random", "ucb", "deployed"],
-        choices=["active", "random", "ucb", "deployed"],
+        choices=["active", "random", "ucb", "deployed", "oracle"],
+    )
+    parser.add_argument(
+        "--oracle-width", type=float, default=1.0, help="the oracle's opponents lie within this many logits"
     )
     parser.add_argument(
         "--refit-strategies", nargs="*", default=[], help="also run these with the refit model"
@@ -465,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.http:
         # One run per invocation: each run needs its own empty database.
-        strategies = [s for s in args.strategies if s != "deployed"]
+        strategies = [s for s in args.strategies if s not in ("deployed", "oracle")]
         if len(args.n) != 1 or len(strategies) != 1:
             parser.error("--http runs one N and one strategy (restart the server on an empty database)")
         rows = run_http(args.http, args.n[0], args.seed, strategies[0], args.max_budget, out)
