@@ -64,16 +64,20 @@ def bench_environment(redis_url: str, database_url: str) -> dict[str, str]:
     }
 
 
-def bearer_token(settings: object) -> str | None:
-    """A valid access token for the chain app, when the service has authentication."""
-    try:
-        from compere.infra import security
-    except ImportError:
-        return None
-    create = getattr(security, "create_access_token", None)
-    if create is None:
-        return None
-    return str(create(settings, "bench-user"))
+async def bearer_token(session: aiohttp.ClientSession, base_url: str) -> str:
+    """Sign a user up and log in through the chain app's own API: a real access token.
+
+    Every timed request then pays what an authenticated API client pays: the JWT
+    check, the revocation lookup in Redis and the read of the user's row.
+    """
+    user = {"username": f"bench-{secrets.token_hex(4)}", "password": secrets.token_urlsafe(18)}
+    async with session.post(f"{base_url}/auth/users/", json=user) as response:
+        if response.status not in (200, 201):
+            raise SystemExit(f"sign-up failed: {response.status} {await response.text()}")
+    async with session.post(f"{base_url}/auth/token", data=user) as response:
+        if response.status != 200:
+            raise SystemExit(f"login failed: {response.status} {await response.text()}")
+        return str((await response.json())["access_token"])
 
 
 async def start(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -82,7 +86,7 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}{PING_PATH}"
+    return runner, f"http://127.0.0.1:{port}"
 
 
 async def sample(
@@ -105,8 +109,11 @@ async def measure(args: argparse.Namespace, log_sink: TextIO) -> dict[str, objec
     from compere.settings import load_settings
 
     require_loopback_host(urlsplit(args.redis_url).hostname)
+    if args.database_url:
+        require_loopback_host(urlsplit(args.database_url).hostname)
     with tempfile.TemporaryDirectory() as scratch:
-        environ = bench_environment(args.redis_url, f"sqlite:///{scratch}/bench.db")
+        database_url = args.database_url or f"sqlite:///{scratch}/bench.db"
+        environ = bench_environment(args.redis_url, database_url)
         settings = load_settings(environ, dotenv=Path(scratch) / "none.env")
         # Request logs are formatted as in production but written nowhere.
         handler = logging.StreamHandler(log_sink)
@@ -118,16 +125,19 @@ async def measure(args: argparse.Namespace, log_sink: TextIO) -> dict[str, objec
         chain_app.router.add_get(PING_PATH, ping)
         chain = [getattr(m, "__qualname__", repr(m)) for m in build_middlewares(settings)]
 
-        token = bearer_token(settings)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        bare_runner, bare_url = await start(bare_app)
-        chain_runner, chain_url = await start(chain_app)
+        bare_runner, bare_base = await start(bare_app)
+        chain_runner, chain_base = await start(chain_app)
+        bare_url = bare_base + PING_PATH
+        chain_url = chain_base + PING_PATH
+        headers: dict[str, str] = {}
         bare: list[float] = []
         full: list[float] = []
         statuses: dict[str, dict[int, int]] = {"bare": {}, "chain": {}}
         try:
             connector = aiohttp.TCPConnector(limit=2)
             async with aiohttp.ClientSession(connector=connector) as session:
+                if not args.anonymous:
+                    headers["Authorization"] = f"Bearer {await bearer_token(session, chain_base)}"
                 await sample(session, bare_url, 200, headers)  # warm up both
                 await sample(session, chain_url, 200, headers)
                 block = max(50, args.requests // args.rounds)
@@ -157,7 +167,8 @@ async def measure(args: argparse.Namespace, log_sink: TextIO) -> dict[str, objec
     return {
         "kind": "middleware_overhead",
         "middlewares": chain,
-        "authenticated": bool(token),
+        "authenticated": not args.anonymous,
+        "database": urlsplit(database_url).scheme,
         "requests_each": len(bare),
         "bare_p50_ms": ms(bare, 50),
         "chain_p50_ms": ms(full, 50),
@@ -173,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=4000, help="per app, in all")
     parser.add_argument("--rounds", type=int, default=8, help="alternating blocks per app")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/6")
+    parser.add_argument(
+        "--database-url",
+        help="a loopback PostgreSQL database for the chain app (default: a temporary SQLite file)",
+    )
+    parser.add_argument("--anonymous", action="store_true", help="send no token (skips the identity lookups)")
     args = parser.parse_args(argv)
     if not 0 < args.requests <= 100_000:
         parser.error("--requests must be in (0, 100000]")
