@@ -271,8 +271,9 @@ def mean_curve(curves: list[list[tuple[float, float]]]) -> list[tuple[float, flo
 def label(strategy: str, model: str) -> str:
     if strategy == "deployed":
         return "original as deployed (UCB, bandit never updated) + " + model
-    if strategy == "oracle":
-        return "oracle (knows the strengths, close opponents) + " + model
+    if strategy.startswith("oracle@"):
+        width = strategy.split("@", 1)[1]
+        return f"oracle (knows the strengths; opponents within {width} logits) + {model}"
     if strategy == "ucb" and model == "elo":
         return "original as designed (UCB + Elo K=32)"
     return f"{strategy} + {model}"
@@ -355,7 +356,8 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
                 "scenario": cfg.scenario,
                 "n": cfg.n,
                 "seed": cfg.seed,
-                "strategy": cfg.strategy,
+                # the oracle's width is part of its name: rows of two widths stay apart
+                "strategy": cfg.strategy if cfg.strategy != "oracle" else f"oracle@{cfg.oracle_width:g}",
                 "model": model,
                 "curve": curve,
                 "coverage": cov,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
+from compere.domain.selection import CandidatePlan
 from compere.http.app import create_app
+from compere.http.keys import DATABASE
 from compere.infra.signing import PairTokens
 from compere.ranking_cache import prior_of
+from compere.storage import pairing
 from compere.storage.queries import rebuild_ratings
 
 SECRET = "x" * 40
@@ -202,3 +206,25 @@ async def test_content_pairing_picks_the_most_dissimilar_texts(client):
 async def test_content_pairing_needs_two_entities(client):
     assert (await client.get("/comparisons/next")).status == 400
     assert (await client.get("/dissimilar_entities")).status == 400
+
+
+async def test_random_candidates_are_independent_draws(client, create_entities):
+    # The random part of a candidate set must not be a fixed neighbourhood: over many
+    # requests an entity should turn up beside nearly every other entity. (A run of
+    # consecutive rows in a fixed random order would pair it with at most 62 others.)
+    made = await create_entities(150)
+    db = client.app[DATABASE]
+    rng = random.Random(7)
+    plan = CandidatePlan()
+    fixed = {e["id"] for e in made[: plan.most_uncertain]}  # equal sigma: lowest ids first
+    watched = made[-1]["id"]
+    companions: set[int] = set()
+    appearances = 0
+    for _ in range(300):
+        ids = {row["id"] for row in await pairing.pair_candidates(db, plan, rng)}
+        assert fixed <= ids
+        if watched in ids:
+            appearances += 1
+            companions |= ids - fixed - {watched}
+    assert appearances >= 30  # about 300 * 32 / 126 expected
+    assert len(companions) > 110  # of the 125 other randomly drawn entities

@@ -1,9 +1,9 @@
 """Candidate sets for pair selection: a few index scans, never a full table read.
 
 Implements the contract of :class:`compere.domain.selection.CandidatePlan`: the most
-uncertain entities (``sigma`` index), a uniform random sample (a range scan on the
-per-entity ``random_key``), and the nearest neighbours by ``mu`` of the few most
-uncertain ones. Two round trips whatever the number of entities.
+uncertain entities (``sigma`` index), a uniform random sample (independent probes of
+the primary key), and the nearest neighbours by ``mu`` of the few most uncertain ones.
+Two round trips whatever the number of entities.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from compere.storage.tables import comparisons, entities
 
 _live = entities.c.deleted_at.is_(None)
 
+# Every row also carries the largest id, the range the random probes draw from.
 _MOST_UNCERTAIN = Query(
-    sa.select(*ENTITY_COLUMNS)
+    sa.select(*ENTITY_COLUMNS, sa.select(sa.func.max(entities.c.id)).scalar_subquery().label("max_id"))
     .where(_live)
     .order_by(entities.c.sigma.desc(), entities.c.id)
     .limit(param("limit"))
@@ -30,20 +31,23 @@ _MOST_UNCERTAIN = Query(
 _LATEST_COMPARISON_ID = Query(sa.select(sa.func.max(comparisons.c.id)))
 
 
-def _spread_query(anchors: int, neighbours: int) -> Query:
-    """One statement: a random run of ``random_key`` (part 0, wrapping to the start as
-    part 1) plus each anchor's neighbours by ``mu`` on both sides (parts 2+)."""
+def _spread_query(samples: int, anchors: int, neighbours: int) -> Query:
+    """One statement: ``samples`` independent random probes of the primary key (part 0)
+    plus each anchor's neighbours by ``mu`` on both sides (part 2).
+
+    Each probe takes the first live entity at or after a random id: one index lookup.
+    Independent probes matter: a single run of consecutive rows in a fixed random
+    order (the obvious one-scan sample) keeps showing the same entities together, and
+    the ranking simulation reached tau 0.8 about 0.5-1 N votes later with it.
+    """
     half = max(neighbours // 2, 1)
 
     def part(number: int) -> tuple[Any, ...]:
-        return (*ENTITY_COLUMNS, entities.c.random_key, sa.literal(number).label("part"))
+        return (*ENTITY_COLUMNS, sa.literal(number).label("part"))
 
     parts = [
-        sa.select(*part(0))
-        .where(_live, entities.c.random_key >= param("r"))
-        .order_by(entities.c.random_key)
-        .limit(param("sample")),
-        sa.select(*part(1)).where(_live).order_by(entities.c.random_key).limit(param("sample")),
+        sa.select(*part(0)).where(_live, entities.c.id >= param(f"r{k}")).order_by(entities.c.id).limit(1)
+        for k in range(samples)
     ]
     for k in range(anchors):
         mu: Any = param(f"mu{k}")
@@ -62,7 +66,7 @@ def _spread_query(anchors: int, neighbours: int) -> Query:
     return Query(sa.union_all(*(p.subquery().select() for p in parts)))
 
 
-_SPREAD_CACHE: dict[tuple[int, int], Query] = {}
+_SPREAD_CACHE: dict[tuple[int, int, int], Query] = {}
 
 
 async def pair_candidates(db: Connection, plan: CandidatePlan, rng: random.Random) -> list[Row]:
@@ -72,17 +76,18 @@ async def pair_candidates(db: Connection, plan: CandidatePlan, rng: random.Rando
     if len(first) < small:
         return first  # that is every live entity
     chosen = {row["id"]: row for row in first[: plan.most_uncertain]}
-    key = (plan.anchors, plan.neighbours)
+    key = (plan.random, plan.anchors, plan.neighbours)
     query = _SPREAD_CACHE.get(key)
     if query is None:
         query = _SPREAD_CACHE[key] = _spread_query(*key)
-    params: dict[str, float | int] = {"r": rng.random(), "sample": plan.random}
+    top = int(first[0]["max_id"])
+    params: dict[str, float | int] = {f"r{k}": rng.randint(1, top) for k in range(plan.random)}
     for k, row in enumerate(first[: plan.anchors]):
         params[f"mu{k}"] = row["mu"]
-    rows = await db.fetch_all(query, params)
-    # The random run continues from the start of the key range when it hits the end.
-    run = sorted((r for r in rows if r["part"] < 2), key=lambda r: (r["part"], r["random_key"]))
-    for row in [*run[: plan.random], *(r for r in rows if r["part"] >= 2)]:
+    # A probe that lands on a deleted id takes the next live one (so an entity right
+    # after a run of deleted ids is drawn a little more often); a probe past the last
+    # live entity finds nothing, so the sample can come back a few short.
+    for row in await db.fetch_all(query, params):
         chosen.setdefault(row["id"], row)
     return list(chosen.values())
 
