@@ -73,7 +73,10 @@ async def bearer_token(session: aiohttp.ClientSession, base_url: str) -> str:
     user = {"username": f"bench-{secrets.token_hex(4)}", "password": secrets.token_urlsafe(18)}
     async with session.post(f"{base_url}/auth/users/", json=user) as response:
         if response.status not in (200, 201):
-            raise SystemExit(f"sign-up failed: {response.status} {await response.text()}")
+            raise SystemExit(
+                f"sign-up failed: {response.status} {await response.text()} "
+                "(the first sign-up is open only on an empty database: give --database-url a fresh one)"
+            )
     async with session.post(f"{base_url}/auth/token", data=user) as response:
         if response.status != 200:
             raise SystemExit(f"login failed: {response.status} {await response.text()}")
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/6")
     parser.add_argument(
         "--database-url",
-        help="a loopback PostgreSQL database for the chain app (default: a temporary SQLite file)",
+        help="an empty loopback PostgreSQL database for the chain app (default: a temporary SQLite file)",
     )
     parser.add_argument("--anonymous", action="store_true", help="send no token (skips the identity lookups)")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ access level a route declares in the route table.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import logging
@@ -141,13 +142,22 @@ async def _authenticate(request: web.Request, token: str, via_cookie: bool) -> A
     except TokenError as exc:
         _refuse(request, f"invalid token ({exc})")
         return None
-    try:
-        if await app[REVOKED_TOKENS].is_revoked(claims.token_id):
-            _refuse(request, "token revoked (logged out)")
-            return None
-    except AuthStateUnavailable:
+    # The revocation lookup (Redis) and the user's row (database) are independent:
+    # wait for both at once, so an authenticated request pays one wait, not two.
+    revoked, row = await asyncio.gather(
+        app[REVOKED_TOKENS].is_revoked(claims.token_id),
+        users.identity(app[DATABASE], claims.user_id),
+        return_exceptions=True,
+    )
+    if isinstance(revoked, AuthStateUnavailable):
         raise auth_unavailable() from None
-    row = await users.identity(app[DATABASE], claims.user_id)
+    if isinstance(revoked, BaseException):
+        raise revoked
+    if revoked:
+        _refuse(request, "token revoked (logged out)")
+        return None
+    if isinstance(row, BaseException):
+        raise row
     if row is None:
         _refuse(request, "token of a user that no longer exists")
         return None
