@@ -5,8 +5,8 @@ process on a scratch database (``compere_bench_roundtrips``, the service's schem
 entities), and reports votes per second and this process's CPU time per vote for:
 
 * ``core``: ``compere.storage.queries.record_comparison`` as the service runs it
-  (BEGIN; SELECT ... FOR UPDATE; UPDATE; UPDATE; INSERT ... RETURNING; COMMIT: six round
-  trips, Elo and the Bayesian strengths computed in Python);
+  (``BEGIN; SELECT ... FOR UPDATE`` / ``WITH <both UPDATEs> INSERT ...; COMMIT``: two
+  round trips, Elo and the Bayesian strengths computed in Python);
 * ``pipelined``: the same statements and values sent as three round trips (``BEGIN;
   SELECT ... FOR UPDATE`` / ``UPDATE; UPDATE; INSERT ... RETURNING`` / ``COMMIT``);
 * ``single``: one statement (a data-modifying CTE that locks both rows in id order,

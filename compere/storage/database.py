@@ -93,6 +93,16 @@ class Connection(abc.ABC):
     async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
         """Run one literal statement (transaction control, lock calls)."""
 
+    async def finish(self, query: Query, params: Params | None = None) -> None:
+        """Run a transaction's last statement; nothing may run in the transaction after it.
+
+        On PostgreSQL the statement and the COMMIT travel in one round trip (an error in
+        the statement means the COMMIT never runs and the transaction rolls back); only
+        the COMMIT's result comes back, so the statement cannot return rows. Elsewhere it
+        runs like ``execute`` and the transaction commits when its block ends.
+        """
+        await self.execute(query, params)
+
 
 class Database(Connection):
     """A pool of connections to one database; single statements run in autocommit."""

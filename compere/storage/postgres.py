@@ -65,8 +65,12 @@ class _CursorConnection(Connection):
         # instead of costing a round trip of its own.
         self._begin_pending = in_transaction
         self.begun = False
+        # Set by finish(): the COMMIT went out with the transaction's last statement.
+        self.finished = False
 
     async def _run(self, sql: str, values: Any) -> None:
+        if self.finished:
+            raise RuntimeError("the transaction has already been committed by finish()")
         if self._begin_pending:
             sql = "BEGIN;" + sql
             self._begin_pending = False
@@ -96,6 +100,19 @@ class _CursorConnection(Connection):
     async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
         with _driver_errors():
             await self._run(sql, values or None)
+
+    async def finish(self, query: Query, params: Params | None = None) -> None:
+        # "statement; COMMIT" is one simple-protocol message (psycopg2 interpolates the
+        # parameters client-side). The server stops at the first error, so a failed
+        # statement never reaches the COMMIT and the transaction block rolls back as after
+        # any other failed statement. The COMMIT is the last thing the message asks for:
+        # once it has run, nothing but its own acknowledgement is left to fail.
+        if not (self.begun or self._begin_pending):
+            raise RuntimeError("finish() ends a transaction; there is none here")
+        sql, values = query.compile(_DIALECT, params)
+        with _driver_errors():
+            await self._run(sql + "; COMMIT", values)
+        self.finished = True
 
 
 class PostgresDatabase(Database):
@@ -191,7 +208,7 @@ class PostgresDatabase(Database):
                     except psycopg2.Error:
                         cur.connection.close()
                 raise
-            if conn.begun:
+            if conn.begun and not conn.finished:
                 with _driver_errors():
                     await cur.execute("COMMIT")
 
