@@ -2,7 +2,7 @@
 -- distinct entities with a random winner, as bench/loadgen.py's `compare` does.
 --
 -- The entity ids come from a file with one id per line, named by the environment
--- variable COMPERE_WRK_IDS (bench/run_matrix.py writes it). When done, the script
+-- variable COMPERE_WRK_IDS (bench/wrk_compare.py writes it). When done, the script
 -- prints one JSON line (prefixed "WRK_JSON ") with counts and latency percentiles.
 
 local ids = {}
