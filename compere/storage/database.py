@@ -45,12 +45,20 @@ class CompiledQuery:
 
 
 class Query:
-    """A statement compiled once per dialect; build module-level constants of these."""
+    """A statement compiled once per dialect; build module-level constants of these.
 
-    __slots__ = ("_compiled", "statement")
+    ``prepare=True`` marks a hot-path statement: where the backend can, it keeps the
+    statement prepared on each connection (PostgreSQL: ``PREPARE`` once, then
+    ``EXECUTE``), so the server parses and plans it once per connection instead of on
+    every call. Only for module-level constants: each one costs a prepared statement on
+    every pooled connection.
+    """
 
-    def __init__(self, statement: ClauseElement) -> None:
+    __slots__ = ("_compiled", "prepare", "statement")
+
+    def __init__(self, statement: ClauseElement, *, prepare: bool = False) -> None:
         self.statement = statement
+        self.prepare = prepare
         self._compiled: dict[str, tuple[CompiledQuery, Any]] = {}
 
     def compile(self, dialect: Dialect, params: Params | None) -> tuple[str, Any]:
@@ -137,6 +145,7 @@ async def connect(
     pool_max: int = 10,
     pool_timeout: float = 5.0,
     statement_timeout_ms: int = 10_000,
+    prepared_statements: bool = True,
 ) -> Database:
     """Open the backend that ``url`` names: ``postgresql://...`` or ``sqlite:///path``."""
     if url.startswith("sqlite:///"):
@@ -155,6 +164,7 @@ async def connect(
         maxsize=pool_max,
         acquire_timeout=pool_timeout,
         statement_timeout_ms=statement_timeout_ms,
+        prepared_statements=prepared_statements,
     )
 
 

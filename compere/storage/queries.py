@@ -192,12 +192,13 @@ async def delete_entity(db: Connection, entity_id: int) -> bool:
 # --- comparisons -----------------------------------------------------------------
 
 
-def _lock_pair(*extra: Any) -> Query:
+def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     return Query(
         sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
         .where(entities.c.id.in_([param("a"), param("b")]), _live)
         .order_by(entities.c.id)
-        .with_for_update()
+        .with_for_update(),
+        prepare=prepare,
     )
 
 
@@ -207,7 +208,8 @@ _LOCK_PAIR = _lock_pair()
 # the vote's last round trip then carries its COMMIT and need not return anything. The
 # scalar subquery runs once per statement, not per row.
 _LOCK_PAIR_DRAWING_ID = _lock_pair(
-    sa.select(sa.func.nextval(sa.literal_column("'comparisons_id_seq'"))).scalar_subquery().label("new_id")
+    sa.select(sa.func.nextval(sa.literal_column("'comparisons_id_seq'"))).scalar_subquery().label("new_id"),
+    prepare=True,
 )
 _APPLY_RESULT = Query(
     sa.update(entities)
@@ -285,7 +287,8 @@ _RECORD_VOTE_IN_ONE = Query(
     _InsertWithOwnId(comparisons)
     .values(id=param("new_id"), **_new_comparison("id1", "id2"))
     .add_cte(_apply_result_cte(1))
-    .add_cte(_apply_result_cte(2))
+    .add_cte(_apply_result_cte(2)),
+    prepare=True,
 )
 
 
