@@ -118,6 +118,9 @@ class Database(Connection):
     name: str  # "postgresql" or "sqlite"
     dialect: Dialect
 
+    async def finish(self, query: Query, params: Params | None = None) -> None:
+        raise RuntimeError("finish() ends a transaction: call it on the one db.transaction() yields")
+
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A write transaction: commits on success, rolls back on any error.
