@@ -264,7 +264,7 @@ class PostgresDatabase(Database):
             try:
                 yield conn
             except BaseException:
-                if conn.begun and not cur.closed and not cur.connection.closed:
+                if conn.begun and not conn.finished and not cur.closed and not cur.connection.closed:
                     try:
                         await cur.execute("ROLLBACK")
                     except psycopg2.Error:
