@@ -90,18 +90,20 @@ def request_logging(settings: Settings) -> Middleware:
             response.headers["X-Request-ID"] = request_id
             return response
         finally:
-            if enabled:
+            if enabled and log.isEnabledFor(logging.INFO):
                 duration_ms = (time.perf_counter() - started) * 1000
                 method, path, client = request.method, request.path, address(request)
                 # Path only: query strings may carry credentials; bodies are never logged.
-                log.info(
+                # The record is built directly: log.info() would also walk the stack to
+                # find the calling line, which no log format here shows (once per request).
+                record = log.makeRecord(
+                    log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
                     "%s %s %d %s %.1fms %s",
-                    method,
-                    path,
-                    status,
-                    client,
-                    duration_ms,
-                    request_id,
+                    (method, path, status, client, duration_ms, request_id),
+                    None,
                     extra={
                         "method": method,
                         "path": path,
@@ -111,6 +113,7 @@ def request_logging(settings: Settings) -> Middleware:
                         "request_id": request_id,
                     },
                 )
+                log.handle(record)
 
     return middleware
 
