@@ -49,13 +49,15 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "pg_ceiling"))
 
 import loadgen  # noqa: E402 - found through the path set above
+import wrk_compare  # noqa: E402
 from run_ceiling import measure_ceiling  # noqa: E402
 from seed_sql import seed_entities  # noqa: E402
 
 DEFAULT_NS = (100, 1_000, 10_000, 100_000)
 DEFAULT_WORKERS = (1, 2)
 # `create` last so the others see exactly N entities; `next@1` is `next` with one client
-# (the latency figure: p99 at N = 100,000).
+# (the latency figure: p99 at N = 100,000); `compare@wrk` is `compare` driven by wrk (C),
+# which leaves the cores to the server as pgbench's client does for the ceiling (opt-in).
 DEFAULT_SCENARIOS = (
     "compare",
     "leaderboard",
@@ -65,9 +67,10 @@ DEFAULT_SCENARIOS = (
     "mixed",
     "create",
 )
+EXTRA_SCENARIOS = ("next@1", "compare@wrk")
 NEEDS_PAIRS = ("next", "next@1", "vote-loop", "mixed")
 # Scenarios in which the original can stall on its own connection pool (see run_cell).
-STALLS_ORIGINAL = ("compare", "vote-loop", "mixed")
+STALLS_ORIGINAL = ("compare", "compare@wrk", "vote-loop", "mixed")
 
 
 def free_port() -> int:
@@ -256,6 +259,7 @@ class Plan:
     original_fallback_concurrency: int = 10
     compere_env: dict[str, str] = field(default_factory=dict)
     restart_original_each_scenario: bool = True
+    db_prefix: str = "compere_bench"
 
 
 class Matrix:
@@ -285,7 +289,9 @@ class Matrix:
         for n in plan.ns:
             if plan.ceiling_duration and not self.over_budget():
                 try:
-                    record = measure_ceiling(plan.admin_url, n, duration=plan.ceiling_duration)
+                    record = measure_ceiling(
+                        plan.admin_url, n, duration=plan.ceiling_duration, db_prefix=plan.db_prefix
+                    )
                 except Exception as exc:  # the matrix is still worth having without it
                     record = {"kind": "error", "n": n, "error": f"ceiling: {exc}"[:500]}
                 self.emit(record)
@@ -320,7 +326,7 @@ class Matrix:
             self.skip_cell(target, n, workers, "timeout",
                            f"original timed out already at N={self.original_timeout_from}")  # fmt: skip
             return
-        name = f"compere_bench_{target}_{n}_w{workers}"
+        name = f"{plan.db_prefix}_{target}_{n}_w{workers}"
         database_url = with_database(plan.admin_url, name)
         admin_execute(plan.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin_execute(plan.admin_url, f'CREATE DATABASE "{name}"')
@@ -397,6 +403,17 @@ class Matrix:
         base = scenario
         if scenario == "next@1":
             base, concurrency = "next", 1
+        if scenario == "compare@wrk":
+            record = wrk_compare.run_compare(
+                server.url,
+                entity_ids,
+                concurrency=concurrency or options.concurrency,
+                duration=options.duration,
+                request_timeout=options.request_timeout,
+                labels=labels,
+            )
+            record["scenario"] = scenario
+            return record
         if concurrency is not None:
             options = loadgen.LoadOptions(**{**vars(options), "concurrency": concurrency})
         records = loadgen.run_loop(
@@ -513,13 +530,14 @@ def render_report(records: list[dict[str, object]], plan: Plan, machine: str) ->
                 "path as a fraction of it (POST /comparisons/ per second; vote loops per second):"
             ),
             "",
-            "| N | ceiling tps | workers | compare / ceiling | vote loops / ceiling |",
-            "|---|---|---|---|---|",
+            "| N | ceiling tps | workers | compare / ceiling | compare (wrk) / ceiling | vote loops / ceiling |",
+            "|---|---|---|---|---|---|",
         ]
         for ceiling in ceilings:
             n = ceiling["n"]
             for workers in plan.workers:
                 compare = _get(records, target="compere", n=n, workers=workers, scenario="compare")
+                compare_wrk = _get(records, target="compere", n=n, workers=workers, scenario="compare@wrk")
                 loop = _get(
                     records,
                     target="compere",
@@ -532,10 +550,17 @@ def render_report(records: list[dict[str, object]], plan: Plan, machine: str) ->
                     if compare and compare.get("ok")
                     else "-"
                 )
+                frac_wrk = (
+                    f"{compare_wrk['throughput_rps'] / ceiling['tps']:.2f}"
+                    if compare_wrk and compare_wrk.get("ok")
+                    else "-"
+                )
                 frac_loop = (
                     f"{loop['loops_per_s'] / ceiling['tps']:.2f}" if loop and loop.get("loops_per_s") else "-"
                 )
-                lines.append(f"| {n:,} | {ceiling['tps']:.0f} | {workers} | {frac_compare} | {frac_loop} |")
+                lines.append(
+                    f"| {n:,} | {ceiling['tps']:.0f} | {workers} | {frac_compare} | {frac_wrk} | {frac_loop} |"
+                )
     errors = [r for r in records if r.get("kind") == "error"]
     for record in errors:
         lines.append(f"\nCell failed: {record}")
@@ -552,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[*loadgen.SCENARIOS, "next@1"],
+        choices=[*loadgen.SCENARIOS, *EXTRA_SCENARIOS],
         help="scenario (repeatable)",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
@@ -582,6 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop starting new cells after this many seconds",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--db-prefix",
+        default="compere_bench",
+        help="prefix of the scratch databases the run creates and drops (default %(default)s)",
+    )
     parser.add_argument(
         "--original-src",
         type=Path,
@@ -647,7 +677,12 @@ def main(argv: list[str] | None = None) -> int:
         original_python=args.original_python,
         original_fallback_concurrency=args.original_fallback_concurrency,
         compere_env=dict(item.split("=", 1) for item in args.compere_env),
+        db_prefix=args.db_prefix,
     )
+    if not plan.db_prefix.replace("_", "").isalnum():
+        raise SystemExit("--db-prefix: letters, digits and underscores only")
+    if "compare@wrk" in plan.scenarios and not wrk_compare.available():
+        raise SystemExit("compare@wrk needs wrk on PATH (Debian: apt-get install wrk)")
     if args.report_from:
         records = [
             json.loads(line)
@@ -658,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.ns = sorted({r["n"] for r in records if "n" in r})
         plan.workers = sorted({r["workers"] for r in records if "workers" in r})
         seen = [r["scenario"] for r in records if "scenario" in r]
-        plan.scenarios = [s for s in DEFAULT_SCENARIOS if s in seen]
+        plan.scenarios = [s for s in (*DEFAULT_SCENARIOS, "compare@wrk") if s in seen]
         if any(r.get("target") == "original" for r in records):
             plan.original_src = plan.original_src or Path("original")
         print(render_report(records, plan, machine_description(plan.admin_url)))

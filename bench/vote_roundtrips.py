@@ -1,12 +1,12 @@
 """How much of the vote path's cost is database round trips: three shapes of one vote.
 
 Runs the vote transaction through aiopg, without HTTP, with 20 concurrent tasks in one
-process on a scratch database (``compere_bench_roundtrips``, the service's schema, N
+process on a scratch database (``compere_bench_roundtrips`` by default, the service's schema, N
 entities), and reports votes per second and this process's CPU time per vote for:
 
 * ``core``: ``compere.storage.queries.record_comparison`` as the service runs it
-  (BEGIN; SELECT ... FOR UPDATE; UPDATE; UPDATE; INSERT ... RETURNING; COMMIT: six round
-  trips, Elo and the Bayesian strengths computed in Python);
+  (``BEGIN; SELECT ... FOR UPDATE`` / ``WITH <both UPDATEs> INSERT ...; COMMIT``: two
+  round trips, Elo and the Bayesian strengths computed in Python);
 * ``pipelined``: the same statements and values sent as three round trips (``BEGIN;
   SELECT ... FOR UPDATE`` / ``UPDATE; UPDATE; INSERT ... RETURNING`` / ``COMMIT``);
 * ``single``: one statement (a data-modifying CTE that locks both rows in id order,
@@ -187,11 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--variant", action="append", choices=["core", "pipelined", "single"])
+    parser.add_argument("--db-prefix", default="compere_bench", help="prefix of the scratch database")
     args = parser.parse_args(argv)
     require_loopback_host(urlsplit(args.pg_url).hostname)
     if not 0 < args.duration <= 60:
         parser.error("--duration must be in (0, 60]")
-    name = "compere_bench_roundtrips"
+    name = f"{args.db_prefix}_roundtrips"
     url = urlunsplit(urlsplit(args.pg_url)._replace(path="/" + name))
     create_database(args.pg_url, name)
     try:

@@ -81,6 +81,9 @@ class Settings:
     db_pool_max: int = 10
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 10_000
+    # PostgreSQL: keep the vote's statements prepared per connection (off behind a
+    # pooler in transaction mode, which does not keep a client on one server session).
+    db_prepared_statements: bool = True
     migrate_on_start: bool = True
 
     idempotency_ttl: int = 24 * 3600
@@ -306,6 +309,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         db_pool_max=r.integer("DB_POOL_MAX", 10, low=1, high=1000),
         db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
+        db_prepared_statements=r.boolean("DB_PREPARED_STATEMENTS", True),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
         metrics_enabled=r.boolean("METRICS_ENABLED", False),
         metrics_allowed_ips=r._get(

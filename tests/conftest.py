@@ -28,6 +28,8 @@ from compere.http.app import create_app
 from compere.settings import Settings, load_settings
 
 ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Prefix of the throw-away databases, so that test runs sharing one server stay apart.
+DB_PREFIX = os.environ.get("COMPERE_TEST_DB_PREFIX", "compere_test")
 NO_DOTENV = Path("/nonexistent/.env")
 
 
@@ -54,7 +56,7 @@ def postgres_factory() -> Iterator[Callable[[], str]]:
     created: list[str] = []
 
     def create() -> str:
-        name = f"compere_test_{os.getpid()}_{secrets.token_hex(4)}"
+        name = f"{DB_PREFIX}_{os.getpid()}_{secrets.token_hex(4)}"
         conn = _admin_connection()
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from compere.infra.idempotency import KEY_PREFIX
 from compere.settings import SettingsError, load_settings
 from tests.conftest import NO_DOTENV, bearer
 
-REDIS_URL = "redis://127.0.0.1:6379/5"
+REDIS_URL = os.environ.get("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5")
 
 
 @pytest.fixture(params=["redis", "memory"])

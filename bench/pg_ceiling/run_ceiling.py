@@ -125,12 +125,13 @@ def measure_ceiling(
     duration: int = 10,
     mode: str = "prepared",
     migrations: Path = MIGRATIONS,
+    db_prefix: str = "compere_bench",
 ) -> dict[str, object]:
     """Create, fill, measure and drop a scratch database; return the result record."""
     require_loopback_host(urlsplit(admin_url).hostname)
     if not 0 < duration <= MAX_DURATION_S:
         raise ValueError(f"duration must be in (0, {MAX_DURATION_S}]")
-    name = f"compere_bench_ceiling_{n}"
+    name = f"{db_prefix}_ceiling_{n}"
     create_database(admin_url, name)
     try:
         url = database_url(admin_url, name)
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         default=MIGRATIONS,
         help="schema files to apply (default: the repository's sql/postgresql)",
     )
+    parser.add_argument("--db-prefix", default="compere_bench", help="prefix of the scratch database")
     args = parser.parse_args(argv)
     for n in args.n or [1000]:
         record = measure_ceiling(
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             duration=args.duration,
             mode=args.protocol,
             migrations=args.migrations,
+            db_prefix=args.db_prefix,
         )
         print(json.dumps(record), flush=True)
     return 0

@@ -67,6 +67,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         pool_max=settings.db_pool_max,
         pool_timeout=settings.db_pool_timeout,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        prepared_statements=settings.db_prepared_statements,
     )
     try:
         if settings.migrate_on_start:

@@ -9,6 +9,7 @@ client and may be invented; a client can therefore never choose the address we s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -107,6 +108,9 @@ _BRACKETED = re.compile(r"^\[([^\]]+)\](?::\d+)?$")
 _V4_WITH_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$")
 
 
+# A pure function of the text, called for every request with the same few peers: parse
+# each distinct text once.
+@functools.lru_cache(maxsize=4096)
 def _parse_address(text: str) -> IPAddress | None:
     text = text.strip()
     match = _BRACKETED.match(text) or _V4_WITH_PORT.match(text)

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -79,7 +79,8 @@ def request_logging(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        # 128 random bits as 32 hex digits (the shape of uuid4().hex, without the object).
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
         started = time.perf_counter()
         status = 499  # client went away before an answer was ready
@@ -89,25 +90,30 @@ def request_logging(settings: Settings) -> Middleware:
             response.headers["X-Request-ID"] = request_id
             return response
         finally:
-            if enabled:
+            if enabled and log.isEnabledFor(logging.INFO):
+                duration_ms = (time.perf_counter() - started) * 1000
+                method, path, client = request.method, request.path, address(request)
                 # Path only: query strings may carry credentials; bodies are never logged.
-                log.info(
+                # The record is built directly: log.info() would also walk the stack to
+                # find the calling line, which no log format here shows (once per request).
+                record = log.makeRecord(
+                    log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
                     "%s %s %d %s %.1fms %s",
-                    request.method,
-                    request.path,
-                    status,
-                    address(request),
-                    (time.perf_counter() - started) * 1000,
-                    request_id,
+                    (method, path, status, client, duration_ms, request_id),
+                    None,
                     extra={
-                        "method": request.method,
-                        "path": request.path,
+                        "method": method,
+                        "path": path,
                         "status": status,
-                        "client": address(request),
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": client,
+                        "duration_ms": round(duration_ms, 2),
                         "request_id": request_id,
                     },
                 )
+                log.handle(record)
 
     return middleware
 

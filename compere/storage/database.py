@@ -45,12 +45,20 @@ class CompiledQuery:
 
 
 class Query:
-    """A statement compiled once per dialect; build module-level constants of these."""
+    """A statement compiled once per dialect; build module-level constants of these.
 
-    __slots__ = ("_compiled", "statement")
+    ``prepare=True`` marks a hot-path statement: where the backend can, it keeps the
+    statement prepared on each connection (PostgreSQL: ``PREPARE`` once, then
+    ``EXECUTE``), so the server parses and plans it once per connection instead of on
+    every call. Only for module-level constants: each one costs a prepared statement on
+    every pooled connection.
+    """
 
-    def __init__(self, statement: ClauseElement) -> None:
+    __slots__ = ("_compiled", "prepare", "statement")
+
+    def __init__(self, statement: ClauseElement, *, prepare: bool = False) -> None:
         self.statement = statement
+        self.prepare = prepare
         self._compiled: dict[str, tuple[CompiledQuery, Any]] = {}
 
     def compile(self, dialect: Dialect, params: Params | None) -> tuple[str, Any]:
@@ -93,12 +101,25 @@ class Connection(abc.ABC):
     async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
         """Run one literal statement (transaction control, lock calls)."""
 
+    async def finish(self, query: Query, params: Params | None = None) -> None:
+        """Run a transaction's last statement; nothing may run in the transaction after it.
+
+        On PostgreSQL the statement and the COMMIT travel in one round trip (an error in
+        the statement means the COMMIT never runs and the transaction rolls back); only
+        the COMMIT's result comes back, so the statement cannot return rows. Elsewhere it
+        runs like ``execute`` and the transaction commits when its block ends.
+        """
+        await self.execute(query, params)
+
 
 class Database(Connection):
     """A pool of connections to one database; single statements run in autocommit."""
 
     name: str  # "postgresql" or "sqlite"
     dialect: Dialect
+
+    async def finish(self, query: Query, params: Params | None = None) -> None:
+        raise RuntimeError("finish() ends a transaction: call it on the one db.transaction() yields")
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
@@ -127,6 +148,7 @@ async def connect(
     pool_max: int = 10,
     pool_timeout: float = 5.0,
     statement_timeout_ms: int = 10_000,
+    prepared_statements: bool = True,
 ) -> Database:
     """Open the backend that ``url`` names: ``postgresql://...`` or ``sqlite:///path``."""
     if url.startswith("sqlite:///"):
@@ -145,6 +167,7 @@ async def connect(
         maxsize=pool_max,
         acquire_timeout=pool_timeout,
         statement_timeout_ms=statement_timeout_ms,
+        prepared_statements=prepared_statements,
     )
 
 

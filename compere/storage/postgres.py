@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -33,6 +36,38 @@ _DIALECT = PGDialect_psycopg2()
 # Errors that mean "the server or the connection is gone", as opposed to a bad query.
 _UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+class _Prepared:
+    """A ``prepare=True`` query as SQL-level PREPARE / EXECUTE text.
+
+    psycopg2 speaks the simple query protocol only, so prepared statements are the SQL
+    commands: ``PREPARE name AS <query with $1, $2, ...>`` once per connection, then
+    ``EXECUTE name(%(a)s, %(b)s, ...)``, whose arguments psycopg2 interpolates as
+    literals and the server casts to the types it inferred at PREPARE.
+    """
+
+    __slots__ = ("execute", "name", "prepare")
+
+    def __init__(self, sql: str) -> None:
+        self.name = "compere_" + hashlib.sha256(sql.encode()).hexdigest()[:20]
+        order: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            return f"${order.setdefault(match.group(1), len(order) + 1)}"
+
+        body = _PLACEHOLDER.sub(number, sql).replace("%%", "%")
+        self.prepare = f"PREPARE {self.name} AS {body}"
+        arguments = ", ".join(f"%({name})s" for name in order)
+        self.execute = f"EXECUTE {self.name}({arguments})" if order else f"EXECUTE {self.name}"
+
+
+_PREPARED_FORMS: dict[str, _Prepared] = {}
+# The statements prepared on each open connection. A prepared statement lives as long as
+# its session and survives a ROLLBACK; a new connection starts with none.
+_PREPARED_ON: weakref.WeakKeyDictionary[aiopg.Connection, set[str]] = weakref.WeakKeyDictionary()
+
 
 @contextmanager
 def _driver_errors() -> Iterator[None]:
@@ -59,22 +94,49 @@ def _driver_errors() -> Iterator[None]:
 
 
 class _CursorConnection(Connection):
-    def __init__(self, cursor: aiopg.Cursor, *, in_transaction: bool = False) -> None:
+    def __init__(
+        self, cursor: aiopg.Cursor, *, in_transaction: bool = False, prepared_statements: bool = False
+    ) -> None:
         self._cursor = cursor
+        self._prepared: set[str] | None = None
+        if prepared_statements:
+            self._prepared = _PREPARED_ON.setdefault(cursor.connection, set())
         # In a transaction, BEGIN rides along with the first statement ("BEGIN; ...")
         # instead of costing a round trip of its own.
         self._begin_pending = in_transaction
         self.begun = False
+        # Set by finish(): the COMMIT went out with the transaction's last statement.
+        self.finished = False
 
     async def _run(self, sql: str, values: Any) -> None:
+        if self.finished:
+            raise RuntimeError("the transaction has already been committed by finish()")
         if self._begin_pending:
             sql = "BEGIN;" + sql
             self._begin_pending = False
             self.begun = True
         await self._cursor.execute(sql, values)
 
-    async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
+    async def _sql(self, query: Query, params: Params | None) -> tuple[str, Any]:
+        """The text to send for ``query``: an EXECUTE when it is kept prepared."""
         sql, values = query.compile(_DIALECT, params)
+        if not query.prepare or self._prepared is None:
+            return sql, values
+        form = _PREPARED_FORMS.get(sql)
+        if form is None:
+            form = _PREPARED_FORMS[sql] = _Prepared(sql)
+        if form.name not in self._prepared:
+            # Its own round trip, once per connection: an error in a message that also
+            # carried the PREPARE would leave unknown whether the PREPARE took effect.
+            # Outside a transaction unless one is already open (then a failure aborts
+            # it, as any failed statement would).
+            with _driver_errors():
+                await self._cursor.execute(form.prepare)
+            self._prepared.add(form.name)
+        return form.execute, values
+
+    async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
+        sql, values = await self._sql(query, params)
         cur = self._cursor
         with _driver_errors():
             await self._run(sql, values)
@@ -84,7 +146,7 @@ class _CursorConnection(Connection):
             return rows_to_dicts(names, await cur.fetchall())
 
     async def execute(self, query: Query, params: Params | None = None) -> int:
-        sql, values = query.compile(_DIALECT, params)
+        sql, values = await self._sql(query, params)
         with _driver_errors():
             await self._run(sql, values)
         return int(self._cursor.rowcount)
@@ -97,14 +159,30 @@ class _CursorConnection(Connection):
         with _driver_errors():
             await self._run(sql, values or None)
 
+    async def finish(self, query: Query, params: Params | None = None) -> None:
+        # "statement; COMMIT" is one simple-protocol message (psycopg2 interpolates the
+        # parameters client-side). The server stops at the first error, so a failed
+        # statement never reaches the COMMIT and the transaction block rolls back as after
+        # any other failed statement. The COMMIT is the last thing the message asks for:
+        # once it has run, nothing but its own acknowledgement is left to fail.
+        if not (self.begun or self._begin_pending):
+            raise RuntimeError("finish() ends a transaction; there is none here")
+        sql, values = await self._sql(query, params)
+        with _driver_errors():
+            await self._run(sql + "; COMMIT", values)
+        self.finished = True
+
 
 class PostgresDatabase(Database):
     name = "postgresql"
     dialect = _DIALECT
 
-    def __init__(self, pool: aiopg.Pool, acquire_timeout: float) -> None:
+    def __init__(self, pool: aiopg.Pool, acquire_timeout: float, prepared_statements: bool = True) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
+        # Off behind a pooler that hands each transaction a different server session
+        # (PgBouncer in transaction mode): SQL-level prepared statements belong to one.
+        self._prepared_statements = prepared_statements
 
     @classmethod
     async def open(
@@ -115,6 +193,7 @@ class PostgresDatabase(Database):
         maxsize: int,
         acquire_timeout: float,
         statement_timeout_ms: int,
+        prepared_statements: bool = True,
     ) -> PostgresDatabase:
         dsn = url.replace("postgres://", "postgresql://", 1)
         try:
@@ -129,7 +208,7 @@ class PostgresDatabase(Database):
             )
         except (psycopg2.Error, OSError) as exc:
             raise DatabaseUnavailable("the database is unavailable") from exc
-        return cls(pool, acquire_timeout)
+        return cls(pool, acquire_timeout, prepared_statements)
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[aiopg.Cursor]:
@@ -164,11 +243,11 @@ class PostgresDatabase(Database):
 
     async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
         async with self._cursor() as cur:
-            return await _CursorConnection(cur).fetch_all(query, params)
+            return await self._connection(cur).fetch_all(query, params)
 
     async def execute(self, query: Query, params: Params | None = None) -> int:
         async with self._cursor() as cur:
-            return await _CursorConnection(cur).execute(query, params)
+            return await self._connection(cur).execute(query, params)
 
     async def execute_script(self, sql: str) -> None:
         async with self._cursor() as cur:
@@ -181,24 +260,29 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._cursor() as cur:
-            conn = _CursorConnection(cur, in_transaction=True)
+            conn = self._connection(cur, in_transaction=True)
             try:
                 yield conn
             except BaseException:
-                if conn.begun and not cur.closed and not cur.connection.closed:
+                if conn.begun and not conn.finished and not cur.closed and not cur.connection.closed:
                     try:
                         await cur.execute("ROLLBACK")
                     except psycopg2.Error:
                         cur.connection.close()
                 raise
-            if conn.begun:
+            if conn.begun and not conn.finished:
                 with _driver_errors():
                     await cur.execute("COMMIT")
+
+    def _connection(self, cur: aiopg.Cursor, *, in_transaction: bool = False) -> _CursorConnection:
+        return _CursorConnection(
+            cur, in_transaction=in_transaction, prepared_statements=self._prepared_statements
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[_CursorConnection]:
         async with self._cursor() as cur:
-            yield _CursorConnection(cur)
+            yield self._connection(cur)
 
     async def ping(self) -> None:
         async with self._cursor() as cur:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy import bindparam as param
+from sqlalchemy.ext.compiler import compiles
 
 from compere.domain.bayes import Prior, bayes_update
 from compere.domain.elo import elo_update, score_of
@@ -190,11 +191,25 @@ async def delete_entity(db: Connection, entity_id: int) -> bool:
 
 # --- comparisons -----------------------------------------------------------------
 
-_LOCK_PAIR = Query(
-    sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma)
-    .where(entities.c.id.in_([param("a"), param("b")]), _live)
-    .order_by(entities.c.id)
-    .with_for_update()
+
+def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
+    return Query(
+        sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
+        .where(entities.c.id.in_([param("a"), param("b")]), _live)
+        .order_by(entities.c.id)
+        .with_for_update(),
+        prepare=prepare,
+    )
+
+
+_LOCK_PAIR = _lock_pair()
+# PostgreSQL also draws the new comparison's id from the identity sequence of
+# comparisons.id (named by PostgreSQL's convention for identity columns) while it locks:
+# the vote's last round trip then carries its COMMIT and need not return anything. The
+# scalar subquery runs once per statement, not per row.
+_LOCK_PAIR_DRAWING_ID = _lock_pair(
+    sa.select(sa.func.nextval(sa.literal_column("'comparisons_id_seq'"))).scalar_subquery().label("new_id"),
+    prepare=True,
 )
 _APPLY_RESULT = Query(
     sa.update(entities)
@@ -250,14 +265,30 @@ def _apply_result_cte(n: int) -> Any:
     )
 
 
+class _InsertWithOwnId(sa.Insert):
+    """An INSERT that supplies the id of a ``GENERATED ALWAYS`` identity column."""
+
+    inherit_cache = True
+
+
+@compiles(_InsertWithOwnId, "postgresql")
+def _insert_overriding_identity(element: _InsertWithOwnId, compiler: Any, **kw: Any) -> str:
+    sql: str = compiler.visit_insert(element, **kw)
+    if sql.count(") VALUES (") != 1:
+        raise ValueError("expected a single-row INSERT ... VALUES")
+    return sql.replace(") VALUES (", ") OVERRIDING SYSTEM VALUE VALUES (")
+
+
 # PostgreSQL writes a vote in one statement: both entity updates ride in data-modifying
 # CTEs of the comparison INSERT (SQLite has no DML in CTEs and runs the three separately).
+# The id was drawn by _LOCK_PAIR_DRAWING_ID, so the statement returns nothing and goes
+# out together with the COMMIT (Connection.finish).
 _RECORD_VOTE_IN_ONE = Query(
-    sa.insert(comparisons)
-    .values(**_new_comparison("id1", "id2"))
-    .returning(*COMPARISON_COLUMNS)
+    _InsertWithOwnId(comparisons)
+    .values(id=param("new_id"), **_new_comparison("id1", "id2"))
     .add_cte(_apply_result_cte(1))
-    .add_cte(_apply_result_cte(2))
+    .add_cte(_apply_result_cte(2)),
+    prepare=True,
 )
 
 
@@ -287,11 +318,18 @@ async def record_comparison(
     serialises writers). Elo and the Bayesian strengths are computed from the locked
     values and the counters that feed the bandit move with them: either all of it is
     stored or none. A reused pair token hits a unique index and rolls it all back.
+    On PostgreSQL that is two round trips: ``BEGIN`` with the locking ``SELECT`` (which
+    also draws the new comparison's id), then the writes (one statement) with the
+    ``COMMIT``.
     ``user_id`` records who voted (None when the API is open).
     """
+    postgres = db.name == "postgresql"
     async with db.transaction() as tx:
         locked = {
-            row["id"]: row for row in await tx.fetch_all(_LOCK_PAIR, {"a": entity1_id, "b": entity2_id})
+            row["id"]: row
+            for row in await tx.fetch_all(
+                _LOCK_PAIR_DRAWING_ID if postgres else _LOCK_PAIR, {"a": entity1_id, "b": entity2_id}
+            )
         }
         for entity_id in (entity1_id, entity2_id):
             if entity_id not in locked:
@@ -301,18 +339,32 @@ async def record_comparison(
         )
         first = {"id": entity1_id, **effect1}
         second = {"id": entity2_id, **effect2}
+        now = datetime.now(UTC)
         vote = {
             "selected_entity_id": selected_entity_id,
-            "now": utc_now(),
+            "now": now.isoformat(timespec="microseconds"),
             "user_id": user_id,
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,
         }
-        if db.name == "postgresql":
+        row: Row | None
+        if postgres:
+            new_id = locked[entity1_id]["new_id"]
             both = {f"{key}1": value for key, value in first.items()}
             both.update({f"{key}2": value for key, value in second.items()})
-            row = await tx.fetch_one(_RECORD_VOTE_IN_ONE, {**both, **vote})
+            await tx.finish(_RECORD_VOTE_IN_ONE, {"new_id": new_id, **both, **vote})
+            # The row as stored, with nothing left to ask the database.
+            row = {
+                "id": new_id,
+                "entity1_id": entity1_id,
+                "entity2_id": entity2_id,
+                "selected_entity_id": selected_entity_id,
+                "created_at": now,
+                "user_id": user_id,
+                "strategy": vote["strategy"],
+                "selection_probability": vote["probability"],
+            }
         else:
             await tx.execute(_APPLY_RESULT, first)
             await tx.execute(_APPLY_RESULT, second)
