@@ -26,7 +26,8 @@ _MOST_UNCERTAIN = Query(
     sa.select(*ENTITY_COLUMNS, sa.select(sa.func.max(entities.c.id)).scalar_subquery().label("max_id"))
     .where(_live)
     .order_by(entities.c.sigma.desc(), entities.c.id)
-    .limit(param("limit"))
+    .limit(param("limit")),
+    prepare=True,
 )
 _LATEST_COMPARISON_ID = Query(sa.select(sa.func.max(comparisons.c.id)))
 
@@ -63,13 +64,16 @@ def _spread_query(samples: int, anchors: int, neighbours: int) -> Query:
             .order_by(entities.c.mu.desc(), entities.c.id)
             .limit(half)
         )
-    return Query(sa.union_all(*(p.subquery().select() for p in parts)))
+    # Prepared where the backend can: planning this union took PostgreSQL longer than
+    # running it (about 4.5 ms against 1-3 ms), on every request for a pair.
+    return Query(sa.union_all(*(p.subquery().select() for p in parts)), prepare=True)
 
 
 def _random_probes(samples: int, columns: tuple[Any, ...]) -> Any:
     """The first live entity at or after each of ``samples`` random ids ``:r0``, ``:r1``..."""
     probes = (
-        sa.text("VALUES " + ", ".join(f"(:r{k})" for k in range(samples)))
+        # The casts type the column for a prepared statement, which would take text.
+        sa.text("VALUES " + ", ".join(f"(CAST(:r{k} AS BIGINT))" for k in range(samples)))
         .columns(sa.column("column1", sa.BigInteger))
         .subquery("probe")
     )
