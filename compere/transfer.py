@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from compere.domain.bayes import Z95, Prior
 from compere.http.schemas import EntityCreate
 from compere.storage.database import Database
-from compere.storage.queries import as_datetime, import_entities
+from compere.storage.queries import as_datetime, import_entities, refresh_statistics
 
 FORMATS = ("jsonl", "csv")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
@@ -45,6 +45,10 @@ class ImportFormatError(ValueError):
 class Rejected:
     line: int
     reason: str
+
+
+# Imports that create at least this many entities refresh the planner's statistics.
+ANALYZE_AFTER = 1_000
 
 
 def guess_format(filename: str) -> str:
@@ -142,6 +146,10 @@ async def import_records(
         summary.existing += len(good) - new
         if progress is not None:
             progress(len(batch))
+    if summary.created >= ANALYZE_AFTER:
+        # Without fresh statistics the planner takes a newly filled table for empty until
+        # autovacuum gets to it (up to a minute of poor plans for every pair request).
+        await refresh_statistics(db)
     return summary
 
 

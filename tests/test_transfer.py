@@ -255,3 +255,34 @@ async def test_http_export_validates_format_and_is_for_superusers_under_auth(cli
     assert (await resp.json())["detail"] == "Not enough permissions"
     resp = await guarded.get("/export/comparisons", headers={"Authorization": f"Bearer {admin_token}"})
     assert resp.status == 200
+
+
+async def _planner_rows(client) -> float:
+    """What the database's planner believes the entities table holds."""
+    import sqlalchemy as sa
+
+    from compere.http.keys import DATABASE
+    from compere.storage.database import Query
+
+    db = client.app[DATABASE]
+    if db.name == "postgresql":
+        sql = "SELECT reltuples AS n FROM pg_class WHERE relname = 'entities'"
+    else:
+        sql = "SELECT coalesce((SELECT CAST(stat AS INTEGER) FROM sqlite_stat1 WHERE tbl = 'entities' LIMIT 1), -1) AS n"
+    try:
+        value = await db.fetch_value(Query(sa.text(sql)))
+    except Exception:  # sqlite_stat1 exists only after a first ANALYZE
+        return -1.0
+    return float(value)
+
+
+async def test_a_large_import_refreshes_the_planner_statistics(client, database_url, tmp_path):
+    # A freshly filled table looks empty to the planner until statistics are gathered,
+    # and pair requests get poor plans meanwhile; a large import gathers them itself.
+    assert await _planner_rows(client) < 1000
+    records = [{"external_id": f"bulk-{k}", "name": f"Item {k}"} for k in range(1200)]
+    source = write_jsonl(tmp_path / "bulk.jsonl", records)
+    status, out, err = await compere(database_url, tmp_path, "import", str(source))
+    assert status == 0, err
+    assert out.strip() == "created 1200, already present 0, rejected 0"
+    assert await _planner_rows(client) >= 1000

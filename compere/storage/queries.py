@@ -633,3 +633,11 @@ async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: floa
         for entity_id, values in state.items():
             await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
     return replayed
+
+
+_ANALYZE_ENTITIES = Query(sa.text("ANALYZE entities"))
+
+
+async def refresh_statistics(db: Database) -> None:
+    """Update the query planner's statistics of the entities table (both backends)."""
+    await db.execute(_ANALYZE_ENTITIES)
