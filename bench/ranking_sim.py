@@ -273,7 +273,8 @@ def label(strategy: str, model: str) -> str:
         return "original as deployed (UCB, bandit never updated) + " + model
     if strategy.startswith("oracle@"):
         width = strategy.split("@", 1)[1]
-        return f"oracle (knows the strengths; opponents within {width} logits) + {model}"
+        unit = "logit" if width == "1" else "logits"
+        return f"oracle (knows the strengths; opponents at most {width} {unit} apart) + {model}"
     if strategy == "ucb" and model == "elo":
         return "original as designed (UCB + Elo K=32)"
     return f"{strategy} + {model}"
