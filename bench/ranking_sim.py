@@ -77,6 +77,7 @@ BUDGETS = (1, 2, 4, 8, 16, 32)
 THRESHOLDS = (0.8, 0.9)
 MODELS = ("elo", "bayes", "bt", "refit")
 RECENT_LIMIT = 5
+_UCB_PARAMS = UCBParams()
 ELO_K = 32.0
 ELO_INITIAL = 1500.0
 
@@ -142,7 +143,7 @@ def _select(
     context = SelectionContext(
         total_comparisons=total,
         recent_opponents_of=recent,
-        ucb=UCBParams(),
+        ucb=_UCB_PARAMS,
         ucb_probability=False,  # exercised by the unit tests; costly here
         prior=cfg.prior,
     )

@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from compere.http.keys import DATABASE
+from compere.storage.database import Query
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,22 +262,21 @@ async def test_http_export_validates_format_and_is_for_superusers_under_auth(cli
 
 
 async def _planner_rows(client) -> float:
-    """What the database's planner believes the entities table holds."""
-    import sqlalchemy as sa
-
-    from compere.http.keys import DATABASE
-    from compere.storage.database import Query
-
+    """What the database's planner believes the entities table holds (-1: no statistics)."""
     db = client.app[DATABASE]
     if db.name == "postgresql":
-        sql = "SELECT reltuples AS n FROM pg_class WHERE relname = 'entities'"
-    else:
-        sql = "SELECT coalesce((SELECT CAST(stat AS INTEGER) FROM sqlite_stat1 WHERE tbl = 'entities' LIMIT 1), -1) AS n"
-    try:
-        value = await db.fetch_value(Query(sa.text(sql)))
-    except Exception:  # sqlite_stat1 exists only after a first ANALYZE
+        return float(
+            await db.fetch_value(Query(sa.text("SELECT reltuples FROM pg_class WHERE relname = 'entities'")))
+        )
+    # SQLite keeps statistics in sqlite_stat1, a table its first ANALYZE creates.
+    if not await db.fetch_value(
+        Query(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+    ):
         return -1.0
-    return float(value)
+    stat = await db.fetch_value(
+        Query(sa.text("SELECT stat FROM sqlite_stat1 WHERE tbl = 'entities' LIMIT 1"))
+    )
+    return -1.0 if stat is None else float(str(stat).split()[0])
 
 
 async def test_a_large_import_refreshes_the_planner_statistics(client, database_url, tmp_path):

@@ -339,10 +339,10 @@ async def record_comparison(
         )
         first = {"id": entity1_id, **effect1}
         second = {"id": entity2_id, **effect2}
-        now = datetime.now(UTC)
+        now = utc_now()
         vote = {
             "selected_entity_id": selected_entity_id,
-            "now": now.isoformat(timespec="microseconds"),
+            "now": now,
             "user_id": user_id,
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
@@ -360,7 +360,7 @@ async def record_comparison(
                 "entity1_id": entity1_id,
                 "entity2_id": entity2_id,
                 "selected_entity_id": selected_entity_id,
-                "created_at": now,
+                "created_at": as_datetime(now),
                 "user_id": user_id,
                 "strategy": vote["strategy"],
                 "selection_probability": vote["probability"],
