@@ -65,6 +65,8 @@ class Settings:
     login_max_failures_per_client: int = 20
     login_failure_window: int = 900
     auth_cookie: bool = False
+    # Anyone may create an ordinary account once a superuser exists (else superusers only).
+    open_signup: bool = False
 
     rate_limit_enabled: bool = False
     rate_limit_requests: int = 100
@@ -288,6 +290,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         login_max_failures_per_client=r.integer("LOGIN_MAX_FAILURES_PER_CLIENT", 20, low=1, high=100_000),
         login_failure_window=r.integer("LOGIN_FAILURE_WINDOW", 900, low=1, high=86_400),
         auth_cookie=r.boolean("AUTH_COOKIE", False),
+        open_signup=r.boolean("OPEN_SIGNUP", False),
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
         rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
         rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),

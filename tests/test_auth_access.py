@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
-from compere.http.keys import TOKENS
+from compere.http.keys import DATABASE, TOKENS
 from compere.http.routes import ROUTES, Route
+from compere.storage import users
 from tests.conftest import bearer
 
 PUBLIC_EXTRAS = ("/openapi.json", "/docs")
@@ -17,6 +18,13 @@ PUBLIC_EXTRAS = ("/openapi.json", "/docs")
 
 def concrete(route: Route) -> str:
     return re.sub(r"\{[^}]+\}", "1", route.path)
+
+
+async def fresh_token(client, user_id: int) -> str:
+    """A token issued under the user's current token epoch (logging out everywhere moves it)."""
+    app = client.server.app
+    row = await users.credentials_by_id(app[DATABASE], user_id)
+    return str(app[TOKENS].issue(user_id, row["token_epoch"])[0])
 
 
 async def call(client, route: Route, headers: dict[str, str] | None = None):
@@ -29,14 +37,13 @@ async def test_every_protected_route_needs_a_token_and_superuser_routes_a_superu
     for token in (admin_token, alice_token):
         me = await (await client.get("/auth/users/me", headers=bearer(token))).json()
         ids[me["username"]] = me["id"]
-    tokens = client.server.app[TOKENS]
     protected = [r for r in ROUTES if r.access != "public"]
     assert protected, "the route table declares no protected route"
     for route in ROUTES:
         name = f"{route.method} {route.path}"
-        # Fresh tokens for every route: one of them is the logout.
-        alice_token = tokens.issue(ids["alice"])[0]
-        admin_token = tokens.issue(ids["admin"])[0]
+        # Fresh tokens for every route: some of them log out.
+        alice_token = await fresh_token(client, ids["alice"])
+        admin_token = await fresh_token(client, ids["admin"])
         anonymous = await call(client, route)
         if route.access == "public":
             assert anonymous.status not in (401, 403), name

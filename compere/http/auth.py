@@ -9,18 +9,18 @@ access level a route declares in the route table.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import TrustedProxies, client_address, parse_trusted_proxies
+from compere.http.client_address import TrustedProxies, client_address, client_group, parse_trusted_proxies
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
@@ -28,18 +28,11 @@ from compere.http.keys import (
     LOGIN_THROTTLE,
     PASSWORDS,
     REDIS,
-    REVOKED_TOKENS,
     SETTINGS,
     TOKENS,
     USER,
 )
-from compere.infra.auth_state import (
-    AuthStateUnavailable,
-    MemoryLoginThrottle,
-    MemoryRevokedTokens,
-    RedisLoginThrottle,
-    RedisRevokedTokens,
-)
+from compere.infra.auth_state import MemoryLoginThrottle, RedisLoginThrottle
 from compere.infra.passwords import PasswordHasher
 from compere.infra.tokens import TokenError, TokenIssuer
 from compere.settings import Settings
@@ -83,6 +76,11 @@ def caller_address(request: web.Request) -> str:
     """The client's address, through the proxies ``TRUSTED_PROXIES`` names (as the
     request log and the rate limiter see it), for login counters and failure logs."""
     return client_address(request, _trusted(request.app[SETTINGS].trusted_proxies))
+
+
+def caller_group(request: web.Request) -> str:
+    """The client's group for per-client counters (IPv6 per /64), as the rate limiter counts."""
+    return client_group(caller_address(request))
 
 
 def unauthorized(detail: str) -> ApiError:
@@ -142,27 +140,23 @@ async def _authenticate(request: web.Request, token: str, via_cookie: bool) -> A
     except TokenError as exc:
         _refuse(request, f"invalid token ({exc})")
         return None
-    # The revocation lookup (Redis) and the user's row (database) are independent:
-    # wait for both at once, so an authenticated request pays one wait, not two.
-    revoked, row = await asyncio.gather(
-        app[REVOKED_TOKENS].is_revoked(claims.token_id),
-        users.identity(app[DATABASE], claims.user_id),
-        return_exceptions=True,
-    )
-    if isinstance(revoked, AuthStateUnavailable):
-        raise auth_unavailable() from None
-    if isinstance(revoked, BaseException):
-        raise revoked
-    if revoked:
-        _refuse(request, "token revoked (logged out)")
-        return None
-    if isinstance(row, BaseException):
-        raise row
+    # One primary-key read answers everything: the user's flags, their token epoch and
+    # whether this token was logged out. All of it lives in the database, so it holds on
+    # every worker at once and survives losing Redis.
+    row = await users.identity(app[DATABASE], claims.user_id, claims.token_id)
     if row is None:
         _refuse(request, "token of a user that no longer exists")
         return None
+    if row["revoked"]:
+        _refuse(request, "token revoked (logged out)", row["username"])
+        return None
     if row["disabled"]:
         _refuse(request, "token of a disabled user", row["username"])
+        return None
+    if claims.epoch != row["token_epoch"]:
+        _refuse(
+            request, "token revoked (password changed, disabled or logged out everywhere)", row["username"]
+        )
         return None
     if via_cookie and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
@@ -185,15 +179,53 @@ def _refuse(request: web.Request, reason: str, username: str | None = None) -> N
     return None
 
 
+def _sent_from_allowed_origin(request: web.Request, allowed: frozenset[str]) -> bool:
+    """Whether the page that sent ``request`` may write with the user's cookies.
+
+    The page's origin comes from ``Origin`` (or from ``Referer`` when a browser left
+    ``Origin`` out). It may write when it is one of ``CORS_ORIGINS`` or on the host the
+    request was sent to (the built-in web app). A request with neither header was not
+    sent by a web page: browsers send ``Origin`` with every cross-site unsafe request.
+    """
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if source is None:
+        return True
+    try:
+        sender = urlsplit(source)
+        own_host = urlsplit("//" + request.host).hostname
+    except ValueError:
+        return False
+    if f"{sender.scheme}://{sender.netloc}".lower() in allowed:
+        return True
+    return sender.hostname is not None and sender.hostname == own_host
+
+
 def identity(settings: Settings) -> Middleware:
-    """Find out who is calling; never refuse for missing credentials (guards do)."""
+    """Find out who is calling; never refuse for missing credentials (guards do).
+
+    In cookie mode it also refuses (403) a write that a browser could send with the
+    user's cookies from another site's page: every unsafe request without an
+    ``Authorization`` header (logging in sets the cookies; everything else may use them)
+    must come from an allowed origin.
+    """
     cookie_mode = settings.auth_cookie
+    allowed_origins = frozenset(origin.lower() for origin in settings.cors_origins if origin != "*")
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[USER] = None
         if request.method == "OPTIONS":
             return await handler(request)  # CORS preflights carry no credentials
+        if (
+            cookie_mode
+            and request.method not in SAFE_METHODS
+            and "Authorization" not in request.headers
+            and not _sent_from_allowed_origin(request, allowed_origins)
+        ):
+            log_auth_failure(request, "cross-site write in cookie mode (Origin not allowed)")
+            raise ApiError(
+                403, "Cross-site request refused: the Origin (or Referer) is not an allowed origin"
+            )
         if not URL_SECRETS.isdisjoint(request.query.keys()):
             # The request log shows the path only, so the secret is not written anywhere.
             log_auth_failure(request, "credentials in the query string")
@@ -289,10 +321,7 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         "window": settings.login_failure_window,
     }
     client = app[REDIS]
-    if client is not None:
-        app[REVOKED_TOKENS] = RedisRevokedTokens(client)
-        app[LOGIN_THROTTLE] = RedisLoginThrottle(client, **limits)
-    else:
-        app[REVOKED_TOKENS] = MemoryRevokedTokens()
-        app[LOGIN_THROTTLE] = MemoryLoginThrottle(**limits)
+    app[LOGIN_THROTTLE] = (
+        RedisLoginThrottle(client, **limits) if client is not None else MemoryLoginThrottle(**limits)
+    )
     yield

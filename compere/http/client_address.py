@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["TrustedProxies", "client_address", "parse_trusted_proxies"]
+__all__ = ["TrustedProxies", "client_address", "client_group", "parse_trusted_proxies"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,6 +86,22 @@ def client_address(request: web.Request, trusted_proxies: TrustedProxies) -> str
             return str(hop)
         nearest_trusted = hop
     return str(nearest_trusted) if nearest_trusted is not None else UNIX_PEER
+
+
+@functools.lru_cache(maxsize=4096)
+def client_group(address: str) -> str:
+    """Whose counter an address spends: the key every per-client limit uses (the rate
+    limiter and the login throttle alike).
+
+    IPv6 clients are counted per /64, the block one subscriber usually holds, so that
+    hopping between addresses within it does not multiply a quota.
+    """
+    parsed = _parse_address(address)
+    if parsed is None:
+        return f"peer:{address}"
+    if parsed.version == 6:
+        return f"ip6:{ipaddress.IPv6Network((parsed, 64), strict=False).network_address}/64"
+    return f"ip:{parsed}"
 
 
 def _peer_host(request: web.Request) -> str | None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio
 from aiohttp import web
 
-from compere.infra.auth_state import LoginThrottle, RevokedTokens
+from compere.infra.auth_state import LoginThrottle
 from compere.infra.idempotency import IdempotencyStore
 from compere.infra.passwords import PasswordHasher
 from compere.infra.ratelimit import SlidingWindowLimiter
@@ -25,7 +25,6 @@ DATABASE: web.AppKey[Database] = web.AppKey("database")
 REDIS: web.AppKey[redis.asyncio.Redis | None] = web.AppKey("redis")
 TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
-REVOKED_TOKENS: web.AppKey[RevokedTokens] = web.AppKey("revoked_tokens")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
 RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")

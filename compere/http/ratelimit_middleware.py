@@ -9,7 +9,6 @@ JSON ``detail``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -19,7 +18,7 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import TrustedProxies, client_address
+from compere.http.client_address import TrustedProxies, client_address, client_group
 from compere.http.errors import ApiError
 from compere.http.keys import RATE_LIMITER, USER
 from compere.infra import metrics
@@ -100,23 +99,13 @@ def _strip_slash(path: str) -> str:
 
 
 def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) -> str:
-    """Whose quota a request spends: the authenticated user, else the client address.
-
-    IPv6 clients are counted per /64, the block one subscriber usually holds, so that
-    hopping between addresses within it does not multiply the quota.
-    """
+    """Whose quota a request spends: the authenticated user, else the client's group
+    (:func:`client_group`: IPv6 per /64)."""
     user = request.get(USER)
     if user is not None:
         user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
         return f"user:{user_id}"
-    address = client_address(request, trusted_proxies)
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return f"peer:{address}"
-    if parsed.version == 6:
-        return f"ip6:{ipaddress.IPv6Network((parsed, 64), strict=False).network_address}/64"
-    return f"ip:{parsed}"
+    return client_group(client_address(request, trusted_proxies))
 
 
 RATE_LIMIT_HEADER_NAMES = (

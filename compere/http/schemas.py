@@ -7,10 +7,14 @@ document them and the OpenAPI tests check that the two agree.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from compere.domain.accounts import canonical_name
 
 # Ids are 64-bit integers in PostgreSQL; anything larger can never exist.
 MAX_ID = 2**63 - 1
@@ -224,10 +228,22 @@ class Readiness(Model):
 
 # --- users and tokens ---------------------------------------------------------------
 
-Username = Annotated[
-    str,
-    StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"),
-]
+_USERNAME_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9._@-]*")
+
+
+def _username(value: str) -> str:
+    """A username whose canonical form (``canonical_name``) is made of the allowed
+    characters, so a look-alike spelling (full-width letters, a dotted capital I) is the
+    name it looks like and meets that name's uniqueness, not a second account."""
+    value = unicodedata.normalize("NFKC", value)
+    if not 3 <= len(value) <= 50:
+        raise ValueError("must be 3 to 50 characters")
+    if not _USERNAME_CHARACTERS.fullmatch(canonical_name(value)):
+        raise ValueError("must start with a letter or digit and contain only letters, digits and ._@-")
+    return value
+
+
+Username = Annotated[str, StringConstraints(min_length=3, max_length=50), AfterValidator(_username)]
 Email = Annotated[
     str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", strip_whitespace=True)
 ]
@@ -236,7 +252,9 @@ Password = Annotated[StorableText, StringConstraints(min_length=1, max_length=10
 
 
 class UserCreate(Model):
-    username: Username = Field(description="3 to 50 letters, digits or ._@-; unique regardless of case")
+    username: Username = Field(
+        description="3 to 50 letters, digits or ._@-; unique regardless of case and Unicode form"
+    )
     password: Password = Field(
         description="At least PASSWORD_MIN_LENGTH characters (default 12), at most 72 bytes in UTF-8, "
         "not a common password and not containing the username"
@@ -244,6 +262,24 @@ class UserCreate(Model):
     email: Email | None = None
     full_name: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
     is_superuser: bool = Field(default=False, description="Honoured only when a superuser creates the user")
+
+
+class PasswordChange(Model):
+    current_password: Password
+    new_password: Password = Field(
+        description="The same policy as at sign-up: at least PASSWORD_MIN_LENGTH characters, at most "
+        "72 bytes in UTF-8, not a common password and not containing the username"
+    )
+
+
+class PasswordChanged(Model):
+    message: str
+    access_token: str = Field(description="A new token; every older token of the account has ended")
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Seconds until the token expires")
+    csrf_token: str | None = Field(
+        default=None, description="Cookie mode only: send it back in the X-CSRF-Token header on writes"
+    )
 
 
 class User(Model):

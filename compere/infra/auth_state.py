@@ -1,8 +1,13 @@
-"""Shared authentication state: revoked token ids and failed-login counters.
+"""Login attempt counters, shared by every worker and instance through Redis.
 
-Both live in Redis so every worker and every instance sees them. Without
-``REDIS_URL`` (local development only; production requires it) an in-process
+They count attempts before the password is checked, per canonical username and per
+client group, so that parallel guesses cannot slip past a limit. They are the fast,
+shared first line only: what must outlast a Redis restart (logouts, disabled users,
+token epochs, account lockouts) is kept in the database (``compere.storage.users``).
+Without ``REDIS_URL`` (local development only; production requires it) an in-process
 store with the same interface is used instead.
+
+Every Redis key this module uses is built by :func:`redis_key`.
 """
 
 from __future__ import annotations
@@ -13,29 +18,28 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from compere.domain.accounts import canonical_name
+
 _PREFIX = "compere:auth:"
+
+
+def redis_key(kind: str, subject: str) -> str:
+    """The one place the names of authentication keys are built."""
+    return f"{_PREFIX}{kind}:{subject}"
 
 
 class AuthStateUnavailable(Exception):
     """Redis did not answer; the caller refuses rather than guess (fail closed)."""
 
 
-class RevokedTokens(abc.ABC):
-    """Token ids that were logged out, each remembered until the token would expire."""
-
-    @abc.abstractmethod
-    async def revoke(self, token_id: str, expires_at: int) -> None: ...
-
-    @abc.abstractmethod
-    async def is_revoked(self, token_id: str) -> bool: ...
-
-
 class LoginThrottle(abc.ABC):
-    """Counts login attempts per username and per client address in a fixed window.
+    """Counts login attempts per username and per client group in a fixed window.
 
     Every attempt is counted before the password is checked, so parallel guesses
     cannot slip past the limit. A successful login clears its username's count and
     takes its attempt back from the client's count (many people may share an address).
+    ``client`` is the client's group (``compere.http.client_address.client_group``),
+    the same grouping the rate limiter counts by.
     """
 
     def __init__(self, *, per_user: int, per_client: int, window: int) -> None:
@@ -52,31 +56,10 @@ class LoginThrottle(abc.ABC):
 
     @staticmethod
     def keys(username: str, client: str) -> tuple[str, str]:
-        return f"{_PREFIX}fail:user:{username.lower()}", f"{_PREFIX}fail:client:{client}"
+        return redis_key("fail:user", canonical_name(username)), redis_key("fail:client", client)
 
 
 # --- Redis -------------------------------------------------------------------------
-
-
-class RedisRevokedTokens(RevokedTokens):
-    def __init__(self, client: aioredis.Redis) -> None:
-        self._redis = client
-
-    async def revoke(self, token_id: str, expires_at: int) -> None:
-        try:
-            # EXAT: Redis forgets the id exactly when the token would stop working anyway.
-            await self._redis.set(
-                f"{_PREFIX}revoked:{token_id}", b"1", exat=max(expires_at, int(time.time()) + 1)
-            )
-        except RedisError as exc:
-            raise AuthStateUnavailable("redis") from exc
-
-    async def is_revoked(self, token_id: str) -> bool:
-        try:
-            return bool(await self._redis.exists(f"{_PREFIX}revoked:{token_id}"))
-        except RedisError as exc:
-            raise AuthStateUnavailable("redis") from exc
-
 
 # Counts an attempt on both keys at once; answers 0 or the longest wait still to run.
 _ATTEMPT = """
@@ -124,19 +107,6 @@ class RedisLoginThrottle(LoginThrottle):
 
 
 # --- in-process (development without Redis) ------------------------------------------
-
-
-class MemoryRevokedTokens(RevokedTokens):
-    def __init__(self) -> None:
-        self._until: dict[str, int] = {}
-
-    async def revoke(self, token_id: str, expires_at: int) -> None:
-        now = time.time()
-        self._until = {k: v for k, v in self._until.items() if v > now}
-        self._until[token_id] = expires_at
-
-    async def is_revoked(self, token_id: str) -> bool:
-        return self._until.get(token_id, 0) > time.time()
 
 
 class MemoryLoginThrottle(LoginThrottle):

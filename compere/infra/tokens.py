@@ -1,4 +1,5 @@
-"""Access tokens: HS256 JWTs with subject, lifetime, issue time, not-before and id."""
+"""Access tokens: HS256 JWTs with subject, lifetime, issue time, not-before, id and the
+user's token epoch (``ep``: a token works only while the user's epoch is unchanged)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class TokenClaims:
     user_id: int
     token_id: str
     expires_at: int  # Unix seconds
+    epoch: int = 0  # the user's token_epoch when issued; tokens from before the claim count as 0
 
 
 class TokenIssuer:
@@ -36,15 +38,16 @@ class TokenIssuer:
         self._key = secret_key
         self.lifetime_seconds = lifetime_minutes * 60
 
-    def issue(self, user_id: int) -> tuple[str, TokenClaims]:
+    def issue(self, user_id: int, epoch: int) -> tuple[str, TokenClaims]:
         now = int(time.time())
-        claims = TokenClaims(user_id, uuid.uuid4().hex, now + self.lifetime_seconds)
+        claims = TokenClaims(user_id, uuid.uuid4().hex, now + self.lifetime_seconds, epoch)
         payload: dict[str, Any] = {
             "sub": str(user_id),
             "iat": now,
             "nbf": now,
             "exp": claims.expires_at,
             "jti": claims.token_id,
+            "ep": epoch,
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM), claims
 
@@ -64,7 +67,7 @@ class TokenIssuer:
             raise TokenError("not yet valid") from None
         except jwt.PyJWTError as exc:  # InvalidKeyError is not an InvalidTokenError
             raise TokenError(type(exc).__name__) from None
-        sub, jti = payload["sub"], payload["jti"]
+        sub, jti, epoch = payload["sub"], payload["jti"], payload.get("ep", 0)
         if (
             not isinstance(sub, str)
             or not sub.isascii()
@@ -72,9 +75,11 @@ class TokenIssuer:
             or not 0 < int(sub) < 2**63
             or not isinstance(jti, str)
             or not 0 < len(jti) <= 64
+            or type(epoch) is not int
+            or not 0 <= epoch < 2**31
         ):
             raise TokenError("malformed claims")
-        return TokenClaims(int(sub), jti, int(payload["exp"]))
+        return TokenClaims(int(sub), jti, int(payload["exp"]), epoch)
 
     def csrf_token(self, token_id: str) -> str:
         """The CSRF value that belongs to one cookie session (bound to the token id)."""

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,10 +123,21 @@ async def _pending(dialect: str, conn: Connection, migrations: list[Migration]) 
     return [m for m in migrations if m.filename not in applied]
 
 
+def _data_steps() -> dict[str, Callable[[Connection], Awaitable[None]]]:
+    """Python run right after a schema file, in its transaction: the changes to existing
+    rows that SQL cannot make alike on both dialects (Unicode normalisation, say)."""
+    from compere.storage.users import fill_canonical_names
+
+    return {"0005_auth_durable.sql": fill_canonical_names}
+
+
 async def _apply(conn: Connection, migration: Migration) -> None:
     from compere.storage.queries import utc_now
 
     await conn.execute_script(migration.sql)
+    step = _data_steps().get(migration.filename)
+    if step is not None:
+        await step(conn)
     await conn.execute(
         _RECORD, {"filename": migration.filename, "checksum": migration.checksum, "now": utc_now()}
     )

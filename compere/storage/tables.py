@@ -55,4 +55,20 @@ users = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False),
     sa.Column("is_superuser", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
+    # compere.domain.accounts.canonical_name() of each: what uniqueness and login compare
+    sa.Column("username_canonical", sa.Text),
+    sa.Column("email_canonical", sa.Text),
+    sa.Column("token_epoch", sa.Integer, nullable=False),  # raised to end every older token
+    sa.Column("failed_logins", sa.Integer, nullable=False),
+    sa.Column("failures_since", sa.BigInteger, nullable=False),  # Unix seconds
+    sa.Column("locked_until", sa.BigInteger, nullable=False),  # Unix seconds
+)
+
+# Single logouts, each kept until its token would have expired anyway.
+revoked_tokens = sa.Table(
+    "revoked_tokens",
+    metadata,
+    sa.Column("token_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),  # Unix seconds
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import NoReturn
 from urllib.parse import parse_qsl
 
@@ -9,9 +11,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from compere.http.auth import (
+    INVALID_CREDENTIALS,
     AuthenticatedUser,
     auth_unavailable,
-    caller_address,
+    caller_group,
     clear_session_cookies,
     log_auth_failure,
     require_superuser,
@@ -20,17 +23,23 @@ from compere.http.auth import (
     unauthorized,
 )
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import DATABASE, LOGIN_THROTTLE, PASSWORDS, REVOKED_TOKENS, SETTINGS, TOKENS, USER
-from compere.http.schemas import LoginForm, UserCreate, UserListQuery
+from compere.http.keys import DATABASE, LOGIN_THROTTLE, PASSWORDS, SETTINGS, TOKENS, USER
+from compere.http.schemas import LoginForm, PasswordChange, UserCreate, UserListQuery
 from compere.http.validation import parse_json, path_id, read_body, read_query
 from compere.http.views.shapes import user_out
 from compere.infra.auth_state import AuthStateUnavailable
 from compere.infra.passwords import password_problem
+from compere.settings import Settings
 from compere.storage import users
+from compere.storage.database import Row
 
 # The one answer to a failed login, whether or not the username exists.
 LOGIN_FAILED = "Incorrect username or password"
 LOCKED_OUT = "Too many failed login attempts. Try again later."
+AWAITING_SUPERUSER = (
+    "Sign-up is closed until the first superuser exists; "
+    "create it on the server with `compere createsuperuser`"
+)
 _CREDENTIAL_FIELDS = frozenset({"username", "password", "grant_type", "client_secret"})
 
 
@@ -60,39 +69,62 @@ async def _login_form(request: web.Request) -> LoginForm:
         ) from None
 
 
-async def login(request: web.Request) -> web.Response:
-    form = await _login_form(request)
+async def _password_matches(
+    request: web.Request, username: str, password: str, row: Row | None, reason: str
+) -> bool:
+    """Check a password against the account ``row`` (None: no such user), counting the
+    attempt first: Redis's counters per username and per client group, then the
+    account's own lockout in the database (which outlives Redis). Locked out: 429."""
     app = request.app
-    client = caller_address(request)
+    settings = app[SETTINGS]
     throttle = app[LOGIN_THROTTLE]
+    client = caller_group(request)
     try:
-        wait = await throttle.attempt(form.username, client)
+        wait = await throttle.attempt(username, client)
     except AuthStateUnavailable:
         raise auth_unavailable() from None
+    now = time.time()
+    if not wait and row is not None and row["locked_until"] > now:
+        wait = math.ceil(row["locked_until"] - now)
     if wait:
-        log_auth_failure(request, "locked out after repeated failures", form.username)
+        log_auth_failure(request, "locked out after repeated failures", username)
         raise ApiError(429, LOCKED_OUT, headers={"Retry-After": str(wait)})
-    row = await users.credentials(app[DATABASE], form.username)
+    db = app[DATABASE]
     # Unknown users are checked against a stand-in hash: same work, same answer.
-    matched = await app[PASSWORDS].verify(form.password, row["hashed_password"] if row else None)
-    if row is None or not matched:
-        log_auth_failure(request, "wrong username or password", form.username)
-        raise unauthorized(LOGIN_FAILED)
-    if row["disabled"]:
-        log_auth_failure(request, "disabled account", form.username)
-        raise ApiError(403, "This account is disabled")
+    if not await app[PASSWORDS].verify(password, row["hashed_password"] if row else None) or row is None:
+        if row is not None:
+            await users.record_login_failure(
+                db,
+                row["id"],
+                now=int(now),
+                window=settings.login_failure_window,
+                max_failures=settings.login_max_failures,
+            )
+        log_auth_failure(request, reason, username)
+        return False
+    if row["failed_logins"]:
+        await users.clear_login_failures(db, row["id"])
     try:
-        await throttle.succeeded(form.username, client)
+        await throttle.succeeded(username, client)
     except AuthStateUnavailable:
         raise auth_unavailable() from None
-    tokens = app[TOKENS]
-    token, claims = tokens.issue(row["id"])
+    return True
+
+
+def _token_response(
+    request: web.Request, user_id: int, epoch: int, message: str | None = None
+) -> web.Response:
+    """A new access token (and, in cookie mode, the session cookies) for the user."""
+    tokens = request.app[TOKENS]
+    token, claims = tokens.issue(user_id, epoch)
     body: dict[str, object] = {
         "access_token": token,
         "token_type": "bearer",
         "expires_in": tokens.lifetime_seconds,
     }
-    cookie_mode = app[SETTINGS].auth_cookie
+    if message is not None:
+        body["message"] = message
+    cookie_mode = request.app[SETTINGS].auth_cookie
     if cookie_mode:
         body["csrf_token"] = tokens.csrf_token(claims.token_id)
     response = json_response(body)
@@ -101,17 +133,73 @@ async def login(request: web.Request) -> web.Response:
     return response
 
 
+async def login(request: web.Request) -> web.Response:
+    form = await _login_form(request)
+    row = await users.credentials(request.app[DATABASE], form.username)
+    if not await _password_matches(request, form.username, form.password, row, "wrong username or password"):
+        raise unauthorized(LOGIN_FAILED)
+    assert row is not None
+    if row["disabled"]:
+        log_auth_failure(request, "disabled account", form.username)
+        raise ApiError(403, "This account is disabled")
+    return _token_response(request, row["id"], row["token_epoch"])
+
+
 async def logout(request: web.Request) -> web.Response:
     """Revoke the presented token until it would have expired anyway."""
     user = require_user(request)
-    try:
-        await request.app[REVOKED_TOKENS].revoke(user.token_id, user.token_expires_at)
-    except AuthStateUnavailable:
-        raise auth_unavailable() from None
-    response = json_response({"message": "Logged out"})
+    await users.revoke_token(
+        request.app[DATABASE],
+        token_id=user.token_id,
+        user_id=user.id,
+        expires_at=user.token_expires_at,
+        now=int(time.time()),
+    )
+    return _logged_out("Logged out", request)
+
+
+async def logout_all(request: web.Request) -> web.Response:
+    """End every token of the caller's account, this one included."""
+    user = require_user(request)
+    if await users.end_all_tokens(request.app[DATABASE], user.id) is None:
+        raise unauthorized(INVALID_CREDENTIALS)  # deleted meanwhile
+    return _logged_out("Logged out everywhere", request)
+
+
+def _logged_out(message: str, request: web.Request) -> web.Response:
+    response = json_response({"message": message})
     if request.app[SETTINGS].auth_cookie:
         clear_session_cookies(response)
     return response
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """Set a new password (the current one must be given); every older token ends and a
+    new token is returned, so this session goes on."""
+    user = require_user(request)
+    app = request.app
+    body = await read_body(request, PasswordChange)
+    db = app[DATABASE]
+    row = await users.credentials_by_id(db, user.id)
+    if row is None:
+        raise unauthorized(INVALID_CREDENTIALS)
+    if not await _password_matches(
+        request, row["username"], body.current_password, row, "wrong current password"
+    ):
+        raise ApiError(400, "The current password is not correct")
+    _check_password_policy(request, body.new_password, row["username"], "new_password")
+    epoch = await users.set_password(db, user.id, await app[PASSWORDS].hash(body.new_password))
+    if epoch is None:
+        raise unauthorized(INVALID_CREDENTIALS)
+    return _token_response(request, user.id, epoch, "Password changed; every other session has ended")
+
+
+def _check_password_policy(request: web.Request, password: str, username: str, field: str) -> None:
+    problem = password_problem(
+        password, min_length=request.app[SETTINGS].password_min_length, username=username
+    )
+    if problem:
+        raise validation_error(["body", field], f"Password {problem}")
 
 
 async def me(request: web.Request) -> web.Response:
@@ -122,21 +210,29 @@ async def me(request: web.Request) -> web.Response:
     return json_response(user_out(row))
 
 
+def signup_rules(settings: Settings) -> users.SignupRules:
+    """Outside production the first user becomes a superuser; in production the first
+    superuser comes from ``compere createsuperuser``. ``OPEN_SIGNUP`` lets anyone create
+    an ordinary account once a superuser exists."""
+    return users.SignupRules(
+        first_user_is_superuser=not settings.is_production, open_signup=settings.open_signup
+    )
+
+
 async def create_user(request: web.Request) -> web.Response:
-    """The first user becomes a superuser; after that only superusers create users."""
+    """Superusers create users; anyone else only as :func:`signup_rules` allow."""
     app = request.app
     caller = request.get(USER)
     creator_is_superuser = caller is not None and caller.is_superuser
     db = app[DATABASE]
-    if not creator_is_superuser and await users.any_user(db):
+    rules = signup_rules(app[SETTINGS])
+    if not creator_is_superuser:
         # Cheap early refusal, before any bcrypt work; the insert re-checks under a lock.
-        _refuse_signup(request, caller)
+        refusal = await users.signup_refusal(db, rules)
+        if refusal is not None:
+            _refuse_signup(request, caller, refusal)
     body = await read_body(request, UserCreate)
-    problem = password_problem(
-        body.password, min_length=app[SETTINGS].password_min_length, username=body.username
-    )
-    if problem:
-        raise validation_error(["body", "password"], f"Password {problem}")
+    _check_password_policy(request, body.password, body.username, "password")
     hashed = await app[PASSWORDS].hash(body.password)
     try:
         row = await users.create_user(
@@ -146,16 +242,22 @@ async def create_user(request: web.Request) -> web.Response:
             full_name=body.full_name,
             hashed_password=hashed,
             creator_is_superuser=creator_is_superuser,
+            rules=rules,
             make_superuser=body.is_superuser and creator_is_superuser,
         )
-    except users.SignupClosed:
-        _refuse_signup(request, caller)
+    except users.SignupClosed as refusal:
+        _refuse_signup(request, caller, refusal)
     except users.DuplicateUser as exc:
         raise ApiError(409, f"A user with this {exc.field} already exists") from None
     return json_response(user_out(row))
 
 
-def _refuse_signup(request: web.Request, caller: AuthenticatedUser | None) -> NoReturn:
+def _refuse_signup(
+    request: web.Request, caller: AuthenticatedUser | None, refusal: users.SignupClosed
+) -> NoReturn:
+    if refusal.awaiting_superuser:
+        log_auth_failure(request, "sign-up before the first superuser exists")
+        raise ApiError(403, AWAITING_SUPERUSER)
     if caller is None:
         require_user(request)  # raises 401 (and logs why)
     else:
