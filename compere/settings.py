@@ -8,9 +8,12 @@ line and exits. Production refuses unsafe combinations (see ``_production_proble
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +33,9 @@ LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddre
 MIN_SECRET_KEY_LENGTH = 32
 # Keys printed in the security policy and the docs as examples: anyone can sign with them.
 PUBLISHED_EXAMPLE_KEYS = frozenset({"xK8vJ2mN7pQ9rS3tW6yZ1aB4cD5eF8gH", "your-very-long-secure-secret-key"})
+# Estimated bits a production key must carry. secrets.token_hex(16) (128 random bits, the
+# least of the usual recipes) scores 94 or more; one letter repeated scores 0.
+MIN_SECRET_KEY_BITS = 80
 
 
 class SettingsError(ValueError):
@@ -350,8 +356,13 @@ def _production_problems(s: Settings) -> list[str]:
         problems.append(
             f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_LENGTH} characters in production"
         )
-    elif s.secret_key in PUBLISHED_EXAMPLE_KEYS:
+    elif any(example.lower() in s.secret_key.lower() for example in PUBLISHED_EXAMPLE_KEYS):
         problems.append("SECRET_KEY is a published example; generate your own for production")
+    elif estimated_key_bits(s.secret_key) < MIN_SECRET_KEY_BITS:
+        problems.append(
+            "SECRET_KEY is too predictable (repeated or sequential characters); generate one with "
+            'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
     if not s.auth_enabled:
         problems.append("AUTH_ENABLED must be true in production")
     if not s.cors_origins or "*" in s.cors_origins:
@@ -363,6 +374,25 @@ def _production_problems(s: Settings) -> list[str]:
     if not s.redis_url:
         problems.append("REDIS_URL must be set in production (rate limits are shared through it)")
     return problems
+
+
+def estimated_key_bits(key: str) -> float:
+    """A rough estimate of the randomness in ``key``, in bits; 0 for a repeated pattern.
+
+    The Shannon entropy of its characters, or of the steps between neighbouring
+    characters when that is lower (``abcdef...`` has many letters but one step), times
+    its length. Random keys score close to their real strength; what this catches is a
+    key a person typed: one letter, a short pattern repeated, a run of the alphabet.
+    """
+    if len(key) < 2 or key in (key + key)[1:-1]:  # made of one shorter piece repeated
+        return 0.0
+    steps = [ord(b) - ord(a) for a, b in itertools.pairwise(key)]
+    return min(_shannon_bits(key), _shannon_bits(steps)) * len(key)
+
+
+def _shannon_bits(items: Sequence[object]) -> float:
+    counts = Counter(items)
+    return -sum(n / len(items) * math.log2(n / len(items)) for n in counts.values())
 
 
 def redact_url(url: str) -> str:

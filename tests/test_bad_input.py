@@ -68,7 +68,7 @@ def assert_clean(status: int, text: str, where: str) -> None:
 
 PRODUCTION = {
     "ENVIRONMENT": "production",
-    "SECRET_KEY": "s" * 40,
+    "SECRET_KEY": "q7Rk-2vLx_9TmZ4pWc8nHs1bYd6FjG3a",
     "AUTH_ENABLED": "true",
     "CORS_ORIGINS": "https://app.example.com",
     "RATE_LIMIT_ENABLED": "true",

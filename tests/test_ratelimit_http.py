@@ -304,7 +304,7 @@ def test_bad_settings_name_the_variable(environ: dict[str, str], variable: str, 
 def test_production_refuses_rate_limiting_without_redis(tmp_path: Path) -> None:
     production = {
         "ENVIRONMENT": "production",
-        "SECRET_KEY": "x" * 40,
+        "SECRET_KEY": "q7Rk-2vLx_9TmZ4pWc8nHs1bYd6FjG3a",
         "AUTH_ENABLED": "true",
         "CORS_ORIGINS": "https://app.example.com",
         "DATABASE_URL": "postgresql://compere@db.example.com/compere",

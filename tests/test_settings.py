@@ -13,7 +13,7 @@ from compere.settings import SettingsError, load_settings, redact_url
 NO_DOTENV = Path("/nonexistent/.env")
 SAFE_PRODUCTION = {
     "ENVIRONMENT": "production",
-    "SECRET_KEY": "k" * 32,
+    "SECRET_KEY": "pW4x-Lq9_Zr2mT7vKc1nB8sHy3dFj6Ga",  # random, for these tests only
     "AUTH_ENABLED": "true",
     "CORS_ORIGINS": "https://app.example.com,https://admin.example.com",
     "DATABASE_URL": "postgresql://compere@db.internal/compere",
@@ -109,6 +109,32 @@ def test_auth_needs_a_secret_key_in_every_environment():
 def test_production_refuses_the_published_example_keys(example):
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         load_settings({**SAFE_PRODUCTION, "SECRET_KEY": example}, dotenv=NO_DOTENV)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "k" * 32,  # long enough, and one letter
+        "ab" * 20,
+        "password" * 4,
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "XK8VJ2MN7PQ9RS3TW6YZ1AB4CD5EF8GH",  # the published example in capitals
+        "xK8vJ2mN7pQ9rS3tW6yZ1aB4cD5eF8gH!",  # ...with one character added
+        "prod-your-very-long-secure-secret-key",
+    ],
+)
+def test_production_refuses_a_predictable_or_published_secret_key(key):
+    with pytest.raises(SettingsError, match="SECRET_KEY") as err:
+        load_settings({**SAFE_PRODUCTION, "SECRET_KEY": key}, dotenv=NO_DOTENV)
+    assert key not in str(err.value)
+
+
+def test_production_accepts_keys_from_the_usual_generators():
+    import secrets
+
+    for _ in range(200):
+        for key in (secrets.token_hex(16), secrets.token_urlsafe(32), secrets.token_urlsafe(24)):
+            assert load_settings({**SAFE_PRODUCTION, "SECRET_KEY": key}, dotenv=NO_DOTENV).secret_key == key
 
 
 def test_production_lists_every_problem_one_per_line():
