@@ -161,3 +161,25 @@ async def test_tokens_in_auth_responses_are_not_cached(admin_and_alice):
         await client.post("/auth/token", data={"username": "alice", "password": WRONG}),
     ):
         assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_login_failures_count_per_ipv6_64_like_the_rate_limiter(make_auth_client):
+    client = await make_auth_client(
+        LOGIN_MAX_FAILURES="100", LOGIN_MAX_FAILURES_PER_CLIENT="3", TRUSTED_PROXIES="127.0.0.1"
+    )
+    assert (await sign_up(client, *ADMIN)).status == 200
+
+    async def attempt(address: str, username: str, password: str) -> int:
+        resp = await client.post(
+            "/auth/token",
+            data={"username": username, "password": password},
+            headers={"X-Forwarded-For": address},
+        )
+        return resp.status
+
+    # Three addresses, one /64: one client, as the rate limiter counts it.
+    for i, address in enumerate(("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:aaaa::3")):
+        assert await attempt(address, f"user{i}", WRONG) == 401
+    assert await attempt("2001:db8:1:2:ffff:ffff:ffff:ffff", ADMIN[0], ADMIN[1]) == 429
+    # The next /64 is someone else.
+    assert await attempt("2001:db8:1:3::1", ADMIN[0], ADMIN[1]) == 200

@@ -4,9 +4,12 @@ duplicates and weak passwords are refused; votes record who made them."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
+from compere.http.keys import DATABASE, PASSWORDS
+from compere.storage import users
 from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
 
 
@@ -46,6 +49,51 @@ async def test_after_the_first_user_only_a_superuser_creates_users(admin_and_ali
     # A superuser may make another superuser on purpose.
     second = await sign_up(client, "carol", "marble-finch-orchard-08", token=admin_token, is_superuser=True)
     assert (await second.json())["is_superuser"] is True
+
+
+async def test_open_signup_lets_anyone_create_an_ordinary_account(make_auth_client):
+    client = await make_auth_client(OPEN_SIGNUP="true")
+    assert (await (await sign_up(client, *ADMIN)).json())["is_superuser"] is True  # development
+    resp = await sign_up(client, "mallory", "quiet-lagoon-harbour-55", is_superuser=True)
+    assert resp.status == 200
+    assert (await resp.json())["is_superuser"] is False
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # production refuses SQLite
+@pytest.mark.parametrize("open_signup", ["true", "false"])
+async def test_a_fresh_production_deployment_is_owned_by_createsuperuser_not_the_first_caller(
+    make_auth_client, open_signup
+):
+    client = await make_auth_client(
+        ENVIRONMENT="production",
+        SECRET_KEY="q7Rk-2vLx_9TmZ4pWc8nHs1bYd6FjG3a",
+        CORS_ORIGINS="https://app.example.com",
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_KEY_PREFIX=f"compere:test:{uuid.uuid4().hex}:",
+        OPEN_SIGNUP=open_signup,
+    )
+    first = await sign_up(client, *ADMIN)
+    assert first.status == 403
+    assert "compere createsuperuser" in (await first.json())["detail"]
+    assert not await users.any_user(client.app[DATABASE])
+
+    # What `compere createsuperuser` does on the server.
+    await users.create_user(
+        client.app[DATABASE],
+        username=ADMIN[0],
+        email=None,
+        full_name=None,
+        hashed_password=await client.app[PASSWORDS].hash(ADMIN[1]),
+        creator_is_superuser=True,
+        make_superuser=True,
+    )
+    anonymous = await sign_up(client, *ALICE)
+    if open_signup == "true":
+        assert anonymous.status == 200 and (await anonymous.json())["is_superuser"] is False
+    else:
+        assert anonymous.status == 401
+    admin = await log_in(client, *ADMIN)
+    assert (await sign_up(client, "bob", "quiet-lagoon-harbour-55", token=admin)).status == 200
 
 
 async def test_duplicate_usernames_and_emails_get_409(admin_and_alice):

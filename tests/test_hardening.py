@@ -133,6 +133,34 @@ async def test_cookie_sessions_are_httponly_secure_strict_and_need_csrf_for_writ
     assert (await client.get("/auth/users/me", headers=cookie)).status == 401
 
 
+async def test_cookie_mode_refuses_logins_and_writes_sent_from_other_sites(make_auth_client):
+    client = await make_auth_client(AUTH_COOKIE="true", CORS_ORIGINS="https://app.example.com")
+    assert (await sign_up(client, *ADMIN)).status == 200
+    credentials = {"username": "admin", "password": ADMIN[1]}
+    # A hostile page signing the visitor in to the attacker's account (login CSRF).
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/page"},
+        {"Origin": "https://app.example.com.evil.example"},
+    ):
+        resp = await client.post("/auth/token", data=credentials, headers=headers)
+        assert resp.status == 403, headers
+        assert "Origin" in (await resp.json())["detail"]
+        assert "Set-Cookie" not in resp.headers
+    # Allowed: a listed origin, the service's own host, and clients that are not web pages.
+    own = f"http://{client.host}:{client.port}"
+    for headers in ({"Origin": "https://app.example.com"}, {"Origin": own}, {"Referer": own + "/app/"}, {}):
+        resp = await client.post("/auth/token", data=credentials, headers=headers)
+        assert resp.status == 200, headers
+    body = await resp.json()
+    session = {"Cookie": f"{TOKEN_COOKIE}={body['access_token']}", CSRF_HEADER: body["csrf_token"]}
+    # A cookie-authenticated write, even with the right CSRF value, from another site.
+    evil = {**session, "Origin": "https://evil.example"}
+    assert (await client.post("/entities/", json={"name": "x"}, headers=evil)).status == 403
+    assert (await client.post("/entities/", json={"name": "x"}, headers=session)).status == 200
+
+
 async def test_cookies_are_ignored_unless_cookie_mode_is_on(admin_and_alice):
     client, _, alice_token = admin_and_alice
     resp = await client.get("/auth/users/me", headers={"Cookie": f"{TOKEN_COOKIE}={alice_token}"})

@@ -75,3 +75,71 @@ async def test_concurrent_starts_migrate_exactly_once(fresh_url, schema_copy):
     finally:
         for db in databases:
             await db.close()
+
+
+def _set_aside(root: Path, pattern: str) -> dict[Path, str]:
+    held = {path: path.read_text() for path in root.glob(f"*/{pattern}")}
+    for path in held:
+        path.unlink()
+    return held
+
+
+def _put_back(held: dict[Path, str]) -> None:
+    for path, text in held.items():
+        path.write_text(text)
+
+
+async def _users_before_0005(url: str, root: Path, names: list[tuple[str, str | None]]):
+    """A database at the schema before 0005, holding users with the given names."""
+    import sqlalchemy as sa
+
+    from compere.storage.database import Query
+    from compere.storage.tables import users
+
+    db = await connect(url)
+    held = _set_aside(root, "0005_*.sql")
+    await migrate(db, root)
+    _put_back(held)
+    insert = Query(
+        sa.insert(users).values(
+            username=sa.bindparam("username"),
+            email=sa.bindparam("email"),
+            hashed_password="x",
+            disabled=False,
+            is_superuser=False,
+            created_at="2026-01-01T00:00:00+00:00",
+        )
+    )
+    for username, email in names:
+        await db.execute(insert, {"username": username, "email": email})
+    return db
+
+
+async def test_0005_gives_existing_users_their_canonical_names(fresh_url, schema_copy):
+    from compere.storage import users
+
+    db = await _users_before_0005(fresh_url, schema_copy, [("Straße", "Ｂob@Example.com"), ("alice", None)])
+    try:
+        assert await migrate(db, schema_copy) == ["0005_auth_durable.sql"]
+        assert (await users.credentials(db, "STRASSE"))["username"] == "Straße"
+        assert (await users.credentials(db, "ALİCE"))["username"] == "alice"
+        with pytest.raises(users.DuplicateUser):
+            await users.create_user(
+                db, username="strasse", email="bob@example.com", full_name=None, hashed_password="x",
+                creator_is_superuser=True,
+            )  # fmt: skip
+    finally:
+        await db.close()
+
+
+async def test_0005_stops_when_two_existing_users_are_one_name(fresh_url, schema_copy):
+    # lower() kept these apart; canonical names do not.
+    db = await _users_before_0005(fresh_url, schema_copy, [("strasse", None), ("STRAßE", None)])
+    try:
+        with pytest.raises(MigrationError, match="users 1 and 2 have the same username"):
+            await migrate(db, schema_copy)
+        # Nothing of 0005 stayed behind: it applies once the duplicate is renamed.
+        await db.execute_script("UPDATE users SET username = 'strasse2' WHERE id = 2;")
+        assert await migrate(db, schema_copy) == ["0005_auth_durable.sql"]
+    finally:
+        await db.close()
