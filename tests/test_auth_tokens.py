@@ -14,11 +14,9 @@ import sqlalchemy as sa
 
 from compere.http.keys import DATABASE
 from compere.storage.database import Query
-from compere.storage.tables import revoked_tokens
 from tests.conftest import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, sign_up
 
 INVALID = "Could not validate credentials"
-REVOKED = Query(sa.select(revoked_tokens.c.token_id, revoked_tokens.c.expires_at))
 
 
 def claims(user_id: int = 1, **changes: object) -> dict[str, object]:
@@ -174,19 +172,22 @@ async def test_logout_revokes_the_token_on_every_instance(make_auth_client):
 
 
 async def test_revocation_is_kept_until_the_token_expires_then_forgotten(make_auth_client):
+    from compere.storage.tables import revoked_tokens
+
+    revoked = Query(sa.select(revoked_tokens.c.token_id, revoked_tokens.c.expires_at))
     client = await make_auth_client()
     assert (await sign_up(client, *ADMIN)).status == 200
     token = await log_in(client, *ADMIN)
     assert (await client.post("/auth/logout", headers=bearer(token))).status == 200
     payload = jwt.decode(token, TEST_SECRET_KEY, algorithms=["HS256"])
     db = client.app[DATABASE]
-    assert await db.fetch_all(REVOKED) == [{"token_id": payload["jti"], "expires_at": payload["exp"]}]
+    assert await db.fetch_all(revoked) == [{"token_id": payload["jti"], "expires_at": payload["exp"]}]
     # Each logout forgets the revocations whose tokens have expired since.
     async with db.transaction() as tx:
         await tx.execute(Query(sa.update(revoked_tokens).values(expires_at=int(time.time()) - 1)))
     second = await log_in(client, *ADMIN)
     assert (await client.post("/auth/logout", headers=bearer(second))).status == 200
-    assert [row["token_id"] for row in await db.fetch_all(REVOKED)] == [
+    assert [row["token_id"] for row in await db.fetch_all(revoked)] == [
         jwt.decode(second, TEST_SECRET_KEY, algorithms=["HS256"])["jti"]
     ]
 
