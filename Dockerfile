@@ -3,6 +3,8 @@
 #   docker build -t compere .
 #   docker run --rm --env-file .env compere python -m compere migrate   (see below)
 #   docker run --env-file .env -p 8000:8000 compere
+#   then, once: docker exec -it <container> python -m compere createsuperuser --username admin
+#   (production refuses sign-up over HTTP until a superuser exists)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
