@@ -108,13 +108,15 @@ async def test_logouts_disabled_users_and_lockouts_survive_losing_redis(make_cli
 # --- ending tokens -----------------------------------------------------------------------
 
 
-async def test_logout_all_ends_every_token_of_the_account_only(admin_and_alice):
+async def test_logout_all_ends_every_token_of_the_account_only(admin_and_alice, make_auth_client):
     client, admin_token, alice_token = admin_and_alice
+    other_instance = await make_auth_client()  # another worker or host: same database
     other_session = await log_in(client, *ALICE)
     resp = await client.post("/auth/logout-all", headers=bearer(alice_token))
     assert resp.status == 200 and (await resp.json())["message"] == "Logged out everywhere"
     for token in (alice_token, other_session):
-        assert (await client.get("/auth/users/me", headers=bearer(token))).status == 401
+        for app in (client, other_instance):
+            assert (await app.get("/auth/users/me", headers=bearer(token))).status == 401
     assert (await client.get("/auth/users/me", headers=bearer(admin_token))).status == 200
     fresh = await log_in(client, *ALICE)
     assert (await client.get("/auth/users/me", headers=bearer(fresh))).status == 200
