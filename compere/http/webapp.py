@@ -58,12 +58,14 @@ def _page(filename: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]
 
 
 async def app_config(request: web.Request) -> web.Response:
-    """What the pages need to know: whether to show the login page, how long pair tokens live."""
+    """What the pages need to know: whether to show the login page, how long pair tokens
+    live, the largest request body (so the import page can say a file is too large)."""
     settings = request.app[SETTINGS]
     return json_response(
         {
             "auth_enabled": settings.auth_enabled,
             "pair_token_ttl": settings.pair_token_ttl,
+            "max_body_size": settings.max_body_size,
             "version": __version__,
         }
     )
