@@ -17,8 +17,10 @@ from compere.http.openapi import STATIC_DIR
 
 APP_DIR = STATIC_DIR / "app"
 
-# Scripts, styles and API calls only from this origin; entity images may come from
-# anywhere on the web (they are the entities' own URLs), but never as scripts.
+# Scripts, styles and API calls only from this origin. Entity images may come from any
+# http(s) host or a data: URL: image_urls are the entities' own, wherever the pictures
+# live; an image runs no code, and https pages upgrade or block http images anyway.
+# Keep in step with nginx/snippets/csp-app.conf; docs/webapp.md says why.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
