@@ -109,11 +109,14 @@ function fill(side, entity) {
   more.hidden = true;
 }
 
-// A description longer than the clamp gets a button to show all of it.
+// A description longer than the clamp gets a button to show all of it (an opened one
+// keeps its button, to close it again).
 function offerMore() {
   for (const card of Object.values(cards)) {
     const description = card.querySelector("[data-field=description]");
-    card.querySelector("[data-more]").hidden = description.scrollHeight <= description.clientHeight + 1;
+    const more = card.querySelector("[data-more]");
+    if (more.getAttribute("aria-expanded") === "true") continue;
+    more.hidden = description.scrollHeight <= description.clientHeight + 1;
   }
 }
 
