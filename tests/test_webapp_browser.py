@@ -9,22 +9,28 @@ in ``docs/screenshots/``.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import math
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from compere.http.webapp import PAGES
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -135,11 +141,10 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    """A fresh browser context; the test fails if any of its pages logs an error."""
-    ctx = browser.new_context(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
+@contextlib.contextmanager
+def watched_context(browser: Any, errors: list[str], **options: Any) -> Iterator[Any]:
+    """A fresh browser context whose pages' console errors and exceptions go to ``errors``."""
+    ctx = browser.new_context(**options)
 
     def watch(page: Any) -> None:
         page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
@@ -150,7 +155,29 @@ def context(browser: Any) -> Iterator[Any]:
         yield ctx
     finally:
         ctx.close()
-    assert errors == [], errors
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """What the test's pages logged as errors; a test may remove the ones it provoked."""
+    return []
+
+
+@pytest.fixture
+def context(browser: Any, console_errors: list[str]) -> Iterator[Any]:
+    """A fresh browser context; the test fails if any of its pages logs an error."""
+    with watched_context(browser, console_errors, viewport={"width": 1100, "height": 760}) as ctx:
+        yield ctx
+    assert console_errors == [], console_errors
+
+
+@pytest.fixture
+def phone(browser: Any, console_errors: list[str]) -> Iterator[Any]:
+    """A page 390 px wide with touch, as on a phone; fails the test on any page error."""
+    options = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with watched_context(browser, console_errors, **options) as ctx:
+        yield ctx.new_page()
+    assert console_errors == [], console_errors
 
 
 @pytest.fixture
@@ -182,6 +209,20 @@ def assert_board_matches_server(page: Any, server: Server, skip: int, limit: int
     assert tied == [e["tied"] for e in expected]
 
 
+def watch_votes(page: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The pair responses the page receives (with their pair tokens) and the votes it posts."""
+    served: list[Any] = []
+    posted: list[dict[str, Any]] = []
+    page.on("response", lambda r: served.append(r) if "/mab/next_comparison" in r.url else None)
+    page.on(
+        "request",
+        lambda r: (
+            posted.append(r.post_data_json) if r.method == "POST" and "/comparisons/" in r.url else None
+        ),
+    )
+    return served, posted
+
+
 def test_twenty_keyboard_votes_reorder_the_leaderboard(server: Server, context: Any, page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -199,17 +240,7 @@ def test_twenty_keyboard_votes_reorder_the_leaderboard(server: Server, context: 
     assert board.locator("td.rank").all_inner_texts() == ["=1tied"] * 4
     assert_board_matches_server(board, server, skip=0)
 
-    # The pairs the server serves (with their pair tokens) and the votes the page posts.
-    served: list[Any] = []
-    posted: list[dict[str, Any]] = []
-    page.on("response", lambda r: served.append(r) if "/mab/next_comparison" in r.url else None)
-    page.on(
-        "request",
-        lambda r: (
-            posted.append(r.post_data_json) if r.method == "POST" and "/comparisons/" in r.url else None
-        ),
-    )
-
+    served, posted = watch_votes(page)
     page.goto(server.base + "/")
     pair = page.locator("section[data-pair]")
     expect(pair).to_be_visible()
@@ -258,10 +289,6 @@ def test_twenty_keyboard_votes_reorder_the_leaderboard(server: Server, context: 
     assert ranking[0]["name"] == favourite
     assert ranking[0]["score"] > max(e["score"] for e in ranking[1:])
     assert_board_matches_server(board, server, skip=0)
-
-    if os.environ.get("COMPERE_SCREENSHOTS"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "vote.png"))
 
 
 def test_choices_are_buttons_with_names_and_a_click_votes(server: Server, page: Any) -> None:
@@ -474,30 +501,23 @@ def test_create_edit_and_delete_an_entity(server: Server, page: Any) -> None:
     assert server.call("GET", "/entities/?search=Yerba") == []
 
 
-def test_pages_work_on_a_phone_and_login_says_auth_is_off(server: Server, browser: Any) -> None:
+def test_pages_work_on_a_phone_and_login_says_auth_is_off(server: Server, phone: Any) -> None:
     from playwright.sync_api import expect
 
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    try:
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.goto(server.base + "/")
-        left = page.locator("[data-side=left]")
-        expect(left).to_be_visible()
-        box = left.bounding_box()
-        assert box is not None and box["width"] <= 390  # no sideways scrolling
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        before = int(page.locator("[data-count]").inner_text())
-        left.tap()
-        expect(page.locator("[data-count]")).to_have_text(str(before + 1))
-        if os.environ.get("COMPERE_SCREENSHOTS"):
-            page.screenshot(path=str(SCREENSHOTS / "vote-phone.png"))
-        page.goto(server.base + "/login")
-        expect(page.get_by_role("alert")).to_contain_text("authentication is off")
-        assert errors == []
-    finally:
-        ctx.close()
+    page = phone
+    page.goto(server.base + "/")
+    left = page.locator("[data-side=left]")
+    expect(left).to_be_visible()
+    box = left.bounding_box()
+    assert box is not None and box["width"] <= 390  # no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    before = int(page.locator("[data-count]").inner_text())
+    left.tap()
+    expect(page.locator("[data-count]")).to_have_text(str(before + 1))
+    if os.environ.get("COMPERE_SCREENSHOTS"):
+        page.screenshot(path=str(SCREENSHOTS / "vote-phone.png"))
+    page.goto(server.base + "/login")
+    expect(page.get_by_role("status")).to_contain_text("authentication is off")
 
 
 ADMIN_PASSWORD = "amber-falcon-meadow-62"
@@ -633,3 +653,386 @@ def test_bearer_mode_keeps_the_token_in_the_tab_and_logs_out(
             server.call("GET", "/auth/users/me", token=token)
         assert refused.value.code == 401
         refused.value.close()
+
+
+# --- Images, long descriptions, fast annotators, small screens, accessibility ---------------------
+
+
+def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
+    """A PNG of ``colour`` shading diagonally, so a picture is visibly there when it loads."""
+    raw = bytearray()
+    for y in range(height):
+        raw.append(0)  # no filter on this row
+        for x in range(width):
+            shade = 0.45 + 0.55 * (x + y) / (width + height)
+            raw.extend(int(channel * shade) for channel in colour)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(raw)))
+        + chunk(b"IEND", b"")
+    )
+
+
+class ImageHost:
+    """Serves PNGs on loopback from another port: a different origin, as entity images are."""
+
+    def __init__(self, images: dict[str, bytes]) -> None:
+        self.served: list[str] = []
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = images.get(self.path)
+                host.served.append(self.path)
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> ImageHost:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+GALLERY = {
+    # name: (colours of its images, description)
+    "Harbour at sunrise": (
+        [(230, 126, 34), (52, 152, 219)],
+        "Fishing boats leave the inner harbour while the sun clears the breakwater. "
+        "The light is low and warm, the water still, and the gulls are out in force. "
+        "Taken from the lighthouse steps at half past six in the morning, handheld. "
+        "The second picture is the same view twenty minutes later, after the fog lifted. "
+        "Judge the picture as a whole: composition, light, and whether you would print it. "
+        "Nothing has been retouched apart from a small exposure correction in the shadows.",
+    ),
+    "Chrysanthemums in the greenhouse": (
+        [(192, 57, 43)],
+        "Late-season chrysanthemums under the glass roof of the old greenhouse, with the "
+        "potting benches behind them. Shot with a long lens to soften the background; the "
+        "flowers were watered just before, so some petals still carry drops. The colours "
+        "are as the camera saw them. Consider whether the flowers stand out from the benches "
+        "and whether the crop leaves them enough room.",
+    ),
+    "Mountain lake with wildflowers": (
+        [(39, 174, 96)],
+        "A small lake below the pass in July, wildflowers along the shore and snow still on "
+        "the north faces. The path is just out of frame on the left. A polarising filter "
+        "took most of the reflections off the water, so the stones on the bottom show "
+        "through near the shore. Compare the depth and the balance between flowers and peaks. "
+        "The second attempt, an hour later, lost the light on the peaks, so this is the one.",
+    ),
+    "Sandstone formations at dusk": (
+        [(211, 84, 0)],
+        "Wind-carved sandstone lit from the side by the last sun of the day. The shadows "
+        "move fast at this hour; this is the third of five frames, picked for the line of "
+        "light along the ridge. No filter, no tripod, a little wind. The red of the rock is "
+        "what it looked like to the eye; the sky was darker than it appears here, and the "
+        "foreground was lifted slightly so the texture of the sand would not disappear.",
+    ),
+    "Photogrammetry reconstruction": (
+        [(142, 68, 173)],
+        "A rendered view of a 3D model made from 240 photographs of a stone bridge. The "
+        "mesh has 1.2 million faces; textures are at 8K. Judge how faithful and how clean "
+        "the surface looks, not the render settings. Holes in the mesh were filled "
+        "automatically where the arches meet the water; the moss on the parapet is real "
+        "texture, not noise. Look at the edges of the stones and at the mortar lines.",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def image_host() -> Iterator[ImageHost]:
+    images = {
+        f"/images/{i}-{j}.png": png(64, 48, colour)
+        for i, (colours, _) in enumerate(GALLERY.values())
+        for j, colour in enumerate(colours)
+    }
+    with ImageHost(images) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def gallery_server(tmp_path_factory: pytest.TempPathFactory, image_host: ImageHost) -> Iterator[Server]:
+    """Entities with images on another origin and long descriptions; requests limited to 4 KiB."""
+    with running_server(tmp_path_factory.mktemp("gallery"), MAX_BODY_SIZE="4096") as running:
+        for i, (name, (colours, description)) in enumerate(GALLERY.items()):
+            urls = [f"{image_host.base}/images/{i}-{j}.png" for j in range(len(colours))]
+            running.call("POST", "/entities/", {"name": name, "description": description, "image_urls": urls})
+        yield running
+
+
+def test_vote_page_shows_images_and_long_descriptions(
+    gallery_server: Server, image_host: ImageHost, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    response = page.goto(gallery_server.base + "/")
+    # Images from any http(s) host or data: URL; scripts and everything else only from here.
+    assert "img-src 'self' https: http: data:;" in response.headers["content-security-policy"]
+    pair = page.locator("section[data-pair]")
+    expect(pair).to_be_visible()
+    for side in ("left", "right"):
+        card = page.locator(f"[data-card={side}]")
+        name = card.locator("[data-field=name]").inner_text()
+        expect(page.get_by_role("button", name=f"Prefer {name}", exact=True)).to_be_visible()
+        images = card.locator("img")
+        count = len(GALLERY[name][0])
+        expect(images).to_have_count(count)
+        for i in range(count):
+            image = images.nth(i)
+            expect(image).to_be_visible()
+            image.evaluate("img => img.decode()")  # loaded (a blocked or broken image rejects)
+            assert image.get_attribute("loading") == "lazy"
+            assert image.get_attribute("width") and image.get_attribute("height")  # no jump when it loads
+            assert name in (image.get_attribute("alt") or "")
+            assert image.evaluate("img => img.naturalWidth") == 64
+            box = image.bounding_box()
+            assert box is not None and box["width"] >= 150 and box["height"] >= 100  # shown, not a thumbnail
+    assert any(path.startswith("/images/") for path in image_host.served)
+
+    if os.environ.get("COMPERE_SCREENSHOTS"):
+        for _ in range(20):  # skip (no vote) to a pair with the two-picture entity in it
+            if "Harbour at sunrise" in page.locator("[data-field=name]").all_inner_texts():
+                break
+            serial = pair.get_attribute("data-pair-serial") or ""
+            page.keyboard.press("s")
+            expect(pair).not_to_have_attribute("data-pair-serial", serial)
+        page.locator("[data-card] img").last.evaluate("img => img.decode()")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "vote.png"), full_page=True)
+
+    # A long description is clamped, with a button to read all of it that does not vote.
+    card = page.locator("[data-card]:has([data-more]:visible)").first
+    description = card.locator("[data-field=description]")
+    assert description.evaluate("d => d.scrollHeight > d.clientHeight + 1")
+    more = card.locator("[data-more]")
+    expect(more).to_have_text("Show the whole description")
+    expect(more).to_have_attribute("aria-expanded", "false")
+    serial = pair.get_attribute("data-pair-serial") or ""
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "true")
+    expect(more).to_have_text("Show less")
+    assert description.evaluate("d => d.scrollHeight <= d.clientHeight + 1")
+    assert axe_violations(page) == []
+    expect(pair).to_have_attribute("data-pair-serial", serial)
+    expect(page.locator("[data-count]")).to_have_text("0")
+    more.click()
+    expect(more).to_have_attribute("aria-expanded", "false")
+    assert description.evaluate("d => d.scrollHeight > d.clientHeight + 1")
+
+    # Clicking a picture is a vote for it.
+    card.locator("img").first.click()
+    expect(page.locator("[data-count]")).to_have_text("1")
+    expect(pair).not_to_have_attribute("data-pair-serial", serial)
+
+
+def test_fast_key_presses_vote_only_on_pairs_shown_and_the_wait_is_visible(
+    gallery_server: Server, page: Any
+) -> None:
+    """Ten presses faster than pairs arrive: each pair on screen gets one vote, in order;
+    the presses made while the next pair is loading are ignored, and the page says so."""
+    from playwright.sync_api import expect
+
+    before = len(gallery_server.call("GET", "/comparisons/?limit=1000"))
+    held: list[Any] = []
+    requested = 0
+
+    def next_pair(route: Any) -> None:
+        nonlocal requested
+        requested += 1
+        if requested == 3:  # the pair after the preloaded one: held back, as on a slow network
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/mab/next_comparison", next_pair)
+    responses, posted = watch_votes(page)
+    page.goto(gallery_server.base + "/")
+    pair = page.locator("section[data-pair]")
+    expect(pair).to_have_attribute("data-next-pair", "ready")  # the first pair shown, the second loaded
+    for _ in range(10):
+        page.keyboard.press("ArrowLeft")
+
+    count = page.locator("[data-count]")
+    expect(count).to_have_text("2")
+    expect(pair).to_have_attribute("aria-busy", "true")
+    for button in page.locator("[data-side], [data-actions] button").all():
+        expect(button).to_have_attribute("aria-disabled", "true")
+    waiting = page.locator("[data-waiting]")
+    expect(waiting).to_be_visible()
+    expect(waiting).to_contain_text("Loading the next pair… 8 key presses or clicks ignored so far")
+    # The two votes are on the two pairs shown, in the order they were cast.
+    served = [response.json() for response in responses]
+    assert [body["pair_token"] for body in posted] == [body["pair_token"] for body in served[:2]]
+    stored = sorted(gallery_server.call("GET", "/comparisons/?limit=1000"), key=lambda c: c["id"])[before:]
+    assert [(c["entity1_id"], c["entity2_id"], c["selected_entity_id"]) for c in stored] == [
+        (body["entity1"]["id"], body["entity2"]["id"], body["entity1"]["id"]) for body in served[:2]
+    ]
+
+    assert len(held) == 1
+    held[0].continue_()
+    expect(pair).to_have_attribute("aria-busy", "false")
+    expect(pair).to_have_attribute("data-pair-serial", "3")
+    expect(page.locator("[data-side=left]")).to_have_attribute("aria-disabled", "false")
+    expect(waiting).to_have_text(
+        "8 key presses or clicks made while the pair was loading were ignored; nothing was recorded for them."
+    )
+    page.keyboard.press("ArrowRight")
+    expect(count).to_have_text("3")
+    expect(waiting).to_have_text("")
+
+
+def test_leaderboard_scrolls_sideways_at_390px_without_breaking_names(
+    gallery_server: Server, phone: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    page = phone
+    page.goto(gallery_server.base + "/leaderboard")
+    page.get_by_label("Live updates").uncheck()
+    names = page.locator("tbody[data-rows] td.name")
+    expect(names).to_have_count(len(GALLERY))
+    wrap = page.locator(".table-wrap")
+    assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")  # the table scrolls inside its frame...
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # ...not the page
+    # Every word of every name is in one piece: a word broken across lines has two boxes.
+    broken = names.evaluate_all(
+        """cells => cells.flatMap(cell => {
+            const text = cell.firstChild;
+            return [...text.data.matchAll(/\\S+/g)].filter(word => {
+                const range = document.createRange();
+                range.setStart(text, word.index);
+                range.setEnd(text, word.index + word[0].length);
+                return range.getClientRects().length !== 1;
+            }).map(word => word[0]);
+        })"""
+    )
+    assert broken == []
+    assert axe_violations(page) == []
+    if os.environ.get("COMPERE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "leaderboard-phone.png"), full_page=True)
+    assert wrap.evaluate("w => { w.scrollLeft = 80; return w.scrollLeft; }") > 0
+
+
+def test_login_page_with_auth_off_is_a_signpost_not_an_error(gallery_server: Server, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    base = gallery_server.base
+    page.goto(base + "/login")
+    note = page.get_by_role("status")
+    expect(note).to_contain_text("Sign-in is not needed")
+    expect(page.locator("[role=alert]:visible")).to_have_count(0)
+    expect(page.get_by_label("Username")).to_be_hidden()
+    # Styled as information, not in the error box's colours.
+    style = "e => [getComputedStyle(e).color, getComputedStyle(e).borderTopColor]"
+    note_colours = note.evaluate(style)
+    assert set(note_colours).isdisjoint(page.locator("[data-error]").evaluate(style))
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Leaderboard")).to_have_attribute("href", "/leaderboard")
+    note.get_by_role("link", name="Go to the vote page").click()
+    expect(page).to_have_url(base + "/")
+    expect(page.locator("section[data-pair]")).to_be_visible()
+    page.goto(base + "/login")
+    page.get_by_role("link", name="Compere").click()  # the brand leads home from every page
+    expect(page).to_have_url(base + "/")
+
+
+def test_import_of_a_file_over_the_limit_says_the_limit_and_what_to_use(
+    gallery_server: Server, page: Any, console_errors: list[str], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    source = tmp_path / "big.csv"
+    source.write_text(
+        "external_id,name\n" + "".join(f"big-{i},Entity number {i}\n" for i in range(300)), encoding="utf-8"
+    )
+    assert source.stat().st_size > 4096
+    imports: list[str] = []
+    page.on("request", lambda r: imports.append(r.url) if "/entities/import" in r.url else None)
+    page.goto(gallery_server.base + "/admin")
+    expect(page.locator("#import-help")).to_contain_text(
+        "Files up to 4 KiB; for larger ones use compere import"
+    )
+    page.get_by_label("File", exact=True).set_input_files(str(source))
+    page.get_by_role("button", name="Import").click()
+    result = page.locator("[data-import-result]")
+    expect(result).to_contain_text("big.csv (")
+    expect(result).to_contain_text("the server takes at most 4 KiB in one request")
+    expect(result).to_contain_text("compere import big.csv")
+    assert imports == []  # not sent: the page knew it would be refused
+
+    # A page that does not know the limit sends the file and explains the server's 413 the same way.
+    def without_limit(route: Any) -> None:
+        config = route.fetch().json()
+        del config["max_body_size"]
+        route.fulfill(json=config)
+
+    page.route("**/app/config.json", without_limit)
+    page.reload()
+    page.get_by_label("File", exact=True).set_input_files(str(source))
+    page.get_by_role("button", name="Import").click()
+    expect(result).to_contain_text("it is over the server's limit for one request")
+    expect(result).to_contain_text("compere import big.csv")
+    expect(page.locator("[data-error]")).to_be_hidden()
+    assert len(imports) == 1
+    assert [e for e in console_errors if "413" not in e] == []
+    console_errors.clear()  # the refused upload, provoked on purpose
+    assert not any(e["name"].startswith("Entity number") for e in gallery_server.call("GET", "/entities/"))
+
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core, see tests/vendor/README.md
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    """An axe-core audit of the page as it is now (WCAG 2.1 A and AA, best practice)."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")  # from disk, never the network
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
+        AXE_TAGS,
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[node['target'] for node in v['nodes']]}"
+        for v in result["violations"]
+    ]
+
+
+@pytest.mark.parametrize("path", sorted(PAGES))
+def test_every_page_passes_an_axe_audit(gallery_server: Server, page: Any, path: str) -> None:
+    """Every page the app serves, filled with data (images, long descriptions, a board)."""
+    from playwright.sync_api import expect
+
+    page.goto(gallery_server.base + path)
+    page.wait_for_load_state("networkidle")
+    assert axe_violations(page) == []
+    expect(page.locator("header.site a.brand")).to_have_attribute("href", "/")  # a way home from every page
+
+
+@pytest.mark.parametrize("path", sorted(PAGES))
+def test_every_page_passes_an_axe_audit_with_auth_on(auth_server: Server, page: Any, path: str) -> None:
+    """The same with authentication on: signed in as the superuser, or the login form signed out."""
+    if path != "/login":
+        form = {"username": "admin", "password": ADMIN_PASSWORD}
+        assert page.context.request.post(auth_server.base + "/auth/token", form=form).ok  # sets the cookies
+    page.goto(auth_server.base + path)
+    page.wait_for_load_state("networkidle")
+    assert axe_violations(page) == []

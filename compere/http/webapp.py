@@ -17,8 +17,10 @@ from compere.http.openapi import STATIC_DIR
 
 APP_DIR = STATIC_DIR / "app"
 
-# Scripts, styles and API calls only from this origin; entity images may come from
-# anywhere on the web (they are the entities' own URLs), but never as scripts.
+# Scripts, styles and API calls only from this origin. Entity images may come from any
+# http(s) host or a data: URL: image_urls are the entities' own, wherever the pictures
+# live; an image runs no code, and https pages upgrade or block http images anyway.
+# Keep in step with nginx/snippets/csp-app.conf; docs/webapp.md says why.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
@@ -58,12 +60,14 @@ def _page(filename: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]
 
 
 async def app_config(request: web.Request) -> web.Response:
-    """What the pages need to know: whether to show the login page, how long pair tokens live."""
+    """What the pages need to know: whether to show the login page, how long pair tokens
+    live, the largest request body (so the import page can say a file is too large)."""
     settings = request.app[SETTINGS]
     return json_response(
         {
             "auth_enabled": settings.auth_enabled,
             "pair_token_ttl": settings.pair_token_ttl,
+            "max_body_size": settings.max_body_size,
             "version": __version__,
         }
     )

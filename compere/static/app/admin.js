@@ -16,6 +16,19 @@ const progress = document.querySelector("[data-import-progress]");
 
 let page = 0;
 let total = 0;
+let maxBodySize = null; // the largest request the server takes (MAX_BODY_SIZE), from /app/config.json
+
+function bytes(count) {
+  if (count >= 1024 * 1024) return `${Number((count / 1024 / 1024).toFixed(1))} MiB`;
+  if (count >= 1024) return `${Number((count / 1024).toFixed(1))} KiB`;
+  return `${count} bytes`;
+}
+
+// A file over the server's request limit: say the limit and what to use instead.
+function tooLarge(file) {
+  const limit = maxBodySize ? `the server takes at most ${bytes(maxBodySize)} in one request` : "it is over the server's limit for one request";
+  return `${file.name} (${bytes(file.size)}) is too large to import from this page: ${limit}. Import large files on the server with the command compere import ${file.name}, which has no size limit.`;
+}
 
 function urls(text) {
   return text
@@ -147,6 +160,10 @@ importForm.addEventListener("submit", async (event) => {
   const file = importForm.querySelector("input[type=file]").files[0];
   if (!file) return;
   const format = file.name.toLowerCase().endsWith(".csv") ? "csv" : "jsonl";
+  if (maxBodySize && file.size > maxBodySize) {
+    importResult.replaceChildren(el("span", { class: "rejected", text: tooLarge(file) }));
+    return;
+  }
   progress.hidden = false;
   progress.removeAttribute("value"); // indeterminate while the server works
   importResult.replaceChildren();
@@ -163,7 +180,8 @@ importForm.addEventListener("submit", async (event) => {
     importForm.reset();
     await load();
   } catch (error) {
-    showError(errorBox, error);
+    if (error.status === 413) importResult.replaceChildren(el("span", { class: "rejected", text: tooLarge(file) }));
+    else showError(errorBox, error);
   } finally {
     progress.value = 1;
     progress.hidden = true;
@@ -189,6 +207,11 @@ next.addEventListener("click", () => {
 
 setupPage()
   .then(({ config, user }) => {
+    maxBodySize = config.max_body_size || null;
+    if (maxBodySize) {
+      document.querySelector("[data-import-limit]").textContent =
+        `Files up to ${bytes(maxBodySize)}; for larger ones use compere import on the server.`;
+    }
     if (config.auth_enabled && !(user && user.is_superuser)) {
       showError(errorBox, "Only superusers can manage entities.");
       for (const section of document.querySelectorAll("main section")) section.hidden = true;

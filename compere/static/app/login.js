@@ -34,8 +34,8 @@ form.addEventListener("submit", async (event) => {
 api("GET", "/app/config.json")
   .then(({ data }) => {
     if (!data.auth_enabled) {
-      showError(errorBox, "Sign-in is not needed: authentication is off on this server.");
       form.hidden = true;
+      document.querySelector("[data-auth-off]").hidden = false;
     } else {
       form.username.focus();
     }

@@ -1,4 +1,11 @@
 // The voting page: one pair at a time, chosen by the service; keyboard or click.
+//
+// A key press or click is a vote on the pair on screen at that moment, never on a pair
+// the annotator has not seen. The next pair is fetched in advance and shown at once;
+// while the page still waits for it (a fast annotator, a slow network) the pair is
+// marked busy (aria-busy, buttons aria-disabled, a visible "Loading" line) and presses
+// are ignored and counted on screen, not silently dropped. Votes are stored one after
+// another in the order they were cast.
 import { ApiError, api, clearError, el, setupPage, showError } from "./api.js";
 
 const COUNT_KEY = "compere.votesThisSession";
@@ -7,15 +14,19 @@ const actions = document.querySelector("[data-actions]");
 const empty = document.querySelector("[data-empty]");
 const errorBox = document.querySelector("[data-error]");
 const status = document.querySelector("[data-status]");
+const waitingNote = document.querySelector("[data-waiting]");
 const countLabel = document.querySelector("[data-count]");
-const sides = {
-  left: pairSection.querySelector("[data-side=left]"),
-  right: pairSection.querySelector("[data-side=right]"),
+const cards = {
+  left: pairSection.querySelector("[data-card=left]"),
+  right: pairSection.querySelector("[data-card=right]"),
 };
+const controls = [...pairSection.querySelectorAll("[data-side]"), ...actions.querySelectorAll("button")];
 
-let current = null; // the pair on screen: {entity1, entity2, pair_token?}
+let current = null; // the pair on screen and not yet voted on: {entity1, entity2, pair_token, fetchedAt}
 let upcoming = null; // a promise of the next pair, fetched in advance
-let swapping = false;
+let waiting = true; // no votable pair on screen yet
+let ignored = 0; // presses made while waiting, shown on screen
+let stored = Promise.resolve(); // the chain of votes, stored in the order they were cast
 let shown = 0; // pairs rendered so far (data-pair-serial), so tests and tools can tell a new pair
 let votes = Number(sessionStorage.getItem(COUNT_KEY) || 0);
 // A pair's token expires (PAIR_TOKEN_TTL on the server); a preloaded pair older than
@@ -27,47 +38,112 @@ async function fetchPair() {
   const { data } = await api("GET", "/mab/next_comparison");
   data.fetchedAt = Date.now();
   for (const entity of [data.entity1, data.entity2]) {
-    for (const url of entity.image_urls || []) new Image().src = url; // warm the cache
+    for (const url of (entity.image_urls || []).slice(0, 3)) new Image().src = url; // warm the cache
   }
   return data;
 }
 
+// The pair after the one on screen, asked for once every vote cast so far is stored,
+// so the selector has seen them.
+// data-next-pair says whether it has arrived ("ready": the next choice shows it at once).
 function prefetch() {
-  upcoming = fetchPair();
-  upcoming.catch(() => {}); // reported when it is used
+  const next = stored.then(fetchPair);
+  upcoming = next;
+  pairSection.dataset.nextPair = "loading";
+  next.then(
+    () => {
+      if (upcoming === next) pairSection.dataset.nextPair = "ready";
+    },
+    () => {}, // reported when it is used
+  );
 }
 
-function fill(button, entity) {
-  button.dataset.entityId = String(entity.id);
-  button.querySelector("[data-field=name]").textContent = entity.name;
-  button.querySelector("[data-field=description]").textContent = entity.description || "";
-  const images = button.querySelector("[data-field=images]");
-  images.replaceChildren(
-    ...(entity.image_urls || []).slice(0, 3).map((url, i) =>
-      el("img", { src: url, alt: `${entity.name}, image ${i + 1}`, loading: "lazy", decoding: "async" }),
-    ),
-  );
-  button.setAttribute("aria-label", `Prefer ${entity.name}`);
+function setWaiting(on) {
+  waiting = on;
+  pairSection.setAttribute("aria-busy", String(on));
+  // aria-disabled rather than disabled: a focused button keeps its focus, so Tab and
+  // Enter users stay where they were when the next pair arrives.
+  for (const button of controls) button.setAttribute("aria-disabled", String(on));
+  showWaitingNote();
+  if (!on) ignored = 0;
+}
+
+// While waiting: what the page is doing and how many presses it ignored. After: the
+// count stays on screen until the next vote, since the wait may have been too short to see.
+function showWaitingNote() {
+  const presses = ignored === 1 ? "1 key press or click" : `${ignored} key presses or clicks`;
+  const nothing = `nothing was recorded for ${ignored === 1 ? "it" : "them"}`;
+  if (waiting) {
+    const loading = shown ? "Loading the next pair…" : "Loading a pair…";
+    waitingNote.textContent = ignored ? `${loading} ${presses} ignored so far; ${nothing}.` : loading;
+  } else {
+    const were = ignored === 1 ? "was" : "were";
+    waitingNote.textContent = ignored ? `${presses} made while the pair was loading ${were} ignored; ${nothing}.` : "";
+  }
+}
+
+function imageFor(entity, url, index, count) {
+  const alt = count > 1 ? `${entity.name}, image ${index + 1} of ${count}` : entity.name;
+  // width and height give the frame its shape before the image arrives (no jump).
+  const img = el("img", { src: url, alt, loading: "lazy", decoding: "async", width: 320, height: 240 });
+  img.addEventListener("error", () => {
+    img.replaceWith(el("span", { class: "image-missing", text: `${alt}: the image could not be loaded` }));
+  });
+  return img;
+}
+
+function fill(side, entity) {
+  const card = cards[side];
+  card.querySelector("[data-side]").dataset.entityId = String(entity.id);
+  card.querySelector("[data-field=name]").textContent = entity.name;
+  const urls = (entity.image_urls || []).slice(0, 3);
+  card
+    .querySelector("[data-field=images]")
+    .replaceChildren(...urls.map((url, i) => imageFor(entity, url, i, urls.length)));
+  const description = card.querySelector("[data-field=description]");
+  description.textContent = entity.description || "";
+  description.classList.add("clamped");
+  const more = card.querySelector("[data-more]");
+  more.setAttribute("aria-expanded", "false");
+  more.textContent = "Show the whole description";
+  more.hidden = true;
+}
+
+// A description longer than the clamp gets a button to show all of it (an opened one
+// keeps its button, to close it again).
+function offerMore() {
+  for (const card of Object.values(cards)) {
+    const description = card.querySelector("[data-field=description]");
+    const more = card.querySelector("[data-more]");
+    if (more.getAttribute("aria-expanded") === "true") continue;
+    more.hidden = description.scrollHeight <= description.clientHeight + 1;
+  }
 }
 
 function render(pair) {
-  fill(sides.left, pair.entity1);
-  fill(sides.right, pair.entity2);
+  fill("left", pair.entity1);
+  fill("right", pair.entity2);
   shown += 1;
   pairSection.dataset.pairSerial = String(shown);
   pairSection.hidden = false;
   actions.hidden = false;
   empty.hidden = true;
+  offerMore();
 }
 
+// Shows the next pair: the one fetched in advance when it is still fresh.
 async function showNext() {
+  current = null;
+  setWaiting(true);
   const pending = upcoming || fetchPair();
   upcoming = null;
+  pairSection.dataset.nextPair = "none";
+  let pair;
   try {
-    current = await pending;
-    if (Date.now() - current.fetchedAt > freshForMs) current = await fetchPair();
+    pair = await pending;
+    if (Date.now() - pair.fetchedAt > freshForMs) pair = await fetchPair();
   } catch (error) {
-    current = null;
+    setWaiting(false);
     if (error instanceof ApiError && error.status === 400) {
       pairSection.hidden = true;
       actions.hidden = true;
@@ -76,7 +152,10 @@ async function showNext() {
     }
     throw error;
   }
-  render(current);
+  current = pair;
+  render(pair);
+  setWaiting(false);
+  prefetch();
 }
 
 async function record(pair, choice) {
@@ -86,7 +165,8 @@ async function record(pair, choice) {
   try {
     await api("POST", "/comparisons/", body);
   } catch (error) {
-    throw new Error(`Your vote on ${pair.entity1.name} and ${pair.entity2.name} was not recorded: ${error.message}`);
+    showError(errorBox, `Your vote on ${pair.entity1.name} and ${pair.entity2.name} was not recorded: ${error.message}`);
+    return;
   }
   votes += 1;
   sessionStorage.setItem(COUNT_KEY, String(votes));
@@ -97,44 +177,54 @@ async function record(pair, choice) {
 
 // choice: "left", "right", "tie" or "skip".
 async function choose(choice) {
-  if (swapping || !current) return;
-  swapping = true;
-  const pair = current;
-  clearError(errorBox);
-  if (choice !== "skip" && Date.now() - pair.fetchedAt > freshForMs) {
-    // Left on screen too long: its token would be refused. Nothing is recorded.
-    upcoming = null;
-    try {
-      await showNext();
-      status.textContent = "That pair had expired, so no vote was recorded. Here is a fresh pair.";
-      prefetch();
-    } catch (error) {
-      showError(errorBox, error);
-    } finally {
-      swapping = false;
-    }
+  if (waiting) {
+    ignored += 1;
+    showWaitingNote();
     return;
   }
+  if (!current) {
+    // Nothing on screen (the last fetch failed, or too few entities): ask again.
+    clearError(errorBox);
+    showNext().catch((error) => showError(errorBox, error));
+    return;
+  }
+  const pair = current;
+  clearError(errorBox);
+  let expired = false;
+  if (choice !== "skip") {
+    if (Date.now() - pair.fetchedAt > freshForMs) {
+      // Left on screen too long: its token would be refused. Nothing is recorded.
+      expired = true;
+      upcoming = null;
+    } else {
+      // Never rejects: a refused vote is reported by name and the chain goes on.
+      stored = stored.then(() => record(pair, choice));
+    }
+  }
   try {
-    // Show the preloaded pair at once; the vote is stored meanwhile, and the pair
-    // after next is fetched only once it is, so the selector sees this vote.
-    const stored = choice === "skip" ? Promise.resolve() : record(pair, choice);
     await showNext();
-    swapping = false;
-    await stored;
-    if (!upcoming) prefetch();
+    if (expired) status.textContent = "That pair had expired, so no vote was recorded. Here is a fresh pair.";
   } catch (error) {
     showError(errorBox, error);
-    if (!upcoming) prefetch();
-  } finally {
-    swapping = false;
   }
 }
 
-sides.left.addEventListener("click", () => choose("left"));
-sides.right.addEventListener("click", () => choose("right"));
+for (const side of ["left", "right"]) {
+  const card = cards[side];
+  card.querySelector("[data-side]").addEventListener("click", () => choose(side));
+  // A click on an image is a vote too: the picture is what people compare.
+  card.querySelector("[data-field=images]").addEventListener("click", () => choose(side));
+  const more = card.querySelector("[data-more]");
+  more.addEventListener("click", () => {
+    const open = more.getAttribute("aria-expanded") !== "true";
+    card.querySelector("[data-field=description]").classList.toggle("clamped", !open);
+    more.setAttribute("aria-expanded", String(open));
+    more.textContent = open ? "Show less" : "Show the whole description";
+  });
+}
 actions.querySelector("[data-action=tie]").addEventListener("click", () => choose("tie"));
 actions.querySelector("[data-action=skip]").addEventListener("click", () => choose("skip"));
+window.addEventListener("resize", offerMore);
 
 document.addEventListener("keydown", (event) => {
   if (event.altKey || event.ctrlKey || event.metaKey) return;
@@ -142,6 +232,8 @@ document.addEventListener("keydown", (event) => {
   const choice = { ArrowLeft: "left", ArrowRight: "right", ArrowDown: "tie", s: "skip", S: "skip" }[event.key];
   if (!choice) return;
   event.preventDefault();
+  // A key held down repeats: that is not a decision about each pair it would hit.
+  if (event.repeat) return;
   choose(choice);
 });
 
@@ -150,7 +242,6 @@ async function start() {
     const { config } = await setupPage();
     if (config.pair_token_ttl) freshForMs = config.pair_token_ttl * 800;
     await showNext();
-    prefetch();
   } catch (error) {
     showError(errorBox, error);
   }
