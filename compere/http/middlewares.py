@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from compere.http.client_address import client_address, parse_trusted_proxies
@@ -83,39 +84,64 @@ def request_logging(settings: Settings) -> Middleware:
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
         started = time.perf_counter()
+
+        def write(status: int) -> None:
+            if not (enabled and log.isEnabledFor(logging.INFO)):
+                return
+            duration_ms = (time.perf_counter() - started) * 1000
+            method, path, client = request.method, request.path, address(request)
+            # Path only: query strings may carry credentials; bodies are never logged.
+            # The record is built directly: log.info() would also walk the stack to
+            # find the calling line, which no log format here shows (once per request).
+            record = log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s %s %d %s %.1fms %s",
+                (method, path, status, client, duration_ms, request_id),
+                None,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "client": client,
+                    "duration_ms": round(duration_ms, 2),
+                    "request_id": request_id,
+                },
+            )
+            log.handle(record)
+
         status = 499  # client went away before an answer was ready
         try:
             response = await handler(request)
-            status = response.status
             response.headers["X-Request-ID"] = request_id
+            if isinstance(response, web.FileResponse):
+                # A file settles its status (404 when missing, 304, 206, ...) only as it
+                # is sent, after this returns: log_file_response writes the line then.
+                request[_LOG_WHEN_SENT] = write
+                write = _nothing
+            status = response.status
             return response
         finally:
-            if enabled and log.isEnabledFor(logging.INFO):
-                duration_ms = (time.perf_counter() - started) * 1000
-                method, path, client = request.method, request.path, address(request)
-                # Path only: query strings may carry credentials; bodies are never logged.
-                # The record is built directly: log.info() would also walk the stack to
-                # find the calling line, which no log format here shows (once per request).
-                record = log.makeRecord(
-                    log.name,
-                    logging.INFO,
-                    __file__,
-                    0,
-                    "%s %s %d %s %.1fms %s",
-                    (method, path, status, client, duration_ms, request_id),
-                    None,
-                    extra={
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "client": client,
-                        "duration_ms": round(duration_ms, 2),
-                        "request_id": request_id,
-                    },
-                )
-                log.handle(record)
+            write(status)
 
     return middleware
+
+
+_LOG_WHEN_SENT: web.RequestKey[Callable[[int], None]] = web.RequestKey("log_when_sent")
+
+
+def _nothing(status: int) -> None:
+    return None
+
+
+async def log_file_response(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the request log line of a file, with the status it was sent with."""
+    write = request.get(_LOG_WHEN_SENT)
+    if write is not None:
+        del request[_LOG_WHEN_SENT]
+        write(response.status)
 
 
 def route_template(request: web.Request) -> str:
@@ -142,6 +168,18 @@ def request_metrics(settings: Settings) -> Middleware:
             )
 
     return middleware
+
+
+def body_failed(request: web.Request, exc: Exception) -> bool:
+    """True when ``exc`` came from reading a body the client did not send whole.
+
+    A client that closes before sending all the bytes its Content-Length promised (or
+    sends a broken chunked body) makes the body read fail: that is the client's request
+    being incomplete, not a server error, and deserves no traceback.
+    """
+    if isinstance(exc, HttpProcessingError):
+        return True
+    return isinstance(exc, ConnectionResetError) and request.content.exception() is not None
 
 
 def error_masking(settings: Settings) -> Middleware:
@@ -186,6 +224,10 @@ def error_masking(settings: Settings) -> Middleware:
                 {"Retry-After": "1"},
             )
         except Exception as exc:
+            if body_failed(request, exc):
+                # Logged once, quietly, by request logging (status 400); the answer
+                # rarely reaches a client that has already gone.
+                return error(request, 400, "The request body is incomplete or malformed")
             error_log.exception(
                 "unhandled error on %s %s",
                 request.method,

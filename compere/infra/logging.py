@@ -19,6 +19,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
@@ -156,6 +158,43 @@ def redact_access_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, QueryStringRedactor) for f in logger.filters):
             logger.addFilter(QueryStringRedactor())
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp's report of a request its parser refused, without what the client sent.
+
+    aiohttp logs a request it cannot parse (a control byte in a header, a request line
+    over 8,190 bytes) as an ERROR with a traceback whose message quotes the raw line:
+    tokens and passwords included. It is the client's mistake, not a server error: the
+    record becomes one INFO line with the client address, the error class and status.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            args = record.args if isinstance(record.args, tuple) else ()
+            client = args[0] if len(args) == 1 else "-"  # "Error handling request from %s"
+            record.msg = "malformed request from %s refused: %s (%s)"
+            record.args = (client, type(exc).__name__, exc.code)
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
+            if record.levelno > logging.INFO:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+# aiohttp's server logger; under gunicorn the aiohttp worker hands its request handler
+# gunicorn's logger instead, which writes to ``gunicorn.error``.
+PARSER_ERROR_LOGGERS = ("aiohttp.server", "gunicorn.error")
+
+
+def redact_parser_errors() -> None:
+    """Install :class:`MalformedRequestFilter` on the loggers that report parser errors (once)."""
+    for name in PARSER_ERROR_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+            logger.addFilter(MalformedRequestFilter())
 
 
 def configure_logging(level: str, fmt: str) -> None:
