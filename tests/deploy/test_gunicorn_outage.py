@@ -44,6 +44,7 @@ async def test_postgres_outage_under_the_shipped_worker_answers_only_200_or_503(
         DB_STATEMENT_TIMEOUT_MS="2000",
     )
     base = f"http://127.0.0.1:{app.port}"
+    recoveries = []
     async with aiohttp.ClientSession() as session:
         ids = await seed(session, base)
         load = VoteLoad(session, base, ids, keyed=False)
@@ -53,13 +54,14 @@ async def test_postgres_outage_under_the_shipped_worker_answers_only_200_or_503(
             await asyncio.to_thread(own_postgres.stop, mode)
             await asyncio.sleep(1.5)
             await asyncio.to_thread(own_postgres.start)
-            await wait_ready(session, base, within=15)
+            recoveries.append(await wait_ready(session, base, within=15))
         await asyncio.sleep(0.8)
         await load.stop()
 
     log = app.log.read_text(errors="replace")
-    print(f"\nstatuses {dict(load.statuses)}")
+    print(f"\nstatuses {dict(load.statuses)}, recovery after restart {[round(r, 2) for r in recoveries]} s")
     assert set(load.statuses) <= {200, 503}, dict(load.statuses)
     assert load.statuses[200] > 0 and load.statuses[503] > 0
+    assert all(r < 5 for r in recoveries)
     assert "Traceback" not in log, log[-4000:]
     assert_exactly_once(url, load.acknowledged)
