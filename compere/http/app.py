@@ -10,7 +10,7 @@ from aiohttp import web
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
 from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
-from compere.http.middlewares import build_middlewares, log_file_response
+from compere.http.middlewares import build_middlewares, record_file_status
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
@@ -57,7 +57,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
         app.router.add_get("/metrics", serve_metrics)
     setup_cors(app, settings)  # last: it wraps every route registered above
     setup_security_headers(app, settings)
-    app.on_response_prepare.append(log_file_response)  # request logging, for files
+    app.on_response_prepare.append(record_file_status)  # request log and metrics of files
     return app
 
 

@@ -116,10 +116,7 @@ def request_logging(settings: Settings) -> Middleware:
         try:
             response = await handler(request)
             response.headers["X-Request-ID"] = request_id
-            if isinstance(response, web.FileResponse):
-                # A file settles its status (404 when missing, 304, 206, ...) only as it
-                # is sent, after this returns: log_file_response writes the line then.
-                request[_LOG_WHEN_SENT] = write
+            if when_file_sent(request, response, write):
                 write = _nothing
             status = response.status
             return response
@@ -129,19 +126,30 @@ def request_logging(settings: Settings) -> Middleware:
     return middleware
 
 
-_LOG_WHEN_SENT: web.RequestKey[Callable[[int], None]] = web.RequestKey("log_when_sent")
+# What the outer middlewares record about a file response once its status is known.
+_WHEN_SENT: web.RequestKey[list[Callable[[int], None]]] = web.RequestKey("when_sent")
 
 
 def _nothing(status: int) -> None:
     return None
 
 
-async def log_file_response(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the request log line of a file, with the status it was sent with."""
-    write = request.get(_LOG_WHEN_SENT)
-    if write is not None:
-        del request[_LOG_WHEN_SENT]
-        write(response.status)
+def when_file_sent(request: web.Request, response: web.StreamResponse, record: Callable[[int], None]) -> bool:
+    """Arrange ``record(status)`` for when ``response`` is sent, if it is a file; True if so.
+
+    A file response settles its status (404 when the file is missing, 304, 206, ...)
+    only as it is sent, after every middleware has returned; until then it says 200.
+    """
+    if not isinstance(response, web.FileResponse):
+        return False
+    request.setdefault(_WHEN_SENT, []).append(record)
+    return True
+
+
+async def record_file_status(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: run what :func:`when_file_sent` arranged, with the real status."""
+    for record in request.pop(_WHEN_SENT, ()):
+        record(response.status)
 
 
 def route_template(request: web.Request) -> str:
@@ -157,15 +165,21 @@ def request_metrics(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        status = 499  # client went away before an answer was ready
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
+
+        def observe(status: int) -> None:
             metrics.observe_request(
                 request.method, route_template(request), status, time.perf_counter() - started
             )
+
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            if when_file_sent(request, response, observe):
+                observe = _nothing
+            status = response.status
+            return response
+        finally:
+            observe(status)
 
     return middleware
 
