@@ -38,7 +38,14 @@ _PUBLIC_NAMES = {"mu": "score", "sigma": "uncertainty"}
 
 
 class ImportFormatError(ValueError):
-    """The import file cannot be read as the format it claims to be."""
+    """The import file cannot be read as the format it claims to be.
+
+    ``line`` is set when reading stopped at a line the reader cannot get past.
+    """
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+        self.line = line
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ def read_entity_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[st
         reader = csv.DictReader(stream)
         if reader.fieldnames is None or "name" not in reader.fieldnames:
             raise ImportFormatError("the CSV file needs a header row with at least name and external_id")
-        for row in reader:
+        for row in _csv_rows(reader):
             line = reader.line_num
             urls = (row.get("image_urls") or "").strip()
             raw: dict[str, Any] = {
@@ -90,17 +97,36 @@ def read_entity_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[st
         except RecursionError:
             yield line, Rejected(line, "not valid JSON (nested too deeply)")
             continue
+        except ValueError:
+            # A number the decoder refuses to convert (over 4,300 digits): a file made
+            # to cost CPU, not a typo on one line.
+            raise ImportFormatError("a number in this line has too many digits", line) from None
         if not isinstance(raw, dict):
             yield line, Rejected(line, "each line must be a JSON object")
             continue
         yield line, _validated(line, raw)
 
 
+def _csv_rows(reader: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
+    """The reader's rows; a line it cannot get past (a field over the csv module's
+    131,072-character limit, a NUL byte) ends the import with that line's number."""
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # line_num counts the lines read before the one that failed.
+            raise ImportFormatError(f"not readable as CSV ({exc})", reader.line_num + 1) from None
+        yield row
+
+
 def _csv_urls(text: str) -> Any:
     if text.startswith("["):
         try:
             return json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, or a number too long to convert
             return text  # rejected by validation with a clear message
     return text.split()
 

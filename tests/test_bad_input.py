@@ -122,7 +122,9 @@ async def test_unknown_route_wrong_method_and_oversized_body(make_client):
     assert resp.status == 404 and (await resp.json())["detail"]
     resp = await client.patch("/entities/")
     assert resp.status == 405 and "Allow" in resp.headers and (await resp.json())["detail"]
-    resp = await client.post("/entities/", data=b'{"name": "' + b"x" * 4096 + b'"}')
+    resp = await client.post(
+        "/entities/", data=b'{"name": "' + b"x" * 4096 + b'"}', headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 413 and (await resp.json())["detail"]
 
 

@@ -81,6 +81,25 @@ async def test_requests_are_counted_by_route_template_and_status(make_client, cr
         assert f"# TYPE {name} counter" in after
 
 
+async def test_a_missing_static_file_is_counted_with_the_status_it_got(make_client):
+    client = await make_client(METRICS_ENABLED="true")
+    before = await scrape(client)
+    assert (await client.get("/app/no-such-file.js")).status == 404
+    assert (await client.get("/app/api.js")).status == 200
+    after = await scrape(client)
+
+    def static(text: str, status: str) -> float:
+        counts = samples(text, "compere_http_requests_total")
+        return sum(
+            v
+            for k, v in counts.items()
+            if dict(k)["route"].startswith("/app") and dict(k)["status"] == status
+        )
+
+    assert static(after, "404") - static(before, "404") == 1
+    assert static(after, "200") - static(before, "200") == 1
+
+
 async def test_only_allowed_addresses_may_read_metrics(make_client):
     client = await make_client(METRICS_ENABLED="true", METRICS_ALLOWED_IPS="10.0.0.0/8, 192.0.2.7")
     resp = await client.get("/metrics")

@@ -21,18 +21,10 @@ import pytest
 from compere.http.app import create_app
 from compere.settings import load_settings
 from tests.conftest import NO_DOTENV, empty_postgres
-from tests.servers import PostgresInstance, RedisInstance
+from tests.servers import RedisInstance
 
 ENTITIES = 8
 VOTERS = 8
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresInstance]:
-    server = PostgresInstance()
-    server.start()
-    yield server
-    server.destroy()
 
 
 @pytest.fixture

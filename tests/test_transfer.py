@@ -289,3 +289,28 @@ async def test_a_large_import_refreshes_the_planner_statistics(client, database_
     assert status == 0, err
     assert out.strip() == "created 1200, already present 0, rejected 0"
     assert await _planner_rows(client) >= 1000
+
+
+async def test_an_import_file_the_reader_cannot_get_past_is_a_422_naming_the_line(client):
+    # The csv module refuses fields over 131,072 characters; nothing of the file is stored.
+    csv_text = "external_id,name,description\nok-1,fine,\nbig-1,big," + "x" * 131_073 + "\nok-2,also fine,\n"
+    resp = await client.post("/entities/import?format=csv", data=csv_text.encode())
+    assert resp.status == 422
+    assert (await resp.json())["detail"].startswith("line 3: ")
+    # Python refuses to convert integers of more than 4,300 digits.
+    lines = [
+        json.dumps({"external_id": "ok-1", "name": "fine"}),
+        '{"external_id": "big-2", "name": "big", "image_urls": [' + "9" * 4301 + "]}",
+    ]
+    resp = await client.post("/entities/import?format=jsonl", data="\n".join(lines).encode())
+    assert resp.status == 422
+    assert (await resp.json())["detail"] == "line 2: a number in this line has too many digits"
+    assert await (await client.get("/entities/")).json() == []
+
+
+async def test_a_huge_number_in_a_csv_url_list_rejects_only_its_line(client):
+    csv_text = 'external_id,name,image_urls\nok-1,fine,a.png\nbig-1,big,"[' + "9" * 4301 + ']"\n'
+    resp = await client.post("/entities/import?format=csv", data=csv_text.encode())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["created"] == 1 and [r["line"] for r in body["rejected"]] == [3]

@@ -10,14 +10,14 @@ from aiohttp import web
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
 from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
-from compere.http.middlewares import build_middlewares
+from compere.http.middlewares import build_middlewares, record_file_status
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
 from compere.http.routes import ROUTES, setup_routes
 from compere.http.security_headers import setup_security_headers
 from compere.http.webapp import setup_webapp
 from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
-from compere.infra.logging import configure_logging, redact_access_logs
+from compere.infra.logging import configure_logging, redact_access_logs, redact_parser_errors
 from compere.infra.redis import create_redis
 from compere.infra.signing import PairTokens
 from compere.ranking_cache import RankingCache
@@ -37,6 +37,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
     redact_access_logs()  # whoever set up logging, request lines lose their query strings
+    redact_parser_errors()  # and aiohttp's parser errors lose the raw lines they quote
     app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
@@ -56,6 +57,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
         app.router.add_get("/metrics", serve_metrics)
     setup_cors(app, settings)  # last: it wraps every route registered above
     setup_security_headers(app, settings)
+    app.on_response_prepare.append(record_file_status)  # request log and metrics of files
     return app
 
 

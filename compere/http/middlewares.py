@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from compere.http.client_address import client_address, parse_trusted_proxies
@@ -83,39 +84,72 @@ def request_logging(settings: Settings) -> Middleware:
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
         started = time.perf_counter()
+
+        def write(status: int) -> None:
+            if not (enabled and log.isEnabledFor(logging.INFO)):
+                return
+            duration_ms = (time.perf_counter() - started) * 1000
+            method, path, client = request.method, request.path, address(request)
+            # Path only: query strings may carry credentials; bodies are never logged.
+            # The record is built directly: log.info() would also walk the stack to
+            # find the calling line, which no log format here shows (once per request).
+            record = log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s %s %d %s %.1fms %s",
+                (method, path, status, client, duration_ms, request_id),
+                None,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "client": client,
+                    "duration_ms": round(duration_ms, 2),
+                    "request_id": request_id,
+                },
+            )
+            log.handle(record)
+
         status = 499  # client went away before an answer was ready
         try:
             response = await handler(request)
-            status = response.status
             response.headers["X-Request-ID"] = request_id
+            if when_file_sent(request, response, write):
+                write = _nothing
+            status = response.status
             return response
         finally:
-            if enabled and log.isEnabledFor(logging.INFO):
-                duration_ms = (time.perf_counter() - started) * 1000
-                method, path, client = request.method, request.path, address(request)
-                # Path only: query strings may carry credentials; bodies are never logged.
-                # The record is built directly: log.info() would also walk the stack to
-                # find the calling line, which no log format here shows (once per request).
-                record = log.makeRecord(
-                    log.name,
-                    logging.INFO,
-                    __file__,
-                    0,
-                    "%s %s %d %s %.1fms %s",
-                    (method, path, status, client, duration_ms, request_id),
-                    None,
-                    extra={
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "client": client,
-                        "duration_ms": round(duration_ms, 2),
-                        "request_id": request_id,
-                    },
-                )
-                log.handle(record)
+            write(status)
 
     return middleware
+
+
+# What the outer middlewares record about a file response once its status is known.
+_WHEN_SENT: web.RequestKey[list[Callable[[int], None]]] = web.RequestKey("when_sent")
+
+
+def _nothing(status: int) -> None:
+    return None
+
+
+def when_file_sent(request: web.Request, response: web.StreamResponse, record: Callable[[int], None]) -> bool:
+    """Arrange ``record(status)`` for when ``response`` is sent, if it is a file; True if so.
+
+    A file response settles its status (404 when the file is missing, 304, 206, ...)
+    only as it is sent, after every middleware has returned; until then it says 200.
+    """
+    if not isinstance(response, web.FileResponse):
+        return False
+    request.setdefault(_WHEN_SENT, []).append(record)
+    return True
+
+
+async def record_file_status(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: run what :func:`when_file_sent` arranged, with the real status."""
+    for record in request.pop(_WHEN_SENT, ()):
+        record(response.status)
 
 
 def route_template(request: web.Request) -> str:
@@ -131,17 +165,35 @@ def request_metrics(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        status = 499  # client went away before an answer was ready
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
+
+        def observe(status: int) -> None:
             metrics.observe_request(
                 request.method, route_template(request), status, time.perf_counter() - started
             )
 
+        status = 499  # client went away before an answer was ready
+        try:
+            response = await handler(request)
+            if when_file_sent(request, response, observe):
+                observe = _nothing
+            status = response.status
+            return response
+        finally:
+            observe(status)
+
     return middleware
+
+
+def body_failed(request: web.Request, exc: Exception) -> bool:
+    """True when ``exc`` came from reading a body the client did not send whole.
+
+    A client that closes before sending all the bytes its Content-Length promised (or
+    sends a broken chunked body) makes the body read fail: that is the client's request
+    being incomplete, not a server error, and deserves no traceback.
+    """
+    if isinstance(exc, HttpProcessingError):
+        return True
+    return isinstance(exc, ConnectionResetError) and request.content.exception() is not None
 
 
 def error_masking(settings: Settings) -> Middleware:
@@ -186,6 +238,10 @@ def error_masking(settings: Settings) -> Middleware:
                 {"Retry-After": "1"},
             )
         except Exception as exc:
+            if body_failed(request, exc):
+                # Logged once, quietly, by request logging (status 400); the answer
+                # rarely reaches a client that has already gone.
+                return error(request, 400, "The request body is incomplete or malformed")
             error_log.exception(
                 "unhandled error on %s %s",
                 request.method,

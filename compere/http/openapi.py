@@ -24,6 +24,7 @@ _STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Request body too large",
+    415: "Content-Type is not application/json",
     422: "Validation error",
     429: "Too many requests",
     500: "Internal error",
@@ -128,6 +129,8 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     error_ref = _schema_of(schemas.Error, defs, "serialization")
     errors = set(route.errors) | ({400, 409, 422, 503} if route.idempotent else set())
+    if route.body is not None:
+        errors.add(415)  # a body must be sent as application/json (form_body routes: or a form)
     if route.access == "public":
         op["security"] = []
     else:

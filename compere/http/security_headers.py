@@ -6,9 +6,12 @@ well sends the same answer twice rather than two different ones.
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from compere.settings import Settings
+
+# Instead of aiohttp's default "Python/3.x aiohttp/3.y": versions help only an attacker.
+SERVER = "compere"
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -20,9 +23,13 @@ HEADERS = {
 def setup_security_headers(app: web.Application, settings: Settings) -> None:
     """Add the headers to every response, errors and static files included."""
     vary_origin = bool(settings.cors_origins)
+    # The answers aiohttp makes itself for requests it cannot parse skip the app's
+    # signals below; they take the Server value from this module-level default.
+    web_response.SERVER_SOFTWARE = SERVER
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
+        headers["Server"] = SERVER
         for name, value in HEADERS.items():
             headers.setdefault(name, value)
         if request.path.startswith("/auth/"):

@@ -39,8 +39,33 @@ def parse_json(raw: bytes) -> Any:
         raise ApiError(400, "Request body is not valid JSON") from None
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type such as ``application/merge-patch+json``.
+
+    ``content_type`` is aiohttp's ``request.content_type``: the media type without
+    parameters (so a charset is fine), lower-cased, ``application/octet-stream`` when
+    the header is missing.
+    """
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def require_json_content_type(request: web.Request) -> None:
+    """415 for a body that does not say it is JSON.
+
+    Browsers send ``text/plain``, form and multipart bodies across sites without asking
+    the server first (a CORS "simple request"); only a JSON type needs a preflight. So a
+    JSON body must say it is one, or a hostile page could make a visitor's browser post it.
+    """
+    if request.body_exists and not is_json_media_type(request.content_type):
+        raise ApiError(415, "Content-Type must be application/json")
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
-    """Validate a JSON object body against ``model`` (422 with per-field messages)."""
+    """Validate a JSON object body against ``model`` (415 unless sent as JSON, 422 with
+    per-field messages)."""
+    require_json_content_type(request)
     data = parse_json(await request.read())
     if not isinstance(data, dict):
         raise ApiError(422, [{"loc": ["body"], "msg": "Input should be a JSON object", "type": "model_type"}])

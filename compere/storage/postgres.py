@@ -36,6 +36,18 @@ _DIALECT = PGDialect_psycopg2()
 # Errors that mean "the server or the connection is gone", as opposed to a bad query.
 _UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
+
+def _socket_handle_closed(exc: RuntimeError) -> bool:
+    """True for uvloop's refusal to watch a connection's socket after a socket error.
+
+    When a server connection breaks (the server stops or crashes), uvloop closes its
+    watcher for that socket and refuses every later operation on it, or on a new
+    connection that gets the same descriptor number, with this RuntimeError. It is a
+    lost connection, not a bug in the caller; any other RuntimeError still is one.
+    """
+    return "the handler is closed" in str(exc)
+
+
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
@@ -84,6 +96,13 @@ def _driver_errors() -> Iterator[None]:
         # aiopg's own client-side timeout (the pool's ``timeout=``) fired first, e.g. a
         # large result still arriving on a busy machine. aiopg has closed the connection.
         raise DatabaseUnavailable("the database did not answer in time") from exc
+    except OSError as exc:
+        # The socket itself failed (the event loop could not watch or use it).
+        raise DatabaseUnavailable("the database is unavailable") from exc
+    except RuntimeError as exc:
+        if not _socket_handle_closed(exc):
+            raise
+        raise DatabaseUnavailable("the database is unavailable") from exc
     except asyncio.CancelledError:
         # aiopg reports a server-side statement_timeout as CancelledError. Only a task
         # that nobody cancelled can see it that way; a real cancellation propagates.
@@ -219,17 +238,17 @@ class PostgresDatabase(Database):
             waiting_since = time.perf_counter()
         try:
             async with asyncio.timeout(self._acquire_timeout):
-                conn = await pool.acquire()
+                with _driver_errors():  # opening a new connection can fail like any query
+                    conn = await pool.acquire()
         except TimeoutError:
             metrics.DB_POOL_TIMEOUTS.inc()
             raise DatabaseUnavailable("no database connection became free in time") from None
-        except (psycopg2.Error, OSError) as exc:
-            raise DatabaseUnavailable("the database is unavailable") from exc
         if must_wait:
             metrics.DB_POOL_WAIT_SECONDS.observe(time.perf_counter() - waiting_since)
         metrics.DB_POOL_IN_USE.inc()
         try:
-            cursor = await conn.cursor()
+            with _driver_errors():
+                cursor = await conn.cursor()
             try:
                 yield cursor
             finally:
@@ -266,8 +285,9 @@ class PostgresDatabase(Database):
             except BaseException:
                 if conn.begun and not conn.finished and not cur.closed and not cur.connection.closed:
                     try:
-                        await cur.execute("ROLLBACK")
-                    except psycopg2.Error:
+                        with _driver_errors():
+                            await cur.execute("ROLLBACK")
+                    except (DatabaseUnavailable, psycopg2.Error):
                         cur.connection.close()
                 raise
             if conn.begun and not conn.finished:

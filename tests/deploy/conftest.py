@@ -317,6 +317,7 @@ def edge(nginx_bin: str, tls_files, tmp_path_factory) -> Iterator[Edge]:
             "    listen [::]:443 ssl default_server;\n": "",
             "server 127.0.0.1:8000;": f"server 127.0.0.1:{app.port};",
             "/var/log/nginx/compere.access.log": str(prefix / "compere.access.log"),
+            "/var/log/nginx/compere.error.log": str(prefix / "compere.error.log"),
         },
     )
     proc = subprocess.Popen(

@@ -83,15 +83,18 @@ async def import_entities(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise ApiError(400, "The file must be UTF-8 text") from None
     try:
-        summary = await import_records(
-            request.app[DATABASE],
-            read_entity_records(io.StringIO(text, newline=""), query.format),
-            rating=request.app[SETTINGS].elo_initial_rating,
-            prior=prior_of(request.app[SETTINGS]),
-            batch_size=_IMPORT_BATCH,
-        )
+        # Read the whole file (at most MAX_BODY_SIZE) before storing any of it, so a
+        # file that cannot be read to its end changes nothing.
+        records = list(read_entity_records(io.StringIO(text, newline=""), query.format))
     except ImportFormatError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise ApiError(400 if exc.line is None else 422, str(exc)) from None
+    summary = await import_records(
+        request.app[DATABASE],
+        records,
+        rating=request.app[SETTINGS].elo_initial_rating,
+        prior=prior_of(request.app[SETTINGS]),
+        batch_size=_IMPORT_BATCH,
+    )
     return json_response(
         {
             "created": summary.created,
