@@ -258,7 +258,7 @@ ROUTES: list[Route] = [
     ),
     Route(
         "GET",
-        "/auth/users",
+        "/auth/users/",  # beside POST /auth/users/ (the original's spelling); /auth/users redirects
         auth.list_users,
         "List users",
         "auth",
@@ -306,9 +306,52 @@ ROUTES: list[Route] = [
 
 
 def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
-    """Register every route behind the guard its access level asks for."""
+    """Register every route behind the guard its access level asks for.
+
+    Every ``GET`` also answers ``HEAD`` (RFC 9110: the same status and headers, no body).
+    """
     auth_enabled = app[SETTINGS].auth_enabled
     for route in routes:
         handler = idempotent(route.handler) if route.idempotent else route.handler
         handler = guarded(handler, route.effective_access(auth_enabled))
         app.router.add_route(route.method, route.path, handler)
+        if route.method == "GET":
+            app.router.add_route("HEAD", route.path, handler)
+
+
+def add_other_spellings(app: web.Application) -> None:
+    """Answer each path's other spelling (with or without the trailing slash) with a 307.
+
+    As the original Compere (FastAPI's ``redirect_slashes``) does: ``GET /entities``
+    redirects to ``/entities/`` and ``POST /auth/users`` to ``/auth/users/``, keeping
+    the method, body and query string. Works from whatever is registered when called
+    (the route table, the docs and the web app), method by method, so a path declared
+    in both spellings for different methods (``GET /auth/users``, ``POST /auth/users/``)
+    redirects each method to its own. Call after every route is added; the OpenAPI
+    document keeps listing each path once.
+    """
+    resources: dict[str, web.AbstractResource] = {}
+    methods: dict[str, set[str]] = {}
+    for resource in app.router.resources():
+        if isinstance(resource, web.StaticResource) or resource.canonical == "/":
+            continue
+        resources.setdefault(resource.canonical, resource)
+        methods.setdefault(resource.canonical, set()).update(route.method for route in resource)
+    for path, declared in methods.items():
+        other = path[:-1] if path.endswith("/") else f"{path}/"
+        missing = declared - methods.get(other, set())
+        if not missing:
+            continue
+        target = resources.get(other) or app.router.add_resource(other)
+        assert isinstance(target, web.Resource)
+        for method in sorted(missing):
+            target.add_route(method, _redirect_to_other_spelling)
+
+
+async def _redirect_to_other_spelling(request: web.Request) -> web.Response:
+    # raw_path keeps the client's percent-encoding and query string as sent. Every
+    # registered path starts with a literal segment, so the target never starts with
+    # "//" (which a browser would read as another host).
+    path, question_mark, query = request.raw_path.partition("?")
+    target = path[:-1] if path.endswith("/") else f"{path}/"
+    return web.Response(status=307, headers={"Location": f"{target}{question_mark}{query}"})
