@@ -205,3 +205,83 @@ async def test_only_the_files_the_docs_pages_load_are_served(client):
         "/docs/redoc/redoc.standalone.js.LICENSE.txt",
     ):
         assert (await client.get(unused)).status == 404, unused
+
+
+# --- CORS ----------------------------------------------------------------------------
+
+APP = "https://app.example.com"
+
+
+async def test_preflights_may_ask_for_idempotency_keys_and_answers_expose_compere_headers(make_client):
+    client = await make_client(CORS_ORIGINS=APP, RATE_LIMIT_ENABLED="true")
+    preflight = await client.options(
+        "/comparisons/",
+        headers={
+            "Origin": APP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, idempotency-key",
+        },
+    )
+    assert preflight.status == 200
+    assert "IDEMPOTENCY-KEY" in preflight.headers["Access-Control-Allow-Headers"].upper()
+    resp = await client.get("/entities/", headers={"Origin": APP})
+    exposed = {h.strip().lower() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
+    for name in ("Idempotent-Replayed", "RateLimit", "RateLimit-Policy", "Retry-After", "X-Request-ID"):
+        assert name.lower() in exposed, name
+    assert "RateLimit" in resp.headers  # and it really is there to read
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:5173",
+        "http://localhost",
+        "https://localhost:8443",
+        "http://127.0.0.1:3000",
+        "http://[::1]:8080",
+    ],
+)
+async def test_development_allows_this_machines_pages_on_any_port_by_default(make_client, origin):
+    client = await make_client()  # ENVIRONMENT=development, CORS_ORIGINS unset
+    resp = await client.get("/entities/", headers={"Origin": origin})
+    assert resp.headers["Access-Control-Allow-Origin"] == origin
+    assert "Origin" in resp.headers["Vary"]
+    preflight = await client.options(
+        "/entities/",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status == 200 and preflight.headers["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example.net",
+        "http://localhost.evil.example.net",
+        "http://127.0.0.1.evil.example.net:80",
+        "http://evil.example.net/http://localhost",
+        "http://localhost:5173/",
+        "null",
+    ],
+)
+async def test_the_development_default_opens_to_no_other_site(make_client, origin):
+    client = await make_client()
+    resp = await client.get("/entities/", headers={"Origin": origin})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    preflight = await client.options(
+        "/entities/", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status == 403
+
+
+async def test_outside_development_only_listed_origins_get_cors(make_client):
+    staging = await make_client(ENVIRONMENT="staging")
+    resp = await staging.get("/health", headers={"Origin": "http://localhost:5173"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    listed = await make_client(CORS_ORIGINS=APP)  # an explicit list replaces the default
+    resp = await listed.get("/health", headers={"Origin": "http://localhost:5173"})
+    assert "Access-Control-Allow-Origin" not in resp.headers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from compere.http.cors import cors_enabled
 from compere.settings import Settings
 
 HEADERS = {
@@ -19,7 +20,7 @@ HEADERS = {
 
 def setup_security_headers(app: web.Application, settings: Settings) -> None:
     """Add the headers to every response, errors and static files included."""
-    vary_origin = bool(settings.cors_origins)
+    vary_origin = cors_enabled(settings)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
