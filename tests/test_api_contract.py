@@ -285,3 +285,54 @@ async def test_outside_development_only_listed_origins_get_cors(make_client):
     listed = await make_client(CORS_ORIGINS=APP)  # an explicit list replaces the default
     resp = await listed.get("/health", headers={"Origin": "http://localhost:5173"})
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+# --- the original's words ----------------------------------------------------------
+
+
+async def detail(resp) -> object:
+    return (await resp.json())["detail"]
+
+
+async def test_errors_and_messages_use_the_originals_words(client):
+    assert await detail(await client.get("/entities/5")) == "Entity with id 5 not found"
+    assert await detail(await client.put("/entities/5", json={"name": "x"})) == "Entity with id 5 not found"
+    assert await detail(await client.get("/entities/99999999999999999999")) == (
+        "Entity with id 99999999999999999999 not found"
+    )
+    assert await detail(await client.get("/comparisons/7")) == "Comparison with id 7 not found"
+    a, b = [await (await client.post("/entities/", json={"name": n})).json() for n in ("a", "b")]
+    missing = await client.post(
+        "/comparisons/", json={"entity1_id": a["id"], "entity2_id": 999, "selected_entity_id": a["id"]}
+    )
+    assert (missing.status, await detail(missing)) == (404, "Entity with id 999 not found")
+    wrong = await client.post(
+        "/comparisons/", json={"entity1_id": a["id"], "entity2_id": b["id"], "selected_entity_id": 999}
+    )
+    assert (wrong.status, await detail(wrong)) == (
+        400,
+        "Selected entity must be one of the compared entities",
+    )
+    unknown = await client.post("/mab/update?comparison_id=12345")
+    assert (unknown.status, await detail(unknown)) == (404, "Comparison not found")
+    vote = await client.post(
+        "/comparisons/", json={"entity1_id": a["id"], "entity2_id": b["id"], "selected_entity_id": b["id"]}
+    )
+    applied = await client.post(f"/mab/update?comparison_id={(await vote.json())['id']}")
+    assert await applied.json() == {"message": "MAB updated successfully"}
+    deleted = await client.delete(f"/entities/{a['id']}")
+    assert await deleted.json() == {"message": "Entity deleted successfully"}
+    assert await detail(await client.get("/no/such/path")) == "Not Found"
+    assert await detail(await client.patch("/entities/")) == "Method Not Allowed"
+
+
+async def test_closed_sign_up_is_refused_in_the_originals_words(admin_and_alice):
+    client, _, alice_token = admin_and_alice
+    body = {"username": "mallory", "password": "grey-heron-lantern-91"}
+    anonymous = await client.post("/auth/users/", json=body)
+    assert (anonymous.status, await detail(anonymous)) == (401, "Authentication required to create users")
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    as_user = await client.post("/auth/users/", json=body, headers=bearer(alice_token))
+    assert (as_user.status, await detail(as_user)) == (403, "Only superusers can create new users")
+    me = await client.get("/auth/users/me")
+    assert (me.status, await detail(me)) == (401, "Could not validate credentials")

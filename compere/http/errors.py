@@ -44,7 +44,8 @@ class ApiError(Exception):
 
 
 def not_found(kind: str, ident: object) -> ApiError:
-    return ApiError(404, f"{kind} {ident} not found")
+    """404 in the original Compere's words ("Entity with id 5 not found"): clients match on them."""
+    return ApiError(404, f"{kind} with id {ident} not found")
 
 
 def validation_error(loc: list[str | int], msg: str, kind: str = "value_error") -> ApiError:

@@ -250,7 +250,7 @@ ROUTES: list[Route] = [
         "auth",
         schemas.User,
         body=schemas.UserCreate,
-        errors=(400, 409, 413, 422),
+        errors=(400, 413, 422),  # a taken username or e-mail is 400, as in the original
         access="superuser",
         auth_always=True,
         open_until_first_user=True,

@@ -31,6 +31,9 @@ from compere.storage import users
 # The one answer to a failed login, whether or not the username exists.
 LOGIN_FAILED = "Incorrect username or password"
 LOCKED_OUT = "Too many failed login attempts. Try again later."
+# The original Compere's refusals of POST /auth/users/ once a user exists.
+SIGNUP_NEEDS_LOGIN = "Authentication required to create users"
+SIGNUP_NEEDS_SUPERUSER = "Only superusers can create new users"
 _CREDENTIAL_FIELDS = frozenset({"username", "password", "grant_type", "client_secret"})
 
 
@@ -151,15 +154,20 @@ async def create_user(request: web.Request) -> web.Response:
     except users.SignupClosed:
         _refuse_signup(request, caller)
     except users.DuplicateUser as exc:
-        raise ApiError(409, f"A user with this {exc.field} already exists") from None
+        # The original's status and words ("Username already registered").
+        raise ApiError(400, f"{exc.field.capitalize()} already registered") from None
     return json_response(user_out(row))
 
 
 def _refuse_signup(request: web.Request, caller: AuthenticatedUser | None) -> NoReturn:
-    if caller is None:
-        require_user(request)  # raises 401 (and logs why)
-    else:
-        require_superuser(request)  # raises 403
+    try:
+        if caller is None:
+            require_user(request)  # raises 401 (and logs why)
+        else:
+            require_superuser(request)  # raises 403 (and logs why)
+    except ApiError as refused:
+        refused.detail = SIGNUP_NEEDS_LOGIN if refused.status == 401 else SIGNUP_NEEDS_SUPERUSER
+        raise
     raise AssertionError("unreachable: the caller is not a superuser")
 
 
