@@ -164,11 +164,11 @@ ROUTES: list[Route] = [
         "GET",
         "/dissimilar_entities",
         content.dissimilar_entities,
-        "The most dissimilar pair of entities, as a list of two",
+        "The most dissimilar pair of entities, as a list of two (fewer when there are fewer)",
         "pairing",
         list[schemas.Entity],
         query=schemas.ContentPairQuery,
-        errors=(400, 422),
+        errors=(422,),
     ),
     Route(
         "GET",
