@@ -229,6 +229,13 @@ async def test_preflights_may_ask_for_idempotency_keys_and_answers_expose_comper
     for name in ("Idempotent-Replayed", "RateLimit", "RateLimit-Policy", "Retry-After", "X-Request-ID"):
         assert name.lower() in exposed, name
     assert "RateLimit" in resp.headers  # and it really is there to read
+    # A page calling the other spelling can follow the 307: preflight and redirect carry CORS.
+    other = await client.options(
+        "/comparisons", headers={"Origin": APP, "Access-Control-Request-Method": "POST"}
+    )
+    assert other.status == 200 and other.headers["Access-Control-Allow-Origin"] == APP
+    moved = await client.post("/comparisons", json={}, headers={"Origin": APP}, allow_redirects=False)
+    assert moved.status == 307 and moved.headers["Access-Control-Allow-Origin"] == APP
 
 
 @pytest.mark.parametrize(
