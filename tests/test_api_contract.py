@@ -23,6 +23,15 @@ async def test_readiness_keeps_the_original_fields_beside_the_checks(client):
     assert body["status"] == "ready" and body["database"] == "connected" and body["timestamp"]
     assert body["checks"]["database"] == "ok"
     assert "detail" not in body
+    doc = await (await client.get("/openapi.json")).json()
+    answers = doc["paths"]["/health/ready"]["get"]["responses"]
+    for status in ("200", "503"):
+        assert answers[status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Readiness"
+        }
+    assert {"status", "database", "timestamp", "checks"} <= set(
+        doc["components"]["schemas"]["Readiness"]["required"]
+    )
 
 
 class FakeClock:

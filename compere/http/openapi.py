@@ -143,9 +143,11 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
         ok.setdefault("headers", {}).update(_RATE_LIMIT_HEADERS)
         errors.add(429)
     for status in sorted(errors):
+        body = route.error_bodies.get(status)
+        schema = error_ref if body is None else _schema_of(body, defs, "serialization")
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
-            "content": {"application/json": {"schema": error_ref}},
+            "content": {"application/json": {"schema": schema}},
         }
     if limited:
         responses["429"]["headers"] = {

@@ -36,6 +36,7 @@ class Route:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
+    error_bodies: dict[int, Any] = field(default_factory=dict)  # status -> model, where not Error
     path_params: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)  # response headers: name -> description
     access: Access = "user"  # checked when AUTH_ENABLED=true (protected unless declared public)
@@ -61,6 +62,7 @@ ROUTES: list[Route] = [
         "health",
         schemas.Readiness,
         errors=(503,),
+        error_bodies={503: schemas.Readiness},
         access="public",
     ),
     Route(
