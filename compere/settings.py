@@ -93,6 +93,8 @@ class Settings:
     # pooler in transaction mode, which does not keep a client on one server session).
     db_prepared_statements: bool = True
     migrate_on_start: bool = True
+    # /health/ready answers from a per-worker cache this young, so probes cannot load the database.
+    ready_cache_seconds: float = 1.0
 
     idempotency_ttl: int = 24 * 3600
     idempotency_lock_ttl: int = 60
@@ -320,6 +322,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
         db_prepared_statements=r.boolean("DB_PREPARED_STATEMENTS", True),
         migrate_on_start=r.boolean("MIGRATE_ON_START", True),
+        ready_cache_seconds=r.number("READY_CACHE_SECONDS", 1.0, low=0, high=60),
         metrics_enabled=r.boolean("METRICS_ENABLED", False),
         metrics_allowed_ips=r._get(
             "METRICS_ALLOWED_IPS",

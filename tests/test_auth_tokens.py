@@ -132,12 +132,12 @@ async def test_other_schemes_and_empty_tokens_are_refused(admin_and_alice):
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_missing_token_says_not_authenticated(admin_and_alice):
+async def test_missing_token_gets_the_originals_401(admin_and_alice):
     client, _, _ = admin_and_alice
     resp = await client.get("/entities/")
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"] == "Bearer"
-    assert (await resp.json())["detail"] == "Not authenticated"
+    assert (await resp.json())["detail"] == "Could not validate credentials"
 
 
 async def test_token_response_shape(make_auth_client):

@@ -96,16 +96,21 @@ async def test_a_fresh_production_deployment_is_owned_by_createsuperuser_not_the
     assert (await sign_up(client, "bob", "quiet-lagoon-harbour-55", token=admin)).status == 200
 
 
-async def test_duplicate_usernames_and_emails_get_409(admin_and_alice):
+async def test_duplicate_usernames_and_emails_get_400_in_the_originals_words(admin_and_alice):
     client, admin_token, _ = admin_and_alice
     assert (
         await sign_up(client, "bob", "quiet-lagoon-harbour-55", token=admin_token, email="b@x.org")
     ).status == 200
-    for username, email in (("bob", None), ("BOB", None), ("Alice", None), ("robert", "B@X.ORG")):
+    for username, email, detail in (
+        ("bob", None, "Username already registered"),
+        ("BOB", None, "Username already registered"),
+        ("Alice", None, "Username already registered"),
+        ("robert", "B@X.ORG", "Email already registered"),
+    ):
         extra = {"email": email} if email else {}
         resp = await sign_up(client, username, "quiet-lagoon-harbour-55", token=admin_token, **extra)
-        assert resp.status == 409, (username, email)
-        assert "already exists" in (await resp.json())["detail"]
+        assert resp.status == 400, (username, email)
+        assert (await resp.json())["detail"] == detail
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,12 @@ async def test_a_vote_stuck_behind_a_row_lock_is_a_503_and_writes_nothing(aiohtt
 
 async def test_an_exhausted_pool_answers_503_within_the_pool_timeout(aiohttp_client, pg_url):
     client = await postgres_client(
-        aiohttp_client, pg_url, DB_POOL_MIN="1", DB_POOL_MAX="1", DB_POOL_TIMEOUT="0.5"
+        aiohttp_client,
+        pg_url,
+        DB_POOL_MIN="1",
+        DB_POOL_MAX="1",
+        DB_POOL_TIMEOUT="0.5",
+        READY_CACHE_SECONDS="0",
     )
     db = client.server.app[DATABASE]
     async with db.session():  # the only connection is taken

@@ -71,7 +71,8 @@ async def test_without_cors_origins_there_are_no_cors_headers(client):
     preflight = await client.options(
         "/entities/", headers={"Origin": APP, "Access-Control-Request-Method": "POST"}
     )
-    assert preflight.status == 405 and "Access-Control-Allow-Origin" not in preflight.headers
+    # Refused: in development only this machine's own pages are allowed by default.
+    assert preflight.status == 403 and "Access-Control-Allow-Origin" not in preflight.headers
 
 
 # --- security headers --------------------------------------------------------------

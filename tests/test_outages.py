@@ -36,6 +36,8 @@ def own_redis() -> Iterator[RedisInstance]:
 
 
 async def serve(aiohttp_server, **env: str) -> str:
+    # Readiness is read right after each stop and start: no cached answer in between.
+    env = {"READY_CACHE_SECONDS": "0", **env}
     app = await create_app(load_settings(env, dotenv=NO_DOTENV), configure_logs=False)
     server = await aiohttp_server(app)
     return str(server.make_url("")).rstrip("/")

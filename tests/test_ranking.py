@@ -205,7 +205,11 @@ async def test_content_pairing_picks_the_most_dissimilar_texts(client):
 
 async def test_content_pairing_needs_two_entities(client):
     assert (await client.get("/comparisons/next")).status == 400
-    assert (await client.get("/dissimilar_entities")).status == 400
+    # The original answers the list it has: empty, then the one entity.
+    empty = await client.get("/dissimilar_entities")
+    assert empty.status == 200 and await empty.json() == []
+    await client.post("/entities/", json={"name": "alone"})
+    assert [e["name"] for e in await (await client.get("/dissimilar_entities")).json()] == ["alone"]
 
 
 async def test_random_candidates_are_independent_draws(client, create_entities):

@@ -76,7 +76,7 @@ async def test_exactly_the_limit_is_allowed_then_429_with_headers(limited_client
     refused = await client.get("/entities/")
     assert refused.status == 429
     body = await refused.json()
-    assert body["detail"].startswith("Rate limit exceeded: 3 requests per 60 seconds")
+    assert body["detail"] == "Rate limit exceeded. Max 3 requests per 60 seconds."
     assert refused.headers["X-RateLimit-Limit"] == "3"
     assert refused.headers["X-RateLimit-Remaining"] == "0"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60

@@ -1036,3 +1036,33 @@ def test_every_page_passes_an_axe_audit_with_auth_on(auth_server: Server, page: 
     page.goto(auth_server.base + path)
     page.wait_for_load_state("networkidle")
     assert axe_violations(page) == []
+
+
+# The ReDoc bundle shows Redocly's logo from their CDN in its menu footer; the page's
+# policy blocks it (no third-party requests) and ReDoc then hides the image.
+_REDOC_LOGO_BLOCKED = "cdn.redoc.ly"
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/docs", ".swagger-ui .opblock-tag"), ("/redoc", "[role=menuitem], .menu-content li")],
+)
+def test_api_docs_pages_render_under_their_content_security_policy(
+    server: Server, browser: Any, path: str, rendered: str
+) -> None:
+    ctx = browser.new_context(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    loaded: list[str] = []  # what the browser fetched (a request the policy blocks never finishes)
+    try:
+        page = ctx.new_page()
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+        page.on("requestfinished", lambda request: loaded.append(request.url))
+        response = page.goto(server.base + path)
+        assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+        page.locator(rendered).first.wait_for(timeout=20_000)
+        assert "/entities/" in page.content()  # the document's paths are on the page
+    finally:
+        ctx.close()
+    assert [e for e in errors if _REDOC_LOGO_BLOCKED not in e] == [], errors
+    assert all(url.startswith((server.base, "data:", f"blob:{server.base}")) for url in loaded), loaded

@@ -9,12 +9,13 @@ from aiohttp import web
 
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
-from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, REDIS, SETTINGS
+from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, READINESS, REDIS, SETTINGS
 from compere.http.middlewares import build_middlewares, record_file_status
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
-from compere.http.routes import ROUTES, setup_routes
+from compere.http.routes import ROUTES, add_other_spellings, setup_routes
 from compere.http.security_headers import setup_security_headers
+from compere.http.views.health import ReadinessCache
 from compere.http.webapp import setup_webapp
 from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from compere.infra.logging import configure_logging, redact_access_logs, redact_parser_errors
@@ -42,6 +43,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[SETTINGS] = settings
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
     app[RANKING_CACHE] = RankingCache()
+    app[READINESS] = ReadinessCache(settings.ready_cache_seconds)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
@@ -55,6 +57,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
         from compere.http.views.metrics import serve_metrics
 
         app.router.add_get("/metrics", serve_metrics)
+    add_other_spellings(app)  # after every route: /entities -> 307 /entities/ and the like
     setup_cors(app, settings)  # last: it wraps every route registered above
     setup_security_headers(app, settings)
     app.on_response_prepare.append(record_file_status)  # request log and metrics of files

@@ -51,7 +51,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Never accepted in a URL: URLs end up in proxy logs, browser history and Referer headers.
 URL_SECRETS = frozenset({"password", "access_token", "client_secret"})
 
-NOT_AUTHENTICATED = "Not authenticated"
+# The original Compere's one answer to a missing or bad token.
 INVALID_CREDENTIALS = "Could not validate credentials"
 NOT_ALLOWED = "Not enough permissions"
 AUTH_UNAVAILABLE = "Authentication is temporarily unavailable. Please retry shortly."
@@ -250,10 +250,9 @@ def require_user(request: web.Request) -> AuthenticatedUser:
     """The caller, or 401 with ``WWW-Authenticate: Bearer``."""
     user = request.get(USER)
     if user is None:
-        if AUTH_FAILURE in request:
-            raise unauthorized(INVALID_CREDENTIALS)
-        log_auth_failure(request, "no credentials")
-        raise unauthorized(NOT_AUTHENTICATED)
+        if AUTH_FAILURE not in request:  # a refused token was logged when it was read
+            log_auth_failure(request, "no credentials")
+        raise unauthorized(INVALID_CREDENTIALS)
     return user
 
 

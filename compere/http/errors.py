@@ -20,6 +20,19 @@ def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | Non
     )
 
 
+async def start_stream(request: web.Request, response: web.StreamResponse) -> bool:
+    """Send a streamed answer's status and headers; False when nothing may follow.
+
+    A ``HEAD`` answer ends after its headers (RFC 9110), but aiohttp would still send
+    whatever a handler writes, corrupting the connection: streaming views stop here.
+    """
+    await response.prepare(request)
+    if request.method == "HEAD":
+        await response.write_eof()
+        return False
+    return True
+
+
 class ApiError(Exception):
     """Raised by views for an expected failure; the error middleware answers it."""
 
@@ -31,7 +44,8 @@ class ApiError(Exception):
 
 
 def not_found(kind: str, ident: object) -> ApiError:
-    return ApiError(404, f"{kind} {ident} not found")
+    """404 in the original Compere's words ("Entity with id 5 not found"): clients match on them."""
+    return ApiError(404, f"{kind} with id {ident} not found")
 
 
 def validation_error(loc: list[str | int], msg: str, kind: str = "value_error") -> ApiError:

@@ -19,6 +19,7 @@ from compere.storage.database import Database
 
 if TYPE_CHECKING:
     from compere.http.auth import AuthenticatedUser
+    from compere.http.views.health import ReadinessCache
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
@@ -30,6 +31,7 @@ PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
 RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
+READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when

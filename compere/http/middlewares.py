@@ -57,8 +57,8 @@ error_log = logging.getLogger("compere.error")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _STANDARD_REASONS = {
     400: "Bad request",
-    404: "Not found",
-    405: "Method not allowed",
+    404: "Not Found",  # the original's (FastAPI's) words for these two
+    405: "Method Not Allowed",
     413: "Request body too large",
     415: "Unsupported media type",
 }

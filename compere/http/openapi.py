@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,11 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
         ok.setdefault("headers", {}).update(_RATE_LIMIT_HEADERS)
         errors.add(429)
     for status in sorted(errors):
+        body = route.error_bodies.get(status)
+        schema = error_ref if body is None else _schema_of(body, defs, "serialization")
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
-            "content": {"application/json": {"schema": error_ref}},
+            "content": {"application/json": {"schema": schema}},
         }
     if limited:
         responses["429"]["headers"] = {
@@ -210,8 +213,31 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
     }
 
 
+# The /docs and /redoc pages: scripts, styles and the document from this origin only, no
+# inline scripts. Swagger UI and ReDoc set inline styles and use data: images; ReDoc runs
+# its search index in a worker it builds from a blob: URL. nginx sends the same policy.
+DOCS_CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "worker-src blob:",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ]
+)
+
+
 def setup_openapi(app: web.Application, routes: list[Route]) -> None:
-    """Serve ``/openapi.json`` and a ``/docs`` page whose assets come from this package."""
+    """Serve ``/openapi.json`` and the ``/docs`` (Swagger UI) and ``/redoc`` pages.
+
+    The pages' assets come from this package, and only the files the pages load are
+    served (not the rest of the Swagger UI bundle: its demo page, OAuth2 redirect page
+    and source maps).
+    """
 
     @cache
     def document() -> dict[str, Any]:
@@ -220,13 +246,31 @@ def setup_openapi(app: web.Application, routes: list[Route]) -> None:
     async def openapi_json(request: web.Request) -> web.Response:
         return json_response(document())
 
-    async def docs_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "docs" / "index.html")
-
     app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_get("/docs", docs_page)
-    app.router.add_static("/docs/static/", STATIC_DIR / "docs")
-    app.router.add_static("/docs/swagger-ui/", _swagger_ui_dir())
+    docs = STATIC_DIR / "docs"
+    app.router.add_get("/docs", _file(docs / "index.html", DOCS_CONTENT_SECURITY_POLICY))
+    app.router.add_get("/redoc", _file(docs / "redoc.html", DOCS_CONTENT_SECURITY_POLICY))
+    swagger_ui = _swagger_ui_dir()
+    assets = {
+        "/docs/static/init.js": docs / "init.js",
+        "/docs/redoc/redoc.standalone.js": docs / "redoc" / "redoc.standalone.js",
+        **{
+            f"/docs/swagger-ui/{name}": swagger_ui / name
+            for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+        },
+    }
+    for path, file in assets.items():
+        app.router.add_get(path, _file(file))
+
+
+def _file(path: Path, policy: str | None = None) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    headers = {"Content-Security-Policy": policy} if policy else None
+
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers=headers)
+
+    serve.__name__ = f"serve_{path.stem.replace('-', '_').replace('.', '_')}"
+    return serve
 
 
 def _swagger_ui_dir() -> Path:

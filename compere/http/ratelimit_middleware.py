@@ -175,8 +175,8 @@ def rate_limit_middleware(
             retry_after = max(1, math.ceil(decision.reset_after))
             raise ApiError(
                 429,
-                f"Rate limit exceeded: {policy.limit} requests per {policy.window:g} seconds. "
-                f"Retry in {retry_after} seconds.",
+                # The original Compere's words; Retry-After says when to come back.
+                f"Rate limit exceeded. Max {policy.limit} requests per {policy.window:g} seconds.",
                 headers={**headers, "Retry-After": str(retry_after)},
             )
         try:

@@ -36,6 +36,7 @@ class Route:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
+    error_bodies: dict[int, Any] = field(default_factory=dict)  # status -> model, where not Error
     path_params: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)  # response headers: name -> description
     access: Access = "user"  # checked when AUTH_ENABLED=true (protected unless declared public)
@@ -61,6 +62,7 @@ ROUTES: list[Route] = [
         "health",
         schemas.Readiness,
         errors=(503,),
+        error_bodies={503: schemas.Readiness},
         access="public",
     ),
     Route(
@@ -164,11 +166,11 @@ ROUTES: list[Route] = [
         "GET",
         "/dissimilar_entities",
         content.dissimilar_entities,
-        "The most dissimilar pair of entities, as a list of two",
+        "The most dissimilar pair of entities, as a list of two (fewer when there are fewer)",
         "pairing",
         list[schemas.Entity],
         query=schemas.ContentPairQuery,
-        errors=(400, 422),
+        errors=(422,),
     ),
     Route(
         "GET",
@@ -269,7 +271,7 @@ ROUTES: list[Route] = [
         "auth",
         schemas.User,
         body=schemas.UserCreate,
-        errors=(400, 409, 413, 422),
+        errors=(400, 413, 422),  # a taken username or e-mail is 400, as in the original
         access="superuser",
         auth_always=True,
         open_until_first_user=True,
@@ -277,7 +279,7 @@ ROUTES: list[Route] = [
     ),
     Route(
         "GET",
-        "/auth/users",
+        "/auth/users/",  # beside POST /auth/users/ (the original's spelling); /auth/users redirects
         auth.list_users,
         "List users",
         "auth",
@@ -325,9 +327,52 @@ ROUTES: list[Route] = [
 
 
 def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
-    """Register every route behind the guard its access level asks for."""
+    """Register every route behind the guard its access level asks for.
+
+    Every ``GET`` also answers ``HEAD`` (RFC 9110: the same status and headers, no body).
+    """
     auth_enabled = app[SETTINGS].auth_enabled
     for route in routes:
         handler = idempotent(route.handler) if route.idempotent else route.handler
         handler = guarded(handler, route.effective_access(auth_enabled))
         app.router.add_route(route.method, route.path, handler)
+        if route.method == "GET":
+            app.router.add_route("HEAD", route.path, handler)
+
+
+def add_other_spellings(app: web.Application) -> None:
+    """Answer each path's other spelling (with or without the trailing slash) with a 307.
+
+    As the original Compere (FastAPI's ``redirect_slashes``) does: ``GET /entities``
+    redirects to ``/entities/`` and ``POST /auth/users`` to ``/auth/users/``, keeping
+    the method, body and query string. Works from whatever is registered when called
+    (the route table, the docs and the web app), method by method, so a path declared
+    in both spellings for different methods (``GET /auth/users``, ``POST /auth/users/``)
+    redirects each method to its own. Call after every route is added; the OpenAPI
+    document keeps listing each path once.
+    """
+    resources: dict[str, web.AbstractResource] = {}
+    methods: dict[str, set[str]] = {}
+    for resource in app.router.resources():
+        if isinstance(resource, web.StaticResource) or resource.canonical == "/":
+            continue
+        resources.setdefault(resource.canonical, resource)
+        methods.setdefault(resource.canonical, set()).update(route.method for route in resource)
+    for path, declared in methods.items():
+        other = path[:-1] if path.endswith("/") else f"{path}/"
+        missing = declared - methods.get(other, set())
+        if not missing:
+            continue
+        target = resources.get(other) or app.router.add_resource(other)
+        assert isinstance(target, web.Resource)
+        for method in sorted(missing):
+            target.add_route(method, _redirect_to_other_spelling)
+
+
+async def _redirect_to_other_spelling(request: web.Request) -> web.Response:
+    # raw_path keeps the client's percent-encoding and query string as sent. Every
+    # registered path starts with a literal segment, so the target never starts with
+    # "//" (which a browser would read as another host).
+    path, question_mark, query = request.raw_path.partition("?")
+    target = path[:-1] if path.endswith("/") else f"{path}/"
+    return web.Response(status=307, headers={"Location": f"{target}{question_mark}{query}"})

@@ -221,9 +221,19 @@ class Health(Model):
     version: str
 
 
-class Readiness(Model):
+class ReadinessSummary(Model):
     status: Literal["ready", "not ready"]
+    database: Literal["connected", "disconnected"]
+
+
+class Readiness(ReadinessSummary):
+    timestamp: datetime = Field(
+        description="When this worker last ran the checks (cached up to READY_CACHE_SECONDS)"
+    )
     checks: dict[str, str] = Field(description="Each dependency: ok, degraded, unavailable or not configured")
+    detail: ReadinessSummary | None = Field(
+        default=None, description="Only when not ready: the original Compere's 503 body"
+    )
 
 
 # --- users and tokens ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web, web_response
 
+from compere.http.cors import cors_enabled
 from compere.settings import Settings
 
 # Instead of aiohttp's default "Python/3.x aiohttp/3.y": versions help only an attacker.
@@ -22,7 +23,7 @@ HEADERS = {
 
 def setup_security_headers(app: web.Application, settings: Settings) -> None:
     """Add the headers to every response, errors and static files included."""
-    vary_origin = bool(settings.cors_origins)
+    vary_origin = cors_enabled(settings)
     # The answers aiohttp makes itself for requests it cannot parse skip the app's
     # signals below; they take the Server value from this module-level default.
     web_response.SERVER_SOFTWARE = SERVER

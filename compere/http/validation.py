@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from compere.http.errors import ApiError
+from compere.http.errors import ApiError, not_found
 from compere.http.schemas import MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,5 +92,5 @@ def path_id(request: web.Request, name: str, kind: str) -> int:
             422, [{"loc": ["path", name], "msg": "Input should be a valid integer", "type": "int_parsing"}]
         ) from None
     if not 1 <= value <= MAX_ID:
-        raise ApiError(404, f"{kind} {raw} not found")
+        raise not_found(kind, raw)
     return value

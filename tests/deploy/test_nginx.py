@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from compere.http.openapi import DOCS_CONTENT_SECURITY_POLICY
 from compere.http.webapp import CONTENT_SECURITY_POLICY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,10 +29,7 @@ SECURITY_HEADERS = {
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # The web app's policy, as the app itself builds it (nginx must send the same one).
 APP_CSP = CONTENT_SECURITY_POLICY
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
+DOCS_CSP = DOCS_CONTENT_SECURITY_POLICY
 
 
 def test_shipped_config_passes_nginx_t(nginx_bin, tls_files, install_nginx_config, tmp_path: Path):
@@ -71,6 +69,9 @@ def test_health_answers_through_nginx(edge):
         ("/docs", 200, DOCS_CSP),
         ("/docs/static/init.js", 200, DOCS_CSP),
         ("/docs/swagger-ui/swagger-ui-bundle.js", 200, DOCS_CSP),
+        ("/docs/swagger-ui/index.html", 404, DOCS_CSP),
+        ("/redoc", 200, DOCS_CSP),
+        ("/docs/redoc/redoc.standalone.js", 200, DOCS_CSP),
         ("/docsX", 404, API_CSP),
         ("/", 200, APP_CSP),
         ("/leaderboard", 200, APP_CSP),

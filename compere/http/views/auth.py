@@ -40,6 +40,9 @@ AWAITING_SUPERUSER = (
     "Sign-up is closed until the first superuser exists; "
     "create it on the server with `compere createsuperuser`"
 )
+# The original Compere's refusals of POST /auth/users/ once a user exists.
+SIGNUP_NEEDS_LOGIN = "Authentication required to create users"
+SIGNUP_NEEDS_SUPERUSER = "Only superusers can create new users"
 _CREDENTIAL_FIELDS = frozenset({"username", "password", "grant_type", "client_secret"})
 
 
@@ -248,7 +251,8 @@ async def create_user(request: web.Request) -> web.Response:
     except users.SignupClosed as refusal:
         _refuse_signup(request, caller, refusal)
     except users.DuplicateUser as exc:
-        raise ApiError(409, f"A user with this {exc.field} already exists") from None
+        # The original's status and words ("Username already registered").
+        raise ApiError(400, f"{exc.field.capitalize()} already registered") from None
     return json_response(user_out(row))
 
 
@@ -258,10 +262,14 @@ def _refuse_signup(
     if refusal.awaiting_superuser:
         log_auth_failure(request, "sign-up before the first superuser exists")
         raise ApiError(403, AWAITING_SUPERUSER)
-    if caller is None:
-        require_user(request)  # raises 401 (and logs why)
-    else:
-        require_superuser(request)  # raises 403
+    try:
+        if caller is None:
+            require_user(request)  # raises 401 (and logs why)
+        else:
+            require_superuser(request)  # raises 403 (and logs why)
+    except ApiError as refused:
+        refused.detail = SIGNUP_NEEDS_LOGIN if refused.status == 401 else SIGNUP_NEEDS_SUPERUSER
+        raise
     raise AssertionError("unreachable: the caller is not a superuser")
 
 

@@ -23,7 +23,7 @@ async def create_comparison(request: web.Request) -> web.Response:
         body.entity1_id,
         body.entity2_id,
     ):
-        raise ApiError(400, "Selected entity must be one of the compared entities (or null for a tie)")
+        raise ApiError(400, "Selected entity must be one of the compared entities")  # the original's words
     voter = request.get(USER)
     provenance = _provenance(request, body) if body.pair_token else None
     try:

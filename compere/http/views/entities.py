@@ -71,7 +71,7 @@ async def delete_entity(request: web.Request) -> web.Response:
     entity_id = path_id(request, "entity_id", "Entity")
     if not await queries.delete_entity(request.app[DATABASE], entity_id):
         raise not_found("Entity", entity_id)
-    return json_response({"message": f"Entity {entity_id} deleted"})
+    return json_response({"message": "Entity deleted successfully"})  # the original's words
 
 
 async def import_entities(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from compere.http.errors import start_stream
 from compere.http.keys import DATABASE
 from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import ExportQuery
@@ -33,7 +34,8 @@ async def export_comparisons(request: web.Request) -> web.StreamResponse:
         }
     )
     response.enable_chunked_encoding()
-    await response.prepare(request)
+    if not await start_stream(request, response):
+        return response
     await response.write(encoder.header().encode())
     try:
         async for rows in queries.iter_rows(db, "comparisons", columns, batch_size=_BATCH):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from compere import __version__
 from compere.http.errors import json_response
-from compere.http.keys import DATABASE, RATE_LIMITER, REDIS, SETTINGS
+from compere.http.keys import DATABASE, RATE_LIMITER, READINESS, REDIS, SETTINGS
 from compere.infra import metrics
 from compere.storage.database import DatabaseError
 
@@ -20,7 +23,38 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "healthy", "timestamp": datetime.now(UTC), "version": __version__})
 
 
+class ReadinessCache:
+    """The last readiness answer of this worker, reused while younger than ``ttl`` seconds.
+
+    Probes, load balancers and anyone else may call ``/health/ready`` as often as they
+    like (it is exempt from rate limits): the database and Redis are pinged at most once
+    per ``ttl`` per worker, and concurrent callers wait for the one check in progress.
+    A dependency that goes down is therefore reported within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._answer: tuple[int, dict[str, Any]] | None = None
+        self._checked_at = 0.0
+
+    async def answer(self, request: web.Request) -> tuple[int, dict[str, Any]]:
+        async with self._lock:
+            started = self.clock()
+            if self._answer is None or started - self._checked_at >= self.ttl:
+                self._answer = await _check(request)
+                self._checked_at = started
+            return self._answer
+
+
 async def ready(request: web.Request) -> web.Response:
+    status, body = await request.app[READINESS].answer(request)
+    return json_response(body, status=status)
+
+
+async def _check(request: web.Request) -> tuple[int, dict[str, Any]]:
+    """Ping every dependency: the original's fields, and Compere's ``checks`` beside them."""
     checks = {"database": "ok", "redis": "not configured"}
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT):
@@ -45,6 +79,12 @@ async def ready(request: web.Request) -> web.Response:
     if limiter is not None:
         checks["rate_limiter"] = "ok" if await limiter.ping() else redis_down
     ok = all(state in ("ok", "degraded", "not configured") for state in checks.values())
-    return json_response(
-        {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
-    )
+    original = {
+        "status": "ready" if ok else "not ready",
+        "database": "connected" if checks["database"] == "ok" else "disconnected",
+    }
+    body: dict[str, Any] = {**original, "timestamp": datetime.now(UTC), "checks": checks}
+    if not ok:
+        # The original answered 503 as {"detail": {"status": ..., "database": ...}}.
+        body["detail"] = original
+    return (200 if ok else 503), body

@@ -9,7 +9,7 @@ from aiohttp import web
 from compere.domain.bayes import Prior
 from compere.domain.selection import Candidate, CandidatePlan, Selection, SelectionContext, select_pair
 from compere.domain.ucb import ArmState, UCBParams, choose_second, draw_first, ucb_pair_probability
-from compere.http.errors import ApiError, json_response, not_found
+from compere.http.errors import ApiError, json_response
 from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS
 from compere.http.schemas import MabUpdateQuery, PairQuery
 from compere.http.validation import read_query
@@ -99,5 +99,5 @@ async def update_bandit(request: web.Request) -> web.Response:
     """
     query = read_query(request, MabUpdateQuery)
     if await queries.get_comparison(request.app[DATABASE], query.comparison_id) is None:
-        raise not_found("Comparison", query.comparison_id)
-    return json_response({"message": f"Bandit state already includes comparison {query.comparison_id}"})
+        raise ApiError(404, "Comparison not found")  # the original's words, without the id
+    return json_response({"message": "MAB updated successfully"})

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from compere.http.errors import json_response
+from compere.http.errors import json_response, start_stream
 from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
 from compere.http.schemas import RatingsQuery
 from compere.http.validation import read_query
@@ -56,7 +56,8 @@ async def ratings(request: web.Request) -> web.StreamResponse:
 async def _stream_all(request: web.Request, by: str, board: Board | None, skip: int) -> web.StreamResponse:
     """The whole board as one JSON array, written in batches (kept for compatibility)."""
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
+    if not await start_stream(request, response):
+        return response
     await response.write(b"[")
     position = 0
     first = True
