@@ -6,7 +6,7 @@ environment without editing this file; command-line options still win over it
 
 | Variable                   | Default                        | Meaning                                   |
 |----------------------------|--------------------------------|-------------------------------------------|
-| GUNICORN_BIND              | 0.0.0.0:8000                   | comma-separated addresses to listen on    |
+| GUNICORN_BIND              | 127.0.0.1:8000                 | comma-separated addresses to listen on    |
 | GUNICORN_WORKERS           | WEB_CONCURRENCY, else CPUs     | worker processes (one event loop each)    |
 | GUNICORN_TIMEOUT           | 30                             | seconds a silent worker lives before kill |
 | GUNICORN_GRACEFUL_TIMEOUT  | 30                             | seconds in-flight requests get on SIGTERM |
@@ -63,7 +63,9 @@ worker_class = _default_worker_class()
 for _blas in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_blas, "1")
 
-bind = [b.strip() for b in os.environ.get("GUNICORN_BIND", "0.0.0.0:8000").split(",") if b.strip()]
+# Loopback by default: the app is never public (nginx in front). A container sets
+# GUNICORN_BIND=0.0.0.0:8000 (the Dockerfile does), since its loopback is unreachable.
+bind = [b.strip() for b in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",") if b.strip()]
 # Each worker runs one event loop, so one per CPU uses the machine; more only adds
 # memory and connection-pool size (DB_POOL_MAX is per worker).
 workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", _cpu_count()))
