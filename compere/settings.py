@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,3 +371,17 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return parts._replace(netloc=f"{userinfo}@{netloc[1]}").geturl()
+
+
+def load_settings_or_report() -> Settings | None:
+    """The settings, or None after printing each configuration problem on its own line.
+
+    Shared by the command line and gunicorn.conf.py, so both refuse a bad configuration
+    the same way, once, before anything listens.
+    """
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"compere: configuration error: {line}", file=sys.stderr)
+        return None

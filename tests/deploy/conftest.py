@@ -82,7 +82,7 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 
 def app_environment(tmp: Path, **extra: str) -> dict[str, str]:
     """Environment for the app under gunicorn: SQLite in ``tmp``, nginx trusted on loopback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "COMPERE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "COMPERE_", "PROMETHEUS_"))}
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CORS_ORIGINS", "WEB_CONCURRENCY"):
         env.pop(name, None)
     env.update(
