@@ -73,6 +73,9 @@ class Settings:
     rate_limit_auth_requests: int = 10
     rate_limit_auth_window: int = 60
     rate_limit_fail_mode: str = "open"
+    # Every Redis key starts with this (idempotency "idem:", login state "auth:", limiter
+    # "rl:" follow it), so deployments sharing one Redis database stay apart.
+    redis_key_prefix: str = "compere:"
     rate_limit_key_prefix: str = "compere:rl:"
     rate_limit_redis_timeout: float = 0.25
     trusted_proxies: tuple[str, ...] = ()
@@ -246,6 +249,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     base = read_dotenv(dotenv if dotenv is not None else Path(".env"))
     env: dict[str, str] = {**base, **(os.environ if environ is None else environ)}
     r = _Reader(env)
+    key_rule = "up to 64 printable characters, no spaces"
+    redis_key_prefix = r._get("REDIS_KEY_PREFIX", "compere:", _key_prefix, key_rule)
 
     def database(name: str) -> str:
         return r._get(
@@ -295,8 +300,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         rate_limit_auth_requests=r.integer("RATE_LIMIT_AUTH_REQUESTS", 10, low=1, high=10_000_000),
         rate_limit_auth_window=r.integer("RATE_LIMIT_AUTH_WINDOW", 60, low=1, high=86_400),
         rate_limit_fail_mode=r.choice("RATE_LIMIT_FAIL_MODE", "open", ("open", "closed")),
+        redis_key_prefix=redis_key_prefix,
+        # RATE_LIMIT_KEY_PREFIX, when set, still names the limiter's prefix on its own.
         rate_limit_key_prefix=r._get(
-            "RATE_LIMIT_KEY_PREFIX", "compere:rl:", _key_prefix, "up to 64 printable characters, no spaces"
+            "RATE_LIMIT_KEY_PREFIX", f"{redis_key_prefix}rl:", _key_prefix, key_rule
         ),
         rate_limit_redis_timeout=r.number("RATE_LIMIT_REDIS_TIMEOUT", 0.25, low=0.01, high=10),
         trusted_proxies=r._get(

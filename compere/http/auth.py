@@ -290,8 +290,9 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
     }
     client = app[REDIS]
     if client is not None:
-        app[REVOKED_TOKENS] = RedisRevokedTokens(client)
-        app[LOGIN_THROTTLE] = RedisLoginThrottle(client, **limits)
+        prefix = f"{settings.redis_key_prefix}auth:"
+        app[REVOKED_TOKENS] = RedisRevokedTokens(client, prefix=prefix)
+        app[LOGIN_THROTTLE] = RedisLoginThrottle(client, **limits, prefix=prefix)
     else:
         app[REVOKED_TOKENS] = MemoryRevokedTokens()
         app[LOGIN_THROTTLE] = MemoryLoginThrottle(**limits)

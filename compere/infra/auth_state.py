@@ -13,7 +13,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-_PREFIX = "compere:auth:"
+_PREFIX = "compere:auth:"  # the default; the app passes REDIS_KEY_PREFIX + "auth:"
 
 
 class AuthStateUnavailable(Exception):
@@ -38,7 +38,8 @@ class LoginThrottle(abc.ABC):
     takes its attempt back from the client's count (many people may share an address).
     """
 
-    def __init__(self, *, per_user: int, per_client: int, window: int) -> None:
+    def __init__(self, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX) -> None:
+        self.prefix = prefix
         self.per_user = per_user
         self.per_client = per_client
         self.window = window
@@ -50,30 +51,30 @@ class LoginThrottle(abc.ABC):
     @abc.abstractmethod
     async def succeeded(self, username: str, client: str) -> None: ...
 
-    @staticmethod
-    def keys(username: str, client: str) -> tuple[str, str]:
-        return f"{_PREFIX}fail:user:{username.lower()}", f"{_PREFIX}fail:client:{client}"
+    def keys(self, username: str, client: str) -> tuple[str, str]:
+        return f"{self.prefix}fail:user:{username.lower()}", f"{self.prefix}fail:client:{client}"
 
 
 # --- Redis -------------------------------------------------------------------------
 
 
 class RedisRevokedTokens(RevokedTokens):
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = _PREFIX) -> None:
         self._redis = client
+        self.prefix = prefix
 
     async def revoke(self, token_id: str, expires_at: int) -> None:
         try:
             # EXAT: Redis forgets the id exactly when the token would stop working anyway.
             await self._redis.set(
-                f"{_PREFIX}revoked:{token_id}", b"1", exat=max(expires_at, int(time.time()) + 1)
+                f"{self.prefix}revoked:{token_id}", b"1", exat=max(expires_at, int(time.time()) + 1)
             )
         except RedisError as exc:
             raise AuthStateUnavailable("redis") from exc
 
     async def is_revoked(self, token_id: str) -> bool:
         try:
-            return bool(await self._redis.exists(f"{_PREFIX}revoked:{token_id}"))
+            return bool(await self._redis.exists(f"{self.prefix}revoked:{token_id}"))
         except RedisError as exc:
             raise AuthStateUnavailable("redis") from exc
 
@@ -102,8 +103,10 @@ return 0
 
 
 class RedisLoginThrottle(LoginThrottle):
-    def __init__(self, client: aioredis.Redis, *, per_user: int, per_client: int, window: int) -> None:
-        super().__init__(per_user=per_user, per_client=per_client, window=window)
+    def __init__(
+        self, client: aioredis.Redis, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX
+    ) -> None:
+        super().__init__(per_user=per_user, per_client=per_client, window=window, prefix=prefix)
         self._attempt = client.register_script(_ATTEMPT)
         self._refund = client.register_script(_REFUND)
 
