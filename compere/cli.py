@@ -111,7 +111,10 @@ def _run_serve(settings: Settings, host: str, port: int) -> int:
             f"compere: cannot listen on {host}:{port}: {reason} (choose another with --port)", file=sys.stderr
         )
         return 1
-    except (DatabaseError, MigrationError) as exc:
+    except DatabaseError as exc:
+        print(f"compere: cannot start: {exc} ({redact_url(settings.database_url)})", file=sys.stderr)
+        return 1
+    except MigrationError as exc:
         print(f"compere: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

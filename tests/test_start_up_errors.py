@@ -73,3 +73,25 @@ def test_data_commands_say_which_database_they_use(tmp_path):
     result = compere(tmp_path, "export", "entities", DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
     assert f"compere: database sqlite:///{database}" in result.stderr.splitlines()
+
+
+def test_a_schema_folder_without_schema_files_stops_serve_in_one_line(tmp_path):
+    empty = tmp_path / "schema"
+    empty.mkdir()
+    result = compere(
+        tmp_path, "--port", "0", COMPERE_SQL_DIR=str(empty), DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}"
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == ["compere: cannot start: no schema files in sql/sqlite/"]
+
+
+def test_a_schema_override_that_is_not_a_folder_is_refused_not_ignored(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = compere(
+        tmp_path, "migrate", COMPERE_SQL_DIR=str(missing), DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"compere: migration failed: COMPERE_SQL_DIR={missing} is not a folder"
+    ]
