@@ -20,9 +20,11 @@ from compere.transfer import FORMATS
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
 SUPERUSER_PASSWORD_VARIABLE = "COMPERE_SUPERUSER_PASSWORD"
-# Commands that work on an existing service's data. On SQLite they refuse a file that does
-# not exist rather than create an empty one wherever they happen to run.
+# Commands that work on the service's data name the database they use. Those that only
+# read what is there refuse a SQLite file that does not exist, rather than create an empty
+# one wherever they happen to run; import and createsuperuser may set up a new database.
 DATA_COMMANDS = frozenset({"import", "export", "createsuperuser", "rebuild-ratings"})
+READING_COMMANDS = frozenset({"export", "rebuild-ratings"})
 # Start-up failures to listen, reported in one line instead of a traceback.
 _LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
@@ -225,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "serve"
     if command in DATA_COMMANDS:
         database, exists = _database_in_use(settings)
-        if not exists:
+        if not exists and command in READING_COMMANDS:
             print(
                 f"compere: {command}: no database at {database}; run it where the database is, "
                 "set DATABASE_URL, or create one with `compere migrate`",

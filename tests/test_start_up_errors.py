@@ -42,17 +42,10 @@ def test_a_busy_port_is_one_line_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args",
-    [
-        ("export", "entities"),
-        ("export", "comparisons", "--format", "csv"),
-        ("rebuild-ratings",),
-        ("import", "-"),
-        ("createsuperuser", "--username", "root"),
-    ],
+    "args", [("export", "entities"), ("export", "comparisons", "--format", "csv"), ("rebuild-ratings",)]
 )
-def test_data_commands_refuse_a_sqlite_file_that_does_not_exist(tmp_path, args):
-    result = compere(tmp_path, *args, COMPERE_SUPERUSER_PASSWORD="quiet-kestrel-harbour-48")
+def test_reading_commands_refuse_a_sqlite_file_that_does_not_exist(tmp_path, args):
+    result = compere(tmp_path, *args)
     assert result.returncode == 1
     assert result.stdout == ""
     expected = tmp_path.resolve() / "compere.db"  # the default DATABASE_URL, sqlite:///./compere.db
@@ -60,8 +53,20 @@ def test_data_commands_refuse_a_sqlite_file_that_does_not_exist(tmp_path, args):
         f"compere: {args[0]}: no database at sqlite:///{expected}; run it where the database is, "
         "set DATABASE_URL, or create one with `compere migrate`"
     ]
-    assert not expected.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_commands_that_may_set_up_a_database_say_where(tmp_path):
+    result = compere(
+        tmp_path,
+        "createsuperuser",
+        "--username",
+        "root",
+        COMPERE_SUPERUSER_PASSWORD="quiet-kestrel-harbour-48",
+        BCRYPT_ROUNDS="10",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"compere: database sqlite:///{tmp_path.resolve() / 'compere.db'}" in result.stderr.splitlines()
 
 
 def test_data_commands_say_which_database_they_use(tmp_path):
