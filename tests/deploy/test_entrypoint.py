@@ -1,7 +1,8 @@
 """The image's recipes without a Docker engine: the entry point script and ``.env.example``.
 
-The script runs here as the image runs it: from a folder holding only gunicorn.conf.py
-(the image's /app), with the installed ``gunicorn``, ``compere`` and ``python`` on PATH.
+The script runs here as the image runs it, executed directly (so its mode and ``#!`` line
+count), from a folder holding only gunicorn.conf.py (the image's /app), with the installed
+``gunicorn``, ``compere`` and ``python`` on PATH.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def image_env(app: Path, **extra: str) -> dict[str, str]:
 
 def entrypoint(app: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["sh", str(ENTRYPOINT), *args],
+        [str(ENTRYPOINT), *args],
         cwd=app, env=image_env(app, **env), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -91,7 +92,7 @@ def test_no_arguments_serve_with_gunicorn(image_dir):
     log = image_dir.parent / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["sh", str(ENTRYPOINT)],
+            [str(ENTRYPOINT)],
             cwd=image_dir, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
