@@ -72,6 +72,9 @@ def test_entry_point_script_and_gunicorn_config_are_in_the_image():
     copied = [args for keyword, args in final_stage(DOCKERFILE) if keyword == "COPY"]
     assert "gunicorn.conf.py ./" in copied
     assert "docker/entrypoint.sh /usr/local/bin/compere-entrypoint" in copied
+    # gunicorn.conf.py listens on loopback by default, unreachable from outside a container.
+    env = " ".join(args for keyword, args in final_stage(DOCKERFILE) if keyword == "ENV")
+    assert "GUNICORN_BIND=0.0.0.0:8000" in env.split()
     # The schema is inside the installed package, copied into the build stage.
     assert "sql ./sql" in [args for keyword, args in instructions(DOCKERFILE) if keyword == "COPY"]
 
