@@ -14,6 +14,10 @@ environment without editing this file; command-line options still win over it
 | GUNICORN_ACCESS_LOG        | unset (the app logs requests)  | ``-`` for gunicorn's own access log       |
 | GUNICORN_CONTROL_SOCKET    | unset (control socket off)     | a path to enable gunicorn's control socket|
 | LOG_LEVEL, LOG_FORMAT      | INFO, text                     | shared with the app; ``json`` for JSON    |
+| PROMETHEUS_MULTIPROC_DIR   | a private folder per master    | with METRICS_ENABLED (docs/metrics.md)    |
+
+The app's settings are checked once in the master before it listens: a configuration the
+app would refuse (production's checks) stops gunicorn with each problem on one line.
 
 Schema: run ``python -m compere migrate`` before starting and set MIGRATE_ON_START=false
 in production. With MIGRATE_ON_START=true (the app's default) every worker runs the
