@@ -15,13 +15,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml setup.cfg README.md ./
+COPY pyproject.toml setup.cfg setup.py README.md ./
 COPY compere ./compere
+# The schema is installed inside the package (compere/sql/), so no COMPERE_SQL_DIR is needed.
+COPY sql ./sql
 # Every dependency is pinned in setup.cfg; all have binary wheels, so no compiler.
 RUN pip install --no-cache-dir .
 
-# --- runtime: the venv, the gunicorn config and the SQL migrations, nothing else ---
+# --- runtime: the venv (with the schema inside the package) and the gunicorn config ---
 FROM ${PYTHON_IMAGE} AS runtime
+# GUNICORN_BIND: gunicorn.conf.py defaults to loopback, unreachable from outside a container.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -34,8 +37,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root and read-only for the service user: the process cannot rewrite its code.
 COPY gunicorn.conf.py ./
-COPY sql ./sql
-ENV COMPERE_SQL_DIR=/app/sql
+COPY docker/entrypoint.sh /usr/local/bin/compere-entrypoint
 # Numeric, so Kubernetes runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 EXPOSE 8000
@@ -43,6 +45,7 @@ EXPOSE 8000
 # healthy containers restarted; orchestrators should route on /health/ready.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-# Extra arguments are passed to gunicorn (docker run compere -w 4). For migrations:
-# docker run --entrypoint python compere -m compere migrate
-ENTRYPOINT ["gunicorn", "-c", "gunicorn.conf.py"]
+# No arguments or options only: gunicorn (docker run compere -w 4). A Compere command
+# runs the CLI (docker run compere migrate); anything else runs as given
+# (docker run compere python -m compere migrate). See docker/entrypoint.sh.
+ENTRYPOINT ["compere-entrypoint"]

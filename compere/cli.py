@@ -6,17 +6,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from compere import __version__
-from compere.settings import Settings, SettingsError, load_settings
+from compere.settings import Settings, load_settings_or_report, redact_url
 from compere.transfer import FORMATS
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
 SUPERUSER_PASSWORD_VARIABLE = "COMPERE_SUPERUSER_PASSWORD"
+# Commands that work on the service's data name the database they use. Those that only
+# read what is there refuse a SQLite file that does not exist, rather than create an empty
+# one wherever they happen to run; import and createsuperuser may set up a new database.
+DATA_COMMANDS = frozenset({"import", "export", "createsuperuser", "rebuild-ratings"})
+READING_COMMANDS = frozenset({"export", "rebuild-ratings"})
+# Start-up failures to listen, reported in one line instead of a traceback.
+_LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,8 +92,48 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:  # optional: plain asyncio works too
         loop = asyncio.new_event_loop()
-    print(f"Compere {__version__} on http://{host}:{port} (docs at /docs)", flush=True)
-    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None, loop=loop)
+
+    def listening(_: str) -> None:  # called by aiohttp once the socket is bound
+        print(f"Compere {__version__} on http://{host}:{port} (docs at /docs)", flush=True)
+
+    web.run_app(create_app(settings), host=host, port=port, access_log=None, print=listening, loop=loop)
+
+
+def _run_serve(settings: Settings, host: str, port: int) -> int:
+    from compere.storage.database import DatabaseError
+    from compere.storage.migrations import MigrationError
+
+    try:
+        _serve(settings, host, port)
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        reason = os.strerror(exc.errno).lower()
+        print(
+            f"compere: cannot listen on {host}:{port}: {reason} (choose another with --port)", file=sys.stderr
+        )
+        return 1
+    except DatabaseError as exc:
+        print(f"compere: cannot start: {exc} ({redact_url(settings.database_url)})", file=sys.stderr)
+        return 1
+    except MigrationError as exc:
+        print(f"compere: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _database_in_use(settings: Settings) -> tuple[str, bool]:
+    """(what to call the database in messages, whether it exists or may be created).
+
+    A SQLite file is named by its absolute path, so a command run from the wrong folder
+    says where it looked.
+    """
+    if not settings.uses_sqlite:
+        return redact_url(settings.database_url), True
+    path = Path(settings.database_url[len("sqlite:///") :])
+    if str(path) == ":memory:":
+        return settings.database_url, True
+    return f"sqlite:///{path.resolve()}", path.is_file()
 
 
 async def _migrate(settings: Settings) -> list[str]:
@@ -171,13 +221,20 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        for line in str(exc).splitlines():
-            print(f"compere: configuration error: {line}", file=sys.stderr)
+    settings = load_settings_or_report()
+    if settings is None:
         return 2
     command = args.command or "serve"
+    if command in DATA_COMMANDS:
+        database, exists = _database_in_use(settings)
+        if not exists and command in READING_COMMANDS:
+            print(
+                f"compere: {command}: no database at {database}; run it where the database is, "
+                "set DATABASE_URL, or create one with `compere migrate`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"compere: database {database}", file=sys.stderr)
     if command == "migrate":
         from compere.infra.logging import configure_logging
         from compere.storage.database import DatabaseUnavailable
@@ -201,8 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         replayed = asyncio.run(_rebuild(settings))
         print(f"rebuilt ratings from {replayed} comparisons")
         return 0
-    _serve(settings, args.host, args.port)
-    return 0
+    return _run_serve(settings, args.host, args.port)
 
 
 def _run_import(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import itertools
 import math
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ class Settings:
     rate_limit_auth_requests: int = 10
     rate_limit_auth_window: int = 60
     rate_limit_fail_mode: str = "open"
+    # Every Redis key starts with this (idempotency "idem:", login state "auth:", limiter
+    # "rl:" follow it), so deployments sharing one Redis database stay apart.
+    redis_key_prefix: str = "compere:"
     rate_limit_key_prefix: str = "compere:rl:"
     rate_limit_redis_timeout: float = 0.25
     trusted_proxies: tuple[str, ...] = ()
@@ -255,6 +259,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     base = read_dotenv(dotenv if dotenv is not None else Path(".env"))
     env: dict[str, str] = {**base, **(os.environ if environ is None else environ)}
     r = _Reader(env)
+    key_rule = "up to 64 printable characters, no spaces"
+    redis_key_prefix = r._get("REDIS_KEY_PREFIX", "compere:", _key_prefix, key_rule)
 
     def database(name: str) -> str:
         return r._get(
@@ -305,8 +311,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         rate_limit_auth_requests=r.integer("RATE_LIMIT_AUTH_REQUESTS", 10, low=1, high=10_000_000),
         rate_limit_auth_window=r.integer("RATE_LIMIT_AUTH_WINDOW", 60, low=1, high=86_400),
         rate_limit_fail_mode=r.choice("RATE_LIMIT_FAIL_MODE", "open", ("open", "closed")),
+        redis_key_prefix=redis_key_prefix,
+        # RATE_LIMIT_KEY_PREFIX, when set, still names the limiter's prefix on its own.
         rate_limit_key_prefix=r._get(
-            "RATE_LIMIT_KEY_PREFIX", "compere:rl:", _key_prefix, "up to 64 printable characters, no spaces"
+            "RATE_LIMIT_KEY_PREFIX", f"{redis_key_prefix}rl:", _key_prefix, key_rule
         ),
         rate_limit_redis_timeout=r.number("RATE_LIMIT_REDIS_TIMEOUT", 0.25, low=0.01, high=10),
         trusted_proxies=r._get(
@@ -406,3 +414,17 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return parts._replace(netloc=f"{userinfo}@{netloc[1]}").geturl()
+
+
+def load_settings_or_report() -> Settings | None:
+    """The settings, or None after printing each configuration problem on its own line.
+
+    Shared by the command line and gunicorn.conf.py, so both refuse a bad configuration
+    the same way, once, before anything listens.
+    """
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"compere: configuration error: {line}", file=sys.stderr)
+        return None

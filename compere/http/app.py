@@ -92,7 +92,10 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     # Without Redis (development only: production requires REDIS_URL) idempotency keys
     # are remembered per process.
-    store = RedisIdempotencyStore(client) if client is not None else InMemoryIdempotencyStore()
+    prefix = f"{app[SETTINGS].redis_key_prefix}idem:"
+    store = (
+        RedisIdempotencyStore(client, key_prefix=prefix) if client is not None else InMemoryIdempotencyStore()
+    )
     app[IDEMPOTENCY] = store
     try:
         yield

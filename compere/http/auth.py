@@ -320,7 +320,10 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         "window": settings.login_failure_window,
     }
     client = app[REDIS]
+    prefix = f"{settings.redis_key_prefix}auth:"
     app[LOGIN_THROTTLE] = (
-        RedisLoginThrottle(client, **limits) if client is not None else MemoryLoginThrottle(**limits)
+        RedisLoginThrottle(client, **limits, prefix=prefix)
+        if client is not None
+        else MemoryLoginThrottle(**limits)
     )
     yield

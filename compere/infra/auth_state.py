@@ -20,12 +20,12 @@ from redis.exceptions import RedisError
 
 from compere.domain.accounts import canonical_name
 
-_PREFIX = "compere:auth:"
+_PREFIX = "compere:auth:"  # the default; the app passes REDIS_KEY_PREFIX + "auth:"
 
 
-def redis_key(kind: str, subject: str) -> str:
+def redis_key(kind: str, subject: str, prefix: str = _PREFIX) -> str:
     """The one place the names of authentication keys are built."""
-    return f"{_PREFIX}{kind}:{subject}"
+    return f"{prefix}{kind}:{subject}"
 
 
 class AuthStateUnavailable(Exception):
@@ -42,7 +42,8 @@ class LoginThrottle(abc.ABC):
     the same grouping the rate limiter counts by.
     """
 
-    def __init__(self, *, per_user: int, per_client: int, window: int) -> None:
+    def __init__(self, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX) -> None:
+        self.prefix = prefix
         self.per_user = per_user
         self.per_client = per_client
         self.window = window
@@ -54,9 +55,11 @@ class LoginThrottle(abc.ABC):
     @abc.abstractmethod
     async def succeeded(self, username: str, client: str) -> None: ...
 
-    @staticmethod
-    def keys(username: str, client: str) -> tuple[str, str]:
-        return redis_key("fail:user", canonical_name(username)), redis_key("fail:client", client)
+    def keys(self, username: str, client: str) -> tuple[str, str]:
+        return (
+            redis_key("fail:user", canonical_name(username), self.prefix),
+            redis_key("fail:client", client, self.prefix),
+        )
 
 
 # --- Redis -------------------------------------------------------------------------
@@ -85,8 +88,10 @@ return 0
 
 
 class RedisLoginThrottle(LoginThrottle):
-    def __init__(self, client: aioredis.Redis, *, per_user: int, per_client: int, window: int) -> None:
-        super().__init__(per_user=per_user, per_client=per_client, window=window)
+    def __init__(
+        self, client: aioredis.Redis, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX
+    ) -> None:
+        super().__init__(per_user=per_user, per_client=per_client, window=window, prefix=prefix)
         self._attempt = client.register_script(_ATTEMPT)
         self._refund = client.register_script(_REFUND)
 

@@ -32,7 +32,7 @@ __all__ = [
     "StoredResponse",
 ]
 
-KEY_PREFIX = "compere:idem:"
+KEY_PREFIX = "compere:idem:"  # the default; the app passes REDIS_KEY_PREFIX + "idem:"
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,10 @@ _REDIS_ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 
 class RedisIdempotencyStore(IdempotencyStore):
-    def __init__(self, client: aioredis.Redis, *, timeout: float = 1.0) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float = 1.0, key_prefix: str = KEY_PREFIX) -> None:
         super().__init__()
         self._redis = client
+        self._prefix = key_prefix
         self._timeout = timeout  # on top of the client's own socket timeouts
         self._complete = client.register_script(_COMPLETE)
         self._release = client.register_script(_RELEASE)
@@ -171,7 +172,11 @@ class RedisIdempotencyStore(IdempotencyStore):
         try:
             async with asyncio.timeout(self._timeout):
                 previous = await self._redis.set(
-                    KEY_PREFIX + key, _running(token, fingerprint), nx=True, px=int(lock_ttl * 1000), get=True
+                    self._prefix + key,
+                    _running(token, fingerprint),
+                    nx=True,
+                    px=int(lock_ttl * 1000),
+                    get=True,
                 )
         except _REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -185,7 +190,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         try:
             async with asyncio.timeout(self._timeout):
                 done = await self._complete(
-                    keys=[KEY_PREFIX + key],
+                    keys=[self._prefix + key],
                     args=[_lock_prefix(token), _done(fingerprint, response), int(ttl * 1000)],
                 )
         except _REDIS_ERRORS as exc:
@@ -195,7 +200,7 @@ class RedisIdempotencyStore(IdempotencyStore):
     async def release(self, key: str, token: str) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._release(keys=[KEY_PREFIX + key], args=[_lock_prefix(token)])
+                await self._release(keys=[self._prefix + key], args=[_lock_prefix(token)])
         except _REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -64,14 +63,15 @@ class Migration:
 
 
 def sql_root() -> Path:
-    """Where the schema files are: ``COMPERE_SQL_DIR``, the source tree, or the install prefix."""
-    override = os.environ.get("COMPERE_SQL_DIR")
-    candidates = [Path(override)] if override else []
-    candidates += [
-        Path(__file__).resolve().parents[2] / "sql",
-        Path(sys.prefix) / "share" / "compere" / "sql",
-    ]
-    for candidate in candidates:
+    """Where the schema files are: ``COMPERE_SQL_DIR``, else the installed package's
+    ``compere/sql/`` (wheels and sdists carry it), else the checkout's top-level ``sql/``."""
+    override = os.environ.get("COMPERE_SQL_DIR", "").strip()
+    if override:
+        if not Path(override).is_dir():
+            raise MigrationError(f"COMPERE_SQL_DIR={override} is not a folder")
+        return Path(override)
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "sql", package.parent / "sql"):
         if candidate.is_dir():
             return candidate
     raise MigrationError("cannot find the sql/ schema folder; set COMPERE_SQL_DIR")

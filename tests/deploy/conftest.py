@@ -56,6 +56,18 @@ def wait_for(
     raise TimeoutError(f"{what} not ready after {timeout}s\n{tail}")
 
 
+def health_status(port: int, host: str = "127.0.0.1") -> int | None:
+    """The status of ``GET /health``, or None while nothing answers."""
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Signal the process we started (by PID) and wait; kill it if it will not go."""
     if proc.poll() is None:
@@ -70,7 +82,7 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 
 def app_environment(tmp: Path, **extra: str) -> dict[str, str]:
     """Environment for the app under gunicorn: SQLite in ``tmp``, nginx trusted on loopback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "COMPERE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "COMPERE_", "PROMETHEUS_"))}
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CORS_ORIGINS", "WEB_CONCURRENCY"):
         env.pop(name, None)
     env.update(
@@ -135,18 +147,8 @@ def start_gunicorn(
         )  # fmt: skip
     server = Gunicorn(proc, port, log, tmp, env)
 
-    def healthy() -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            conn.request("GET", "/health")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
     try:
-        wait_for(healthy, 60, "gunicorn", proc, log)
+        wait_for(lambda: health_status(port) == 200, 60, "gunicorn", proc, log)
         # Every worker has finished the app factory (each logs "database ready").
         wait_for(
             lambda: log.read_text(errors="replace").count("database ready") >= workers,

@@ -65,11 +65,18 @@ def test_healthcheck_probes_health_endpoint():
     assert "/health" in checks[0] and "--timeout=" in checks[0]
 
 
-def test_gunicorn_is_the_entry_point_with_the_shipped_config():
+def test_entry_point_script_and_gunicorn_config_are_in_the_image():
+    # docker/entrypoint.sh runs gunicorn with the shipped config (tests/deploy/test_entrypoint.py).
     entry = [args for keyword, args in final_stage(DOCKERFILE) if keyword == "ENTRYPOINT"]
-    assert entry == ['["gunicorn", "-c", "gunicorn.conf.py"]']
-    copied = " ".join(args for keyword, args in final_stage(DOCKERFILE) if keyword == "COPY")
-    assert "gunicorn.conf.py" in copied and "sql" in copied
+    assert entry == ['["compere-entrypoint"]']
+    copied = [args for keyword, args in final_stage(DOCKERFILE) if keyword == "COPY"]
+    assert "gunicorn.conf.py ./" in copied
+    assert "docker/entrypoint.sh /usr/local/bin/compere-entrypoint" in copied
+    # gunicorn.conf.py listens on loopback by default, unreachable from outside a container.
+    env = " ".join(args for keyword, args in final_stage(DOCKERFILE) if keyword == "ENV")
+    assert "GUNICORN_BIND=0.0.0.0:8000" in env.split()
+    # The schema is inside the installed package, copied into the build stage.
+    assert "sql ./sql" in [args for keyword, args in instructions(DOCKERFILE) if keyword == "COPY"]
 
 
 def test_no_secrets_baked_into_the_image():
@@ -87,7 +94,16 @@ def test_dockerignore_keeps_secrets_and_junk_out_of_the_build_context():
     # An allow-list: everything is excluded, then only the sources are let back in.
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "setup.cfg", "README.md", "compere", "sql", "gunicorn.conf.py"}
+    assert allowed == {
+        "pyproject.toml",
+        "setup.cfg",
+        "setup.py",
+        "README.md",
+        "compere",
+        "sql",
+        "gunicorn.conf.py",
+        "docker/entrypoint.sh",
+    }
     copied = {
         part.rstrip("/").removeprefix("./")
         for keyword, args in instructions(DOCKERFILE)
@@ -109,10 +125,12 @@ def test_compose_stack_publishes_only_nginx_and_takes_secrets_from_the_environme
     assert "${POSTGRES_PASSWORD:?" in app_env["DATABASE_URL"]
     assert app_env["AUTH_ENABLED"] == "true" and app_env["RATE_LIMIT_ENABLED"] == "true"
     assert app_env["MAX_BODY_SIZE"] == str(1024 * 1024)
+    assert app_env["GUNICORN_BIND"] == "0.0.0.0:8000"  # loopback would be unreachable
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
 
     # The schema is applied once, before the app starts.
-    assert services["migrate"]["entrypoint"] == ["python", "-m", "compere", "migrate"]
+    assert services["migrate"]["command"] == ["migrate"]
+    assert "entrypoint" not in services["migrate"]
     assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
     # The app trusts X-Forwarded-For from nginx's fixed address only.

@@ -45,7 +45,7 @@ def test_defaults_serve_the_app_factory_with_aiohttp_workers(tmp_path):
     assert cfg["wsgi_app"] == "compere.http.app:create_app"
     assert cfg["worker_class"] == "aiohttp.GunicornUVLoopWebWorker"  # uvloop is a dependency
     assert cfg["workers"] == str(len(os.sched_getaffinity(0)))
-    assert cfg["bind"] == "['0.0.0.0:8000']"
+    assert cfg["bind"] == "['127.0.0.1:8000']"  # never public unless asked
     assert (cfg["timeout"], cfg["graceful_timeout"], cfg["keepalive"]) == ("30", "30", "75")
     # Two instances on one machine must not fight over one control socket path.
     assert cfg["control_socket_disable"] == "True"

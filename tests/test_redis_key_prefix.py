@@ -1,0 +1,95 @@
+"""REDIS_KEY_PREFIX: two deployments on one Redis database share no keys.
+
+Each test starts two apps on the same Redis database (and the same SQL database), one
+prefix each, and checks through HTTP that what one stores does not reach the other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from compere.settings import SettingsError, load_settings
+from tests.conftest import ADMIN, AUTH_ENV, NO_DOTENV, sign_up
+
+IDEMPOTENCY_REDIS_URL = os.environ.get("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5")
+WRONG = "not-the-right-password-00"
+
+
+@pytest.fixture
+def two_prefixes() -> Iterator[tuple[str, str]]:
+    """Two prefixes unique to this test; their keys are deleted afterwards from both databases."""
+    run = uuid.uuid4().hex[:12]
+    prefixes = (f"test:{run}:one:", f"test:{run}:two:")
+    yield prefixes
+    for url in (AUTH_ENV["REDIS_URL"], IDEMPOTENCY_REDIS_URL):
+        conn = redis.Redis.from_url(url)
+        for prefix in prefixes:
+            for key in conn.scan_iter(match=prefix + "*", count=1000):
+                conn.delete(key)
+        conn.close()
+
+
+def keys_under(url: str, prefix: str) -> list[bytes]:
+    conn = redis.Redis.from_url(url)
+    try:
+        return list(conn.scan_iter(match=prefix + "*", count=1000))
+    finally:
+        conn.close()
+
+
+async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, auth_redis, two_prefixes):
+    one_prefix, two_prefix = two_prefixes
+    limits = {**AUTH_ENV, "LOGIN_MAX_FAILURES": "3"}
+    one = await make_client(**limits, REDIS_KEY_PREFIX=one_prefix)
+    two = await make_client(**limits, REDIS_KEY_PREFIX=two_prefix)
+    assert (await sign_up(one, *ADMIN)).status == 200  # one SQL database: the user exists in both
+
+    for _ in range(3):
+        assert (await one.post("/auth/token", data={"username": "admin", "password": WRONG})).status == 401
+    locked = await one.post("/auth/token", data={"username": "admin", "password": ADMIN[1]})
+    assert locked.status == 429
+
+    other = await two.post("/auth/token", data={"username": "admin", "password": ADMIN[1]})
+    assert other.status == 200, await other.text()
+    assert keys_under(auth_redis, f"{one_prefix}auth:fail:")
+    assert not keys_under(auth_redis, "compere:auth:")
+
+
+async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deployment(make_client, two_prefixes):
+    one_prefix, two_prefix = two_prefixes
+    one = await make_client(REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=one_prefix)
+    two = await make_client(REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=two_prefix)
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+
+    first = await one.post("/entities/", json={"name": "from one"}, headers=headers)
+    assert first.status == 200
+    again = await one.post("/entities/", json={"name": "from one"}, headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+
+    elsewhere = await two.post("/entities/", json={"name": "from one"}, headers=headers)
+    assert elsewhere.status == 200
+    assert "Idempotent-Replayed" not in elsewhere.headers
+    assert (await elsewhere.json())["id"] != (await first.json())["id"]  # applied, not replayed
+    assert keys_under(IDEMPOTENCY_REDIS_URL, f"{one_prefix}idem:")
+    assert keys_under(IDEMPOTENCY_REDIS_URL, f"{two_prefix}idem:")
+
+
+def test_every_key_prefix_follows_redis_key_prefix_and_the_limiter_keeps_its_own_override():
+    default = load_settings({}, dotenv=NO_DOTENV)
+    assert (default.redis_key_prefix, default.rate_limit_key_prefix) == ("compere:", "compere:rl:")
+
+    shared = load_settings({"REDIS_KEY_PREFIX": "blue:"}, dotenv=NO_DOTENV)
+    assert (shared.redis_key_prefix, shared.rate_limit_key_prefix) == ("blue:", "blue:rl:")
+
+    legacy = load_settings(
+        {"REDIS_KEY_PREFIX": "blue:", "RATE_LIMIT_KEY_PREFIX": "old:rl:"}, dotenv=NO_DOTENV
+    )
+    assert (legacy.redis_key_prefix, legacy.rate_limit_key_prefix) == ("blue:", "old:rl:")
+
+    with pytest.raises(SettingsError, match="REDIS_KEY_PREFIX"):
+        load_settings({"REDIS_KEY_PREFIX": "has space"}, dotenv=NO_DOTENV)
