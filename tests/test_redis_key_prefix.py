@@ -43,14 +43,17 @@ def keys_under(url: str, prefix: str) -> list[bytes]:
 
 
 async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, auth_redis, two_prefixes):
+    # The per-client login counter lives only in Redis (an account's own lockout is kept
+    # on its row in the SQL database, which these two apps share on purpose).
     one_prefix, two_prefix = two_prefixes
-    limits = {**AUTH_ENV, "LOGIN_MAX_FAILURES": "3"}
+    limits = {**AUTH_ENV, "LOGIN_MAX_FAILURES_PER_CLIENT": "3"}
     one = await make_client(**limits, REDIS_KEY_PREFIX=one_prefix)
     two = await make_client(**limits, REDIS_KEY_PREFIX=two_prefix)
     assert (await sign_up(one, *ADMIN)).status == 200  # one SQL database: the user exists in both
 
-    for _ in range(3):
-        assert (await one.post("/auth/token", data={"username": "admin", "password": WRONG})).status == 401
+    for n in range(3):
+        guess = {"username": f"nobody{n}", "password": WRONG}
+        assert (await one.post("/auth/token", data=guess)).status == 401
     locked = await one.post("/auth/token", data={"username": "admin", "password": ADMIN[1]})
     assert locked.status == 429
 
