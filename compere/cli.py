@@ -288,7 +288,7 @@ def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mappin
     """The validated request: the same rules as POST /auth/users/ (schema and password policy)."""
     from pydantic import ValidationError
 
-    from compere.http.schemas import UserCreate
+    from compere.http.schemas import UserCreate, issue_message
     from compere.infra.passwords import password_problem
 
     username = _ask_username(args.username)
@@ -305,7 +305,7 @@ def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mappin
         )
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        raise _CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise _CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {issue_message(first)}") from None
     problem = password_problem(body.password, min_length=settings.password_min_length, username=body.username)
     if problem:
         raise _CommandError(f"password {problem}")
