@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import fcntl
 import io
 import json
 import os
+import pty
 import random
+import re
+import struct
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -36,19 +41,13 @@ async def compere(
     database_url: str, cwd: Path, *args: str, stdin: bytes | None = None
 ) -> tuple[int, str, str]:
     """Run ``python -m compere ARGS`` and return (exit status, stdout, stderr)."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PYTHONPATH": str(REPO),
-        "LOG_LEVEL": "WARNING",
-    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "compere",
         *args,
         cwd=cwd,
-        env=env,
+        env=_command_env(database_url),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -56,6 +55,51 @@ async def compere(
     out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def _command_env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+
+
+async def compere_on_a_terminal(
+    database_url: str, cwd: Path, *args: str, stdin: bytes = b""
+) -> tuple[int, str, str]:
+    """Like :func:`compere`, with standard error on a pseudo-terminal 100 columns wide,
+    where the progress bar shows: (exit status, stdout, what the terminal received)."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+
+    def read_terminal() -> bytes:
+        received = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: every writer has closed its end
+                return received
+            if not chunk:
+                return received
+            received += chunk
+
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "compere",
+            *args,
+            cwd=cwd,
+            env=_command_env(database_url),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=secondary,
+        )
+    finally:
+        os.close(secondary)
+    reader = asyncio.create_task(asyncio.to_thread(read_terminal))
+    out, _ = await proc.communicate(stdin)
+    terminal = await reader
+    os.close(primary)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), terminal.decode()
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -339,25 +383,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
     }
     assert len(expected) == 5
 
-    exports: dict[str, bytes] = {}
-    for fmt in ("jsonl", "csv"):
-        path = tmp_path / f"cli.{fmt}"
-        status, _, err = await compere(
-            database_url, tmp_path, "export", "entities", "--format", fmt, "-o", str(path)
-        )
-        assert status == 0, err
-        exports[f"cli.{fmt}"] = path.read_bytes()
-        resp = await client.get("/export/entities", params={"format": fmt})
-        assert resp.status == 200
-        assert resp.headers["Content-Disposition"] == f'attachment; filename="entities.{fmt}"'
-        exports[f"http.{fmt}"] = await resp.read()
-    assert exports["cli.jsonl"] == exports["http.jsonl"]
-    assert exports["cli.csv"] == exports["http.csv"]
-    # CSV has every field JSON Lines has, intervals included.
-    first_record = json.loads(exports["cli.jsonl"].decode().splitlines()[0])
-    assert next(csv.reader(io.StringIO(exports["cli.csv"].decode()))) == list(first_record)
-
-    for name, data in exports.items():
+    async def assert_round_trip(name: str, data: bytes) -> None:
         path = tmp_path / name
         path.write_bytes(data)
         target = await empty_database()
@@ -368,6 +394,27 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
         status, out, err = await compere(target, tmp_path, "export", "entities")
         assert status == 0, err
         assert by_external_id(out) == expected, name
+
+    exports: dict[str, bytes] = {}
+    for fmt in ("jsonl", "csv"):
+        path = tmp_path / f"cli.{fmt}"
+        status, _, err = await compere(
+            database_url, tmp_path, "export", "entities", "--format", fmt, "-o", str(path)
+        )
+        assert status == 0, err
+        exports[f"cli.{fmt}"] = path.read_bytes()
+        await assert_round_trip(f"cli.{fmt}", exports[f"cli.{fmt}"])
+    # CSV has every field JSON Lines has, intervals included.
+    first_record = json.loads(exports["cli.jsonl"].decode().splitlines()[0])
+    assert next(csv.reader(io.StringIO(exports["cli.csv"].decode()))) == list(first_record)
+
+    for fmt in ("jsonl", "csv"):
+        resp = await client.get("/export/entities", params={"format": fmt})
+        assert resp.status == 200
+        assert resp.headers["Content-Disposition"] == f'attachment; filename="entities.{fmt}"'
+        exports[f"http.{fmt}"] = await resp.read()
+        assert exports[f"http.{fmt}"] == exports[f"cli.{fmt}"]
+        await assert_round_trip(f"http.{fmt}", exports[f"http.{fmt}"])
 
     # The same file over HTTP, into another empty database.
     target_client = await make_client(DATABASE_URL=await empty_database())
@@ -471,3 +518,27 @@ async def test_a_duplicate_external_id_within_a_file_is_reported_with_both_lines
     assert (await resp.json())["rejected"] == [
         {"line": duplicate_line, "reason": f"external_id 'a' is a duplicate of line {first_line}"}
     ]
+
+
+async def test_progress_bars_show_plain_counts_against_a_total(client, database_url, tmp_path):
+    records = [{"external_id": f"p-{k}", "name": f"Item {k}"} for k in range(3000)]
+    path = write_jsonl(tmp_path / "many.jsonl", records)
+
+    # A file has a known size: bytes read of bytes in the file.
+    status, out, terminal = await compere_on_a_terminal(database_url, tmp_path, "import", str(path))
+    assert (status, out.strip()) == (0, "created 3000, already present 0, rejected 0"), terminal
+    done = re.findall(r"\b(\d+(?:\.\d+)?[kM]?)B/(\d+(?:\.\d+)?[kM]?)B\b", terminal)
+    assert done and done[-1][0] == done[-1][1], terminal  # ends at the total
+    assert "100%" in terminal
+
+    # A pipe has no size: plain row counts, no "k" abbreviations.
+    status, out, terminal = await compere_on_a_terminal(
+        database_url, tmp_path, "import", "-", stdin=path.read_bytes()
+    )
+    assert (status, out.strip()) == (0, "created 0, already present 3000, rejected 0"), terminal
+    assert "3000 rows" in terminal and "krows" not in terminal
+
+    status, _, terminal = await compere_on_a_terminal(database_url, tmp_path, "export", "entities")
+    assert status == 0, terminal
+    assert "3000/3000" in terminal and "krows" not in terminal
+    assert "exported 3000 entities" in terminal
