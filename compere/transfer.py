@@ -59,9 +59,11 @@ class Rejected:
 
 # Imports that create at least this many entities refresh the planner's statistics.
 ANALYZE_AFTER = 1_000
-# Exports name an entity that has no external id of its own ``compere:<id>``, so that
-# every exported row can be imported, and imported again without duplicates. The API
-# refuses the prefix for new entities, so no entity of one database can take another's.
+# Exports name an entity that has no external id of its own after its id and creation
+# time (``compere:5@2026-01-31T12:00:00.123456Z``), so every exported row can be
+# imported, and imported again without duplicates. The time keeps entity 5 of one
+# database apart from entity 5 of another when exports are merged; the API refuses the
+# prefix for new entities, so no entity takes a name an export gives another.
 GENERATED_ID_PREFIX = "compere:"
 # Columns an entity file must have; without them no row could be imported.
 REQUIRED_COLUMNS = ("external_id", "name")
@@ -263,17 +265,22 @@ def export_columns(columns: Sequence[str]) -> list[str]:
     return shown
 
 
+def generated_external_id(entity_id: int, created_at: datetime) -> str:
+    """What an export calls an entity that has no external id (stable for its lifetime)."""
+    return f"{GENERATED_ID_PREFIX}{entity_id}@{created_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+
+
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """A stored row as an export record: aware ISO timestamps, JSON lists, 95% intervals.
 
-    An entity without an external id gets ``compere:<id>``, so the file imports whole.
+    An entity without an external id gets a generated one, so the file imports whole.
     """
     record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
-    if "external_id" in record and record["external_id"] is None:
-        record["external_id"] = f"{GENERATED_ID_PREFIX}{record['id']}"
     for key in _TIMESTAMPS.intersection(record):
         if record[key] is not None:
             record[key] = as_datetime(record[key])
+    if "external_id" in record and record["external_id"] is None:
+        record["external_id"] = generated_external_id(record["id"], record["created_at"])
     if isinstance(record.get("image_urls"), str):
         record["image_urls"] = json.loads(record["image_urls"])
     for mean, spread in _SCORE_PAIRS:

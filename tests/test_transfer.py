@@ -18,6 +18,7 @@ import re
 import struct
 import sys
 import termios
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -362,6 +363,11 @@ def by_external_id(lines: str) -> dict[str, tuple]:
     return {r["external_id"]: (r["name"], r["description"], r["image_urls"]) for r in records}
 
 
+def generated_id(entity: dict) -> str:
+    created = datetime.fromisoformat(entity["created_at"]).astimezone(UTC)
+    return f"compere:{entity['id']}@{created:%Y-%m-%dT%H:%M:%S.%f}Z"
+
+
 async def test_every_entity_round_trips_through_each_export_into_an_empty_database(
     client, make_client, database_url, tmp_path, empty_database
 ):
@@ -379,7 +385,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
     assert (await client.delete(f"/entities/{gone['id']}")).status == 200
     live = await all_pages(client, "/entities/")
     expected = {
-        e["external_id"] or f"compere:{e['id']}": (e["name"], e["description"], e["image_urls"]) for e in live
+        e["external_id"] or generated_id(e): (e["name"], e["description"], e["image_urls"]) for e in live
     }
     assert len(expected) == 5
 
@@ -423,6 +429,26 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
     assert (await resp.json())["created"] == 5
     got = await all_pages(target_client, "/entities/")
     assert {e["external_id"]: (e["name"], e["description"], e["image_urls"]) for e in got} == expected
+
+
+async def test_exports_of_two_databases_merge_without_losing_an_entity(
+    client, make_client, database_url, tmp_path, empty_database
+):
+    # Entity 1 of each database has no external id; neither may pass for the other.
+    other = await make_client(DATABASE_URL=await empty_database())
+    for app, name in ((client, "From the first"), (other, "From the second")):
+        assert (await (await app.post("/entities/", json={"name": name})).json())["id"] == 1
+    target = await empty_database()
+    for number, app in enumerate((client, other)):
+        path = tmp_path / f"export-{number}.jsonl"
+        path.write_bytes(await (await app.get("/export/entities")).read())
+        status, out, err = await compere(target, tmp_path, "import", str(path))
+        assert (status, out.strip()) == (0, "created 1, already present 0, rejected 0"), err
+    status, out, _ = await compere(target, tmp_path, "export", "entities")
+    assert sorted(json.loads(line)["name"] for line in out.splitlines()) == [
+        "From the first",
+        "From the second",
+    ]
 
 
 async def test_the_generated_id_prefix_is_reserved_for_exports(client):
