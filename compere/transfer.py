@@ -175,7 +175,9 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | R
             }
             yield line, _validated(line, raw)
     except csv.Error as exc:
-        raise ImportStopped(reader.line_num, f"not valid CSV ({exc})") from None
+        # DictReader's own line_num is only updated after a good row; its reader's is
+        # the line being parsed.
+        raise ImportStopped(reader.reader.line_num, f"not valid CSV ({exc})") from None
 
 
 def _csv_urls(text: str) -> Any:

@@ -492,6 +492,20 @@ async def test_a_bad_byte_stops_the_import_at_its_line_and_says_what_was_written
     assert (status, out.strip()) == (0, f"created 1499, already present {written}, rejected 0"), err
 
 
+async def test_unreadable_csv_stops_with_a_sentence_not_a_traceback(client, database_url, tmp_path):
+    path = tmp_path / "huge-field.csv"
+    path.write_text(f"external_id,name,description\na,A,fine\nb,B,{'x' * 200_000}\nc,C,never read\n")
+    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    assert status == 1
+    assert "Traceback" not in err
+    assert "import stopped at line 3: not valid CSV (field larger than field limit" in err
+    assert out.strip() == "created 1, already present 0, rejected 0"
+    resp = await client.post("/entities/import", params={"format": "csv"}, data=path.read_bytes())
+    assert resp.status == 400
+    assert (await resp.json())["detail"].startswith("line 3: not valid CSV")
+    assert [e["name"] for e in await all_pages(client, "/entities/")] == ["A"]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 async def test_the_http_import_checks_the_whole_file_before_writing(client, fmt):
     resp = await client.post("/entities/import", params={"format": fmt}, data=_bad_byte_file(fmt, 3000, 1502))
