@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from compere import __version__
 from compere.settings import Settings, load_settings_or_report, redact_url
@@ -74,10 +74,26 @@ def _positive(text: str) -> int:
 
 
 def _progress(total: int | None, unit: str) -> Any:
-    """A progress bar on standard error when it is a terminal; silent in pipes and logs."""
+    """A progress bar on standard error when it is a terminal; silent in pipes and logs.
+
+    Rows are plain counts ("1500/3000 rows"); bytes are scaled ("1.50MB/3.00MB").
+    """
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty())
+    in_bytes = unit == "B"
+    return tqdm(
+        total=total,
+        unit=unit if in_bytes else f" {unit}",
+        unit_scale=in_bytes,
+        unit_divisor=1000,
+        bar_format=(
+            "{l_bar}{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, {rate_fmt}]"
+            if in_bytes and total is not None
+            else None
+        ),
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+    )
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
@@ -157,24 +173,40 @@ async def _open_database(settings: Settings) -> Any:
     return db
 
 
-async def _import(settings: Settings, stream: TextIO, fmt: str, batch_size: int) -> Any:
-    """Import entity records; return the :class:`ImportSummary`."""
-    from compere.ranking_cache import prior_of
-    from compere.transfer import import_records, read_entity_records
+async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: int) -> Any:
+    """Import entity records; return the :class:`ImportSummary`.
 
+    Progress is shown in bytes of a file of known size, else in rows read.
+    """
+    from compere.ranking_cache import prior_of
+    from compere.transfer import import_records, read_entity_records, text_lines
+
+    size = _file_size(stream)
     db = await _open_database(settings)
     try:
-        with _progress(None, "rows") as bar:
+        with _progress(size, "B" if size is not None else "rows") as bar:
             return await import_records(
                 db,
-                read_entity_records(stream, fmt),
+                read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
                 prior=prior_of(settings),
                 batch_size=batch_size,
-                progress=bar.update,
+                progress=bar.update if size is None else None,
             )
     finally:
         await db.close()
+
+
+def _file_size(stream: BinaryIO) -> int | None:
+    """The size of a regular file; None for a pipe or terminal."""
+    import os
+    import stat
+
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 async def _rebuild(settings: Settings) -> int:
@@ -264,20 +296,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_import(settings: Settings, args: argparse.Namespace) -> int:
     from compere.storage.database import DatabaseError
     from compere.storage.migrations import MigrationError
-    from compere.transfer import ImportFormatError, guess_format
+    from compere.transfer import ImportStopped, guess_format
 
     fmt = args.format or guess_format(args.file)
     try:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8-sig", newline="")  # noqa: SIM115
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
         print(f"compere: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
     try:
         with stream:
             summary = asyncio.run(_import(settings, stream, fmt, args.batch_size))
-    except (ImportFormatError, UnicodeDecodeError) as exc:
-        print(f"compere: cannot import {args.file}: {exc}", file=sys.stderr)
-        return 1
     except (DatabaseError, MigrationError) as exc:
         print(f"compere: import failed: {exc}", file=sys.stderr)
         return 1
@@ -286,8 +315,18 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"compere: line {item.line} skipped: {item.reason}", file=sys.stderr)
     if len(rejected) > 20:
         print(f"compere: ... and {len(rejected) - 20} more lines skipped", file=sys.stderr)
+    stopped = summary.stopped
+    if isinstance(stopped, ImportStopped):
+        print(
+            f"compere: import stopped at line {stopped.line}: {stopped.reason}. The lines before it "
+            f"are counted below; nothing from line {stopped.line} on was imported. Fix the file and "
+            "run the import again: entities already imported are skipped.",
+            file=sys.stderr,
+        )
+    elif stopped is not None:
+        print(f"compere: cannot import {args.file}: {stopped}", file=sys.stderr)
     print(f"created {summary.created}, already present {summary.existing}, rejected {len(rejected)}")
-    return 1 if rejected else 0
+    return 1 if rejected or stopped else 0
 
 
 def _run_export(settings: Settings, args: argparse.Namespace) -> int:
@@ -344,7 +383,7 @@ def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mappin
     """The validated request: the same rules as POST /auth/users/ (schema and password policy)."""
     from pydantic import ValidationError
 
-    from compere.http.schemas import UserCreate
+    from compere.http.schemas import UserCreate, issue_message
     from compere.infra.passwords import password_problem
 
     username = _ask_username(args.username)
@@ -361,7 +400,7 @@ def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mappin
         )
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        raise _CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise _CommandError(f"{'.'.join(str(p) for p in first['loc'])}: {issue_message(first)}") from None
     problem = password_problem(body.password, min_length=settings.password_min_length, username=body.username)
     if problem:
         raise _CommandError(f"password {problem}")

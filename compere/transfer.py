@@ -7,19 +7,20 @@ streaming: records are parsed and rows encoded one at a time.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from compere.domain.bayes import Z95, Prior
-from compere.http.schemas import EntityCreate
+from compere.http.schemas import EntityCreate, issue_message
 from compere.storage.database import Database
 from compere.storage.queries import as_datetime, import_entities, refresh_statistics
 
@@ -48,6 +49,15 @@ class ImportFormatError(ValueError):
         self.line = line
 
 
+class ImportStopped(ImportFormatError):
+    """Reading stopped at ``line``: nothing from that line on can be read."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason, line)
+        self.line: int = line
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     line: int
@@ -56,6 +66,14 @@ class Rejected:
 
 # Imports that create at least this many entities refresh the planner's statistics.
 ANALYZE_AFTER = 1_000
+# Exports name an entity that has no external id of its own after its id and creation
+# time (``compere:5@2026-01-31T12:00:00.123456Z``), so every exported row can be
+# imported, and imported again without duplicates. The time keeps entity 5 of one
+# database apart from entity 5 of another when exports are merged; the API refuses the
+# prefix for new entities, so no entity takes a name an export gives another.
+GENERATED_ID_PREFIX = "compere:"
+# Columns an entity file must have; without them no row could be imported.
+REQUIRED_COLUMNS = ("external_id", "name")
 
 
 def guess_format(filename: str) -> str:
@@ -63,30 +81,67 @@ def guess_format(filename: str) -> str:
     return "csv" if filename.lower().endswith(".csv") else "jsonl"
 
 
-def read_entity_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+def text_lines(stream: Iterable[bytes], progress: Callable[[int], object] | None = None) -> Iterator[str]:
+    """Decode a byte stream line by line, so a bad byte is reported by its line number.
+
+    A leading UTF-8 byte order mark is dropped; ``progress`` gets the bytes of each line.
+    """
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportStopped(number, _not_utf8(raw, exc.start)) from None
+        if progress is not None:
+            progress(len(raw))
+        yield text
+
+
+def check_utf8(data: bytes) -> None:
+    """Raise :class:`ImportStopped` at the line of the first byte that is not UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        raise ImportStopped(
+            data.count(b"\n", 0, start) + 1, _not_utf8(data[start:], exc.start - start)
+        ) from None
+
+
+def _not_utf8(line: bytes, offset: int) -> str:
+    column = len(line[:offset].decode("utf-8", errors="replace")) + 1
+    return f"not valid UTF-8 (byte 0x{line[offset]:02x} at character {column}); save the file as UTF-8"
+
+
+def read_entity_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
     """Yield ``(line, record)`` for each entity in the file, or ``(line, Rejected)``.
 
+    ``lines`` are the file's lines with their line endings (see :func:`text_lines`).
     Fields: ``external_id`` (required: it is what makes re-imports safe), ``name``,
     ``description``, ``image_urls``. In CSV, ``image_urls`` is a JSON array or URLs
     separated by spaces; in JSON Lines it is a list. Records are validated by the same
-    rules as ``POST /entities/``.
+    rules as ``POST /entities/``; an external id seen earlier in the same file is
+    rejected with that line's number. A CSV header without the required columns
+    raises :class:`ImportFormatError`; text that cannot be read at all stops the file
+    with :class:`ImportStopped`.
     """
+    seen: dict[str, int] = {}
+    for line, record in _parsed(lines, fmt):
+        if isinstance(record, dict):
+            first = seen.setdefault(record["external_id"], line)
+            if first != line:
+                record = Rejected(
+                    line, f"external_id {record['external_id']!r} is a duplicate of line {first}"
+                )
+        yield line, record
+
+
+def _parsed(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
     if fmt == "csv":
-        reader = csv.DictReader(stream)
-        if reader.fieldnames is None or "name" not in reader.fieldnames:
-            raise ImportFormatError("the CSV file needs a header row with at least name and external_id")
-        for row in _csv_rows(reader):
-            line = reader.line_num
-            urls = (row.get("image_urls") or "").strip()
-            raw: dict[str, Any] = {
-                "external_id": row.get("external_id"),
-                "name": row.get("name"),
-                "description": row.get("description") or "",
-                "image_urls": _csv_urls(urls),
-            }
-            yield line, _validated(line, raw)
+        yield from _csv_records(lines)
         return
-    for line, text in enumerate(stream, start=1):
+    for line, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
@@ -107,19 +162,33 @@ def read_entity_records(stream: TextIO, fmt: str) -> Iterator[tuple[int, dict[st
         yield line, _validated(line, raw)
 
 
-def _csv_rows(reader: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
-    """The reader's rows; a line it cannot get past (a field over the csv module's
-    131,072-character limit, a NUL byte) ends the import with that line's number."""
-    rows = iter(reader)
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            # line_num counts the lines read before the one that failed.
-            raise ImportFormatError(f"not readable as CSV ({exc})", reader.line_num + 1) from None
-        yield row
+def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    reader = csv.DictReader(lines)
+    try:
+        header = reader.fieldnames
+        if header is None:
+            raise ImportFormatError(
+                "the CSV file needs a header row with at least " + " and ".join(REQUIRED_COLUMNS)
+            )
+        missing = [column for column in REQUIRED_COLUMNS if column not in header]
+        if missing:
+            raise ImportFormatError(
+                f"the CSV header row has no {' and no '.join(missing)} column "
+                f"(it needs {' and '.join(REQUIRED_COLUMNS)}; found: {', '.join(header) or 'nothing'})"
+            )
+        for row in reader:
+            line = reader.line_num
+            raw: dict[str, Any] = {
+                "external_id": row.get("external_id"),
+                "name": row.get("name"),
+                "description": row.get("description") or "",
+                "image_urls": _csv_urls((row.get("image_urls") or "").strip()),
+            }
+            yield line, _validated(line, raw)
+    except csv.Error as exc:
+        # DictReader's own line_num is only updated after a good row; its reader's is
+        # the line being parsed.
+        raise ImportStopped(reader.reader.line_num, f"not valid CSV ({exc})") from None
 
 
 def _csv_urls(text: str) -> Any:
@@ -140,9 +209,9 @@ def _validated(line: int, raw: dict[str, Any]) -> dict[str, Any] | Rejected:
     try:
         entity = EntityCreate.model_validate({**raw, "external_id": external_id})
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "record"
-        return Rejected(line, f"{where}: {first['msg']}")
+        return Rejected(line, f"{where}: {issue_message(first)}")
     return entity.model_dump()
 
 
@@ -151,6 +220,9 @@ class ImportSummary:
     created: int = 0
     existing: int = 0  # records whose external_id was already there: left unchanged
     rejected: list[Rejected] = field(default_factory=list)
+    # Why reading stopped early. Every record before it was stored or rejected (the
+    # counts say which); nothing from there on was read.
+    stopped: ImportFormatError | None = None
 
 
 async def import_records(
@@ -162,9 +234,14 @@ async def import_records(
     batch_size: int,
     progress: Callable[[int], object] | None = None,
 ) -> ImportSummary:
-    """Store parsed records in batches (one transaction each), skipping known external ids."""
+    """Store parsed records in batches (one transaction each), skipping known external ids.
+
+    When the file cannot be read further, the records read so far are still stored and
+    the summary says where it stopped, so it reports exactly what was written.
+    """
     summary = ImportSummary()
-    for batch in batched(records, batch_size):
+
+    async def store(batch: list[tuple[int, dict[str, Any] | Rejected]]) -> None:
         good = [record for _, record in batch if not isinstance(record, Rejected)]
         summary.rejected += [record for _, record in batch if isinstance(record, Rejected)]
         new = await import_entities(db, good, rating=rating, prior=prior) if good else 0
@@ -172,6 +249,18 @@ async def import_records(
         summary.existing += len(good) - new
         if progress is not None:
             progress(len(batch))
+
+    batch: list[tuple[int, dict[str, Any] | Rejected]] = []
+    try:
+        for item in records:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                await store(batch)
+                batch = []
+    except ImportFormatError as exc:
+        summary.stopped = exc
+    if batch:
+        await store(batch)
     if summary.created >= ANALYZE_AFTER:
         # Without fresh statistics the planner takes a newly filled table for empty until
         # autovacuum gets to it (up to a minute of poor plans for every pair request).
@@ -179,33 +268,32 @@ async def import_records(
     return summary
 
 
-def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def export_columns(columns: Sequence[str]) -> list[str]:
     """The columns an export shows: everything but storage internals, plus intervals."""
     shown = [_PUBLIC_NAMES.get(c, c) for c in columns if c not in _INTERNAL]
     for mean, spread in _SCORE_PAIRS:
-        if mean in columns and spread in columns:
+        if mean in shown and spread in shown:
             shown += ["interval_low", "interval_high"]
             break
     return shown
 
 
+def generated_external_id(entity_id: int, created_at: datetime) -> str:
+    """What an export calls an entity that has no external id (stable for its lifetime)."""
+    return f"{GENERATED_ID_PREFIX}{entity_id}@{created_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+
+
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as an export record: aware ISO timestamps, JSON lists, 95% intervals."""
+    """A stored row as an export record: aware ISO timestamps, JSON lists, 95% intervals.
+
+    An entity without an external id gets a generated one, so the file imports whole.
+    """
     record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
     for key in _TIMESTAMPS.intersection(record):
         if record[key] is not None:
             record[key] = as_datetime(record[key])
+    if "external_id" in record and record["external_id"] is None:
+        record["external_id"] = generated_external_id(record["id"], record["created_at"])
     if isinstance(record.get("image_urls"), str):
         record["image_urls"] = json.loads(record["image_urls"])
     for mean, spread in _SCORE_PAIRS:

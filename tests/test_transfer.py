@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import fcntl
 import io
 import json
 import os
+import pty
 import random
+import re
+import struct
 import sys
+import termios
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -36,19 +42,13 @@ async def compere(
     database_url: str, cwd: Path, *args: str, stdin: bytes | None = None
 ) -> tuple[int, str, str]:
     """Run ``python -m compere ARGS`` and return (exit status, stdout, stderr)."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PYTHONPATH": str(REPO),
-        "LOG_LEVEL": "WARNING",
-    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "compere",
         *args,
         cwd=cwd,
-        env=env,
+        env=_command_env(database_url),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -56,6 +56,51 @@ async def compere(
     out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def _command_env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+
+
+async def compere_on_a_terminal(
+    database_url: str, cwd: Path, *args: str, stdin: bytes = b""
+) -> tuple[int, str, str]:
+    """Like :func:`compere`, with standard error on a pseudo-terminal 100 columns wide,
+    where the progress bar shows: (exit status, stdout, what the terminal received)."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+
+    def read_terminal() -> bytes:
+        received = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: every writer has closed its end
+                return received
+            if not chunk:
+                return received
+            received += chunk
+
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "compere",
+            *args,
+            cwd=cwd,
+            env=_command_env(database_url),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=secondary,
+        )
+    finally:
+        os.close(secondary)
+    reader = asyncio.create_task(asyncio.to_thread(read_terminal))
+    out, _ = await proc.communicate(stdin)
+    terminal = await reader
+    os.close(primary)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), terminal.decode()
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -314,3 +359,251 @@ async def test_a_huge_number_in_a_csv_url_list_rejects_only_its_line(client):
     assert resp.status == 200
     body = await resp.json()
     assert body["created"] == 1 and [r["line"] for r in body["rejected"]] == [3]
+
+
+# --- round trips, stops and file-level problems ---------------------------------------
+
+
+@pytest.fixture
+def empty_database(database_url, tmp_path, postgres_factory):
+    """Makes empty databases of the test's backend, with the schema applied."""
+    made = 0
+
+    async def make() -> str:
+        nonlocal made
+        made += 1
+        if database_url.startswith("sqlite"):
+            url = f"sqlite:///{tmp_path / f'target-{made}.db'}"
+        else:
+            url = postgres_factory()
+        status, _, err = await compere(url, tmp_path, "migrate")
+        assert status == 0, err
+        return url
+
+    return make
+
+
+def by_external_id(lines: str) -> dict[str, tuple]:
+    records = [json.loads(line) for line in lines.splitlines()]
+    return {r["external_id"]: (r["name"], r["description"], r["image_urls"]) for r in records}
+
+
+def generated_id(entity: dict) -> str:
+    created = datetime.fromisoformat(entity["created_at"]).astimezone(UTC)
+    return f"compere:{entity['id']}@{created:%Y-%m-%dT%H:%M:%S.%f}Z"
+
+
+async def test_every_entity_round_trips_through_each_export_into_an_empty_database(
+    client, make_client, database_url, tmp_path, empty_database
+):
+    # Made through the API, with and without an external id, and by an import.
+    for body in (
+        {"name": "Plain", "description": 'says "hi", twice\nand more', "image_urls": ["https://x/p.png"]},
+        {"name": "Ünïcode, with comma", "image_urls": ["a.png", "b c.png"]},
+        {"name": "Gone"},
+        {"name": "Own id", "description": "d", "external_id": "ext-7"},
+    ):
+        assert (await client.post("/entities/", json=body)).status == 200
+    source = write_jsonl(tmp_path / "seed.jsonl", ENTITIES[:2])
+    assert (await compere(database_url, tmp_path, "import", str(source)))[0] == 0
+    gone = next(e for e in await all_pages(client, "/entities/") if e["name"] == "Gone")
+    assert (await client.delete(f"/entities/{gone['id']}")).status == 200
+    live = await all_pages(client, "/entities/")
+    expected = {
+        e["external_id"] or generated_id(e): (e["name"], e["description"], e["image_urls"]) for e in live
+    }
+    assert len(expected) == 5
+
+    async def assert_round_trip(name: str, data: bytes) -> None:
+        path = tmp_path / name
+        path.write_bytes(data)
+        target = await empty_database()
+        status, out, err = await compere(target, tmp_path, "import", str(path))
+        assert (status, out.strip()) == (0, "created 5, already present 0, rejected 0"), (name, err)
+        status, out, err = await compere(target, tmp_path, "import", str(path))  # a re-run adds nothing
+        assert (status, out.strip()) == (0, "created 0, already present 5, rejected 0"), (name, err)
+        status, out, err = await compere(target, tmp_path, "export", "entities")
+        assert status == 0, err
+        assert by_external_id(out) == expected, name
+
+    exports: dict[str, bytes] = {}
+    for fmt in ("jsonl", "csv"):
+        path = tmp_path / f"cli.{fmt}"
+        status, _, err = await compere(
+            database_url, tmp_path, "export", "entities", "--format", fmt, "-o", str(path)
+        )
+        assert status == 0, err
+        exports[f"cli.{fmt}"] = path.read_bytes()
+        await assert_round_trip(f"cli.{fmt}", exports[f"cli.{fmt}"])
+    # CSV has every field JSON Lines has, intervals included.
+    first_record = json.loads(exports["cli.jsonl"].decode().splitlines()[0])
+    assert next(csv.reader(io.StringIO(exports["cli.csv"].decode()))) == list(first_record)
+
+    for fmt in ("jsonl", "csv"):
+        resp = await client.get("/export/entities", params={"format": fmt})
+        assert resp.status == 200
+        assert resp.headers["Content-Disposition"] == f'attachment; filename="entities.{fmt}"'
+        exports[f"http.{fmt}"] = await resp.read()
+        assert exports[f"http.{fmt}"] == exports[f"cli.{fmt}"]
+        await assert_round_trip(f"http.{fmt}", exports[f"http.{fmt}"])
+
+    # The same file over HTTP, into another empty database.
+    target_client = await make_client(DATABASE_URL=await empty_database())
+    resp = await target_client.post("/entities/import", params={"format": "csv"}, data=exports["http.csv"])
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["created"] == 5
+    got = await all_pages(target_client, "/entities/")
+    assert {e["external_id"]: (e["name"], e["description"], e["image_urls"]) for e in got} == expected
+
+
+async def test_exports_of_two_databases_merge_without_losing_an_entity(
+    client, make_client, database_url, tmp_path, empty_database
+):
+    # Entity 1 of each database has no external id; neither may pass for the other.
+    other = await make_client(DATABASE_URL=await empty_database())
+    for app, name in ((client, "From the first"), (other, "From the second")):
+        assert (await (await app.post("/entities/", json={"name": name})).json())["id"] == 1
+    target = await empty_database()
+    for number, app in enumerate((client, other)):
+        path = tmp_path / f"export-{number}.jsonl"
+        path.write_bytes(await (await app.get("/export/entities")).read())
+        status, out, err = await compere(target, tmp_path, "import", str(path))
+        assert (status, out.strip()) == (0, "created 1, already present 0, rejected 0"), err
+    status, out, _ = await compere(target, tmp_path, "export", "entities")
+    assert sorted(json.loads(line)["name"] for line in out.splitlines()) == [
+        "From the first",
+        "From the second",
+    ]
+
+
+async def test_the_generated_id_prefix_is_reserved_for_exports(client):
+    resp = await client.post("/entities/", json={"name": "A", "external_id": "compere:1"})
+    assert resp.status == 422
+    assert "compere:" in (await resp.json())["detail"][0]["msg"]
+
+
+def _bad_byte_file(fmt: str, lines: int, bad_line: int) -> bytes:
+    rows = [b"external_id,name,description"] if fmt == "csv" else []
+    while len(rows) < lines:
+        n = len(rows) + 1
+        name = f"Item {n}".encode()
+        if n == bad_line:
+            name = b"Caf\xff " + name  # Latin-1, not UTF-8
+        if fmt == "csv":
+            rows.append(b"id-%d,%s,line %d" % (n, name, n))
+        else:
+            rows.append(b'{"external_id": "id-%d", "name": "%s"}' % (n, name))
+    return b"\n".join(rows) + b"\n"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_a_bad_byte_stops_the_import_at_its_line_and_says_what_was_written(
+    client, database_url, tmp_path, fmt
+):
+    path = tmp_path / f"big.{fmt}"
+    path.write_bytes(_bad_byte_file(fmt, 3000, 1502))
+    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    assert status == 1
+    column = path.read_bytes().splitlines()[1501].index(b"\xff") + 1
+    assert f"import stopped at line 1502: not valid UTF-8 (byte 0xff at character {column})" in err
+    assert "nothing from line 1502 on was imported" in err
+    written = 1500 if fmt == "csv" else 1501  # every line before it (the CSV header is line 1)
+    assert out.strip() == f"created {written}, already present 0, rejected 0"
+    assert len(await all_pages(client, "/entities/")) == written
+
+    # Fixed, the same file imports the rest and nothing twice.
+    path.write_bytes(path.read_bytes().replace(b"\xff", b"\xc3\xa9"))
+    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    assert (status, out.strip()) == (0, f"created 1499, already present {written}, rejected 0"), err
+
+
+async def test_unreadable_csv_stops_with_a_sentence_not_a_traceback(client, database_url, tmp_path):
+    path = tmp_path / "huge-field.csv"
+    path.write_text(f"external_id,name,description\na,A,fine\nb,B,{'x' * 200_000}\nc,C,never read\n")
+    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    assert status == 1
+    assert "Traceback" not in err
+    assert "import stopped at line 3: not valid CSV (field larger than field limit" in err
+    assert out.strip() == "created 1, already present 0, rejected 0"
+    resp = await client.post("/entities/import", params={"format": "csv"}, data=path.read_bytes())
+    assert resp.status == 422
+    assert (await resp.json())["detail"].startswith("line 3: not valid CSV")
+    assert [e["name"] for e in await all_pages(client, "/entities/")] == ["A"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_the_http_import_checks_the_whole_file_before_writing(client, fmt):
+    resp = await client.post("/entities/import", params={"format": fmt}, data=_bad_byte_file(fmt, 3000, 1502))
+    assert resp.status == 422
+    assert (await resp.json())["detail"].startswith("line 1502: not valid UTF-8 (byte 0xff at character ")
+    assert await all_pages(client, "/entities/") == []
+
+
+async def test_csv_header_problems_are_file_level_errors(client, database_url, tmp_path):
+    path = tmp_path / "no-id.csv"
+    path.write_text("name,description\nA,first\nB,second\n", encoding="utf-8")
+    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    assert status == 1
+    assert "the CSV header row has no external_id column" in err
+    assert "skipped" not in err  # one message for the file, not one per row
+    assert out.strip() == "created 0, already present 0, rejected 0"
+    resp = await client.post("/entities/import", params={"format": "csv"}, data=path.read_bytes())
+    assert resp.status == 400
+    assert "has no external_id column" in (await resp.json())["detail"]
+    path.write_text("title\nA\n", encoding="utf-8")
+    status, _, err = await compere(database_url, tmp_path, "import", str(path))
+    assert status == 1 and "has no external_id and no name column" in err
+    assert await all_pages(client, "/entities/") == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_a_duplicate_external_id_within_a_file_is_reported_with_both_lines(
+    client, database_url, tmp_path, fmt
+):
+    records = [
+        {"external_id": "a", "name": "First A"},
+        {"external_id": "b", "name": "B"},
+        {"external_id": "a", "name": "Second A"},
+    ]
+    if fmt == "csv":
+        text = "external_id,name\n" + "".join(f"{r['external_id']},{r['name']}\n" for r in records)
+        path = tmp_path / "dup.csv"
+        path.write_text(text, encoding="utf-8")
+        duplicate_line, first_line = 4, 2
+    else:
+        path = write_jsonl(tmp_path / "dup.jsonl", records)
+        duplicate_line, first_line = 3, 1
+    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    assert status == 1
+    assert out.strip() == "created 2, already present 0, rejected 1"
+    assert f"line {duplicate_line} skipped: external_id 'a' is a duplicate of line {first_line}" in err
+    names = sorted(e["name"] for e in await all_pages(client, "/entities/"))
+    assert names == ["B", "First A"]
+    resp = await client.post("/entities/import", params={"format": fmt}, data=path.read_bytes())
+    assert (await resp.json())["rejected"] == [
+        {"line": duplicate_line, "reason": f"external_id 'a' is a duplicate of line {first_line}"}
+    ]
+
+
+async def test_progress_bars_show_plain_counts_against_a_total(client, database_url, tmp_path):
+    records = [{"external_id": f"p-{k}", "name": f"Item {k}"} for k in range(3000)]
+    path = write_jsonl(tmp_path / "many.jsonl", records)
+
+    # A file has a known size: bytes read of bytes in the file.
+    status, out, terminal = await compere_on_a_terminal(database_url, tmp_path, "import", str(path))
+    assert (status, out.strip()) == (0, "created 3000, already present 0, rejected 0"), terminal
+    done = re.findall(r"\b(\d+(?:\.\d+)?[kM]?)B/(\d+(?:\.\d+)?[kM]?)B\b", terminal)
+    assert done and done[-1][0] == done[-1][1], terminal  # ends at the total
+    assert "100%" in terminal
+
+    # A pipe has no size: plain row counts, no "k" abbreviations.
+    status, out, terminal = await compere_on_a_terminal(
+        database_url, tmp_path, "import", "-", stdin=path.read_bytes()
+    )
+    assert (status, out.strip()) == (0, "created 0, already present 3000, rejected 0"), terminal
+    assert "3000 rows" in terminal and "krows" not in terminal
+
+    status, _, terminal = await compere_on_a_terminal(database_url, tmp_path, "export", "entities")
+    assert status == 0, terminal
+    assert "3000/3000" in terminal and "krows" not in terminal
+    assert "exported 3000 entities" in terminal

@@ -323,6 +323,16 @@ ROUTES: list[Route] = [
         errors=(401, 403, 422),
         access="superuser",
     ),
+    Route(
+        "GET",
+        "/export/entities",
+        export.export_entities,
+        "Every live entity, streamed as JSON Lines or CSV: a valid import file (superusers)",
+        "export",
+        query=schemas.ExportQuery,
+        errors=(401, 403, 422),
+        access="superuser",
+    ),
 ]
 
 

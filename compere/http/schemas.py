@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import ErrorDetails
 
 from compere.domain.accounts import canonical_name
 
@@ -45,7 +46,10 @@ def _not_bool(value: object) -> object:
     return value
 
 
-StorableText = Annotated[str, AfterValidator(_storable_text)]
+# Length constraints go before this check in an Annotated type: after it, pydantic no
+# longer sees a string and says "at most 1000 items after validation" for a long text.
+_STORABLE = AfterValidator(_storable_text)
+StorableText = Annotated[str, _STORABLE]
 Integer = Annotated[int, BeforeValidator(_not_bool)]
 # Constraints go before the validator, or pydantic documents them as "ge"/"le".
 EntityId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_not_bool)]
@@ -64,10 +68,23 @@ def _trimmed(max_length: int) -> AfterValidator:
 
 
 Name = Annotated[StorableText, _trimmed(200)]
-Description = Annotated[StorableText, StringConstraints(max_length=1000), _none_as("")]
+Description = Annotated[str, StringConstraints(max_length=1000), _STORABLE, _none_as("")]
 ImageUrl = Annotated[StorableText, _trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
 ExternalId = Annotated[StorableText, _trimmed(200)]
+
+
+def issue_message(error: ErrorDetails) -> str:
+    """A validation error's message as people should read it.
+
+    pydantic puts "Value error, " (or "Assertion failed, ") before the text a validator
+    raised; the text itself already says what is wrong.
+    """
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
 
 
 class Model(BaseModel):
@@ -122,7 +139,7 @@ class RankedEntity(Entity):
 class EntityListQuery(Model):
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
     limit: Integer = Field(default=100, ge=1, le=1000)
-    search: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
+    search: Annotated[str, StringConstraints(max_length=200), _STORABLE] | None = None
 
 
 class ComparisonCreate(Model):
@@ -258,7 +275,7 @@ Email = Annotated[
     str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", strip_whitespace=True)
 ]
 # The length rules that depend on settings (minimum, 72 bytes) are checked by the view.
-Password = Annotated[StorableText, StringConstraints(min_length=1, max_length=1024)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024), _STORABLE]
 
 
 class UserCreate(Model):
@@ -270,7 +287,7 @@ class UserCreate(Model):
         "not a common password and not containing the username"
     )
     email: Email | None = None
-    full_name: Annotated[StorableText, StringConstraints(max_length=200)] | None = None
+    full_name: Annotated[str, StringConstraints(max_length=200), _STORABLE] | None = None
     is_superuser: bool = Field(default=False, description="Honoured only when a superuser creates the user")
 
 
@@ -310,8 +327,8 @@ class UserListQuery(Model):
 class LoginForm(Model):
     """OAuth2 password grant, as a form body (``application/x-www-form-urlencoded``) or JSON."""
 
-    username: Annotated[StorableText, StringConstraints(min_length=1, max_length=254)]
-    password: Annotated[StorableText, StringConstraints(min_length=1, max_length=1024)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254), _STORABLE]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024), _STORABLE]
     grant_type: Literal["password"] | None = None
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from compere.http.errors import ApiError, not_found
-from compere.http.schemas import MAX_ID
+from compere.http.schemas import MAX_ID, issue_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -18,7 +18,7 @@ M = TypeVar("M", bound=BaseModel)
 def _issues(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
     # Never echo the input back: it may hold a password or a huge string.
     return [
-        {"loc": [prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        {"loc": [prefix, *err["loc"]], "msg": issue_message(err), "type": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
 

@@ -14,7 +14,14 @@ from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
 from compere.ranking_cache import prior_of
 from compere.storage import queries
-from compere.transfer import ImportFormatError, import_records, read_entity_records
+from compere.transfer import (
+    GENERATED_ID_PREFIX,
+    ImportFormatError,
+    check_utf8,
+    import_records,
+    read_entity_records,
+    text_lines,
+)
 
 _IMPORT_BATCH = 500
 _REJECTIONS_SHOWN = 100
@@ -22,6 +29,11 @@ _REJECTIONS_SHOWN = 100
 
 async def create_entity(request: web.Request) -> web.Response:
     body = await read_body(request, EntityCreate)
+    if body.external_id is not None and body.external_id.startswith(GENERATED_ID_PREFIX):
+        raise validation_error(
+            ["body", "external_id"],
+            f"must not start with {GENERATED_ID_PREFIX} (exports use it for entities without one)",
+        )
     row = await queries.create_entity(
         request.app[DATABASE],
         name=body.name,
@@ -75,18 +87,19 @@ async def delete_entity(request: web.Request) -> web.Response:
 
 
 async def import_entities(request: web.Request) -> web.Response:
-    """Bulk import: the body is a CSV or JSON Lines file, as for ``compere import``."""
+    """Bulk import: the body is a CSV or JSON Lines file, as for ``compere import``.
+
+    The body is in memory anyway, so the whole file is read and checked before anything
+    is written: a file that cannot be read gets a 400 naming the line, and no rows.
+    """
     await require_bulk_permission(request, "import entities")
     query = read_query(request, ImportQuery)
+    body = await request.read()
     try:
-        text = (await request.read()).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ApiError(400, "The file must be UTF-8 text") from None
-    try:
-        # Read the whole file (at most MAX_BODY_SIZE) before storing any of it, so a
-        # file that cannot be read to its end changes nothing.
-        records = list(read_entity_records(io.StringIO(text, newline=""), query.format))
+        check_utf8(body)
+        records = list(read_entity_records(text_lines(io.BytesIO(body)), query.format))
     except ImportFormatError as exc:
+        # A line the reader cannot get past is 422 naming it; a file-level problem, 400.
         raise ApiError(400 if exc.line is None else 422, str(exc)) from None
     summary = await import_records(
         request.app[DATABASE],

@@ -1,4 +1,8 @@
-"""``/export/comparisons``: the whole vote log as a streamed download (JSON Lines or CSV)."""
+"""``/export/comparisons`` and ``/export/entities``: a table as a streamed download.
+
+The same formats as ``compere export`` (JSON Lines or CSV); the entity export is a
+valid file for ``compere import`` and ``POST /entities/import``.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,24 @@ _BATCH = 2000
 
 async def export_comparisons(request: web.Request) -> web.StreamResponse:
     await require_bulk_permission(request, "export comparisons")
+    return await _stream_table(request, "comparisons", live_only=False)
+
+
+async def export_entities(request: web.Request) -> web.StreamResponse:
+    await require_bulk_permission(request, "export entities")
+    # Deleted entities leave exports, as they leave the API; their votes stay.
+    return await _stream_table(request, "entities", live_only=True)
+
+
+async def _stream_table(request: web.Request, table: str, *, live_only: bool) -> web.StreamResponse:
     query = read_query(request, ExportQuery)
     db = request.app[DATABASE]
-    columns = await queries.column_names(db, "comparisons")
+    columns = await queries.column_names(db, table)
     encoder = RowEncoder(query.format, export_columns(columns))
     response = web.StreamResponse(
         headers={
             "Content-Type": f"{MEDIA_TYPES[query.format]}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="comparisons.{query.format}"',
+            "Content-Disposition": f'attachment; filename="{table}.{query.format}"',
             "Cache-Control": "no-store",
         }
     )
@@ -38,7 +52,7 @@ async def export_comparisons(request: web.Request) -> web.StreamResponse:
         return response
     await response.write(encoder.header().encode())
     try:
-        async for rows in queries.iter_rows(db, "comparisons", columns, batch_size=_BATCH):
+        async for rows in queries.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
             await response.write(encoder.encode(rows).encode())
     except DatabaseError as exc:
         # The status line is already sent: cut the connection so the client sees an

@@ -31,6 +31,9 @@ def entity_out(row: Row) -> dict[str, Any]:
 
 
 def strength_fields(score: float, uncertainty: float) -> dict[str, Any]:
+    # float(): SQLite's RETURNING hands back the stored 0 of a new row as an integer,
+    # and clients should see the same 0.0 from POST as from GET.
+    score, uncertainty = float(score), float(uncertainty)
     lower, upper = interval95(score, uncertainty)
     return {"score": score, "uncertainty": uncertainty, "interval_95": [lower, upper]}
 
