@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 
 from compere.http.app import create_app
 from compere.settings import Settings, load_settings
+from tests.servers import CompereProcess
 
 ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Prefix of the throw-away databases, so that test runs sharing one server stay apart.
@@ -307,3 +308,45 @@ def own_redis_server() -> Iterator[OwnRedisServer]:
 def dead_redis_url() -> str:
     """A Redis URL where nothing listens."""
     return f"redis://127.0.0.1:{_free_port()}/0"
+
+
+# ---------------------------------------------------------------- real server processes
+
+# The Redis database of the real-server tests (client, examples): idempotency keys and
+# rate-limit windows must outlive a server restart, so they cannot be in process.
+CLIENT_REDIS_URL = os.environ.get("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+@pytest.fixture
+def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., CompereProcess]]:
+    """Starts ``python -m compere serve`` processes on this test's database (SQLite or
+    PostgreSQL) and the client Redis database, with a rate-limit key prefix of their own;
+    stops them by PID afterwards and deletes the prefix's keys."""
+    started: list[CompereProcess] = []
+    prefix = f"test:client:{uuid.uuid4().hex[:12]}:"
+
+    def start(**env: str) -> CompereProcess:
+        server = CompereProcess(
+            {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": CLIENT_REDIS_URL,
+                "RATE_LIMIT_KEY_PREFIX": prefix,
+                "IDEMPOTENCY_TTL": "600",
+                **env,
+            },
+            tmp_path / f"server-{len(started)}.log",
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    import redis
+
+    client = redis.Redis.from_url(CLIENT_REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -7,9 +7,10 @@ The server announces its quota on every limited answer (draft-ietf-httpapi-ratel
 keeps its own sliding log per policy: requests in flight plus answers received within the
 last ``w`` seconds. An answer is stamped when it arrives, after the server counted it, so
 the local log never frees a slot before the server's does, and a client alone on its quota
-stays under the limit. A 429 (someone else spends the quota too, or clocks disagree) blocks
-the policy for everyone until ``Retry-After`` has passed; an answer with ``r=0`` blocks it
-for ``t`` seconds.
+stays under the limit. Each answer's ``r`` also caps what the client sends until the next
+answer, which accounts for quota spent by others; with ``r`` at 0 and nothing in flight it
+waits ``t`` seconds and sends one request to find out more. A 429 blocks the policy for
+every task until ``Retry-After`` has passed.
 
 Until the first answer shows a route's policy, requests to unknown routes go one at a time,
 so a burst at start-up cannot overrun a quota the client has not yet seen.
@@ -57,18 +58,60 @@ def parse_rate_limit_fields(value: str | None) -> dict[str, dict[str, float]]:
 
 @dataclass
 class _Window:
-    """What the client knows of one server policy."""
+    """What the client knows of one server policy.
+
+    Two estimates, both conservative: the client's own sliding log (requests in flight plus
+    answers received in the last ``period``), and ``credit``, the server's last ``r`` minus
+    the requests still in flight when it came and those sent since. The second one sees
+    requests of other clients spending the same quota; the first one bounds the damage
+    when answers arrive out of order.
+    """
 
     limit: int
     period: float
     in_flight: int = 0
     answered: collections.deque[float] = field(default_factory=collections.deque)
     blocked_until: float = 0.0
+    credit: int | None = None  # None: the server has not said yet
+    more_at: float = 0.0  # when the server said one more request would be admitted
 
     def used(self, now: float) -> int:
         while self.answered and self.answered[0] <= now - self.period:
             self.answered.popleft()
         return self.in_flight + len(self.answered)
+
+    def delay(self, now: float) -> float | None:
+        """0 when a request may go now, else seconds to wait (None: until an answer arrives)."""
+        if self.blocked_until > now:
+            return self.blocked_until - now
+        if self.used(now) >= self.limit:
+            return self.answered[0] + self.period - now if self.answered else None
+        if self.credit is not None and self.credit <= 0:
+            if self.in_flight:
+                return None  # its answer brings fresh news of the quota
+            if self.more_at > now:
+                return self.more_at - now
+            self.credit = 1  # the server said a slot frees by now: one request finds out
+        return 0.0
+
+    def take(self) -> None:
+        self.in_flight += 1
+        if self.credit is not None:
+            self.credit -= 1
+
+    def answer(
+        self, status: int, remaining: float | None, reset: float | None, retry_after: float, now: float
+    ) -> None:
+        """Account for an answer to one of this window's requests (already out of ``in_flight``)."""
+        if status == 429:
+            self.credit = 0
+            self.blocked_until = max(self.blocked_until, now + retry_after)
+            self.more_at = max(self.more_at, self.blocked_until)
+            return
+        self.answered.append(now)  # the server counted it
+        if remaining is not None:
+            self.credit = int(remaining) - self.in_flight
+            self.more_at = now + (reset or 0.0)
 
 
 @dataclass
@@ -95,7 +138,7 @@ class RateLimitGate:
         *,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
-        max_jitter: float = 0.25,
+        max_jitter: float = 0.1,
     ) -> None:
         self._clock = clock
         self._jitter = jitter
@@ -127,17 +170,11 @@ class RateLimitGate:
                 continue
             assert isinstance(name, str)
             window = self._windows[name]
-            now = self._clock()
-            if window.blocked_until > now:
-                await self._wait(window.blocked_until - now + self._max_jitter * self._jitter())
-                continue
-            if window.used(now) >= window.limit:
-                # Wake when the oldest answer leaves the window, or sooner if one arrives.
-                wake = window.answered[0] + window.period - now if window.answered else None
-                await self._wait(wake)
-                continue
-            window.in_flight += 1
-            return Permit(route, window, probe=False)
+            delay = window.delay(self._clock())
+            if delay == 0.0:
+                window.take()
+                return Permit(route, window, probe=False)
+            await self._wait(None if delay is None else delay + self._max_jitter * self._jitter())
 
     def release(self, permit: Permit, status: int | None, headers: Mapping[str, str] | None = None) -> None:
         """Hand the permit back with the answer (``status`` None: no answer came)."""
@@ -146,16 +183,15 @@ class RateLimitGate:
             permit.window.in_flight -= 1
         if permit.probe:
             self._probe_out = False
-        window = permit.window
         if status is not None:
-            window = self._learn(permit.route, status, headers or {}, now) or window
-        if window is not None and status is not None:
+            headers = headers or {}
+            window = self._learn(permit.route, status, headers, now) or permit.window
             if status == 429:
                 self.refusals += 1
-                retry_after = parse_retry_after((headers or {}).get("Retry-After")) or 1.0
-                window.blocked_until = max(window.blocked_until, now + retry_after)
-            else:
-                window.answered.append(now)  # the server counted it
+            if window is not None:
+                state = next(iter(parse_rate_limit_fields(headers.get("RateLimit")).values()), {})
+                retry_after = parse_retry_after(headers.get("Retry-After")) or state.get("t") or 1.0
+                window.answer(status, state.get("r"), state.get("t"), retry_after, now)
         self._notify()
 
     def _learn(self, route: str, status: int, headers: Mapping[str, str], now: float) -> _Window | None:
@@ -177,10 +213,6 @@ class RateLimitGate:
         self._route_policy[route] = name
         if self._default is None or name == "default":
             self._default = name
-        state = parse_rate_limit_fields(headers.get("RateLimit")).get(name, {})
-        if state.get("r") == 0 and status != 429 and "t" in state:
-            # The quota is spent (perhaps by other clients): nothing is admitted for t seconds.
-            window.blocked_until = max(window.blocked_until, now + state["t"])
         return window
 
     async def _wait(self, seconds: float | None) -> None:

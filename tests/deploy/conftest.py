@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 NGINX_DIR = REPO / "nginx"
 
@@ -54,18 +56,6 @@ def wait_for(
         time.sleep(0.1)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise TimeoutError(f"{what} not ready after {timeout}s\n{tail}")
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-    """Signal the process we started (by PID) and wait; kill it if it will not go."""
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return proc.returncode
 
 
 def app_environment(tmp: Path, **extra: str) -> dict[str, str]:
