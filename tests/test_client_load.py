@@ -14,42 +14,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import sqlite3
 from collections import Counter
 from datetime import datetime, timedelta
 
 import aiohttp
-import psycopg2
 import pytest
 
 from compere.client import AsyncClient, RetryPolicy
+from tests.helpers import stored_votes
 from tests.servers import AnswerDroppingProxy, CompereProcess
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 30
 WINDOW = 2.0
-
-
-def stored_votes(database_url: str) -> tuple[Counter[tuple[int, int, int | None]], float]:
-    """Every stored vote as (entity1, entity2, winner), counted, and the sum of all ratings."""
-    votes = "SELECT entity1_id, entity2_id, selected_entity_id FROM comparisons"
-    ratings = "SELECT SUM(rating) FROM entities"
-    if database_url.startswith("sqlite"):
-        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
-        try:
-            rows = conn.execute(votes).fetchall()
-            (total,) = conn.execute(ratings).fetchone()
-        finally:
-            conn.close()
-    else:
-        with psycopg2.connect(database_url) as pg, pg.cursor() as cur:
-            cur.execute(votes)
-            rows = cur.fetchall()
-            cur.execute(ratings)
-            (total,) = cur.fetchone()
-        pg.close()
-    return Counter((a, b, c) for a, b, c in rows), float(total)
 
 
 def planned_votes(entity_ids: list[int], count: int, seed: int) -> list[tuple[int, int, int]]:
