@@ -561,9 +561,13 @@ class AsyncClient:
         of the whole log. Without ``limit`` the server streams the whole board and this reads
         all of it; :meth:`iter_ratings` reads a large board in pages instead.
         """
-        return await self._page(
+        page = await self._page(
             _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit
         )
+        if page.total is None and limit is None:
+            # The streamed whole board comes without a count: it is the count.
+            return Page(page.items, skip + len(page.items))
+        return page
 
     def iter_ratings(
         self,
