@@ -6,7 +6,10 @@
   in any window (it waited as told instead of hammering).
 - The server is stopped by its PID and started again on the same port and database in the
   middle of a run: every vote is stored exactly once (idempotency keys, kept in Redis
-  across the restart, make the retried ones replays).
+  across the restart, make the retried ones replays); after a crash (SIGKILL) too, for
+  votes on served pairs.
+- Answers lost after the server stored the vote: the retry is answered from the
+  idempotency store, not stored again.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import signal
 from collections import Counter
 from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
 
-from compere.client import AsyncClient, RetryPolicy
+from compere.client import AsyncClient, Conflict, RetryPolicy
+from tests.conftest import TEST_SECRET_KEY
 from tests.helpers import stored_votes
 from tests.servers import AnswerDroppingProxy, CompereProcess
 
@@ -151,3 +156,42 @@ async def test_votes_whose_answers_were_lost_are_sent_again_and_stored_once(star
     stored, rating_sum = stored_votes(database_url)
     assert stored == Counter(plan)
     assert rating_sum == pytest.approx(8 * 1500.0)
+
+
+async def test_a_server_crash_mid_run_loses_no_vote_on_a_served_pair(start_server, database_url):
+    # A crash (SIGKILL) can land between a vote's commit and the idempotency record: the
+    # key stays locked (409 with Retry-After) until IDEMPOTENCY_LOCK_TTL, then the retry
+    # runs again, and only the pair_token's single use keeps it from being stored twice.
+    # SECRET_KEY signs pair tokens: without one, each process draws its own and the pairs
+    # served before the crash could not be voted on after it.
+    server = start_server(IDEMPOTENCY_LOCK_TTL="2", SECRET_KEY=TEST_SECRET_KEY)
+    retry = RetryPolicy(attempts=40, base_delay=0.1, max_delay=1.0)
+    async with AsyncClient(server.url, concurrency=20, retry=retry) as compere:
+        for i in range(20):
+            await compere.create_entity(f"item {i}")
+        done = 0
+        halfway = asyncio.Event()
+
+        async def vote() -> str:
+            nonlocal done
+            pair = await compere.next_pair()
+            try:
+                await compere.vote_on(pair, pair.entity1)
+                outcome = "stored"
+            except Conflict as exc:
+                assert "pair_token" in str(exc.detail)  # an earlier attempt was stored
+                outcome = "stored by an earlier attempt"
+            done += 1
+            if done == 50:
+                halfway.set()
+            return outcome
+
+        votes = asyncio.gather(*(vote() for _ in range(150)))
+        await halfway.wait()
+        await asyncio.to_thread(server.restart, signal.SIGKILL)
+        outcomes = await votes
+
+    assert len(outcomes) == 150
+    stored, rating_sum = stored_votes(database_url)
+    assert sum(stored.values()) == 150
+    assert rating_sum == pytest.approx(20 * 1500.0)
