@@ -7,6 +7,8 @@ The pacing and retry rules are also checked on their own, with an injected clock
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -70,6 +72,16 @@ def test_every_route_has_a_client_method():
     assert {(r.method, r.path) for r in ROUTES} == set(CLIENT_METHODS)
     for name in CLIENT_METHODS.values():
         assert callable(getattr(AsyncClient, name)) and callable(getattr(Client, name))
+
+
+def test_importing_the_client_loads_no_database_or_redis_driver():
+    code = (
+        "import sys, compere.client; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'aiopg', 'aiosqlite', 'psycopg2', 'redis', 'sqlalchemy', 'bcrypt', 'jwt', 'numpy'}))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
 
 
 async def test_the_client_speaks_every_route_with_the_servers_models(start_server, tmp_path):
