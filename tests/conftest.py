@@ -321,7 +321,7 @@ CLIENT_REDIS_URL = os.environ.get("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.
 def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., CompereProcess]]:
     """Starts ``python -m compere serve`` processes on this test's database (SQLite or
     PostgreSQL) and the client Redis database, with a rate-limit key prefix of their own;
-    stops them by PID afterwards and deletes the prefix's keys."""
+    stops them by PID afterwards and deletes the prefix's keys and the login throttles."""
     started: list[CompereProcess] = []
     prefix = f"test:client:{uuid.uuid4().hex[:12]}:"
 
@@ -346,7 +346,8 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Co
     import redis
 
     client = redis.Redis.from_url(CLIENT_REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    for pattern in (f"{prefix}*", "compere:auth:*"):  # rate-limit windows, login throttles
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
     client.close()

@@ -21,6 +21,7 @@ from compere.client import (
     Conflict,
     Forbidden,
     NotFound,
+    RateLimited,
     RateLimitGate,
     RetryPolicy,
     TransportError,
@@ -191,6 +192,19 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         assert len(list(blocking.export_comparisons())) == 3
         with pytest.raises(NotFound):
             blocking.get_entity(10**6)
+
+
+async def test_a_429_asking_for_a_long_wait_raises_at_once_instead_of_sleeping(start_server):
+    server = start_server(**AUTH, LOGIN_MAX_FAILURES="2", LOGIN_FAILURE_WINDOW="900")
+    async with AsyncClient(server.url) as compere:
+        await compere.create_user(*ADMIN)
+        for _ in range(2):
+            with pytest.raises(Unauthorized):
+                await compere.login(ADMIN[0], "not-the-password")
+        async with asyncio.timeout(30):  # the lockout lasts 900 s: waiting it out would hang here
+            with pytest.raises(RateLimited) as locked:
+                await compere.login(*ADMIN)
+    assert locked.value.status == 429 and int(locked.value.headers["Retry-After"]) > 60
 
 
 async def test_a_server_that_never_answers_ends_in_a_transport_error_after_the_bounded_attempts():

@@ -202,7 +202,11 @@ class AsyncClient:
                         response.status, error_body, response.headers, method=method, url=url
                     )
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    if response.status == 429 and refusals < self.retry.rate_limit_waits:
+                    if (
+                        response.status == 429
+                        and refusals < self.retry.rate_limit_waits
+                        and (retry_after or 0.0) <= self.retry.max_wait
+                    ):
                         refusals += 1
                         delay = retry_after if retry_after is not None else self.retry.backoff(refusals)
                     elif self._retryable(response.status, retry_after, headers, replay_safe):

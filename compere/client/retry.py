@@ -20,13 +20,16 @@ class RetryPolicy:
     capped at ``max_delay``, each multiplied by a random factor between 0.5 and 1 so that
     many clients failing together do not come back together; a ``Retry-After`` from the
     server is a floor. ``rate_limit_waits`` bounds the 429 answers one request accepts
-    (waiting as the server asks each time) before :class:`~compere.client.RateLimited`.
+    (waiting as the server asks each time) before :class:`~compere.client.RateLimited`;
+    a 429 that asks for a wait longer than ``max_wait`` seconds (a login lockout, a quota
+    that resets in an hour) raises at once instead of sleeping through it.
     """
 
     attempts: int = 6
     base_delay: float = 0.25
     max_delay: float = 10.0
     rate_limit_waits: int = 30
+    max_wait: float = 60.0
     random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     def __post_init__(self) -> None:
