@@ -12,8 +12,10 @@ answer, which accounts for quota spent by others; with ``r`` at 0 and nothing in
 waits ``t`` seconds and sends one request to find out more. A 429 blocks the policy for
 every task until ``Retry-After`` has passed.
 
-Until the first answer shows a route's policy, requests to unknown routes go one at a time,
-so a burst at start-up cannot overrun a quota the client has not yet seen.
+Until the first answer shows the server's policy, requests go one at a time, so a burst
+at start-up cannot overrun a quota the client has not seen yet. Routes not answered yet are
+taken to share the first policy seen (the server's ``default``) until their own answer says
+otherwise; routes answered without these headers (``/health``) are not paced.
 """
 
 from __future__ import annotations
