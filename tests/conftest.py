@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 
 from compere.http.app import create_app
 from compere.settings import Settings, load_settings
-from tests.servers import PostgresInstance
+from tests.servers import CompereProcess, PostgresInstance
 
 ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Prefix of the throw-away databases, so that test runs sharing one server stay apart.
@@ -317,3 +317,46 @@ def own_postgres() -> Iterator[PostgresInstance]:
     server.start()
     yield server
     server.destroy()
+
+
+# ---------------------------------------------------------------- real server processes
+
+# The Redis database of the real-server tests (client, examples): idempotency keys and
+# rate-limit windows must outlive a server restart, so they cannot be in process.
+CLIENT_REDIS_URL = os.environ.get("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+@pytest.fixture
+def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., CompereProcess]]:
+    """Starts ``python -m compere serve`` processes on this test's database (SQLite or
+    PostgreSQL) and the client Redis database, with a rate-limit key prefix of their own;
+    stops them by PID afterwards and deletes the prefix's keys and the login throttles."""
+    started: list[CompereProcess] = []
+    prefix = f"test:client:{uuid.uuid4().hex[:12]}:"
+
+    def start(**env: str) -> CompereProcess:
+        server = CompereProcess(
+            {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": CLIENT_REDIS_URL,
+                "RATE_LIMIT_KEY_PREFIX": prefix,
+                "IDEMPOTENCY_TTL": "600",
+                **env,
+            },
+            tmp_path / f"server-{len(started)}.log",
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    import redis
+
+    client = redis.Redis.from_url(CLIENT_REDIS_URL)
+    for pattern in (f"{prefix}*", "compere:auth:*"):  # rate-limit windows, login throttles
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()

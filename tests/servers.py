@@ -11,14 +11,19 @@ PostgreSQL refuses to run as root, so when we are root the server commands run a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -39,6 +44,18 @@ def _pg_bin(name: str) -> str:
     if not candidates:
         raise RuntimeError(f"PostgreSQL's {name} was not found (install the PostgreSQL server)")
     return candidates[-1]
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Signal the process we started (by PID) and wait; kill it if it will not go."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
 
 
 class PostgresInstance:
@@ -158,3 +175,151 @@ class RedisInstance:
             self.process.wait(timeout=10)
         self.process = None
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class CompereProcess:
+    """``python -m compere serve`` (or gunicorn) as a real process on its own loopback port.
+
+    Stopped only through its own PID. ``restart`` starts it again on the same port with the
+    same environment (database, Redis), as a deploy or a crash-and-restart would. Its log is
+    JSON lines (``LOG_FORMAT=json``) so tests can count the requests it saw.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, kind: str = "python") -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.kind = kind
+        repo = str(Path(__file__).resolve().parents[1])
+        base = {k: v for k, v in os.environ.items() if not k.startswith("COMPERE_")}
+        for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AUTH_ENABLED", "RATE_LIMIT_ENABLED"):
+            base.pop(name, None)
+        self.env = {
+            **base,
+            "PYTHONPATH": repo + os.pathsep + base.get("PYTHONPATH", ""),
+            "LOG_FORMAT": "json",
+            "LOG_REQUESTS": "true",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        if self.kind == "gunicorn":
+            return [
+                sys.executable, "-m", "gunicorn", "compere.http.app:create_app",
+                "--worker-class", "aiohttp.GunicornWebWorker", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", "1", "--graceful-timeout", "20", "--no-control-socket",
+            ]  # fmt: skip
+        return [sys.executable, "-m", "compere", "serve", "--port", str(self.port)]
+
+    def start(self, timeout: float = 60) -> None:
+        assert self.process is None or self.process.poll() is not None
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self._argv(), env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                self.stop()
+                raise RuntimeError(f"the server did not start on port {self.port}:\n{tail}")
+            time.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                return sock.recv(16).split(b" ")[1:2] == [b"200"]
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Signal our process and wait for it to exit (SIGKILL if it will not)."""
+        return None if self.process is None else stop_process(self.process, sig, timeout)
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def request_log(self) -> list[dict[str, object]]:
+        """The request lines the server logged (method, path, status, time, duration_ms)."""
+        entries = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and "status" in entry and "path" in entry:
+                entries.append(entry)
+        return entries
+
+
+class AnswerDroppingProxy:
+    """A loopback HTTP proxy that loses some answers after the server has sent them.
+
+    It forwards each request whole to the server, reads the server's whole answer, and for
+    the requests ``drop`` picks (it gets the request line and body) closes the client's
+    connection instead of relaying it: the
+    server did the work, the client never hears so (a crash after the commit, a cut cable).
+    Requests are forwarded with ``Connection: close``; one client connection may carry many.
+    """
+
+    def __init__(self, upstream_port: int, drop: Callable[[str, bytes], bool]) -> None:
+        self.upstream_port = upstream_port
+        self.drop = drop
+        self.seen = 0
+        self.dropped = 0
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> AnswerDroppingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                length = 0
+                kept = [lines[0]]
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                    if line and name.lower() != "connection":
+                        kept.append(line)
+                body = await reader.readexactly(length) if length else b""
+                request = ("\r\n".join([*kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1") + body
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+                up_writer.write(request)
+                await up_writer.drain()
+                answer = await up_reader.read()  # the server closes after answering
+                up_writer.close()
+                self.seen += 1
+                if self.drop(lines[0], body):
+                    self.dropped += 1
+                    return
+                writer.write(answer)
+                await writer.drain()
+                return  # the answer says Connection: close
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()

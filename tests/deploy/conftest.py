@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 NGINX_DIR = REPO / "nginx"
 
@@ -66,18 +68,6 @@ def health_status(port: int, host: str = "127.0.0.1") -> int | None:
         return None
     finally:
         conn.close()
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-    """Signal the process we started (by PID) and wait; kill it if it will not go."""
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return proc.returncode
 
 
 def app_environment(tmp: Path, **extra: str) -> dict[str, str]:

@@ -1,0 +1,629 @@
+"""The asyncio client: one method per route, retries, idempotency keys and shared pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any, Generic, Literal, Self, TypeVar
+
+import aiohttp
+import orjson
+from pydantic import BaseModel, TypeAdapter
+
+from compere import __version__
+from compere.client.errors import TransportError, error_from_response
+from compere.client.ratelimit import RateLimitGate
+from compere.client.retry import RetryPolicy, parse_retry_after
+from compere.http.schemas import (
+    Comparison,
+    ComparisonCreate,
+    ContentPair,
+    Entity,
+    EntityCreate,
+    EntityUpdate,
+    Health,
+    ImportResult,
+    Message,
+    Pair,
+    RankedEntity,
+    Readiness,
+    Token,
+    User,
+    UserCreate,
+)
+
+__all__ = ["AsyncClient", "Page"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+Strategy = Literal["active", "ucb", "random"]
+ExportFormat = Literal["jsonl", "csv"]
+
+_ENTITIES = TypeAdapter(list[Entity])
+_RANKED = TypeAdapter(list[RankedEntity])
+_COMPARISONS = TypeAdapter(list[Comparison])
+_USERS = TypeAdapter(list[User])
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing, with the server's ``X-Total-Count`` when it sends one."""
+
+    items: list[T]
+    total: int | None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _entity_id(value: int | Entity) -> int:
+    return value.id if isinstance(value, Entity) else value
+
+
+class AsyncClient:
+    """An asyncio client for a Compere server.
+
+    Use it as an async context manager (or call :meth:`close`)::
+
+        async with AsyncClient("http://127.0.0.1:8090") as compere:
+            pair = await compere.next_pair()
+            await compere.vote_on(pair, winner=pair.entity1)
+
+    One client is meant to be shared by every task of a program: its connector holds at
+    most ``concurrency`` connections, and its :class:`~compere.client.ratelimit.RateLimitGate`
+    paces all of them against the server's rate limit together.
+
+    Every write (POST, PUT, DELETE) carries an ``Idempotency-Key`` (a new UUID unless the
+    caller passes ``idempotency_key``), the same on every retry, so a retried vote is
+    stored once. Answers 503, connection errors and timeouts are retried per ``retry``;
+    429 waits as the server asks. Other errors raise the matching
+    :class:`~compere.client.errors.CompereError` subclass at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        concurrency: int = 100,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout)
+        self._headers = {"User-Agent": f"compere-client/{__version__}", **(headers or {})}
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+        self.rate_limit = RateLimitGate()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections; the client cannot be used afterwards."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers
+            )
+        return self._session
+
+    # --- the request loop ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _response(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        params: Mapping[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        idempotency_key: str | None = None,
+        replay_safe: bool = True,
+        accept: frozenset[int] = frozenset(),
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A successful response (or one whose status is in ``accept``), after the retries
+        the policy allows.
+
+        ``replay_safe=False`` (a write the server cannot deduplicate) retries only failures
+        that prove the request never reached the server: a refused connection or a 429.
+        """
+        url = self.base_url + path
+        headers: dict[str, str] = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        if method in WRITE_METHODS:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key or str(uuid.uuid4())
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        failures = 0
+        refusals = 0
+        session = self._open_session()
+        while True:
+            delay: float
+            async with self._slots:
+                permit = await self.rate_limit.acquire(route)
+                try:
+                    response = await session.request(method, url, params=query, data=body, headers=headers)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.rate_limit.release(permit, None)
+                    failures += 1
+                    never_sent = isinstance(exc, aiohttp.ClientConnectorError)
+                    if failures >= self.retry.attempts or not (replay_safe or never_sent):
+                        raise TransportError(
+                            f"{type(exc).__name__}: {exc}".rstrip(": "), method=method, url=url
+                        ) from exc
+                    delay = self.retry.backoff(failures)
+                except BaseException:
+                    self.rate_limit.release(permit, None)
+                    raise
+                else:
+                    self.rate_limit.release(permit, response.status, response.headers)
+                    if response.status < 400 or response.status in accept:
+                        try:
+                            yield response
+                        finally:
+                            response.release()
+                        return
+                    error_body = await response.read()
+                    response.release()
+                    error = error_from_response(
+                        response.status, error_body, response.headers, method=method, url=url
+                    )
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    if (
+                        response.status == 429
+                        and refusals < self.retry.rate_limit_waits
+                        and (retry_after or 0.0) <= self.retry.max_wait
+                    ):
+                        refusals += 1
+                        delay = retry_after if retry_after is not None else self.retry.backoff(refusals)
+                    elif self._retryable(response.status, retry_after, headers, replay_safe):
+                        failures += 1
+                        if failures >= self.retry.attempts:
+                            raise error
+                        delay = self.retry.backoff(failures, retry_after)
+                    else:
+                        raise error
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _retryable(
+        status: int, retry_after: float | None, headers: Mapping[str, str], replay_safe: bool
+    ) -> bool:
+        if status == 503:
+            return replay_safe
+        # The server's answer to a key whose first request is still running (or whose
+        # server died mid-request, until the key's lock expires): ask again later.
+        return status == 409 and retry_after is not None and IDEMPOTENCY_HEADER in headers
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        params: Mapping[str, Any] | None = None,
+        json: BaseModel | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> _Answer:
+        body = None
+        if isinstance(json, BaseModel):
+            body = json.model_dump_json(exclude_unset=isinstance(json, EntityUpdate)).encode()
+        elif json is not None:
+            body = orjson.dumps(json)
+        async with self._response(
+            method,
+            path,
+            route=route,
+            params=params,
+            body=body,
+            content_type="application/json" if body is not None else None,
+            idempotency_key=idempotency_key,
+        ) as response:
+            return _Answer(response.status, response.headers, await response.read())
+
+    async def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        answer = await self._call(method, path, **kwargs)
+        return model.model_validate_json(answer.body)
+
+    async def _page(self, adapter: TypeAdapter[list[T]], path: str, route: str, **params: Any) -> Page[T]:
+        answer = await self._call("GET", path, route=route, params=params)
+        total = answer.headers.get("X-Total-Count")
+        return Page(adapter.validate_json(answer.body), int(total) if total is not None else None)
+
+    async def _pages(
+        self, adapter: TypeAdapter[list[T]], path: str, route: str, page_size: int, **params: Any
+    ) -> AsyncIterator[T]:
+        skip = 0
+        while True:
+            page = await self._page(adapter, path, route, skip=skip, limit=page_size, **params)
+            for item in page.items:
+                yield item
+            if len(page.items) < page_size:
+                return
+            skip += len(page.items)
+
+    async def _lines(self, path: str, route: str, params: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """The lines of a streamed download, read as they arrive (bounded memory)."""
+        async with self._response("GET", path, route=route, params=params) as response:
+            try:
+                async for line in response.content:
+                    yield line
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Part of the stream was consumed already: a silent restart would repeat it.
+                raise TransportError(
+                    f"download cut short: {type(exc).__name__}", method="GET", url=str(response.url)
+                ) from exc
+
+    # --- health -------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """``GET /health``: liveness."""
+        return await self._model(Health, "GET", "/health", route="GET /health")
+
+    async def ready(self) -> Readiness:
+        """``GET /health/ready``: the readiness of each dependency, also when not ready (503)."""
+        async with self._response(
+            "GET", "/health/ready", route="GET /health/ready", accept=frozenset({503})
+        ) as response:
+            return Readiness.model_validate_json(await response.read())
+
+    # --- authentication -----------------------------------------------------------------
+
+    async def login(self, username: str, password: str) -> Token:
+        """``POST /auth/token``; the token is kept and sent with every later request."""
+        body = orjson.dumps({"username": username, "password": password, "grant_type": "password"})
+        async with self._response(
+            "POST", "/auth/token", route="POST /auth/token", body=body, content_type="application/json"
+        ) as response:
+            token = Token.model_validate_json(await response.read())
+        self.token = token.access_token
+        return token
+
+    async def logout(self) -> Message:
+        """``POST /auth/logout``: the current token stops working everywhere."""
+        message = await self._model(Message, "POST", "/auth/logout", route="POST /auth/logout")
+        self.token = None
+        return message
+
+    async def me(self) -> User:
+        """``GET /auth/users/me``: the account of the current token."""
+        return await self._model(User, "GET", "/auth/users/me", route="GET /auth/users/me")
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        email: str | None = None,
+        full_name: str | None = None,
+        is_superuser: bool = False,
+        idempotency_key: str | None = None,
+    ) -> User:
+        """``POST /auth/users/``: the first user ever becomes a superuser; then superusers only."""
+        body = UserCreate(
+            username=username, password=password, email=email, full_name=full_name, is_superuser=is_superuser
+        )
+        return await self._model(
+            User,
+            "POST",
+            "/auth/users/",
+            route="POST /auth/users/",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def list_users(self, *, skip: int = 0, limit: int = 100) -> list[User]:
+        """``GET /auth/users`` (superusers)."""
+        page = await self._page(_USERS, "/auth/users", "GET /auth/users", skip=skip, limit=limit)
+        return page.items
+
+    def iter_users(self, *, page_size: int = 100) -> AsyncIterator[User]:
+        """Every user, page by page as the iteration reaches it (superusers)."""
+        return self._pages(_USERS, "/auth/users", "GET /auth/users", page_size)
+
+    async def disable_user(self, user_id: int) -> User:
+        """``POST /auth/users/{id}/disable``: their tokens stop working at once (superusers)."""
+        path = f"/auth/users/{int(user_id)}/disable"
+        return await self._model(User, "POST", path, route="POST /auth/users/{user_id}/disable")
+
+    async def enable_user(self, user_id: int) -> User:
+        """``POST /auth/users/{id}/enable`` (superusers)."""
+        path = f"/auth/users/{int(user_id)}/enable"
+        return await self._model(User, "POST", path, route="POST /auth/users/{user_id}/enable")
+
+    # --- entities -----------------------------------------------------------------------
+
+    async def create_entity(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        image_urls: Iterable[str] = (),
+        external_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Entity:
+        """``POST /entities/``; 409 (:class:`Conflict`) when ``external_id`` is taken."""
+        body = EntityCreate(
+            name=name, description=description, image_urls=list(image_urls), external_id=external_id
+        )
+        return await self._model(
+            Entity, "POST", "/entities/", route="POST /entities/", json=body, idempotency_key=idempotency_key
+        )
+
+    async def get_entity(self, entity_id: int) -> Entity:
+        """``GET /entities/{id}``; :class:`NotFound` when it does not exist or was deleted."""
+        return await self._model(Entity, "GET", f"/entities/{int(entity_id)}", route="GET /entities/{id}")
+
+    async def update_entity(self, entity_id: int, **changes: Any) -> Entity:
+        """``PUT /entities/{id}`` with only the given fields (``name``, ``description``, ``image_urls``)."""
+        body = EntityUpdate(**changes)
+        path = f"/entities/{int(entity_id)}"
+        return await self._model(Entity, "PUT", path, route="PUT /entities/{id}", json=body)
+
+    async def delete_entity(self, entity_id: int) -> Message:
+        """``DELETE /entities/{id}`` (superusers when authentication is on)."""
+        path = f"/entities/{int(entity_id)}"
+        return await self._model(Message, "DELETE", path, route="DELETE /entities/{id}")
+
+    async def list_entities(
+        self, *, skip: int = 0, limit: int = 100, search: str | None = None
+    ) -> Page[Entity]:
+        """``GET /entities/``: one page, best rated first, with the matching total."""
+        return await self._page(
+            _ENTITIES, "/entities/", "GET /entities/", skip=skip, limit=limit, search=search
+        )
+
+    def iter_entities(self, *, search: str | None = None, page_size: int = 100) -> AsyncIterator[Entity]:
+        """Every (matching) entity, fetched a page at a time as the iteration reaches it.
+
+        The listing is ordered by rating, so votes cast while iterating can move an entity
+        across a page boundary (seen twice or not at all); iterate a quiet board for a census.
+        """
+        return self._pages(_ENTITIES, "/entities/", "GET /entities/", page_size, search=search)
+
+    async def import_entities(
+        self,
+        source: bytes | str | PathLike[str] | Iterable[Mapping[str, Any]],
+        *,
+        format: Literal["jsonl", "csv"] | None = None,
+    ) -> ImportResult:
+        """``POST /entities/import`` (superusers): a CSV or JSON Lines file, or records.
+
+        ``source`` is the file's bytes, a path (``format`` from its suffix unless given), or an
+        iterable of records (sent as JSON Lines). Records match on ``external_id``, so records
+        that carry one are never imported twice. The import is not retried after a failure
+        that may have reached the server: records without ``external_id`` could be doubled.
+        """
+        if isinstance(source, bytes | bytearray):
+            data = bytes(source)
+        elif isinstance(source, str | PathLike):
+            path = Path(source)
+            data = await asyncio.to_thread(path.read_bytes)
+            format = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+        else:
+            data = b"".join(orjson.dumps(dict(record)) + b"\n" for record in source)
+        fmt = format or "jsonl"
+        media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        async with self._response(
+            "POST",
+            "/entities/import",
+            route="POST /entities/import",
+            params={"format": fmt},
+            body=data,
+            content_type=media,
+            replay_safe=False,
+        ) as response:
+            return ImportResult.model_validate_json(await response.read())
+
+    # --- pairs --------------------------------------------------------------------------
+
+    async def next_pair(self, strategy: Strategy | None = None) -> Pair:
+        """``GET /mab/next_comparison``: the pair to show next, with its ``pair_token``."""
+        return await self._model(
+            Pair,
+            "GET",
+            "/mab/next_comparison",
+            route="GET /mab/next_comparison",
+            params={"strategy": strategy},
+        )
+
+    async def content_pair(self, *, seed: int | None = None) -> ContentPair:
+        """``GET /comparisons/next``: a pair chosen by content dissimilarity."""
+        return await self._model(
+            ContentPair, "GET", "/comparisons/next", route="GET /comparisons/next", params={"seed": seed}
+        )
+
+    async def dissimilar_entities(self, *, seed: int | None = None) -> list[Entity]:
+        """``GET /dissimilar_entities``: the most dissimilar pair, as a list of two."""
+        page = await self._page(_ENTITIES, "/dissimilar_entities", "GET /dissimilar_entities", seed=seed)
+        return page.items
+
+    # --- votes and the comparison log ---------------------------------------------------
+
+    async def vote(
+        self,
+        entity1_id: int | Entity,
+        entity2_id: int | Entity,
+        winner: int | Entity | None,
+        *,
+        pair_token: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Comparison:
+        """``POST /comparisons/``: record that ``winner`` was preferred (None: a tie).
+
+        Pass the ``pair_token`` when the pair came from :meth:`next_pair` (or use
+        :meth:`vote_on`); votes on pairs chosen elsewhere (imported judgements) go without.
+        Pass ``idempotency_key`` to make a vote safe to send again after the *program*
+        restarts; retries inside one call reuse a key either way.
+        """
+        body = ComparisonCreate(
+            entity1_id=_entity_id(entity1_id),
+            entity2_id=_entity_id(entity2_id),
+            selected_entity_id=None if winner is None else _entity_id(winner),
+            pair_token=pair_token,
+        )
+        return await self._model(
+            Comparison,
+            "POST",
+            "/comparisons/",
+            route="POST /comparisons/",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def vote_on(
+        self, pair: Pair, winner: int | Entity | None, *, idempotency_key: str | None = None
+    ) -> Comparison:
+        """Record the verdict on a pair from :meth:`next_pair`, echoing its ``pair_token``."""
+        return await self.vote(
+            pair.entity1, pair.entity2, winner, pair_token=pair.pair_token, idempotency_key=idempotency_key
+        )
+
+    async def get_comparison(self, comparison_id: int) -> Comparison:
+        """``GET /comparisons/{id}``."""
+        path = f"/comparisons/{int(comparison_id)}"
+        return await self._model(Comparison, "GET", path, route="GET /comparisons/{id}")
+
+    async def list_comparisons(
+        self, *, skip: int = 0, limit: int = 100, entity_id: int | None = None
+    ) -> list[Comparison]:
+        """``GET /comparisons/``: one page of the vote log, newest first."""
+        page = await self._page(
+            _COMPARISONS, "/comparisons/", "GET /comparisons/", skip=skip, limit=limit, entity_id=entity_id
+        )
+        return page.items
+
+    async def iter_comparisons(
+        self, *, entity_id: int | None = None, page_size: int = 100
+    ) -> AsyncIterator[Comparison]:
+        """The vote log, newest first, a page at a time.
+
+        Votes recorded while iterating push older ones down a page; those reappear at the
+        top of the next page and are skipped (ids only fall), so each is yielded once.
+        """
+        below: int | None = None
+        async for comparison in self._pages(
+            _COMPARISONS, "/comparisons/", "GET /comparisons/", page_size, entity_id=entity_id
+        ):
+            if below is None or comparison.id < below:
+                below = comparison.id
+                yield comparison
+
+    async def mab_update(self, comparison_id: int) -> Message:
+        """``POST /mab/update`` (compatibility: votes already update the bandit)."""
+        return await self._model(
+            Message, "POST", "/mab/update", route="POST /mab/update", params={"comparison_id": comparison_id}
+        )
+
+    # --- the leaderboard ----------------------------------------------------------------
+
+    async def ratings(
+        self,
+        *,
+        by: Literal["rating", "score"] = "rating",
+        model: Literal["online", "bt"] = "online",
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Page[RankedEntity]:
+        """``GET /ratings``: the leaderboard with ranks.
+
+        ``by=rating`` orders by Elo (as the original), ``by=score`` by the Bayesian score
+        with shared ranks for overlapping intervals; ``model=bt`` uses the Bradley-Terry fit
+        of the whole log. Without ``limit`` the server streams the whole board and this reads
+        all of it; :meth:`iter_ratings` reads a large board in pages instead.
+        """
+        page = await self._page(
+            _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit
+        )
+        if page.total is None and limit is None:
+            # The streamed whole board comes without a count: it is the count.
+            return Page(page.items, skip + len(page.items))
+        return page
+
+    def iter_ratings(
+        self,
+        *,
+        by: Literal["rating", "score"] = "rating",
+        model: Literal["online", "bt"] = "online",
+        page_size: int = 1000,
+    ) -> AsyncIterator[RankedEntity]:
+        """The leaderboard a page at a time (votes cast meanwhile may reorder later pages)."""
+        return self._pages(_RANKED, "/ratings", "GET /ratings", page_size, by=by, model=model)
+
+    # --- exports ------------------------------------------------------------------------
+
+    async def export_comparisons(self) -> AsyncIterator[dict[str, Any]]:
+        """Every comparison, oldest first, as records read one line at a time (superusers).
+
+        The records carry every exported column (new server versions may add some), so
+        they are plain dicts; timestamps stay ISO 8601 strings.
+        """
+        async for line in self._lines("/export/comparisons", "GET /export/comparisons", {"format": "jsonl"}):
+            if line.strip():
+                yield orjson.loads(line)
+
+    async def export_comparisons_raw(self, format: ExportFormat = "jsonl") -> AsyncIterator[bytes]:
+        """The comparison export's bytes as they arrive (for writing to a file)."""
+        async with self._response(
+            "GET", "/export/comparisons", route="GET /export/comparisons", params={"format": format}
+        ) as response:
+            try:
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    yield chunk
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise TransportError(
+                    f"download cut short: {type(exc).__name__}", method="GET", url=str(response.url)
+                ) from exc
+
+    async def download_comparisons(self, path: str | PathLike[str], format: ExportFormat = "jsonl") -> int:
+        """Write the comparison export to ``path``; returns the number of bytes written.
+
+        The file is written under a temporary name and renamed when complete, so an
+        interrupted download never leaves a file that looks whole.
+        """
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        written = 0
+        try:
+            with partial.open("wb") as out:
+                async for chunk in self.export_comparisons_raw(format):
+                    out.write(chunk)
+                    written += len(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(target)
+        return written

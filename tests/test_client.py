@@ -1,0 +1,300 @@
+"""compere.client against a real server process (SQLite and PostgreSQL): every route, typed
+answers, one exception class per error with the server's detail and request id.
+
+The pacing and retry rules are also checked on their own, with an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from compere.client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    RateLimitGate,
+    RetryPolicy,
+    TransportError,
+    Unauthorized,
+    ValidationFailed,
+)
+from compere.client.ratelimit import parse_rate_limit_fields
+from compere.client.retry import parse_retry_after
+from compere.http.routes import ROUTES
+from compere.http.schemas import Comparison, Entity, Pair, RankedEntity, User
+from tests.conftest import TEST_SECRET_KEY
+from tests.servers import free_port
+
+# Which client method speaks to each route. A route added to the server without a client
+# method fails test_every_route_has_a_client_method.
+CLIENT_METHODS = {
+    ("GET", "/health"): "health",
+    ("GET", "/health/ready"): "ready",
+    ("POST", "/entities/"): "create_entity",
+    ("GET", "/entities/"): "list_entities",
+    ("POST", "/entities/import"): "import_entities",
+    ("GET", "/entities/{entity_id}"): "get_entity",
+    ("PUT", "/entities/{entity_id}"): "update_entity",
+    ("DELETE", "/entities/{entity_id}"): "delete_entity",
+    ("POST", "/comparisons/"): "vote",
+    ("GET", "/comparisons/"): "list_comparisons",
+    ("GET", "/comparisons/next"): "content_pair",
+    ("GET", "/dissimilar_entities"): "dissimilar_entities",
+    ("GET", "/comparisons/{comparison_id}"): "get_comparison",
+    ("GET", "/mab/next_comparison"): "next_pair",
+    ("POST", "/mab/update"): "mab_update",
+    ("GET", "/ratings"): "ratings",
+    ("POST", "/auth/token"): "login",
+    ("POST", "/auth/logout"): "logout",
+    ("GET", "/auth/users/me"): "me",
+    ("POST", "/auth/users/"): "create_user",
+    ("GET", "/auth/users"): "list_users",
+    ("POST", "/auth/users/{user_id}/disable"): "disable_user",
+    ("POST", "/auth/users/{user_id}/enable"): "enable_user",
+    ("GET", "/export/comparisons"): "export_comparisons",
+}
+
+AUTH = {"AUTH_ENABLED": "true", "SECRET_KEY": TEST_SECRET_KEY, "BCRYPT_ROUNDS": "10"}
+ADMIN = ("client-admin", "grey-heron-lantern-91")
+ALICE = ("client-alice", "violet-otter-compass-27")
+
+
+def test_every_route_has_a_client_method():
+    routes = {(r.method, r.path) for r in ROUTES}
+    missing = sorted(routes - set(CLIENT_METHODS))
+    assert not missing, f"give these routes a method in compere/client/aio.py and list it here: {missing}"
+    assert not set(CLIENT_METHODS) - routes, "CLIENT_METHODS names routes the server no longer has"
+    for name in CLIENT_METHODS.values():
+        assert callable(getattr(AsyncClient, name)) and callable(getattr(Client, name))
+
+
+def test_importing_the_client_loads_no_database_or_redis_driver():
+    code = (
+        "import sys, compere.client; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'aiopg', 'aiosqlite', 'psycopg2', 'redis', 'sqlalchemy', 'bcrypt', 'jwt', 'numpy'}))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
+async def test_the_client_speaks_every_route_with_the_servers_models(start_server, tmp_path):
+    server = start_server(**AUTH)
+    async with AsyncClient(server.url) as admin:
+        assert (await admin.health()).status == "healthy"
+        assert (await admin.ready()).status == "ready"
+        with pytest.raises(Unauthorized) as refused:
+            await admin.list_entities()
+        assert refused.value.status == 401 and refused.value.request_id
+
+        first = await admin.create_user(*ADMIN)
+        assert isinstance(first, User) and first.is_superuser
+        await admin.login(*ADMIN)
+        assert (await admin.me()).username == ADMIN[0]
+        alice = await admin.create_user(*ALICE, email="alice@example.org")
+        assert [u.username async for u in admin.iter_users(page_size=1)] == [ADMIN[0], ALICE[0]]
+        assert (await admin.disable_user(alice.id)).disabled
+        assert not (await admin.enable_user(alice.id)).disabled
+
+        # Entities: create (also through an import), read, change, list, search, page.
+        made = [await admin.create_entity(f"tea {i}", description=f"leaf {i}") for i in range(3)]
+        assert all(isinstance(e, Entity) for e in made)
+        with pytest.raises(Conflict):
+            await admin.create_entity("again", external_id="x-1")
+            await admin.create_entity("again", external_id="x-1")
+        result = await admin.import_entities(
+            [{"external_id": f"c-{i}", "name": f"coffee {i}"} for i in range(4)]
+        )
+        assert (result.created, result.existing) == (4, 0)
+        csv_file = tmp_path / "more.csv"
+        csv_file.write_text("external_id,name\nc-0,coffee 0\nm-1,mate\n")
+        assert (await admin.import_entities(csv_file)).created == 1
+        assert (await admin.get_entity(made[0].id)).name == "tea 0"
+        changed = await admin.update_entity(made[0].id, description="green")
+        assert (changed.name, changed.description) == ("tea 0", "green")
+        page = await admin.list_entities(limit=2, search="coffee")
+        assert page.total == 4 and len(page.items) == 2
+        assert len([e async for e in admin.iter_entities(page_size=3)]) == 9
+        with pytest.raises(ValidationFailed) as invalid:
+            await admin.list_entities(limit=5000)
+        assert invalid.value.status == 422 and invalid.value.detail[0]["loc"] == ["query", "limit"]
+
+        # Pairs and votes.
+        for strategy in (None, "active", "ucb", "random"):
+            assert isinstance(await admin.next_pair(strategy), Pair)
+        assert len(await admin.dissimilar_entities(seed=3)) == 2
+        assert (await admin.content_pair(seed=3)).entity1.id > 0
+        pair = await admin.next_pair()
+        voted = await admin.vote_on(pair, pair.entity2)
+        assert isinstance(voted, Comparison) and voted.strategy == pair.strategy
+        with pytest.raises(Conflict):  # a pair_token votes once (a new key: not a retry)
+            await admin.vote_on(pair, pair.entity1)
+        with pytest.raises(BadRequest):
+            await admin.vote(made[0], made[1], made[2])
+        tie = await admin.vote(made[0].id, made[1].id, None)
+        assert tie.selected_entity_id is None and tie.user_id == first.id
+        key = str(uuid.uuid4())  # the Redis store outlives this test's database: a key of its own
+        same_key = [await admin.vote(made[1], made[2], made[2], idempotency_key=key) for _ in range(2)]
+        assert same_key[0] == same_key[1]  # the second was a replay, not a second vote
+        assert (await admin.get_comparison(voted.id)).id == voted.id
+        with pytest.raises(NotFound) as missing:
+            await admin.get_comparison(10**6)
+        assert missing.value.detail == f"Comparison {10**6} not found"
+        assert (await admin.mab_update(voted.id)).message
+        log = [c.id async for c in admin.iter_comparisons(page_size=2)]
+        assert log == sorted(log, reverse=True) and len(log) == 3
+        involving = await admin.list_comparisons(entity_id=made[1].id)
+        assert {same_key[0].id, tie.id} <= {c.id for c in involving}
+        assert all(made[1].id in (c.entity1_id, c.entity2_id) for c in involving)
+
+        # The leaderboard, with every option.
+        for by in ("rating", "score"):
+            for model in ("online", "bt"):
+                whole = await admin.ratings(by=by, model=model)
+                assert whole.total == 9 and len(whole.items) == 9
+                assert all(isinstance(e, RankedEntity) for e in whole.items)
+                top = await admin.ratings(by=by, model=model, skip=1, limit=3)
+                assert [e.id for e in top.items] == [e.id for e in whole.items[1:4]]
+        assert len([e async for e in admin.iter_ratings(by="score", page_size=4)]) == 9
+
+        # Streamed exports.
+        records = [r async for r in admin.export_comparisons()]
+        assert [r["id"] for r in records] == sorted(log)
+        csv_bytes = b"".join([chunk async for chunk in admin.export_comparisons_raw("csv")])
+        assert csv_bytes.startswith(b"id,") and csv_bytes.count(b"\n") == 4
+        target = tmp_path / "votes.jsonl"
+        assert await admin.download_comparisons(target) == target.stat().st_size > 0
+
+        async with AsyncClient(server.url) as other:
+            await other.login(*ALICE)
+            with pytest.raises(Forbidden) as forbidden:
+                await other.delete_entity(made[2].id)
+            assert forbidden.value.status == 403
+            assert (await other.logout()).message
+        assert (await admin.delete_entity(made[2].id)).message
+        with pytest.raises(NotFound):
+            await admin.get_entity(made[2].id)
+
+    with Client(server.url) as blocking:  # the blocking wrapper: same methods, same models
+        assert blocking.login(*ADMIN).token_type == "bearer"
+        assert blocking.get_entity(made[0].id).description == "green"
+        assert len(list(blocking.iter_entities(page_size=5))) == 8
+        assert len(list(blocking.export_comparisons())) == 3
+        with pytest.raises(NotFound):
+            blocking.get_entity(10**6)
+
+
+async def test_a_429_asking_for_a_long_wait_raises_at_once_instead_of_sleeping(start_server):
+    server = start_server(**AUTH, LOGIN_MAX_FAILURES="2", LOGIN_FAILURE_WINDOW="900")
+    async with AsyncClient(server.url) as compere:
+        await compere.create_user(*ADMIN)
+        for _ in range(2):
+            with pytest.raises(Unauthorized):
+                await compere.login(ADMIN[0], "not-the-password")
+        async with asyncio.timeout(30):  # the lockout lasts 900 s: waiting it out would hang here
+            with pytest.raises(RateLimited) as locked:
+                await compere.login(*ADMIN)
+    assert locked.value.status == 429 and int(locked.value.headers["Retry-After"]) > 60
+
+
+async def test_a_server_that_never_answers_ends_in_a_transport_error_after_the_bounded_attempts():
+    retry = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+    async with AsyncClient(f"http://127.0.0.1:{free_port()}", retry=retry) as compere:
+        with pytest.raises(TransportError) as failed:
+            await compere.vote(1, 2, 1)
+    assert failed.value.status is None and "ClientConnectorError" in str(failed.value)
+
+
+# --- the rules on their own -------------------------------------------------------------
+
+
+def test_rate_limit_fields_and_retry_after_parse_as_the_server_writes_them():
+    assert parse_rate_limit_fields('"default";q=100;w=60') == {"default": {"q": 100, "w": 60}}
+    assert parse_rate_limit_fields('"auth";r=0;t=7, "x";r=bad') == {"auth": {"r": 0, "t": 7}, "x": {}}
+    assert parse_rate_limit_fields(None) == {}
+    assert parse_retry_after("3") == 3.0
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now) == 10.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_backoff_grows_is_jittered_capped_and_respects_retry_after():
+    low = RetryPolicy(base_delay=1, max_delay=8, random=lambda: 0.0)
+    high = RetryPolicy(base_delay=1, max_delay=8, random=lambda: 0.999999)
+    assert [low.backoff(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1, 2, 4, 4]
+    assert [round(high.backoff(n)) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 8]
+    assert low.backoff(1, retry_after=5) == 5
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited(remaining: int, reset: int = 2, limit: int = 3) -> dict[str, str]:
+    return {
+        "RateLimit-Policy": f'"default";q={limit};w=10',
+        "RateLimit": f'"default";r={remaining};t={reset}',
+    }
+
+
+def started(*tasks: asyncio.Task[object]) -> list[bool]:
+    return [t.done() for t in tasks]
+
+
+async def test_the_gate_probes_once_then_keeps_every_task_inside_the_announced_quota():
+    clock = Clock()
+    gate = RateLimitGate(clock=clock, jitter=lambda: 0.0)
+    probe = await gate.acquire("POST /comparisons/")
+    waiting = asyncio.create_task(gate.acquire("POST /comparisons/"))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # nothing known yet: one request finds out
+    gate.release(probe, 200, limited(remaining=2))
+    permits = [await waiting, await gate.acquire("GET /entities/")]  # the same policy
+    third = asyncio.create_task(gate.acquire("POST /comparisons/"))
+    await asyncio.sleep(0)
+    assert not third.done()  # 1 answered + 2 in flight = the limit of 3
+    gate.release(permits[0], 200, limited(remaining=1))
+    await asyncio.sleep(0)
+    assert not third.done()  # still 3 in the window: the answer counts until it leaves it
+    clock.now += 10.5
+    gate.release(permits[1], 200, limited(remaining=1))
+    assert (await asyncio.wait_for(third, 1)).window is not None
+
+
+async def test_a_429_holds_back_every_task_until_retry_after_and_counts_the_refusal():
+    clock = Clock()
+    gate = RateLimitGate(clock=clock, jitter=lambda: 0.0)
+    first = await gate.acquire("GET /ratings")
+    gate.release(first, 200, limited(remaining=2, limit=100))
+    refused = await gate.acquire("GET /ratings")
+    gate.release(refused, 429, {**limited(remaining=0, limit=100), "Retry-After": "30"})
+    assert gate.refusals == 1
+    others = [asyncio.create_task(gate.acquire("GET /ratings")) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert started(*others) == [False] * 5
+    for task in others:
+        task.cancel()
+
+
+async def test_routes_answered_without_limit_headers_are_not_paced():
+    gate = RateLimitGate()
+    probe = await gate.acquire("GET /health")
+    gate.release(probe, 200, {})
+    permits = [await gate.acquire("GET /health") for _ in range(50)]
+    assert all(p.window is None for p in permits)
