@@ -149,7 +149,7 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         assert (await admin.get_comparison(voted.id)).id == voted.id
         with pytest.raises(NotFound) as missing:
             await admin.get_comparison(10**6)
-        assert missing.value.detail == f"Comparison {10**6} not found"
+        assert missing.value.detail == f"Comparison with id {10**6} not found"
         assert (await admin.mab_update(voted.id)).message
         log = [c.id async for c in admin.iter_comparisons(page_size=2)]
         assert log == sorted(log, reverse=True) and len(log) == 3
