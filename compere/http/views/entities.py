@@ -7,7 +7,7 @@ import io
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, SETTINGS, WEBHOOKS
 from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
@@ -15,6 +15,7 @@ from compere.http.views.shapes import entity_out
 from compere.ranking_cache import prior_of
 from compere.storage import queries
 from compere.transfer import ImportFormatError, import_records, read_entity_records
+from compere.webhooks import ENTITY_CREATED, IMPORT_FINISHED
 
 _IMPORT_BATCH = 500
 _REJECTIONS_SHOWN = 100
@@ -22,15 +23,20 @@ _REJECTIONS_SHOWN = 100
 
 async def create_entity(request: web.Request) -> web.Response:
     body = await read_body(request, EntityCreate)
-    row = await queries.create_entity(
-        request.app[DATABASE],
-        name=body.name,
-        description=body.description,
-        image_urls=body.image_urls,
-        rating=request.app[SETTINGS].elo_initial_rating,
-        external_id=body.external_id,
-        prior=prior_of(request.app[SETTINGS]),
-    )
+    webhooks = request.app[WEBHOOKS]
+    # The entity and its entity.created event commit together (plain insert otherwise).
+    async with webhooks.transaction_for(ENTITY_CREATED) as conn:
+        row = await queries.create_entity(
+            conn,
+            name=body.name,
+            description=body.description,
+            image_urls=body.image_urls,
+            rating=request.app[SETTINGS].elo_initial_rating,
+            external_id=body.external_id,
+            prior=prior_of(request.app[SETTINGS]),
+            prompt=body.prompt,
+        )
+        await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
 
@@ -92,11 +98,16 @@ async def import_entities(request: web.Request) -> web.Response:
         )
     except ImportFormatError as exc:
         raise ApiError(400, str(exc)) from None
+    counts = {
+        "created": summary.created,
+        "existing": summary.existing,
+        "rejected_count": len(summary.rejected),
+    }
+    webhooks = request.app[WEBHOOKS]
+    await webhooks.record(request.app[DATABASE], IMPORT_FINISHED, {**counts, "source": "http"})
     return json_response(
         {
-            "created": summary.created,
-            "existing": summary.existing,
-            "rejected_count": len(summary.rejected),
+            **counts,
             "rejected": [{"line": r.line, "reason": r.reason} for r in summary.rejected[:_REJECTIONS_SHOWN]],
         }
     )
