@@ -181,6 +181,7 @@ class WebhookDispatcher:
         self._task: asyncio.Task[None] | None = None
         self._sender: WebhookSender | None = None
         self._leaderboard_checked: float | None = None
+        self._stopping = False
 
     @property
     def policy(self) -> AddressPolicy:
@@ -227,14 +228,22 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
-        """Stop polling, give attempts in flight a moment to finish, then cancel them.
+        """Let the current round finish, give attempts in flight a moment, then cancel them.
 
-        A cancelled attempt has counted; its lease runs out and a worker tries again.
+        The loop is not cancelled in the middle of a database call (a pool cannot close
+        while a cancelled query still holds a connection); it stops between rounds. A
+        cancelled attempt has counted; its lease runs out and a worker tries again.
         """
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait(
+                {self._task}, timeout=self._settings.db_statement_timeout_ms / 1000 + 5
+            )
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=min(5.0, self._settings.webhook_timeout))
@@ -246,7 +255,7 @@ class WebhookDispatcher:
             self._sender = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.tick()
             except DatabaseError as exc:
@@ -380,14 +389,17 @@ class WebhookDispatcher:
             status, delivered = "pending", None
             next_at = now + timedelta(seconds=self._retry.delay(row["attempts"]))
         try:
-            await store.finish_delivery(
-                self._db,
-                row["id"],
-                status=status,
-                response_code=outcome.status,
-                last_error=outcome.error,
-                next_attempt_at=iso(next_at),
-                delivered_at=delivered,
+            # Shielded: a stop that cancels this attempt must not cut the write short.
+            await asyncio.shield(
+                store.finish_delivery(
+                    self._db,
+                    row["id"],
+                    status=status,
+                    response_code=outcome.status,
+                    last_error=outcome.error,
+                    next_attempt_at=iso(next_at),
+                    delivered_at=delivered,
+                )
             )
         except DatabaseError as exc:
             # The lease runs out and the delivery is sent again: at least once.

@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 
 from compere.http.app import create_app
 from compere.settings import Settings, load_settings
+from tests.webhook_helpers import Receiver
 
 ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Prefix of the throw-away databases, so that test runs sharing one server stay apart.
@@ -307,3 +308,15 @@ def own_redis_server() -> Iterator[OwnRedisServer]:
 def dead_redis_url() -> str:
     """A Redis URL where nothing listens."""
     return f"redis://127.0.0.1:{_free_port()}/0"
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (tests/webhook_helpers.py), stopped afterwards."""
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()

@@ -6,30 +6,24 @@ conditions (bounded) instead of sleeping; nothing asserts on durations.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
-from tests.servers import free_port
-
-# Short schedules so retries happen within a test; loopback allowed (the receiver).
-FAST = {
-    "WEBHOOK_ALLOW_PRIVATE": "true",
-    "WEBHOOK_POLL_INTERVAL": "0.05",
-    "WEBHOOK_RETRY_BASE": "0.05",
-    "WEBHOOK_RETRY_MAX_DELAY": "0.2",
-    "WEBHOOK_TIMEOUT": "2",
-    "WEBHOOK_LEADERBOARD_INTERVAL": "0.05",
-}
+from tests.webhook_helpers import (
+    FAST,
+    deliveries,
+    eventually,
+    make_entities,
+    newest_delivery_when,
+    subscribe,
+    vote,
+)
 
 
 def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
@@ -38,106 +32,6 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
     expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
     fresh = abs(time.time() - int(fields["t"])) <= tolerance
     return fresh and hmac.compare_digest(expected, fields["v1"])
-
-
-class Receiver:
-    """An aiohttp server on 127.0.0.1 that records what webhooks POST to it.
-
-    ``respond`` decides the status per request (default 200); ``start``/``stop`` take it
-    up and down on the same port, for outages.
-    """
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.requests: list[dict[str, Any]] = []
-        self.respond: Callable[[dict[str, Any]], Awaitable[web.StreamResponse]] | None = None
-        self._runner: web.AppRunner | None = None
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        seen = {
-            "path": request.path,
-            "headers": dict(request.headers),
-            "body": body,
-            "json": json.loads(body),
-        }
-        self.requests.append(seen)
-        if self.respond is not None:
-            return await self.respond(seen)
-        return web.Response(text="ok")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def of_type(self, event_type: str, path: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.requests
-            if r["json"]["type"] == event_type and (path is None or r["path"] == path)
-        ]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, within: float = 15.0) -> None:
-    """Wait (bounded) until ``check`` holds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def subscribe(client: TestClient, url: str, events: list[str], **extra: Any) -> dict[str, Any]:
-    resp = await client.post("/webhooks/", json={"url": url, "events": events, **extra})
-    assert resp.status == 200, await resp.text()
-    return dict(await resp.json())
-
-
-async def deliveries(client: TestClient, webhook_id: int, **query: str) -> list[dict[str, Any]]:
-    resp = await client.get(f"/webhooks/{webhook_id}/deliveries", params=query)
-    assert resp.status == 200, await resp.text()
-    return list(await resp.json())
-
-
-async def make_entities(client: TestClient, count: int, **fields: Any) -> list[int]:
-    ids = []
-    for i in range(count):
-        resp = await client.post("/entities/", json={"name": f"item {i}", **fields})
-        assert resp.status == 200, await resp.text()
-        ids.append((await resp.json())["id"])
-    return ids
-
-
-async def vote(client: TestClient, one: int, two: int, winner: int | None) -> int:
-    resp = await client.post(
-        "/comparisons/", json={"entity1_id": one, "entity2_id": two, "selected_entity_id": winner}
-    )
-    assert resp.status == 200, await resp.text()
-    return int((await resp.json())["id"])
 
 
 async def test_deliveries_are_signed_and_verify_with_the_documented_recipe(make_client, receiver):
@@ -193,21 +87,13 @@ async def test_a_receiver_outage_is_retried_until_it_is_back(make_client, receiv
     hook = await subscribe(client, receiver.url(), ["entity.created"])
     (entity_id,) = await make_entities(client, 1)
 
-    async def failed_twice() -> bool:
-        log = await deliveries(client, hook["id"])
-        return bool(log) and log[0]["attempts"] >= 2
-
-    await eventually(failed_twice, "two failed attempts")
-    (pending,) = await deliveries(client, hook["id"])
+    pending = await newest_delivery_when(client, hook["id"], lambda d: d["attempts"] >= 2, "two attempts")
     assert pending["status"] == "pending"
     assert pending["response_code"] is None and "connection failed" in pending["last_error"]
 
     await receiver.start()  # back up on the same port
 
-    async def delivered() -> bool:
-        return (await deliveries(client, hook["id"]))[0]["status"] == "delivered"
-
-    await eventually(delivered, "delivery after the outage")
+    await newest_delivery_when(client, hook["id"], lambda d: d["status"] == "delivered", "the delivery")
     assert [r["json"]["data"]["id"] for r in receiver.requests] == [entity_id]
     (done,) = await deliveries(client, hook["id"])
     assert done["attempts"] >= 3 and done["response_code"] == 200 and done["last_error"] is None
@@ -219,20 +105,13 @@ async def test_the_schedule_survives_a_restart(make_client, receiver):
     hook = await subscribe(first, receiver.url(), ["entity.created"])
     await make_entities(first, 1)
 
-    async def attempted() -> bool:
-        log = await deliveries(first, hook["id"])
-        return bool(log) and log[0]["attempts"] >= 1
-
-    await eventually(attempted, "a failed attempt")
+    await newest_delivery_when(first, hook["id"], lambda d: d["attempts"] >= 1, "a failed attempt")
     await first.close()  # the worker stops; the delivery stays pending in the database
 
     await receiver.start()
     second = await make_client(**FAST)
 
-    async def delivered() -> bool:
-        return (await deliveries(second, hook["id"]))[0]["status"] == "delivered"
-
-    await eventually(delivered, "delivery by the restarted worker")
+    await newest_delivery_when(second, hook["id"], lambda d: d["status"] == "delivered", "the delivery")
     assert len(receiver.requests) == 1
 
 
@@ -280,11 +159,7 @@ async def test_replay_sends_the_logged_body_again(make_client, receiver):
     await make_entities(client, 1)
     await eventually(lambda: len(receiver.requests) == 1, "the first delivery")
 
-    async def logged() -> bool:
-        return (await deliveries(client, hook["id"]))[0]["status"] == "delivered"
-
-    await eventually(logged, "the delivery log")
-    (original,) = await deliveries(client, hook["id"])
+    original = await newest_delivery_when(client, hook["id"], lambda d: d["status"] == "delivered", "the log")
     resp = await client.post(f"/webhooks/{hook['id']}/deliveries/{original['id']}/replay")
     assert resp.status == 200, await resp.text()
     replay = await resp.json()
