@@ -190,25 +190,27 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
 async def _export_preferences(
     settings: Settings, fmt: str, keep_ties: bool, out: TextIO, batch_size: int
 ) -> int:
-    """Write the vote log as a preference dataset; return the number of votes read."""
+    """Write the vote log as a preference dataset; return the number of records written."""
     from compere.storage import queries
     from compere.transfer import encode_preferences, judge_key
 
     db = await _open_database(settings)
-    read = 0
+    written = 0
     key = judge_key(settings.secret_key)
     try:
-        total = await queries.count_rows(db, "comparisons")
+        # dpo reads only the votes between responses to one prompt: no total known ahead.
+        total = await queries.count_rows(db, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
             batches = queries.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
             async for rows in batches:
-                out.write(encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key))
-                read += len(rows)
+                text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
+                out.write(text)
+                written += text.count("\n")  # one record a line; JSON escapes newlines inside
                 bar.update(len(rows))
         out.flush()
     finally:
         await db.close()
-    return read
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -303,7 +305,7 @@ def _run_export(settings: Settings, args: argparse.Namespace) -> int:
     except (DatabaseError, MigrationError) as exc:
         print(f"compere: export failed: {exc}", file=sys.stderr)
         return 1
-    print(f"exported {written} {'votes as ' + fmt if preferences else args.what}", file=sys.stderr)
+    print(f"exported {written} {fmt + ' records' if preferences else args.what}", file=sys.stderr)
     return 0
 
 
