@@ -172,3 +172,20 @@ def test_address_policy_allows_public_addresses():
     assert policy.refusal("93.184.216.34") is None
     assert policy.refusal("2606:2800:220:1:248:1893:25c8:1946") is None
     assert AddressPolicy(allow_private=True).refusal("10.0.0.1") is None
+
+
+@pytest.mark.parametrize("host", ["localhost", "2130706433", "0x7f000001", "127.1"])
+async def test_numeric_and_local_host_forms_never_connect(host):
+    # Forms that the system resolver turns into 127.0.0.1: refused by the checking
+    # resolver, or rejected by aiohttp as non-canonical, never connected to.
+    receiver = Receiver()
+    await receiver.start()
+    sender = WebhookSender(AddressPolicy(allow_private=False), timeout=2)
+    try:
+        outcome = await sender.post(f"http://{host}:{receiver.port}/", b"{}", {})
+    finally:
+        await sender.close()
+        await receiver.stop()
+    assert not outcome.ok and outcome.status is None
+    assert receiver.requests == []
+    assert outcome.error is not None

@@ -48,27 +48,27 @@ class AddressPolicy:
     allow_private: bool = False
 
     def refusal(self, address: str) -> str | None:
-        """Why ``address`` may not be reached, or None when it may."""
+        """Why ``address`` may not be reached ("a loopback address"), or None when it may."""
         if self.allow_private:
             return None
         try:
             ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
         except ValueError:
-            return f"{address} is not an IP address"
+            return "not an IP address"
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
         if ip.is_loopback:
-            return f"{ip} is a loopback address"
+            return "a loopback address"
         if ip.is_link_local:
-            return f"{ip} is a link-local address"
+            return "a link-local address"
         if ip.is_private or ip.is_unspecified or ip.is_reserved or ip.is_multicast or not ip.is_global:
-            return f"{ip} is a private or reserved address"
+            return "a private or reserved address"
         return None
 
     def check(self, address: str) -> None:
         reason = self.refusal(address)
         if reason is not None:
-            raise RefusedAddress(f"refused: {reason} (WEBHOOK_ALLOW_PRIVATE is off)")
+            raise RefusedAddress(f"refused: {address} is {reason} (WEBHOOK_ALLOW_PRIVATE is off)")
 
 
 def literal_address(host: str) -> str | None:
@@ -92,9 +92,12 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = await self._base.resolve(host, port, family)
         for result in results:
-            reason = self._policy.refusal(result["host"])
+            address = result["host"]
+            reason = self._policy.refusal(address)
             if reason is not None:
-                raise RefusedAddress(f"refused: {host} resolves to {reason} (WEBHOOK_ALLOW_PRIVATE is off)")
+                raise RefusedAddress(
+                    f"refused: {host} resolves to {address}, {reason} (WEBHOOK_ALLOW_PRIVATE is off)"
+                )
         return results
 
     async def close(self) -> None:

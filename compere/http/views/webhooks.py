@@ -59,7 +59,7 @@ def _check_destination(dispatcher: WebhookDispatcher, url: str) -> None:
     literal = literal_address(host)
     reason = dispatcher.policy.refusal(literal) if literal is not None else None
     if reason is not None:
-        raise validation_error(["body", "url"], f"Webhooks may not reach {reason}")
+        raise validation_error(["body", "url"], f"Webhooks may not reach {literal}: it is {reason}")
 
 
 async def create_webhook(request: web.Request) -> web.Response:
