@@ -108,6 +108,11 @@ async def bench(args: argparse.Namespace, server: CompereServer) -> dict[str, ob
         return float(statistics.median(float(r[key]) for r in runs[mode]))  # type: ignore[arg-type]
 
     off, on = median("off", "throughput_rps"), median("on", "throughput_rps")
+    # Each round's two runs are adjacent in time: their ratio cancels most of the drift.
+    paired = [
+        float(b["throughput_rps"]) / float(a["throughput_rps"])  # type: ignore[arg-type]
+        for a, b in zip(runs["off"], runs["on"], strict=True)
+    ]
     return {
         "workers": args.workers,
         "concurrency": args.concurrency,
@@ -117,7 +122,9 @@ async def bench(args: argparse.Namespace, server: CompereServer) -> dict[str, ob
         "on_rps": [r["throughput_rps"] for r in runs["on"]],
         "off_median_rps": off,
         "on_median_rps": on,
-        "ratio": round(on / off, 4) if off else None,
+        "ratio_of_medians": round(on / off, 4) if off else None,
+        "paired_ratios": [round(r, 3) for r in paired],
+        "median_paired_ratio": round(statistics.median(paired), 4),
         "off_p50_ms": median("off", "p50_ms"),
         "on_p50_ms": median("on", "p50_ms"),
         "off_errors": sum(int(r["errors"]) for r in runs["off"]),  # type: ignore[call-overload]

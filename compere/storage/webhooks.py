@@ -24,6 +24,9 @@ from compere.storage.tables import (
 
 subs = webhook_subscriptions
 deliveries = webhook_deliveries
+# A literal, not a bound parameter, so the planners can use the partial index on
+# pending deliveries (SQLite cannot match a parameter to an index's WHERE clause).
+_PENDING: sa.ColumnClause[str] = sa.literal_column("'pending'")
 
 PUBLIC_SUBSCRIPTION_COLUMNS = (
     subs.c.id,
@@ -209,26 +212,23 @@ _INSERT_DELIVERY = Query(
 
 def _claim_query() -> Query:
     earlier = deliveries.alias("earlier")
-    waiting_behind_earlier = (
-        sa.exists()
-        .where(
-            earlier.c.subscription_id == deliveries.c.subscription_id,
-            earlier.c.status == "pending",
-            earlier.c.id < deliveries.c.id,
-        )
-        .correlate(deliveries)
-    )
+    # The head of each active subscription's queue: one index probe per subscription
+    # (webhook_deliveries_pending_idx), however long a queue a dead receiver has built.
+    heads = sa.select(
+        sa.select(sa.func.min(earlier.c.id))
+        .where(earlier.c.subscription_id == subs.c.id, earlier.c.status == _PENDING)
+        .scalar_subquery()
+    ).where(subs.c.active == sa.true())
     due_heads = (
         sa.select(deliveries.c.id)
         .where(
-            deliveries.c.status == "pending",
+            deliveries.c.id.in_(heads),
+            deliveries.c.status == _PENDING,
             deliveries.c.next_attempt_at <= param("now"),
-            deliveries.c.subscription_id.in_(sa.select(subs.c.id).where(subs.c.active == sa.true())),
-            ~waiting_behind_earlier,
         )
         .order_by(deliveries.c.id)
         .limit(param("limit"))
-        .with_for_update(skip_locked=True, of=deliveries)
+        .with_for_update(skip_locked=True)
     )
     # The lease: while an attempt runs its row is not due, so no other worker takes it
     # and the deliveries behind it keep waiting; if the worker dies, the lease runs out
