@@ -322,7 +322,7 @@ ROUTES: list[Route] = [
         body=schemas.WebhookCreate,
         errors=(400, 401, 403, 413, 422),
         access="superuser",
-        idempotent=True,
+        # Not idempotent: a stored answer would keep the signing secret in Redis for a day.
     ),
     Route(
         "GET",
