@@ -143,6 +143,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--entities", type=int, default=200)
     parser.add_argument("--settle", type=float, default=2.5, help="seconds after a switch (> poll interval)")
+    parser.add_argument("--env", action="append", default=[], help="extra server setting KEY=VALUE")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 20 and 1 <= args.duration <= 60 and 1 <= args.concurrency <= 200):
         parser.error("keep it bounded: rounds 1-20, duration 1-60 s, concurrency 1-200")
@@ -155,7 +156,11 @@ def main() -> int:
         workers=args.workers,
         database_url=with_database(args.admin_url, name),
         log_dir=logs,
-        extra_env={"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_TIMEOUT": "10"},
+        extra_env={
+            "WEBHOOK_ALLOW_PRIVATE": "true",
+            "WEBHOOK_TIMEOUT": "10",
+            **dict(item.split("=", 1) for item in args.env),
+        },
     )
     started = time.monotonic()
     try:
@@ -165,6 +170,7 @@ def main() -> int:
     finally:
         server.stop()
         admin_execute(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    result["settings"] = args.env
     result["machine"] = machine_description(args.admin_url)
     result["wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(result, indent=2))
