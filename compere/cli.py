@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, TextIO
 
 from compere import __version__
 from compere.settings import Settings, load_settings_or_report, redact_url
-from compere.transfer import FORMATS
+from compere.transfer import FORMATS, PREFERENCE_FORMATS
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
@@ -47,9 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("file", help="the file to read, or - for standard input")
     importer.add_argument("--format", choices=FORMATS, help="default: csv for *.csv, else jsonl")
     importer.add_argument("--batch-size", type=_positive, default=500, help="rows per transaction (500)")
-    exporter = commands.add_parser("export", help="write comparisons or entities as JSON Lines or CSV")
-    exporter.add_argument("what", choices=("comparisons", "entities"))
-    exporter.add_argument("--format", choices=FORMATS, default="jsonl", help="jsonl (default) or csv")
+    exporter = commands.add_parser(
+        "export",
+        help="write comparisons or entities as JSON Lines or CSV, or preference data (dpo, arena)",
+    )
+    exporter.add_argument("what", choices=("comparisons", "entities", "preferences"))
+    exporter.add_argument(
+        "--format",
+        choices=(*FORMATS, *PREFERENCE_FORMATS),
+        help="comparisons, entities: jsonl (default) or csv; preferences: dpo or arena (required)",
+    )
+    exporter.add_argument(
+        "--ties", choices=("skip", "keep"), default="skip", help="preferences --format dpo: ties (skip)"
+    )
     exporter.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
     exporter.add_argument("--batch-size", type=_positive, default=5000, help="rows per query (5000)")
     admin = commands.add_parser(
@@ -180,12 +190,13 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
     """
     from compere.ranking_cache import prior_of
     from compere.transfer import import_records, read_entity_records, text_lines
+    from compere.webhooks import IMPORT_FINISHED, announce
 
     size = _file_size(stream)
     db = await _open_database(settings)
     try:
         with _progress(size, "B" if size is not None else "rows") as bar:
-            return await import_records(
+            summary = await import_records(
                 db,
                 read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
@@ -193,6 +204,13 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
                 batch_size=batch_size,
                 progress=bar.update if size is None else None,
             )
+        counts = {
+            "created": summary.created,
+            "existing": summary.existing,
+            "rejected_count": len(summary.rejected),
+        }
+        await announce(db, IMPORT_FINISHED, {**counts, "source": "cli"})
+        return summary
     finally:
         await db.close()
 
@@ -244,6 +262,32 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
             ):
                 out.write(encoder.encode(rows))
                 written += len(rows)
+                bar.update(len(rows))
+        out.flush()
+    finally:
+        await db.close()
+    return written
+
+
+async def _export_preferences(
+    settings: Settings, fmt: str, keep_ties: bool, out: TextIO, batch_size: int
+) -> int:
+    """Write the vote log as a preference dataset; return the number of records written."""
+    from compere.storage import queries
+    from compere.transfer import encode_preferences, judge_key
+
+    db = await _open_database(settings)
+    written = 0
+    key = judge_key(settings.secret_key)
+    try:
+        # dpo reads only the votes between responses to one prompt: no total known ahead.
+        total = await queries.count_rows(db, "comparisons") if fmt == "arena" else None
+        with _progress(total, "votes") as bar:
+            batches = queries.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
+            async for rows in batches:
+                text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
+                out.write(text)
+                written += text.count("\n")  # one record a line; JSON escapes newlines inside
                 bar.update(len(rows))
         out.flush()
     finally:
@@ -333,6 +377,12 @@ def _run_export(settings: Settings, args: argparse.Namespace) -> int:
     from compere.storage.database import DatabaseError
     from compere.storage.migrations import MigrationError
 
+    preferences = args.what == "preferences"
+    allowed = PREFERENCE_FORMATS if preferences else FORMATS
+    fmt = args.format or ("jsonl" if not preferences else None)
+    if fmt not in allowed:
+        print(f"compere: export {args.what} needs --format {' or '.join(allowed)}", file=sys.stderr)
+        return 2
     try:
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
     except OSError as exc:
@@ -340,13 +390,17 @@ def _run_export(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     try:
         with out if out is not sys.stdout else contextlib.nullcontext(out):
-            written = asyncio.run(_export(settings, args.what, args.format, out, args.batch_size))
+            if preferences:
+                keep_ties = args.ties == "keep"
+                written = asyncio.run(_export_preferences(settings, fmt, keep_ties, out, args.batch_size))
+            else:
+                written = asyncio.run(_export(settings, args.what, fmt, out, args.batch_size))
     except BrokenPipeError:
         return 0  # the reader (head, less) stopped early: not an error
     except (DatabaseError, MigrationError) as exc:
         print(f"compere: export failed: {exc}", file=sys.stderr)
         return 1
-    print(f"exported {written} {args.what}", file=sys.stderr)
+    print(f"exported {written} {fmt + ' records' if preferences else args.what}", file=sys.stderr)
     return 0
 
 

@@ -109,6 +109,17 @@ class Settings:
     bayes_prior_sigma: float = 1.5
     pair_exploration: float = 0.1
     pair_token_ttl: int = 3600
+    # Webhooks (docs/webhooks.md): outbound requests refuse private addresses unless allowed.
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0
+    webhook_poll_interval: float = 1.0
+    webhook_retry_base: float = 10.0
+    webhook_retry_max_delay: float = 3600.0
+    webhook_retry_window: float = 24 * 3600.0
+    webhook_batch_size: int = 100
+    webhook_concurrency: int = 10
+    webhook_leaderboard_top_k: int = 10
+    webhook_leaderboard_interval: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -344,6 +355,16 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
         idempotency_ttl=r.integer("IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 86_400),
         idempotency_lock_ttl=r.integer("IDEMPOTENCY_LOCK_TTL", 60, low=1, high=3600),
+        webhook_allow_private=r.boolean("WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout=r.number("WEBHOOK_TIMEOUT", 10.0, low=0.1, high=120),
+        webhook_poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 1.0, low=0.01, high=60),
+        webhook_retry_base=r.number("WEBHOOK_RETRY_BASE", 10.0, low=0.01, high=3600),
+        webhook_retry_max_delay=r.number("WEBHOOK_RETRY_MAX_DELAY", 3600.0, low=0.01, high=86_400),
+        webhook_retry_window=r.number("WEBHOOK_RETRY_WINDOW", 24 * 3600.0, low=1, high=30 * 86_400),
+        webhook_batch_size=r.integer("WEBHOOK_BATCH_SIZE", 100, low=1, high=1000),
+        webhook_concurrency=r.integer("WEBHOOK_CONCURRENCY", 10, low=1, high=1000),
+        webhook_leaderboard_top_k=r.integer("WEBHOOK_LEADERBOARD_TOP_K", 10, low=1, high=1000),
+        webhook_leaderboard_interval=r.number("WEBHOOK_LEADERBOARD_INTERVAL", 10.0, low=0.01, high=86_400),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
+import hmac
 import io
 import json
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -348,3 +351,71 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, list):
         return json.dumps(value)
     return value
+
+
+# --- preference datasets -----------------------------------------------------------
+
+PREFERENCE_FORMATS = ("dpo", "arena")
+
+
+def response_text(name: str, description: str) -> str:
+    """The text a preference record shows for an entity: its description, else its name."""
+    return description if description.strip() else name
+
+
+def judge_key(secret_key: str | None) -> bytes:
+    """The key voter ids are hashed with: derived from SECRET_KEY (the same voter has the
+    same id in every export), or random for this one export when there is no key."""
+    if secret_key is None:
+        return secrets.token_bytes(32)
+    return hmac.new(secret_key.encode(), b"compere preference export judges", hashlib.sha256).digest()
+
+
+def judge_id(key: bytes, user_id: int | None) -> str:
+    """A voter id no reader can reverse: keyed HMAC-SHA256 of the user id ("anonymous" if none)."""
+    if user_id is None:
+        return "anonymous"
+    return hmac.new(key, f"compere-voter:{user_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def preference_record(
+    row: dict[str, Any], fmt: str, *, keep_ties: bool, judge_key: bytes
+) -> dict[str, Any] | None:
+    """One vote (with both entities) as a ``dpo`` or ``arena`` record, or None to skip it.
+
+    ``dpo``: ``{prompt, chosen, rejected}`` for votes between two entities with the same
+    prompt; ties are skipped, or kept with ``tie: true`` (the first entity as ``chosen``).
+    ``arena``: the public battle schema ``{model_a, model_b, winner, judge, tstamp}``
+    with ``winner`` one of ``model_a``, ``model_b``, ``tie`` and the voter id hashed.
+    """
+    winner = row["selected_entity_id"]
+    first_won = winner == row["entity1_id"]
+    if fmt == "arena":
+        return {
+            "model_a": row["name1"],
+            "model_b": row["name2"],
+            "winner": "tie" if winner is None else ("model_a" if first_won else "model_b"),
+            "judge": judge_id(judge_key, row["user_id"]),
+            "tstamp": as_datetime(row["created_at"]).timestamp(),
+        }
+    if row["prompt1"] is None or row["prompt1"] != row["prompt2"]:
+        return None
+    if winner is None and not keep_ties:
+        return None
+    one = response_text(row["name1"], row["description1"])
+    two = response_text(row["name2"], row["description2"])
+    chosen, rejected = (two, one) if winner == row["entity2_id"] else (one, two)
+    record: dict[str, Any] = {"prompt": row["prompt1"], "chosen": chosen, "rejected": rejected}
+    if winner is None:
+        record["tie"] = True
+    return record
+
+
+def encode_preferences(rows: Iterable[dict[str, Any]], fmt: str, *, keep_ties: bool, judge_key: bytes) -> str:
+    """JSON Lines text for a batch of votes (skipped votes write nothing)."""
+    lines = []
+    for row in rows:
+        record = preference_record(row, fmt, keep_ties=keep_ties, judge_key=judge_key)
+        if record is not None:
+            lines.append(orjson.dumps(record).decode() + "\n")
+    return "".join(lines)

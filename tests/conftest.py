@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestClient
 from compere.http.app import create_app
 from compere.settings import Settings, load_settings
 from tests.servers import CompereProcess, PostgresInstance
+from tests.webhook_helpers import Receiver
 
 ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Prefix of the throw-away databases, so that test runs sharing one server stay apart.
@@ -360,3 +361,15 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Co
         if keys:
             client.delete(*keys)
     client.close()
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (tests/webhook_helpers.py), stopped afterwards."""
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()

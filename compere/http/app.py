@@ -9,7 +9,16 @@ from aiohttp import web
 
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
-from compere.http.keys import DATABASE, IDEMPOTENCY, PAIR_TOKENS, RANKING_CACHE, READINESS, REDIS, SETTINGS
+from compere.http.keys import (
+    DATABASE,
+    IDEMPOTENCY,
+    PAIR_TOKENS,
+    RANKING_CACHE,
+    READINESS,
+    REDIS,
+    SETTINGS,
+    WEBHOOKS,
+)
 from compere.http.middlewares import build_middlewares, record_file_status
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
@@ -25,6 +34,7 @@ from compere.ranking_cache import RankingCache
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.database import connect
 from compere.storage.migrations import migrate
+from compere.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[RANKING_CACHE] = RankingCache()
     app[READINESS] = ReadinessCache(settings.ready_cache_seconds)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_webhooks)  # after the database; stopped before it closes
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
     if settings.rate_limit_enabled:
@@ -84,6 +95,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await db.close()
+
+
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    """The per-worker webhook dispatcher (compere/webhooks.py), stopped cleanly."""
+    dispatcher = WebhookDispatcher(app[DATABASE], app[SETTINGS], ranking_cache=app[RANKING_CACHE])
+    app[WEBHOOKS] = dispatcher
+    await dispatcher.start()
+    try:
+        yield
+    finally:
+        await dispatcher.stop()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

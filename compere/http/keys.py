@@ -16,6 +16,7 @@ from compere.infra.tokens import TokenIssuer
 from compere.ranking_cache import RankingCache
 from compere.settings import Settings
 from compere.storage.database import Database
+from compere.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
     from compere.http.auth import AuthenticatedUser
@@ -32,6 +33,7 @@ RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
+WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when

@@ -72,6 +72,7 @@ Description = Annotated[str, StringConstraints(max_length=1000), _STORABLE, _non
 ImageUrl = Annotated[StorableText, _trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
 ExternalId = Annotated[StorableText, _trimmed(200)]
+Prompt = Annotated[StorableText, StringConstraints(max_length=20000)]
 
 
 def issue_message(error: ErrorDetails) -> str:
@@ -99,6 +100,11 @@ class EntityCreate(Model):
         default=None,
         description="Optional identifier from your own system, unique across entities (409 if taken)",
     )
+    prompt: Prompt | None = Field(
+        default=None,
+        description="The prompt this entity answers (at most 20000 characters); preference exports pair "
+        "responses to the same prompt",
+    )
 
 
 class EntityUpdate(Model):
@@ -107,6 +113,7 @@ class EntityUpdate(Model):
     name: Name | None = None
     description: Description | None = None
     image_urls: ImageUrls | None = None
+    prompt: Prompt | None = None
 
 
 class Entity(Model):
@@ -122,6 +129,7 @@ class Entity(Model):
     created_at: datetime
     updated_at: datetime
     external_id: str | None = Field(default=None, description="The identifier given at creation or import")
+    prompt: str | None = Field(default=None, description="The prompt this entity answers, if any")
     score: float = Field(description="Bayesian strength (posterior mean, logit units)")
     uncertainty: float = Field(description="Posterior standard deviation of the strength")
     interval_95: list[float] = Field(
@@ -350,3 +358,82 @@ class ValidationIssue(Model):
 class Error(Model):
     detail: str | list[ValidationIssue]
     request_id: str | None = None
+
+
+# --- webhooks -------------------------------------------------------------------------
+
+WebhookEvent = Literal["comparison.created", "leaderboard.changed", "entity.created", "import.finished"]
+
+
+def _webhook_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user name or password")
+    return value
+
+
+WebhookUrl = Annotated[StorableText, _trimmed(2048), AfterValidator(_webhook_url)]
+WebhookEvents = Annotated[list[WebhookEvent], Field(min_length=1, max_length=4)]
+WebhookDescription = Annotated[StorableText, StringConstraints(max_length=500)]
+
+
+class WebhookCreate(Model):
+    url: WebhookUrl = Field(description="Where deliveries are POSTed (http or https)")
+    events: WebhookEvents = Field(description="Event types to receive")
+    description: WebhookDescription = ""
+    active: bool = True
+
+
+class WebhookUpdate(Model):
+    """Partial update: only the fields present in the body change."""
+
+    url: WebhookUrl | None = None
+    events: WebhookEvents | None = None
+    description: WebhookDescription | None = None
+    active: bool | None = None
+
+
+class Webhook(Model):
+    id: int
+    url: str
+    events: list[str]
+    description: str
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(description="The signing secret: shown only in this response, keep it")
+
+
+class WebhookDelivery(Model):
+    id: int
+    subscription_id: int
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="When the next attempt is due (pending only)")
+    last_attempt_at: datetime | None
+    response_code: int | None = Field(description="HTTP status of the last attempt, if it got one")
+    last_error: str | None
+    replay_of: int | None = Field(description="The delivery this one replays")
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryListQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=1000)
+    status: Literal["pending", "delivered", "failed"] | None = None
+
+
+class PreferenceExportQuery(Model):
+    format: Literal["dpo", "arena"] = Field(description="dpo: prompt/chosen/rejected; arena: battles")
+    ties: Literal["skip", "keep"] = Field(
+        default="skip", description="dpo only: keep writes ties with a `tie: true` field"
+    )

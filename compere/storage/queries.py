@@ -23,7 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from compere.domain.bayes import Prior, bayes_update
 from compere.domain.elo import elo_update, score_of
 from compere.storage.database import Connection, Database, Query, Row
-from compere.storage.tables import comparisons, entities
+from compere.storage.tables import comparisons, entities, webhook_events
 
 ENTITY_COLUMNS = (
     entities.c.id,
@@ -40,6 +40,7 @@ ENTITY_COLUMNS = (
     entities.c.external_id,
     entities.c.mu,
     entities.c.sigma,
+    entities.c.prompt,
 )
 COMPARISON_COLUMNS = (
     comparisons.c.id,
@@ -89,6 +90,7 @@ _NEW_ENTITY: dict[str, Any] = {
     "created_at": param("now"),
     "updated_at": param("now"),
     "external_id": param("external_id"),
+    "prompt": param("prompt"),
 }
 _INSERT_ENTITY = Query(sa.insert(entities).values(**_NEW_ENTITY).returning(*ENTITY_COLUMNS))
 _GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _live))
@@ -109,6 +111,7 @@ async def create_entity(
     rating: float,
     prior: Prior,
     external_id: str | None = None,
+    prompt: str | None = None,
 ) -> Row:
     row = await db.fetch_one(
         _INSERT_ENTITY,
@@ -122,6 +125,7 @@ async def create_entity(
             "random_key": random.random(),
             "now": utc_now(),
             "external_id": external_id,
+            "prompt": prompt,
         },
     )
     assert row is not None
@@ -290,6 +294,29 @@ _RECORD_VOTE_IN_ONE = Query(
     .add_cte(_apply_result_cte(2)),
     prepare=True,
 )
+VOTE_EVENT = "comparison.created"
+# The vote's webhook event rides in the same statement as one more CTE, so announcing a
+# vote costs no round trip; INSERT ... SELECT keeps the statement's one VALUES list.
+_RECORD_VOTE_AND_EVENT = Query(
+    _InsertWithOwnId(comparisons)
+    .values(id=param("new_id"), **_new_comparison("id1", "id2"))
+    .add_cte(_apply_result_cte(1))
+    .add_cte(_apply_result_cte(2))
+    .add_cte(
+        sa.insert(webhook_events)
+        .from_select(
+            ["event_type", "subject_id", "created_at"],
+            sa.select(sa.literal_column(f"'{VOTE_EVENT}'"), param("new_id"), param("now")),
+        )
+        .cte("vote_event")
+    ),
+    prepare=True,
+)
+_INSERT_VOTE_EVENT = Query(
+    sa.insert(webhook_events).values(
+        event_type=VOTE_EVENT, subject_id=param("subject_id"), created_at=param("now")
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +337,7 @@ async def record_comparison(
     k_factor: float,
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
+    announce: bool = False,
 ) -> Row:
     """Store one vote and apply it to both entities, all in one transaction.
 
@@ -321,7 +349,9 @@ async def record_comparison(
     On PostgreSQL that is two round trips: ``BEGIN`` with the locking ``SELECT`` (which
     also draws the new comparison's id), then the writes (one statement) with the
     ``COMMIT``.
-    ``user_id`` records who voted (None when the API is open).
+    ``user_id`` records who voted (None when the API is open). ``announce`` also writes
+    a ``comparison.created`` webhook event in the same transaction (same statement on
+    PostgreSQL), so an acknowledged vote is never missing from the webhooks.
     """
     postgres = db.name == "postgresql"
     async with db.transaction() as tx:
@@ -353,7 +383,8 @@ async def record_comparison(
             new_id = locked[entity1_id]["new_id"]
             both = {f"{key}1": value for key, value in first.items()}
             both.update({f"{key}2": value for key, value in second.items()})
-            await tx.finish(_RECORD_VOTE_IN_ONE, {"new_id": new_id, **both, **vote})
+            statement = _RECORD_VOTE_AND_EVENT if announce else _RECORD_VOTE_IN_ONE
+            await tx.finish(statement, {"new_id": new_id, **both, **vote})
             # The row as stored, with nothing left to ask the database.
             row = {
                 "id": new_id,
@@ -371,6 +402,8 @@ async def record_comparison(
             row = await tx.fetch_one(
                 _INSERT_COMPARISON, {"entity1_id": entity1_id, "entity2_id": entity2_id, **vote}
             )
+            if announce and row is not None:
+                await tx.execute(_INSERT_VOTE_EVENT, {"subject_id": row["id"], "now": now})
     assert row is not None
     return row
 
@@ -491,6 +524,7 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
                     "random_key": random.random(),
                     "now": now,
                     "external_id": record["external_id"],
+                    "prompt": record.get("prompt"),
                 },
             )
     return created
@@ -541,6 +575,12 @@ async def iter_rows(
     if live_only:
         stmt = stmt.where(source.c.deleted_at.is_(None))
     query = Query(stmt.order_by(source.c.id).limit(param("limit")))
+    async for rows in _keyset_batches(db, query, batch_size):
+        yield rows
+
+
+async def _keyset_batches(db: Database, query: Query, batch_size: int) -> AsyncIterator[list[Row]]:
+    """Run ``query`` (``... WHERE id > :after ORDER BY id LIMIT :limit``) batch after batch."""
     after = 0
     while True:
         rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
@@ -550,6 +590,50 @@ async def iter_rows(
         if len(rows) < batch_size:
             return
         after = rows[-1]["id"]
+
+
+def _votes_with_entities(same_prompt: bool) -> Query:
+    one, two = entities.alias("one"), entities.alias("two")
+    stmt = (
+        sa.select(
+            comparisons.c.id,
+            comparisons.c.entity1_id,
+            comparisons.c.entity2_id,
+            comparisons.c.selected_entity_id,
+            comparisons.c.created_at,
+            comparisons.c.user_id,
+            one.c.name.label("name1"),
+            one.c.description.label("description1"),
+            one.c.prompt.label("prompt1"),
+            two.c.name.label("name2"),
+            two.c.description.label("description2"),
+            two.c.prompt.label("prompt2"),
+        )
+        .select_from(
+            comparisons.join(one, one.c.id == comparisons.c.entity1_id).join(
+                two, two.c.id == comparisons.c.entity2_id
+            )
+        )
+        .where(comparisons.c.id > param("after"))
+    )
+    if same_prompt:
+        stmt = stmt.where(one.c.prompt.is_not(None), one.c.prompt == two.c.prompt)
+    return Query(stmt.order_by(comparisons.c.id).limit(param("limit")))
+
+
+_VOTES_WITH_ENTITIES = {False: _votes_with_entities(False), True: _votes_with_entities(True)}
+
+
+async def iter_votes_with_entities(
+    db: Database, *, same_prompt: bool = False, batch_size: int = 5000
+) -> AsyncIterator[list[Row]]:
+    """Every comparison in id order with both entities' names, descriptions and prompts.
+
+    ``same_prompt`` keeps only votes between two entities that carry the same prompt.
+    Keyset batches as in :func:`iter_rows`: bounded memory, no long transaction.
+    """
+    async for rows in _keyset_batches(db, _VOTES_WITH_ENTITIES[same_prompt], batch_size):
+        yield rows
 
 
 async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:

@@ -28,6 +28,7 @@ entities = sa.Table(
     sa.Column("mu", sa.Float, nullable=False),
     sa.Column("sigma", sa.Float, nullable=False),
     sa.Column("random_key", sa.Float, nullable=False),
+    sa.Column("prompt", sa.Text),  # the prompt a response answers (preference exports)
 )
 
 comparisons = sa.Table(
@@ -71,4 +72,52 @@ revoked_tokens = sa.Table(
     sa.Column("token_id", sa.Text, primary_key=True),
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # Unix seconds
+)
+
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", sa.Text, nullable=False),  # JSON array
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.BigInteger),
+    sa.Column("payload", sa.Text),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("subscription_id", sa.BigInteger, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Text, nullable=False),
+    sa.Column("last_attempt_at", sa.Text),
+    sa.Column("response_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("replay_of", sa.BigInteger),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("delivered_at", sa.Text),
+)
+
+webhook_state = sa.Table(
+    "webhook_state",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found
-from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS, USER
+from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS, USER, WEBHOOKS
 from compere.http.schemas import ComparisonCreate, ComparisonListQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
@@ -35,6 +35,8 @@ async def create_comparison(request: web.Request) -> web.Response:
             k_factor=request.app[SETTINGS].elo_k_factor,
             user_id=voter.id if voter is not None else None,
             provenance=provenance,
+            # Only while a subscription wants votes: one more row in the vote's statement.
+            announce=request.app[WEBHOOKS].wants(queries.VOTE_EVENT),
         )
     except queries.EntityNotFound as exc:
         raise not_found("Entity", exc.entity_id) from None

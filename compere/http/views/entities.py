@@ -7,7 +7,7 @@ import io
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, SETTINGS, WEBHOOKS
 from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
@@ -22,6 +22,7 @@ from compere.transfer import (
     read_entity_records,
     text_lines,
 )
+from compere.webhooks import ENTITY_CREATED, IMPORT_FINISHED
 
 _IMPORT_BATCH = 500
 _REJECTIONS_SHOWN = 100
@@ -34,15 +35,20 @@ async def create_entity(request: web.Request) -> web.Response:
             ["body", "external_id"],
             f"must not start with {GENERATED_ID_PREFIX} (exports use it for entities without one)",
         )
-    row = await queries.create_entity(
-        request.app[DATABASE],
-        name=body.name,
-        description=body.description,
-        image_urls=body.image_urls,
-        rating=request.app[SETTINGS].elo_initial_rating,
-        external_id=body.external_id,
-        prior=prior_of(request.app[SETTINGS]),
-    )
+    webhooks = request.app[WEBHOOKS]
+    # The entity and its entity.created event commit together (plain insert otherwise).
+    async with webhooks.transaction_for(ENTITY_CREATED) as conn:
+        row = await queries.create_entity(
+            conn,
+            name=body.name,
+            description=body.description,
+            image_urls=body.image_urls,
+            rating=request.app[SETTINGS].elo_initial_rating,
+            external_id=body.external_id,
+            prior=prior_of(request.app[SETTINGS]),
+            prompt=body.prompt,
+        )
+        await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
 
@@ -108,11 +114,16 @@ async def import_entities(request: web.Request) -> web.Response:
         prior=prior_of(request.app[SETTINGS]),
         batch_size=_IMPORT_BATCH,
     )
+    counts = {
+        "created": summary.created,
+        "existing": summary.existing,
+        "rejected_count": len(summary.rejected),
+    }
+    webhooks = request.app[WEBHOOKS]
+    await webhooks.record(request.app[DATABASE], IMPORT_FINISHED, {**counts, "source": "http"})
     return json_response(
         {
-            "created": summary.created,
-            "existing": summary.existing,
-            "rejected_count": len(summary.rejected),
+            **counts,
             "rejected": [{"line": r.line, "reason": r.reason} for r in summary.rejected[:_REJECTIONS_SHOWN]],
         }
     )

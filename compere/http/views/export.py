@@ -1,23 +1,21 @@
-"""``/export/comparisons`` and ``/export/entities``: a table as a streamed download.
-
-The same formats as ``compere export`` (JSON Lines or CSV); the entity export is a
-valid file for ``compere import`` and ``POST /entities/import``.
-"""
+"""Streamed downloads: the comparison and entity tables (JSON Lines or CSV, as
+``compere export``; the entity export is a valid import file) and preference datasets."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from compere.http.errors import start_stream
-from compere.http.keys import DATABASE
+from compere.http.keys import DATABASE, SETTINGS
 from compere.http.permissions import require_bulk_permission
-from compere.http.schemas import ExportQuery
+from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
 from compere.storage import queries
 from compere.storage.database import DatabaseError
-from compere.transfer import MEDIA_TYPES, RowEncoder, export_columns
+from compere.transfer import MEDIA_TYPES, RowEncoder, encode_preferences, export_columns, judge_key
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +38,49 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
     db = request.app[DATABASE]
     columns = await queries.column_names(db, table)
     encoder = RowEncoder(query.format, export_columns(columns))
+
+    async def chunks() -> AsyncIterator[str]:
+        yield encoder.header()
+        async for rows in queries.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
+            yield encoder.encode(rows)
+
+    return await _stream(request, f"{table}.{query.format}", MEDIA_TYPES[query.format], chunks())
+
+
+async def export_preferences(request: web.Request) -> web.StreamResponse:
+    """``dpo`` or ``arena`` JSON Lines from the vote log (see docs/import-export.md)."""
+    await require_bulk_permission(request, "export preferences")
+    query = read_query(request, PreferenceExportQuery)
+    db = request.app[DATABASE]
+    key = judge_key(request.app[SETTINGS].secret_key)
+    keep_ties = query.ties == "keep"
+
+    async def chunks() -> AsyncIterator[str]:
+        batches = queries.iter_votes_with_entities(db, same_prompt=query.format == "dpo", batch_size=_BATCH)
+        async for rows in batches:
+            yield encode_preferences(rows, query.format, keep_ties=keep_ties, judge_key=key)
+
+    return await _stream(request, f"preferences-{query.format}.jsonl", MEDIA_TYPES["jsonl"], chunks())
+
+
+async def _stream(
+    request: web.Request, filename: str, media_type: str, chunks: AsyncIterator[str]
+) -> web.StreamResponse:
+    """Send ``chunks`` as a chunked download, one batch in memory at a time."""
     response = web.StreamResponse(
         headers={
-            "Content-Type": f"{MEDIA_TYPES[query.format]}; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{table}.{query.format}"',
+            "Content-Type": f"{media_type}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
         }
     )
     response.enable_chunked_encoding()
     if not await start_stream(request, response):
         return response
-    await response.write(encoder.header().encode())
     try:
-        async for rows in queries.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
-            await response.write(encoder.encode(rows).encode())
+        async for text in chunks:
+            if text:
+                await response.write(text.encode())
     except DatabaseError as exc:
         # The status line is already sent: cut the connection so the client sees an
         # incomplete download instead of a file that silently ends early.

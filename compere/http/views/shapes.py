@@ -26,6 +26,7 @@ def entity_out(row: Row) -> dict[str, Any]:
         "created_at": as_datetime(row["created_at"]),
         "updated_at": as_datetime(row["updated_at"]),
         "external_id": row.get("external_id"),
+        "prompt": row.get("prompt"),
         **strength_fields(row["mu"], row["sigma"]),
     }
 
