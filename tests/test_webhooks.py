@@ -244,3 +244,19 @@ async def test_webhooks_are_for_superusers(make_auth_client, receiver):
     resp = await client.post("/webhooks/", json=body, headers=bearer(admin))
     assert resp.status == 200
     assert (await client.get("/webhooks/", headers=bearer(admin))).status == 200
+
+
+async def test_a_delivery_gives_up_after_the_retry_window_and_the_next_one_goes(make_client, receiver):
+    async def respond(request: dict[str, Any]) -> web.StreamResponse:
+        first = request["json"]["data"]["name"] == "item 0"
+        return web.Response(status=500) if first else web.Response(text="ok")
+
+    receiver.respond = respond
+    client = await make_client(**{**FAST, "WEBHOOK_RETRY_WINDOW": "1"})
+    hook = await subscribe(client, receiver.url(), ["entity.created"])
+    await make_entities(client, 2)
+    await newest_delivery_when(client, hook["id"], lambda d: d["status"] == "delivered", "the second one")
+    second, first = await deliveries(client, hook["id"])
+    assert first["status"] == "failed" and first["response_code"] == 500
+    assert second["attempts"] == 1
+    assert [r["json"]["data"]["name"] for r in receiver.requests][-1] == "item 1"

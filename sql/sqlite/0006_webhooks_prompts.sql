@@ -39,8 +39,9 @@ CREATE TABLE webhook_deliveries (
     delivered_at    TEXT
 );
 
-CREATE INDEX webhook_deliveries_pending_idx
-    ON webhook_deliveries (subscription_id, id) WHERE status = 'pending';
+-- Not partial as on PostgreSQL: SQLite's planner would pick the log index for the
+-- claim's "oldest pending delivery of each subscription" and walk a whole log.
+CREATE INDEX webhook_deliveries_pending_idx ON webhook_deliveries (subscription_id, status, id);
 CREATE INDEX webhook_deliveries_log_idx ON webhook_deliveries (subscription_id, id DESC);
 
 CREATE TABLE webhook_state (
