@@ -295,3 +295,16 @@ async def test_refusals_do_not_keep_requests_alive(make_client):
         assert resp.status == 503
     gc.collect()
     assert sum(isinstance(obj, web.BaseRequest) for obj in gc.get_objects()) < 5
+
+
+async def test_more_keyed_writes_in_flight_than_redis_connections_all_succeed(client):
+    # The Redis pool has 64 connections; a burst beyond that waits briefly for one
+    # instead of answering 503 "Too many connections".
+    async def create(i: int) -> int:
+        resp = await client.post(
+            "/entities/", json={"name": f"burst {i}"}, headers={"Idempotency-Key": new_key()}
+        )
+        return resp.status
+
+    statuses = await asyncio.gather(*(create(i) for i in range(200)))
+    assert statuses.count(200) == 200, sorted(set(statuses))
