@@ -334,6 +334,17 @@ async def test_writes_the_server_cannot_deduplicate_are_not_retried_after_a_503(
     assert len(receiver.requests) == 3 + retry.attempts
 
 
+async def test_the_user_listing_is_asked_for_at_its_own_path_not_through_a_redirect(receiver):
+    async def empty(seen: dict[str, object]) -> web.Response:
+        return web.json_response([])
+
+    receiver.respond = empty
+    async with AsyncClient(f"http://127.0.0.1:{receiver.port}") as compere:
+        assert await compere.list_users() == []
+        assert [u async for u in compere.iter_users()] == []
+    assert [r["path"] for r in receiver.requests] == ["/auth/users/", "/auth/users/"]
+
+
 async def test_a_429_asking_for_a_long_wait_raises_at_once_instead_of_sleeping(start_server):
     server = start_server(**AUTH, LOGIN_MAX_FAILURES="2", LOGIN_FAILURE_WINDOW="900")
     async with AsyncClient(server.url) as compere:
