@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from aiohttp import web
 
 from compere.client import (
     AsyncClient,
@@ -24,6 +25,7 @@ from compere.client import (
     RateLimited,
     RateLimitGate,
     RetryPolicy,
+    ServiceUnavailable,
     TransportError,
     Unauthorized,
     ValidationFailed,
@@ -31,9 +33,20 @@ from compere.client import (
 from compere.client.ratelimit import parse_rate_limit_fields
 from compere.client.retry import parse_retry_after
 from compere.http.routes import ROUTES
-from compere.http.schemas import Comparison, Entity, Pair, RankedEntity, User
+from compere.http.schemas import (
+    Comparison,
+    Entity,
+    Pair,
+    PasswordChanged,
+    RankedEntity,
+    User,
+    Webhook,
+    WebhookCreated,
+    WebhookDelivery,
+)
 from tests.conftest import TEST_SECRET_KEY
 from tests.servers import free_port
+from tests.webhook_helpers import FAST, eventually
 
 # Which client method speaks to each route. A route added to the server without a client
 # method fails test_every_route_has_a_client_method.
@@ -57,16 +70,28 @@ CLIENT_METHODS = {
     ("POST", "/auth/token"): "login",
     ("POST", "/auth/logout"): "logout",
     ("GET", "/auth/users/me"): "me",
+    ("POST", "/auth/logout-all"): "logout_all",
+    ("POST", "/auth/users/me/password"): "change_password",
     ("POST", "/auth/users/"): "create_user",
-    ("GET", "/auth/users"): "list_users",
+    ("GET", "/auth/users/"): "list_users",
     ("POST", "/auth/users/{user_id}/disable"): "disable_user",
     ("POST", "/auth/users/{user_id}/enable"): "enable_user",
     ("GET", "/export/comparisons"): "export_comparisons",
+    ("GET", "/export/entities"): "export_entities",
+    ("GET", "/comparisons/export/preferences"): "export_preferences",
+    ("POST", "/webhooks/"): "create_webhook",
+    ("GET", "/webhooks/"): "list_webhooks",
+    ("GET", "/webhooks/{webhook_id}"): "get_webhook",
+    ("PATCH", "/webhooks/{webhook_id}"): "update_webhook",
+    ("DELETE", "/webhooks/{webhook_id}"): "delete_webhook",
+    ("GET", "/webhooks/{webhook_id}/deliveries"): "list_deliveries",
+    ("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"): "replay_delivery",
 }
 
 AUTH = {"AUTH_ENABLED": "true", "SECRET_KEY": TEST_SECRET_KEY, "BCRYPT_ROUNDS": "10"}
 ADMIN = ("client-admin", "grey-heron-lantern-91")
 ALICE = ("client-alice", "violet-otter-compass-27")
+NEW_PASSWORD = "amber-falcon-meadow-64"
 
 
 def test_every_route_has_a_client_method():
@@ -192,6 +217,132 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         assert len(list(blocking.export_comparisons())) == 3
         with pytest.raises(NotFound):
             blocking.get_entity(10**6)
+
+
+async def test_the_client_speaks_the_webhook_export_and_account_routes(start_server, receiver, tmp_path):
+    server = start_server(**AUTH, **FAST)  # FAST allows the loopback receiver
+    async with AsyncClient(server.url) as admin:
+        await admin.create_user(*ADMIN)
+        await admin.login(*ADMIN)
+        assert [u.username for u in await admin.list_users()] == [ADMIN[0]]
+
+        # Webhooks: subscribe, read, change only the fields given, the delivery log, replay.
+        hook = await admin.create_webhook(receiver.url(), ["entity.created"], description="tour")
+        assert isinstance(hook, WebhookCreated) and hook.secret.startswith("whsec_")
+        assert [(w.id, type(w)) for w in await admin.list_webhooks()] == [(hook.id, Webhook)]
+        assert (await admin.get_webhook(hook.id)).url == receiver.url()
+        changed = await admin.update_webhook(hook.id, events=["entity.created", "comparison.created"])
+        assert (changed.description, changed.events) == ("tour", ["comparison.created", "entity.created"])
+        answers = [
+            await admin.create_entity(f"reply {i}", description=f"text {i}", prompt="Write a haiku.")
+            for i in range(3)
+        ]
+
+        async def delivered() -> bool:
+            return bool(await admin.list_deliveries(hook.id, status="delivered", limit=1))
+
+        await eventually(delivered, "a delivery")
+        log = [d async for d in admin.iter_deliveries(hook.id, page_size=1)]
+        assert all(isinstance(d, WebhookDelivery) for d in log) and log[-1].status == "delivered"
+        assert [d.id for d in log] == sorted((d.id for d in log), reverse=True)
+        replay = await admin.replay_delivery(hook.id, log[-1].id)
+        assert (replay.replay_of, replay.event_type) == (log[-1].id, log[-1].event_type)
+
+        async def replayed() -> bool:
+            return any(
+                d.id == replay.id and d.status == "delivered" for d in await admin.list_deliveries(hook.id)
+            )
+
+        await eventually(replayed, "the replay")
+        with pytest.raises(NotFound):
+            await admin.replay_delivery(hook.id, 10**6)
+
+        # Exports: entities, and preference datasets in both formats.
+        await admin.vote(answers[0], answers[1], None)
+        await admin.vote(answers[0], answers[2], answers[2])
+        unprompted = await admin.create_entity("no prompt")
+        await admin.vote(answers[0], unprompted, answers[0])
+        dpo = [r async for r in admin.export_preferences("dpo")]
+        assert dpo == [{"prompt": "Write a haiku.", "chosen": "text 2", "rejected": "text 0"}]
+        kept = [r async for r in admin.export_preferences("dpo", ties="keep")]
+        assert len(kept) == 2 and kept[0]["tie"] is True
+        arena = [r async for r in admin.export_preferences("arena")]
+        assert [(r["model_a"], r["winner"]) for r in arena] == [
+            ("reply 0", "tie"),
+            ("reply 0", "model_b"),
+            ("reply 0", "model_a"),
+        ]
+        raw = b"".join([chunk async for chunk in admin.export_preferences_raw("dpo", ties="keep")])
+        assert raw.count(b"\n") == 2
+        target = tmp_path / "arena.jsonl"
+        assert await admin.download_preferences(target, "arena") == target.stat().st_size > 0
+        names = [r["name"] async for r in admin.export_entities()]
+        assert sorted(names) == ["no prompt", "reply 0", "reply 1", "reply 2"]
+        csv_bytes = b"".join([chunk async for chunk in admin.export_entities_raw("csv")])
+        assert csv_bytes.startswith(b"id,") and csv_bytes.count(b"\n") == 5
+        target = tmp_path / "entities.csv"
+        assert await admin.download_entities(target, "csv") == target.stat().st_size > 0
+
+        with Client(server.url, token=admin.token) as blocking:  # the blocking wrapper
+            assert [w.id for w in blocking.list_webhooks()] == [hook.id]
+            assert len(list(blocking.iter_deliveries(hook.id))) >= len(log) + 1
+            assert len(list(blocking.export_preferences("arena"))) == 3
+            assert len(list(blocking.export_entities())) == 4
+        assert (await admin.delete_webhook(hook.id)).message
+        with pytest.raises(NotFound):
+            await admin.get_webhook(hook.id)
+
+        # The account: a password change ends older tokens and keeps the new one.
+        async with AsyncClient(server.url) as elsewhere:
+            await elsewhere.login(*ADMIN)
+            changed_password = await admin.change_password(ADMIN[1], NEW_PASSWORD)
+            assert isinstance(changed_password, PasswordChanged)
+            assert admin.token == changed_password.access_token
+            assert (await admin.me()).username == ADMIN[0]
+            with pytest.raises(Unauthorized):
+                await elsewhere.me()
+            with pytest.raises(BadRequest):
+                await admin.change_password(ADMIN[1], "another-long-passphrase-5")
+            await elsewhere.login(ADMIN[0], NEW_PASSWORD)
+            assert (await admin.logout_all()).message and admin.token is None
+            with pytest.raises(Unauthorized):
+                await elsewhere.me()
+
+
+async def test_writes_the_server_cannot_deduplicate_are_not_retried_after_a_503(receiver):
+    async def unavailable(seen: dict[str, object]) -> web.Response:
+        return web.json_response({"detail": "Service unavailable"}, status=503)
+
+    receiver.respond = unavailable
+    retry = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
+    async with AsyncClient(f"http://127.0.0.1:{receiver.port}", token="t", retry=retry) as compere:
+        once = [
+            compere.create_webhook("https://example.org/hook", ["entity.created"]),
+            compere.replay_delivery(1, 2),
+            compere.change_password("old-long-passphrase-1", "new-long-passphrase-2"),
+        ]
+        for call in once:
+            with pytest.raises(ServiceUnavailable):
+                await call
+        assert [r["path"] for r in receiver.requests] == [
+            "/webhooks/",
+            "/webhooks/1/deliveries/2/replay",
+            "/auth/users/me/password",
+        ]
+        with pytest.raises(ServiceUnavailable):  # a PATCH sets values: safe to send again
+            await compere.update_webhook(1, active=False)
+    assert len(receiver.requests) == 3 + retry.attempts
+
+
+async def test_the_user_listing_is_asked_for_at_its_own_path_not_through_a_redirect(receiver):
+    async def empty(seen: dict[str, object]) -> web.Response:
+        return web.json_response([])
+
+    receiver.respond = empty
+    async with AsyncClient(f"http://127.0.0.1:{receiver.port}") as compere:
+        assert await compere.list_users() == []
+        assert [u async for u in compere.iter_users()] == []
+    assert [r["path"] for r in receiver.requests] == ["/auth/users/", "/auth/users/"]
 
 
 async def test_a_429_asking_for_a_long_wait_raises_at_once_instead_of_sleeping(start_server):

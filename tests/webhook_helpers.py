@@ -45,7 +45,7 @@ class Receiver:
             "path": request.path,
             "headers": dict(request.headers),
             "body": body,
-            "json": json.loads(body),
+            "json": json.loads(body) if body else None,
         }
         self.requests.append(seen)
         if self.respond is not None:

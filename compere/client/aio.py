@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -30,25 +30,40 @@ from compere.http.schemas import (
     ImportResult,
     Message,
     Pair,
+    PasswordChange,
+    PasswordChanged,
     RankedEntity,
     Readiness,
     Token,
     User,
     UserCreate,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookUpdate,
 )
 
 __all__ = ["AsyncClient", "Page"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+Logged = TypeVar("Logged", Comparison, WebhookDelivery)
 
 Strategy = Literal["active", "ucb", "random"]
 ExportFormat = Literal["jsonl", "csv"]
+PreferenceFormat = Literal["dpo", "arena"]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 _ENTITIES = TypeAdapter(list[Entity])
 _RANKED = TypeAdapter(list[RankedEntity])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
+_WEBHOOKS = TypeAdapter(list[Webhook])
+_DELIVERIES = TypeAdapter(list[WebhookDelivery])
+# Partial updates: only the fields the caller gave are sent.
+_PARTIAL = (EntityUpdate, WebhookUpdate)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -86,7 +101,7 @@ class AsyncClient:
     most ``concurrency`` connections, and its :class:`~compere.client.ratelimit.RateLimitGate`
     paces all of them against the server's rate limit together.
 
-    Every write (POST, PUT, DELETE) carries an ``Idempotency-Key`` (a new UUID unless the
+    Every write (POST, PUT, PATCH, DELETE) carries an ``Idempotency-Key`` (a new UUID unless the
     caller passes ``idempotency_key``), the same on every retry, so a retried vote is
     stored once. Answers 503, connection errors and timeouts are retried per ``retry``;
     429 waits as the server asks. Other errors raise the matching
@@ -237,10 +252,11 @@ class AsyncClient:
         params: Mapping[str, Any] | None = None,
         json: BaseModel | Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        replay_safe: bool = True,
     ) -> _Answer:
         body = None
         if isinstance(json, BaseModel):
-            body = json.model_dump_json(exclude_unset=isinstance(json, EntityUpdate)).encode()
+            body = json.model_dump_json(exclude_unset=isinstance(json, _PARTIAL)).encode()
         elif json is not None:
             body = orjson.dumps(json)
         async with self._response(
@@ -251,6 +267,7 @@ class AsyncClient:
             body=body,
             content_type="application/json" if body is not None else None,
             idempotency_key=idempotency_key,
+            replay_safe=replay_safe,
         ) as response:
             return _Answer(response.status, response.headers, await response.read())
 
@@ -275,17 +292,58 @@ class AsyncClient:
                 return
             skip += len(page.items)
 
-    async def _lines(self, path: str, route: str, params: Mapping[str, Any]) -> AsyncIterator[bytes]:
-        """The lines of a streamed download, read as they arrive (bounded memory)."""
+    @staticmethod
+    async def _once_each(log: AsyncIterator[Logged]) -> AsyncIterator[Logged]:
+        """A newest-first log read in pages, each entry once: entries logged meanwhile push
+        older ones down, which then reappear at the top of the next page; ids only fall."""
+        below: int | None = None
+        async for entry in log:
+            if below is None or entry.id < below:
+                below = entry.id
+                yield entry
+
+    async def _download(
+        self, path: str, route: str, params: Mapping[str, Any], *, by_line: bool
+    ) -> AsyncIterator[bytes]:
+        """A streamed download read as it arrives (bounded memory): line by line, or in chunks."""
         async with self._response("GET", path, route=route, params=params) as response:
+            pieces: AsyncIterable[bytes] = (
+                response.content if by_line else response.content.iter_chunked(64 * 1024)
+            )
             try:
-                async for line in response.content:
-                    yield line
+                async for piece in pieces:
+                    yield piece
             except (aiohttp.ClientError, TimeoutError) as exc:
                 # Part of the stream was consumed already: a silent restart would repeat it.
                 raise TransportError(
                     f"download cut short: {type(exc).__name__}", method="GET", url=str(response.url)
                 ) from exc
+
+    async def _records(
+        self, path: str, route: str, params: Mapping[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The JSON Lines records of a streamed download, parsed one line at a time."""
+        async for line in self._download(path, route, params, by_line=True):
+            if line.strip():
+                yield orjson.loads(line)
+
+    @staticmethod
+    async def _save(path: str | PathLike[str], chunks: AsyncIterator[bytes]) -> int:
+        """Write a download to ``path`` under a temporary name, renamed when complete, so an
+        interrupted download never leaves a file that looks whole; returns the bytes written."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        written = 0
+        try:
+            with partial.open("wb") as out:
+                async for chunk in chunks:
+                    out.write(chunk)
+                    written += len(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(target)
+        return written
 
     # --- health -------------------------------------------------------------------------
 
@@ -318,6 +376,31 @@ class AsyncClient:
         self.token = None
         return message
 
+    async def logout_all(self) -> Message:
+        """``POST /auth/logout-all``: every token of the account stops working, this one included."""
+        message = await self._model(Message, "POST", "/auth/logout-all", route="POST /auth/logout-all")
+        self.token = None
+        return message
+
+    async def change_password(self, current_password: str, new_password: str) -> PasswordChanged:
+        """``POST /auth/users/me/password``: every older token of the account ends; the new
+        token in the answer is kept and sent with every later request.
+
+        Not retried after a failure that may have reached the server: once the password has
+        changed, a second try would be refused (its token has ended).
+        """
+        body = PasswordChange(current_password=current_password, new_password=new_password)
+        changed = await self._model(
+            PasswordChanged,
+            "POST",
+            "/auth/users/me/password",
+            route="POST /auth/users/me/password",
+            json=body,
+            replay_safe=False,
+        )
+        self.token = changed.access_token
+        return changed
+
     async def me(self) -> User:
         """``GET /auth/users/me``: the account of the current token."""
         return await self._model(User, "GET", "/auth/users/me", route="GET /auth/users/me")
@@ -346,13 +429,13 @@ class AsyncClient:
         )
 
     async def list_users(self, *, skip: int = 0, limit: int = 100) -> list[User]:
-        """``GET /auth/users`` (superusers)."""
-        page = await self._page(_USERS, "/auth/users", "GET /auth/users", skip=skip, limit=limit)
+        """``GET /auth/users/`` (superusers)."""
+        page = await self._page(_USERS, "/auth/users/", "GET /auth/users/", skip=skip, limit=limit)
         return page.items
 
     def iter_users(self, *, page_size: int = 100) -> AsyncIterator[User]:
         """Every user, page by page as the iteration reaches it (superusers)."""
-        return self._pages(_USERS, "/auth/users", "GET /auth/users", page_size)
+        return self._pages(_USERS, "/auth/users/", "GET /auth/users/", page_size)
 
     async def disable_user(self, user_id: int) -> User:
         """``POST /auth/users/{id}/disable``: their tokens stop working at once (superusers)."""
@@ -373,11 +456,20 @@ class AsyncClient:
         description: str = "",
         image_urls: Iterable[str] = (),
         external_id: str | None = None,
+        prompt: str | None = None,
         idempotency_key: str | None = None,
     ) -> Entity:
-        """``POST /entities/``; 409 (:class:`Conflict`) when ``external_id`` is taken."""
+        """``POST /entities/``; 409 (:class:`Conflict`) when ``external_id`` is taken.
+
+        ``prompt`` is the prompt this entity answers (preference exports pair responses to
+        the same prompt).
+        """
         body = EntityCreate(
-            name=name, description=description, image_urls=list(image_urls), external_id=external_id
+            name=name,
+            description=description,
+            image_urls=list(image_urls),
+            external_id=external_id,
+            prompt=prompt,
         )
         return await self._model(
             Entity, "POST", "/entities/", route="POST /entities/", json=body, idempotency_key=idempotency_key
@@ -388,7 +480,8 @@ class AsyncClient:
         return await self._model(Entity, "GET", f"/entities/{int(entity_id)}", route="GET /entities/{id}")
 
     async def update_entity(self, entity_id: int, **changes: Any) -> Entity:
-        """``PUT /entities/{id}`` with only the given fields (``name``, ``description``, ``image_urls``)."""
+        """``PUT /entities/{id}`` with only the given fields (``name``, ``description``,
+        ``image_urls``, ``prompt``)."""
         body = EntityUpdate(**changes)
         path = f"/entities/{int(entity_id)}"
         return await self._model(Entity, "PUT", path, route="PUT /entities/{id}", json=body)
@@ -526,7 +619,7 @@ class AsyncClient:
         )
         return page.items
 
-    async def iter_comparisons(
+    def iter_comparisons(
         self, *, entity_id: int | None = None, page_size: int = 100
     ) -> AsyncIterator[Comparison]:
         """The vote log, newest first, a page at a time.
@@ -534,13 +627,10 @@ class AsyncClient:
         Votes recorded while iterating push older ones down a page; those reappear at the
         top of the next page and are skipped (ids only fall), so each is yielded once.
         """
-        below: int | None = None
-        async for comparison in self._pages(
+        pages = self._pages(
             _COMPARISONS, "/comparisons/", "GET /comparisons/", page_size, entity_id=entity_id
-        ):
-            if below is None or comparison.id < below:
-                below = comparison.id
-                yield comparison
+        )
+        return self._once_each(pages)
 
     async def mab_update(self, comparison_id: int) -> Message:
         """``POST /mab/update`` (compatibility: votes already update the bandit)."""
@@ -585,28 +675,18 @@ class AsyncClient:
 
     # --- exports ------------------------------------------------------------------------
 
-    async def export_comparisons(self) -> AsyncIterator[dict[str, Any]]:
+    def export_comparisons(self) -> AsyncIterator[dict[str, Any]]:
         """Every comparison, oldest first, as records read one line at a time (superusers).
 
         The records carry every exported column (new server versions may add some), so
         they are plain dicts; timestamps stay ISO 8601 strings.
         """
-        async for line in self._lines("/export/comparisons", "GET /export/comparisons", {"format": "jsonl"}):
-            if line.strip():
-                yield orjson.loads(line)
+        return self._records("/export/comparisons", "GET /export/comparisons", {"format": "jsonl"})
 
-    async def export_comparisons_raw(self, format: ExportFormat = "jsonl") -> AsyncIterator[bytes]:
+    def export_comparisons_raw(self, format: ExportFormat = "jsonl") -> AsyncIterator[bytes]:
         """The comparison export's bytes as they arrive (for writing to a file)."""
-        async with self._response(
-            "GET", "/export/comparisons", route="GET /export/comparisons", params={"format": format}
-        ) as response:
-            try:
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    yield chunk
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransportError(
-                    f"download cut short: {type(exc).__name__}", method="GET", url=str(response.url)
-                ) from exc
+        params = {"format": format}
+        return self._download("/export/comparisons", "GET /export/comparisons", params, by_line=False)
 
     async def download_comparisons(self, path: str | PathLike[str], format: ExportFormat = "jsonl") -> int:
         """Write the comparison export to ``path``; returns the number of bytes written.
@@ -614,16 +694,124 @@ class AsyncClient:
         The file is written under a temporary name and renamed when complete, so an
         interrupted download never leaves a file that looks whole.
         """
-        target = Path(path)
-        partial = target.with_name(target.name + ".part")
-        written = 0
-        try:
-            with partial.open("wb") as out:
-                async for chunk in self.export_comparisons_raw(format):
-                    out.write(chunk)
-                    written += len(chunk)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        partial.replace(target)
-        return written
+        return await self._save(path, self.export_comparisons_raw(format))
+
+    def export_entities(self) -> AsyncIterator[dict[str, Any]]:
+        """``GET /export/entities``: every live entity as records, one line at a time (superusers).
+
+        Plain dicts, like :meth:`export_comparisons`; a list of them is a valid argument of
+        :meth:`import_entities`.
+        """
+        return self._records("/export/entities", "GET /export/entities", {"format": "jsonl"})
+
+    def export_entities_raw(self, format: ExportFormat = "jsonl") -> AsyncIterator[bytes]:
+        """The entity export's bytes as they arrive: a valid import file."""
+        params = {"format": format}
+        return self._download("/export/entities", "GET /export/entities", params, by_line=False)
+
+    async def download_entities(self, path: str | PathLike[str], format: ExportFormat = "jsonl") -> int:
+        """Write the entity export to ``path`` (as :meth:`download_comparisons`)."""
+        return await self._save(path, self.export_entities_raw(format))
+
+    def export_preferences(
+        self, format: PreferenceFormat, *, ties: Literal["skip", "keep"] = "skip"
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``GET /comparisons/export/preferences``: preference data read one record at a time
+        (superusers).
+
+        ``dpo``: ``{prompt, chosen, rejected}`` per vote between two entities with the same
+        ``prompt`` (``ties="keep"`` adds ties, marked ``tie: true``); ``arena``: ``{model_a,
+        model_b, winner, judge, tstamp}`` per vote, with hashed voter ids.
+        """
+        params = {"format": format, "ties": ties}
+        return self._records("/comparisons/export/preferences", "GET /comparisons/export/preferences", params)
+
+    def export_preferences_raw(
+        self, format: PreferenceFormat, *, ties: Literal["skip", "keep"] = "skip"
+    ) -> AsyncIterator[bytes]:
+        """The preference export's JSON Lines bytes as they arrive."""
+        params = {"format": format, "ties": ties}
+        route = "GET /comparisons/export/preferences"
+        return self._download("/comparisons/export/preferences", route, params, by_line=False)
+
+    async def download_preferences(
+        self, path: str | PathLike[str], format: PreferenceFormat, *, ties: Literal["skip", "keep"] = "skip"
+    ) -> int:
+        """Write a preference dataset to ``path`` (as :meth:`download_comparisons`)."""
+        return await self._save(path, self.export_preferences_raw(format, ties=ties))
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    async def create_webhook(
+        self,
+        url: str,
+        events: Iterable[WebhookEvent],
+        *,
+        description: str = "",
+        active: bool = True,
+    ) -> WebhookCreated:
+        """``POST /webhooks/`` (superusers): subscribe ``url`` to ``events``.
+
+        The answer carries the signing ``secret``, shown this once: keep it. The server does
+        not deduplicate this write (it would have to store the secret with the answer), so
+        it is retried only when the request cannot have reached the server; after a
+        :class:`~compere.client.errors.TransportError`, look in :meth:`list_webhooks`
+        before subscribing again.
+        """
+        body = WebhookCreate(url=url, events=list(events), description=description, active=active)
+        return await self._model(
+            WebhookCreated, "POST", "/webhooks/", route="POST /webhooks/", json=body, replay_safe=False
+        )
+
+    async def list_webhooks(self) -> list[Webhook]:
+        """``GET /webhooks/`` (superusers): every subscription, without secrets."""
+        page = await self._page(_WEBHOOKS, "/webhooks/", "GET /webhooks/")
+        return page.items
+
+    async def get_webhook(self, webhook_id: int) -> Webhook:
+        """``GET /webhooks/{id}`` (superusers)."""
+        path = f"/webhooks/{int(webhook_id)}"
+        return await self._model(Webhook, "GET", path, route="GET /webhooks/{webhook_id}")
+
+    async def update_webhook(self, webhook_id: int, **changes: Any) -> Webhook:
+        """``PATCH /webhooks/{id}`` with only the given fields (``url``, ``events``,
+        ``description``, ``active``) (superusers)."""
+        body = WebhookUpdate(**changes)
+        path = f"/webhooks/{int(webhook_id)}"
+        return await self._model(Webhook, "PATCH", path, route="PATCH /webhooks/{webhook_id}", json=body)
+
+    async def delete_webhook(self, webhook_id: int) -> Message:
+        """``DELETE /webhooks/{id}``: the subscription and its delivery log (superusers)."""
+        path = f"/webhooks/{int(webhook_id)}"
+        return await self._model(Message, "DELETE", path, route="DELETE /webhooks/{webhook_id}")
+
+    async def list_deliveries(
+        self, webhook_id: int, *, skip: int = 0, limit: int = 100, status: DeliveryStatus | None = None
+    ) -> list[WebhookDelivery]:
+        """``GET /webhooks/{id}/deliveries``: one page of the delivery log, newest first."""
+        path = f"/webhooks/{int(webhook_id)}/deliveries"
+        route = "GET /webhooks/{webhook_id}/deliveries"
+        page = await self._page(_DELIVERIES, path, route, skip=skip, limit=limit, status=status)
+        return page.items
+
+    def iter_deliveries(
+        self, webhook_id: int, *, status: DeliveryStatus | None = None, page_size: int = 100
+    ) -> AsyncIterator[WebhookDelivery]:
+        """The delivery log, newest first, a page at a time; each delivery once (deliveries
+        logged while iterating push older ones down a page and are skipped, as in
+        :meth:`iter_comparisons`). With ``status``, a delivery whose status changes meanwhile
+        can leave the filtered log between pages and be missed."""
+        path = f"/webhooks/{int(webhook_id)}/deliveries"
+        route = "GET /webhooks/{webhook_id}/deliveries"
+        return self._once_each(self._pages(_DELIVERIES, path, route, page_size, status=status))
+
+    async def replay_delivery(self, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+        """``POST /webhooks/{id}/deliveries/{delivery_id}/replay``: the same body again, as a
+        new delivery queued after the pending ones (superusers).
+
+        Each call queues one more delivery, so it is retried only when the request cannot
+        have reached the server.
+        """
+        path = f"/webhooks/{int(webhook_id)}/deliveries/{int(delivery_id)}/replay"
+        route = "POST /webhooks/{webhook_id}/deliveries/{delivery_id}/replay"
+        return await self._model(WebhookDelivery, "POST", path, route=route, replay_safe=False)
