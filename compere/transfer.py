@@ -24,8 +24,9 @@ from pydantic import ValidationError
 
 from compere.domain.bayes import Z95, Prior
 from compere.http.schemas import EntityCreate, issue_message
+from compere.storage.bulk import import_entities, refresh_statistics
 from compere.storage.database import Database
-from compere.storage.queries import as_datetime, import_entities, refresh_statistics
+from compere.storage.timestamps import as_datetime
 
 FORMATS = ("jsonl", "csv")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}

@@ -43,8 +43,9 @@ from compere.ranking_cache import RankingCache, prior_of
 from compere.settings import Settings
 from compere.storage import leaderboard
 from compere.storage import webhooks as store
+from compere.storage.comparisons import VOTE_EVENT
 from compere.storage.database import ConflictError, Connection, Database, DatabaseError, Row
-from compere.storage.queries import VOTE_EVENT, as_datetime
+from compere.storage.timestamps import as_datetime
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def system_clock() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """The stored text of a moment (the format of ``queries.utc_now``)."""
+    """The stored text of a moment (the format of ``storage.timestamps.utc_now``)."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 

@@ -15,7 +15,7 @@ from compere.http.views.shapes import entity_out, strength_fields
 from compere.ranking_cache import Board, prior_of
 from compere.storage import leaderboard
 from compere.storage.database import Row
-from compere.storage.queries import count_entities
+from compere.storage.entities import count_entities
 
 
 def _ranked(row: Row, rank: int, board: Board | None, model: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import orjson
 
 from compere.domain.bayes import interval95
 from compere.storage.database import Row
-from compere.storage.queries import as_datetime
+from compere.storage.timestamps import as_datetime
 
 
 def entity_out(row: Row) -> dict[str, Any]:
