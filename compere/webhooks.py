@@ -320,7 +320,7 @@ class WebhookDispatcher:
         top = [
             {
                 "id": entity_id,
-                "name": rows[entity_id]["name"] if entity_id in rows else None,
+                "name": rows[entity_id].name if entity_id in rows else None,
                 "rank": board.rank[entity_id],
                 "tied": entity_id in board.tied,
                 "score": board.score[entity_id],

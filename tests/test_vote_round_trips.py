@@ -42,7 +42,7 @@ async def pg(shared_postgres_url: str) -> AsyncIterator[tuple[Database, list[int
         row = await entities.create_entity(
             db, name=name, description="", image_urls=[], rating=1500.0, prior=DEFAULT_PRIOR
         )
-        ids.append(row["id"])
+        ids.append(row.id)
     try:
         yield db, ids
     finally:
@@ -72,10 +72,10 @@ async def test_a_vote_is_two_round_trips_and_answers_the_stored_row(pg, monkeypa
     assert len(sent) == 2
     assert sent[0].startswith("BEGIN;EXECUTE ")
     assert sent[1].startswith("EXECUTE ") and sent[1].endswith("; COMMIT")
-    stored = await comparisons.get_comparison(db, row["id"])
+    stored = await comparisons.get_comparison(db, row.id)
     assert stored is not None
-    assert {k: stored[k] for k in row} == row
-    assert row["created_at"].utcoffset().total_seconds() == 0
+    assert stored == row
+    assert row.created_at.utcoffset().total_seconds() == 0
 
 
 async def test_prepared_statements_are_per_connection_and_optional(pg, shared_postgres_url) -> None:
@@ -118,7 +118,7 @@ async def test_a_refused_vote_leaves_nothing_and_the_connection_usable(pg) -> No
     later = await comparisons.record_comparison(
         db, entity1_id=c, entity2_id=a, selected_entity_id=c, k_factor=32
     )
-    assert later["id"] > first["id"]
+    assert later.id > first.id
 
 
 async def test_nothing_runs_in_a_transaction_after_finish(pg) -> None:

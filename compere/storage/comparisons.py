@@ -14,6 +14,7 @@ from compere.domain.elo import score_of
 from compere.domain.vote import vote_effects
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import EntityNotFound
+from compere.storage.rows import ComparisonRow, comparison_row
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
     LIVE,
@@ -137,7 +138,7 @@ async def record_comparison(
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
     announce: bool = False,
-) -> Row:
+) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
@@ -177,7 +178,7 @@ async def record_comparison(
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,
         }
-        row: Row | None
+        row: ComparisonRow
         if in_one:
             new_id = locked[entity1_id]["new_id"]
             both = {f"{key}1": value for key, value in first.items()}
@@ -185,33 +186,37 @@ async def record_comparison(
             statement = _RECORD_VOTE_AND_EVENT if announce else _RECORD_VOTE_IN_ONE
             await tx.finish(statement, {"new_id": new_id, **both, **vote})
             # The row as stored, with nothing left to ask the database.
-            row = {
-                "id": new_id,
-                "entity1_id": entity1_id,
-                "entity2_id": entity2_id,
-                "selected_entity_id": selected_entity_id,
-                "created_at": as_datetime(now),
-                "user_id": user_id,
-                "strategy": vote["strategy"],
-                "selection_probability": vote["probability"],
-            }
+            row = ComparisonRow(
+                id=new_id,
+                entity1_id=entity1_id,
+                entity2_id=entity2_id,
+                selected_entity_id=selected_entity_id,
+                created_at=as_datetime(now),
+                user_id=user_id,
+                strategy=provenance.strategy if provenance else None,
+                selection_probability=provenance.probability if provenance else None,
+            )
         else:
             await tx.execute(_APPLY_RESULT, first)
             await tx.execute(_APPLY_RESULT, second)
-            row = await tx.fetch_one(
+            stored = await tx.fetch_one(
                 _INSERT_COMPARISON, {"entity1_id": entity1_id, "entity2_id": entity2_id, **vote}
             )
-            if announce and row is not None:
-                await tx.execute(_INSERT_VOTE_EVENT, {"subject_id": row["id"], "now": now})
-    assert row is not None
+            assert stored is not None
+            row = comparison_row(stored)
+            if announce:
+                await tx.execute(_INSERT_VOTE_EVENT, {"subject_id": row.id, "now": now})
     return row
 
 
-async def get_comparison(db: Connection, comparison_id: int) -> Row | None:
-    return await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+async def get_comparison(db: Connection, comparison_id: int) -> ComparisonRow | None:
+    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+    return None if row is None else comparison_row(row)
 
 
-async def list_comparisons(db: Connection, *, skip: int, limit: int, entity_id: int | None) -> list[Row]:
+async def list_comparisons(
+    db: Connection, *, skip: int, limit: int, entity_id: int | None
+) -> list[ComparisonRow]:
     """The vote log, newest first."""
     stmt = sa.select(*COMPARISON_COLUMNS)
     if entity_id is not None:
@@ -222,7 +227,7 @@ async def list_comparisons(db: Connection, *, skip: int, limit: int, entity_id: 
             )
         )
     stmt = stmt.order_by(comparisons.c.id.desc()).limit(limit).offset(skip)
-    return await db.fetch_all(Query(stmt))
+    return [comparison_row(row) for row in await db.fetch_all(Query(stmt))]
 
 
 _VOTE_LOG = Query(

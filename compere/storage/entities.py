@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
 from compere.domain.bayes import Prior
-from compere.storage.database import Connection, Query, Row
+from compere.storage.database import Connection, Query
+from compere.storage.rows import EntityRow, entity_row
 from compere.storage.tables import ENTITY_COLUMNS, LIVE, NEW_ENTITY, entities
 from compere.storage.timestamps import utc_now
 
@@ -70,7 +71,7 @@ async def create_entity(
     prior: Prior,
     external_id: str | None = None,
     prompt: str | None = None,
-) -> Row:
+) -> EntityRow:
     row = await db.fetch_one(
         _INSERT_ENTITY,
         new_entity_params(
@@ -85,11 +86,12 @@ async def create_entity(
         ),
     )
     assert row is not None
-    return row
+    return entity_row(row)
 
 
-async def get_entity(db: Connection, entity_id: int) -> Row | None:
-    return await db.fetch_one(_GET_ENTITY, {"id": entity_id})
+async def get_entity(db: Connection, entity_id: int) -> EntityRow | None:
+    row = await db.fetch_one(_GET_ENTITY, {"id": entity_id})
+    return None if row is None else entity_row(row)
 
 
 def _escape_like(text: str) -> str:
@@ -108,7 +110,7 @@ def _search_filter(search: str | None) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-async def list_entities(db: Connection, *, skip: int, limit: int, search: str | None) -> list[Row]:
+async def list_entities(db: Connection, *, skip: int, limit: int, search: str | None) -> list[EntityRow]:
     """Live entities, best rated first (as the original lists them)."""
     stmt = (
         sa.select(*ENTITY_COLUMNS)
@@ -117,7 +119,7 @@ async def list_entities(db: Connection, *, skip: int, limit: int, search: str | 
         .limit(limit)
         .offset(skip)
     )
-    return await db.fetch_all(Query(stmt))
+    return [entity_row(row) for row in await db.fetch_all(Query(stmt))]
 
 
 async def count_entities(db: Connection, *, search: str | None = None) -> int:
@@ -127,7 +129,7 @@ async def count_entities(db: Connection, *, search: str | None = None) -> int:
     return int(await db.fetch_value(Query(stmt)))
 
 
-async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any]) -> Row | None:
+async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any]) -> EntityRow | None:
     """Apply a partial update; ``changes`` holds only the fields the client sent."""
     if not changes:
         return await get_entity(db, entity_id)
@@ -141,7 +143,8 @@ async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any])
         .values(**values)
         .returning(*ENTITY_COLUMNS)
     )
-    return await db.fetch_one(Query(stmt))
+    row = await db.fetch_one(Query(stmt))
+    return None if row is None else entity_row(row)
 
 
 async def delete_entity(db: Connection, entity_id: int) -> bool:

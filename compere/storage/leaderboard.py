@@ -10,6 +10,7 @@ from sqlalchemy import bindparam as param
 
 from compere.storage.comparisons import vote_log as vote_batches
 from compere.storage.database import Connection, Query, Row
+from compere.storage.rows import EntityRow, entity_row
 from compere.storage.tables import ENTITY_COLUMNS, LIVE, comparisons, entities
 
 SORT_COLUMNS = {"rating": entities.c.rating, "score": entities.c.mu}
@@ -41,16 +42,16 @@ _STRENGTHS = Query(sa.select(entities.c.id, entities.c.mu, entities.c.sigma).whe
 _LIVE_IDS = Query(sa.select(entities.c.id).where(LIVE))
 
 
-async def page(db: Connection, by: str, skip: int, limit: int) -> list[Row]:
-    return await db.fetch_all(_PAGES[by], {"skip": skip, "limit": limit})
+async def page(db: Connection, by: str, skip: int, limit: int) -> list[EntityRow]:
+    return [entity_row(row) for row in await db.fetch_all(_PAGES[by], {"skip": skip, "limit": limit})]
 
 
-async def stream(db: Connection, by: str, batch: int = 1000) -> AsyncIterator[list[Row]]:
+async def stream(db: Connection, by: str, batch: int = 1000) -> AsyncIterator[list[EntityRow]]:
     """The whole board in order, ``batch`` rows per round trip (keyset, not OFFSET)."""
-    rows = await page(db, by, 0, batch)
+    rows = await db.fetch_all(_PAGES[by], {"skip": 0, "limit": batch})
     column = "rating" if by == "rating" else "mu"
     while rows:
-        yield rows
+        yield [entity_row(row) for row in rows]
         if len(rows) < batch:
             return
         last = rows[-1]
@@ -68,11 +69,11 @@ async def strengths(db: Connection) -> list[Row]:
     return await db.fetch_all(_STRENGTHS)
 
 
-async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, Row]:
+async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, EntityRow]:
     if not ids:
         return {}
     rows = await db.fetch_all(Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id.in_(list(ids)))))
-    return {row["id"]: row for row in rows}
+    return {row["id"]: entity_row(row) for row in rows}
 
 
 async def live_ids(db: Connection) -> list[int]:

@@ -4,6 +4,10 @@ Implements the contract of :class:`compere.domain.selection.CandidatePlan`: the 
 uncertain entities (``sigma`` index), a uniform random sample (independent probes of
 the primary key), and the nearest neighbours by ``mu`` of the few most uncertain ones.
 Two round trips whatever the number of entities.
+
+Candidates come back as plain rows (with the extra columns the queries add): the
+selection arithmetic reads a few numbers of each, and only the two shown become
+:class:`compere.storage.rows.EntityRow` (``entity_row``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from compere.http.views.shapes import entity_out
 from compere.settings import Settings
 from compere.storage import comparisons, pairing
 from compere.storage.database import Connection, Row
+from compere.storage.rows import entity_row
 
 _rng = random.SystemRandom()
 PLAN = CandidatePlan()
@@ -82,8 +83,8 @@ async def next_comparison(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "entity1": entity_out(by_id[chosen.entity1_id]),
-            "entity2": entity_out(by_id[chosen.entity2_id]),
+            "entity1": entity_out(entity_row(by_id[chosen.entity1_id])),
+            "entity2": entity_out(entity_row(by_id[chosen.entity2_id])),
             "pair_token": token,
             "strategy": chosen.strategy,
             "selection_probability": chosen.probability,
