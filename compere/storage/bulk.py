@@ -14,6 +14,7 @@ from compere.domain.vote import vote_effects
 from compere.storage.comparisons import vote_log
 from compere.storage.database import Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
+from compere.storage.rows import plain_values
 from compere.storage.tables import COMPARISON_COLUMNS, NEW_ENTITY, comparisons, entities
 from compere.storage.timestamps import utc_now
 
@@ -67,7 +68,8 @@ async def iter_rows(
     live_only: bool = False,
     batch_size: int = 5000,
 ) -> AsyncIterator[list[Row]]:
-    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination).
+    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination),
+    with plain values (:func:`compere.storage.rows.plain_values`).
 
     Memory stays bounded by the batch and no transaction or cursor is held open between
     batches (see :func:`compere.storage.database.keyset_batches`).
@@ -78,7 +80,7 @@ async def iter_rows(
         stmt = stmt.where(source.c.deleted_at.is_(None))
     query = Query(stmt.order_by(source.c.id).limit(param("limit")))
     async for rows in keyset_batches(db, query, batch_size):
-        yield rows
+        yield plain_values(rows)
 
 
 def _votes_with_entities(same_prompt: bool) -> Query:
@@ -114,10 +116,11 @@ async def iter_votes_with_entities(
     """Every comparison in id order with both entities' names, descriptions and prompts.
 
     ``same_prompt`` keeps only votes between two entities that carry the same prompt.
-    Keyset batches as in :func:`iter_rows`: bounded memory, no long transaction.
+    Keyset batches as in :func:`iter_rows`: bounded memory, no long transaction; plain
+    values as there.
     """
     async for rows in keyset_batches(db, _VOTES_WITH_ENTITIES[same_prompt], batch_size):
-        yield rows
+        yield plain_values(rows)
 
 
 async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:

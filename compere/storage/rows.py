@@ -69,6 +69,23 @@ def entity_row(row: Row) -> EntityRow:
     )
 
 
+# The columns of entities and comparisons that hold moments.
+_MOMENTS = frozenset({"created_at", "updated_at", "deleted_at"})
+
+
+def plain_values(rows: list[Row]) -> list[Row]:
+    """Rows of any columns of entities or comparisons (exports), changed in place:
+    moments as aware UTC ``datetime``, ``image_urls`` as a list. Returns ``rows``."""
+    for row in rows:
+        for key in _MOMENTS.intersection(row):
+            if row[key] is not None:
+                row[key] = as_datetime(row[key])
+        image_urls = row.get("image_urls")
+        if isinstance(image_urls, str):
+            row["image_urls"] = orjson.loads(image_urls)
+    return rows
+
+
 def comparison_row(row: Row) -> ComparisonRow:
     """A comparison read with ``tables.COMPARISON_COLUMNS``."""
     return ComparisonRow(
