@@ -4,7 +4,7 @@ Runs the vote transaction through aiopg, without HTTP, with 20 concurrent tasks 
 process on a scratch database (``compere_bench_roundtrips`` by default, the service's schema, N
 entities), and reports votes per second and this process's CPU time per vote for:
 
-* ``core``: ``compere.storage.queries.record_comparison`` as the service runs it
+* ``core``: ``compere.storage.comparisons.record_comparison`` as the service runs it
   (``BEGIN; SELECT ... FOR UPDATE`` / ``WITH <both UPDATEs> INSERT ...; COMMIT``: two
   round trips, Elo and the Bayesian strengths computed in Python);
 * ``pipelined``: the same statements and values sent as three round trips (``BEGIN;
@@ -47,8 +47,8 @@ from run_ceiling import create_database, drop_database, prepare  # noqa: E402
 
 from compere.domain.bayes import bayes_update  # noqa: E402 - paths set above
 from compere.domain.elo import elo_update  # noqa: E402
-from compere.storage import queries  # noqa: E402
-from compere.storage.database import connect  # noqa: E402
+from compere.storage import comparisons  # noqa: E402
+from compere.storage.connect import connect  # noqa: E402
 
 K = 32.0
 LOCK = "SELECT id, rating, mu, sigma FROM entities WHERE id IN (%(a)s, %(b)s) AND deleted_at IS NULL ORDER BY id FOR UPDATE"
@@ -122,7 +122,7 @@ async def run_variant(name: str, url: str, n: int, clients: int, duration: float
 
     async def core() -> None:
         a, b, sel = _vote(n)
-        await queries.record_comparison(
+        await comparisons.record_comparison(
             database, entity1_id=a, entity2_id=b, selected_entity_id=sel, k_factor=K
         )
 

@@ -163,7 +163,7 @@ def _database_in_use(settings: Settings) -> tuple[str, bool]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    from compere.storage.database import connect
+    from compere.storage.connect import connect
     from compere.storage.migrations import migrate
 
     db = await connect(settings.database_url, pool_min=1, pool_max=2)
@@ -174,7 +174,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 async def _open_database(settings: Settings) -> Any:
-    from compere.storage.database import connect
+    from compere.storage.connect import connect
     from compere.storage.migrations import migrate
 
     db = await connect(settings.database_url, pool_min=1, pool_max=2)
@@ -229,7 +229,7 @@ def _file_size(stream: BinaryIO) -> int | None:
 
 async def _rebuild(settings: Settings) -> int:
     from compere.ranking_cache import prior_of
-    from compere.storage.queries import rebuild_ratings
+    from compere.storage.bulk import rebuild_ratings
 
     db = await _open_database(settings)
     try:
@@ -245,21 +245,19 @@ async def _rebuild(settings: Settings) -> int:
 
 async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int) -> int:
     """Stream a table to ``out`` batch by batch; return the number of rows written."""
-    from compere.storage import queries
+    from compere.storage import bulk
     from compere.transfer import RowEncoder, export_columns
 
     db = await _open_database(settings)
     written = 0
     try:
         live_only = what == "entities"  # deleted entities leave exports; their votes stay
-        columns = await queries.column_names(db, what)
-        total = await queries.count_rows(db, what, live_only=live_only)
+        columns = await db.column_names(what)
+        total = await bulk.count_rows(db, what, live_only=live_only)
         encoder = RowEncoder(fmt, export_columns(columns))
         out.write(encoder.header())
         with _progress(total, "rows") as bar:
-            async for rows in queries.iter_rows(
-                db, what, columns, live_only=live_only, batch_size=batch_size
-            ):
+            async for rows in bulk.iter_rows(db, what, columns, live_only=live_only, batch_size=batch_size):
                 out.write(encoder.encode(rows))
                 written += len(rows)
                 bar.update(len(rows))
@@ -273,7 +271,7 @@ async def _export_preferences(
     settings: Settings, fmt: str, keep_ties: bool, out: TextIO, batch_size: int
 ) -> int:
     """Write the vote log as a preference dataset; return the number of records written."""
-    from compere.storage import queries
+    from compere.storage import bulk
     from compere.transfer import encode_preferences, judge_key
 
     db = await _open_database(settings)
@@ -281,9 +279,9 @@ async def _export_preferences(
     key = judge_key(settings.secret_key)
     try:
         # dpo reads only the votes between responses to one prompt: no total known ahead.
-        total = await queries.count_rows(db, "comparisons") if fmt == "arena" else None
+        total = await bulk.count_rows(db, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
-            batches = queries.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
+            batches = bulk.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
                 out.write(text)

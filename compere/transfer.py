@@ -24,14 +24,12 @@ from pydantic import ValidationError
 
 from compere.domain.bayes import Z95, Prior
 from compere.http.schemas import EntityCreate, issue_message
+from compere.storage.bulk import import_entities, refresh_statistics
 from compere.storage.database import Database
-from compere.storage.queries import as_datetime, import_entities, refresh_statistics
 
 FORMATS = ("jsonl", "csv")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
-# Exported columns that hold timestamps (text in SQLite, datetimes in PostgreSQL).
-_TIMESTAMPS = {"created_at", "updated_at", "deleted_at"}
 # Storage internals that mean nothing outside: the soft-delete marker, the random
 # sampling key and the pair token's nonce.
 _INTERNAL = {"deleted_at", "random_key", "pair_token_id"}
@@ -287,18 +285,14 @@ def generated_external_id(entity_id: int, created_at: datetime) -> str:
 
 
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as an export record: aware ISO timestamps, JSON lists, 95% intervals.
+    """A row as storage streams it (plain values) as an export record: public names,
+    95% intervals.
 
     An entity without an external id gets a generated one, so the file imports whole.
     """
     record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
-    for key in _TIMESTAMPS.intersection(record):
-        if record[key] is not None:
-            record[key] = as_datetime(record[key])
     if "external_id" in record and record["external_id"] is None:
         record["external_id"] = generated_external_id(record["id"], record["created_at"])
-    if isinstance(record.get("image_urls"), str):
-        record["image_urls"] = json.loads(record["image_urls"])
     for mean, spread in _SCORE_PAIRS:
         if record.get(mean) is not None and record.get(spread) is not None:
             record["interval_low"] = float(record[mean]) - Z95 * float(record[spread])
@@ -396,7 +390,7 @@ def preference_record(
             "model_b": row["name2"],
             "winner": "tie" if winner is None else ("model_a" if first_won else "model_b"),
             "judge": judge_id(judge_key, row["user_id"]),
-            "tstamp": as_datetime(row["created_at"]).timestamp(),
+            "tstamp": row["created_at"].timestamp(),
         }
     if row["prompt1"] is None or row["prompt1"] != row["prompt2"]:
         return None

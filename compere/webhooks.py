@@ -43,8 +43,9 @@ from compere.ranking_cache import RankingCache, prior_of
 from compere.settings import Settings
 from compere.storage import leaderboard
 from compere.storage import webhooks as store
+from compere.storage.comparisons import VOTE_EVENT
 from compere.storage.database import ConflictError, Connection, Database, DatabaseError, Row
-from compere.storage.queries import VOTE_EVENT, as_datetime
+from compere.storage.timestamps import as_datetime
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def system_clock() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """The stored text of a moment (the format of ``queries.utc_now``)."""
+    """The stored text of a moment (the format of ``storage.timestamps.utc_now``)."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -319,7 +320,7 @@ class WebhookDispatcher:
         top = [
             {
                 "id": entity_id,
-                "name": rows[entity_id]["name"] if entity_id in rows else None,
+                "name": rows[entity_id].name if entity_id in rows else None,
                 "rank": board.rank[entity_id],
                 "tied": entity_id in board.tied,
                 "score": board.score[entity_id],

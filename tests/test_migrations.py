@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compere.storage.database import connect
+from compere.storage.connect import connect
 from compere.storage.migrations import MigrationError, migrate, sql_root
 
 

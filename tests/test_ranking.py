@@ -13,7 +13,7 @@ from compere.http.keys import DATABASE
 from compere.infra.signing import PairTokens
 from compere.ranking_cache import prior_of
 from compere.storage import pairing
-from compere.storage.queries import rebuild_ratings
+from compere.storage.bulk import rebuild_ratings
 
 SECRET = "x" * 40
 

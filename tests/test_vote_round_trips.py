@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from compere.domain.bayes import DEFAULT_PRIOR
-from compere.storage import queries
-from compere.storage.database import ConflictError, Database, Query, connect
+from compere.storage import comparisons, entities
+from compere.storage.connect import connect
+from compere.storage.database import ConflictError, Database, Query
 from compere.storage.migrations import migrate
 from tests.conftest import empty_postgres
 
@@ -38,10 +39,10 @@ async def pg(shared_postgres_url: str) -> AsyncIterator[tuple[Database, list[int
     db = await _open(shared_postgres_url, prepared=True)
     ids = []
     for name in ("a", "b", "c"):
-        row = await queries.create_entity(
+        row = await entities.create_entity(
             db, name=name, description="", image_urls=[], rating=1500.0, prior=DEFAULT_PRIOR
         )
-        ids.append(row["id"])
+        ids.append(row.id)
     try:
         yield db, ids
     finally:
@@ -63,27 +64,29 @@ def _record_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def test_a_vote_is_two_round_trips_and_answers_the_stored_row(pg, monkeypatch) -> None:
     db, (a, b, _) = pg
-    await queries.record_comparison(db, entity1_id=a, entity2_id=b, selected_entity_id=a, k_factor=32)
+    await comparisons.record_comparison(db, entity1_id=a, entity2_id=b, selected_entity_id=a, k_factor=32)
     sent = _record_sent(monkeypatch)  # the statements are prepared by now
-    row = await queries.record_comparison(
+    row = await comparisons.record_comparison(
         db, entity1_id=b, entity2_id=a, selected_entity_id=None, k_factor=32
     )
     assert len(sent) == 2
     assert sent[0].startswith("BEGIN;EXECUTE ")
     assert sent[1].startswith("EXECUTE ") and sent[1].endswith("; COMMIT")
-    stored = await queries.get_comparison(db, row["id"])
+    stored = await comparisons.get_comparison(db, row.id)
     assert stored is not None
-    assert {k: stored[k] for k in row} == row
-    assert row["created_at"].utcoffset().total_seconds() == 0
+    assert stored == row
+    assert row.created_at.utcoffset().total_seconds() == 0
 
 
 async def test_prepared_statements_are_per_connection_and_optional(pg, shared_postgres_url) -> None:
     db, (a, b, _) = pg
-    await queries.record_comparison(db, entity1_id=a, entity2_id=b, selected_entity_id=b, k_factor=32)
+    await comparisons.record_comparison(db, entity1_id=a, entity2_id=b, selected_entity_id=b, k_factor=32)
     assert len(await db.fetch_all(_PREPARED)) == 2
     plain = await _open(shared_postgres_url, prepared=False)
     try:
-        await queries.record_comparison(plain, entity1_id=a, entity2_id=b, selected_entity_id=b, k_factor=32)
+        await comparisons.record_comparison(
+            plain, entity1_id=a, entity2_id=b, selected_entity_id=b, k_factor=32
+        )
         assert await plain.fetch_all(_PREPARED) == []
     finally:
         await plain.close()
@@ -91,19 +94,19 @@ async def test_prepared_statements_are_per_connection_and_optional(pg, shared_po
 
 async def test_a_refused_vote_leaves_nothing_and_the_connection_usable(pg) -> None:
     db, (a, b, c) = pg
-    token = queries.PairProvenance("random", 0.5, "token-1")
-    first = await queries.record_comparison(
+    token = comparisons.PairProvenance("random", 0.5, "token-1")
+    first = await comparisons.record_comparison(
         db, entity1_id=a, entity2_id=b, selected_entity_id=a, k_factor=32, provenance=token
     )
     before = await db.fetch_all(
         Query(sa.text("SELECT id, rating, mu, sigma, comparisons FROM entities ORDER BY id"))
     )
     with pytest.raises(ConflictError):
-        await queries.record_comparison(
+        await comparisons.record_comparison(
             db, entity1_id=a, entity2_id=b, selected_entity_id=b, k_factor=32, provenance=token
         )
-    with pytest.raises(queries.EntityNotFound):
-        await queries.record_comparison(
+    with pytest.raises(entities.EntityNotFound):
+        await comparisons.record_comparison(
             db, entity1_id=a, entity2_id=10**12, selected_entity_id=a, k_factor=32
         )
     after = await db.fetch_all(
@@ -112,8 +115,10 @@ async def test_a_refused_vote_leaves_nothing_and_the_connection_usable(pg) -> No
     assert after == before
     assert await db.fetch_value(Query(sa.text("SELECT count(*) FROM comparisons"))) == 1
     # Same (single) pooled connection, prepared statements still in place.
-    later = await queries.record_comparison(db, entity1_id=c, entity2_id=a, selected_entity_id=c, k_factor=32)
-    assert later["id"] > first["id"]
+    later = await comparisons.record_comparison(
+        db, entity1_id=c, entity2_id=a, selected_entity_id=c, k_factor=32
+    )
+    assert later.id > first.id
 
 
 async def test_nothing_runs_in_a_transaction_after_finish(pg) -> None:

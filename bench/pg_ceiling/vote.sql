@@ -1,5 +1,5 @@
 -- pgbench script: one vote, the same statements POST /comparisons/ sends in one
--- transaction (compere/storage/queries.py, record_comparison): lock both entity rows in
+-- transaction (compere/storage/comparisons.py, record_comparison): lock both entity rows in
 -- id order, update rating, Bayesian strength (mu, sigma) and counters of both, insert the
 -- comparison with RETURNING.
 -- Two distinct random entities out of 1..n; run with -D n=<number of entities>.

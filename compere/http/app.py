@@ -32,7 +32,7 @@ from compere.infra.redis import create_redis
 from compere.infra.signing import PairTokens
 from compere.ranking_cache import RankingCache
 from compere.settings import Settings, load_settings, redact_url
-from compere.storage.database import connect
+from compere.storage.connect import connect
 from compere.storage.migrations import migrate
 from compere.webhooks import WebhookDispatcher
 

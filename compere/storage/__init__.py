@@ -1,1 +1,1 @@
-"""Storage: one async database interface, a PostgreSQL and a SQLite backend, the queries."""
+"""Storage: one async database interface, a PostgreSQL and a SQLite backend, and the queries by subject."""

@@ -3,14 +3,16 @@
 Queries are SQLAlchemy Core statements wrapped in :class:`Query`, which compiles each
 statement once per dialect and caches the SQL text; parameters are plain Python values
 that both drivers understand (int, float, str, None). The two backends differ only in
-how they connect, lock and run that text.
+how they connect, lock and run that text; every such difference is a method or an
+attribute here, so query modules never ask which backend they talk to. This module
+imports neither backend (``compere.storage.connect`` opens one).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +103,14 @@ class Connection(abc.ABC):
     async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
         """Run one literal statement (transaction control, lock calls)."""
 
+    @abc.abstractmethod
+    async def lock_tables(self, *tables: str) -> None:
+        """In a transaction: keep every other writer of ``tables`` out until it ends.
+
+        PostgreSQL takes a table lock that conflicts with itself and with row writes;
+        SQLite's ``BEGIN IMMEDIATE`` already holds the database's one write lock.
+        """
+
     async def finish(self, query: Query, params: Params | None = None) -> None:
         """Run a transaction's last statement; nothing may run in the transaction after it.
 
@@ -115,11 +125,20 @@ class Connection(abc.ABC):
 class Database(Connection):
     """A pool of connections to one database; single statements run in autocommit."""
 
-    name: str  # "postgresql" or "sqlite"
+    name: str  # "postgresql" or "sqlite": also the folder of its files under sql/
     dialect: Dialect
+    # Whether a vote can be written as one statement (both entity updates as
+    # data-modifying CTEs of the comparison INSERT, the id drawn from the identity
+    # sequence while the pair is locked) that goes out with the COMMIT.
+    writes_vote_in_one_statement: bool
+    # The dialect's ``insert()``, whose statements have ``on_conflict_do_nothing``.
+    insert_or_skip: Callable[..., Any]
 
     async def finish(self, query: Query, params: Params | None = None) -> None:
         raise RuntimeError("finish() ends a transaction: call it on the one db.transaction() yields")
+
+    async def lock_tables(self, *tables: str) -> None:
+        raise RuntimeError("lock_tables() holds until a transaction ends: call it on db.transaction()'s")
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
@@ -134,6 +153,24 @@ class Database(Connection):
         """One connection held for several autocommit statements (used by migrations)."""
 
     @abc.abstractmethod
+    def migration_lock(self) -> AbstractAsyncContextManager[Connection]:
+        """One connection that alone may change the schema while the block runs.
+
+        PostgreSQL holds an advisory lock (each schema file then runs in a transaction
+        of its own, see :meth:`migration_step`); SQLite runs the whole block as one
+        ``BEGIN IMMEDIATE`` transaction, as its DDL is transactional.
+        """
+
+    @abc.abstractmethod
+    def migration_step(self, conn: Connection) -> AbstractAsyncContextManager[None]:
+        """Around one schema file inside :meth:`migration_lock`: its own transaction
+        where the lock is not one already."""
+
+    @abc.abstractmethod
+    async def column_names(self, table: str) -> list[str]:
+        """The columns ``table`` has in this database, in order."""
+
+    @abc.abstractmethod
     async def ping(self) -> None:
         """Raise :class:`DatabaseUnavailable` unless the database answers."""
 
@@ -141,35 +178,35 @@ class Database(Connection):
     async def close(self) -> None: ...
 
 
-async def connect(
-    url: str,
-    *,
-    pool_min: int = 1,
-    pool_max: int = 10,
-    pool_timeout: float = 5.0,
-    statement_timeout_ms: int = 10_000,
-    prepared_statements: bool = True,
-) -> Database:
-    """Open the backend that ``url`` names: ``postgresql://...`` or ``sqlite:///path``."""
-    if url.startswith("sqlite:///"):
-        from compere.storage.sqlite import SQLiteDatabase
-
-        return await SQLiteDatabase.open(
-            url[len("sqlite:///") :],
-            readers=max(2, min(pool_max, 4)),
-            busy_timeout_ms=int(pool_timeout * 1000),
-        )
-    from compere.storage.postgres import PostgresDatabase
-
-    return await PostgresDatabase.open(
-        url,
-        minsize=pool_min,
-        maxsize=pool_max,
-        acquire_timeout=pool_timeout,
-        statement_timeout_ms=statement_timeout_ms,
-        prepared_statements=prepared_statements,
-    )
-
-
 def rows_to_dicts(names: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[Row]:
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+@asynccontextmanager
+async def explicit_transaction(conn: Connection, begin: str = "BEGIN") -> AsyncIterator[None]:
+    """``begin`` ... COMMIT on a session connection; ROLLBACK on any error."""
+    await conn.raw(begin)
+    try:
+        yield
+    except BaseException:
+        await conn.raw("ROLLBACK")
+        raise
+    await conn.raw("COMMIT")
+
+
+async def keyset_batches(db: Connection, query: Query, batch_size: int) -> AsyncIterator[list[Row]]:
+    """Run ``query`` (``... WHERE id > :after ORDER BY id LIMIT :limit``) batch after batch.
+
+    Each batch is one short query on the primary key, so memory stays bounded by the
+    batch and no cursor is held open between batches; rows added during the run after
+    the last id are included, earlier ones are not repeated.
+    """
+    after = 0
+    while True:
+        rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch_size:
+            return
+        after = rows[-1]["id"]

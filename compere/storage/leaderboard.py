@@ -8,16 +8,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
+from compere.storage.comparisons import vote_log as vote_batches
 from compere.storage.database import Connection, Query, Row
-from compere.storage.queries import ENTITY_COLUMNS
-from compere.storage.tables import comparisons, entities
+from compere.storage.rows import EntityRow, entity_row
+from compere.storage.tables import ENTITY_COLUMNS, LIVE, comparisons, entities
 
-_live = entities.c.deleted_at.is_(None)
 SORT_COLUMNS = {"rating": entities.c.rating, "score": entities.c.mu}
 
 
 def _ordered(by: str) -> sa.Select[Any]:
-    return sa.select(*ENTITY_COLUMNS).where(_live).order_by(SORT_COLUMNS[by].desc(), entities.c.id)
+    return sa.select(*ENTITY_COLUMNS).where(LIVE).order_by(SORT_COLUMNS[by].desc(), entities.c.id)
 
 
 _PAGES = {by: Query(_ordered(by).limit(param("limit")).offset(param("skip"))) for by in SORT_COLUMNS}
@@ -38,28 +38,20 @@ _MARKER = Query(
         sa.select(sa.func.max(entities.c.updated_at)).scalar_subquery().label("updated"),
     )
 )
-_STRENGTHS = Query(sa.select(entities.c.id, entities.c.mu, entities.c.sigma).where(_live))
-_LIVE_IDS = Query(sa.select(entities.c.id).where(_live))
-_VOTES_AFTER = Query(
-    sa.select(
-        comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
-    )
-    .where(comparisons.c.id > param("after"))
-    .order_by(comparisons.c.id)
-    .limit(param("limit"))
-)
+_STRENGTHS = Query(sa.select(entities.c.id, entities.c.mu, entities.c.sigma).where(LIVE))
+_LIVE_IDS = Query(sa.select(entities.c.id).where(LIVE))
 
 
-async def page(db: Connection, by: str, skip: int, limit: int) -> list[Row]:
-    return await db.fetch_all(_PAGES[by], {"skip": skip, "limit": limit})
+async def page(db: Connection, by: str, skip: int, limit: int) -> list[EntityRow]:
+    return [entity_row(row) for row in await db.fetch_all(_PAGES[by], {"skip": skip, "limit": limit})]
 
 
-async def stream(db: Connection, by: str, batch: int = 1000) -> AsyncIterator[list[Row]]:
+async def stream(db: Connection, by: str, batch: int = 1000) -> AsyncIterator[list[EntityRow]]:
     """The whole board in order, ``batch`` rows per round trip (keyset, not OFFSET)."""
-    rows = await page(db, by, 0, batch)
+    rows = await db.fetch_all(_PAGES[by], {"skip": 0, "limit": batch})
     column = "rating" if by == "rating" else "mu"
     while rows:
-        yield rows
+        yield [entity_row(row) for row in rows]
         if len(rows) < batch:
             return
         last = rows[-1]
@@ -77,11 +69,11 @@ async def strengths(db: Connection) -> list[Row]:
     return await db.fetch_all(_STRENGTHS)
 
 
-async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, Row]:
+async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, EntityRow]:
     if not ids:
         return {}
     rows = await db.fetch_all(Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id.in_(list(ids)))))
-    return {row["id"]: row for row in rows}
+    return {row["id"]: entity_row(row) for row in rows}
 
 
 async def live_ids(db: Connection) -> list[int]:
@@ -93,14 +85,10 @@ async def vote_log(db: Connection, batch: int = 50_000) -> tuple[list[int], list
     first: list[int] = []
     second: list[int] = []
     winner: list[float] = []
-    after = 0
-    while True:
-        rows = await db.fetch_all(_VOTES_AFTER, {"after": after, "limit": batch})
+    async for rows in vote_batches(db, batch):
         for row in rows:
             first.append(row["entity1_id"])
             second.append(row["entity2_id"])
             selected = row["selected_entity_id"]
             winner.append(float("nan") if selected is None else float(selected))
-        if len(rows) < batch:
-            return first, second, winner
-        after = rows[-1]["id"]
+    return first, second, winner

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
 from compere.storage.database import Connection, Database, Query
+from compere.storage.timestamps import utc_now
 
 log = logging.getLogger(__name__)
-
-# An arbitrary constant shared by every Compere process ("compere" in ASCII).
-_ADVISORY_LOCK_KEY = 0x636F6D70657265
 
 _migrations = sa.table(
     "schema_migrations",
@@ -88,25 +85,12 @@ def load_migrations(dialect: str, root: Path | None = None) -> list[Migration]:
 async def migrate(db: Database, root: Path | None = None) -> list[str]:
     """Bring the schema up to date; return the files applied by this call."""
     migrations = load_migrations(db.name, root)
-    async with db.session() as conn:
-        if db.name == "postgresql":
-            await conn.raw("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
-            try:
-                async with _transaction(conn, "BEGIN"):
-                    await conn.execute_script(_CREATE_TABLE)
-                pending = await _pending(db.name, conn, migrations)
-                for migration in pending:  # one transaction per file
-                    async with _transaction(conn, "BEGIN"):
-                        await _apply(conn, migration)
-                return [m.filename for m in pending]
-            finally:
-                await conn.raw("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
-        # SQLite: the write lock taken by BEGIN IMMEDIATE is the migration lock, and
-        # SQLite's DDL is transactional, so the whole run is one atomic transaction.
-        async with _transaction(conn, "BEGIN IMMEDIATE"):
+    async with db.migration_lock() as conn:
+        async with db.migration_step(conn):
             await conn.execute_script(_CREATE_TABLE)
-            pending = await _pending(db.name, conn, migrations)
-            for migration in pending:
+        pending = await _pending(db.name, conn, migrations)
+        for migration in pending:  # one transaction per file where the backend can
+            async with db.migration_step(conn):
                 await _apply(conn, migration)
         return [m.filename for m in pending]
 
@@ -132,8 +116,6 @@ def _data_steps() -> dict[str, Callable[[Connection], Awaitable[None]]]:
 
 
 async def _apply(conn: Connection, migration: Migration) -> None:
-    from compere.storage.queries import utc_now
-
     await conn.execute_script(migration.sql)
     step = _data_steps().get(migration.filename)
     if step is not None:
@@ -142,14 +124,3 @@ async def _apply(conn: Connection, migration: Migration) -> None:
         _RECORD, {"filename": migration.filename, "checksum": migration.checksum, "now": utc_now()}
     )
     log.info("applied schema file %s", migration.filename)
-
-
-@asynccontextmanager
-async def _transaction(conn: Connection, begin: str) -> AsyncIterator[None]:
-    await conn.raw(begin)
-    try:
-        yield
-    except BaseException:
-        await conn.raw("ROLLBACK")
-        raise
-    await conn.raw("COMMIT")

@@ -4,6 +4,10 @@ Implements the contract of :class:`compere.domain.selection.CandidatePlan`: the 
 uncertain entities (``sigma`` index), a uniform random sample (independent probes of
 the primary key), and the nearest neighbours by ``mu`` of the few most uncertain ones.
 Two round trips whatever the number of entities.
+
+Candidates come back as plain rows (with the extra columns the queries add): the
+selection arithmetic reads a few numbers of each, and only the two shown become
+:class:`compere.storage.rows.EntityRow` (``entity_row``).
 """
 
 from __future__ import annotations
@@ -16,15 +20,12 @@ from sqlalchemy import bindparam as param
 
 from compere.domain.selection import CandidatePlan
 from compere.storage.database import Connection, Query, Row
-from compere.storage.queries import ENTITY_COLUMNS
-from compere.storage.tables import comparisons, entities
-
-_live = entities.c.deleted_at.is_(None)
+from compere.storage.tables import ENTITY_COLUMNS, LIVE, comparisons, entities
 
 # Every row also carries the largest id, the range the random probes draw from.
 _MOST_UNCERTAIN = Query(
     sa.select(*ENTITY_COLUMNS, sa.select(sa.func.max(entities.c.id)).scalar_subquery().label("max_id"))
-    .where(_live)
+    .where(LIVE)
     .order_by(entities.c.sigma.desc(), entities.c.id)
     .limit(param("limit")),
     prepare=True,
@@ -54,13 +55,13 @@ def _spread_query(samples: int, anchors: int, neighbours: int) -> Query:
         mu: Any = param(f"mu{k}")
         parts.append(
             sa.select(*part(2))
-            .where(_live, entities.c.mu >= mu)
+            .where(LIVE, entities.c.mu >= mu)
             .order_by(entities.c.mu, entities.c.id)
             .limit(half + 1)
         )
         parts.append(
             sa.select(*part(2))
-            .where(_live, entities.c.mu < mu)
+            .where(LIVE, entities.c.mu < mu)
             .order_by(entities.c.mu.desc(), entities.c.id)
             .limit(half)
         )
@@ -83,7 +84,7 @@ def _random_probes(samples: int, columns: tuple[Any, ...]) -> Any:
         .where(later.c.id >= probes.c.column1, later.c.deleted_at.is_(None))
         .scalar_subquery()
     )
-    return sa.select(*columns).where(_live, entities.c.id.in_(sa.select(first_live_from).select_from(probes)))
+    return sa.select(*columns).where(LIVE, entities.c.id.in_(sa.select(first_live_from).select_from(probes)))
 
 
 _SPREAD_CACHE: dict[tuple[int, int, int], Query] = {}
@@ -114,12 +115,12 @@ async def pair_candidates(db: Connection, plan: CandidatePlan, rng: random.Rando
 
 _RANDOM_RUN = Query(
     sa.select(*ENTITY_COLUMNS)
-    .where(_live, entities.c.random_key >= param("r"))
+    .where(LIVE, entities.c.random_key >= param("r"))
     .order_by(entities.c.random_key)
     .limit(param("limit"))
 )
 _FIRST_RUN = Query(
-    sa.select(*ENTITY_COLUMNS).where(_live).order_by(entities.c.random_key).limit(param("limit"))
+    sa.select(*ENTITY_COLUMNS).where(LIVE).order_by(entities.c.random_key).limit(param("limit"))
 )
 
 

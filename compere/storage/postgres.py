@@ -15,6 +15,9 @@ from typing import Any
 import aiopg
 import psycopg2
 import psycopg2.errors
+import sqlalchemy as sa
+from sqlalchemy import bindparam as param
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
 from compere.infra import metrics
@@ -26,10 +29,24 @@ from compere.storage.database import (
     Params,
     Query,
     Row,
+    explicit_transaction,
     rows_to_dicts,
 )
 
 log = logging.getLogger(__name__)
+
+# Held by the one process that migrates; an arbitrary constant shared by every Compere
+# process ("compere" in ASCII).
+_MIGRATION_LOCK_KEY = 0x636F6D70657265
+_COLUMNS = Query(
+    sa.select(sa.column("column_name"))
+    .select_from(sa.table("columns", schema="information_schema"))
+    .where(
+        sa.column("table_schema") == sa.func.current_schema(),
+        sa.column("table_name") == param("table"),
+    )
+    .order_by(sa.column("ordinal_position"))
+)
 
 _DIALECT = PGDialect_psycopg2()
 
@@ -178,6 +195,11 @@ class _CursorConnection(Connection):
         with _driver_errors():
             await self._run(sql, values or None)
 
+    async def lock_tables(self, *tables: str) -> None:
+        if not all(table.isidentifier() for table in tables):
+            raise ValueError(tables)
+        await self.raw(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
+
     async def finish(self, query: Query, params: Params | None = None) -> None:
         # "statement; COMMIT" is one simple-protocol message (psycopg2 interpolates the
         # parameters client-side). The server stops at the first error, so a failed
@@ -195,6 +217,8 @@ class _CursorConnection(Connection):
 class PostgresDatabase(Database):
     name = "postgresql"
     dialect = _DIALECT
+    writes_vote_in_one_statement = True
+    insert_or_skip = staticmethod(postgresql.insert)
 
     def __init__(self, pool: aiopg.Pool, acquire_timeout: float, prepared_statements: bool = True) -> None:
         self._pool = pool
@@ -303,6 +327,23 @@ class PostgresDatabase(Database):
     async def session(self) -> AsyncIterator[_CursorConnection]:
         async with self._cursor() as cur:
             yield self._connection(cur)
+
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[Connection]:
+        async with self.session() as conn:
+            await conn.raw("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            try:
+                yield conn
+            finally:
+                await conn.raw("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+
+    @asynccontextmanager
+    async def migration_step(self, conn: Connection) -> AsyncIterator[None]:
+        async with explicit_transaction(conn):
+            yield
+
+    async def column_names(self, table: str) -> list[str]:
+        return [row["column_name"] for row in await self.fetch_all(_COLUMNS, {"table": table})]
 
     async def ping(self) -> None:
         async with self._cursor() as cur:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
 from compere.storage.database import (
@@ -27,6 +29,7 @@ from compere.storage.database import (
     Params,
     Query,
     Row,
+    explicit_transaction,
     rows_to_dicts,
 )
 
@@ -77,6 +80,9 @@ class _SQLiteConnection(Connection):
             async with self._conn.execute(sql, values) as cur:
                 await cur.fetchall()
 
+    async def lock_tables(self, *tables: str) -> None:
+        pass  # BEGIN IMMEDIATE already holds the database's one write lock
+
 
 def split_statements(script: str) -> list[str]:
     """Split a schema script into complete statements (triggers included)."""
@@ -110,6 +116,9 @@ async def _open_connection(path: str, busy_timeout_ms: int, *pragmas: str) -> ai
 
 class SQLiteDatabase(Database):
     name = "sqlite"
+    # No data-modifying CTEs: a vote's three writes are three statements.
+    writes_vote_in_one_statement = False
+    insert_or_skip = staticmethod(sqlite.insert)
     dialect = _DIALECT
 
     def __init__(self, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]) -> None:
@@ -174,6 +183,23 @@ class SQLiteDatabase(Database):
     async def session(self) -> AsyncIterator[_SQLiteConnection]:
         async with self._write_lock:
             yield _SQLiteConnection(self._writer)
+
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[Connection]:
+        # SQLite's DDL is transactional: the whole run is one atomic transaction, and
+        # the write lock BEGIN IMMEDIATE takes is the migration lock.
+        async with self.session() as conn, explicit_transaction(conn, "BEGIN IMMEDIATE"):
+            yield conn
+
+    @asynccontextmanager
+    async def migration_step(self, conn: Connection) -> AsyncIterator[None]:
+        yield  # inside the one transaction migration_lock() holds
+
+    async def column_names(self, table: str) -> list[str]:
+        if not table.isidentifier():
+            raise ValueError(table)
+        pragma = Query(sa.text(f"SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))
+        return [row["name"] for row in await self.fetch_all(pragma)]
 
     async def ping(self) -> None:
         async with self._reader() as conn:

@@ -1,11 +1,16 @@
 """SQLAlchemy Core descriptions of the tables that ``sql/`` creates.
 
-These are for building queries only; the schema itself lives in the ``.sql`` files.
+These are for building queries only; the schema itself lives in the ``.sql`` files
+(``tests/test_schema.py`` checks that the two agree). Below the tables: the column lists,
+filters and new-row shapes that more than one query module builds on.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy import bindparam as param
 
 metadata = sa.MetaData()
 
@@ -121,3 +126,65 @@ webhook_state = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# --- facts the query modules share ---------------------------------------------------
+
+# What an entity row reads as: every column but the deletion mark and the random key.
+ENTITY_COLUMNS = (
+    entities.c.id,
+    entities.c.name,
+    entities.c.description,
+    entities.c.image_urls,
+    entities.c.rating,
+    entities.c.comparisons,
+    entities.c.wins,
+    entities.c.losses,
+    entities.c.ties,
+    entities.c.created_at,
+    entities.c.updated_at,
+    entities.c.external_id,
+    entities.c.mu,
+    entities.c.sigma,
+    entities.c.prompt,
+)
+COMPARISON_COLUMNS = (
+    comparisons.c.id,
+    comparisons.c.entity1_id,
+    comparisons.c.entity2_id,
+    comparisons.c.selected_entity_id,
+    comparisons.c.created_at,
+    comparisons.c.user_id,
+    comparisons.c.strategy,
+    comparisons.c.selection_probability,
+)
+# Entities not (soft-)deleted: the only ones listings, pairs and votes see.
+LIVE = entities.c.deleted_at.is_(None)
+
+# What a new entity row is made of; shared by single creates and bulk imports.
+NEW_ENTITY: dict[str, Any] = {
+    "name": param("name"),
+    "description": param("description"),
+    "image_urls": param("image_urls"),
+    "rating": param("rating"),
+    "mu": param("mu"),
+    "sigma": param("sigma"),
+    "random_key": param("random_key"),
+    "created_at": param("now"),
+    "updated_at": param("now"),
+    "external_id": param("external_id"),
+    "prompt": param("prompt"),
+}
+
+
+def new_comparison(first: str, second: str) -> dict[str, Any]:
+    """A new comparison row; the entity ids are bound under the given names."""
+    return {
+        "entity1_id": param(first),
+        "entity2_id": param(second),
+        "selected_entity_id": param("selected_entity_id"),
+        "created_at": param("now"),
+        "user_id": param("user_id"),
+        "strategy": param("strategy"),
+        "selection_probability": param("probability"),
+        "pair_token_id": param("pair_token_id"),
+    }

@@ -16,8 +16,8 @@ from sqlalchemy import bindparam as param
 
 from compere.domain.accounts import canonical_name
 from compere.storage.database import ConflictError, Connection, Database, Query, Row
-from compere.storage.queries import utc_now
 from compere.storage.tables import revoked_tokens, users
+from compere.storage.timestamps import utc_now
 
 USER_COLUMNS = (
     users.c.id,
@@ -212,13 +212,11 @@ async def create_user(
     database becomes a superuser when ``rules.first_user_is_superuser``.
 
     The rules are decided and the row inserted under one lock, so two sign-ups on an
-    empty database cannot both become superusers: PostgreSQL takes a table lock that
-    conflicts with itself; SQLite's ``BEGIN IMMEDIATE`` already serialises writers.
+    empty database cannot both become superusers (``Connection.lock_tables``).
     """
     names = {"username_canonical": canonical_name(username), "email_canonical": _canonical_or_none(email)}
     async with db.transaction() as tx:
-        if db.name == "postgresql":
-            await tx.raw("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        await tx.lock_tables("users")
         if not creator_is_superuser:
             refusal = await signup_refusal(tx, rules)
             if refusal is not None:

@@ -1,6 +1,6 @@
 """Webhook subscriptions, the event outbox, and the delivery log with its retry schedule.
 
-Timestamps are ISO 8601 UTC text written by the caller (``compere.storage.queries.utc_now``
+Timestamps are ISO 8601 UTC text written by the caller (``compere.storage.timestamps.utc_now``
 format), so "due" comparisons work alike on both backends.
 """
 

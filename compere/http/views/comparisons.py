@@ -11,8 +11,9 @@ from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
 from compere.infra import metrics
 from compere.infra.signing import InvalidPairToken
-from compere.storage import queries
+from compere.storage import comparisons as store
 from compere.storage.database import ConflictError
+from compere.storage.entities import EntityNotFound
 
 
 async def create_comparison(request: web.Request) -> web.Response:
@@ -27,7 +28,7 @@ async def create_comparison(request: web.Request) -> web.Response:
     voter = request.get(USER)
     provenance = _provenance(request, body) if body.pair_token else None
     try:
-        row = await queries.record_comparison(
+        row = await store.record_comparison(
             request.app[DATABASE],
             entity1_id=body.entity1_id,
             entity2_id=body.entity2_id,
@@ -36,9 +37,9 @@ async def create_comparison(request: web.Request) -> web.Response:
             user_id=voter.id if voter is not None else None,
             provenance=provenance,
             # Only while a subscription wants votes: one more row in the vote's statement.
-            announce=request.app[WEBHOOKS].wants(queries.VOTE_EVENT),
+            announce=request.app[WEBHOOKS].wants(store.VOTE_EVENT),
         )
-    except queries.EntityNotFound as exc:
+    except EntityNotFound as exc:
         raise not_found("Entity", exc.entity_id) from None
     except ConflictError:
         if provenance is None:
@@ -48,7 +49,7 @@ async def create_comparison(request: web.Request) -> web.Response:
     return json_response(comparison_out(row))
 
 
-def _provenance(request: web.Request, body: ComparisonCreate) -> queries.PairProvenance:
+def _provenance(request: web.Request, body: ComparisonCreate) -> store.PairProvenance:
     assert body.pair_token is not None
     try:
         claims = request.app[PAIR_TOKENS].verify(body.pair_token)
@@ -56,12 +57,12 @@ def _provenance(request: web.Request, body: ComparisonCreate) -> queries.PairPro
         raise ApiError(400, str(exc)) from None
     if {claims.entity1_id, claims.entity2_id} != {body.entity1_id, body.entity2_id}:
         raise ApiError(400, "pair_token was issued for a different pair")
-    return queries.PairProvenance(claims.strategy, claims.probability, claims.token_id)
+    return store.PairProvenance(claims.strategy, claims.probability, claims.token_id)
 
 
 async def list_comparisons(request: web.Request) -> web.Response:
     query = read_query(request, ComparisonListQuery)
-    rows = await queries.list_comparisons(
+    rows = await store.list_comparisons(
         request.app[DATABASE], skip=query.skip, limit=query.limit, entity_id=query.entity_id
     )
     return json_response([comparison_out(r) for r in rows])
@@ -69,7 +70,7 @@ async def list_comparisons(request: web.Request) -> web.Response:
 
 async def get_comparison(request: web.Request) -> web.Response:
     comparison_id = path_id(request, "comparison_id", "Comparison")
-    row = await queries.get_comparison(request.app[DATABASE], comparison_id)
+    row = await store.get_comparison(request.app[DATABASE], comparison_id)
     if row is None:
         raise not_found("Comparison", comparison_id)
     return json_response(comparison_out(row))

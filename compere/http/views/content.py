@@ -14,6 +14,7 @@ from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
 from compere.storage import pairing
 from compere.storage.database import Row
+from compere.storage.rows import entity_row
 
 # TF-IDF over a sample: the cost is quadratic in the number of entities compared.
 SAMPLE_SIZE = 200
@@ -35,9 +36,11 @@ async def next_by_content(request: web.Request) -> web.Response:
     rows = await _dissimilar(request)
     if len(rows) < 2:
         raise ApiError(400, "Not enough entities for comparison (need at least 2)")
-    return json_response({"entity1": entity_out(rows[0]), "entity2": entity_out(rows[1])})
+    return json_response(
+        {"entity1": entity_out(entity_row(rows[0])), "entity2": entity_out(entity_row(rows[1]))}
+    )
 
 
 async def dissimilar_entities(request: web.Request) -> web.Response:
     # As the original: with fewer than two entities, the ones there are (200, not 400).
-    return json_response([entity_out(row) for row in await _dissimilar(request)])
+    return json_response([entity_out(entity_row(row)) for row in await _dissimilar(request)])

@@ -13,7 +13,7 @@ from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, Im
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
 from compere.ranking_cache import prior_of
-from compere.storage import queries
+from compere.storage import entities as store
 from compere.transfer import (
     GENERATED_ID_PREFIX,
     ImportFormatError,
@@ -38,7 +38,7 @@ async def create_entity(request: web.Request) -> web.Response:
     webhooks = request.app[WEBHOOKS]
     # The entity and its entity.created event commit together (plain insert otherwise).
     async with webhooks.transaction_for(ENTITY_CREATED) as conn:
-        row = await queries.create_entity(
+        row = await store.create_entity(
             conn,
             name=body.name,
             description=body.description,
@@ -56,14 +56,14 @@ async def create_entity(request: web.Request) -> web.Response:
 async def list_entities(request: web.Request) -> web.Response:
     query = read_query(request, EntityListQuery)
     db = request.app[DATABASE]
-    rows = await queries.list_entities(db, skip=query.skip, limit=query.limit, search=query.search)
-    total = await queries.count_entities(db, search=query.search)
+    rows = await store.list_entities(db, skip=query.skip, limit=query.limit, search=query.search)
+    total = await store.count_entities(db, search=query.search)
     return json_response([entity_out(r) for r in rows], headers={"X-Total-Count": str(total)})
 
 
 async def get_entity(request: web.Request) -> web.Response:
     entity_id = path_id(request, "entity_id", "Entity")
-    row = await queries.get_entity(request.app[DATABASE], entity_id)
+    row = await store.get_entity(request.app[DATABASE], entity_id)
     if row is None:
         raise not_found("Entity", entity_id)
     return json_response(entity_out(row))
@@ -79,7 +79,7 @@ async def update_entity(request: web.Request) -> web.Response:
     for field, empty in (("description", ""), ("image_urls", [])):
         if field in changes and changes[field] is None:
             changes[field] = empty
-    row = await queries.update_entity(request.app[DATABASE], entity_id, changes)
+    row = await store.update_entity(request.app[DATABASE], entity_id, changes)
     if row is None:
         raise not_found("Entity", entity_id)
     return json_response(entity_out(row))
@@ -87,7 +87,7 @@ async def update_entity(request: web.Request) -> web.Response:
 
 async def delete_entity(request: web.Request) -> web.Response:
     entity_id = path_id(request, "entity_id", "Entity")
-    if not await queries.delete_entity(request.app[DATABASE], entity_id):
+    if not await store.delete_entity(request.app[DATABASE], entity_id):
         raise not_found("Entity", entity_id)
     return json_response({"message": "Entity deleted successfully"})  # the original's words
 

@@ -13,7 +13,7 @@ from compere.http.keys import DATABASE, SETTINGS
 from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
-from compere.storage import queries
+from compere.storage import bulk
 from compere.storage.database import DatabaseError
 from compere.transfer import MEDIA_TYPES, RowEncoder, encode_preferences, export_columns, judge_key
 
@@ -36,12 +36,12 @@ async def export_entities(request: web.Request) -> web.StreamResponse:
 async def _stream_table(request: web.Request, table: str, *, live_only: bool) -> web.StreamResponse:
     query = read_query(request, ExportQuery)
     db = request.app[DATABASE]
-    columns = await queries.column_names(db, table)
+    columns = await db.column_names(table)
     encoder = RowEncoder(query.format, export_columns(columns))
 
     async def chunks() -> AsyncIterator[str]:
         yield encoder.header()
-        async for rows in queries.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
+        async for rows in bulk.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
             yield encoder.encode(rows)
 
     return await _stream(request, f"{table}.{query.format}", MEDIA_TYPES[query.format], chunks())
@@ -56,7 +56,7 @@ async def export_preferences(request: web.Request) -> web.StreamResponse:
     keep_ties = query.ties == "keep"
 
     async def chunks() -> AsyncIterator[str]:
-        batches = queries.iter_votes_with_entities(db, same_prompt=query.format == "dpo", batch_size=_BATCH)
+        batches = bulk.iter_votes_with_entities(db, same_prompt=query.format == "dpo", batch_size=_BATCH)
         async for rows in batches:
             yield encode_preferences(rows, query.format, keep_ties=keep_ties, judge_key=key)
 

@@ -15,8 +15,9 @@ from compere.http.schemas import MabUpdateQuery, PairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
 from compere.settings import Settings
-from compere.storage import pairing, queries
+from compere.storage import comparisons, pairing
 from compere.storage.database import Connection, Row
+from compere.storage.rows import entity_row
 
 _rng = random.SystemRandom()
 PLAN = CandidatePlan()
@@ -44,9 +45,9 @@ async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Se
     first = draw_first(arms, total, params, _rng)
     # Recent opponents matter only for the entity drawn first: fetch them after the draw.
     limit = settings.recent_comparison_limit
-    recent = {first.id: set(await queries.recent_opponents(db, first.id, limit))}
+    recent = {first.id: set(await comparisons.recent_opponents(db, first.id, limit))}
     second = choose_second(first, arms, total, recent[first.id], params, _rng)
-    recent[second.id] = set(await queries.recent_opponents(db, second.id, limit))
+    recent[second.id] = set(await comparisons.recent_opponents(db, second.id, limit))
     probability = ucb_pair_probability(arms, total, recent, params, (first.id, second.id))
     return Selection(first.id, second.id, probability, "ucb")
 
@@ -82,8 +83,8 @@ async def next_comparison(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "entity1": entity_out(by_id[chosen.entity1_id]),
-            "entity2": entity_out(by_id[chosen.entity2_id]),
+            "entity1": entity_out(entity_row(by_id[chosen.entity1_id])),
+            "entity2": entity_out(entity_row(by_id[chosen.entity2_id])),
             "pair_token": token,
             "strategy": chosen.strategy,
             "selection_probability": chosen.probability,
@@ -98,6 +99,6 @@ async def update_bandit(request: web.Request) -> web.Response:
     count it twice, so this only confirms the comparison exists.
     """
     query = read_query(request, MabUpdateQuery)
-    if await queries.get_comparison(request.app[DATABASE], query.comparison_id) is None:
+    if await comparisons.get_comparison(request.app[DATABASE], query.comparison_id) is None:
         raise ApiError(404, "Comparison not found")  # the original's words, without the id
     return json_response({"message": "MAB updated successfully"})

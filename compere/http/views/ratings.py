@@ -14,17 +14,17 @@ from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
 from compere.ranking_cache import Board, prior_of
 from compere.storage import leaderboard
-from compere.storage.database import Row
-from compere.storage.queries import count_entities
+from compere.storage.entities import count_entities
+from compere.storage.rows import EntityRow
 
 
-def _ranked(row: Row, rank: int, board: Board | None, model: str) -> dict[str, Any]:
+def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[str, Any]:
     out = entity_out(row)
     if board is not None:
         if model == "bt":
-            out.update(strength_fields(board.score[row["id"]], board.uncertainty[row["id"]]))
-        out["rank"] = board.rank[row["id"]]
-        out["tied"] = row["id"] in board.tied
+            out.update(strength_fields(board.score[row.id], board.uncertainty[row.id]))
+        out["rank"] = board.rank[row.id]
+        out["tied"] = row.id in board.tied
     else:
         out["rank"] = rank
         out["tied"] = False

@@ -4,51 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from compere.domain.bayes import interval95
 from compere.storage.database import Row
-from compere.storage.queries import as_datetime
+from compere.storage.rows import ComparisonRow, EntityRow
+from compere.storage.timestamps import as_datetime
 
 
-def entity_out(row: Row) -> dict[str, Any]:
-    image_urls = row["image_urls"]
+def entity_out(row: EntityRow) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "image_urls": orjson.loads(image_urls) if isinstance(image_urls, str) else image_urls,
-        "rating": float(row["rating"]),
-        "comparisons": row["comparisons"],
-        "wins": row["wins"],
-        "losses": row["losses"],
-        "ties": row["ties"],
-        "created_at": as_datetime(row["created_at"]),
-        "updated_at": as_datetime(row["updated_at"]),
-        "external_id": row.get("external_id"),
-        "prompt": row.get("prompt"),
-        **strength_fields(row["mu"], row["sigma"]),
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "image_urls": row.image_urls,
+        "rating": row.rating,
+        "comparisons": row.comparisons,
+        "wins": row.wins,
+        "losses": row.losses,
+        "ties": row.ties,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "external_id": row.external_id,
+        "prompt": row.prompt,
+        **strength_fields(row.mu, row.sigma),
     }
 
 
 def strength_fields(score: float, uncertainty: float) -> dict[str, Any]:
-    # float(): SQLite's RETURNING hands back the stored 0 of a new row as an integer,
-    # and clients should see the same 0.0 from POST as from GET.
+    # float(): the fitted model's figures may come from NumPy; clients always see floats.
     score, uncertainty = float(score), float(uncertainty)
     lower, upper = interval95(score, uncertainty)
     return {"score": score, "uncertainty": uncertainty, "interval_95": [lower, upper]}
 
 
-def comparison_out(row: Row) -> dict[str, Any]:
+def comparison_out(row: ComparisonRow) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "entity1_id": row["entity1_id"],
-        "entity2_id": row["entity2_id"],
-        "selected_entity_id": row["selected_entity_id"],
-        "created_at": as_datetime(row["created_at"]),
-        "strategy": row["strategy"],
-        "selection_probability": row["selection_probability"],
-        "user_id": row.get("user_id"),
+        "id": row.id,
+        "entity1_id": row.entity1_id,
+        "entity2_id": row.entity2_id,
+        "selected_entity_id": row.selected_entity_id,
+        "created_at": row.created_at,
+        "strategy": row.strategy,
+        "selection_probability": row.selection_probability,
+        "user_id": row.user_id,
     }
 
 

@@ -17,7 +17,7 @@ from compere.http.validation import path_id, read_body, read_query
 from compere.infra.outbound import literal_address
 from compere.storage import webhooks as store
 from compere.storage.database import Row
-from compere.storage.queries import as_datetime, utc_now
+from compere.storage.timestamps import as_datetime, utc_now
 from compere.webhooks import WebhookDispatcher
 
 

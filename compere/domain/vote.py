@@ -1,0 +1,43 @@
+"""What one vote does to the two entities it names: Elo, Bayesian strengths, counters.
+
+The one place where a vote meets the models; the online vote and the rebuild from the
+vote log both use it, so a rebuild reproduces exactly what the votes did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from compere.domain.bayes import bayes_update
+from compere.domain.elo import elo_update
+
+
+class VoteEffect(NamedTuple):
+    """One side's new ``rating``, ``mu`` and ``sigma``, and its counter steps (0 or 1)."""
+
+    rating: float
+    mu: float
+    sigma: float
+    win: int
+    loss: int
+    tie: int
+
+
+def _effect(rating: float, mu: float, sigma: float, score: float) -> VoteEffect:
+    return VoteEffect(rating, mu, sigma, int(score == 1.0), int(score == 0.0), int(score == 0.5))
+
+
+def vote_effects(
+    one: Mapping[str, Any], two: Mapping[str, Any], score1: float, k_factor: float
+) -> tuple[VoteEffect, VoteEffect]:
+    """The effect on each side of a vote where side one scored ``score1`` (1, 0.5 or 0).
+
+    ``one`` and ``two`` hold each side's current ``rating``, ``mu`` and ``sigma``.
+    """
+    elo = elo_update(one["rating"], two["rating"], score1, k_factor)
+    bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
+    return (
+        _effect(elo.rating1, bayes.mu1, bayes.sigma1, score1),
+        _effect(elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1),
+    )

@@ -1,0 +1,195 @@
+"""Whole-table work: bulk import, streamed exports, row counts, rebuilding the ratings
+from the vote log, and refreshing the planner's statistics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam as param
+
+from compere.domain.bayes import Prior
+from compere.domain.elo import score_of
+from compere.domain.vote import vote_effects
+from compere.storage.comparisons import vote_log
+from compere.storage.database import Database, Query, Row, keyset_batches
+from compere.storage.entities import new_entity_params
+from compere.storage.rows import plain_values
+from compere.storage.tables import COMPARISON_COLUMNS, NEW_ENTITY, comparisons, entities
+from compere.storage.timestamps import utc_now
+
+# One import statement per backend, each spelled by its dialect's own insert().
+_IMPORT_ENTITY: dict[str, Query] = {}
+
+
+def _import_entity(db: Database) -> Query:
+    """One entity row, skipped when its external id is already taken (by any row)."""
+    query = _IMPORT_ENTITY.get(db.name)
+    if query is None:
+        stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
+        query = Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
+        _IMPORT_ENTITY[db.name] = query
+    return query
+
+
+async def import_entities(db: Database, records: Sequence[Row], *, rating: float, prior: Prior) -> int:
+    """Insert one batch of entities in one transaction; return how many were new.
+
+    Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
+    Records whose external id already exists (also on a deleted entity) are skipped,
+    so an import can be re-run, or resumed after a failure, without duplicates.
+    """
+    query = _import_entity(db)
+    now = utc_now()
+    created = 0
+    async with db.transaction() as tx:
+        for record in records:
+            created += await tx.execute(
+                query,
+                new_entity_params(
+                    name=record["name"],
+                    description=record["description"],
+                    image_urls=record["image_urls"],
+                    rating=rating,
+                    prior=prior,
+                    now=now,
+                    external_id=record["external_id"],
+                    prompt=record.get("prompt"),
+                ),
+            )
+    return created
+
+
+async def iter_rows(
+    db: Database,
+    table: str,
+    columns: Sequence[str],
+    *,
+    live_only: bool = False,
+    batch_size: int = 5000,
+) -> AsyncIterator[list[Row]]:
+    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination),
+    with plain values (:func:`compere.storage.rows.plain_values`).
+
+    Memory stays bounded by the batch and no transaction or cursor is held open between
+    batches (see :func:`compere.storage.database.keyset_batches`).
+    """
+    source = sa.table(table, *(sa.column(name) for name in columns))
+    stmt = sa.select(*source.c).where(source.c.id > param("after"))
+    if live_only:
+        stmt = stmt.where(source.c.deleted_at.is_(None))
+    query = Query(stmt.order_by(source.c.id).limit(param("limit")))
+    async for rows in keyset_batches(db, query, batch_size):
+        yield plain_values(rows)
+
+
+def _votes_with_entities(same_prompt: bool) -> Query:
+    one, two = entities.alias("one"), entities.alias("two")
+    stmt = (
+        sa.select(
+            *COMPARISON_COLUMNS,
+            one.c.name.label("name1"),
+            one.c.description.label("description1"),
+            one.c.prompt.label("prompt1"),
+            two.c.name.label("name2"),
+            two.c.description.label("description2"),
+            two.c.prompt.label("prompt2"),
+        )
+        .select_from(
+            comparisons.join(one, one.c.id == comparisons.c.entity1_id).join(
+                two, two.c.id == comparisons.c.entity2_id
+            )
+        )
+        .where(comparisons.c.id > param("after"))
+    )
+    if same_prompt:
+        stmt = stmt.where(one.c.prompt.is_not(None), one.c.prompt == two.c.prompt)
+    return Query(stmt.order_by(comparisons.c.id).limit(param("limit")))
+
+
+_VOTES_WITH_ENTITIES = {False: _votes_with_entities(False), True: _votes_with_entities(True)}
+
+
+async def iter_votes_with_entities(
+    db: Database, *, same_prompt: bool = False, batch_size: int = 5000
+) -> AsyncIterator[list[Row]]:
+    """Every comparison in id order with both entities' names, descriptions and prompts.
+
+    ``same_prompt`` keeps only votes between two entities that carry the same prompt.
+    Keyset batches as in :func:`iter_rows`: bounded memory, no long transaction; plain
+    values as there.
+    """
+    async for rows in keyset_batches(db, _VOTES_WITH_ENTITIES[same_prompt], batch_size):
+        yield plain_values(rows)
+
+
+async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:
+    source = sa.table(table, sa.column("deleted_at"))
+    stmt = sa.select(sa.func.count()).select_from(source)
+    if live_only:
+        stmt = stmt.where(source.c.deleted_at.is_(None))
+    return int(await db.fetch_value(Query(stmt)))
+
+
+# --- rebuilding derived state ----------------------------------------------------
+
+_ALL_ENTITY_IDS = Query(sa.select(entities.c.id))
+_WRITE_DERIVED = Query(
+    sa.update(entities)
+    .where(entities.c.id == param("id"))
+    .values(
+        rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        comparisons=param("comparisons"),
+        wins=param("wins"),
+        losses=param("losses"),
+        ties=param("ties"),
+    )
+)
+
+
+async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: float, prior: Prior) -> int:
+    """Recompute every rating, strength and counter from the vote log, in id order.
+
+    Runs in one transaction with the tables locked against concurrent votes for its
+    duration. Deleted entities are replayed too, so their opponents end up exactly
+    where the online updates put them. Returns the number of votes replayed.
+    """
+    replayed = 0
+    async with db.transaction() as tx:
+        await tx.lock_tables("entities", "comparisons")
+        state = {
+            row["id"]: {
+                "rating": initial_rating,
+                "mu": prior.mu0,
+                "sigma": prior.sigma0,
+                "comparisons": 0,
+                "wins": 0,
+                "losses": 0,
+                "ties": 0,
+            }
+            for row in await tx.fetch_all(_ALL_ENTITY_IDS)
+        }
+        async for batch in vote_log(tx, 10_000):
+            for vote in batch:
+                one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
+                score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
+                for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor), strict=True):
+                    side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
+                    side["comparisons"] += 1
+                    side["wins"] += effect.win
+                    side["losses"] += effect.loss
+                    side["ties"] += effect.tie
+            replayed += len(batch)
+        for entity_id, values in state.items():
+            await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+    return replayed
+
+
+_ANALYZE_ENTITIES = Query(sa.text("ANALYZE entities"))
+
+
+async def refresh_statistics(db: Database) -> None:
+    """Update the query planner's statistics of the entities table (both backends)."""
+    await db.execute(_ANALYZE_ENTITIES)
