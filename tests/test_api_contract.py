@@ -11,7 +11,7 @@ import pytest
 
 from compere.http.keys import READINESS
 from compere.http.routes import ROUTES
-from tests.conftest import _admin_connection, bearer, log_in
+from tests.helpers import admin_connection, bearer, log_in
 
 # --- /health/ready ---------------------------------------------------------------------
 
@@ -43,7 +43,7 @@ class FakeClock:
 
 
 def _allow_connections(database: str, allowed: bool) -> None:
-    conn = _admin_connection()
+    conn = admin_connection()
     with conn.cursor() as cur:
         cur.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
         if not allowed:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ADMIN, ALICE, AUTH_ENV, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, AUTH_ENV, bearer, log_in, sign_up
 from tests.servers import RedisInstance
 
 WRONG = "not-the-right-password-00"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, bearer, log_in, sign_up
 
 WRONG = "not-the-right-password-00"
 

@@ -32,7 +32,7 @@ from compere.client.ratelimit import parse_rate_limit_fields
 from compere.client.retry import parse_retry_after
 from compere.http.routes import ROUTES
 from compere.http.schemas import Comparison, Entity, Pair, RankedEntity, User
-from tests.conftest import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY
 from tests.servers import free_port
 
 # Which client method speaks to each route. A route added to the server without a client

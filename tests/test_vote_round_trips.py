@@ -19,7 +19,7 @@ from compere.domain.bayes import DEFAULT_PRIOR
 from compere.storage import queries
 from compere.storage.database import ConflictError, Database, Query, connect
 from compere.storage.migrations import migrate
-from tests.conftest import empty_postgres
+from tests.helpers import empty_postgres
 
 pytestmark = pytest.mark.postgres
 
