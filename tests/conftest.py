@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from compere.http.app import create_app
+from compere.http.keys import CLOCK
 from compere.settings import Settings, load_settings
 from tests.helpers import (
     ADMIN,
@@ -32,6 +33,7 @@ from tests.helpers import (
     DB_PREFIX,
     NO_DOTENV,
     RATELIMIT_REDIS_URL,
+    FakeClock,
     admin_connection,
     empty_postgres,
     log_in,
@@ -90,13 +92,24 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
 
 @pytest.fixture
 def make_client(aiohttp_client: Callable[..., object], make_settings: Callable[..., Settings]):
-    """Start an app with the given settings overrides and return a test client for it."""
+    """Start an app with the given settings overrides and return a test client for it;
+    ``clock`` (e.g. the ``clock`` fixture) replaces the app's wall clock."""
 
-    async def make(app: web.Application | None = None, **env: str) -> TestClient:
+    async def make(
+        app: web.Application | None = None, clock: Callable[[], float] | None = None, **env: str
+    ) -> TestClient:
         app = app or await create_app(make_settings(**env), configure_logs=False)
+        if clock is not None:
+            app[CLOCK] = clock
         return await aiohttp_client(app)  # type: ignore[operator, no-any-return]
 
     return make
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A wall clock that moves only when the test advances it (pass it to ``make_client``)."""
+    return FakeClock()
 
 
 @pytest.fixture
@@ -147,8 +160,8 @@ def auth_redis() -> Iterator[str]:
 def make_auth_client(make_client: Callable[..., object], auth_redis: str) -> Callable[..., object]:
     """A test client with authentication on (shared Redis db, low bcrypt cost)."""
 
-    async def make(**env: str) -> TestClient:
-        return await make_client(**{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
+    async def make(clock: Callable[[], float] | None = None, **env: str) -> TestClient:
+        return await make_client(clock=clock, **{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
 
     return make
 

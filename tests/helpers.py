@@ -1,6 +1,6 @@
 """Plain helpers and constants shared by tests (fixtures live in ``conftest.py``, processes
 the tests start in ``servers.py``): where the test databases and Redis are, accounts and
-logging in, running the command line, voters under an outage, a judge with a hidden truth, rank agreement, the votes a
+logging in, a clock the test moves, running the command line, voters under an outage, a judge with a hidden truth, rank agreement, the votes a
 database holds."""
 
 from __future__ import annotations
@@ -136,6 +136,20 @@ async def log_in(client: TestClient, username: str, password: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it on (``advance`` or ``now +=``);
+    it starts at the real Unix time unless given ``start``."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 # --- votes under an outage (the outage tests, in process and under gunicorn) -----------
