@@ -15,7 +15,7 @@ for both hashers, and the ratios that matter. bcrypt cost comes from
 
 Example::
 
-    python bench/auth_bench.py --seconds 20 --concurrency 8
+    python -m bench.auth_bench --seconds 20 --concurrency 8
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,8 +32,9 @@ from pathlib import Path
 
 import aiohttp
 
-SCRIPT = Path(__file__).resolve()
-ROOT = SCRIPT.parent.parent
+from bench.net import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 USERNAME, PASSWORD = "benchadmin", "tangerine-glacier-meadow-93"
 
 
@@ -43,7 +43,6 @@ USERNAME, PASSWORD = "benchadmin", "tangerine-glacier-meadow-93"
 
 def serve(mode: str, port: int) -> None:
     """Serve the real app; with mode "inline", hash on the event loop instead."""
-    sys.path.insert(0, str(ROOT))
     import bcrypt
     from aiohttp import web
 
@@ -77,12 +76,6 @@ def serve(mode: str, port: int) -> None:
 
 
 # --- the measuring side --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -201,7 +194,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> dict[s
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
     server = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), "serve", mode, str(port), env=env, cwd=workdir
+        sys.executable, "-m", "bench.auth_bench", "serve", mode, str(port), env=env, cwd=workdir
     )
     try:
         return await measure(f"http://127.0.0.1:{port}", args)

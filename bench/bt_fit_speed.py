@@ -4,8 +4,8 @@ Generates ``--votes`` random Bradley-Terry votes among N entities (theta ~ Norma
 1.5^2)), then times the two steps the server runs: aggregating the log into pair
 counts and fitting (Newton + Laplace standard errors). Prints one JSON line per N.
 
-    python bench/bt_fit_speed.py                       # 1,000,000 votes, N = 1000, 10000, 100000
-    python bench/bt_fit_speed.py --votes 200000 --n 500
+    python -m bench.bt_fit_speed                       # 1,000,000 votes, N = 1000, 10000, 100000
+    python -m bench.bt_fit_speed --votes 200000 --n 500
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compere.domain.bt import aggregate_votes, fit_bradley_terry  # noqa: E402
 

@@ -4,7 +4,7 @@ Loopback only; a bounded number of votes per round. Rounds alternate between the
 busy machine slows both alike::
 
     python -m compere serve --port 8091 &          # any server, no rate limit
-    python bench/client_overhead.py --url http://127.0.0.1:8091 --votes 2000 --concurrency 100
+    python -m bench.client_overhead --url http://127.0.0.1:8091 --votes 2000 --concurrency 100
 
 Both send the same random votes (no pair token) with an ``Idempotency-Key`` each, so the
 server does the same work; the client adds its pacing gate, retry loop and response models.

@@ -7,8 +7,8 @@ reports wall time, rows per second and the child's peak resident memory. Memory 
 stays flat from 100,000 to 1,000,000 rows is the claim under test: the export holds
 one batch at a time. The database is dropped at the end.
 
-    python bench/export_bench.py                    # 100k and 1M rows, JSON Lines and CSV
-    python bench/export_bench.py --rows 200000      # one size only
+    python -m bench.export_bench                    # 100k and 1M rows, JSON Lines and CSV
+    python -m bench.export_bench --rows 200000      # one size only
 
 Needs PostgreSQL (``COMPERE_BENCH_POSTGRES_URL``, default the local server as postgres).
 """

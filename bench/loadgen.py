@@ -22,7 +22,7 @@ file too) and as a Markdown table.
 
 Example::
 
-    python bench/loadgen.py --url http://127.0.0.1:8080 --seed 1000 \
+    python -m bench.loadgen --url http://127.0.0.1:8080 --seed 1000 \
         --scenario next --scenario vote-loop --duration 10 --concurrency 20
 """
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import math
 import random
@@ -41,9 +40,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
+
+from bench.net import LoopbackOnlyError, require_loopback_url
 
 SCENARIOS = ("create", "next", "compare", "vote-loop", "leaderboard", "mixed")
 # Default order: `create` last, so the other scenarios see exactly N entities.
@@ -56,34 +56,6 @@ MAX_CONCURRENCY = 256
 MAX_SEED = 1_000_000
 
 T = TypeVar("T")
-
-
-class LoopbackOnlyError(ValueError):
-    """Raised when a target address is not on the loopback interface."""
-
-
-def require_loopback_host(host: str | None) -> None:
-    """Refuse any host that is not a loopback address (or the name ``localhost``)."""
-    if not host:
-        raise LoopbackOnlyError("target has no host")
-    if host.lower() in ("localhost", "localhost."):
-        return
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        # A name other than localhost could resolve anywhere: refuse rather than trust DNS.
-        raise LoopbackOnlyError(f"refusing non-loopback target host {host!r}") from None
-    if not address.is_loopback:
-        raise LoopbackOnlyError(f"refusing non-loopback target host {host!r}")
-
-
-def require_loopback_url(url: str) -> str:
-    """Return ``url`` without a trailing slash if it is an http(s) URL on loopback."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise LoopbackOnlyError(f"target must be an http(s) URL, got {url!r}")
-    require_loopback_host(parts.hostname)
-    return url.rstrip("/")
 
 
 # --------------------------------------------------------------------------- results
@@ -540,7 +512,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
         if args.seed_method == "api":
             entity_ids = await seed(args.url, args.seed, options, args.seed_timeout)
         else:
-            from seed_sql import seed_entities  # only needed for SQL seeding
+            from bench.seed_sql import seed_entities  # only needed for SQL seeding
 
             if not args.database_url:
                 raise SystemExit("--seed-method sql needs --database-url")

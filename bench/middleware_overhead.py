@@ -14,7 +14,7 @@ request is refused, so each one pays the Redis round trip and nothing else).
 
 Example::
 
-    python bench/middleware_overhead.py --requests 4000 --redis-url redis://127.0.0.1:6379/6
+    python -m bench.middleware_overhead --requests 4000 --redis-url redis://127.0.0.1:6379/6
 """
 
 from __future__ import annotations
@@ -34,11 +34,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-from loadgen import percentile, require_loopback_host, run_loop  # noqa: E402
+from bench.loadgen import percentile, run_loop
+from bench.net import require_loopback_host
 
 PING_PATH = "/bench/ping"
 

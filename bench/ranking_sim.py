@@ -29,11 +29,11 @@ answers at random), ``ties`` (a vote is a tie with probability 0.3 * 4p(1-p)).
 Output: one JSON line per (run, model) on stdout (or ``--jsonl FILE``), then a
 Markdown table of seed-averaged tau. ``--http URL`` instead drives a running server.
 
-    python bench/ranking_sim.py                  # N = 200, 10 seeds, up to 16 N votes
-    python bench/ranking_sim.py --max-budget 32  # the same up to 32 N (the docs' table)
-    python bench/ranking_sim.py --full           # N = 50, 200, 1000; all scenarios; 32 N
-    python bench/ranking_sim.py --n 200 --seeds 10 --strategies active random
-    python bench/ranking_sim.py --http http://127.0.0.1:8080 --n 200 --strategies active --seed 0
+    python -m bench.ranking_sim                  # N = 200, 10 seeds, up to 16 N votes
+    python -m bench.ranking_sim --max-budget 32  # the same up to 32 N (the docs' table)
+    python -m bench.ranking_sim --full           # N = 50, 200, 1000; all scenarios; 32 N
+    python -m bench.ranking_sim --n 200 --seeds 10 --strategies active random
+    python -m bench.ranking_sim --http http://127.0.0.1:8080 --n 200 --strategies active --seed 0
 
 The HTTP mode runs one N, strategy and seed per call and needs an empty database
 (it ranks only the entities it created); it
@@ -58,8 +58,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update  # noqa: E402
 from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry  # noqa: E402

@@ -1,6 +1,6 @@
 """Rate limiter benchmark: algorithm accuracy and memory, and the latency it adds.
 
-    PYTHONPATH=. python bench/ratelimit_bench.py [--redis-url redis://127.0.0.1:6379/3]
+    python -m bench.ratelimit_bench [--redis-url redis://127.0.0.1:6379/3]
 
 1. Accuracy (simulated time, no I/O): a sliding log against a sliding-window counter on
    the same arrival traces. Counts admissions an exact limiter would have refused, refusals

@@ -15,10 +15,10 @@ Results go to ``bench/results/`` (JSON lines and a Markdown report) and to stdou
 Examples::
 
     # quick look (about 2 minutes): N = 100 and 1,000, 2 workers, 3 scenarios, 4 s each
-    python bench/run_matrix.py --quick
+    python -m bench.run_matrix --quick
 
     # the full matrix with the original in the same run
-    python bench/run_matrix.py --original-src ../compere-original \\
+    python -m bench.run_matrix --original-src ../compere-original \\
         --original-python ../compere-original/.venv/bin/python
 """
 
@@ -31,7 +31,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,15 +42,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
+from bench import loadgen, wrk_compare
+from bench.net import free_port, require_loopback_host
+from bench.pg_ceiling.run_ceiling import measure_ceiling
+from bench.seed_sql import seed_entities
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "pg_ceiling"))
-
-import loadgen  # noqa: E402 - found through the path set above
-import wrk_compare  # noqa: E402
-from run_ceiling import measure_ceiling  # noqa: E402
-from seed_sql import seed_entities  # noqa: E402
 
 DEFAULT_NS = (100, 1_000, 10_000, 100_000)
 DEFAULT_WORKERS = (1, 2)
@@ -71,12 +68,6 @@ EXTRA_SCENARIOS = ("next@1", "compare@wrk")
 NEEDS_PAIRS = ("next", "next@1", "vote-loop", "mixed")
 # Scenarios in which the original can stall on its own connection pool (see run_cell).
 STALLS_ORIGINAL = ("compare", "compare@wrk", "vote-loop", "mixed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def with_database(admin_url: str, name: str) -> str:
@@ -653,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    loadgen.require_loopback_host(urlsplit(args.pg_url).hostname)
+    require_loopback_host(urlsplit(args.pg_url).hostname)
     if bool(args.original_src) != bool(args.original_python):
         raise SystemExit("--original-src and --original-python go together")
     if args.quick:

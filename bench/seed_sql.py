@@ -13,7 +13,8 @@ import json
 from urllib.parse import urlsplit
 
 import psycopg2
-from loadgen import require_loopback_host
+
+from bench.net import require_loopback_host
 
 INITIAL_RATING = 1500.0
 

@@ -13,7 +13,7 @@ ratings still sum to ``N * 1500``, the stored comparisons are exactly the acknow
 ones (none lost, none doubled by a retried key), replays returned the original bytes,
 and the resident memory of each worker at the start, middle and end.
 
-    PYTHONPATH=. python bench/soak.py --duration 600
+    python -m bench.soak --duration 600
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from pathlib import Path
 import aiohttp
 import psycopg2
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.net import free_port
+from tests.servers import PostgresInstance, RedisInstance
 
-from tests.servers import PostgresInstance, RedisInstance, free_port  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SEED_ENTITIES = 30
 WRITE_RETRY_STATUSES = {409, 503}

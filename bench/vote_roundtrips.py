@@ -19,7 +19,7 @@ Every variant keeps Elo zero-sum; the script checks the sum of ratings after eac
 
 Example::
 
-    python bench/vote_roundtrips.py --n 1000 --duration 8
+    python -m bench.vote_roundtrips --n 1000 --duration 8
 """
 
 from __future__ import annotations
@@ -36,19 +36,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "pg_ceiling"))
+from bench.loadgen import run_loop
+from bench.net import require_loopback_host
+from bench.pg_ceiling.run_ceiling import create_database, drop_database, prepare
+from compere.domain.bayes import bayes_update
+from compere.domain.elo import elo_update
+from compere.storage import comparisons
+from compere.storage.connect import connect
 
-from loadgen import require_loopback_host, run_loop  # noqa: E402
-from run_ceiling import create_database, drop_database, prepare  # noqa: E402
-
-from compere.domain.bayes import bayes_update  # noqa: E402 - paths set above
-from compere.domain.elo import elo_update  # noqa: E402
-from compere.storage import comparisons  # noqa: E402
-from compere.storage.connect import connect  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 K = 32.0
 LOCK = "SELECT id, rating, mu, sigma FROM entities WHERE id IN (%(a)s, %(b)s) AND deleted_at IS NULL ORDER BY id FOR UPDATE"

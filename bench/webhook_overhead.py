@@ -9,7 +9,7 @@ result is the ratio of the median throughputs (target: within 5%).
 
 Loopback only, bounded by ``--rounds`` x 2 x ``--duration`` seconds of load::
 
-    python bench/webhook_overhead.py --rounds 5 --duration 10 --concurrency 20 --workers 2
+    python -m bench.webhook_overhead --rounds 5 --duration 10 --concurrency 20 --workers 2
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ from pathlib import Path
 
 import aiohttp
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import loadgen  # noqa: E402 - found through the path set above
-from run_matrix import CompereServer, admin_execute, free_port, machine_description, with_database  # noqa: E402
+from bench import loadgen
+from bench.net import free_port
+from bench.run_matrix import CompereServer, admin_execute, machine_description, with_database
 
 
 class SilentReceiver:

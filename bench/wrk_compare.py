@@ -8,7 +8,7 @@ distinct entities with a random winner (``wrk/compare.lua``).
 
 Example::
 
-    python bench/wrk_compare.py --url http://127.0.0.1:8080 --ids-from-api --duration 10
+    python -m bench.wrk_compare --url http://127.0.0.1:8080 --ids-from-api --duration 10
 
 Debian: ``apt-get install wrk``.
 """
@@ -25,11 +25,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import loadgen
+from bench.net import require_loopback_url
+
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "wrk" / "compare.lua"
-sys.path.insert(0, str(HERE))
-
-import loadgen  # noqa: E402 - found through the path set above
 
 MARKER = "WRK_JSON "
 
@@ -49,7 +49,7 @@ def run_compare(
     labels: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """Run wrk against ``base_url`` and return a record shaped like ``loadgen``'s."""
-    base_url = loadgen.require_loopback_url(base_url)
+    base_url = require_loopback_url(base_url)
     if not 0 < duration <= loadgen.MAX_DURATION_S:
         raise ValueError(f"duration must be in (0, {loadgen.MAX_DURATION_S:g}]")
     if not 0 < concurrency <= loadgen.MAX_CONCURRENCY:

@@ -1,4 +1,6 @@
-"""Shared fixtures: every HTTP test runs against SQLite and a real PostgreSQL.
+"""Shared fixtures (only fixtures: plain helpers and constants are in ``tests/helpers.py``,
+processes the tests start in ``tests/servers.py``). Every HTTP test runs against SQLite
+and a real PostgreSQL.
 
 PostgreSQL comes from ``COMPERE_TEST_POSTGRES_URL`` (default: the local server as
 user postgres). Each test session creates its own database and drops it at the end;
@@ -9,47 +11,37 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from compere.http.app import create_app
+from compere.http.keys import CLOCK
 from compere.settings import Settings, load_settings
-from tests.servers import CompereProcess, PostgresInstance
+from tests.helpers import (
+    ADMIN,
+    ADMIN_URL,
+    ALICE,
+    AUTH_ENV,
+    AUTH_REDIS_URL,
+    CLIENT_REDIS_URL,
+    DB_PREFIX,
+    NO_DOTENV,
+    RATELIMIT_REDIS_URL,
+    FakeClock,
+    admin_connection,
+    empty_postgres,
+    log_in,
+    sign_up,
+    with_database,
+)
+from tests.servers import CompereProcess, PostgresInstance, RedisInstance, free_port
 from tests.webhook_helpers import Receiver
-
-ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-# Prefix of the throw-away databases, so that test runs sharing one server stay apart.
-DB_PREFIX = os.environ.get("COMPERE_TEST_DB_PREFIX", "compere_test")
-NO_DOTENV = Path("/nonexistent/.env")
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _admin_connection() -> psycopg2.extensions.connection:
-    try:
-        conn = psycopg2.connect(ADMIN_URL, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is required for the test suite and is not reachable at {ADMIN_URL}: {exc}. "
-            "Start it (see README) or set COMPERE_TEST_POSTGRES_URL.",
-            pytrace=False,
-        )
-    conn.autocommit = True
-    return conn
 
 
 @pytest.fixture(scope="session")
@@ -59,15 +51,15 @@ def postgres_factory() -> Iterator[Callable[[], str]]:
 
     def create() -> str:
         name = f"{DB_PREFIX}_{os.getpid()}_{secrets.token_hex(4)}"
-        conn = _admin_connection()
+        conn = admin_connection()
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         conn.close()
         created.append(name)
-        return _with_database(ADMIN_URL, name)
+        return with_database(ADMIN_URL, name)
 
     yield create
-    conn = _admin_connection()
+    conn = admin_connection()
     with conn.cursor() as cur:
         for name in created:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -77,18 +69,6 @@ def postgres_factory() -> Iterator[Callable[[], str]]:
 @pytest.fixture(scope="session")
 def shared_postgres_url(postgres_factory: Callable[[], str]) -> str:
     return postgres_factory()
-
-
-def empty_postgres(url: str) -> None:
-    """Remove every row (keeping the applied schema) so each test starts clean."""
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-        )
-        tables = [row[0] for row in cur.fetchall()]
-        if tables:
-            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
-    conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -112,13 +92,24 @@ def make_settings(database_url: str) -> Callable[..., Settings]:
 
 @pytest.fixture
 def make_client(aiohttp_client: Callable[..., object], make_settings: Callable[..., Settings]):
-    """Start an app with the given settings overrides and return a test client for it."""
+    """Start an app with the given settings overrides and return a test client for it;
+    ``clock`` (e.g. the ``clock`` fixture) replaces the app's wall clock."""
 
-    async def make(app: web.Application | None = None, **env: str) -> TestClient:
+    async def make(
+        app: web.Application | None = None, clock: Callable[[], float] | None = None, **env: str
+    ) -> TestClient:
         app = app or await create_app(make_settings(**env), configure_logs=False)
+        if clock is not None:
+            app[CLOCK] = clock
         return await aiohttp_client(app)  # type: ignore[operator, no-any-return]
 
     return make
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A wall clock that moves only when the test advances it (pass it to ``make_client``)."""
+    return FakeClock()
 
 
 @pytest.fixture
@@ -142,18 +133,6 @@ def create_entities(client: TestClient) -> Callable[..., object]:
 
 
 # --- authentication ------------------------------------------------------------------
-
-AUTH_REDIS_URL = os.environ.get("COMPERE_TEST_AUTH_REDIS_URL", "redis://127.0.0.1:6379/4")
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
-# Low but allowed bcrypt cost (the floor is 10), so the suite hashes quickly.
-AUTH_ENV = {
-    "AUTH_ENABLED": "true",
-    "SECRET_KEY": TEST_SECRET_KEY,
-    "BCRYPT_ROUNDS": "10",
-    "REDIS_URL": AUTH_REDIS_URL,
-}
-ADMIN = ("admin", "grey-heron-lantern-91")
-ALICE = ("alice", "violet-otter-compass-27")
 
 
 @pytest.fixture
@@ -181,29 +160,10 @@ def auth_redis() -> Iterator[str]:
 def make_auth_client(make_client: Callable[..., object], auth_redis: str) -> Callable[..., object]:
     """A test client with authentication on (shared Redis db, low bcrypt cost)."""
 
-    async def make(**env: str) -> TestClient:
-        return await make_client(**{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
+    async def make(clock: Callable[[], float] | None = None, **env: str) -> TestClient:
+        return await make_client(clock=clock, **{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
 
     return make
-
-
-async def sign_up(
-    client: TestClient, username: str, password: str, token: str | None = None, **extra: object
-):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return await client.post(
-        "/auth/users/", json={"username": username, "password": password, **extra}, headers=headers
-    )
-
-
-async def log_in(client: TestClient, username: str, password: str) -> str:
-    resp = await client.post("/auth/token", data={"username": username, "password": password})
-    assert resp.status == 200, await resp.text()
-    return str((await resp.json())["access_token"])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -220,9 +180,6 @@ async def admin_and_alice(make_auth_client: Callable[..., object]):
 
 # ---------------------------------------------------------------- Redis (rate limiting)
 
-# The shared Redis server; rate-limit tests keep to their own database number.
-RATELIMIT_REDIS_URL = os.environ.get("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3")
-
 
 @pytest.fixture
 async def ratelimit_redis_prefix() -> AsyncIterator[str]:
@@ -238,77 +195,22 @@ async def ratelimit_redis_prefix() -> AsyncIterator[str]:
         await client.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedisServer:
-    """A redis-server started by the test on its own port, stopped only by its own PID."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert self.process is None
-        executable = shutil.which("redis-server")
-        assert executable, "redis-server is needed for this test"
-        self.process = subprocess.Popen(
-            [
-                executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-            self.process = None
-
-
 @pytest.fixture
-def own_redis_server() -> Iterator[OwnRedisServer]:
-    server = OwnRedisServer()
+def own_redis_server() -> Iterator[RedisInstance]:
+    """A redis-server of the test's own without persistence (tests/servers.py): stopping
+    and starting it again on the same port empties it."""
+    server = RedisInstance(persistent=False)
     server.start()
     try:
         yield server
     finally:
-        server.stop()
+        server.destroy()
 
 
 @pytest.fixture
 def dead_redis_url() -> str:
     """A Redis URL where nothing listens."""
-    return f"redis://127.0.0.1:{_free_port()}/0"
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 @pytest.fixture
@@ -321,10 +223,6 @@ def own_postgres() -> Iterator[PostgresInstance]:
 
 
 # ---------------------------------------------------------------- real server processes
-
-# The Redis database of the real-server tests (client, examples): idempotency keys and
-# rate-limit windows must outlive a server restart, so they cannot be in process.
-CLIENT_REDIS_URL = os.environ.get("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
 @pytest.fixture

@@ -1,16 +1,247 @@
-"""Plain helpers shared by tests (no fixtures): a judge with a hidden truth, rank agreement,
-the votes a database holds."""
+"""Plain helpers and constants shared by tests (fixtures live in ``conftest.py``, processes
+the tests start in ``servers.py``): where the test databases and Redis are, accounts and
+logging in, a clock the test moves, running the command line, voters under an outage, a judge with a hidden truth, rank agreement, the votes a
+database holds."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import itertools
+import os
 import random
 import sqlite3
+import sys
+import time
+import uuid
 from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import psycopg2
+import pytest
+from aiohttp.test_utils import TestClient
 
 from compere.http.schemas import Entity
+from tests.servers import REPO
+
+# --- databases -----------------------------------------------------------------------
+
+ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Prefix of the throw-away databases, so that test runs sharing one server stay apart.
+DB_PREFIX = os.environ.get("COMPERE_TEST_DB_PREFIX", "compere_test")
+NO_DOTENV = Path("/nonexistent/.env")
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def admin_connection() -> psycopg2.extensions.connection:
+    """An autocommit connection to the PostgreSQL server's ``postgres`` database."""
+    try:
+        conn = psycopg2.connect(ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is required for the test suite and is not reachable at {ADMIN_URL}: {exc}. "
+            "Start it (see README) or set COMPERE_TEST_POSTGRES_URL.",
+            pytrace=False,
+        )
+    conn.autocommit = True
+    return conn
+
+
+def empty_postgres(url: str) -> None:
+    """Remove every row (keeping the applied schema) so each test starts clean."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        tables = [row[0] for row in cur.fetchall()]
+        if tables:
+            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    conn.close()
+
+
+def command_env(database_url: str) -> dict[str, str]:
+    """The environment of a ``python -m compere`` command on ``database_url``."""
+    return {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+
+
+async def start_compere(
+    database_url: str, cwd: Path, *args: str, stderr: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """Start ``python -m compere ARGS`` with pipes for stdin and stdout."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "compere",
+        *args,
+        cwd=cwd,
+        env=command_env(database_url),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
+async def run_compere(
+    database_url: str, cwd: Path, *args: str, stdin: bytes | None = None
+) -> tuple[int, str, str]:
+    """Run ``python -m compere ARGS`` and return (exit status, stdout, stderr)."""
+    proc = await start_compere(database_url, cwd, *args)
+    out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# --- Redis databases of the shared server (each kind of test keeps to its own number) ----
+
+AUTH_REDIS_URL = os.environ.get("COMPERE_TEST_AUTH_REDIS_URL", "redis://127.0.0.1:6379/4")
+RATELIMIT_REDIS_URL = os.environ.get("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3")
+# The real-server tests (client, examples): idempotency keys and rate-limit windows must
+# outlive a server restart, so they cannot be in process.
+CLIENT_REDIS_URL = os.environ.get("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+# --- authentication ------------------------------------------------------------------
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+# Low but allowed bcrypt cost (the floor is 10), so the suite hashes quickly.
+AUTH_ENV = {
+    "AUTH_ENABLED": "true",
+    "SECRET_KEY": TEST_SECRET_KEY,
+    "BCRYPT_ROUNDS": "10",
+    "REDIS_URL": AUTH_REDIS_URL,
+}
+ADMIN = ("admin", "grey-heron-lantern-91")
+ALICE = ("alice", "violet-otter-compass-27")
+
+
+async def sign_up(
+    client: TestClient, username: str, password: str, token: str | None = None, **extra: object
+):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await client.post(
+        "/auth/users/", json={"username": username, "password": password, **extra}, headers=headers
+    )
+
+
+async def log_in(client: TestClient, username: str, password: str) -> str:
+    resp = await client.post("/auth/token", data={"username": username, "password": password})
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it on (``advance`` or ``now +=``);
+    it starts at the real Unix time unless given ``start``."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# --- votes under an outage (the outage tests, in process and under gunicorn) -----------
+
+OUTAGE_ENTITIES = 8
+OUTAGE_VOTERS = 8
+
+
+async def seed(session: aiohttp.ClientSession, base: str) -> list[int]:
+    ids = []
+    for i in range(OUTAGE_ENTITIES):
+        async with session.post(f"{base}/entities/", json={"name": f"e{i}"}) as resp:
+            assert resp.status == 200
+            ids.append((await resp.json())["id"])
+    return ids
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str, within: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        async with session.get(f"{base}/health/ready") as resp:
+            if resp.status == 200:
+                return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/health/ready not 200 within {within} s")
+
+
+class VoteLoad:
+    """Voters posting random votes until stopped; records every status and 2xx body."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, ids: list[int], *, keyed: bool) -> None:
+        self.session, self.base, self.ids, self.keyed = session, base, ids, keyed
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.acknowledged: list[dict] = []
+        self.slowest_refusal = 0.0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._voter(n)) for n in range(OUTAGE_VOTERS)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _voter(self, n: int) -> None:
+        step = 0
+        while not self._stop.is_set():
+            step += 1
+            a, b = self.ids[(n + step) % len(self.ids)], self.ids[(n + 3 * step + 1) % len(self.ids)]
+            if a == b:
+                continue
+            body = {"entity1_id": a, "entity2_id": b, "selected_entity_id": (a, b, None)[step % 3]}
+            key = str(uuid.uuid4()) if self.keyed else None
+            while True:  # with a key, retry the same request until it is answered
+                started = time.monotonic()
+                headers = {"Idempotency-Key": key} if key else {}
+                async with self.session.post(f"{self.base}/comparisons/", json=body, headers=headers) as resp:
+                    self.statuses[resp.status] += 1
+                    payload = await resp.json()
+                    if resp.status == 200:
+                        if resp.headers.get("Idempotent-Replayed") != "true":
+                            self.acknowledged.append(payload)
+                        break
+                    self.slowest_refusal = max(self.slowest_refusal, time.monotonic() - started)
+                if key is None or self._stop.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
+
+
+def stored_state(url: str) -> tuple[list[int], float, int, int]:
+    """Comparison ids, rating sum, sum of per-entity comparison counters, entity count."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM comparisons ORDER BY id")
+        ids = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT sum(rating), sum(comparisons), count(*) FROM entities")
+        rating_sum, counters, entities = cur.fetchone()
+    conn.close()
+    return ids, float(rating_sum), int(counters), int(entities)
+
+
+def assert_exactly_once(url: str, acknowledged: list[dict]) -> None:
+    ids, rating_sum, counters, entities = stored_state(url)
+    acked = sorted(c["id"] for c in acknowledged)
+    assert len(acked) == len(set(acked))
+    assert ids == acked  # every acknowledged vote stored once, nothing unacknowledged
+    assert rating_sum == pytest.approx(entities * 1500.0, abs=1e-6)  # no half-applied vote
+    assert counters == 2 * len(ids)
+
+
+# --- ranking quality -----------------------------------------------------------------
 
 ITEMS = 20
 # The order a perfect ranking recovers: item names to hidden scores (a fixed shuffle).

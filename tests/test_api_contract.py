@@ -11,7 +11,7 @@ import pytest
 
 from compere.http.keys import READINESS
 from compere.http.routes import ROUTES
-from tests.conftest import _admin_connection, bearer, log_in
+from tests.helpers import FakeClock, admin_connection, bearer, log_in
 
 # --- /health/ready ---------------------------------------------------------------------
 
@@ -34,16 +34,8 @@ async def test_readiness_keeps_the_original_fields_beside_the_checks(client):
     )
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _allow_connections(database: str, allowed: bool) -> None:
-    conn = _admin_connection()
+    conn = admin_connection()
     with conn.cursor() as cur:
         cur.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
         if not allowed:
@@ -60,7 +52,7 @@ async def test_readiness_is_cached_briefly_and_turns_503_when_the_database_goes(
     url = postgres_factory()
     database = url.rsplit("/", 1)[1]
     client = await make_client(DATABASE_URL=url, READY_CACHE_SECONDS="1")
-    clock = FakeClock()
+    clock = FakeClock(start=1000.0)
     client.server.app[READINESS].clock = clock
     try:
         assert (await client.get("/health/ready")).status == 200

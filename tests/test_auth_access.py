@@ -11,7 +11,7 @@ import re
 from compere.http.keys import DATABASE, TOKENS
 from compere.http.routes import ROUTES, Route
 from compere.storage import users
-from tests.conftest import bearer
+from tests.helpers import ADMIN, bearer, sign_up
 
 PUBLIC_EXTRAS = ("/openapi.json", "/docs")
 
@@ -67,8 +67,6 @@ async def test_every_protected_route_needs_a_token_and_superuser_routes_a_superu
 
 async def test_with_auth_off_the_ranking_api_is_open_and_auth_routes_still_checked(make_auth_client):
     client = await make_auth_client(AUTH_ENABLED="false")
-    from tests.conftest import ADMIN, sign_up
-
     assert (await sign_up(client, *ADMIN)).status == 200  # so sign-up is no longer open either
     for route in ROUTES:
         name = f"{route.method} {route.path}"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ADMIN, ALICE, AUTH_ENV, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, AUTH_ENV, bearer, log_in, sign_up
 from tests.servers import RedisInstance
 
 WRONG = "not-the-right-password-00"
@@ -73,8 +73,9 @@ def own_redis() -> Iterator[RedisInstance]:
         server.destroy()
 
 
-async def test_logouts_disabled_users_and_lockouts_survive_losing_redis(make_client, own_redis):
-    client = await make_client(**{**AUTH_ENV, "REDIS_URL": own_redis.url(), "LOGIN_MAX_FAILURES": "3"})
+async def test_logouts_disabled_users_and_lockouts_survive_losing_redis(make_client, own_redis, clock):
+    env = {"REDIS_URL": own_redis.url(), "LOGIN_MAX_FAILURES": "3", "LOGIN_FAILURE_WINDOW": "60"}
+    client = await make_client(clock=clock, **{**AUTH_ENV, **env})
     assert (await sign_up(client, *ADMIN)).status == 200
     admin = await log_in(client, *ADMIN)
     for name, password in (ALICE, VICTIM):
@@ -103,6 +104,9 @@ async def test_logouts_disabled_users_and_lockouts_survive_losing_redis(make_cli
     assert (await client.get("/auth/users/me", headers=bearer(alice))).status == 401
     assert await login_status(client, *ALICE) == 403  # still disabled
     assert (await client.get("/auth/users/me", headers=bearer(admin))).status == 200
+    # The database's lockout ends by the app's clock, like the Redis counters.
+    clock.advance(61)
+    assert await login_status(client, *VICTIM) == 200
 
 
 # --- ending tokens -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from compere.http.keys import DATABASE
 from compere.storage.database import Query
-from tests.conftest import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, sign_up
 
 INVALID = "Could not validate credentials"
 

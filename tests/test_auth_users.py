@@ -10,7 +10,7 @@ import pytest
 
 from compere.http.keys import DATABASE, PASSWORDS
 from compere.storage import users
-from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, bearer, log_in, sign_up
 
 
 @pytest.mark.parametrize("auth_enabled", ["true", "false"])

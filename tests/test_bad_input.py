@@ -11,7 +11,7 @@ from aiohttp import web
 from compere.http.app import create_app
 from compere.http.routes import ROUTES
 from compere.settings import load_settings
-from tests.conftest import NO_DOTENV, empty_postgres
+from tests.helpers import NO_DOTENV, empty_postgres
 
 HUGE = "99999999999999999999"
 LEAKS = re.compile(

@@ -8,21 +8,18 @@ middle of a half-hour benchmark run. No timing is asserted.
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import loadgen
+from bench import loadgen
+from bench.net import LoopbackOnlyError, require_loopback_host, require_loopback_url
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"])
 def test_loopback_hosts_are_accepted(host: str) -> None:
-    loadgen.require_loopback_host(host)
+    require_loopback_host(host)
 
 
 @pytest.mark.parametrize(
@@ -38,8 +35,8 @@ def test_loopback_hosts_are_accepted(host: str) -> None:
     ],
 )
 def test_other_targets_are_refused(url: str) -> None:
-    with pytest.raises(loadgen.LoopbackOnlyError):
-        loadgen.require_loopback_url(url)
+    with pytest.raises(LoopbackOnlyError):
+        require_loopback_url(url)
 
 
 def test_command_line_refuses_a_remote_target_before_sending_anything(

@@ -16,7 +16,7 @@ from aiohttp import web
 from compere.http.app import create_app
 from compere.http.keys import DATABASE
 from compere.settings import load_settings
-from tests.conftest import NO_DOTENV, empty_postgres
+from tests.helpers import NO_DOTENV, empty_postgres
 
 INTERNALS = ("psycopg", "aiopg", "pg_sleep", "select", "cancelled", "traceback", "statement_timeout", "pool")
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import bearer, log_in
+from tests.helpers import bearer, log_in
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "quiet-kestrel-harbour-48"

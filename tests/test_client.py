@@ -44,7 +44,7 @@ from compere.http.schemas import (
     WebhookCreated,
     WebhookDelivery,
 )
-from tests.conftest import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY
 from tests.servers import free_port
 from tests.webhook_helpers import FAST, eventually
 

@@ -25,8 +25,7 @@ import aiohttp
 import pytest
 
 from compere.client import AsyncClient, Conflict, RetryPolicy
-from tests.conftest import TEST_SECRET_KEY
-from tests.helpers import stored_votes
+from tests.helpers import TEST_SECRET_KEY, stored_votes
 from tests.servers import AnswerDroppingProxy, CompereProcess
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from compere.http.app import create_app
 from compere.settings import load_settings
-from tests.conftest import NO_DOTENV, empty_postgres
+from tests.helpers import NO_DOTENV, empty_postgres
 
 ENTITIES = 20
 VOTES = 2000

@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.conftest import AUTH_ENV
+from tests.helpers import AUTH_ENV
 
 ENTITY = orjson.dumps({"name": "cross-site"})
 

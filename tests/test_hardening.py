@@ -11,7 +11,7 @@ import pytest
 
 from compere.http.auth import CSRF_COOKIE, CSRF_HEADER, TOKEN_COOKIE
 from compere.infra.logging import JsonFormatter
-from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, bearer, log_in, sign_up
 
 APP = "https://app.example.com"
 EVIL = "https://evil.example.net"

@@ -25,7 +25,7 @@ from compere.http.idempotency import fingerprint, record_key
 from compere.http.keys import IDEMPOTENCY
 from compere.infra.idempotency import KEY_PREFIX
 from compere.settings import SettingsError, load_settings
-from tests.conftest import NO_DOTENV, bearer
+from tests.helpers import NO_DOTENV, bearer
 
 REDIS_URL = os.environ.get("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5")
 

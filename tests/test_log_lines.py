@@ -21,7 +21,7 @@ from yarl import URL
 
 from compere.http.app import create_app
 from compere.infra.logging import build_formatter
-from tests.conftest import AUTH_ENV
+from tests.helpers import AUTH_ENV
 
 # What a real text record starts with: time, level, [pid], logger name.
 RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \[\d+\] [\w.]+: ")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, TEST_SECRET_KEY, bearer, empty_postgres, log_in, sign_up
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,12 +157,6 @@ async def test_pool_use_and_waits_are_measured(make_client, create_entities):
 # --- two gunicorn workers ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -181,14 +175,12 @@ def _requests_counted_by(folder: Path, pid: int) -> float:
 
 
 async def test_two_gunicorn_workers_report_summed_counts(shared_postgres_url, tmp_path):
-    from tests.conftest import empty_postgres
-
     empty_postgres(shared_postgres_url)
     folder = tmp_path / "prometheus"
     folder.mkdir()
     stale = folder / "counter_999999.db"  # left by an earlier run: gunicorn.conf.py clears it
     stale.write_bytes(b"stale")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),

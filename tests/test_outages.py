@@ -8,7 +8,6 @@ and restarts that server.
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,11 +19,8 @@ import pytest
 
 from compere.http.app import create_app
 from compere.settings import load_settings
-from tests.conftest import NO_DOTENV, empty_postgres
+from tests.helpers import NO_DOTENV, VoteLoad, assert_exactly_once, empty_postgres, seed, wait_ready
 from tests.servers import RedisInstance
-
-ENTITIES = 8
-VOTERS = 8
 
 
 @pytest.fixture
@@ -41,89 +37,6 @@ async def serve(aiohttp_server, **env: str) -> str:
     app = await create_app(load_settings(env, dotenv=NO_DOTENV), configure_logs=False)
     server = await aiohttp_server(app)
     return str(server.make_url("")).rstrip("/")
-
-
-async def seed(session: aiohttp.ClientSession, base: str) -> list[int]:
-    ids = []
-    for i in range(ENTITIES):
-        async with session.post(f"{base}/entities/", json={"name": f"e{i}"}) as resp:
-            assert resp.status == 200
-            ids.append((await resp.json())["id"])
-    return ids
-
-
-async def wait_ready(session: aiohttp.ClientSession, base: str, within: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        async with session.get(f"{base}/health/ready") as resp:
-            if resp.status == 200:
-                return time.monotonic() - started
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"/health/ready not 200 within {within} s")
-
-
-class VoteLoad:
-    """Voters posting random votes until stopped; records every status and 2xx body."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str, ids: list[int], *, keyed: bool) -> None:
-        self.session, self.base, self.ids, self.keyed = session, base, ids, keyed
-        self.statuses: collections.Counter[int] = collections.Counter()
-        self.acknowledged: list[dict] = []
-        self.slowest_refusal = 0.0
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._voter(n)) for n in range(VOTERS)]
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-    async def _voter(self, n: int) -> None:
-        step = 0
-        while not self._stop.is_set():
-            step += 1
-            a, b = self.ids[(n + step) % len(self.ids)], self.ids[(n + 3 * step + 1) % len(self.ids)]
-            if a == b:
-                continue
-            body = {"entity1_id": a, "entity2_id": b, "selected_entity_id": (a, b, None)[step % 3]}
-            key = str(uuid.uuid4()) if self.keyed else None
-            while True:  # with a key, retry the same request until it is answered
-                started = time.monotonic()
-                headers = {"Idempotency-Key": key} if key else {}
-                async with self.session.post(f"{self.base}/comparisons/", json=body, headers=headers) as resp:
-                    self.statuses[resp.status] += 1
-                    payload = await resp.json()
-                    if resp.status == 200:
-                        if resp.headers.get("Idempotent-Replayed") != "true":
-                            self.acknowledged.append(payload)
-                        break
-                    self.slowest_refusal = max(self.slowest_refusal, time.monotonic() - started)
-                if key is None or self._stop.is_set():
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.01)
-
-
-def stored_state(url: str) -> tuple[list[int], float, int, int]:
-    """Comparison ids, rating sum, sum of per-entity comparison counters, entity count."""
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT id FROM comparisons ORDER BY id")
-        ids = [row[0] for row in cur.fetchall()]
-        cur.execute("SELECT sum(rating), sum(comparisons), count(*) FROM entities")
-        rating_sum, counters, entities = cur.fetchone()
-    conn.close()
-    return ids, float(rating_sum), int(counters), int(entities)
-
-
-def assert_exactly_once(url: str, acknowledged: list[dict]) -> None:
-    ids, rating_sum, counters, entities = stored_state(url)
-    acked = sorted(c["id"] for c in acknowledged)
-    assert len(acked) == len(set(acked))
-    assert ids == acked  # every acknowledged vote stored once, nothing unacknowledged
-    assert rating_sum == pytest.approx(entities * 1500.0, abs=1e-6)  # no half-applied vote
-    assert counters == 2 * len(ids)
 
 
 async def test_postgres_stopped_and_restarted_under_load(aiohttp_server, own_postgres):

@@ -13,8 +13,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, sign_up
-from tests.test_transfer import compere
+from tests.helpers import ADMIN, ALICE, TEST_SECRET_KEY, bearer, log_in, run_compere, sign_up
 
 WRITE_HAIKU = "Write a haiku about autumn."
 EXPLAIN_TCP = "Explain TCP slow start in one sentence."
@@ -153,15 +152,19 @@ async def test_entities_carry_a_prompt(client):
 async def test_the_command_writes_the_same_datasets(client, database_url, tmp_path):
     await seed(client, [{}])
     env_args = ("export", "preferences", "--batch-size", "2")  # several keyset batches
-    status, out, err = await compere(database_url, tmp_path, *env_args, "--format", "dpo")
+    status, out, err = await run_compere(database_url, tmp_path, *env_args, "--format", "dpo")
     assert status == 0, err
     assert lines(out) == DPO
     assert "exported 2 dpo records" in err
-    status, out, err = await compere(database_url, tmp_path, *env_args, "--format", "dpo", "--ties", "keep")
+    status, out, err = await run_compere(
+        database_url, tmp_path, *env_args, "--format", "dpo", "--ties", "keep"
+    )
     assert status == 0, err
     assert lines(out) == DPO_WITH_TIE
     target = tmp_path / "battles.jsonl"
-    status, _, err = await compere(database_url, tmp_path, *env_args, "--format", "arena", "-o", str(target))
+    status, _, err = await run_compere(
+        database_url, tmp_path, *env_args, "--format", "arena", "-o", str(target)
+    )
     assert status == 0, err
     assert [b["winner"] for b in lines(target.read_text())] == [
         "model_a",
@@ -171,9 +174,9 @@ async def test_the_command_writes_the_same_datasets(client, database_url, tmp_pa
         "model_a",
     ]
     assert lines(target.read_text()) == await export(client, format="arena")
-    status, _, err = await compere(database_url, tmp_path, "export", "preferences")
+    status, _, err = await run_compere(database_url, tmp_path, "export", "preferences")
     assert status == 2 and "needs --format dpo or arena" in err
-    status, _, err = await compere(database_url, tmp_path, "export", "comparisons", "--format", "dpo")
+    status, _, err = await run_compere(database_url, tmp_path, "export", "comparisons", "--format", "dpo")
     assert status == 2 and "needs --format jsonl or csv" in err
 
 

@@ -23,7 +23,8 @@ from compere.http.middlewares import error_masking
 from compere.http.ratelimit_middleware import RateLimitPolicies, rate_limit_cleanup_ctx, rate_limit_middleware
 from compere.infra.ratelimit import RateLimitPolicy
 from compere.settings import Settings, SettingsError, load_settings
-from tests.conftest import RATELIMIT_REDIS_URL, OwnRedisServer
+from tests.helpers import RATELIMIT_REDIS_URL
+from tests.servers import RedisInstance
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 LIMITED = {"GET /entities/"}
@@ -198,9 +199,9 @@ async def test_dead_redis_fails_closed_with_503(limited_client: ClientFactory, d
 
 
 async def test_redis_outage_and_recovery(
-    limited_client: ClientFactory, own_redis_server: OwnRedisServer
+    limited_client: ClientFactory, own_redis_server: RedisInstance
 ) -> None:
-    client = await limited_client(REDIS_URL=own_redis_server.url, RATE_LIMIT_FAIL_MODE="closed")
+    client = await limited_client(REDIS_URL=own_redis_server.url(), RATE_LIMIT_FAIL_MODE="closed")
     assert (await client.get("/entities/")).status == 200
 
     own_redis_server.stop()

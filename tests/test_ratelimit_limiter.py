@@ -17,7 +17,8 @@ from compere.infra.ratelimit import (
     RedisSlidingWindowLimiter,
     SlidingWindowLimiter,
 )
-from tests.conftest import RATELIMIT_REDIS_URL, OwnRedisServer
+from tests.helpers import RATELIMIT_REDIS_URL
+from tests.servers import RedisInstance
 
 # For tests of behaviour with a working Redis on a busy test machine. The failure tests
 # use the short defaults against servers that refuse or never answer.
@@ -171,9 +172,9 @@ async def test_failures_are_logged_once_per_interval(
 
 
 async def test_limiting_resumes_when_redis_comes_back(
-    own_redis_server: OwnRedisServer,
+    own_redis_server: RedisInstance,
 ) -> None:
-    limiter = RedisSlidingWindowLimiter.from_url(own_redis_server.url, cooldown=0.1, **GENEROUS_TIMEOUTS)
+    limiter = RedisSlidingWindowLimiter.from_url(own_redis_server.url(), cooldown=0.1, **GENEROUS_TIMEOUTS)
     policy = RateLimitPolicy("default", limit=2, window=30)
     try:
         assert (await limiter.hit("r", policy)).allowed

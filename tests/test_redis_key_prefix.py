@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from compere.settings import SettingsError, load_settings
-from tests.conftest import ADMIN, AUTH_ENV, NO_DOTENV, sign_up
+from tests.helpers import ADMIN, AUTH_ENV, NO_DOTENV, sign_up
 
 IDEMPOTENCY_REDIS_URL = os.environ.get("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5")
 WRONG = "not-the-right-password-00"

@@ -16,7 +16,6 @@ import pty
 import random
 import re
 import struct
-import sys
 import termios
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +25,7 @@ import sqlalchemy as sa
 
 from compere.http.keys import DATABASE
 from compere.storage.database import Query
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import run_compere, start_compere
 
 ENTITIES = [
     {"external_id": "sku-1", "name": "Espresso", "description": "strong", "image_urls": ["https://x/e.png"]},
@@ -38,34 +36,10 @@ ENTITIES = [
 ]
 
 
-async def compere(
-    database_url: str, cwd: Path, *args: str, stdin: bytes | None = None
-) -> tuple[int, str, str]:
-    """Run ``python -m compere ARGS`` and return (exit status, stdout, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "compere",
-        *args,
-        cwd=cwd,
-        env=_command_env(database_url),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def _command_env(database_url: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
-
-
 async def compere_on_a_terminal(
     database_url: str, cwd: Path, *args: str, stdin: bytes = b""
 ) -> tuple[int, str, str]:
-    """Like :func:`compere`, with standard error on a pseudo-terminal 100 columns wide,
+    """Like :func:`tests.helpers.run_compere`, with standard error on a pseudo-terminal 100 columns wide,
     where the progress bar shows: (exit status, stdout, what the terminal received)."""
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
@@ -82,17 +56,7 @@ async def compere_on_a_terminal(
             received += chunk
 
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "compere",
-            *args,
-            cwd=cwd,
-            env=_command_env(database_url),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=secondary,
-        )
+        proc = await start_compere(database_url, cwd, *args, stderr=secondary)
     finally:
         os.close(secondary)
     reader = asyncio.create_task(asyncio.to_thread(read_terminal))
@@ -119,7 +83,7 @@ async def all_pages(client, url: str) -> list[dict]:
 
 async def test_import_then_export_round_trips_every_entity_and_vote(client, database_url, tmp_path):
     source = write_jsonl(tmp_path / "entities.jsonl", ENTITIES)
-    status, out, err = await compere(database_url, tmp_path, "import", str(source), "--batch-size", "2")
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(source), "--batch-size", "2")
     assert status == 0, err
     assert out.strip() == "created 5, already present 0, rejected 0"
 
@@ -147,14 +111,14 @@ async def test_import_then_export_round_trips_every_entity_and_vote(client, data
     logged = {c["id"]: c for c in await all_pages(client, "/comparisons/")}
     assert len(logged) == 23
 
-    status, out, err = await compere(database_url, tmp_path, "export", "comparisons", "--batch-size", "5")
+    status, out, err = await run_compere(database_url, tmp_path, "export", "comparisons", "--batch-size", "5")
     assert status == 0, err
     exported = [json.loads(line) for line in out.splitlines()]
     assert [c["id"] for c in exported] == sorted(logged)  # oldest first, each once
     assert {c["id"]: c for c in exported} == logged
 
     csv_path = tmp_path / "comparisons.csv"
-    status, _, err = await compere(
+    status, _, err = await run_compere(
         database_url,
         tmp_path,
         "export",
@@ -178,7 +142,7 @@ async def test_import_then_export_round_trips_every_entity_and_vote(client, data
         ]
         assert row["created_at"] == expected["created_at"]
 
-    status, out, err = await compere(database_url, tmp_path, "export", "entities")
+    status, out, err = await run_compere(database_url, tmp_path, "export", "entities")
     assert status == 0, err
     exported_entities = {e["id"]: e for e in map(json.loads, out.splitlines())}
     current = {e["id"]: e for e in await all_pages(client, "/entities/")}
@@ -189,15 +153,15 @@ async def test_import_then_export_round_trips_every_entity_and_vote(client, data
         assert exported == entity
 
     # The entity export is itself an import file: importing it again changes nothing.
-    status, out, err = await compere(database_url, tmp_path, "import", "-", stdin=out.encode())
+    status, out, err = await run_compere(database_url, tmp_path, "import", "-", stdin=out.encode())
     assert status == 0, err
     assert out.strip() == "created 0, already present 5, rejected 0"
 
 
 async def test_reimport_creates_no_duplicates_and_adds_only_new_rows(client, database_url, tmp_path):
     source = write_jsonl(tmp_path / "a.jsonl", ENTITIES[:3])
-    assert (await compere(database_url, tmp_path, "import", str(source)))[0] == 0
-    status, out, _ = await compere(database_url, tmp_path, "import", str(source))
+    assert (await run_compere(database_url, tmp_path, "import", str(source)))[0] == 0
+    status, out, _ = await run_compere(database_url, tmp_path, "import", str(source))
     assert (status, out.strip()) == (0, "created 0, already present 3, rejected 0")
 
     # The same items again as CSV, plus two new ones: only those two are added.
@@ -209,7 +173,7 @@ async def test_reimport_creates_no_duplicates_and_adds_only_new_rows(client, dat
             [record["external_id"], record["name"], record["description"], " ".join(record["image_urls"])]
         )
     (tmp_path / "b.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    status, out, err = await compere(database_url, tmp_path, "import", str(tmp_path / "b.csv"))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(tmp_path / "b.csv"))
     assert (status, out.strip()) == (0, "created 2, already present 3, rejected 0"), err
 
     entities = await all_pages(client, "/entities/")
@@ -229,7 +193,7 @@ async def test_bad_lines_are_reported_by_number_and_the_rest_imported(client, da
         json.dumps({"external_id": 42, "name": "numeric id is fine"}),
     ]
     (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    status, out, err = await compere(database_url, tmp_path, "import", str(tmp_path / "mixed.jsonl"))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(tmp_path / "mixed.jsonl"))
     assert status == 1
     assert out.strip() == "created 2, already present 0, rejected 5"
     for number in (2, 3, 4, 5, 6):
@@ -237,10 +201,10 @@ async def test_bad_lines_are_reported_by_number_and_the_rest_imported(client, da
     names = sorted(e["name"] for e in await all_pages(client, "/entities/"))
     assert names == ["fine", "numeric id is fine"]
 
-    status, _, err = await compere(database_url, tmp_path, "import", str(tmp_path / "missing.csv"))
+    status, _, err = await run_compere(database_url, tmp_path, "import", str(tmp_path / "missing.csv"))
     assert status == 1 and "cannot read" in err
     (tmp_path / "headerless.csv").write_text("", encoding="utf-8")
-    status, _, err = await compere(database_url, tmp_path, "import", str(tmp_path / "headerless.csv"))
+    status, _, err = await run_compere(database_url, tmp_path, "import", str(tmp_path / "headerless.csv"))
     assert status == 1 and "header row" in err
 
 
@@ -330,7 +294,7 @@ async def test_a_large_import_refreshes_the_planner_statistics(client, database_
     assert await _planner_rows(client) < 1000
     records = [{"external_id": f"bulk-{k}", "name": f"Item {k}"} for k in range(1200)]
     source = write_jsonl(tmp_path / "bulk.jsonl", records)
-    status, out, err = await compere(database_url, tmp_path, "import", str(source))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(source))
     assert status == 0, err
     assert out.strip() == "created 1200, already present 0, rejected 0"
     assert await _planner_rows(client) >= 1000
@@ -376,7 +340,7 @@ def empty_database(database_url, tmp_path, postgres_factory):
             url = f"sqlite:///{tmp_path / f'target-{made}.db'}"
         else:
             url = postgres_factory()
-        status, _, err = await compere(url, tmp_path, "migrate")
+        status, _, err = await run_compere(url, tmp_path, "migrate")
         assert status == 0, err
         return url
 
@@ -405,7 +369,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
     ):
         assert (await client.post("/entities/", json=body)).status == 200
     source = write_jsonl(tmp_path / "seed.jsonl", ENTITIES[:2])
-    assert (await compere(database_url, tmp_path, "import", str(source)))[0] == 0
+    assert (await run_compere(database_url, tmp_path, "import", str(source)))[0] == 0
     gone = next(e for e in await all_pages(client, "/entities/") if e["name"] == "Gone")
     assert (await client.delete(f"/entities/{gone['id']}")).status == 200
     live = await all_pages(client, "/entities/")
@@ -418,18 +382,18 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
         path = tmp_path / name
         path.write_bytes(data)
         target = await empty_database()
-        status, out, err = await compere(target, tmp_path, "import", str(path))
+        status, out, err = await run_compere(target, tmp_path, "import", str(path))
         assert (status, out.strip()) == (0, "created 5, already present 0, rejected 0"), (name, err)
-        status, out, err = await compere(target, tmp_path, "import", str(path))  # a re-run adds nothing
+        status, out, err = await run_compere(target, tmp_path, "import", str(path))  # a re-run adds nothing
         assert (status, out.strip()) == (0, "created 0, already present 5, rejected 0"), (name, err)
-        status, out, err = await compere(target, tmp_path, "export", "entities")
+        status, out, err = await run_compere(target, tmp_path, "export", "entities")
         assert status == 0, err
         assert by_external_id(out) == expected, name
 
     exports: dict[str, bytes] = {}
     for fmt in ("jsonl", "csv"):
         path = tmp_path / f"cli.{fmt}"
-        status, _, err = await compere(
+        status, _, err = await run_compere(
             database_url, tmp_path, "export", "entities", "--format", fmt, "-o", str(path)
         )
         assert status == 0, err
@@ -467,9 +431,9 @@ async def test_exports_of_two_databases_merge_without_losing_an_entity(
     for number, app in enumerate((client, other)):
         path = tmp_path / f"export-{number}.jsonl"
         path.write_bytes(await (await app.get("/export/entities")).read())
-        status, out, err = await compere(target, tmp_path, "import", str(path))
+        status, out, err = await run_compere(target, tmp_path, "import", str(path))
         assert (status, out.strip()) == (0, "created 1, already present 0, rejected 0"), err
-    status, out, _ = await compere(target, tmp_path, "export", "entities")
+    status, out, _ = await run_compere(target, tmp_path, "export", "entities")
     assert sorted(json.loads(line)["name"] for line in out.splitlines()) == [
         "From the first",
         "From the second",
@@ -502,7 +466,7 @@ async def test_a_bad_byte_stops_the_import_at_its_line_and_says_what_was_written
 ):
     path = tmp_path / f"big.{fmt}"
     path.write_bytes(_bad_byte_file(fmt, 3000, 1502))
-    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(path))
     assert status == 1
     column = path.read_bytes().splitlines()[1501].index(b"\xff") + 1
     assert f"import stopped at line 1502: not valid UTF-8 (byte 0xff at character {column})" in err
@@ -513,14 +477,14 @@ async def test_a_bad_byte_stops_the_import_at_its_line_and_says_what_was_written
 
     # Fixed, the same file imports the rest and nothing twice.
     path.write_bytes(path.read_bytes().replace(b"\xff", b"\xc3\xa9"))
-    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(path))
     assert (status, out.strip()) == (0, f"created 1499, already present {written}, rejected 0"), err
 
 
 async def test_unreadable_csv_stops_with_a_sentence_not_a_traceback(client, database_url, tmp_path):
     path = tmp_path / "huge-field.csv"
     path.write_text(f"external_id,name,description\na,A,fine\nb,B,{'x' * 200_000}\nc,C,never read\n")
-    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(path))
     assert status == 1
     assert "Traceback" not in err
     assert "import stopped at line 3: not valid CSV (field larger than field limit" in err
@@ -542,7 +506,7 @@ async def test_the_http_import_checks_the_whole_file_before_writing(client, fmt)
 async def test_csv_header_problems_are_file_level_errors(client, database_url, tmp_path):
     path = tmp_path / "no-id.csv"
     path.write_text("name,description\nA,first\nB,second\n", encoding="utf-8")
-    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(path))
     assert status == 1
     assert "the CSV header row has no external_id column" in err
     assert "skipped" not in err  # one message for the file, not one per row
@@ -551,7 +515,7 @@ async def test_csv_header_problems_are_file_level_errors(client, database_url, t
     assert resp.status == 400
     assert "has no external_id column" in (await resp.json())["detail"]
     path.write_text("title\nA\n", encoding="utf-8")
-    status, _, err = await compere(database_url, tmp_path, "import", str(path))
+    status, _, err = await run_compere(database_url, tmp_path, "import", str(path))
     assert status == 1 and "has no external_id and no name column" in err
     assert await all_pages(client, "/entities/") == []
 
@@ -573,7 +537,7 @@ async def test_a_duplicate_external_id_within_a_file_is_reported_with_both_lines
     else:
         path = write_jsonl(tmp_path / "dup.jsonl", records)
         duplicate_line, first_line = 3, 1
-    status, out, err = await compere(database_url, tmp_path, "import", str(path))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(path))
     assert status == 1
     assert out.strip() == "created 2, already present 0, rejected 1"
     assert f"line {duplicate_line} skipped: external_id 'a' is a duplicate of line {first_line}" in err

@@ -20,7 +20,7 @@ from compere.storage import comparisons, entities
 from compere.storage.connect import connect
 from compere.storage.database import ConflictError, Database, Query
 from compere.storage.migrations import migrate
-from tests.conftest import empty_postgres
+from tests.helpers import empty_postgres
 
 pytestmark = pytest.mark.postgres
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import ADMIN, ALICE, bearer, log_in, sign_up
+from tests.helpers import ADMIN, ALICE, bearer, log_in, sign_up
 from tests.webhook_helpers import (
     FAST,
     deliveries,

@@ -9,7 +9,7 @@ Prints one JSON line: ``{"n": ..., "clients": ..., "tps": ...}``.
 
 Example::
 
-    python bench/pg_ceiling/run_ceiling.py --n 1000 --clients 20 --duration 10
+    python -m bench.pg_ceiling.run_ceiling --n 1000 --clients 20 --duration 10
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
+from bench.net import require_loopback_host
+
 HERE = Path(__file__).resolve().parent
 MIGRATIONS = HERE.parent.parent / "sql" / "postgresql"
-sys.path.insert(0, str(HERE.parent))
-
-from loadgen import require_loopback_host  # noqa: E402 - found through the path set above
 
 MAX_DURATION_S = 120
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from aiohttp import web
 from compere.http.auth import auth_context
 from compere.http.cors import setup_cors
 from compere.http.keys import (
+    CLOCK,
     DATABASE,
     IDEMPOTENCY,
     PAIR_TOKENS,
@@ -54,6 +56,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
     app[RANKING_CACHE] = RankingCache()
     app[READINESS] = ReadinessCache(settings.ready_cache_seconds)
+    app[CLOCK] = time.time
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_webhooks)  # after the database; stopped before it closes
     app.cleanup_ctx.append(_redis)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis.asyncio
@@ -34,6 +35,8 @@ RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+# The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 # Who made the request: set by the identity middleware on every request (None when

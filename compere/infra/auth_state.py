@@ -5,7 +5,8 @@ client group, so that parallel guesses cannot slip past a limit. They are the fa
 shared first line only: what must outlast a Redis restart (logouts, disabled users,
 token epochs, account lockouts) is kept in the database (``compere.storage.users``).
 Without ``REDIS_URL`` (local development only; production requires it) an in-process
-store with the same interface is used instead.
+store with the same interface is used instead. Both read the time from the caller (the
+app's clock, ``compere.http.keys.CLOCK``), so windows end by that one clock.
 
 Every Redis key this module uses is built by :func:`redis_key`.
 """
@@ -13,7 +14,7 @@ Every Redis key this module uses is built by :func:`redis_key`.
 from __future__ import annotations
 
 import abc
-import time
+import math
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -49,8 +50,8 @@ class LoginThrottle(abc.ABC):
         self.window = window
 
     @abc.abstractmethod
-    async def attempt(self, username: str, client: str) -> int:
-        """Count one attempt; 0 when allowed, else the seconds until it will be."""
+    async def attempt(self, username: str, client: str, now: float) -> int:
+        """Count one attempt at Unix time ``now``; 0 when allowed, else the seconds until it will be."""
 
     @abc.abstractmethod
     async def succeeded(self, username: str, client: str) -> None: ...
@@ -65,16 +66,28 @@ class LoginThrottle(abc.ABC):
 # --- Redis -------------------------------------------------------------------------
 
 # Counts an attempt on both keys at once; answers 0 or the longest wait still to run.
+# Each key is a hash of the count and the window's end in milliseconds of the app's
+# clock (ARGV[1] is now), so the caller's time decides when a window is over; Redis's
+# own expiry, a second later, only clears it away. A key of another type (a counter of
+# an older version) starts a new window.
 _ATTEMPT = """
-local window = tonumber(ARGV[1])
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
 local wait = 0
 for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, window) end
-  if count > tonumber(ARGV[i + 1]) then
-    local ttl = redis.call('TTL', key)
-    if ttl < 1 then ttl = 1 end
-    if ttl > wait then wait = ttl end
+  local ends = nil
+  if redis.call('TYPE', key)['ok'] == 'hash' then ends = tonumber(redis.call('HGET', key, 'ends')) end
+  if ends == nil or ends <= now then
+    ends = now + window
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'ends', ends)
+    redis.call('PEXPIRE', key, window + 1000)
+  end
+  local count = redis.call('HINCRBY', key, 'count', 1)
+  if count > tonumber(ARGV[i + 2]) then
+    local left = math.ceil((ends - now) / 1000)
+    if left < 1 then left = 1 end
+    if left > wait then wait = left end
   end
 end
 return wait
@@ -82,7 +95,10 @@ return wait
 # After a success: the username starts afresh; the client gets its attempt back.
 _REFUND = """
 redis.call('DEL', KEYS[1])
-if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+if redis.call('TYPE', KEYS[2])['ok'] == 'hash'
+    and tonumber(redis.call('HGET', KEYS[2], 'count') or '0') > 0 then
+  redis.call('HINCRBY', KEYS[2], 'count', -1)
+end
 return 0
 """
 
@@ -95,11 +111,10 @@ class RedisLoginThrottle(LoginThrottle):
         self._attempt = client.register_script(_ATTEMPT)
         self._refund = client.register_script(_REFUND)
 
-    async def attempt(self, username: str, client: str) -> int:
+    async def attempt(self, username: str, client: str, now: float) -> int:
+        args = [int(now * 1000), self.window * 1000, self.per_user, self.per_client]
         try:
-            wait = await self._attempt(
-                keys=list(self.keys(username, client)), args=[self.window, self.per_user, self.per_client]
-            )
+            wait = await self._attempt(keys=list(self.keys(username, client)), args=args)
         except RedisError as exc:
             raise AuthStateUnavailable("redis") from exc
         return int(wait)
@@ -119,15 +134,14 @@ class MemoryLoginThrottle(LoginThrottle):
         super().__init__(per_user=per_user, per_client=per_client, window=window)
         self._counts: dict[str, tuple[int, float]] = {}  # key -> (count, window end)
 
-    async def attempt(self, username: str, client: str) -> int:
-        now = time.monotonic()
+    async def attempt(self, username: str, client: str, now: float) -> int:
         self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
         wait = 0
         for key, limit in zip(self.keys(username, client), (self.per_user, self.per_client), strict=True):
             count, until = self._counts.get(key, (0, now + self.window))
             self._counts[key] = (count + 1, until)
             if count + 1 > limit:
-                wait = max(wait, max(1, round(until - now)))
+                wait = max(wait, max(1, math.ceil(until - now)))
         return wait
 
     async def succeeded(self, username: str, client: str) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import REPO
+
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 SECRET_WORDS = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE)", re.IGNORECASE)
 

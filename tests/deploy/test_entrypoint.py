@@ -19,9 +19,8 @@ import pytest
 
 from compere import __version__
 from compere.settings import load_settings, read_dotenv
-from tests.deploy.conftest import free_port, health_status, stop_process, wait_for
+from tests.servers import REPO, free_port, health_status, stop_process, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import REPO
 
 
 def print_config(tmp_path: Path, env_extra: dict[str, str], *args: str) -> tuple[int, dict[str, str], str]:

@@ -14,8 +14,8 @@ import sys
 
 import aiohttp
 
-from tests.deploy.conftest import REPO
-from tests.test_outages import VoteLoad, assert_exactly_once, seed, wait_ready
+from tests.helpers import VoteLoad, assert_exactly_once, seed, wait_ready
+from tests.servers import REPO
 
 
 def shipped_worker_class() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.deploy.conftest import REPO, app_environment, free_port, health_status, stop_process
+from tests.servers import REPO, app_environment, free_port, health_status, stop_process
 
 PROBLEM = "compere: configuration error: "
 

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import free_port, health_status, stop_process, wait_for
+from tests.servers import REPO, free_port, health_status, stop_process, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILES = sorted(
     f"{dialect}/{f.name}"
     for dialect in ("postgresql", "sqlite")

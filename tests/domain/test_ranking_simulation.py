@@ -1,22 +1,13 @@
-"""A small run of bench/ranking_sim.py: the active strategy must beat random pairs."""
-
-import importlib.util
-import sys
-from pathlib import Path
+"""A small run of ``python -m bench.ranking_sim``: the active strategy must beat random pairs."""
 
 import pytest
 
-SIM_PATH = Path(__file__).resolve().parents[2] / "bench" / "ranking_sim.py"
+from bench import ranking_sim
 
 
 @pytest.fixture(scope="module")
 def sim():
-    spec = importlib.util.spec_from_file_location("ranking_sim", SIM_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ranking_sim"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("ranking_sim", None)
+    return ranking_sim
 
 
 def mean_tau(sim, strategy, seeds, n=40, budget=6):

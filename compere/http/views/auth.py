@@ -23,7 +23,7 @@ from compere.http.auth import (
     unauthorized,
 )
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import DATABASE, LOGIN_THROTTLE, PASSWORDS, SETTINGS, TOKENS, USER
+from compere.http.keys import CLOCK, DATABASE, LOGIN_THROTTLE, PASSWORDS, SETTINGS, TOKENS, USER
 from compere.http.schemas import LoginForm, PasswordChange, UserCreate, UserListQuery
 from compere.http.validation import parse_json, path_id, read_body, read_query
 from compere.http.views.shapes import user_out
@@ -82,11 +82,11 @@ async def _password_matches(
     settings = app[SETTINGS]
     throttle = app[LOGIN_THROTTLE]
     client = caller_group(request)
+    now = app[CLOCK]()
     try:
-        wait = await throttle.attempt(username, client)
+        wait = await throttle.attempt(username, client, now)
     except AuthStateUnavailable:
         raise auth_unavailable() from None
-    now = time.time()
     if not wait and row is not None and row["locked_until"] > now:
         wait = math.ceil(row["locked_until"] - now)
     if wait:

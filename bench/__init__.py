@@ -1,0 +1,1 @@
+"""Benchmarks and simulations, each run from the repository root as ``python -m bench.NAME``."""

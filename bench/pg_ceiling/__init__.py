@@ -1,0 +1,1 @@
+"""The PostgreSQL ceiling: how many votes per second the database alone takes (pgbench)."""
