@@ -19,6 +19,7 @@ from compere import __version__
 from compere.client.errors import TransportError, error_from_response
 from compere.client.ratelimit import RateLimitGate
 from compere.client.retry import RetryPolicy, parse_retry_after
+from compere.domain.strategies import Strategy
 from compere.http.schemas import (
     Comparison,
     ComparisonCreate,
@@ -42,7 +43,6 @@ __all__ = ["AsyncClient", "Page"]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-Strategy = Literal["active", "ucb", "random"]
 ExportFormat = Literal["jsonl", "csv"]
 
 _ENTITIES = TypeAdapter(list[Entity])

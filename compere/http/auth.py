@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import TrustedProxies, client_address, client_group, parse_trusted_proxies
+from compere.http.client_address import client_address, client_group
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
@@ -67,15 +67,10 @@ class AuthenticatedUser:
     via_cookie: bool = False
 
 
-@functools.lru_cache(maxsize=8)
-def _trusted(spec: tuple[str, ...]) -> TrustedProxies:
-    return parse_trusted_proxies(spec)
-
-
 def caller_address(request: web.Request) -> str:
     """The client's address, through the proxies ``TRUSTED_PROXIES`` names (as the
     request log and the rate limiter see it), for login counters and failure logs."""
-    return client_address(request, _trusted(request.app[SETTINGS].trusted_proxies))
+    return client_address(request, request.app[SETTINGS].proxies)
 
 
 def caller_group(request: web.Request) -> str:

@@ -37,7 +37,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import client_address, parse_trusted_proxies
+from compere.http.client_address import client_address
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
 from compere.http.keys import REQUEST_ID
 from compere.http.ratelimit_middleware import (
@@ -72,7 +72,7 @@ _KEPT_ERROR_HEADERS = frozenset(
 
 def request_logging(settings: Settings) -> Middleware:
     enabled = settings.log_requests
-    trusted = parse_trusted_proxies(settings.trusted_proxies)
+    trusted = settings.proxies
 
     def address(request: web.Request) -> str:
         return client_address(request, trusted)
@@ -267,8 +267,8 @@ def build_middlewares(settings: Settings) -> list[Middleware]:
         chain.append(
             rate_limit_middleware(
                 RateLimitPolicies.from_settings(settings),
-                trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
-                fail_mode="closed" if settings.rate_limit_fail_mode == "closed" else "open",
+                trusted_proxies=settings.proxies,
+                fail_mode=settings.rate_limit_fail_mode,
             )
         )
     return chain

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -30,6 +30,7 @@ from compere.infra.ratelimit import (
     RedisSlidingWindowLimiter,
     SlidingWindowLimiter,
 )
+from compere.infra.ratelimit_policy import FailMode
 from compere.settings import Settings
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FailMode = Literal["open", "closed"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -82,10 +82,7 @@ class RateLimitPolicies:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimitPolicies:
         """The default and ``auth`` policies from RATE_LIMIT_* settings."""
-        return cls.standard(
-            RateLimitPolicy("default", settings.rate_limit_requests, settings.rate_limit_window),
-            RateLimitPolicy("auth", settings.rate_limit_auth_requests, settings.rate_limit_auth_window),
-        )
+        return cls.standard(settings.rate_limit, settings.auth_rate_limit)
 
     def for_request(self, method: str, path: str) -> RateLimitPolicy | None:
         for prefix in self.exempt:
@@ -143,7 +140,7 @@ def rate_limit_middleware(
     """
     if not isinstance(policies, RateLimitPolicies):
         raise TypeError("policies must be a RateLimitPolicies")
-    if fail_mode not in ("open", "closed"):
+    if fail_mode not in get_args(FailMode):
         raise ValueError(f"fail_mode must be 'open' or 'closed', not {fail_mode!r}")
     if limiter is not None and not isinstance(limiter, SlidingWindowLimiter):
         raise TypeError("limiter must be a SlidingWindowLimiter")

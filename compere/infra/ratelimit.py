@@ -27,8 +27,6 @@ import abc
 import asyncio
 import collections
 import logging
-import math
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from compere.infra import metrics
+from compere.infra.ratelimit_policy import RateLimitPolicy
 
 __all__ = [
     "InProcessSlidingWindowLimiter",
@@ -51,26 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_POLICY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-
-
-@dataclass(frozen=True)
-class RateLimitPolicy:
-    """At most ``limit`` requests in any interval of ``window`` seconds."""
-
-    name: str
-    limit: int
-    window: float
-
-    def __post_init__(self) -> None:
-        # The name appears in Redis keys and in the RateLimit-Policy header.
-        if not _POLICY_NAME.match(self.name):
-            raise ValueError(f"rate limit policy name {self.name!r} must match {_POLICY_NAME.pattern}")
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
-            raise ValueError(f"rate limit policy {self.name!r}: limit must be a positive integer")
-        if not (isinstance(self.window, int | float) and math.isfinite(self.window)) or self.window < 0.001:
-            raise ValueError(f"rate limit policy {self.name!r}: window must be at least 0.001 seconds")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
-from compere.ranking_cache import prior_of
 from compere.storage import queries
 from compere.transfer import (
     GENERATED_ID_PREFIX,
@@ -45,7 +44,7 @@ async def create_entity(request: web.Request) -> web.Response:
             image_urls=body.image_urls,
             rating=request.app[SETTINGS].elo_initial_rating,
             external_id=body.external_id,
-            prior=prior_of(request.app[SETTINGS]),
+            prior=request.app[SETTINGS].prior,
             prompt=body.prompt,
         )
         await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
@@ -111,7 +110,7 @@ async def import_entities(request: web.Request) -> web.Response:
         request.app[DATABASE],
         records,
         rating=request.app[SETTINGS].elo_initial_rating,
-        prior=prior_of(request.app[SETTINGS]),
+        prior=request.app[SETTINGS].prior,
         batch_size=_IMPORT_BATCH,
     )
     counts = {
