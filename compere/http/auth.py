@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import client_address, client_group
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
+    CLIENT,
     DATABASE,
     LOGIN_THROTTLE,
     PASSWORDS,
@@ -67,17 +67,6 @@ class AuthenticatedUser:
     via_cookie: bool = False
 
 
-def caller_address(request: web.Request) -> str:
-    """The client's address, through the proxies ``TRUSTED_PROXIES`` names (as the
-    request log and the rate limiter see it), for login counters and failure logs."""
-    return client_address(request, request.app[SETTINGS].proxies)
-
-
-def caller_group(request: web.Request) -> str:
-    """The client's group for per-client counters (IPv6 per /64), as the rate limiter counts."""
-    return client_group(caller_address(request))
-
-
 def unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -97,7 +86,7 @@ def log_auth_failure(request: web.Request, reason: str, username: str | None = N
 
     The log record has the time. Passwords and tokens are never passed here.
     """
-    client = caller_address(request)
+    client = request[CLIENT].address
     shown = _printable(username) if username is not None else "-"
     auth_log.warning(
         "authentication failed: %s user=%s client=%s path=%s",

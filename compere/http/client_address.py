@@ -9,6 +9,8 @@ client and may be invented; a client can therefore never choose the address we s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
 from compere.infra.addresses import (
@@ -20,7 +22,28 @@ from compere.infra.addresses import (
     parse_trusted_proxies,
 )
 
-__all__ = ["TrustedProxies", "client_address", "client_group", "parse_trusted_proxies"]
+__all__ = [
+    "Client",
+    "TrustedProxies",
+    "client_address",
+    "client_group",
+    "parse_trusted_proxies",
+    "resolve_client",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who sent a request, resolved once at the edge and kept under ``CLIENT``."""
+
+    address: str  # as :func:`client_address` tells it: what logs and /metrics's allow-list see
+    group: str  # whose per-client quotas it spends (:func:`client_group`: IPv6 by /64)
+
+
+def resolve_client(request: web.Request, trusted_proxies: TrustedProxies) -> Client:
+    """The request's :class:`Client`: its address through ``trusted_proxies``, and its group."""
+    address = client_address(request, trusted_proxies)
+    return Client(address, client_group(address))
 
 
 def client_address(request: web.Request, trusted_proxies: TrustedProxies) -> str:

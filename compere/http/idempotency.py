@@ -34,9 +34,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 from aiohttp import web
 
-from compere.http.auth import caller_address
 from compere.http.errors import ApiError
-from compere.http.keys import IDEMPOTENCY, SETTINGS, USER
+from compere.http.keys import CLIENT, IDEMPOTENCY, SETTINGS, USER
 from compere.infra.idempotency import IdempotencyStore, StoredResponse, StoreUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,13 +70,13 @@ def parse_key(raw: str) -> str:
 
 def caller_scope(request: web.Request) -> str:
     """Whose keys these are: the authenticated user, else the client address (as
-    resolved through TRUSTED_PROXIES)."""
+    resolved at the edge, through TRUSTED_PROXIES)."""
     user = request.get(USER)
     if user is not None:
         ident = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", None)
         if ident is not None:
             return f"user:{ident}"
-    return f"addr:{caller_address(request)}"
+    return f"addr:{request[CLIENT].address}"
 
 
 def record_key(scope: str, key: str) -> str:

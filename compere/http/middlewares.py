@@ -3,7 +3,8 @@
 aiohttp runs the first middleware in the list outermost. The order is:
 
 1. ``request_logging``: outermost, so it times the whole request, assigns the
-   request id every other layer (and every error body) uses, and logs the final
+   request id every other layer (and every error body) uses, resolves the client
+   (``CLIENT``: address and group) that every later step reads, and logs the final
    status, including the responses the inner layers produce for errors.
 2. ``request_metrics`` (only with ``METRICS_ENABLED``): counts and times each
    request by route template and final status. Inside logging, outside error
@@ -37,9 +38,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import client_address
+from compere.http.client_address import resolve_client
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
-from compere.http.keys import REQUEST_ID
+from compere.http.keys import CLIENT, REQUEST_ID
 from compere.http.ratelimit_middleware import (
     RATE_LIMIT_HEADER_NAMES,
     RateLimitPolicies,
@@ -74,22 +75,21 @@ def request_logging(settings: Settings) -> Middleware:
     enabled = settings.log_requests
     trusted = settings.proxies
 
-    def address(request: web.Request) -> str:
-        return client_address(request, trusted)
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-ID", "")
         # 128 random bits as 32 hex digits (the shape of uuid4().hex, without the object).
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
+        # Resolved here, once, for every layer and handler below (they read CLIENT).
+        client = request[CLIENT] = resolve_client(request, trusted)
         started = time.perf_counter()
 
         def write(status: int) -> None:
             if not (enabled and log.isEnabledFor(logging.INFO)):
                 return
             duration_ms = (time.perf_counter() - started) * 1000
-            method, path, client = request.method, request.path, address(request)
+            method, path = request.method, request.path
             # Path only: query strings may carry credentials; bodies are never logged.
             # The record is built directly: log.info() would also walk the stack to
             # find the calling line, which no log format here shows (once per request).
@@ -99,13 +99,13 @@ def request_logging(settings: Settings) -> Middleware:
                 __file__,
                 0,
                 "%s %s %d %s %.1fms %s",
-                (method, path, status, client, duration_ms, request_id),
+                (method, path, status, client.address, duration_ms, request_id),
                 None,
                 extra={
                     "method": method,
                     "path": path,
                     "status": status,
-                    "client": client,
+                    "client": client.address,
                     "duration_ms": round(duration_ms, 2),
                     "request_id": request_id,
                 },
@@ -267,7 +267,6 @@ def build_middlewares(settings: Settings) -> list[Middleware]:
         chain.append(
             rate_limit_middleware(
                 RateLimitPolicies.from_settings(settings),
-                trusted_proxies=settings.proxies,
                 fail_mode=settings.rate_limit_fail_mode,
             )
         )

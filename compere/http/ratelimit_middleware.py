@@ -18,9 +18,9 @@ from typing import get_args
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from compere.http.client_address import TrustedProxies, client_address, client_group
+from compere.http.client_address import TrustedProxies, resolve_client
 from compere.http.errors import ApiError
-from compere.http.keys import RATE_LIMITER, USER
+from compere.http.keys import CLIENT, RATE_LIMITER, USER
 from compere.infra import metrics
 from compere.infra.ratelimit import (
     InProcessSlidingWindowLimiter,
@@ -97,12 +97,14 @@ def _strip_slash(path: str) -> str:
 
 def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) -> str:
     """Whose quota a request spends: the authenticated user, else the client's group
-    (:func:`client_group`: IPv6 per /64)."""
+    (IPv6 per /64) as request logging resolved it; resolved here only in an app without
+    request logging (tests, benchmarks)."""
     user = request.get(USER)
     if user is not None:
         user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
         return f"user:{user_id}"
-    return client_group(client_address(request, trusted_proxies))
+    client = request.get(CLIENT)
+    return (client or resolve_client(request, trusted_proxies)).group
 
 
 RATE_LIMIT_HEADER_NAMES = (
@@ -137,6 +139,8 @@ def rate_limit_middleware(
     The limiter is ``limiter`` if given, else the one the app stores under ``RATE_LIMITER``
     (created in ``rate_limit_cleanup_ctx``). When the limiter's store is unreachable,
     ``fail_mode="open"`` lets the request through unlimited and ``"closed"`` answers 503.
+    Anonymous requests are counted by the client request logging resolved
+    (``CLIENT``); ``trusted_proxies`` serves only an app without request logging.
     """
     if not isinstance(policies, RateLimitPolicies):
         raise TypeError("policies must be a RateLimitPolicies")
