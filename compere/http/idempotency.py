@@ -29,16 +29,15 @@ import functools
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from compere.http.errors import ApiError
 from compere.http.keys import CLIENT, IDEMPOTENCY, SETTINGS, USER
 from compere.infra.idempotency import IdempotencyStore, StoredResponse, StoreUnavailable
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -32,12 +32,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
+from compere.http.auth import identity
 from compere.http.client_address import resolve_client
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
 from compere.http.keys import CLIENT, REQUEST_ID
@@ -49,8 +50,6 @@ from compere.http.ratelimit_middleware import (
 from compere.infra import metrics
 from compere.settings import Settings
 from compere.storage.database import ConflictError, DatabaseUnavailable
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("compere.request")
 error_log = logging.getLogger("compere.error")
@@ -256,8 +255,6 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
-    from compere.http.auth import identity  # imported here: auth builds on this module's siblings
-
     chain = [request_logging(settings)]
     if settings.metrics_enabled:
         chain.append(request_metrics(settings))

@@ -6,9 +6,9 @@ import io
 
 from aiohttp import web
 
+from compere.http.auth import require_bulk_access
 from compere.http.errors import ApiError, json_response, not_found, validation_error
 from compere.http.keys import DATABASE, SETTINGS, WEBHOOKS
-from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
@@ -97,7 +97,7 @@ async def import_entities(request: web.Request) -> web.Response:
     The body is in memory anyway, so the whole file is read and checked before anything
     is written: a file that cannot be read gets a 400 naming the line, and no rows.
     """
-    await require_bulk_permission(request, "import entities")
+    require_bulk_access(request)
     query = read_query(request, ImportQuery)
     body = await request.read()
     try:
