@@ -2,9 +2,10 @@
 
 The identity middleware reads a bearer token (or, in cookie mode, the session
 cookie), checks it and stores the caller under ``USER``; it never refuses a request
-for lack of credentials. Guards decide: :func:`require_user` and
-:func:`require_superuser` are called by views, and :func:`guarded` applies the
-access level a route declares in the route table.
+for lack of credentials. Guards decide, and all of them live here:
+:func:`require_user`, :func:`require_superuser` and :func:`require_bulk_access` are
+called by views, and :func:`guarded` applies the access level a route declares in the
+route table.
 """
 
 from __future__ import annotations
