@@ -188,7 +188,6 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
 
     Progress is shown in bytes of a file of known size, else in rows read.
     """
-    from compere.ranking_cache import prior_of
     from compere.transfer import import_records, read_entity_records, text_lines
     from compere.webhooks import IMPORT_FINISHED, announce
 
@@ -200,7 +199,7 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
                 db,
                 read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
-                prior=prior_of(settings),
+                prior=settings.prior,
                 batch_size=batch_size,
                 progress=bar.update if size is None else None,
             )
@@ -228,7 +227,6 @@ def _file_size(stream: BinaryIO) -> int | None:
 
 
 async def _rebuild(settings: Settings) -> int:
-    from compere.ranking_cache import prior_of
     from compere.storage.bulk import rebuild_ratings
 
     db = await _open_database(settings)
@@ -237,7 +235,7 @@ async def _rebuild(settings: Settings) -> int:
             db,
             k_factor=settings.elo_k_factor,
             initial_rating=settings.elo_initial_rating,
-            prior=prior_of(settings),
+            prior=settings.prior,
         )
     finally:
         await db.close()

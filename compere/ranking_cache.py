@@ -20,13 +20,8 @@ from typing import Any
 from compere.domain.bayes import Prior
 from compere.domain.bt import fit_votes
 from compere.domain.leaderboard import rank_with_ties
-from compere.settings import Settings
 from compere.storage import leaderboard
 from compere.storage.database import Connection
-
-
-def prior_of(settings: Settings) -> Prior:
-    return Prior(0.0, settings.bayes_prior_sigma)
 
 
 @dataclass(frozen=True, slots=True)

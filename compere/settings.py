@@ -1,8 +1,12 @@
 """One settings object, built once at start-up from the environment and a ``.env`` file.
 
-Every variable is parsed and checked here; a bad value raises :class:`SettingsError`
-with one line that names the variable and what is allowed, and the CLI prints that
-line and exits. Production refuses unsafe combinations (see ``_production_problems``).
+Each setting is declared once, as a field of :class:`Settings`: its environment variable,
+type, default, check and a line saying what it means. :func:`load_settings` reads every
+field from its variable; a bad value raises :class:`SettingsError` with one line that
+names the variable and what is allowed, and the CLI prints that line and exits.
+Production refuses unsafe combinations (see ``_production_problems``). What other parts
+build from the settings (the Bayesian prior, the UCB parameters, the rate-limit policies,
+the trusted proxies) is built once, with the settings.
 """
 
 from __future__ import annotations
@@ -15,20 +19,30 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-ENVIRONMENTS = ("development", "staging", "production")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PAIR_STRATEGIES = ("active", "ucb", "random")
+from compere.domain.bayes import DEFAULT_PRIOR, Prior
+from compere.domain.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy
+from compere.domain.ucb import UCBParams
+from compere.infra.addresses import IPNetwork, TrustedProxies, parse_trusted_proxies
+from compere.infra.logging import FORMATS, LogFormat
+from compere.infra.ratelimit_policy import FailMode, RateLimitPolicy
+
+Environment = Literal["development", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+FAIL_MODES: tuple[FailMode, ...] = get_args(FailMode)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 T = TypeVar("T")
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Option = TypeVar("Option", bound=str)
 LOOPBACK: tuple[IPNetwork, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+_UCB = UCBParams()  # the original Compere's pairing parameters: the defaults below
 
 # HS256 wants a key at least as long as its 32-byte output (RFC 7518 section 3.2).
 MIN_SECRET_KEY_LENGTH = 32
@@ -43,176 +57,82 @@ class SettingsError(ValueError):
     """A configuration value is missing, malformed or unsafe; the message names it."""
 
 
+# --- how a setting is declared ------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class Settings:
-    database_url: str = "sqlite:///./compere.db"
-    redis_url: str | None = None
-    environment: str = "development"
-    log_level: str = "INFO"
-    log_requests: bool = True
-    log_format: str = "text"
+class Variable:
+    """How one setting is read from the environment (kept in its field's metadata)."""
 
-    elo_k_factor: float = 32.0
-    elo_initial_rating: float = 1500.0
-    ucb_exploration_constant: float = 1.414
-    ucb_unexplored_weight: float = 1000.0
-    pairing_ucb_weight: float = 0.3
-    pairing_similarity_weight: float = 0.4
-    pairing_random_weight: float = 0.3
-    pairing_rating_threshold: float = 200.0
-    recent_comparison_limit: int = 5
-
-    auth_enabled: bool = False
-    secret_key: str | None = field(default=None, repr=False)
-    access_token_expire_minutes: int = 30
-    cors_origins: tuple[str, ...] = ()
-    bcrypt_rounds: int = 12
-    password_min_length: int = 12
-    login_max_failures: int = 5
-    login_max_failures_per_client: int = 20
-    login_failure_window: int = 900
-    auth_cookie: bool = False
-    # Anyone may create an ordinary account once a superuser exists (else superusers only).
-    open_signup: bool = False
-
-    rate_limit_enabled: bool = False
-    rate_limit_requests: int = 100
-    rate_limit_window: int = 60
-    rate_limit_auth_requests: int = 10
-    rate_limit_auth_window: int = 60
-    rate_limit_fail_mode: str = "open"
-    # Every Redis key starts with this (idempotency "idem:", login state "auth:", limiter
-    # "rl:" follow it), so deployments sharing one Redis database stay apart.
-    redis_key_prefix: str = "compere:"
-    rate_limit_key_prefix: str = "compere:rl:"
-    rate_limit_redis_timeout: float = 0.25
-    trusted_proxies: tuple[str, ...] = ()
-
-    max_body_size: int = 1024 * 1024
-    db_pool_min: int = 1
-    db_pool_max: int = 10
-    db_pool_timeout: float = 5.0
-    db_statement_timeout_ms: int = 10_000
-    # PostgreSQL: keep the vote's statements prepared per connection (off behind a
-    # pooler in transaction mode, which does not keep a client on one server session).
-    db_prepared_statements: bool = True
-    migrate_on_start: bool = True
-    # /health/ready answers from a per-worker cache this young, so probes cannot load the database.
-    ready_cache_seconds: float = 1.0
-
-    idempotency_ttl: int = 24 * 3600
-    idempotency_lock_ttl: int = 60
-    metrics_enabled: bool = False
-    # Who may read /metrics without a token: loopback by default.
-    metrics_allowed_ips: tuple[IPNetwork, ...] = LOOPBACK
-    ranking_strategy: str = "active"
-    bayes_prior_sigma: float = 1.5
-    pair_exploration: float = 0.1
-    pair_token_ttl: int = 3600
-    # Webhooks (docs/webhooks.md): outbound requests refuse private addresses unless allowed.
-    webhook_allow_private: bool = False
-    webhook_timeout: float = 10.0
-    webhook_poll_interval: float = 1.0
-    webhook_retry_base: float = 10.0
-    webhook_retry_max_delay: float = 3600.0
-    webhook_retry_window: float = 24 * 3600.0
-    webhook_batch_size: int = 100
-    webhook_concurrency: int = 10
-    webhook_leaderboard_top_k: int = 10
-    webhook_leaderboard_interval: float = 10.0
-
-    @property
-    def is_production(self) -> bool:
-        return self.environment == "production"
-
-    @property
-    def uses_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite:")
+    name: str  # the environment variable
+    parse: Callable[[str], Any]  # the stripped text to the value; ValueError/TypeError when bad
+    expected: str  # what the error message says is allowed
+    doc: str  # what the setting means, in one line
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise SettingsError(f"{path.name} line {number}: expected KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
+_VARIABLE = "variable"  # the metadata key
 
 
-class _Reader:
-    """Reads typed values from a mapping, naming the variable in every error."""
+def variable_of(name: str) -> Variable:
+    """The declaration of the setting ``name`` (a field of :class:`Settings`)."""
+    return next(f.metadata[_VARIABLE] for f in fields(Settings) if f.name == name)
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
 
-    def _get(self, name: str, default: T, parse: Callable[[str], T], allowed: str) -> T:
-        raw = self.env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except (ValueError, TypeError):
-            raise SettingsError(f"{name}={raw!r} is invalid: expected {allowed}") from None
+def variables() -> list[Variable]:
+    """Every setting read from the environment, in declaration order."""
+    return [f.metadata[_VARIABLE] for f in fields(Settings) if _VARIABLE in f.metadata]
 
-    def text(self, name: str, default: str) -> str:
-        return self._get(name, default, str, "text")
 
-    def optional(self, name: str) -> str | None:
-        raw = self.env.get(name, "").strip()
-        return raw or None
+def _setting(name: str, default: T, parse: Callable[[str], T], expected: str, doc: str, **options: Any) -> T:
+    return field(default=default, metadata={_VARIABLE: Variable(name, parse, expected, doc)}, **options)
 
-    def boolean(self, name: str, default: bool) -> bool:
-        def parse(raw: str) -> bool:
-            lowered = raw.lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
+
+def _flag(name: str, default: bool, doc: str) -> bool:
+    def parse(raw: str) -> bool:
+        lowered = raw.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(raw)
+
+    return _setting(name, default, parse, "true or false", doc)
+
+
+def _number(name: str, default: float, low: float, high: float, doc: str) -> float:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:  # also rejects nan
             raise ValueError(raw)
+        return value
 
-        return self._get(name, default, parse, "true or false")
+    return _setting(name, default, parse, f"a number from {low:g} to {high:g}", doc)
 
-    def number(self, name: str, default: float, *, low: float, high: float) -> float:
-        def parse(raw: str) -> float:
-            value = float(raw)
-            if not low <= value <= high:  # also rejects nan
-                raise ValueError(raw)
-            return value
 
-        return self._get(name, default, parse, f"a number from {low:g} to {high:g}")
+def _integer(name: str, default: int, low: int, high: int, doc: str) -> int:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(raw)
+        return value
 
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        def parse(raw: str) -> int:
-            value = int(raw)
-            if not low <= value <= high:
-                raise ValueError(raw)
-            return value
+    return _setting(name, default, parse, f"an integer from {low} to {high}", doc)
 
-        return self._get(name, default, parse, f"an integer from {low} to {high}")
 
-    def choice(self, name: str, default: str, options: tuple[str, ...], *, upper: bool = False) -> str:
-        def parse(raw: str) -> str:
-            value = raw.upper() if upper else raw.lower()
-            if value not in options:
-                raise ValueError(raw)
-            return value
+def _choice(
+    name: str, default: Option, options: tuple[Option, ...], doc: str, *, upper: bool = False
+) -> Option:
+    def parse(raw: str) -> Option:
+        value = raw.upper() if upper else raw.lower()
+        for option in options:
+            if value == option:
+                return option
+        raise ValueError(raw)
 
-        return self._get(name, default, parse, "one of " + ", ".join(options))
+    return _setting(name, default, parse, "one of " + ", ".join(options), doc)
+
+
+# --- parsers of single values ------------------------------------------------------
 
 
 def _database_url(value: str) -> str:
@@ -256,116 +176,276 @@ def _key_prefix(value: str) -> str:
 
 def _trusted_proxies(value: str) -> tuple[str, ...]:
     items = tuple(item for item in re.split(r"[,\s]+", value) if item)
-    for item in items:
-        if item.lower() != "unix":
-            ipaddress.ip_network(item, strict=True)  # ValueError for a host name or stray bits
+    parse_trusted_proxies(items)  # ValueError for a host name or stray bits
     return items
+
+
+_KEY_RULE = "up to 64 printable characters, no spaces"
+_DATABASE_RULE = "sqlite:///PATH or postgresql://USER@HOST/DB"
+
+
+# --- the settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting, each declared once: its variable, type, default, check and meaning.
+
+    The fields after the declared ones are derived from them when a Settings is made
+    (by :func:`load_settings` or directly, as tests do), never per request.
+    """
+
+    database_url: str = _setting(
+        "DATABASE_URL", "sqlite:///./compere.db", _database_url, _DATABASE_RULE, "the database to use"
+    )
+    redis_url: str | None = _setting(
+        "REDIS_URL",
+        None,
+        _redis_url,
+        "redis://HOST:PORT/DB",
+        "Redis for shared limits, login counters, idempotency",
+    )
+    environment: Environment = _choice(
+        "ENVIRONMENT",
+        "development",
+        ENVIRONMENTS,
+        "production hides error details and refuses unsafe settings",
+    )
+    log_level: LogLevel = _choice(
+        "LOG_LEVEL", "INFO", LOG_LEVELS, "the least severe level logged", upper=True
+    )
+    log_requests: bool = _flag("LOG_REQUESTS", True, "one log line per request")
+    log_format: LogFormat = _choice("LOG_FORMAT", "text", FORMATS, "text, or one JSON object per line")
+
+    elo_k_factor: float = _number("ELO_K_FACTOR", 32.0, 0.1, 400, "Elo K")
+    elo_initial_rating: float = _number("ELO_INITIAL_RATING", 1500.0, 0, 100_000, "rating of a new entity")
+    ucb_exploration_constant: float = _number(
+        "UCB_EXPLORATION_CONSTANT", _UCB.exploration, 0, 100, "UCB's exploration constant c"
+    )
+    ucb_unexplored_weight: float = _number(
+        "UCB_UNEXPLORED_WEIGHT", _UCB.unexplored_weight, 0, 1e9, "draw weight of never-compared entities"
+    )
+    pairing_ucb_weight: float = _number(
+        "PAIRING_UCB_WEIGHT", _UCB.ucb_weight, 0, 1, "weight of the opponent's UCB score"
+    )
+    pairing_similarity_weight: float = _number(
+        "PAIRING_SIMILARITY_WEIGHT", _UCB.similarity_weight, 0, 1, "weight of rating closeness"
+    )
+    pairing_random_weight: float = _number(
+        "PAIRING_RANDOM_WEIGHT", _UCB.random_weight, 0, 1, "weight of chance"
+    )
+    pairing_rating_threshold: float = _number(
+        "PAIRING_RATING_THRESHOLD",
+        _UCB.rating_threshold,
+        1,
+        10_000,
+        "ratings closer than this count as close",
+    )
+    recent_comparison_limit: int = _integer(
+        "RECENT_COMPARISON_LIMIT", 5, 0, 1000, "an entity's last N opponents are not offered again"
+    )
+
+    auth_enabled: bool = _flag("AUTH_ENABLED", False, "require tokens; must be true in production")
+    secret_key: str | None = _setting(
+        "SECRET_KEY", None, str, "text", "JWT and pair-token signing key", repr=False
+    )
+    access_token_expire_minutes: int = _integer(
+        "ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1, 60 * 24 * 30, "token lifetime in minutes"
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        "CORS_ORIGINS",
+        (),
+        _origins,
+        "comma-separated origins like https://app.example.com",
+        "origins allowed to call from a browser",
+    )
+    # bcrypt below 10 rounds is too cheap to slow down an offline guess; above 16
+    # one login takes seconds.
+    bcrypt_rounds: int = _integer("BCRYPT_ROUNDS", 12, 10, 16, "bcrypt cost")
+    # bcrypt reads at most 72 bytes, so a longer minimum could never be met safely.
+    password_min_length: int = _integer("PASSWORD_MIN_LENGTH", 12, 8, 64, "shortest password accepted")
+    login_max_failures: int = _integer(
+        "LOGIN_MAX_FAILURES", 5, 1, 1000, "login attempts per username per window before 429"
+    )
+    login_max_failures_per_client: int = _integer(
+        "LOGIN_MAX_FAILURES_PER_CLIENT", 20, 1, 100_000, "login attempts per client per window before 429"
+    )
+    login_failure_window: int = _integer(
+        "LOGIN_FAILURE_WINDOW", 900, 1, 86_400, "seconds the login counters last"
+    )
+    auth_cookie: bool = _flag("AUTH_COOKIE", False, "also put the token in an httpOnly cookie")
+    # Anyone may create an ordinary account once a superuser exists (else superusers only).
+    open_signup: bool = _flag("OPEN_SIGNUP", False, "anyone may sign up once a superuser exists")
+
+    rate_limit_enabled: bool = _flag(
+        "RATE_LIMIT_ENABLED", False, "limit requests; must be true in production"
+    )
+    rate_limit_requests: int = _integer("RATE_LIMIT_REQUESTS", 100, 1, 10_000_000, "requests per window")
+    rate_limit_window: int = _integer("RATE_LIMIT_WINDOW", 60, 1, 86_400, "window in seconds")
+    rate_limit_auth_requests: int = _integer(
+        "RATE_LIMIT_AUTH_REQUESTS", 10, 1, 10_000_000, "login and sign-up requests per auth window"
+    )
+    rate_limit_auth_window: int = _integer("RATE_LIMIT_AUTH_WINDOW", 60, 1, 86_400, "auth window in seconds")
+    rate_limit_fail_mode: FailMode = _choice(
+        "RATE_LIMIT_FAIL_MODE", "open", FAIL_MODES, "without Redis: open serves unlimited, closed answers 503"
+    )
+    # Every Redis key starts with this (idempotency "idem:", login state "auth:", limiter
+    # "rl:" follow it), so deployments sharing one Redis database stay apart.
+    redis_key_prefix: str = _setting(
+        "REDIS_KEY_PREFIX", "compere:", _key_prefix, _KEY_RULE, "start of every Redis key"
+    )
+    # Empty: REDIS_KEY_PREFIX + "rl:". When set, it still names the limiter's prefix on its own.
+    rate_limit_key_prefix: str = _setting(
+        "RATE_LIMIT_KEY_PREFIX", "", _key_prefix, _KEY_RULE, "the limiter's own Redis key prefix"
+    )
+    rate_limit_redis_timeout: float = _number(
+        "RATE_LIMIT_REDIS_TIMEOUT", 0.25, 0.01, 10, "the limiter's Redis timeout, seconds"
+    )
+    # The entries as given; parsed into ``proxies`` once.
+    trusted_proxies: tuple[str, ...] = _setting(
+        "TRUSTED_PROXIES",
+        (),
+        _trusted_proxies,
+        "IP addresses or CIDR networks separated by commas, or unix",
+        "proxies whose X-Forwarded-For is believed",
+    )
+
+    max_body_size: int = _integer(
+        "MAX_BODY_SIZE", 1024 * 1024, 1024, 1024**3, "largest accepted request body in bytes"
+    )
+    db_pool_min: int = _integer("DB_POOL_MIN", 1, 0, 1000, "PostgreSQL connections kept open per process")
+    db_pool_max: int = _integer("DB_POOL_MAX", 10, 1, 1000, "PostgreSQL connections at most per process")
+    db_pool_timeout: float = _number(
+        "DB_POOL_TIMEOUT", 5.0, 0.01, 300, "seconds to wait for a free connection before 503"
+    )
+    db_statement_timeout_ms: int = _integer(
+        "DB_STATEMENT_TIMEOUT_MS", 10_000, 0, 3_600_000, "server-side statement timeout (PostgreSQL)"
+    )
+    # PostgreSQL: keep the vote's statements prepared per connection (off behind a
+    # pooler in transaction mode, which does not keep a client on one server session).
+    db_prepared_statements: bool = _flag(
+        "DB_PREPARED_STATEMENTS", True, "keep the vote's statements prepared per connection"
+    )
+    migrate_on_start: bool = _flag("MIGRATE_ON_START", True, "apply pending schema files at start-up")
+    # /health/ready answers from a per-worker cache this young, so probes cannot load the database.
+    ready_cache_seconds: float = _number(
+        "READY_CACHE_SECONDS", 1.0, 0, 60, "seconds a worker answers /health/ready from its last check"
+    )
+
+    metrics_enabled: bool = _flag("METRICS_ENABLED", False, "serve Prometheus metrics at /metrics")
+    # Who may read /metrics without a token: loopback by default.
+    metrics_allowed_ips: tuple[IPNetwork, ...] = _setting(
+        "METRICS_ALLOWED_IPS",
+        LOOPBACK,
+        _networks,
+        "comma-separated addresses or CIDR blocks like 10.0.0.0/8,::1",
+        "addresses that may read /metrics",
+    )
+    ranking_strategy: Strategy = _choice(
+        "RANKING_STRATEGY", DEFAULT_STRATEGY, STRATEGIES, "the pair strategy when a request names none"
+    )
+    bayes_prior_sigma: float = _number(
+        "BAYES_PRIOR_SIGMA", DEFAULT_PRIOR.sigma0, 0.1, 10, "prior spread of a new entity's strength"
+    )
+    pair_exploration: float = _number(
+        "PAIR_EXPLORATION", 0.1, 0, 1, "share of uniformly random pairs in the active strategy"
+    )
+    pair_token_ttl: int = _integer(
+        "PAIR_TOKEN_TTL", 3600, 10, 7 * 86_400, "seconds a served pair_token stays valid"
+    )
+    idempotency_ttl: int = _integer(
+        "IDEMPOTENCY_TTL",
+        24 * 3600,
+        60,
+        30 * 86_400,
+        "seconds a stored answer to an Idempotency-Key is replayed",
+    )
+    idempotency_lock_ttl: int = _integer(
+        "IDEMPOTENCY_LOCK_TTL", 60, 1, 3600, "seconds a key stays locked by a request that never finished"
+    )
+    # Webhooks (docs/webhooks.md): outbound requests refuse private addresses unless allowed.
+    webhook_allow_private: bool = _flag(
+        "WEBHOOK_ALLOW_PRIVATE", False, "let webhooks reach loopback, link-local and private addresses"
+    )
+    webhook_timeout: float = _number("WEBHOOK_TIMEOUT", 10.0, 0.1, 120, "seconds per delivery attempt")
+    webhook_poll_interval: float = _number(
+        "WEBHOOK_POLL_INTERVAL", 1.0, 0.01, 60, "seconds between dispatcher rounds per worker"
+    )
+    webhook_retry_base: float = _number(
+        "WEBHOOK_RETRY_BASE", 10.0, 0.01, 3600, "first retry delay in seconds (doubling)"
+    )
+    webhook_retry_max_delay: float = _number(
+        "WEBHOOK_RETRY_MAX_DELAY", 3600.0, 0.01, 86_400, "longest retry delay in seconds"
+    )
+    webhook_retry_window: float = _number(
+        "WEBHOOK_RETRY_WINDOW", 24 * 3600.0, 1, 30 * 86_400, "seconds after creation a delivery is retried"
+    )
+    webhook_batch_size: int = _integer("WEBHOOK_BATCH_SIZE", 100, 1, 1000, "votes per delivery at most")
+    webhook_concurrency: int = _integer("WEBHOOK_CONCURRENCY", 10, 1, 1000, "deliveries in flight per worker")
+    webhook_leaderboard_top_k: int = _integer(
+        "WEBHOOK_LEADERBOARD_TOP_K", 10, 1, 1000, "size of the top leaderboard.changed watches"
+    )
+    webhook_leaderboard_interval: float = _number(
+        "WEBHOOK_LEADERBOARD_INTERVAL", 10.0, 0.01, 86_400, "seconds between leaderboard checks"
+    )
+
+    # Derived once from the fields above (see __post_init__); not read from the environment.
+    prior: Prior = field(init=False, repr=False, compare=False)  # a new entity's strength belief
+    ucb: UCBParams = field(init=False, repr=False, compare=False)  # the original's pairing parameters
+    rate_limit: RateLimitPolicy = field(init=False, repr=False, compare=False)  # "default"
+    auth_rate_limit: RateLimitPolicy = field(init=False, repr=False, compare=False)  # login, sign-up
+    proxies: TrustedProxies = field(init=False, repr=False, compare=False)  # TRUSTED_PROXIES parsed
+
+    def __post_init__(self) -> None:
+        derived = {
+            # Unset, the limiter's prefix follows REDIS_KEY_PREFIX.
+            "rate_limit_key_prefix": self.rate_limit_key_prefix or f"{self.redis_key_prefix}rl:",
+            "prior": DEFAULT_PRIOR._replace(sigma0=self.bayes_prior_sigma),
+            "ucb": UCBParams(
+                exploration=self.ucb_exploration_constant,
+                unexplored_weight=self.ucb_unexplored_weight,
+                ucb_weight=self.pairing_ucb_weight,
+                similarity_weight=self.pairing_similarity_weight,
+                random_weight=self.pairing_random_weight,
+                rating_threshold=self.pairing_rating_threshold,
+            ),
+            "rate_limit": RateLimitPolicy("default", self.rate_limit_requests, self.rate_limit_window),
+            "auth_rate_limit": RateLimitPolicy(
+                "auth", self.rate_limit_auth_requests, self.rate_limit_auth_window
+            ),
+            "proxies": parse_trusted_proxies(self.trusted_proxies),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build the settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
 
-    Real environment variables win over the file. Raises :class:`SettingsError`.
+    Real environment variables win over the file; an unset or blank variable keeps the
+    declared default. Raises :class:`SettingsError`.
     """
     base = read_dotenv(dotenv if dotenv is not None else Path(".env"))
     env: dict[str, str] = {**base, **(os.environ if environ is None else environ)}
-    r = _Reader(env)
-    key_rule = "up to 64 printable characters, no spaces"
-    redis_key_prefix = r._get("REDIS_KEY_PREFIX", "compere:", _key_prefix, key_rule)
-
-    def database(name: str) -> str:
-        return r._get(
-            name,
-            "sqlite:///./compere.db",
-            _database_url,
-            "sqlite:///PATH or postgresql://USER@HOST/DB",
-        )
-
-    settings = Settings(
-        database_url=database("DATABASE_URL"),
-        redis_url=r._get("REDIS_URL", None, _redis_url, "redis://HOST:PORT/DB"),
-        environment=r.choice("ENVIRONMENT", "development", ENVIRONMENTS),
-        log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
-        log_requests=r.boolean("LOG_REQUESTS", True),
-        log_format=r.choice("LOG_FORMAT", "text", ("text", "json")),
-        elo_k_factor=r.number("ELO_K_FACTOR", 32.0, low=0.1, high=400),
-        elo_initial_rating=r.number("ELO_INITIAL_RATING", 1500.0, low=0, high=100_000),
-        ucb_exploration_constant=r.number("UCB_EXPLORATION_CONSTANT", 1.414, low=0, high=100),
-        ucb_unexplored_weight=r.number("UCB_UNEXPLORED_WEIGHT", 1000.0, low=0, high=1e9),
-        pairing_ucb_weight=r.number("PAIRING_UCB_WEIGHT", 0.3, low=0, high=1),
-        pairing_similarity_weight=r.number("PAIRING_SIMILARITY_WEIGHT", 0.4, low=0, high=1),
-        pairing_random_weight=r.number("PAIRING_RANDOM_WEIGHT", 0.3, low=0, high=1),
-        pairing_rating_threshold=r.number("PAIRING_RATING_THRESHOLD", 200.0, low=1, high=10_000),
-        recent_comparison_limit=r.integer("RECENT_COMPARISON_LIMIT", 5, low=0, high=1000),
-        auth_enabled=r.boolean("AUTH_ENABLED", False),
-        secret_key=r.optional("SECRET_KEY"),
-        access_token_expire_minutes=r.integer("ACCESS_TOKEN_EXPIRE_MINUTES", 30, low=1, high=60 * 24 * 30),
-        cors_origins=r._get(
-            "CORS_ORIGINS",
-            (),
-            _origins,
-            "comma-separated origins like https://app.example.com",
-        ),
-        # bcrypt below 10 rounds is too cheap to slow down an offline guess; above 16
-        # one login takes seconds.
-        bcrypt_rounds=r.integer("BCRYPT_ROUNDS", 12, low=10, high=16),
-        # bcrypt reads at most 72 bytes, so a longer minimum could never be met safely.
-        password_min_length=r.integer("PASSWORD_MIN_LENGTH", 12, low=8, high=64),
-        login_max_failures=r.integer("LOGIN_MAX_FAILURES", 5, low=1, high=1000),
-        login_max_failures_per_client=r.integer("LOGIN_MAX_FAILURES_PER_CLIENT", 20, low=1, high=100_000),
-        login_failure_window=r.integer("LOGIN_FAILURE_WINDOW", 900, low=1, high=86_400),
-        auth_cookie=r.boolean("AUTH_COOKIE", False),
-        open_signup=r.boolean("OPEN_SIGNUP", False),
-        rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", False),
-        rate_limit_requests=r.integer("RATE_LIMIT_REQUESTS", 100, low=1, high=10_000_000),
-        rate_limit_window=r.integer("RATE_LIMIT_WINDOW", 60, low=1, high=86_400),
-        rate_limit_auth_requests=r.integer("RATE_LIMIT_AUTH_REQUESTS", 10, low=1, high=10_000_000),
-        rate_limit_auth_window=r.integer("RATE_LIMIT_AUTH_WINDOW", 60, low=1, high=86_400),
-        rate_limit_fail_mode=r.choice("RATE_LIMIT_FAIL_MODE", "open", ("open", "closed")),
-        redis_key_prefix=redis_key_prefix,
-        # RATE_LIMIT_KEY_PREFIX, when set, still names the limiter's prefix on its own.
-        rate_limit_key_prefix=r._get(
-            "RATE_LIMIT_KEY_PREFIX", f"{redis_key_prefix}rl:", _key_prefix, key_rule
-        ),
-        rate_limit_redis_timeout=r.number("RATE_LIMIT_REDIS_TIMEOUT", 0.25, low=0.01, high=10),
-        trusted_proxies=r._get(
-            "TRUSTED_PROXIES",
-            (),
-            _trusted_proxies,
-            "IP addresses or CIDR networks separated by commas, or unix",
-        ),
-        max_body_size=r.integer("MAX_BODY_SIZE", 1024 * 1024, low=1024, high=1024**3),
-        db_pool_min=r.integer("DB_POOL_MIN", 1, low=0, high=1000),
-        db_pool_max=r.integer("DB_POOL_MAX", 10, low=1, high=1000),
-        db_pool_timeout=r.number("DB_POOL_TIMEOUT", 5.0, low=0.01, high=300),
-        db_statement_timeout_ms=r.integer("DB_STATEMENT_TIMEOUT_MS", 10_000, low=0, high=3_600_000),
-        db_prepared_statements=r.boolean("DB_PREPARED_STATEMENTS", True),
-        migrate_on_start=r.boolean("MIGRATE_ON_START", True),
-        ready_cache_seconds=r.number("READY_CACHE_SECONDS", 1.0, low=0, high=60),
-        metrics_enabled=r.boolean("METRICS_ENABLED", False),
-        metrics_allowed_ips=r._get(
-            "METRICS_ALLOWED_IPS",
-            LOOPBACK,
-            _networks,
-            "comma-separated addresses or CIDR blocks like 10.0.0.0/8,::1",
-        ),
-        ranking_strategy=r.choice("RANKING_STRATEGY", "active", PAIR_STRATEGIES),
-        bayes_prior_sigma=r.number("BAYES_PRIOR_SIGMA", 1.5, low=0.1, high=10),
-        pair_exploration=r.number("PAIR_EXPLORATION", 0.1, low=0, high=1),
-        pair_token_ttl=r.integer("PAIR_TOKEN_TTL", 3600, low=10, high=7 * 86_400),
-        idempotency_ttl=r.integer("IDEMPOTENCY_TTL", 24 * 3600, low=60, high=30 * 86_400),
-        idempotency_lock_ttl=r.integer("IDEMPOTENCY_LOCK_TTL", 60, low=1, high=3600),
-        webhook_allow_private=r.boolean("WEBHOOK_ALLOW_PRIVATE", False),
-        webhook_timeout=r.number("WEBHOOK_TIMEOUT", 10.0, low=0.1, high=120),
-        webhook_poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 1.0, low=0.01, high=60),
-        webhook_retry_base=r.number("WEBHOOK_RETRY_BASE", 10.0, low=0.01, high=3600),
-        webhook_retry_max_delay=r.number("WEBHOOK_RETRY_MAX_DELAY", 3600.0, low=0.01, high=86_400),
-        webhook_retry_window=r.number("WEBHOOK_RETRY_WINDOW", 24 * 3600.0, low=1, high=30 * 86_400),
-        webhook_batch_size=r.integer("WEBHOOK_BATCH_SIZE", 100, low=1, high=1000),
-        webhook_concurrency=r.integer("WEBHOOK_CONCURRENCY", 10, low=1, high=1000),
-        webhook_leaderboard_top_k=r.integer("WEBHOOK_LEADERBOARD_TOP_K", 10, low=1, high=1000),
-        webhook_leaderboard_interval=r.number("WEBHOOK_LEADERBOARD_INTERVAL", 10.0, low=0.01, high=86_400),
-    )
+    values: dict[str, Any] = {}
+    for setting in fields(Settings):
+        variable: Variable | None = setting.metadata.get(_VARIABLE)
+        raw = env.get(variable.name) if variable is not None else None
+        if variable is None or raw is None or raw.strip() == "":
+            continue
+        try:
+            values[setting.name] = variable.parse(raw.strip())
+        except (ValueError, TypeError):
+            raise SettingsError(f"{variable.name}={raw!r} is invalid: expected {variable.expected}") from None
+    settings = Settings(**values)
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     if settings.idempotency_lock_ttl > settings.idempotency_ttl:
@@ -379,6 +459,30 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     if problems:
         raise SettingsError("\n".join(problems))
     return settings
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise SettingsError(f"{path.name} line {number}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
 
 
 def _production_problems(s: Settings) -> list[str]:

@@ -39,7 +39,7 @@ from aiohttp.abc import AbstractResolver
 
 from compere import __version__
 from compere.infra.outbound import SIGNATURE_HEADER, AddressPolicy, WebhookSender, signature_header
-from compere.ranking_cache import RankingCache, prior_of
+from compere.ranking_cache import RankingCache
 from compere.settings import Settings
 from compere.storage import leaderboard
 from compere.storage import webhooks as store
@@ -313,7 +313,7 @@ class WebhookDispatcher:
 
     async def watch_leaderboard(self) -> bool:
         """Write ``leaderboard.changed`` if the top K moved since it was last reported."""
-        board = await self._cache.board(self._db, "online", prior_of(self._settings))
+        board = await self._cache.board(self._db, "online", self._settings.prior)
         top_ids = board.ids[: self._settings.webhook_leaderboard_top_k]
         marker = json.dumps([[entity_id, board.rank[entity_id]] for entity_id in top_ids])
         rows = await leaderboard.by_ids(self._db, top_ids) if top_ids else {}

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from compere.http.routes import ROUTE_TABLE
 from tests.helpers import ADMIN, ALICE, TEST_SECRET_KEY, bearer, empty_postgres, log_in, sign_up
 from tests.servers import free_port
 
@@ -41,6 +42,17 @@ async def scrape(client) -> str:
     assert resp.status == 200
     assert resp.content_type == "text/plain"
     return await resp.text()
+
+
+async def test_metrics_come_from_the_route_table_but_stay_out_of_the_api_document(make_client):
+    (route,) = [r for r in ROUTE_TABLE if r.path == "/metrics"]
+    assert route.method == "GET" and not route.documented
+    client = await make_client(METRICS_ENABLED="true")
+    assert (await client.get("/metrics")).status == 200  # loopback
+    assert (await client.head("/metrics")).status == 200
+    assert (await client.get("/metrics/", allow_redirects=False)).status == 307
+    doc = await (await client.get("/openapi.json")).json()
+    assert "/metrics" not in doc["paths"]
 
 
 async def test_metrics_are_off_by_default(client):

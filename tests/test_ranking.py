@@ -11,7 +11,6 @@ from compere.domain.selection import CandidatePlan
 from compere.http.app import create_app
 from compere.http.keys import DATABASE
 from compere.infra.signing import PairTokens
-from compere.ranking_cache import prior_of
 from compere.storage import pairing
 from compere.storage.bulk import rebuild_ratings
 
@@ -174,7 +173,7 @@ async def test_rebuild_reproduces_the_online_state(make_settings, aiohttp_client
         app[DATABASE],
         k_factor=settings.elo_k_factor,
         initial_rating=settings.elo_initial_rating,
-        prior=prior_of(settings),
+        prior=settings.prior,
     )
     assert replayed == len(await (await client.get("/comparisons/", params={"limit": 1000})).json())
     after = {e["id"]: e for e in await (await client.get("/ratings")).json()}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from compere.http.app import create_app
 from compere.http.client_address import client_address, parse_trusted_proxies
+from compere.http.keys import CLIENT
 
 
 class PeerTransport:
@@ -95,3 +99,28 @@ def test_trusted_proxies_parse_lists_and_strings_alike() -> None:
         " 127.0.0.1 ,10.0.0.0/8 "
     )
     assert not parse_trusted_proxies("")
+
+
+async def test_the_client_is_resolved_once_at_the_edge_and_every_layer_reads_it(
+    make_client, make_settings, caplog
+) -> None:
+    settings = make_settings(
+        TRUSTED_PROXIES="127.0.0.1, ::1", METRICS_ENABLED="true", METRICS_ALLOWED_IPS="198.51.100.0/24"
+    )
+    app = await create_app(settings, configure_logs=False)
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"address": request[CLIENT].address, "group": request[CLIENT].group})
+
+    app.router.add_get("/whoami", whoami)
+    client = await make_client(app)
+    behind_proxy = {"X-Forwarded-For": "203.0.113.1, 198.51.100.7"}
+    with caplog.at_level(logging.INFO, logger="compere.request"):
+        resp = await client.get("/whoami", headers=behind_proxy)
+    assert await resp.json() == {"address": "198.51.100.7", "group": "ip:198.51.100.7"}
+    assert [r.client for r in caplog.records if r.name == "compere.request"] == ["198.51.100.7"]
+    six = await client.get("/whoami", headers={"X-Forwarded-For": "2001:db8::5"})
+    assert await six.json() == {"address": "2001:db8::5", "group": "ip6:2001:db8::/64"}
+    # /metrics's allow-list sees the same forwarded client, not the proxy (loopback).
+    assert (await client.get("/metrics", headers=behind_proxy)).status == 200
+    assert (await client.get("/metrics")).status == 403

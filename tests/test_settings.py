@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from compere.settings import SettingsError, load_settings, redact_url
+from compere.client.aio import Strategy as ClientStrategy
+from compere.domain.bayes import DEFAULT_PRIOR, Prior
+from compere.domain.selection import STRATEGIES, Candidate
+from compere.http.schemas import PairQuery
+from compere.infra.ratelimit import RateLimitPolicy
+from compere.settings import Settings, SettingsError, load_settings, redact_url, variable_of, variables
 
 NO_DOTENV = Path("/nonexistent/.env")
 SAFE_PRODUCTION = {
@@ -230,3 +237,59 @@ def test_the_cli_migrates_a_fresh_sqlite_database(tmp_path):
         timeout=60,
     )
     assert again.returncode == 0 and "up to date" in again.stdout
+
+
+# --- one declaration per setting -------------------------------------------------------
+
+
+def test_every_setting_is_declared_once_with_its_variable_check_and_meaning():
+    read = [f for f in dataclasses.fields(Settings) if f.init]
+    assert [v.name for v in variables()] == [f.name.upper() for f in read]
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for setting in read:
+        variable = variable_of(setting.name)
+        assert variable.doc and variable.expected, variable.name
+        assert f"`{variable.name}`" in readme, f"{variable.name} is missing from the README's table"
+        # A blank variable gives what a Settings made without it has: the declared default.
+        blank = load_settings({variable.name: " "}, dotenv=NO_DOTENV)
+        assert getattr(blank, setting.name) == getattr(Settings(), setting.name), variable.name
+
+
+def test_the_prior_spread_and_the_strategies_have_one_source():
+    assert Settings().bayes_prior_sigma == DEFAULT_PRIOR.sigma0 == Candidate(1).sigma
+    assert Settings().ranking_strategy == STRATEGIES[0]
+    assert variable_of("ranking_strategy").expected == "one of " + ", ".join(STRATEGIES)
+    assert get_args(ClientStrategy) == STRATEGIES
+    assert get_args(PairQuery.model_fields["strategy"].annotation) == (ClientStrategy, type(None))
+
+
+def test_derived_objects_are_built_once_when_the_settings_load():
+    s = load_settings(
+        {
+            "BAYES_PRIOR_SIGMA": "2.5",
+            "UCB_EXPLORATION_CONSTANT": "2",
+            "PAIRING_RATING_THRESHOLD": "50",
+            "RATE_LIMIT_REQUESTS": "7",
+            "RATE_LIMIT_AUTH_WINDOW": "300",
+            "TRUSTED_PROXIES": "10.0.0.0/8 unix",
+        },
+        dotenv=NO_DOTENV,
+    )
+    assert s.prior == Prior(0.0, 2.5) and s.prior is s.prior
+    assert (s.ucb.exploration, s.ucb.rating_threshold, s.ucb.ucb_weight) == (2.0, 50.0, 0.3)
+    assert s.rate_limit == RateLimitPolicy("default", 7, 60)
+    assert s.auth_rate_limit == RateLimitPolicy("auth", 10, 300)
+    assert s.proxies.unix and [str(n) for n in s.proxies.networks] == ["10.0.0.0/8"]
+    # Made directly (as tests do), a Settings derives the same way; copies re-derive.
+    assert Settings(bayes_prior_sigma=0.5).prior == Prior(0.0, 0.5)
+    assert dataclasses.replace(s, bayes_prior_sigma=1.0).prior == Prior(0.0, 1.0)
+    # Derived values never show in a settings dump and do not count in equality.
+    assert "Prior(" not in repr(s) and s == dataclasses.replace(s)
+
+
+def test_loading_settings_imports_no_metrics_registry():
+    # gunicorn's master loads the settings before PROMETHEUS_MULTIPROC_DIR is chosen;
+    # prometheus_client fixes its storage when imported, so the master must not import it.
+    code = "import sys, compere.settings; print('prometheus_client' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr

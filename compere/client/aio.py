@@ -19,6 +19,7 @@ from compere import __version__
 from compere.client.errors import TransportError, error_from_response
 from compere.client.ratelimit import RateLimitGate
 from compere.client.retry import RetryPolicy, parse_retry_after
+from compere.domain.strategies import Strategy
 from compere.http.schemas import (
     Comparison,
     ComparisonCreate,
@@ -51,7 +52,6 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 Logged = TypeVar("Logged", Comparison, WebhookDelivery)
 
-Strategy = Literal["active", "ucb", "random"]
 ExportFormat = Literal["jsonl", "csv"]
 PreferenceFormat = Literal["dpo", "arena"]
 DeliveryStatus = Literal["pending", "delivered", "failed"]

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior
+from compere.domain.strategies import STRATEGIES
 from compere.domain.ucb import (
     ArmState,
     UCBParams,
@@ -36,17 +37,14 @@ from compere.domain.ucb import (
     ucb_pair_probability,
 )
 
-STRATEGIES = ("active", "ucb", "random")
-DEFAULT_STRATEGY = "active"
-
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """What a selector may know about one entity (one row of the candidate query)."""
 
     id: int
-    mu: float = 0.0
-    sigma: float = 1.5
+    mu: float = DEFAULT_PRIOR.mu0
+    sigma: float = DEFAULT_PRIOR.sigma0
     rating: float = 1500.0
     comparisons: int = 0
     wins: float = 0.0  # ties count half

@@ -24,7 +24,7 @@ from compere.http.keys import (
 from compere.http.middlewares import build_middlewares, record_file_status
 from compere.http.openapi import setup_openapi
 from compere.http.ratelimit_middleware import rate_limit_cleanup_ctx
-from compere.http.routes import ROUTES, add_other_spellings, setup_routes
+from compere.http.routes import ROUTE_TABLE, ROUTES, add_other_spellings, setup_routes
 from compere.http.security_headers import setup_security_headers
 from compere.http.views.health import ReadinessCache
 from compere.http.webapp import setup_webapp
@@ -63,14 +63,9 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app.cleanup_ctx.append(auth_context)  # needs Redis for revocations and login counters
     if settings.rate_limit_enabled:
         app.cleanup_ctx.append(rate_limit_cleanup_ctx(settings))
-    setup_routes(app, ROUTES)
+    setup_routes(app, ROUTE_TABLE)
     setup_openapi(app, ROUTES)
     setup_webapp(app)
-    if settings.metrics_enabled:
-        # Not in the route table: it is for Prometheus, not part of the API document.
-        from compere.http.views.metrics import serve_metrics
-
-        app.router.add_get("/metrics", serve_metrics)
     add_other_spellings(app)  # after every route: /entities -> 307 /entities/ and the like
     setup_cors(app, settings)  # last: it wraps every route registered above
     setup_security_headers(app, settings)

@@ -2,9 +2,10 @@
 
 The identity middleware reads a bearer token (or, in cookie mode, the session
 cookie), checks it and stores the caller under ``USER``; it never refuses a request
-for lack of credentials. Guards decide: :func:`require_user` and
-:func:`require_superuser` are called by views, and :func:`guarded` applies the
-access level a route declares in the route table.
+for lack of credentials. Guards decide, and all of them live here:
+:func:`require_user`, :func:`require_superuser` and :func:`require_bulk_access` are
+called by views, and :func:`guarded` applies the access level a route declares in the
+route table.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import functools
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
-from compere.http.client_address import TrustedProxies, client_address, client_group, parse_trusted_proxies
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
+    CLIENT,
     DATABASE,
     LOGIN_THROTTLE,
     PASSWORDS,
@@ -37,8 +38,6 @@ from compere.infra.passwords import PasswordHasher
 from compere.infra.tokens import TokenError, TokenIssuer
 from compere.settings import Settings
 from compere.storage import users
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 auth_log = logging.getLogger("compere.auth")
 
@@ -67,22 +66,6 @@ class AuthenticatedUser:
     via_cookie: bool = False
 
 
-@functools.lru_cache(maxsize=8)
-def _trusted(spec: tuple[str, ...]) -> TrustedProxies:
-    return parse_trusted_proxies(spec)
-
-
-def caller_address(request: web.Request) -> str:
-    """The client's address, through the proxies ``TRUSTED_PROXIES`` names (as the
-    request log and the rate limiter see it), for login counters and failure logs."""
-    return client_address(request, _trusted(request.app[SETTINGS].trusted_proxies))
-
-
-def caller_group(request: web.Request) -> str:
-    """The client's group for per-client counters (IPv6 per /64), as the rate limiter counts."""
-    return client_group(caller_address(request))
-
-
 def unauthorized(detail: str) -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -102,7 +85,7 @@ def log_auth_failure(request: web.Request, reason: str, username: str | None = N
 
     The log record has the time. Passwords and tokens are never passed here.
     """
-    client = caller_address(request)
+    client = request[CLIENT].address
     shown = _printable(username) if username is not None else "-"
     auth_log.warning(
         "authentication failed: %s user=%s client=%s path=%s",
@@ -263,6 +246,17 @@ def require_superuser(request: web.Request) -> AuthenticatedUser:
         log_auth_failure(request, "superuser required", user.username)
         raise ApiError(403, NOT_ALLOWED)
     return user
+
+
+def require_bulk_access(request: web.Request) -> None:
+    """The bulk endpoints' rule (export, import, webhooks): a superuser when
+    ``AUTH_ENABLED=true``, anyone otherwise (open, as the original API).
+
+    Their routes declare ``access="superuser"``; their views call this too, so the rule
+    holds even for a route registered some other way.
+    """
+    if request.app[SETTINGS].auth_enabled:
+        require_superuser(request)
 
 
 _GUARDS: dict[str, Callable[[web.Request], AuthenticatedUser]] = {

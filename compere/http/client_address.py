@@ -9,67 +9,47 @@ client and may be invented; a client can therefore never choose the address we s
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-__all__ = ["TrustedProxies", "client_address", "client_group", "parse_trusted_proxies"]
+from compere.infra.addresses import (
+    UNIX_PEER,
+    IPAddress,
+    TrustedProxies,
+    client_group,
+    parse_address,
+    parse_trusted_proxies,
+)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# What a unix-socket peer (nginx on the same host, say) is called: the token to list in
-# TRUSTED_PROXIES to trust it, and the address reported when it is not trusted.
-UNIX_PEER = "unix"
-
-
-@dataclass(frozen=True)
-class TrustedProxies:
-    """Proxies whose ``X-Forwarded-For`` entries we believe. Empty by default: trust none."""
-
-    networks: tuple[IPNetwork, ...] = ()
-    unix: bool = False
-
-    def __bool__(self) -> bool:
-        return bool(self.networks) or self.unix
-
-    def trusts(self, address: IPAddress | None) -> bool:
-        """Whether ``address`` (None for a unix-socket peer) is a trusted proxy."""
-        if address is None:
-            return self.unix
-        return any(address.version == net.version and address in net for net in self.networks)
+__all__ = [
+    "Client",
+    "TrustedProxies",
+    "client_address",
+    "client_group",
+    "parse_trusted_proxies",
+    "resolve_client",
+]
 
 
-def parse_trusted_proxies(value: str | Iterable[str]) -> TrustedProxies:
-    """Parse addresses and CIDRs separated by commas or spaces (``unix`` trusts a unix socket).
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who sent a request, resolved once at the edge and kept under ``CLIENT``."""
 
-    Raises ``ValueError`` naming the bad entry.
-    """
-    items = re.split(r"[,\s]+", value) if isinstance(value, str) else list(value)
-    networks: list[IPNetwork] = []
-    unix = False
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        if item.lower() == UNIX_PEER:
-            unix = True
-            continue
-        try:
-            network = ipaddress.ip_network(item, strict=True)
-        except ValueError as exc:
-            raise ValueError(f"{item!r} is not an IP address or CIDR network ({exc})") from None
-        networks.append(_unmap_network(network))
-    return TrustedProxies(tuple(networks), unix)
+    address: str  # as :func:`client_address` tells it: what logs and /metrics's allow-list see
+    group: str  # whose per-client quotas it spends (:func:`client_group`: IPv6 by /64)
+
+
+def resolve_client(request: web.Request, trusted_proxies: TrustedProxies) -> Client:
+    """The request's :class:`Client`: its address through ``trusted_proxies``, and its group."""
+    address = client_address(request, trusted_proxies)
+    return Client(address, client_group(address))
 
 
 def client_address(request: web.Request, trusted_proxies: TrustedProxies) -> str:
     """The client's IP address as text (IPv4-mapped IPv6 shown as IPv4), or ``"unix"``."""
     peer_text = _peer_host(request)
-    peer = _parse_address(peer_text) if peer_text else None
+    peer = parse_address(peer_text) if peer_text else None
     if peer_text and peer is None:
         return peer_text  # not an IP peer we understand: the socket peer is all we know
     if not trusted_proxies or not trusted_proxies.trusts(peer):
@@ -77,7 +57,7 @@ def client_address(request: web.Request, trusted_proxies: TrustedProxies) -> str
 
     nearest_trusted: IPAddress | None = peer
     for entry in reversed(_forwarded_for(request)):
-        hop = _parse_address(entry)
+        hop = parse_address(entry)
         if hop is None:
             # Our proxy would only write a real address here; stop at the last hop we trust
             # rather than key on text the client may have supplied.
@@ -86,22 +66,6 @@ def client_address(request: web.Request, trusted_proxies: TrustedProxies) -> str
             return str(hop)
         nearest_trusted = hop
     return str(nearest_trusted) if nearest_trusted is not None else UNIX_PEER
-
-
-@functools.lru_cache(maxsize=4096)
-def client_group(address: str) -> str:
-    """Whose counter an address spends: the key every per-client limit uses (the rate
-    limiter and the login throttle alike).
-
-    IPv6 clients are counted per /64, the block one subscriber usually holds, so that
-    hopping between addresses within it does not multiply a quota.
-    """
-    parsed = _parse_address(address)
-    if parsed is None:
-        return f"peer:{address}"
-    if parsed.version == 6:
-        return f"ip6:{ipaddress.IPv6Network((parsed, 64), strict=False).network_address}/64"
-    return f"ip:{parsed}"
 
 
 def _peer_host(request: web.Request) -> str | None:
@@ -118,37 +82,3 @@ def _peer_host(request: web.Request) -> str | None:
 def _forwarded_for(request: web.Request) -> list[str]:
     values = request.headers.getall("X-Forwarded-For", [])
     return [part.strip() for value in values for part in value.split(",")]
-
-
-_BRACKETED = re.compile(r"^\[([^\]]+)\](?::\d+)?$")
-_V4_WITH_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$")
-
-
-# A pure function of the text, called for every request with the same few peers: parse
-# each distinct text once.
-@functools.lru_cache(maxsize=4096)
-def _parse_address(text: str) -> IPAddress | None:
-    text = text.strip()
-    match = _BRACKETED.match(text) or _V4_WITH_PORT.match(text)
-    if match:
-        text = match.group(1)
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    return _unmap(address)
-
-
-def _unmap(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _unmap_network(network: IPNetwork) -> IPNetwork:
-    mapped = ipaddress.IPv6Network("::ffff:0:0/96")
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(mapped) and network.prefixlen >= 96:
-        base = network.network_address.ipv4_mapped
-        assert base is not None
-        return ipaddress.IPv4Network(f"{base}/{network.prefixlen - 96}")
-    return network

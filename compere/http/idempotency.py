@@ -1,25 +1,9 @@
 """``Idempotency-Key`` on write routes: a retried request gets the first answer again.
 
-Semantics follow Stripe's and the IETF draft (``draft-ietf-httpapi-idempotency-key-header``):
-
-- The header is optional. Without it a request runs as usual.
-- The first request with a key runs; if it succeeds (2xx) its status, content type and
-  body are stored for ``IDEMPOTENCY_TTL`` seconds and every retry with the same key gets
-  exactly those bytes back, plus ``Idempotent-Replayed: true``, without running again.
-- A retry while the first request still runs gets 409 (``Retry-After: 1``).
-- The same key with a different request (method, path or body) gets 422.
-- Failures are not stored: a 4xx or 5xx changed nothing (votes are atomic), so the key
-  is released and a retry runs again and may succeed.
-- Keys are scoped to the caller (``user:<id>`` when authenticated, else the client
-  address): one caller can never replay another's response.
-- If the store (Redis) cannot be reached, a request *carrying* a key is refused with 503
-  rather than run without the guarantee it asked for: a retried vote counted twice would
-  corrupt the data set silently, a 503 only delays it. Requests without a key are not
-  affected. See docs/resilience.md.
-
-Routes opt in with ``idempotent=True`` in the route table; :func:`idempotent` wraps
-their handler, so it runs inside every middleware (after authentication has named the
-caller and after rate limiting).
+Routes opt in with ``idempotent=True`` in the route table; :func:`idempotent` wraps their
+handler, so it runs inside every middleware (after identity has named the caller and
+after rate limiting). The rules (scope, fingerprint, what is stored, locks, what happens
+while Redis is down) are in docs/resilience.md, "Idempotency keys".
 """
 
 from __future__ import annotations
@@ -29,17 +13,15 @@ import functools
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from compere.http.auth import caller_address
 from compere.http.errors import ApiError
-from compere.http.keys import IDEMPOTENCY, SETTINGS, USER
+from compere.http.keys import CLIENT, IDEMPOTENCY, SETTINGS, USER
 from compere.infra.idempotency import IdempotencyStore, StoredResponse, StoreUnavailable
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -71,13 +53,13 @@ def parse_key(raw: str) -> str:
 
 def caller_scope(request: web.Request) -> str:
     """Whose keys these are: the authenticated user, else the client address (as
-    resolved through TRUSTED_PROXIES)."""
+    resolved at the edge, through TRUSTED_PROXIES)."""
     user = request.get(USER)
     if user is not None:
         ident = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", None)
         if ident is not None:
             return f"user:{ident}"
-    return f"addr:{caller_address(request)}"
+    return f"addr:{request[CLIENT].address}"
 
 
 def record_key(scope: str, key: str) -> str:

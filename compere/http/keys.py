@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio
 from aiohttp import web
 
+from compere.http.client_address import Client
 from compere.infra.auth_state import LoginThrottle
 from compere.infra.idempotency import IdempotencyStore
 from compere.infra.passwords import PasswordHasher
@@ -39,6 +40,9 @@ WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+# Who sent the request (address and group through TRUSTED_PROXIES): resolved once by the
+# outermost middleware, request logging; every later step reads it from here.
+CLIENT: web.RequestKey[Client] = web.RequestKey("client")
 # Who made the request: set by the identity middleware on every request (None when
 # anonymous or when the credentials were not valid). The rate limiter keys by it.
 USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")

@@ -3,7 +3,8 @@
 aiohttp runs the first middleware in the list outermost. The order is:
 
 1. ``request_logging``: outermost, so it times the whole request, assigns the
-   request id every other layer (and every error body) uses, and logs the final
+   request id every other layer (and every error body) uses, resolves the client
+   (``CLIENT``: address and group) that every later step reads, and logs the final
    status, including the responses the inner layers produce for errors.
 2. ``request_metrics`` (only with ``METRICS_ENABLED``): counts and times each
    request by route template and final status. Inside logging, outside error
@@ -31,15 +32,16 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
-from compere.http.client_address import client_address, parse_trusted_proxies
+from compere.http.auth import identity
+from compere.http.client_address import resolve_client
 from compere.http.errors import INTERNAL_ERROR_DETAIL, ApiError, json_response
-from compere.http.keys import REQUEST_ID
+from compere.http.keys import CLIENT, REQUEST_ID
 from compere.http.ratelimit_middleware import (
     RATE_LIMIT_HEADER_NAMES,
     RateLimitPolicies,
@@ -48,8 +50,6 @@ from compere.http.ratelimit_middleware import (
 from compere.infra import metrics
 from compere.settings import Settings
 from compere.storage.database import ConflictError, DatabaseUnavailable
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("compere.request")
 error_log = logging.getLogger("compere.error")
@@ -72,10 +72,7 @@ _KEPT_ERROR_HEADERS = frozenset(
 
 def request_logging(settings: Settings) -> Middleware:
     enabled = settings.log_requests
-    trusted = parse_trusted_proxies(settings.trusted_proxies)
-
-    def address(request: web.Request) -> str:
-        return client_address(request, trusted)
+    trusted = settings.proxies
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -83,13 +80,15 @@ def request_logging(settings: Settings) -> Middleware:
         # 128 random bits as 32 hex digits (the shape of uuid4().hex, without the object).
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
+        # Resolved here, once, for every layer and handler below (they read CLIENT).
+        client = request[CLIENT] = resolve_client(request, trusted)
         started = time.perf_counter()
 
         def write(status: int) -> None:
             if not (enabled and log.isEnabledFor(logging.INFO)):
                 return
             duration_ms = (time.perf_counter() - started) * 1000
-            method, path, client = request.method, request.path, address(request)
+            method, path = request.method, request.path
             # Path only: query strings may carry credentials; bodies are never logged.
             # The record is built directly: log.info() would also walk the stack to
             # find the calling line, which no log format here shows (once per request).
@@ -99,13 +98,13 @@ def request_logging(settings: Settings) -> Middleware:
                 __file__,
                 0,
                 "%s %s %d %s %.1fms %s",
-                (method, path, status, client, duration_ms, request_id),
+                (method, path, status, client.address, duration_ms, request_id),
                 None,
                 extra={
                     "method": method,
                     "path": path,
                     "status": status,
-                    "client": client,
+                    "client": client.address,
                     "duration_ms": round(duration_ms, 2),
                     "request_id": request_id,
                 },
@@ -256,8 +255,6 @@ def error_masking(settings: Settings) -> Middleware:
 
 def build_middlewares(settings: Settings) -> list[Middleware]:
     """The middleware chain, outermost first (see the module docstring for why)."""
-    from compere.http.auth import identity  # imported here: auth builds on this module's siblings
-
     chain = [request_logging(settings)]
     if settings.metrics_enabled:
         chain.append(request_metrics(settings))
@@ -267,8 +264,7 @@ def build_middlewares(settings: Settings) -> list[Middleware]:
         chain.append(
             rate_limit_middleware(
                 RateLimitPolicies.from_settings(settings),
-                trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
-                fail_mode="closed" if settings.rate_limit_fail_mode == "closed" else "open",
+                fail_mode=settings.rate_limit_fail_mode,
             )
         )
     return chain

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document, generated from the route table, and the local ``/docs`` page."""
+"""The OpenAPI 3.0.3 document, generated from the route table, and the local ``/docs`` page."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from compere import __version__
 from compere.http import idempotency, schemas
 from compere.http.errors import json_response
 from compere.http.routes import Route
+from compere.http.static_files import STATIC_DIR
 
 _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
@@ -47,7 +48,6 @@ _IDEMPOTENCY_PARAMETER = {
         "pattern": "^[ -~]+$",
     },
 }
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerAuth": {
         "type": "http",
@@ -197,7 +197,8 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, defs)
+        if route.documented:
+            paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, defs)
     return {
         "openapi": "3.0.3",
         "info": {

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
-from compere.http.client_address import TrustedProxies, client_address, client_group
+from compere.http.client_address import TrustedProxies, resolve_client
 from compere.http.errors import ApiError
-from compere.http.keys import RATE_LIMITER, USER
+from compere.http.keys import CLIENT, RATE_LIMITER, USER
 from compere.infra import metrics
 from compere.infra.ratelimit import (
     InProcessSlidingWindowLimiter,
@@ -30,6 +30,7 @@ from compere.infra.ratelimit import (
     RedisSlidingWindowLimiter,
     SlidingWindowLimiter,
 )
+from compere.infra.ratelimit_policy import FailMode
 from compere.settings import Settings
 
 __all__ = [
@@ -42,9 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FailMode = Literal["open", "closed"]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -82,10 +80,7 @@ class RateLimitPolicies:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimitPolicies:
         """The default and ``auth`` policies from RATE_LIMIT_* settings."""
-        return cls.standard(
-            RateLimitPolicy("default", settings.rate_limit_requests, settings.rate_limit_window),
-            RateLimitPolicy("auth", settings.rate_limit_auth_requests, settings.rate_limit_auth_window),
-        )
+        return cls.standard(settings.rate_limit, settings.auth_rate_limit)
 
     def for_request(self, method: str, path: str) -> RateLimitPolicy | None:
         for prefix in self.exempt:
@@ -100,12 +95,14 @@ def _strip_slash(path: str) -> str:
 
 def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) -> str:
     """Whose quota a request spends: the authenticated user, else the client's group
-    (:func:`client_group`: IPv6 per /64)."""
+    (IPv6 per /64) as request logging resolved it; resolved here only in an app without
+    request logging (tests, benchmarks)."""
     user = request.get(USER)
     if user is not None:
         user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
         return f"user:{user_id}"
-    return client_group(client_address(request, trusted_proxies))
+    client = request.get(CLIENT)
+    return (client or resolve_client(request, trusted_proxies)).group
 
 
 RATE_LIMIT_HEADER_NAMES = (
@@ -140,10 +137,12 @@ def rate_limit_middleware(
     The limiter is ``limiter`` if given, else the one the app stores under ``RATE_LIMITER``
     (created in ``rate_limit_cleanup_ctx``). When the limiter's store is unreachable,
     ``fail_mode="open"`` lets the request through unlimited and ``"closed"`` answers 503.
+    Anonymous requests are counted by the client request logging resolved
+    (``CLIENT``); ``trusted_proxies`` serves only an app without request logging.
     """
     if not isinstance(policies, RateLimitPolicies):
         raise TypeError("policies must be a RateLimitPolicies")
-    if fail_mode not in ("open", "closed"):
+    if fail_mode not in get_args(FailMode):
         raise ValueError(f"fail_mode must be 'open' or 'closed', not {fail_mode!r}")
     if limiter is not None and not isinstance(limiter, SlidingWindowLimiter):
         raise TypeError("limiter must be a SlidingWindowLimiter")

@@ -2,25 +2,39 @@
 accepts and answers.
 
 The table drives the router, the access checks and the OpenAPI document, so a route
-cannot be served without being documented, and is protected unless it says otherwise.
+cannot be served without being documented (unless it says ``documented=False``, as
+``/metrics``, which is for Prometheus, not part of the API), and is protected unless it
+says otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from compere.http import schemas
 from compere.http.auth import guarded
 from compere.http.idempotency import idempotent
 from compere.http.keys import SETTINGS
-from compere.http.views import auth, comparisons, content, entities, export, health, mab, ratings, webhooks
+from compere.http.views import (
+    auth,
+    comparisons,
+    content,
+    entities,
+    export,
+    health,
+    mab,
+    metrics,
+    ratings,
+    webhooks,
+)
+from compere.settings import Settings
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Who may call a route when access is checked: anyone, any active user, a superuser.
 Access = Literal["public", "user", "superuser"]
 
@@ -44,6 +58,8 @@ class Route:
     open_until_first_user: bool = False  # the view applies ``access`` itself, under a lock
     form_body: bool = False  # the body may also be application/x-www-form-urlencoded
     idempotent: bool = False  # accepts Idempotency-Key (compere.http.idempotency)
+    documented: bool = True  # in the OpenAPI document (and so in the Python client)
+    when: Callable[[Settings], bool] | None = None  # served only when this is true
 
     def effective_access(self, auth_enabled: bool) -> Access:
         """The guard the router puts in front of the handler."""
@@ -52,7 +68,7 @@ class Route:
         return self.access
 
 
-ROUTES: list[Route] = [
+ROUTE_TABLE: list[Route] = [
     Route("GET", "/health", health.health, "Liveness", "health", schemas.Health, access="public"),
     Route(
         "GET",
@@ -422,16 +438,32 @@ ROUTES: list[Route] = [
         path_params=("webhook_id", "delivery_id"),
         access="superuser",
     ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics.serve_metrics,
+        "Prometheus metrics, for METRICS_ALLOWED_IPS (loopback by default) or a superuser token",
+        "operations",
+        access="public",  # the view applies the address list and the token itself
+        documented=False,  # for Prometheus, not part of the API
+        when=lambda settings: settings.metrics_enabled,
+    ),
 ]
+# The API: the routes the OpenAPI document describes and the Python client covers.
+ROUTES: list[Route] = [route for route in ROUTE_TABLE if route.documented]
 
 
-def setup_routes(app: web.Application, routes: list[Route] = ROUTES) -> None:
-    """Register every route behind the guard its access level asks for.
+def setup_routes(app: web.Application, routes: list[Route] = ROUTE_TABLE) -> None:
+    """Register every route (whose ``when`` allows it) behind the guard its access level
+    asks for.
 
     Every ``GET`` also answers ``HEAD`` (RFC 9110: the same status and headers, no body).
     """
-    auth_enabled = app[SETTINGS].auth_enabled
+    settings = app[SETTINGS]
+    auth_enabled = settings.auth_enabled
     for route in routes:
+        if route.when is not None and not route.when(settings):
+            continue
         handler = idempotent(route.handler) if route.idempotent else route.handler
         handler = guarded(handler, route.effective_access(auth_enabled))
         app.router.add_route(route.method, route.path, handler)

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails
 
 from compere.domain.accounts import canonical_name
+from compere.domain.strategies import Strategy
 
 # Ids are 64-bit integers in PostgreSQL; anything larger can never exist.
 MAX_ID = 2**63 - 1
@@ -209,7 +210,7 @@ class Pair(Model):
 
 
 class PairQuery(Model):
-    strategy: Literal["active", "ucb", "random"] | None = Field(
+    strategy: Strategy | None = Field(
         default=None, description="Pair selection strategy; the server's RANKING_STRATEGY by default"
     )
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from compere import __version__
 from compere.http.errors import json_response
 from compere.http.keys import SETTINGS
-from compere.http.openapi import STATIC_DIR
+from compere.http.static_files import STATIC_DIR
 
 APP_DIR = STATIC_DIR / "app"
 

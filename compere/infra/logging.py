@@ -17,11 +17,12 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-FORMATS = ("text", "json")
+LogFormat = Literal["text", "json"]
+FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is

@@ -1,24 +1,8 @@
 """Sliding-window rate limiting: one interface, a Redis backend and an in-process stand-in.
 
-Why a sliding *log* (one sorted-set entry per admitted request) and not a sliding-window
-*counter* (two fixed-window counts, the previous one weighted by its remaining overlap),
-as measured by ``bench/ratelimit_bench.py`` (figures in docs/rate-limiting.md):
-
-* Accuracy: the log is exact: never more than ``limit`` admitted in any window-long
-  interval, never a refusal while there is room. The counter assumes the previous
-  window's requests were spread evenly; on bursty traces at limit 100 it admitted up to
-  166 requests in one 60 s interval and refused thousands of requests that had room. The
-  security policy promises a limit per window, so exactness wins.
-* Memory: the counter is constant (88 bytes per key); the log grows with the limit, but a
-  refused request is never recorded, so a key holds at most ``limit`` entries. Up to
-  Redis's ``zset-max-listpack-entries`` (128) that is a compact listpack: 2.6 KB for a
-  client at the default 100 per window, 600 bytes for one with 20. Above 128 entries
-  the set becomes a skiplist (about 100 KB at 1000); limits that large should be
-  re-measured and may prefer the counter, which this interface can take without
-  touching the middleware.
-
-Time comes from the Redis server (``TIME`` inside the script), so workers on hosts with
-skewed clocks still share one window.
+The Redis backend keeps an exact sliding log (one sorted-set entry per admitted request)
+timed by the Redis server's clock; docs/rate-limiting.md ("Design") says why a log and
+not a window counter, with the measurements and the memory it costs.
 """
 
 from __future__ import annotations
@@ -27,8 +11,6 @@ import abc
 import asyncio
 import collections
 import logging
-import math
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -40,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from compere.infra import metrics
+from compere.infra.ratelimit_policy import RateLimitPolicy
 
 __all__ = [
     "InProcessSlidingWindowLimiter",
@@ -51,26 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_POLICY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-
-
-@dataclass(frozen=True)
-class RateLimitPolicy:
-    """At most ``limit`` requests in any interval of ``window`` seconds."""
-
-    name: str
-    limit: int
-    window: float
-
-    def __post_init__(self) -> None:
-        # The name appears in Redis keys and in the RateLimit-Policy header.
-        if not _POLICY_NAME.match(self.name):
-            raise ValueError(f"rate limit policy name {self.name!r} must match {_POLICY_NAME.pattern}")
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
-            raise ValueError(f"rate limit policy {self.name!r}: limit must be a positive integer")
-        if not (isinstance(self.window, int | float) and math.isfinite(self.window)) or self.window < 0.001:
-            raise ValueError(f"rate limit policy {self.name!r}: window must be at least 0.001 seconds")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from compere.http.auth import (
     INVALID_CREDENTIALS,
     AuthenticatedUser,
     auth_unavailable,
-    caller_group,
     clear_session_cookies,
     log_auth_failure,
     require_superuser,
@@ -23,7 +22,7 @@ from compere.http.auth import (
     unauthorized,
 )
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import CLOCK, DATABASE, LOGIN_THROTTLE, PASSWORDS, SETTINGS, TOKENS, USER
+from compere.http.keys import CLIENT, CLOCK, DATABASE, LOGIN_THROTTLE, PASSWORDS, SETTINGS, TOKENS, USER
 from compere.http.schemas import LoginForm, PasswordChange, UserCreate, UserListQuery
 from compere.http.validation import parse_json, path_id, read_body, read_query
 from compere.http.views.shapes import user_out
@@ -81,7 +80,7 @@ async def _password_matches(
     app = request.app
     settings = app[SETTINGS]
     throttle = app[LOGIN_THROTTLE]
-    client = caller_group(request)
+    client = request[CLIENT].group
     now = app[CLOCK]()
     try:
         wait = await throttle.attempt(username, client, now)

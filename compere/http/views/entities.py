@@ -6,13 +6,12 @@ import io
 
 from aiohttp import web
 
+from compere.http.auth import require_bulk_access
 from compere.http.errors import ApiError, json_response, not_found, validation_error
 from compere.http.keys import DATABASE, SETTINGS, WEBHOOKS
-from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
-from compere.ranking_cache import prior_of
 from compere.storage import entities as store
 from compere.transfer import (
     GENERATED_ID_PREFIX,
@@ -45,7 +44,7 @@ async def create_entity(request: web.Request) -> web.Response:
             image_urls=body.image_urls,
             rating=request.app[SETTINGS].elo_initial_rating,
             external_id=body.external_id,
-            prior=prior_of(request.app[SETTINGS]),
+            prior=request.app[SETTINGS].prior,
             prompt=body.prompt,
         )
         await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
@@ -98,7 +97,7 @@ async def import_entities(request: web.Request) -> web.Response:
     The body is in memory anyway, so the whole file is read and checked before anything
     is written: a file that cannot be read gets a 400 naming the line, and no rows.
     """
-    await require_bulk_permission(request, "import entities")
+    require_bulk_access(request)
     query = read_query(request, ImportQuery)
     body = await request.read()
     try:
@@ -111,7 +110,7 @@ async def import_entities(request: web.Request) -> web.Response:
         request.app[DATABASE],
         records,
         rating=request.app[SETTINGS].elo_initial_rating,
-        prior=prior_of(request.app[SETTINGS]),
+        prior=request.app[SETTINGS].prior,
         batch_size=_IMPORT_BATCH,
     )
     counts = {

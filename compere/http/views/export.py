@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from compere.http.auth import require_bulk_access
 from compere.http.errors import start_stream
 from compere.http.keys import DATABASE, SETTINGS
-from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
 from compere.storage import bulk
@@ -23,12 +23,12 @@ _BATCH = 2000
 
 
 async def export_comparisons(request: web.Request) -> web.StreamResponse:
-    await require_bulk_permission(request, "export comparisons")
+    require_bulk_access(request)
     return await _stream_table(request, "comparisons", live_only=False)
 
 
 async def export_entities(request: web.Request) -> web.StreamResponse:
-    await require_bulk_permission(request, "export entities")
+    require_bulk_access(request)
     # Deleted entities leave exports, as they leave the API; their votes stay.
     return await _stream_table(request, "entities", live_only=True)
 
@@ -49,7 +49,7 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
 
 async def export_preferences(request: web.Request) -> web.StreamResponse:
     """``dpo`` or ``arena`` JSON Lines from the vote log (see docs/import-export.md)."""
-    await require_bulk_permission(request, "export preferences")
+    require_bulk_access(request)
     query = read_query(request, PreferenceExportQuery)
     db = request.app[DATABASE]
     key = judge_key(request.app[SETTINGS].secret_key)

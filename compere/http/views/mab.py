@@ -6,9 +6,8 @@ import random
 
 from aiohttp import web
 
-from compere.domain.bayes import Prior
 from compere.domain.selection import Candidate, CandidatePlan, Selection, SelectionContext, select_pair
-from compere.domain.ucb import ArmState, UCBParams, choose_second, draw_first, ucb_pair_probability
+from compere.domain.ucb import ArmState, choose_second, draw_first, ucb_pair_probability
 from compere.http.errors import ApiError, json_response
 from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS
 from compere.http.schemas import MabUpdateQuery, PairQuery
@@ -23,17 +22,6 @@ _rng = random.SystemRandom()
 PLAN = CandidatePlan()
 
 
-def ucb_params(settings: Settings) -> UCBParams:
-    return UCBParams(
-        exploration=settings.ucb_exploration_constant,
-        unexplored_weight=settings.ucb_unexplored_weight,
-        ucb_weight=settings.pairing_ucb_weight,
-        similarity_weight=settings.pairing_similarity_weight,
-        random_weight=settings.pairing_random_weight,
-        rating_threshold=settings.pairing_rating_threshold,
-    )
-
-
 async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Selection:
     """The original's algorithm on the candidate set, fed by the stored bandit counters."""
     arms = [
@@ -41,7 +29,7 @@ async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Se
     ]
     # UCB1's n counts pulls; every comparison pulls two arms.
     total = 2 * await pairing.latest_comparison_id(db)
-    params = ucb_params(settings)
+    params = settings.ucb
     first = draw_first(arms, total, params, _rng)
     # Recent opponents matter only for the entity drawn first: fetch them after the draw.
     limit = settings.recent_comparison_limit
@@ -73,9 +61,7 @@ async def next_comparison(request: web.Request) -> web.Response:
             )
             for r in rows
         ]
-        context = SelectionContext(
-            exploration=settings.pair_exploration, prior=Prior(0.0, settings.bayes_prior_sigma)
-        )
+        context = SelectionContext(exploration=settings.pair_exploration, prior=settings.prior)
         chosen = select_pair(strategy, candidates, _rng, context)
     by_id = {r["id"]: r for r in rows}
     token = request.app[PAIR_TOKENS].issue(

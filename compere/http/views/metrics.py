@@ -8,9 +8,8 @@ import ipaddress
 
 from aiohttp import web
 
-from compere.http.client_address import client_address, parse_trusted_proxies
 from compere.http.errors import ApiError
-from compere.http.keys import SETTINGS, USER
+from compere.http.keys import CLIENT, SETTINGS, USER
 from compere.infra import metrics
 
 
@@ -30,8 +29,7 @@ def _address_allowed(request: web.Request) -> bool:
     try:
         # The same resolved client the limiter and the request log see: behind a trusted
         # proxy, the forwarded client, never the proxy itself.
-        trusted = parse_trusted_proxies(request.app[SETTINGS].trusted_proxies)
-        address = ipaddress.ip_address(client_address(request, trusted).split("%", 1)[0])
+        address = ipaddress.ip_address(request[CLIENT].address.split("%", 1)[0])
     except ValueError:
         return False  # no usable peer address (a Unix socket, say): refuse
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -12,7 +12,7 @@ from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
 from compere.http.schemas import RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
-from compere.ranking_cache import Board, prior_of
+from compere.ranking_cache import Board
 from compere.storage import leaderboard
 from compere.storage.entities import count_entities
 from compere.storage.rows import EntityRow
@@ -38,7 +38,7 @@ async def ratings(request: web.Request) -> web.StreamResponse:
     by = "score" if query.model == "bt" else query.by
     board = None
     if by == "score":
-        prior = prior_of(request.app[SETTINGS])
+        prior = request.app[SETTINGS].prior
         board = await request.app[RANKING_CACHE].board(db, query.model, prior)
     if board is not None and query.model == "bt":
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]

@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from compere.http.auth import require_bulk_access
 from compere.http.errors import json_response, not_found, validation_error
 from compere.http.keys import DATABASE, WEBHOOKS
-from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import DeliveryListQuery, WebhookCreate, WebhookUpdate
 from compere.http.validation import path_id, read_body, read_query
 from compere.infra.outbound import literal_address
@@ -63,7 +63,7 @@ def _check_destination(dispatcher: WebhookDispatcher, url: str) -> None:
 
 
 async def create_webhook(request: web.Request) -> web.Response:
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     body = await read_body(request, WebhookCreate)
     dispatcher = request.app[WEBHOOKS]
     _check_destination(dispatcher, body.url)
@@ -82,7 +82,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     rows = await store.list_subscriptions(request.app[DATABASE])
     return json_response([subscription_out(row) for row in rows])
 
@@ -96,13 +96,13 @@ async def _subscription(request: web.Request) -> tuple[int, Row]:
 
 
 async def get_webhook(request: web.Request) -> web.Response:
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     _, row = await _subscription(request)
     return json_response(subscription_out(row))
 
 
 async def update_webhook(request: web.Request) -> web.Response:
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     subscription_id = path_id(request, "webhook_id", "Webhook")
     body = await read_body(request, WebhookUpdate)
     changes = body.model_dump(include=body.model_fields_set)
@@ -127,7 +127,7 @@ async def update_webhook(request: web.Request) -> web.Response:
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     subscription_id = path_id(request, "webhook_id", "Webhook")
     if not await store.delete_subscription(request.app[DATABASE], subscription_id):
         raise not_found("Webhook", subscription_id)
@@ -136,7 +136,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     subscription_id, _ = await _subscription(request)
     query = read_query(request, DeliveryListQuery)
     rows = await store.list_deliveries(
@@ -147,7 +147,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def replay_delivery(request: web.Request) -> web.Response:
     """Queue the same body again as a new delivery (after the ones already queued)."""
-    await require_bulk_permission(request, "manage webhooks")
+    require_bulk_access(request)
     subscription_id, _ = await _subscription(request)
     delivery_id = path_id(request, "delivery_id", "Delivery")
     db = request.app[DATABASE]
