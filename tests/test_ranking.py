@@ -11,7 +11,7 @@ from compere.domain.selection import CandidatePlan
 from compere.http.app import create_app
 from compere.http.keys import DATABASE
 from compere.infra.signing import PairTokens
-from compere.ranking_cache import prior_of
+from compere.services.boards import prior_of
 from compere.storage import pairing
 from compere.storage.queries import rebuild_ratings
 

@@ -12,9 +12,8 @@ from compere.http.permissions import require_bulk_permission
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
-from compere.ranking_cache import prior_of
-from compere.storage import queries
-from compere.transfer import (
+from compere.services.boards import prior_of
+from compere.services.transfer import (
     GENERATED_ID_PREFIX,
     ImportFormatError,
     check_utf8,
@@ -22,7 +21,8 @@ from compere.transfer import (
     read_entity_records,
     text_lines,
 )
-from compere.webhooks import ENTITY_CREATED, IMPORT_FINISHED
+from compere.services.webhooks import ENTITY_CREATED, IMPORT_FINISHED
+from compere.storage import queries
 
 _IMPORT_BATCH = 500
 _REJECTIONS_SHOWN = 100
