@@ -437,7 +437,7 @@ def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mappin
     """The validated request: the same rules as POST /auth/users/ (schema and password policy)."""
     from pydantic import ValidationError
 
-    from compere.http.schemas import UserCreate, issue_message
+    from compere.domain.inputs import UserCreate, issue_message
     from compere.infra.passwords import password_problem
 
     username = _ask_username(args.username)
