@@ -105,7 +105,7 @@ def run_export(url: str, fmt: str) -> tuple[float, int, int]:
 
 def baseline_rss(url: str) -> int:
     """Peak RSS of the same interpreter importing what the export imports, then exiting."""
-    code = "import compere.cli, compere.transfer, compere.storage.postgres, tqdm"
+    code = "import compere.cli, compere.services.transfer, compere.storage.postgres, tqdm"
     return _run_measured([sys.executable, "-c", code], _env(url))[2]
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from compere import __version__
+from compere.services.transfer import FORMATS, PREFERENCE_FORMATS
 from compere.settings import Settings, load_settings_or_report, redact_url
-from compere.transfer import FORMATS, PREFERENCE_FORMATS
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
@@ -188,8 +188,8 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
 
     Progress is shown in bytes of a file of known size, else in rows read.
     """
-    from compere.transfer import import_records, read_entity_records, text_lines
-    from compere.webhooks import IMPORT_FINISHED, announce
+    from compere.services.transfer import import_records, read_entity_records, text_lines
+    from compere.services.webhooks import IMPORT_FINISHED, announce
 
     size = _file_size(stream)
     db = await _open_database(settings)
@@ -243,8 +243,8 @@ async def _rebuild(settings: Settings) -> int:
 
 async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int) -> int:
     """Stream a table to ``out`` batch by batch; return the number of rows written."""
+    from compere.services.transfer import RowEncoder, export_columns
     from compere.storage import bulk
-    from compere.transfer import RowEncoder, export_columns
 
     db = await _open_database(settings)
     written = 0
@@ -269,8 +269,8 @@ async def _export_preferences(
     settings: Settings, fmt: str, keep_ties: bool, out: TextIO, batch_size: int
 ) -> int:
     """Write the vote log as a preference dataset; return the number of records written."""
+    from compere.services.transfer import encode_preferences, judge_key
     from compere.storage import bulk
-    from compere.transfer import encode_preferences, judge_key
 
     db = await _open_database(settings)
     written = 0
@@ -334,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_import(settings: Settings, args: argparse.Namespace) -> int:
+    from compere.services.transfer import ImportStopped, guess_format
     from compere.storage.database import DatabaseError
     from compere.storage.migrations import MigrationError
-    from compere.transfer import ImportStopped, guess_format
 
     fmt = args.format or guess_format(args.file)
     try:
@@ -433,7 +433,7 @@ def _new_superuser(settings: Settings, args: argparse.Namespace, environ: Mappin
     """The validated request: the same rules as POST /auth/users/ (schema and password policy)."""
     from pydantic import ValidationError
 
-    from compere.http.schemas import UserCreate, issue_message
+    from compere.domain.inputs import UserCreate, issue_message
     from compere.infra.passwords import password_problem
 
     username = _ask_username(args.username)

@@ -182,7 +182,7 @@ async def test_the_command_writes_the_same_datasets(client, database_url, tmp_pa
 
 def test_secret_key_is_not_a_judge_key():
     # The voter-hash key is derived from SECRET_KEY, never SECRET_KEY itself.
-    from compere.transfer import judge_id, judge_key
+    from compere.services.transfer import judge_id, judge_key
 
     key = judge_key(TEST_SECRET_KEY)
     assert key != TEST_SECRET_KEY.encode()

@@ -32,11 +32,11 @@ from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotency
 from compere.infra.logging import configure_logging, redact_access_logs, redact_parser_errors
 from compere.infra.redis import create_redis
 from compere.infra.signing import PairTokens
-from compere.ranking_cache import RankingCache
+from compere.services.boards import RankingCache
+from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.connect import connect
 from compere.storage.migrations import migrate
-from compere.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _webhooks(app: web.Application) -> AsyncIterator[None]:
-    """The per-worker webhook dispatcher (compere/webhooks.py), stopped cleanly."""
+    """The per-worker webhook dispatcher (compere/services/webhooks.py), stopped cleanly."""
     dispatcher = WebhookDispatcher(app[DATABASE], app[SETTINGS], ranking_cache=app[RANKING_CACHE])
     app[WEBHOOKS] = dispatcher
     await dispatcher.start()

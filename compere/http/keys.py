@@ -15,10 +15,10 @@ from compere.infra.passwords import PasswordHasher
 from compere.infra.ratelimit import SlidingWindowLimiter
 from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
-from compere.ranking_cache import RankingCache
+from compere.services.boards import RankingCache
+from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings
 from compere.storage.database import Database
-from compere.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
     from compere.http.auth import AuthenticatedUser

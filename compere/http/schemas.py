@@ -2,42 +2,36 @@
 
 The same pydantic models validate input and generate the OpenAPI document. Views
 build response dicts directly (faster than model instances); the response models
-document them and the OpenAPI tests check that the two agree.
+document them and the OpenAPI tests check that the two agree. The field rules that the
+CLI and the services share (entities, users) live in ``compere.domain.inputs``.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
-from compere.domain.accounts import canonical_name
+from compere.domain.inputs import (
+    STORABLE,
+    Description,
+    ImageUrls,
+    InputModel,
+    Name,
+    Password,
+    Prompt,
+    StorableText,
+    trimmed,
+)
+
+# Part of the API's models (routes, OpenAPI, the Python client), declared with their rules.
+from compere.domain.inputs import EntityCreate as EntityCreate
+from compere.domain.inputs import UserCreate as UserCreate
 from compere.domain.strategies import Strategy
 
 # Ids are 64-bit integers in PostgreSQL; anything larger can never exist.
 MAX_ID = 2**63 - 1
-
-
-def _storable_text(value: str) -> str:
-    """Reject text no database can store: lone UTF-16 surrogates and NUL characters."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-def _none_as(default: object) -> BeforeValidator:
-    def convert(value: object) -> object:
-        return default if value is None else value
-
-    return BeforeValidator(convert)
 
 
 def _not_bool(value: object) -> object:
@@ -47,65 +41,13 @@ def _not_bool(value: object) -> object:
     return value
 
 
-# Length constraints go before this check in an Annotated type: after it, pydantic no
-# longer sees a string and says "at most 1000 items after validation" for a long text.
-_STORABLE = AfterValidator(_storable_text)
-StorableText = Annotated[str, _STORABLE]
 Integer = Annotated[int, BeforeValidator(_not_bool)]
 # Constraints go before the validator, or pydantic documents them as "ge"/"le".
 EntityId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_not_bool)]
 
 
-def _trimmed(max_length: int) -> AfterValidator:
-    def check(value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty or only spaces")
-        if len(value) > max_length:
-            raise ValueError(f"must be at most {max_length} characters")
-        return value
-
-    return AfterValidator(check)
-
-
-Name = Annotated[StorableText, _trimmed(200)]
-Description = Annotated[str, StringConstraints(max_length=1000), _STORABLE, _none_as("")]
-ImageUrl = Annotated[StorableText, _trimmed(2048)]
-ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
-ExternalId = Annotated[StorableText, _trimmed(200)]
-Prompt = Annotated[StorableText, StringConstraints(max_length=20000)]
-
-
-def issue_message(error: ErrorDetails) -> str:
-    """A validation error's message as people should read it.
-
-    pydantic puts "Value error, " (or "Assertion failed, ") before the text a validator
-    raised; the text itself already says what is wrong.
-    """
-    message = error["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            return message[len(prefix) :]
-    return message
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class EntityCreate(Model):
-    name: Name = Field(description="1 to 200 characters, surrounding spaces trimmed")
-    description: Description = Field(default="", description="At most 1000 characters")
-    image_urls: ImageUrls = Field(default_factory=list, description="At most 10 non-empty strings")
-    external_id: ExternalId | None = Field(
-        default=None,
-        description="Optional identifier from your own system, unique across entities (409 if taken)",
-    )
-    prompt: Prompt | None = Field(
-        default=None,
-        description="The prompt this entity answers (at most 20000 characters); preference exports pair "
-        "responses to the same prompt",
-    )
+# Every request and response model ignores fields it does not know.
+Model = InputModel
 
 
 class EntityUpdate(Model):
@@ -148,7 +90,7 @@ class RankedEntity(Entity):
 class EntityListQuery(Model):
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
     limit: Integer = Field(default=100, ge=1, le=1000)
-    search: Annotated[str, StringConstraints(max_length=200), _STORABLE] | None = None
+    search: Annotated[str, StringConstraints(max_length=200), STORABLE] | None = None
 
 
 class ComparisonCreate(Model):
@@ -264,41 +206,6 @@ class Readiness(ReadinessSummary):
 
 # --- users and tokens ---------------------------------------------------------------
 
-_USERNAME_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9._@-]*")
-
-
-def _username(value: str) -> str:
-    """A username whose canonical form (``canonical_name``) is made of the allowed
-    characters, so a look-alike spelling (full-width letters, a dotted capital I) is the
-    name it looks like and meets that name's uniqueness, not a second account."""
-    value = unicodedata.normalize("NFKC", value)
-    if not 3 <= len(value) <= 50:
-        raise ValueError("must be 3 to 50 characters")
-    if not _USERNAME_CHARACTERS.fullmatch(canonical_name(value)):
-        raise ValueError("must start with a letter or digit and contain only letters, digits and ._@-")
-    return value
-
-
-Username = Annotated[str, StringConstraints(min_length=3, max_length=50), AfterValidator(_username)]
-Email = Annotated[
-    str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", strip_whitespace=True)
-]
-# The length rules that depend on settings (minimum, 72 bytes) are checked by the view.
-Password = Annotated[str, StringConstraints(min_length=1, max_length=1024), _STORABLE]
-
-
-class UserCreate(Model):
-    username: Username = Field(
-        description="3 to 50 letters, digits or ._@-; unique regardless of case and Unicode form"
-    )
-    password: Password = Field(
-        description="At least PASSWORD_MIN_LENGTH characters (default 12), at most 72 bytes in UTF-8, "
-        "not a common password and not containing the username"
-    )
-    email: Email | None = None
-    full_name: Annotated[str, StringConstraints(max_length=200), _STORABLE] | None = None
-    is_superuser: bool = Field(default=False, description="Honoured only when a superuser creates the user")
-
 
 class PasswordChange(Model):
     current_password: Password
@@ -336,8 +243,8 @@ class UserListQuery(Model):
 class LoginForm(Model):
     """OAuth2 password grant, as a form body (``application/x-www-form-urlencoded``) or JSON."""
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=254), _STORABLE]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024), _STORABLE]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=254), STORABLE]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024), STORABLE]
     grant_type: Literal["password"] | None = None
 
 
@@ -377,7 +284,7 @@ def _webhook_url(value: str) -> str:
     return value
 
 
-WebhookUrl = Annotated[StorableText, _trimmed(2048), AfterValidator(_webhook_url)]
+WebhookUrl = Annotated[StorableText, trimmed(2048), AfterValidator(_webhook_url)]
 WebhookEvents = Annotated[list[WebhookEvent], Field(min_length=1, max_length=4)]
 WebhookDescription = Annotated[StorableText, StringConstraints(max_length=500)]
 

@@ -9,8 +9,9 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from compere.domain.inputs import issue_message
 from compere.http.errors import ApiError, not_found
-from compere.http.schemas import MAX_ID, issue_message
+from compere.http.schemas import MAX_ID
 
 M = TypeVar("M", bound=BaseModel)
 

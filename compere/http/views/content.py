@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import random
-
 from aiohttp import web
 
-from compere.domain.text import TextEntity, most_dissimilar_pair
 from compere.http.errors import ApiError, json_response
 from compere.http.keys import DATABASE
 from compere.http.schemas import ContentPairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
-from compere.storage import pairing
+from compere.services.pairs import most_dissimilar
 from compere.storage.database import Row
 from compere.storage.rows import entity_row
 
-# TF-IDF over a sample: the cost is quadratic in the number of entities compared.
-SAMPLE_SIZE = 200
-
 
 async def _dissimilar(request: web.Request) -> list[Row]:
-    """The most dissimilar pair, or every entity when there are fewer than two."""
     query = read_query(request, ContentPairQuery)
-    rng = random.Random(query.seed) if query.seed is not None else random.SystemRandom()
-    rows = await pairing.random_sample(request.app[DATABASE], SAMPLE_SIZE, rng)
-    if len(rows) < 2:
-        return rows
-    pair = most_dissimilar_pair([TextEntity(r["id"], r["name"], r["description"]) for r in rows], rng)
-    by_id = {r["id"]: r for r in rows}
-    return [by_id[pair.entity1_id], by_id[pair.entity2_id]]
+    return await most_dissimilar(request.app[DATABASE], query.seed)
 
 
 async def next_by_content(request: web.Request) -> web.Response:

@@ -12,8 +12,7 @@ from compere.http.keys import DATABASE, SETTINGS, WEBHOOKS
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
-from compere.storage import entities as store
-from compere.transfer import (
+from compere.services.transfer import (
     GENERATED_ID_PREFIX,
     ImportFormatError,
     check_utf8,
@@ -21,7 +20,8 @@ from compere.transfer import (
     read_entity_records,
     text_lines,
 )
-from compere.webhooks import ENTITY_CREATED, IMPORT_FINISHED
+from compere.services.webhooks import ENTITY_CREATED, IMPORT_FINISHED
+from compere.storage import entities as store
 
 _IMPORT_BATCH = 500
 _REJECTIONS_SHOWN = 100

@@ -13,9 +13,9 @@ from compere.http.errors import start_stream
 from compere.http.keys import DATABASE, SETTINGS
 from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
+from compere.services.transfer import MEDIA_TYPES, RowEncoder, encode_preferences, export_columns, judge_key
 from compere.storage import bulk
 from compere.storage.database import DatabaseError
-from compere.transfer import MEDIA_TYPES, RowEncoder, encode_preferences, export_columns, judge_key
 
 log = logging.getLogger(__name__)
 

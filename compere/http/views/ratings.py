@@ -12,7 +12,7 @@ from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
 from compere.http.schemas import RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
-from compere.ranking_cache import Board
+from compere.services.boards import Board
 from compere.storage import leaderboard
 from compere.storage.entities import count_entities
 from compere.storage.rows import EntityRow

@@ -15,10 +15,10 @@ from compere.http.keys import DATABASE, WEBHOOKS
 from compere.http.schemas import DeliveryListQuery, WebhookCreate, WebhookUpdate
 from compere.http.validation import path_id, read_body, read_query
 from compere.infra.outbound import literal_address
+from compere.services.webhooks import WebhookDispatcher
 from compere.storage import webhooks as store
 from compere.storage.database import Row
 from compere.storage.timestamps import as_datetime, utc_now
-from compere.webhooks import WebhookDispatcher
 
 
 def subscription_out(row: Row) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from aiohttp.abc import AbstractResolver
 
 from compere import __version__
 from compere.infra.outbound import SIGNATURE_HEADER, AddressPolicy, WebhookSender, signature_header
-from compere.ranking_cache import RankingCache
+from compere.services.boards import RankingCache
 from compere.settings import Settings
 from compere.storage import leaderboard
 from compere.storage import webhooks as store

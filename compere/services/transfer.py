@@ -23,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from compere.domain.bayes import Z95, Prior
-from compere.http.schemas import EntityCreate, issue_message
+from compere.domain.inputs import EntityCreate, issue_message
 from compere.storage.bulk import import_entities, refresh_statistics
 from compere.storage.database import Database
 
