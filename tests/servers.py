@@ -645,7 +645,15 @@ class _RedisNode:
         self.process = None
 
 
-_DATA_NODE = ("--save", "", "--appendonly", "no")
+# No persistence; a new replica syncs at once (Redis waits 5 s by default, and a replica
+# that never synced cannot take over).
+_DATA_NODE = ("--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
+
+
+def _replica_synced(node: _RedisNode) -> bool:
+    with node.client() as conn:
+        info = conn.info("replication")
+    return info["role"] == "master" or info.get("master_link_status") == "up"
 
 
 class RedisClusterSet:
@@ -695,7 +703,8 @@ class RedisClusterSet:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Every live node says cluster_state:ok and every slot has a live master."""
+        """Every live node says cluster_state:ok, every slot has a live master and every
+        live replica is in sync with its master (so it could take over)."""
 
         def healthy() -> bool:
             for node in self.alive():
@@ -703,6 +712,8 @@ class RedisClusterSet:
                     info = conn.execute_command("CLUSTER", "INFO")
                     if "cluster_state:ok" not in str(info):
                         return False
+                if not _replica_synced(node):
+                    return False
             return len(self.master_ports()) == self.masters
 
         _wait(healthy, "the cluster to be healthy", timeout)
@@ -779,7 +790,9 @@ class RedisSentinelSet:
             node.wait_ready()
 
         def watching() -> bool:
-            # Failover needs the replicas and the other Sentinels known to every Sentinel.
+            # Failover needs synced replicas, known with the other Sentinels to every Sentinel.
+            if not all(_replica_synced(node) for node in self.data):
+                return False
             for sentinel in self.sentinels:
                 with sentinel.client() as conn:
                     state = conn.execute_command("SENTINEL", "MASTER", self.service)

@@ -20,7 +20,7 @@ import asyncio
 import math
 
 from compere.domain.accounts import canonical_name
-from compere.infra.redis import REDIS_ERRORS, RedisClient
+from compere.infra.redis import REDIS_ERRORS, RedisClient, retry_in_background
 
 _PREFIX = "compere:auth:"  # the default; the app passes REDIS_KEY_PREFIX + "auth:"
 # Redis Cluster hashes only the part of a key between the first "{" and the next "}":
@@ -49,11 +49,14 @@ class LoginThrottle(abc.ABC):
     the same grouping the rate limiter counts by.
     """
 
+    _RETRY_INTERVAL = 0.25
+
     def __init__(self, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX) -> None:
         self.prefix = prefix
         self.per_user = per_user
         self.per_client = per_client
         self.window = window
+        self._pending: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     async def attempt(self, username: str, client: str, now: float) -> int:
@@ -61,6 +64,29 @@ class LoginThrottle(abc.ABC):
 
     @abc.abstractmethod
     async def succeeded(self, username: str, client: str) -> None: ...
+
+    def succeeded_later(self, username: str, client: str, within: float) -> None:
+        """Keep trying :meth:`succeeded` in the background for ``within`` seconds.
+
+        For a right password whose success could not be recorded (Redis failing over):
+        its attempt stays counted until then, and a few such attempts during an outage
+        would otherwise lock the user out for the rest of the window once Redis is back.
+        """
+
+        retry_in_background(
+            self._pending,
+            lambda: self.succeeded(username, client),
+            unavailable=AuthStateUnavailable,
+            within=within,
+            what="take back a successful login attempt",
+            interval=self._RETRY_INTERVAL,
+        )
+
+    async def aclose(self) -> None:
+        """Stop the background retries (at shutdown)."""
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     def keys(self, username: str, client: str) -> tuple[str, str]:
         return (

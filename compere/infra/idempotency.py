@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from compere.infra.redis import REDIS_ERRORS, RedisClient
+from compere.infra.redis import REDIS_ERRORS, RedisClient, retry_in_background
 
 __all__ = [
     "Claim",
@@ -115,20 +115,14 @@ class IdempotencyStore(abc.ABC):
         self._spawn(lambda: self.release(key, token), within, "release a lock")
 
     def _spawn(self, attempt: Callable[[], Awaitable[object]], within: float, what: str) -> None:
-        async def retry() -> None:
-            deadline = time.monotonic() + within
-            while time.monotonic() < deadline:
-                await asyncio.sleep(self._RETRY_INTERVAL)
-                try:
-                    await attempt()
-                    return
-                except StoreUnavailable:
-                    continue
-            log.warning("idempotency store still unavailable; gave up trying to %s", what)
-
-        task = asyncio.get_running_loop().create_task(retry())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        retry_in_background(
+            self._pending,
+            attempt,
+            unavailable=StoreUnavailable,
+            within=within,
+            what=what,
+            interval=self._RETRY_INTERVAL,
+        )
 
     async def aclose(self) -> None:
         """Stop the background retries (at shutdown)."""

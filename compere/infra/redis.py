@@ -14,6 +14,9 @@ the data nodes; Sentinels are asked without them.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -31,7 +34,10 @@ __all__ = [
     "RedisTarget",
     "create_redis",
     "parse_redis_url",
+    "retry_in_background",
 ]
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 0.2
 COMMAND_TIMEOUT = 0.5
@@ -43,11 +49,17 @@ POOL_WAIT = 0.5
 # What a Redis call may raise when Redis is down, slow, failing over or out of
 # connections. A cluster client also raises RedisClusterException (not a RedisError)
 # when it cannot learn the slot map, e.g. while a failed master's slots are uncovered.
+# And redis-py's asyncio connections let AttributeError or TypeError out when a
+# connection closed by the peer (a killed node) is written to, or the slot map is
+# being replaced (redis/redis-py#4287, #3835); seen here during a cluster failover as
+# "'NoneType' object has no attribute 'writelines'". They mean the same: Redis is away.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisError,
     redis.exceptions.RedisClusterException,
     OSError,
     TimeoutError,
+    AttributeError,
+    TypeError,
 )
 
 RedisClient = aioredis.Redis | RedisCluster
@@ -116,6 +128,21 @@ def parse_redis_url(url: str) -> RedisTarget:
     return RedisTarget("sentinel", url, nodes, unquote(path[0]), db, username, password)
 
 
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, retrying a command only when it cannot have run.
+
+    redis-py also retries after a timeout, when the command may well have run (a
+    counted attempt, a claimed idempotency key): run twice, it would count twice or
+    find its own lock. A timeout still makes the next command reload the slot map.
+    """
+
+    ERRORS_ALLOW_RETRY = (  # type: ignore[assignment]  # a narrower tuple than redis-py's
+        redis.exceptions.ConnectionError,
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.SlotNotCoveredError,
+    )
+
+
 class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
     """Sentinel's pool (asks for the current master per new connection), bounded and
     blocking like the single-server pool: past ``max_connections`` a command waits up to
@@ -148,9 +175,10 @@ def create_redis(
     gets one try and a short deadline, and callers decide what failure means. The pool
     is bounded and blocking: past ``max_connections`` commands in flight, a command
     waits up to ``pool_wait`` for a connection. A cluster client keeps that bound per
-    node, where redis-py fails a command past it at once (``MaxConnectionsError``); its
-    first failure on a node makes the next command reload the slot map, so a promoted
-    replica is found without a restart.
+    node, where redis-py fails a command past it at once (``MaxConnectionsError``); a
+    command that fails on a node is tried once more after reloading the slot map, so a
+    promoted replica is found without a restart. Callers bound the whole call with a
+    deadline of their own.
     """
     target = parse_redis_url(url)
     timeouts = {
@@ -159,12 +187,14 @@ def create_redis(
         "health_check_interval": health_check_interval,
     }
     if target.kind == "cluster":
-        return RedisCluster(
+        return _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             username=target.username,
             password=target.password,
             max_connections=max_connections,
-            retry=Retry(NoBackoff(), 0),
+            # One retry, on a fresh slot map: the first command after a failover finds
+            # the promoted replica instead of failing once more on the dead master.
+            retry=Retry(NoBackoff(), 1),
             **timeouts,  # type: ignore[arg-type]
         )
     if target.kind == "sentinel":
@@ -194,3 +224,33 @@ def create_redis(
         **timeouts,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def retry_in_background(
+    pending: set[asyncio.Task[None]],
+    attempt: Callable[[], Awaitable[object]],
+    *,
+    unavailable: type[Exception],
+    within: float,
+    what: str,
+    interval: float = 0.25,
+) -> None:
+    """Keep calling ``attempt`` every ``interval`` seconds while it raises ``unavailable``,
+    for at most ``within`` seconds: for a change that must reach Redis once it is back.
+    The task is kept in ``pending`` until it ends (cancel them at shutdown)."""
+
+    async def retry() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            await asyncio.sleep(interval)
+            try:
+                await attempt()
+                return
+            except unavailable:
+                continue
+        log.warning("Redis still unavailable; gave up trying to %s", what)
+
+    task = asyncio.get_running_loop().create_task(retry())
+    pending.add(task)
+    task.add_done_callback(pending.discard)
