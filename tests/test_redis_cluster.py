@@ -121,7 +121,9 @@ async def test_the_limiter_spreads_clients_over_the_masters(redis_cluster: Redis
     from compere.infra.ratelimit import RateLimitPolicy, RedisSlidingWindowLimiter
 
     rl_prefix = prefix()
-    limiter = RedisSlidingWindowLimiter.from_url(redis_cluster.url(), key_prefix=rl_prefix)
+    limiter = RedisSlidingWindowLimiter.from_url(
+        redis_cluster.url(), key_prefix=rl_prefix, connect_timeout=2, command_timeout=2
+    )
     policy = RateLimitPolicy("default", 3, 60)
     try:
         for client in range(30):

@@ -35,6 +35,7 @@ __all__ = [
     "create_redis",
     "parse_redis_url",
     "retry_in_background",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,22 @@ def create_redis(
         **timeouts,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+async def warm_up(client: RedisClient, *, within: float = 5.0) -> None:
+    """Load a cluster client's slot map and command table now, at start-up.
+
+    Done lazily, that is a dozen round trips (CLUSTER SLOTS, COMMAND, a connection per
+    node) inside the first requests' short deadlines. Redis being away at start-up is
+    not fatal here, as with one server: the first command tries again.
+    """
+    if not isinstance(client, RedisCluster):
+        return
+    try:
+        async with asyncio.timeout(within):
+            await client.initialize()
+    except REDIS_ERRORS as exc:
+        log.warning("Redis Cluster not reachable at start-up (%s: %s); will retry", type(exc).__name__, exc)
 
 
 def retry_in_background(
