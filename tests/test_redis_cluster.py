@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
@@ -115,6 +116,29 @@ async def test_the_rate_limit_is_one_limit_across_app_instances_seeded_with_diff
     with redis_cluster.client() as conn:
         keys = list(conn.scan_iter(match=f"{rl_prefix}*", target_nodes=redis.RedisCluster.PRIMARIES))
     assert len(keys) == 1  # one window, on the one node that serves its slot
+
+
+@sqlite_only
+async def test_two_server_processes_share_one_limit_through_the_cluster(
+    start_server: Callable[..., Any], redis_cluster: RedisClusterSet
+) -> None:
+    # Two real processes (as on two hosts), each seeded with a different node.
+    env = {
+        "RATE_LIMIT_ENABLED": "true",
+        "RATE_LIMIT_REQUESTS": "10",
+        "RATE_LIMIT_KEY_PREFIX": prefix(),
+        "RATE_LIMIT_FAIL_MODE": "closed",
+        "RATE_LIMIT_REDIS_TIMEOUT": "2",
+    }
+    one = start_server(**env, REDIS_URL=f"redis+cluster://127.0.0.1:{redis_cluster.nodes[1].port}")
+    two = start_server(**env, REDIS_URL=f"redis+cluster://127.0.0.1:{redis_cluster.nodes[-2].port}")
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for server in [one, two] * 15:
+            async with session.get(f"{server.url}/entities/") as resp:
+                statuses.append(resp.status)
+    # Alternating: five admitted by each process, then both refuse.
+    assert statuses == [200] * 10 + [429] * 20, statuses
 
 
 async def test_the_limiter_spreads_clients_over_the_masters(redis_cluster: RedisClusterSet) -> None:
