@@ -201,7 +201,13 @@ def create_redis(
     if target.kind == "sentinel":
         sentinel = Sentinel(
             list(target.nodes),
-            sentinel_kwargs={"socket_connect_timeout": connect_timeout, "socket_timeout": command_timeout},
+            # No retries: redis-py's default (3, with backoff) would spend seconds on a
+            # Sentinel that is down before asking the next one.
+            sentinel_kwargs={
+                "socket_connect_timeout": connect_timeout,
+                "socket_timeout": command_timeout,
+                "retry": Retry(NoBackoff(), 0),
+            },
         )
         client = sentinel.master_for(
             target.service,
