@@ -398,3 +398,18 @@ async def test_a_right_password_whose_success_redis_missed_is_taken_back_once_re
         await throttle.aclose()
         await client.aclose()
         server.destroy()
+
+
+async def test_a_burst_past_the_cluster_pool_waits_for_a_connection(redis_cluster: RedisClusterSet) -> None:
+    # As with one server: more commands than connections wait briefly instead of
+    # failing at once (redis-py's cluster client raises MaxConnectionsError).
+    from compere.infra.redis import create_redis
+
+    client = create_redis(redis_cluster.url(), max_connections=2, pool_wait=10, command_timeout=5)
+    key = f"{prefix()}burst"
+    try:
+        results = await asyncio.gather(*(client.incr(key) for _ in range(50)), return_exceptions=True)
+        assert sorted(results) == list(range(1, 51)), {type(r).__name__ for r in results}
+    finally:
+        await client.delete(key)
+        await client.aclose()

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -143,6 +143,25 @@ class _Cluster(RedisCluster):
         redis.exceptions.SlotNotCoveredError,
     )
 
+    def __init__(self, *, max_in_flight: int, pool_wait: float, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_in_flight, **kwargs)
+        # redis-py fails a command at once when its node has no free connection
+        # (MaxConnectionsError); like the single-server pool, wait a moment instead,
+        # with as many commands in flight at most as one node has connections.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._pool_wait = pool_wait
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._pool_wait):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise redis.exceptions.ConnectionError("every Redis connection is in use") from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._in_flight.release()
+
 
 class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
     """Sentinel's pool (asks for the current master per new connection), bounded and
@@ -175,9 +194,9 @@ def create_redis(
     redis-py's defaults retry with backoff for several seconds; here every command
     gets one try and a short deadline, and callers decide what failure means. The pool
     is bounded and blocking: past ``max_connections`` commands in flight, a command
-    waits up to ``pool_wait`` for a connection. A cluster client keeps that bound per
-    node, where redis-py fails a command past it at once (``MaxConnectionsError``); a
-    command that fails on a node is tried once more after reloading the slot map, so a
+    waits up to ``pool_wait`` for a connection. A cluster client has that many
+    connections per node and at most that many commands in flight, the others waiting up
+    to ``pool_wait`` too; a command that fails on a node is tried once more after reloading the slot map, so a
     promoted replica is found without a restart. Callers bound the whole call with a
     deadline of their own.
     """
@@ -192,11 +211,12 @@ def create_redis(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             username=target.username,
             password=target.password,
-            max_connections=max_connections,
+            max_in_flight=max_connections,
+            pool_wait=pool_wait,
             # One retry, on a fresh slot map: the first command after a failover finds
             # the promoted replica instead of failing once more on the dead master.
             retry=Retry(NoBackoff(), 1),
-            **timeouts,  # type: ignore[arg-type]
+            **timeouts,
         )
     if target.kind == "sentinel":
         sentinel = Sentinel(
