@@ -1212,7 +1212,7 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     page.get_by_role("button", name="Save").click()
     expect(page.locator("[data-status]")).to_have_text("Settings saved.")
     saved = auth_server.call("GET", "/projects/survey", token=token)
-    assert saved["daily_vote_cap"] == 5 and saved["visibility"] == "public"
+    assert saved["settings"]["daily_vote_cap"] == 5 and saved["visibility"] == "public"
     expect(page.locator("[data-share-link]")).to_have_value(base + "/share/survey")
 
     # Members: add carol as a voter, then make her an editor, from the keyboard.

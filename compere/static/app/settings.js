@@ -35,11 +35,14 @@ async function guarded(action) {
 
 // The value a project stores for a setting: its own, or null to follow the server.
 function own(project, name) {
-  const value = project[name];
+  const value = (project.overrides || {})[name];
   return value === undefined ? null : value;
 }
 
+let current = null; // the project as last read or saved
+
 function fillProject(project) {
+  current = project;
   const fields = projectForm.elements;
   fields.name.value = project.name;
   fields.description.value = project.description || "";
@@ -48,13 +51,12 @@ function fillProject(project) {
   for (const name of NUMBERS) {
     const value = own(project, name);
     fields[name].value = value === null ? "" : String(value);
-    const effective = project.effective ? project.effective[name] : undefined;
-    fields[name].placeholder = effective === undefined || effective === null ? "" : `server: ${effective}`;
+    const effective = project.settings[name];
+    fields[name].placeholder = effective === undefined || effective === null ? "" : `now ${effective}`;
   }
   for (const name of FLAGS) {
     const value = own(project, name);
-    const effective = project.effective ? project.effective[name] : true;
-    fields[name].checked = value === null ? effective !== false : Boolean(value);
+    fields[name].checked = value === null ? Boolean(project.settings[name]) : Boolean(value);
   }
   shareSection.hidden = project.visibility !== "public";
   shareLink.value = `${location.origin}/share/${encodeURIComponent(project.slug)}`;
@@ -75,8 +77,12 @@ projectForm.addEventListener("submit", (event) => {
       visibility: fields.visibility.value,
       strategy: fields.strategy.value || null,
     };
+    // A box left as the server's setting stays unset, so it keeps following the server.
     for (const name of NUMBERS) body[name] = fields[name].value === "" ? null : Number(fields[name].value);
-    for (const name of FLAGS) body[name] = fields[name].checked;
+    for (const name of FLAGS) {
+      const following = own(current, name) === null && fields[name].checked === Boolean(current.settings[name]);
+      body[name] = following ? null : fields[name].checked;
+    }
     const { data } = await api("PATCH", base, body);
     fillProject(data);
     announce("Settings saved.");
