@@ -15,6 +15,7 @@ from compere.http.keys import (
     DATABASE,
     IDEMPOTENCY,
     PAIR_TOKENS,
+    PROJECTS,
     RANKING_CACHE,
     READINESS,
     REDIS,
@@ -33,6 +34,7 @@ from compere.infra.logging import configure_logging, redact_access_logs, redact_
 from compere.infra.redis import create_redis, warm_up
 from compere.infra.signing import PairTokens
 from compere.services.boards import RankingCache
+from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.connect import connect
@@ -55,6 +57,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[SETTINGS] = settings
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
     app[RANKING_CACHE] = RankingCache()
+    app[PROJECTS] = ProjectCache(settings)
     app[READINESS] = ReadinessCache(settings.ready_cache_seconds)
     app[CLOCK] = time.time
     app.cleanup_ctx.append(_database)
