@@ -15,13 +15,16 @@ from compere.infra.passwords import PasswordHasher
 from compere.infra.ratelimit import SlidingWindowLimiter
 from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
+from compere.infra.voters import VoterIds
 from compere.services.boards import RankingCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings
 from compere.storage.database import Database
 
 if TYPE_CHECKING:
-    from compere.http.auth import AuthenticatedUser
+    import asyncio
+
+    from compere.http.auth import AuthenticatedUser, KeyCache, PendingIdentity
     from compere.http.views.health import ReadinessCache
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -31,11 +34,14 @@ TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
+VOTER_IDS: web.AppKey[VoterIds] = web.AppKey("voter_ids")
 RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
+KEY_TOUCHES: web.AppKey[set[asyncio.Future[None]]] = web.AppKey("key_touches")
 # The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
@@ -46,5 +52,7 @@ CLIENT: web.RequestKey[Client] = web.RequestKey("client")
 # Who made the request: set by the identity middleware on every request (None when
 # anonymous or when the credentials were not valid). The rate limiter keys by it.
 USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
+# The identity look-up in flight between the identity middleware and the rate limiter.
+PENDING_IDENTITY: web.RequestKey[PendingIdentity] = web.RequestKey("pending_identity")
 # Why presented credentials were refused (for the 401 message and the log).
 AUTH_FAILURE = web.RequestKey("auth_failure", str)
