@@ -30,7 +30,6 @@ from compere.http.keys import (
     CLIENT,
     DATABASE,
     KEY_CACHE,
-    KEY_TOUCHES,
     LOGIN_THROTTLE,
     PASSWORDS,
     PENDING_IDENTITY,
@@ -274,7 +273,7 @@ async def _authenticate_key(request: web.Request, key: str, key_hash: str) -> Au
     cache = app[KEY_CACHE]
     cache.remember(key_hash, grant.id, grant.rate_limit)
     if cache.due_for_touch(grant.id, time.monotonic()):
-        _touch_later(app, grant.id)
+        await _touch(app, grant.id)
     return AuthenticatedUser(
         id=row["user_id"],
         username=row["username"],
@@ -286,18 +285,13 @@ async def _authenticate_key(request: web.Request, key: str, key_hash: str) -> Au
     )
 
 
-def _touch_later(app: web.Application, key_id: int) -> None:
-    """Write the key's last use without holding up the request (at most once a minute)."""
-
-    async def touch() -> None:
-        try:
-            await api_keys.touch_key(app[DATABASE], key_id, utc_now())
-        except Exception:  # a missed last-use time is not worth a failed request
-            auth_log.warning("could not record the last use of API key %s", key_id, exc_info=True)
-
-    task = asyncio.ensure_future(touch())
-    app[KEY_TOUCHES].add(task)
-    task.add_done_callback(app[KEY_TOUCHES].discard)
+async def _touch(app: web.Application, key_id: int) -> None:
+    """Write the key's last use (at most once a minute per key and worker); a failure
+    here costs the list a timestamp, not the request its answer."""
+    try:
+        await api_keys.touch_key(app[DATABASE], key_id, utc_now())
+    except Exception:
+        auth_log.warning("could not record the last use of API key %s", key_id, exc_info=True)
 
 
 def _presented_key(request: web.Request, token: str | None) -> str | None:
@@ -552,7 +546,6 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         "window": settings.login_failure_window,
     }
     app[KEY_CACHE] = KeyCache()
-    app[KEY_TOUCHES] = set()
     client = app[REDIS]
     prefix = f"{settings.redis_key_prefix}auth:"
     app[LOGIN_THROTTLE] = (
@@ -561,6 +554,3 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         else MemoryLoginThrottle(**limits)
     )
     yield
-    touches: set[asyncio.Future[None]] = app[KEY_TOUCHES]
-    if touches:  # let pending last-use writes finish
-        await asyncio.wait(set(touches), timeout=2)

@@ -22,8 +22,6 @@ from compere.settings import Settings
 from compere.storage.database import Database
 
 if TYPE_CHECKING:
-    import asyncio
-
     from compere.http.auth import AuthenticatedUser, KeyCache, PendingIdentity
     from compere.http.views.health import ReadinessCache
 
@@ -41,7 +39,6 @@ IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
-KEY_TOUCHES: web.AppKey[set[asyncio.Future[None]]] = web.AppKey("key_touches")
 # The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
