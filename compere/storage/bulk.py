@@ -23,11 +23,14 @@ _IMPORT_ENTITY: dict[str, Query] = {}
 
 
 def _import_entity(db: Database) -> Query:
-    """One entity row, skipped when its external id is already taken (by any row)."""
+    """One entity row, skipped when its external id is already taken in its project
+    (also by a deleted row)."""
     query = _IMPORT_ENTITY.get(db.name)
     if query is None:
         stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
-        query = Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
+        query = Query(
+            stmt.on_conflict_do_nothing(index_elements=[entities.c.project_id, entities.c.external_id])
+        )
         _IMPORT_ENTITY[db.name] = query
     return query
 

@@ -128,14 +128,14 @@ class DailyCapReached(Exception):
 # only while below the cap: the row lock (PostgreSQL) or the single writer (SQLite)
 # makes concurrent votes of one voter on any worker take their turns, and a refused
 # vote rolls the whole transaction back. No row comes back when the cap is reached.
-_COUNT_DAILY_VOTE: dict[Any, Query] = {}
+_COUNT_DAILY_VOTE: dict[str, Query] = {}
 
 
 def _count_daily_vote(db: Database) -> Query:
     """The counter upsert in the backend's dialect (built once per dialect)."""
-    query = _COUNT_DAILY_VOTE.get(db.insert_or_skip)
+    query = _COUNT_DAILY_VOTE.get(db.name)
     if query is None:
-        query = _COUNT_DAILY_VOTE[db.insert_or_skip] = Query(
+        query = _COUNT_DAILY_VOTE[db.name] = Query(
             db.insert_or_skip(voter_daily_votes)
             .values(project_id=param("project_id"), voter=param("voter"), day=param("day"), votes=1)
             .on_conflict_do_update(

@@ -14,7 +14,7 @@
 CREATE TABLE api_keys (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     user_id      BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    project_id   BIGINT,
+    project_id   BIGINT REFERENCES projects (id) ON DELETE CASCADE,
     name         TEXT NOT NULL DEFAULT '' CHECK (char_length(name) <= 200),
     prefix       TEXT NOT NULL CHECK (char_length(prefix) BETWEEN 4 AND 32),
     key_hash     TEXT NOT NULL CHECK (char_length(key_hash) = 64),
@@ -32,7 +32,7 @@ CREATE INDEX api_keys_user_idx ON api_keys (user_id, id);
 ALTER TABLE comparisons ADD COLUMN voter TEXT CHECK (voter IS NULL OR char_length(voter) <= 80);
 
 CREATE TABLE voter_daily_votes (
-    project_id BIGINT NOT NULL,
+    project_id BIGINT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
     voter      TEXT NOT NULL,
     day        TEXT NOT NULL,                  -- UTC date, YYYY-MM-DD
     votes      INTEGER NOT NULL,

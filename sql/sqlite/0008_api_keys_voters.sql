@@ -4,7 +4,7 @@
 CREATE TABLE api_keys (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    project_id   INTEGER,
+    project_id   INTEGER REFERENCES projects (id) ON DELETE CASCADE,
     name         TEXT NOT NULL DEFAULT '' CHECK (length(name) <= 200),
     prefix       TEXT NOT NULL CHECK (length(prefix) BETWEEN 4 AND 32),
     key_hash     TEXT NOT NULL CHECK (length(key_hash) = 64),
@@ -22,7 +22,7 @@ CREATE INDEX api_keys_user_idx ON api_keys (user_id, id);
 ALTER TABLE comparisons ADD COLUMN voter TEXT CHECK (voter IS NULL OR length(voter) <= 80);
 
 CREATE TABLE voter_daily_votes (
-    project_id INTEGER NOT NULL,
+    project_id INTEGER NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
     voter      TEXT NOT NULL,
     day        TEXT NOT NULL,
     votes      INTEGER NOT NULL,
