@@ -5,7 +5,6 @@ The key itself appears once, in the answer to its creation; afterwards only its 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from compere.http.errors import json_response, not_found, validation_error
 from compere.http.keys import DATABASE
 from compere.http.schemas import ApiKeyCreate
 from compere.http.validation import path_id, read_body
-from compere.infra.api_keys import new_key
+from compere.services.api_keys import KeyRequestError, issue_key
 from compere.storage import api_keys as store
 from compere.storage.database import Row
 from compere.storage.timestamps import as_datetime
@@ -43,29 +42,20 @@ def key_out(row: Row) -> dict[str, Any]:
 async def create_api_key(request: web.Request) -> web.Response:
     user = require_user(request)
     body = await read_body(request, ApiKeyCreate)
-    expires_at = None
-    if body.expires_at is not None:
-        if body.expires_at.tzinfo is None:
-            raise validation_error(["body", "expires_at"], "expires_at needs a time zone (e.g. Z)")
-        if body.expires_at <= datetime.now(UTC):
-            raise validation_error(["body", "expires_at"], "expires_at must be in the future")
-        expires_at = body.expires_at.astimezone(UTC).isoformat(timespec="microseconds")
-    if body.rate_window is not None and body.rate_limit is None:
-        raise validation_error(["body", "rate_window"], "rate_window needs rate_limit")
-    material = new_key()
-    row = await store.create_key(
-        request.app[DATABASE],
-        user_id=user.id,
-        project_id=body.project_id,
-        name=body.name,
-        prefix=material.prefix,
-        key_hash=material.key_hash,
-        scopes=sorted(set(body.scopes), key=["read", "vote", "write", "admin"].index),
-        rate_limit=body.rate_limit,
-        rate_window=(body.rate_window or 60) if body.rate_limit is not None else None,
-        expires_at=expires_at,
-    )
-    return json_response({**key_out(row), "key": material.key})
+    try:
+        row, key = await issue_key(
+            request.app[DATABASE],
+            user_id=user.id,
+            scopes=list(body.scopes),
+            name=body.name,
+            project_id=body.project_id,
+            expires_at=body.expires_at,
+            rate_limit=body.rate_limit,
+            rate_window=body.rate_window,
+        )
+    except KeyRequestError as exc:
+        raise validation_error(["body", exc.field], str(exc)) from None
+    return json_response({**key_out(row), "key": key})
 
 
 async def list_api_keys(request: web.Request) -> web.Response:
