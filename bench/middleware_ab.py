@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\n| chain | added p50 (median of {args.pairs}) | runs |\n|---|---|---|\n"
         f"| baseline | {base:.3f} ms | {added['baseline']} |\n"
         f"| this checkout | {this:.3f} ms | {added['this']} |\n"
-        f"\nthis / baseline: {this / base:.2f}" if base else ""
+        f"\nthis / baseline: {this / base:.2f}"
+        if base
+        else ""
     )
     return 0
 
