@@ -14,17 +14,41 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from bench.net import require_loopback_host
 
 HERE = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def scratch_database(pg_url: str | None) -> Iterator[str | None]:
+    """An empty PostgreSQL database for one run (dropped afterwards), or None for SQLite."""
+    if pg_url is None:
+        yield None
+        return
+    import psycopg2
+
+    name = f"compere_bench_mw_{secrets.token_hex(4)}"
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(pg_url)._replace(path=f"/{name}"))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def one_run(tree: Path, args: argparse.Namespace) -> dict[str, object]:
@@ -35,7 +59,12 @@ def one_run(tree: Path, args: argparse.Namespace) -> dict[str, object]:
     ]  # fmt: skip
     if args.anonymous:
         argv.append("--anonymous")
-    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=600, check=False)
+    with scratch_database(args.pg_url) as database_url:
+        if database_url:
+            argv += ["--database-url", database_url]
+        done = subprocess.run(
+            argv, cwd=tree, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
     if done.returncode != 0:
         raise SystemExit(f"run from {tree} failed:\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.splitlines()[0]))
@@ -48,8 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/6")
     parser.add_argument("--anonymous", action="store_true")
+    parser.add_argument(
+        "--pg-url",
+        help="a loopback PostgreSQL server URL: each run gets a fresh compere_bench_mw_* database "
+        "there (default: a temporary SQLite file)",
+    )
     args = parser.parse_args(argv)
     require_loopback_host(urlsplit(args.redis_url).hostname)
+    if args.pg_url:
+        require_loopback_host(urlsplit(args.pg_url).hostname)
     if not 1 <= args.pairs <= 10:
         parser.error("--pairs must be in [1, 10]")
     baseline = args.baseline_src.resolve()

@@ -16,9 +16,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -110,18 +111,34 @@ class AuthenticatedUser:
 
 @dataclass(slots=True)
 class PendingIdentity:
-    """An identity look-up in flight, started by the identity middleware so the rate
-    limiter's Redis call can run while the database answers.
+    """An identity look-up the identity middleware prepared, so the rate limiter can
+    start its Redis call and let the database answer meanwhile (:meth:`start`).
 
     ``subject``: whose quota the request will spend if the credentials hold (from the
     signed token, or from a key this worker has seen before), or None when unknown
     until the look-up ends; ``policy``: the key's own quota, when known.
     """
 
-    task: asyncio.Future[AuthenticatedUser | None]
+    lookup: Coroutine[Any, Any, AuthenticatedUser | None]
     subject: str | None
     policy: RateLimitPolicy | None = None
-    settled: bool = field(default=False)
+    task: asyncio.Task[AuthenticatedUser | None] | None = None
+    settled: bool = False
+
+    def start(self) -> None:
+        """Run the look-up in the background from now on."""
+        if self.task is None:
+            self.task = asyncio.ensure_future(self.lookup)
+
+    async def result(self) -> AuthenticatedUser | None:
+        return await (self.task if self.task is not None else self.lookup)
+
+    def abandon(self) -> None:
+        """The request ended before anyone waited for the look-up."""
+        if self.task is None:
+            self.lookup.close()
+        elif not self.task.done():
+            self.task.cancel()
 
 
 def unauthorized(detail: str) -> ApiError:
@@ -313,7 +330,7 @@ def _start_identity(request: web.Request, cookie_mode: bool) -> PendingIdentity 
         key_hash = key_material.hash_key(key)
         known = request.app[KEY_CACHE].known.get(key_hash)
         return PendingIdentity(
-            asyncio.ensure_future(_authenticate_key(request, key, key_hash)),
+            _authenticate_key(request, key, key_hash),
             subject=None if known is None else f"key:{known[0]}",
             policy=None if known is None else known[1],
         )
@@ -329,9 +346,7 @@ def _start_identity(request: web.Request, cookie_mode: bool) -> PendingIdentity 
         return None
     # The subject is signed: a request can only spend the quota of a user whose token it
     # holds (a revoked one included, which is charged to its client as well).
-    return PendingIdentity(
-        asyncio.ensure_future(_authenticate(request, claims, via_cookie)), subject=f"user:{claims.user_id}"
-    )
+    return PendingIdentity(_authenticate(request, claims, via_cookie), subject=f"user:{claims.user_id}")
 
 
 async def settle_identity(request: web.Request) -> AuthenticatedUser | None:
@@ -341,7 +356,7 @@ async def settle_identity(request: web.Request) -> AuthenticatedUser | None:
     if pending is None or pending.settled:
         return request.get(USER)
     pending.settled = True
-    request[USER] = await pending.task
+    request[USER] = await pending.result()
     return request[USER]
 
 
@@ -386,8 +401,9 @@ def identity(settings: Settings, *, settled_by_next: bool = False) -> Middleware
     must come from an allowed origin.
 
     ``settled_by_next``: the next middleware (the rate limiter) waits for the identity
-    look-up itself, after starting its own Redis call, so the two round trips overlap;
-    otherwise this middleware waits before passing the request on.
+    look-up itself, after starting its own Redis call, so the two round trips overlap
+    (where the database answers on the event loop: PostgreSQL); otherwise this
+    middleware waits before passing the request on.
     """
     cookie_mode = settings.auth_cookie
     allowed_origins = frozenset(origin.lower() for origin in settings.cors_origins if origin != "*")
@@ -418,12 +434,12 @@ def identity(settings: Settings, *, settled_by_next: bool = False) -> Middleware
             return await handler(request)
         request[PENDING_IDENTITY] = pending
         try:
-            if not settled_by_next:
+            if not (settled_by_next and request.app[DATABASE].reads_on_event_loop):
                 await settle_identity(request)
             return await handler(request)
         finally:
-            if not pending.task.done():  # the request ended before anyone waited for it
-                pending.task.cancel()
+            if not pending.settled:
+                pending.abandon()
 
     return middleware
 

@@ -207,6 +207,7 @@ def rate_limit_middleware(
             user = await settle_identity(request)
             return await store.hit(rate_limit_subject(request, trusted), _policy_for(user, policy))
         guess = pending.subject
+        pending.start()  # the database answers while Redis does
         try:
             decision = await store.hit(guess, _policy_for_grant(pending.policy, policy))
         finally:
