@@ -263,7 +263,8 @@ async def test_revoking_or_disabling_stops_a_key_on_another_server_at_once(start
                 assert resp.status == 200
                 keys.append(await resp.json())
         revoked, second = keys
-        for server in (one, two):  # both workers have seen (and remembered) both keys
+        for server in (one, two):  # both workers have seen (and remembered) both keys and the token
+            assert await _request(http, "GET", f"{server.url}/entities/", headers=bearer(alice)) == 200
             for key in keys:
                 assert (
                     await _request(http, "GET", f"{server.url}/entities/", headers=key_header(key["key"]))
@@ -282,6 +283,7 @@ async def test_revoking_or_disabling_stops_a_key_on_another_server_at_once(start
         path = f"{one.url}/auth/users/{alice_id}/disable"
         assert await _request(http, "POST", path, headers=bearer(admin)) == 200
         assert await _request(http, "GET", f"{two.url}/entities/", headers=key_header(second["key"])) == 401
+        assert await _request(http, "GET", f"{two.url}/entities/", headers=bearer(alice)) == 401
 
         async with http.get(f"{one.url}/auth/api-keys", headers=bearer(admin)) as resp:
             assert resp.status == 200
