@@ -15,6 +15,7 @@ from compere.http.keys import (
     DATABASE,
     IDEMPOTENCY,
     PAIR_TOKENS,
+    PROJECTS,
     RANKING_CACHE,
     READINESS,
     REDIS,
@@ -35,6 +36,7 @@ from compere.infra.redis import create_redis
 from compere.infra.signing import PairTokens
 from compere.infra.voters import VoterIds
 from compere.services.boards import RankingCache
+from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.connect import connect
@@ -58,6 +60,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
     app[VOTER_IDS] = VoterIds(settings.secret_key)
     app[RANKING_CACHE] = RankingCache()
+    app[PROJECTS] = ProjectCache(settings)
     app[READINESS] = ReadinessCache(settings.ready_cache_seconds)
     app[CLOCK] = time.time
     app.cleanup_ctx.append(_database)

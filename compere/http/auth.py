@@ -4,8 +4,9 @@ The identity middleware reads a bearer token (or, in cookie mode, the session
 cookie), checks it and stores the caller under ``USER``; it never refuses a request
 for lack of credentials. Guards decide, and all of them live here:
 :func:`require_user`, :func:`require_superuser` and :func:`require_bulk_access` are
-called by views, and :func:`guarded` applies the access level a route declares in the
-route table.
+called by views, :func:`guarded` applies the access level a route declares in the
+route table, and :func:`require_project_access` is the one rule of what a caller may
+do in a project (every /projects/{slug}/ route goes through it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from compere.domain.projects import Action, Role, refusal
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
@@ -34,6 +36,8 @@ from compere.http.keys import (
     LOGIN_THROTTLE,
     PASSWORDS,
     PENDING_IDENTITY,
+    PROJECT,
+    PROJECT_GRANTED,
     REDIS,
     SETTINGS,
     TOKENS,
@@ -44,9 +48,11 @@ from compere.infra.auth_state import MemoryLoginThrottle, RedisLoginThrottle
 from compere.infra.passwords import PasswordHasher
 from compere.infra.ratelimit_policy import RateLimitPolicy
 from compere.infra.tokens import TokenClaims, TokenError, TokenIssuer
+from compere.services.projects import role_of
 from compere.settings import Settings
 from compere.storage import api_keys, users
 from compere.storage.database import Row
+from compere.storage.tables import DEFAULT_PROJECT_ID
 from compere.storage.timestamps import as_datetime, utc_now
 
 auth_log = logging.getLogger("compere.auth")
@@ -465,7 +471,14 @@ def require_user(request: web.Request) -> AuthenticatedUser:
 
 def required_scope(method: str, path: str) -> str:
     """The API key scope a request needs: reading needs ``read``; votes ``vote``;
-    other writes ``write``; bulk and administrative routes ``admin``."""
+    other writes ``write``; bulk and administrative routes (a project's settings and
+    members included) ``admin``. A project's board routes are checked by their declared
+    action instead (:func:`require_project_access`)."""
+    if path.startswith("/projects/"):
+        slug, _, tail = path.removeprefix("/projects/").partition("/")
+        if not slug or not tail or tail.startswith(("members", "restore")):
+            return "read" if method in SAFE_METHODS else "admin"
+        path = "/" + tail
     if path.startswith(("/export", "/webhooks", "/comparisons/export", "/entities/import")):
         return "admin"
     if method in SAFE_METHODS:
@@ -481,10 +494,23 @@ def check_key_scope(request: web.Request, user: AuthenticatedUser, grant: ApiKey
     if request.path.startswith(KEY_REFUSED_PREFIX) and request.path not in KEY_ALLOWED_AUTH_PATHS:
         log_auth_failure(request, "API key used to manage accounts or keys", user.username)
         raise ApiError(403, "API keys cannot manage accounts or keys; log in with a password")
-    scope = required_scope(request.method, request.path)
+    if not request.path.startswith("/projects/"):  # the top-level routes act on default
+        check_key_project(request, user, grant, DEFAULT_PROJECT_ID)
+    check_key_action(request, user, grant, required_scope(request.method, request.path))
+
+
+def check_key_action(request: web.Request, user: AuthenticatedUser, grant: ApiKeyGrant, scope: str) -> None:
     if not grant.allows(scope):
         log_auth_failure(request, f"API key lacks the {scope} scope", user.username)
         raise ApiError(403, f"This API key lacks the '{scope}' scope")
+
+
+def check_key_project(
+    request: web.Request, user: AuthenticatedUser, grant: ApiKeyGrant, project_id: int
+) -> None:
+    if grant.project_id is not None and grant.project_id != project_id:
+        log_auth_failure(request, "API key used on another project", user.username)
+        raise ApiError(403, "This API key is for another project")
 
 
 def require_superuser(request: web.Request) -> AuthenticatedUser:
@@ -501,10 +527,52 @@ def require_bulk_access(request: web.Request) -> None:
     ``AUTH_ENABLED=true``, anyone otherwise (open, as the original API).
 
     Their routes declare ``access="superuser"``; their views call this too, so the rule
-    holds even for a route registered some other way.
+    holds even for a route registered some other way. On a project's route the
+    project's roles decide instead (:func:`require_project_access`).
     """
+    if PROJECT_GRANTED in request:
+        return
     if request.app[SETTINGS].auth_enabled:
         require_superuser(request)
+
+
+async def require_project_access(request: web.Request, action: Action) -> Role | None:
+    """May the caller do ``action`` (read, vote, write, admin) in ``request[PROJECT]``?
+
+    Returns the caller's role there (None for non-members, superusers and open
+    deployments); raises 404 for a private project the caller may not know of, 401 for
+    an anonymous caller who must sign in, 403 with the reason otherwise. An archived
+    project is read-only even with ``AUTH_ENABLED=false``; otherwise that setting opens
+    everything, as it always has.
+    """
+    project = request[PROJECT]
+    user = request.get(USER)
+    role: Role | None = None
+    if not request.app[SETTINGS].auth_enabled:
+        found = refusal(project, action, role=None, signed_in=True, superuser=True)
+    else:
+        if user is not None and not user.is_superuser:
+            role = await role_of(request.app[DATABASE], project, user.id)
+        found = refusal(
+            project,
+            action,
+            role=role,
+            signed_in=user is not None,
+            superuser=user is not None and user.is_superuser,
+        )
+    if found is not None:
+        status, reason = found
+        if status == 401:
+            require_user(request)  # logs the refusal and answers with WWW-Authenticate
+        log_auth_failure(request, f"project {action} refused", user.username if user else None)
+        raise ApiError(status, reason)
+    if user is not None and user.api_key is not None:
+        # A key acts with its owner's role (checked above) and no more than its scopes
+        # allow, and only on its own project when it was made for one.
+        check_key_project(request, user, user.api_key, project.id)
+        check_key_action(request, user, user.api_key, action)
+    request[PROJECT_GRANTED] = action
+    return role
 
 
 _GUARDS: dict[str, Callable[[web.Request], AuthenticatedUser]] = {

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio
 from aiohttp import web
 
+from compere.domain.projects import Project
 from compere.http.client_address import Client
 from compere.infra.auth_state import LoginThrottle
 from compere.infra.idempotency import IdempotencyStore
@@ -17,6 +18,7 @@ from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
 from compere.infra.voters import VoterIds
 from compere.services.boards import RankingCache
+from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings
 from compere.storage.database import Database
@@ -39,6 +41,7 @@ IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
+PROJECTS: web.AppKey[ProjectCache] = web.AppKey("projects")
 # The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
@@ -53,3 +56,10 @@ USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
 PENDING_IDENTITY: web.RequestKey[PendingIdentity] = web.RequestKey("pending_identity")
 # Why presented credentials were refused (for the 401 message and the log).
 AUTH_FAILURE = web.RequestKey("auth_failure", str)
+# The project a board request acts on, with its settings in force: resolved once by the
+# router (``compere.http.routes``) from /projects/{slug}/..., or ``default`` for the
+# top-level routes. Handlers and services take it from here.
+PROJECT: web.RequestKey[Project] = web.RequestKey("project")
+# The action the project guard granted on a /projects/{slug}/ route; views whose
+# top-level route has its own rule (require_bulk_access) defer to it.
+PROJECT_GRANTED = web.RequestKey("project_granted", str)

@@ -229,6 +229,7 @@ class ImportSummary:
 
 async def import_records(
     db: Database,
+    project_id: int,
     records: Iterable[tuple[int, dict[str, Any] | Rejected]],
     *,
     rating: float,
@@ -246,7 +247,7 @@ async def import_records(
     async def store(batch: list[tuple[int, dict[str, Any] | Rejected]]) -> None:
         good = [record for _, record in batch if not isinstance(record, Rejected)]
         summary.rejected += [record for _, record in batch if isinstance(record, Rejected)]
-        new = await import_entities(db, good, rating=rating, prior=prior) if good else 0
+        new = await import_entities(db, project_id, good, rating=rating, prior=prior) if good else 0
         summary.created += new
         summary.existing += len(good) - new
         if progress is not None:

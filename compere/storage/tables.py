@@ -226,6 +226,7 @@ LIVE = entities.c.deleted_at.is_(None)
 
 # What a new entity row is made of; shared by single creates and bulk imports.
 NEW_ENTITY: dict[str, Any] = {
+    "project_id": param("project_id"),
     "name": param("name"),
     "description": param("description"),
     "image_urls": param("image_urls"),
@@ -243,6 +244,7 @@ NEW_ENTITY: dict[str, Any] = {
 def new_comparison(first: str, second: str) -> dict[str, Any]:
     """A new comparison row; the entity ids are bound under the given names."""
     return {
+        "project_id": param("project_id"),
         "entity1_id": param(first),
         "entity2_id": param(second),
         "selected_entity_id": param("selected_entity_id"),

@@ -16,6 +16,7 @@ from compere.http.schemas import ApiKeyCreate
 from compere.http.validation import path_id, read_body
 from compere.services.api_keys import KeyRequestError, issue_key
 from compere.storage import api_keys as store
+from compere.storage import projects
 from compere.storage.database import Row
 from compere.storage.timestamps import as_datetime
 
@@ -42,9 +43,18 @@ def key_out(row: Row) -> dict[str, Any]:
 async def create_api_key(request: web.Request) -> web.Response:
     user = require_user(request)
     body = await read_body(request, ApiKeyCreate)
+    db = request.app[DATABASE]
+    if body.project_id is not None and not user.is_superuser:
+        # Only for a project the user belongs to (the same answer whether it exists or not).
+        if await projects.role_of(db, body.project_id, user.id) is None:
+            raise validation_error(
+                ["body", "project_id"], f"You are not a member of a project with id {body.project_id}"
+            )
+    elif body.project_id is not None and await projects.by_id(db, body.project_id) is None:
+        raise validation_error(["body", "project_id"], f"There is no project with id {body.project_id}")
     try:
         row, key = await issue_key(
-            request.app[DATABASE],
+            db,
             user_id=user.id,
             scopes=list(body.scopes),
             name=body.name,
