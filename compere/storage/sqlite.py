@@ -30,6 +30,7 @@ from compere.storage.database import (
     Query,
     Row,
     explicit_transaction,
+    rows_to_dicts,
 )
 
 _DIALECT = SQLiteDialect_pysqlite()
@@ -54,10 +55,11 @@ class _SQLiteConnection(Connection):
     async def fetch_all(self, query: Query, params: Params | None = None) -> list[Row]:
         sql, values = query.compile(_DIALECT, params)
         with _driver_errors():
-            # One trip to the connection's thread (execute and fetch together, rows made
-            # dicts there): each trip costs a thread wake-up, which is most of what a
-            # primary-key read costs (identity look-ups on every authenticated request).
-            return list(await self._conn.execute_fetchall(sql, values))  # type: ignore[arg-type]
+            async with self._conn.execute(sql, values) as cur:
+                rows = await cur.fetchall()
+                if cur.description is None:
+                    return []
+                return rows_to_dicts([d[0] for d in cur.description], rows)
 
     async def execute(self, query: Query, params: Params | None = None) -> int:
         sql, values = query.compile(_DIALECT, params)
@@ -99,13 +101,8 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-def _as_dict(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
-    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
-
-
 async def _open_connection(path: str, busy_timeout_ms: int, *pragmas: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN ourselves
-    conn.row_factory = _as_dict  # type: ignore[assignment]  # aiosqlite types it as a class
     for pragma in (
         f"busy_timeout = {int(busy_timeout_ms)}",
         "foreign_keys = ON",
