@@ -305,3 +305,88 @@ async def test_a_refused_key_is_logged_without_the_key(admin_and_alice, caplog, 
         assert (await client.get("/entities/", headers={header: value})).status == 401
     assert created["prefix"] in caplog.text
     assert created["key"] not in caplog.text
+
+
+# --- keys and projects --------------------------------------------------------------------
+
+
+async def _project(client, token: str, slug: str, **settings: object) -> None:
+    body = {"slug": slug, "name": slug, **settings}
+    resp = await client.post("/projects/", json=body, headers=bearer(token))
+    assert resp.status in (200, 201), await resp.text()
+
+
+async def test_a_key_acts_with_its_owners_role_within_its_scopes_on_its_project(admin_and_alice):
+    client, admin, alice = admin_and_alice
+    await _project(client, admin, "alpha")
+    await _project(client, admin, "beta")
+    for slug, role in (("alpha", "viewer"), ("beta", "editor")):
+        resp = await client.put(
+            f"/projects/{slug}/members/{ALICE[0]}", json={"role": role}, headers=bearer(admin)
+        )
+        assert resp.status == 200, await resp.text()
+    first, second = [
+        (
+            await (
+                await client.post("/projects/beta/entities/", json={"name": n}, headers=bearer(admin))
+            ).json()
+        )["id"]
+        for n in ("x", "y")
+    ]
+    vote = {"entity1_id": first, "entity2_id": second, "selected_entity_id": first}
+    everywhere = (await create_key(client, alice, scopes=["vote"]))["key"]
+    only_alpha = (
+        await create_key(client, alice, scopes=["admin"], project_id=await _id(client, admin, "alpha"))
+    )["key"]
+
+    # A vote key of an editor votes in beta; its scopes keep it from writing there.
+    assert (
+        await client.post("/projects/beta/comparisons/", json=vote, headers=key_header(everywhere))
+    ).status == 200
+    assert (
+        await client.post("/projects/beta/entities/", json={"name": "z"}, headers=key_header(everywhere))
+    ).status == 403
+    # An admin key of a viewer is still a viewer in alpha (the owner's role bounds it).
+    assert (await client.get("/projects/alpha/ratings", headers=key_header(only_alpha))).status == 200
+    assert (
+        await client.post("/projects/alpha/entities/", json={"name": "z"}, headers=key_header(only_alpha))
+    ).status == 403
+    # A key made for alpha does nothing elsewhere, the top-level (default) routes included.
+    assert (await client.get("/projects/beta/ratings", headers=key_header(only_alpha))).status == 403
+    assert (await client.get("/ratings", headers=key_header(only_alpha))).status == 403
+    # Only for a project of one's own.
+    stranger = await client.post(
+        "/auth/api-keys", json={"scopes": ["read"], "project_id": 999}, headers=bearer(alice)
+    )
+    assert stranger.status == 422
+
+
+async def _id(client, token: str, slug: str) -> int:
+    resp = await client.get(f"/projects/{slug}", headers=bearer(token))
+    assert resp.status == 200, await resp.text()
+    return int((await resp.json())["id"])
+
+
+async def test_two_browsers_on_a_public_project_are_two_anonymous_voters(admin_and_alice):
+    client, admin, _ = admin_and_alice
+    await _project(client, admin, "open", visibility="public", allow_anonymous=True)
+    ids = [
+        (
+            await (
+                await client.post("/projects/open/entities/", json={"name": n}, headers=bearer(admin))
+            ).json()
+        )["id"]
+        for n in ("x", "y")
+    ]
+    vote = {"entity1_id": ids[0], "entity2_id": ids[1], "selected_entity_id": ids[1]}
+    base = str(client.make_url(""))
+    for _ in range(2):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            for _ in range(2):
+                async with browser.post(f"{base}/projects/open/comparisons/", json=vote) as resp:
+                    assert resp.status == 200, await resp.text()
+    export = await client.get("/projects/open/export/comparisons?format=csv", headers=bearer(admin))
+    assert export.status == 200, await export.text()
+    voters = [row["voter"] for row in csv.DictReader(io.StringIO(await export.text()))]
+    assert len(voters) == 4 and all(v.startswith("a:") for v in voters)
+    assert voters[0] == voters[1] != voters[2] == voters[3]
