@@ -32,7 +32,7 @@ from compere.http.views.health import ReadinessCache
 from compere.http.webapp import setup_webapp
 from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from compere.infra.logging import configure_logging, redact_access_logs, redact_parser_errors
-from compere.infra.redis import create_redis
+from compere.infra.redis import create_redis, warm_up
 from compere.infra.signing import PairTokens
 from compere.infra.voters import VoterIds
 from compere.services.boards import RankingCache
@@ -115,6 +115,8 @@ async def _webhooks(app: web.Application) -> AsyncIterator[None]:
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     url = app[SETTINGS].redis_url
     client = create_redis(url) if url else None
+    if client is not None:
+        await warm_up(client)
     app[REDIS] = client
     # Without Redis (development only: production requires REDIS_URL) idempotency keys
     # are remembered per process.

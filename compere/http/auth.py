@@ -637,4 +637,7 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         if client is not None
         else MemoryLoginThrottle(**limits)
     )
-    yield
+    try:
+        yield
+    finally:
+        await app[LOGIN_THROTTLE].aclose()

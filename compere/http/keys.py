@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import redis.asyncio
 from aiohttp import web
 
 from compere.domain.projects import Project
@@ -14,6 +13,7 @@ from compere.infra.auth_state import LoginThrottle
 from compere.infra.idempotency import IdempotencyStore
 from compere.infra.passwords import PasswordHasher
 from compere.infra.ratelimit import SlidingWindowLimiter
+from compere.infra.redis import RedisClient
 from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
 from compere.infra.voters import VoterIds
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
-REDIS: web.AppKey[redis.asyncio.Redis | None] = web.AppKey("redis")
+REDIS: web.AppKey[RedisClient | None] = web.AppKey("redis")
 TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")

@@ -94,6 +94,9 @@ def _random_probes(samples: int, columns: tuple[Any, ...]) -> Any:
         .subquery("probe")
     )
     later = entities.alias("later")
+    # PostgreSQL walks the primary key from the probe and passes over other projects'
+    # ids: about one row per project where their ids interleave (a few microseconds
+    # each at ten projects; see bench/projects_bench.py).
     first_live_from = (
         sa.select(sa.func.min(later.c.id))
         .where(
