@@ -390,3 +390,24 @@ async def test_two_browsers_on_a_public_project_are_two_anonymous_voters(admin_a
     voters = [row["voter"] for row in csv.DictReader(io.StringIO(await export.text()))]
     assert len(voters) == 4 and all(v.startswith("a:") for v in voters)
     assert voters[0] == voters[1] != voters[2] == voters[3]
+
+
+async def test_the_python_client_creates_uses_lists_and_revokes_keys(start_server):
+    from compere.client import AsyncClient
+    from compere.client.errors import Unauthorized
+
+    server = start_server(**SERVER_AUTH)
+    async with AsyncClient(server.url) as owner:
+        await owner.create_user(*ADMIN)
+        await owner.login(*ADMIN)
+        created = await owner.create_api_key(["read", "vote"], name="eval loop")
+        async with AsyncClient(server.url, token=created.key) as script:
+            assert (await script.list_entities()).items == []
+        (listed,) = await owner.list_api_keys()
+        assert listed.prefix == created.prefix and listed.last_used_at is not None
+        assert not hasattr(listed, "key")
+        await owner.revoke_api_key(created.id)
+        async with AsyncClient(server.url, token=created.key) as script:
+            with pytest.raises(Unauthorized):
+                await script.list_entities()
+        assert (await owner.list_api_keys())[0].revoked
