@@ -163,10 +163,10 @@ def _database_in_use(settings: Settings) -> tuple[str, bool]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    from compere.storage.connect import connect
+    from compere.storage.connect import open_database
     from compere.storage.migrations import migrate
 
-    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    db = await open_database(settings, pool_max=2)
     try:
         return await migrate(db)
     finally:
@@ -174,10 +174,10 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 async def _open_database(settings: Settings) -> Any:
-    from compere.storage.connect import connect
+    from compere.storage.connect import open_database
     from compere.storage.migrations import migrate
 
-    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    db = await open_database(settings, pool_max=2)
     if settings.migrate_on_start:
         await migrate(db)
     return db
@@ -309,13 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"compere: database {database}", file=sys.stderr)
     if command == "migrate":
         from compere.infra.logging import configure_logging
-        from compere.storage.database import DatabaseUnavailable
+        from compere.storage.database import DatabaseError
         from compere.storage.migrations import MigrationError
 
         configure_logging(settings.log_level, settings.log_format)
         try:
             applied = asyncio.run(_migrate(settings))
-        except (MigrationError, DatabaseUnavailable) as exc:
+        except (MigrationError, DatabaseError) as exc:
             print(f"compere: migration failed: {exc}", file=sys.stderr)
             return 1
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")

@@ -67,16 +67,36 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
 
 
 class PostgresInstance:
-    """A PostgreSQL server in a temporary folder, on its own port."""
+    """A PostgreSQL server in a temporary folder, on its own port.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``settings`` are passed to the server as ``-c name=value`` at every start;
+    ``replica_of`` makes a streaming replica of that (running) instance with
+    ``pg_basebackup -R`` instead of initialising an empty one.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        settings: dict[str, str] | None = None,
+        replica_of: PostgresInstance | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.settings = dict(settings or {})
         self.base = Path(tempfile.mkdtemp(prefix="compere-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
+        if replica_of is not None:
+            # initdb's default pg_hba.conf trusts replication connections from loopback.
+            self._run(
+                _pg_bin("pg_basebackup"),
+                "-h", "127.0.0.1", "-p", str(replica_of.port), "-U", "postgres",
+                "-D", str(self.data), "-R", "--checkpoint=fast", "--no-sync",
+            )  # fmt: skip
+            return
         self._run(
             _pg_bin("initdb"),
             "-D",
@@ -102,7 +122,7 @@ class PostgresInstance:
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c full_page_writes=off"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -123,10 +143,94 @@ class PostgresInstance:
         conn.close()
         return self.url(name)
 
+    def sql(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
+        """Run one statement in autocommit and return its rows (none for a command)."""
+        conn = psycopg2.connect(self.url(database), connect_timeout=5)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetchall() if cur.description is not None else []
+        finally:
+            conn.close()
+
     def destroy(self) -> None:
         if self.pid() is not None:
             with contextlib.suppress(subprocess.SubprocessError):
                 self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PgBouncer:
+    """PgBouncer in front of one PostgreSQL instance, ``pool_mode = transaction`` by default.
+
+    It forwards every database name to the server, trusts every user (a throw-away setup
+    on loopback) and ignores the start-up options psycopg2 may send, as a typical
+    deployment does. Runs in the foreground under our PID (as ``postgres`` when we are
+    root: PgBouncer refuses to run as root).
+    """
+
+    def __init__(
+        self, server: PostgresInstance, *, pool_mode: str = "transaction", pool_size: int = 20
+    ) -> None:
+        self.server = server
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="compere-pgbouncer-"))
+        self.log = self.base / "pgbouncer.log"
+        (self.base / "users.txt").write_text('"postgres" ""\n')
+        self.ini = self.base / "pgbouncer.ini"
+        self.ini.write_text(
+            f"""[databases]
+* = host=127.0.0.1 port={server.port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.base / "users.txt"}
+pool_mode = {pool_mode}
+default_pool_size = {pool_size}
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits,options
+server_reset_query =
+logfile = {self.log}
+"""
+        )
+        if os.geteuid() == 0:
+            for path in (self.base, *self.base.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 20) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        user = ["-u", "postgres"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [binary, *user, str(self.ini)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def answers() -> bool:
+            try:
+                psycopg2.connect(self.url(), connect_timeout=2).close()
+                return True
+            except psycopg2.OperationalError:
+                return False
+
+        wait_for(answers, timeout, "pgbouncer", self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM)  # immediate shutdown
+        self.process = None
+
+    def destroy(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL)
+        self.process = None
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -12,7 +12,7 @@ from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
 from compere.domain.vote import vote_effects
 from compere.storage.comparisons import vote_log
-from compere.storage.database import Database, Query, Row, keyset_batches
+from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
 from compere.storage.rows import plain_values
 from compere.storage.tables import COMPARISON_COLUMNS, NEW_ENTITY, comparisons, entities
@@ -61,7 +61,7 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
 
 
 async def iter_rows(
-    db: Database,
+    db: Connection,
     table: str,
     columns: Sequence[str],
     *,
@@ -111,7 +111,7 @@ _VOTES_WITH_ENTITIES = {False: _votes_with_entities(False), True: _votes_with_en
 
 
 async def iter_votes_with_entities(
-    db: Database, *, same_prompt: bool = False, batch_size: int = 5000
+    db: Connection, *, same_prompt: bool = False, batch_size: int = 5000
 ) -> AsyncIterator[list[Row]]:
     """Every comparison in id order with both entities' names, descriptions and prompts.
 

@@ -16,7 +16,7 @@ from compere.storage.rows import entity_row
 
 async def _dissimilar(request: web.Request) -> list[Row]:
     query = read_query(request, ContentPairQuery)
-    return await most_dissimilar(request.app[DATABASE], query.seed)
+    return await most_dissimilar(request.app[DATABASE].reader(), query.seed)
 
 
 async def next_by_content(request: web.Request) -> web.Response:

@@ -54,7 +54,7 @@ async def create_entity(request: web.Request) -> web.Response:
 
 async def list_entities(request: web.Request) -> web.Response:
     query = read_query(request, EntityListQuery)
-    db = request.app[DATABASE]
+    db = request.app[DATABASE].reader()  # lists may be slightly stale; GET /entities/{id} is not
     rows = await store.list_entities(db, skip=query.skip, limit=query.limit, search=query.search)
     total = await store.count_entities(db, search=query.search)
     return json_response([entity_out(r) for r in rows], headers={"X-Total-Count": str(total)})

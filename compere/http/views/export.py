@@ -37,11 +37,12 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
     query = read_query(request, ExportQuery)
     db = request.app[DATABASE]
     columns = await db.column_names(table)
+    reader = db.reader()  # exports may be slightly stale: the replica's when there is one
     encoder = RowEncoder(query.format, export_columns(columns))
 
     async def chunks() -> AsyncIterator[str]:
         yield encoder.header()
-        async for rows in bulk.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
+        async for rows in bulk.iter_rows(reader, table, columns, live_only=live_only, batch_size=_BATCH):
             yield encoder.encode(rows)
 
     return await _stream(request, f"{table}.{query.format}", MEDIA_TYPES[query.format], chunks())
@@ -51,7 +52,7 @@ async def export_preferences(request: web.Request) -> web.StreamResponse:
     """``dpo`` or ``arena`` JSON Lines from the vote log (see docs/import-export.md)."""
     require_bulk_access(request)
     query = read_query(request, PreferenceExportQuery)
-    db = request.app[DATABASE]
+    db = request.app[DATABASE].reader()
     key = judge_key(request.app[SETTINGS].secret_key)
     keep_ties = query.ties == "keep"
 
