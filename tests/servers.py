@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +90,8 @@ class PostgresInstance:
         if self._as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
         if replica_of is not None:
+            # A hot standby needs at least the primary's max_connections and the like.
+            self.settings = {**replica_of.settings, **self.settings}
             # initdb's default pg_hba.conf trusts replication connections from loopback.
             self._run(
                 _pg_bin("pg_basebackup"),
@@ -232,6 +234,79 @@ logfile = {self.log}
             stop_process(self.process, signal.SIGKILL)
         self.process = None
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class FullStack:
+    """The database side of a scaled-out deployment, for running the HTTP tests against:
+    a PostgreSQL primary behind PgBouncer in transaction mode, and a streaming replica
+    made with ``pg_basebackup`` that every commit waits for (``synchronous_commit =
+    remote_apply``), so reads routed to the replica see what a test just wrote, as they
+    would on one database.
+    """
+
+    def __init__(self) -> None:
+        self.primary = PostgresInstance(settings={"max_connections": "300"})
+        self.replica: PostgresInstance | None = None
+        self.bouncer: PgBouncer | None = None
+
+    def start(self) -> FullStack:
+        try:
+            self.primary.start()
+            self.replica = PostgresInstance(replica_of=self.primary)
+            self.replica.start()
+            self.primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            self.primary.sql("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+            self.primary.sql("SELECT pg_reload_conf()")
+            self.bouncer = PgBouncer(self.primary, pool_size=30)
+            self.bouncer.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def admin_url(self) -> str:
+        return self.primary.url()
+
+    def url(self, database: str) -> str:
+        """``database`` through PgBouncer."""
+        assert self.bouncer is not None
+        return self.bouncer.url(database)
+
+    def replica_url(self, database: str) -> str:
+        assert self.replica is not None
+        return self.replica.url(database)
+
+    def app_env(self, database_url: str) -> dict[str, str]:
+        """The settings that route an app on ``database_url`` (one of ours) through the stack."""
+        if not database_url.startswith("postgresql://"):
+            return {}
+        database = database_url.rsplit("/", 1)[1]
+        return {"DB_POOLER": "pgbouncer", "DATABASE_REPLICA_URL": self.replica_url(database)}
+
+    def destroy(self) -> None:
+        if self.bouncer is not None:
+            self.bouncer.destroy()
+        if self.replica is not None:
+            self.replica.destroy()
+        self.primary.destroy()
+
+
+@contextlib.contextmanager
+def pooled_backends(pool_size: int = 20) -> Iterator[tuple[PostgresInstance, PgBouncer, RedisInstance]]:
+    """A PostgreSQL instance, PgBouncer (transaction mode) in front of it and a Redis
+    without persistence: what several app hosts share. Stopped and removed on exit."""
+    server = PostgresInstance(settings={"max_connections": "200"})
+    server.start()
+    bouncer = PgBouncer(server, pool_size=pool_size)
+    redis_server = RedisInstance(persistent=False)
+    try:
+        bouncer.start()
+        redis_server.start()
+        yield server, bouncer, redis_server
+    finally:
+        redis_server.destroy()
+        bouncer.destroy()
+        server.destroy()
 
 
 class RedisInstance:

@@ -19,10 +19,10 @@ import pytest
 from tests.servers import (
     Gunicorn,
     PgBouncer,
-    PostgresInstance,
     RedisInstance,
     copy_nginx_config,
     free_port,
+    pooled_backends,
     start_gunicorn,
     start_nginx,
     stop_process,
@@ -60,18 +60,8 @@ class Hosts:
 
 @pytest.fixture(scope="module")
 def shared_backends() -> Iterator[tuple[PgBouncer, RedisInstance]]:
-    server = PostgresInstance(settings={"max_connections": "200"})
-    server.start()
-    bouncer = PgBouncer(server, pool_size=20)
-    redis_server = RedisInstance(persistent=False)
-    try:
-        bouncer.start()
-        redis_server.start()
+    with pooled_backends() as (_, bouncer, redis_server):
         yield bouncer, redis_server
-    finally:
-        redis_server.destroy()
-        bouncer.destroy()
-        server.destroy()
 
 
 def _hosts(
