@@ -14,6 +14,7 @@ import pytest
 
 from compere.http.app import create_app
 from compere.settings import load_settings
+from compere.storage.replica import ReplicaLag, parse_lsn
 from tests.helpers import NO_DOTENV
 from tests.servers import PostgresInstance
 
@@ -208,3 +209,21 @@ def test_a_replica_needs_postgresql() -> None:
             {"DATABASE_URL": "sqlite:///x.db", "DATABASE_REPLICA_URL": "postgresql://u@h/db"},
             dotenv=NO_DOTENV,
         )
+
+
+def test_lag_is_the_age_of_the_newest_primary_position_the_replica_has_replayed() -> None:
+    now = [100.0]
+    lag = ReplicaLag(clock=lambda: now[0])
+    lag.note_primary(10)
+    assert lag.lag(5) == 0.0  # behind every noted position: at least as old as the oldest
+    assert parse_lsn("16/B374D848") == (0x16 << 32) | 0xB374D848
+    lag.note_primary(10)
+    now[0] = 101.0
+    lag.note_primary(20)
+    now[0] = 102.0
+    lag.note_primary(30)
+    now[0] = 102.5
+    assert lag.lag(20) == 1.5  # it has what the primary had at 101.0
+    assert lag.lag(30) == 0.5
+    now[0] = 110.0
+    assert lag.lag(30) == 8.0  # no newer position noted: still caught up as of 102.0
