@@ -55,7 +55,10 @@ def full_stack() -> Iterator[FullStack | None]:
         yield None
         return
     stack = FullStack().start()
-    yield stack
+    # Commands and servers the tests start from the environment go through PgBouncer too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DB_POOLER", "pgbouncer")
+        yield stack
     stack.destroy()
 
 
