@@ -312,6 +312,7 @@ class PostgresDatabase(Database):
         if transaction_pooler:
             if prepared_statements:
                 pool.close()
+                await pool.wait_closed()
                 raise DatabaseMisconfigured("DB_PREPARED_STATEMENTS cannot work with DB_POOLER=pgbouncer")
             return cls(pool, acquire_timeout, False, f"SET LOCAL statement_timeout = {statement_timeout_ms};")
         db = cls(pool, acquire_timeout, prepared_statements)
