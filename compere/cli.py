@@ -255,7 +255,9 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
         encoder = RowEncoder(fmt, export_columns(columns))
         out.write(encoder.header())
         with _progress(total, "rows") as bar:
-            async for rows in bulk.iter_rows(db, what, columns, live_only=live_only, batch_size=batch_size):
+            async for rows in bulk.iter_rows(
+                db.reader(), what, columns, live_only=live_only, batch_size=batch_size
+            ):
                 out.write(encoder.encode(rows))
                 written += len(rows)
                 bar.update(len(rows))
@@ -279,7 +281,9 @@ async def _export_preferences(
         # dpo reads only the votes between responses to one prompt: no total known ahead.
         total = await bulk.count_rows(db, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
-            batches = bulk.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
+            batches = bulk.iter_votes_with_entities(
+                db.reader(), same_prompt=fmt == "dpo", batch_size=batch_size
+            )
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
                 out.write(text)
