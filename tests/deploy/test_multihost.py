@@ -1,6 +1,6 @@
 """Several app hosts: two gunicorn masters on their own ports behind the shipped nginx
 config (one upstream, two servers), sharing PostgreSQL through PgBouncer in transaction
-mode and one Redis. Votes from both lose nothing, the rate limit is one limit across
+mode and a Redis Cluster. Votes from both lose nothing, the rate limit is one limit across
 hosts, and a logout is seen by both at once."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from tests.servers import (
     Gunicorn,
     PgBouncer,
-    RedisInstance,
+    RedisClusterSet,
     copy_nginx_config,
     free_port,
     pooled_backends,
@@ -59,20 +59,26 @@ class Hosts:
 
 
 @pytest.fixture(scope="module")
-def shared_backends() -> Iterator[tuple[PgBouncer, RedisInstance]]:
-    with pooled_backends() as (_, bouncer, redis_server):
-        yield bouncer, redis_server
+def shared_backends() -> Iterator[tuple[PgBouncer, str]]:
+    """PgBouncer in front of PostgreSQL, and a Redis Cluster of three masters."""
+    cluster = RedisClusterSet(masters=3, replicas=0)
+    with pooled_backends() as (_, bouncer, _):
+        try:
+            cluster.start()
+            yield bouncer, cluster.url()
+        finally:
+            cluster.destroy()
 
 
 def _hosts(
     nginx_bin, tls_files, tmp: Path, backends, database: str, workers: int, **env: str
 ) -> Iterator[Hosts]:
-    bouncer, redis_server = backends
+    bouncer, redis_url = backends
     bouncer.server.sql(f'CREATE DATABASE "{database}"')
     common = {
         "DATABASE_URL": bouncer.url(database),
         "DB_POOLER": "pgbouncer",
-        "REDIS_URL": redis_server.url(0),
+        "REDIS_URL": redis_url,
         "REDIS_KEY_PREFIX": f"{database}:",
         "LOG_FORMAT": "json",
         **env,
