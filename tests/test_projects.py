@@ -17,7 +17,7 @@ async def _project(client, slug: str, headers=None, **extra) -> dict:
     resp = await client.post(
         "/projects/", json={"slug": slug, "name": slug.title(), **extra}, headers=headers
     )
-    assert resp.status == 201, await resp.text()
+    assert resp.status == 200, await resp.text()
     return await resp.json()
 
 

@@ -575,7 +575,7 @@ PROJECT_ROUTES: list[Route] = [
         "Add a member or change their role (owners)",
         response=schemas.Member,
         body=schemas.MemberSet,
-        errors=(401, 403, 404, 409, 413, 422),
+        errors=(400, 401, 403, 404, 409, 413, 422),
         **{**_MANAGE, "path_params": ("slug", "username")},
     ),
     Route(
