@@ -224,10 +224,12 @@ async def test_every_role_gets_exactly_what_it_may(team):
 
 async def test_a_private_project_does_not_exist_for_outsiders(team):
     client, tokens = team
-    for headers in (bearer(tokens["outsider"]), {}):
+    # Signed in: 404, as a project that does not exist; anonymous: 401, as for one too.
+    for headers, status in ((bearer(tokens["outsider"]), 404), ({}, 401)):
         got = await _can(client, tokens, "secret", headers)
-        assert set(got.values()) == {404}, got
-        assert (await client.get("/projects/secret", headers=headers)).status == 404
+        assert set(got.values()) == {status}, got
+        assert (await client.get("/projects/secret", headers=headers)).status == status
+        assert (await client.get("/projects/no-such-project", headers=headers)).status == status
     same = await client.get("/projects/no-such-project", headers=bearer(tokens["outsider"]))
     hidden = await client.get("/projects/secret", headers=bearer(tokens["outsider"]))
     assert (await same.json())["detail"].replace("no-such-project", "X") == (await hidden.json())[
