@@ -138,6 +138,14 @@ async def test_per_project_settings_are_used_and_default_follows_the_deployment(
     assert (await _vote(client, "/projects/strict", a, b, None)).status == 200
 
 
+async def test_an_empty_project_has_an_empty_board_in_every_model(client):
+    # Regression: model=bt on a board without entities was a 500 (the fit needs one).
+    await _project(client, "empty")
+    for params in ({}, {"by": "score"}, {"model": "bt"}, {"model": "bt", "limit": "1"}):
+        resp = await client.get("/projects/empty/ratings", params=params)
+        assert resp.status == 200 and await resp.json() == [], params
+
+
 async def test_bad_project_input_is_a_clear_4xx(client):
     assert (await client.post("/projects/", json={"slug": "Bad Slug", "name": "x"})).status == 422
     assert (await client.post("/projects/", json={"slug": "new", "name": "x"})).status == 422
