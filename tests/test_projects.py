@@ -312,3 +312,26 @@ async def test_creating_a_project_needs_a_user_when_auth_is_on(team):
     assert (await client.post("/projects/", json={"slug": "x", "name": "x"})).status == 401
     made = await _project(client, "mine", headers=bearer(tokens["viewer"]))
     assert made["role"] == "owner"
+
+
+async def test_the_client_speaks_to_a_project(start_server):
+    from compere.client import AsyncClient
+
+    server = start_server()
+    async with AsyncClient(server.url) as top, AsyncClient(server.url, project="tea") as tea:
+        made = await top.create_project("tea", "Tea", visibility="public", elo_k_factor=16)
+        assert made.slug == "tea" and made.settings.elo_k_factor == 16 and made.overrides["prior_sd"] is None
+        green = await tea.create_entity("green")
+        black = await tea.create_entity("black")
+        pair = await tea.next_pair()
+        assert {pair.entity1.id, pair.entity2.id} == {green.id, black.id}
+        await tea.vote_on(pair, winner=pair.entity1)
+        assert (await tea.ratings(limit=1)).items[0].id == pair.entity1.id
+        assert (await tea.get_entity(green.id)).name == "green"
+        assert (await top.list_entities()).items == []  # the top level is the project default
+        updated = await top.update_project("tea", elo_k_factor=None, description="Leaves")
+        assert updated.settings.elo_k_factor == 32 and updated.description == "Leaves"
+        assert [p.slug for p in await top.list_projects()] == ["default", "tea"]
+        assert (await top.archive_project("tea")).message == "Project archived"
+        assert [p.slug for p in await top.list_projects(archived=True)] == ["tea"]
+        assert (await top.restore_project("tea")).archived_at is None
