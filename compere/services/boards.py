@@ -93,6 +93,8 @@ class RankingCache:
 
     async def _fit(self, db: Connection, project_id: int, prior: Prior) -> Board:
         ids = await leaderboard.live_ids(db, project_id)
+        if not ids:  # an empty board has nothing to fit (the fit needs an entity)
+            return _board([], [], [])
         first, second, winner = await leaderboard.vote_log(db, project_id)
         # The fit is CPU-bound (numpy): keep it off the event loop.
         fitted = await asyncio.get_running_loop().run_in_executor(
