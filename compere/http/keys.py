@@ -19,6 +19,8 @@ from compere.services.boards import RankingCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings
 from compere.storage.database import Database
+from compere.storage.idempotency import Receipt
+from compere.storage.vote_queue import VoteQueue
 
 if TYPE_CHECKING:
     from compere.http.auth import AuthenticatedUser
@@ -36,6 +38,8 @@ RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+# This process's group commit of votes (compere/storage/vote_queue.py).
+VOTES: web.AppKey[VoteQueue] = web.AppKey("votes")
 # The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
@@ -48,3 +52,7 @@ CLIENT: web.RequestKey[Client] = web.RequestKey("client")
 USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
 # Why presented credentials were refused (for the 401 message and the log).
 AUTH_FAILURE = web.RequestKey("auth_failure", str)
+# The Idempotency-Key of this request, for handlers that record its answer in their own
+# write transaction (votes); they then set ANSWER_RECORDED so it is not written again.
+IDEMPOTENCY_RECEIPT: web.RequestKey[Receipt] = web.RequestKey("idempotency_receipt")
+ANSWER_RECORDED = web.RequestKey("answer_recorded", bool)
