@@ -18,6 +18,7 @@ from compere.storage import comparisons as store
 from compere.storage.bulk import rebuild_ratings
 from compere.storage.entities import EntityNotFound
 from compere.storage.rows import ComparisonRow
+from tests.webhook_helpers import FAST, eventually, make_entities, subscribe
 
 BOARD = 6
 PLAN_VOTES = 120
@@ -238,3 +239,28 @@ async def test_a_batch_replayed_with_its_idempotency_key_is_stored_once(client):
     assert other.status == 422
     log = await (await client.get("/comparisons/", params={"limit": 1000})).json()
     assert len(log) == BOARD - 1
+
+
+async def test_batched_votes_announce_each_vote_to_webhooks(make_client, receiver):
+    client = await make_client(**FAST)
+    ids = await make_entities(client, 4)
+    await subscribe(client, receiver.url(), ["comparison.created"])
+    grouped = await asyncio.gather(
+        *(
+            client.post(
+                "/comparisons/",
+                json={"entity1_id": ids[i % 4], "entity2_id": ids[(i + 1) % 4], "selected_entity_id": None},
+            )
+            for i in range(10)
+        )
+    )
+    cast = [(await resp.json())["id"] for resp in grouped]
+    batch = [{"entity1_id": ids[0], "entity2_id": ids[2], "selected_entity_id": ids[2]}] * 5
+    result = await (await client.post("/comparisons/batch", json={"votes": batch})).json()
+    cast += [r["comparison"]["id"] for r in result["results"]]
+
+    def received() -> list[int]:
+        return [v["id"] for r in receiver.requests for v in r["json"]["data"]["comparisons"]]
+
+    await eventually(lambda: len(received()) >= 15, "all 15 votes")
+    assert sorted(received()) == sorted(cast)  # each once

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -248,16 +248,19 @@ ANSWER_CONTENT_TYPE = "application/json"
 # read which of its pair tokens and idempotency keys are taken, in one round trip.
 _LOCK_BATCH = Query(
     sa.text(
-        "SELECT id, rating, mu, sigma,"
-        " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer)))"
-        " AS new_ids,"
+        "WITH locked AS (SELECT id, rating, mu, sigma FROM entities"
+        " WHERE id = ANY(CAST(:ids AS bigint[])) AND deleted_at IS NULL ORDER BY id FOR UPDATE)"
+        " SELECT id, rating, mu, sigma, NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
+        " FROM locked"
+        # One more row, after the locked ones, with the batch's facts (once, not per row).
+        " UNION ALL SELECT NULL, NULL, NULL, NULL,"
+        " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer))),"
         " (SELECT array_agg(pair_token_id) FROM comparisons"
-        "  WHERE pair_token_id = ANY(CAST(:tokens AS text[]))) AS used_tokens,"
+        "  WHERE pair_token_id = ANY(CAST(:tokens AS text[]))),"
         " (SELECT array_agg(record_key) FROM idempotency_records"
-        "  WHERE record_key = ANY(CAST(:keys AS text[]))) AS known_keys"
-        " FROM entities WHERE id = ANY(CAST(:ids AS bigint[])) AND deleted_at IS NULL"
-        " ORDER BY id FOR UPDATE"
-    )
+        "  WHERE record_key = ANY(CAST(:keys AS text[])))"
+    ),
+    prepare=True,
 )
 # PostgreSQL: every write of the batch in one statement (each entity once, every
 # comparison, its webhook events and recorded answers), sent with the COMMIT.
@@ -286,7 +289,8 @@ _WRITE_BATCH = Query(
         " FROM unnest(CAST(:c_id AS bigint[]), CAST(:c_e1 AS bigint[]), CAST(:c_e2 AS bigint[]),"
         " CAST(:c_sel AS bigint[]), CAST(:c_uid AS bigint[]), CAST(:c_strat AS text[]),"
         " CAST(:c_prob AS float8[]), CAST(:c_tok AS text[])) AS c(id, e1, e2, sel, uid, strat, prob, tok)"
-    )
+    ),
+    prepare=True,
 )
 # SQLite (one writer under BEGIN IMMEDIATE): the next ids of comparisons, taken by hand so
 # the batch's rows get them in arrival order; each entity's totals; the multi-row inserts
@@ -354,13 +358,12 @@ async def record_votes(
     in_one = db.writes_vote_in_one_statement
     async with db.transaction() as tx:
         if in_one:
-            locked = await tx.fetch_all(
+            *locked, facts = await tx.fetch_all(
                 _LOCK_BATCH, {"ids": ids, "n": len(votes), "tokens": tokens, "keys": keys}
             )
-            first = locked[0] if locked else {}
-            new_ids = iter(sorted(first.get("new_ids") or ()))
-            used_tokens = set(first.get("used_tokens") or ())
-            known_keys = set(first.get("known_keys") or ())
+            new_ids = iter(sorted(facts["new_ids"]))
+            used_tokens = set(facts["used_tokens"] or ())
+            known_keys = set(facts["known_keys"] or ())
         else:
             locked = await tx.fetch_all(
                 Query(
@@ -487,9 +490,9 @@ def _batch_params(
     announce: bool,
     now: str,
 ) -> dict[str, Any]:
-    params: dict[str, Any] = {"now": now, "e_id": list(touched)}
+    params: dict[str, Any] = {"now": now, "e_id": _numbers(touched)}
     for name in ("rating", "mu", "sigma", "n", "w", "l", "t"):
-        params[f"e_{name}"] = [getattr(totals, name) for totals in touched.values()]
+        params[f"e_{name}"] = _numbers(getattr(totals, name) for totals in touched.values())
     rows = [_comparison_values(row, vote) for vote, row in stored]
     for name, column in (
         ("id", "id"),
@@ -497,12 +500,12 @@ def _batch_params(
         ("e2", "entity2_id"),
         ("sel", "selected_entity_id"),
         ("uid", "user_id"),
-        ("strat", "strategy"),
         ("prob", "selection_probability"),
-        ("tok", "pair_token_id"),
     ):
+        params[f"c_{name}"] = _numbers(values[column] for values in rows)
+    for name, column in (("strat", "strategy"), ("tok", "pair_token_id")):
         params[f"c_{name}"] = [values[column] for values in rows]
-    params["event_ids"] = params["c_id"] if announce else []
+    params["event_ids"] = params["c_id"] if announce else "{}"
     for name, column in (
         ("key", "record_key"),
         ("fp", "fingerprint"),
@@ -512,6 +515,16 @@ def _batch_params(
     ):
         params[f"r_{name}"] = [values[column] for values in answers]
     return params
+
+
+def _numbers(values: Iterable[int | float | None]) -> str:
+    """A PostgreSQL array literal of numbers (``{1,2.5,NULL}``), cast by the statement.
+
+    Far cheaper than the driver's adaptation of a list (an ``ARRAY[...]`` of quoted
+    literals); ``repr`` of a float is the shortest text that reads back as the same
+    double, so nothing is rounded.
+    """
+    return "{" + ",".join("NULL" if value is None else repr(value) for value in values) + "}"
 
 
 def conflict_is_idempotency_key(exc: ConflictError) -> bool:
