@@ -24,12 +24,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import resource
 import time
 import urllib.request
 from pathlib import Path
 
 import aiohttp
+import psycopg2
 
 from bench import loadgen
 from bench.pg_ceiling.run_ceiling import measure_ceiling
@@ -38,6 +41,77 @@ from bench.seed_sql import seed_entities
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAX_BATCH_CLIENTS = 16
+
+
+def cpu_by_pid() -> dict[int, tuple[int, float]]:
+    """Every process's parent and CPU seconds (user + system) used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return found
+
+
+def backend_pids(database_url: str) -> set[int]:
+    """The PostgreSQL backends connected to the benchmark's database."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            return {row[0] for row in cur.fetchall()} - {conn.get_backend_pid()}
+    finally:
+        conn.close()
+
+
+class CpuMeter:
+    """CPU used during a block by the server's processes (master and workers), by the
+    PostgreSQL backends serving its database, and by this load generator."""
+
+    def __init__(self, server_pid: int, database_url: str) -> None:
+        self.server_pid = server_pid
+        self.database_url = database_url
+
+    def _sample(self) -> tuple[float, dict[int, float]]:
+        procs = cpu_by_pid()
+        server = sum(cpu for pid, (ppid, cpu) in procs.items() if self.server_pid in (pid, ppid))
+        backends = backend_pids(self.database_url)
+        return server, {pid: procs[pid][1] for pid in backends if pid in procs}
+
+    def __enter__(self) -> CpuMeter:
+        self.server, self.backends = self._sample()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        self.client = own.ru_utime + own.ru_stime
+        self.wall = time.perf_counter()
+        self.load = os.getloadavg()[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        server, backends = self._sample()
+        self.server = server - self.server
+        self.database = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in backends.items())
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        self.client = own.ru_utime + own.ru_stime - self.client
+
+    def record(self, votes: float) -> dict[str, object]:
+        """CPU per stored vote (ms) of server, database and client; the cores each got
+        on average; the load average at the start."""
+
+        def per_vote(seconds: float) -> float | None:
+            return round(1000 * seconds / votes, 3) if votes else None
+
+        return {
+            "server_cpu_ms_per_vote": per_vote(self.server),
+            "db_cpu_ms_per_vote": per_vote(self.database),
+            "client_cpu_ms_per_vote": per_vote(self.client),
+            "server_cores": round(self.server / self.wall, 2),
+            "db_cores": round(self.database / self.wall, 2),
+            "load_average": round(self.load, 1),
+        }
 
 
 def emit(record: dict[str, object]) -> dict[str, object]:
@@ -110,21 +184,25 @@ def board(args: argparse.Namespace, n: int, log_dir: Path) -> list[dict[str, obj
         server.start()
         labels: dict[str, object] = {"n": n, "workers": args.workers}
         options = loadgen.LoadOptions(concurrency=args.concurrency, duration=args.duration)
-        record = loadgen.run_loop(
-            loadgen.measure(server.url, ["compare"], options, entity_ids=ids, labels=labels)
-        )[0]
-        records.append(emit({**record, "kind": "single"}))
+        assert server.process is not None
+        with CpuMeter(server.process.pid, url) as cpu:
+            record = loadgen.run_loop(
+                loadgen.measure(server.url, ["compare"], options, entity_ids=ids, labels=labels)
+            )[0]
+        records.append(emit({**record, **cpu.record(float(record["ok"])), "kind": "single"}))  # type: ignore[arg-type]
         if n == max(args.n):
-            batch = loadgen.run_loop(
-                run_batches(
-                    server.url,
-                    ids,
-                    clients=args.batch_clients,
-                    batch_size=args.batch_size,
-                    duration=args.duration,
+            with CpuMeter(server.process.pid, url) as cpu:
+                batch = loadgen.run_loop(
+                    run_batches(
+                        server.url,
+                        ids,
+                        clients=args.batch_clients,
+                        batch_size=args.batch_size,
+                        duration=args.duration,
+                    )
                 )
-            )
-            records.append(emit({**labels, **batch, "kind": "batch"}))
+            votes = float(batch["stored_votes"])  # type: ignore[arg-type]
+            records.append(emit({**labels, **batch, **cpu.record(votes), "kind": "batch"}))
         with urllib.request.urlopen(server.url + "/health", timeout=5):
             pass
     finally:
