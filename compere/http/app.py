@@ -123,6 +123,7 @@ async def _votes(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[VOTES].wait_idle()
         purge.cancel()
         await asyncio.gather(purge, return_exceptions=True)
 

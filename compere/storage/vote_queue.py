@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from compere.infra import metrics
 from compere.storage import comparisons as store
 from compere.storage.database import ConflictError, Database
 from compere.storage.rows import ComparisonRow
@@ -53,10 +54,18 @@ class VoteQueue:
         """
         future: asyncio.Future[store.VoteOutcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((vote, future))
+        metrics.VOTES_WAITING.inc()
+        future.add_done_callback(_answered)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._drain())
         # Shielded: a request that goes away must not cancel the others' transaction.
         return await asyncio.shield(future)
+
+    async def wait_idle(self) -> None:
+        """Wait until every vote submitted so far has its outcome (at shutdown, before
+        the database closes)."""
+        while self._worker is not None:
+            await asyncio.wait({self._worker})
 
     async def _drain(self) -> None:
         try:
@@ -69,6 +78,7 @@ class VoteQueue:
 
     async def _run(self, batch: list[tuple[store.Vote, asyncio.Future[store.VoteOutcome]]]) -> None:
         votes = [vote for vote, _ in batch]
+        metrics.VOTE_BATCHES.inc()
         self.batches += 1
         self.votes += len(votes)
         try:
@@ -113,6 +123,10 @@ class VoteQueue:
         return await store.record_votes(self._db, votes, announce=announce, answer=self._answer)
 
 
+def _answered(_: asyncio.Future[store.VoteOutcome]) -> None:
+    metrics.VOTES_WAITING.dec()
+
+
 def _conflict_outcome(vote: store.Vote, exc: ConflictError) -> store.VoteOutcome:
     """A lone vote refused by a unique index: its key was answered, or its token used."""
     if vote.receipt is not None and store.conflict_is_idempotency_key(exc):
@@ -128,7 +142,9 @@ def _settle(
 ) -> None:
     if future.done():
         return
-    if exc is not None:
+    if isinstance(exc, asyncio.CancelledError):
+        future.cancel()
+    elif exc is not None:
         future.set_exception(exc)
     else:
         assert outcome is not None
