@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, TextIO
 from compere import __version__
 from compere.services.transfer import FORMATS, PREFERENCE_FORMATS
 from compere.settings import Settings, load_settings_or_report, redact_url
+from compere.storage.tables import DEFAULT_PROJECT_ID
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
@@ -197,6 +198,7 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
         with _progress(size, "B" if size is not None else "rows") as bar:
             summary = await import_records(
                 db,
+                DEFAULT_PROJECT_ID,
                 read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
                 prior=settings.prior,
@@ -227,16 +229,29 @@ def _file_size(stream: BinaryIO) -> int | None:
 
 
 async def _rebuild(settings: Settings) -> int:
+    from compere.services.projects import project_from_row
+    from compere.storage import projects
     from compere.storage.bulk import rebuild_ratings
 
     db = await _open_database(settings)
     try:
-        return await rebuild_ratings(
-            db,
-            k_factor=settings.elo_k_factor,
-            initial_rating=settings.elo_initial_rating,
-            prior=settings.prior,
+        replayed = 0
+        rows = await projects.visible(
+            db, user_id=None, everything=True, archived=False, skip=0, limit=1_000_000
         )
+        rows += await projects.visible(
+            db, user_id=None, everything=True, archived=True, skip=0, limit=1_000_000
+        )
+        for row in rows:  # each project with its own Elo K and prior
+            own = project_from_row(row, settings).settings
+            replayed += await rebuild_ratings(
+                db,
+                int(row["id"]),
+                k_factor=own.elo_k_factor,
+                initial_rating=settings.elo_initial_rating,
+                prior=own.prior,
+            )
+        return replayed
     finally:
         await db.close()
 
@@ -251,11 +266,14 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
     try:
         live_only = what == "entities"  # deleted entities leave exports; their votes stay
         columns = await db.column_names(what)
-        total = await bulk.count_rows(db, what, live_only=live_only)
+        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, what, live_only=live_only)
         encoder = RowEncoder(fmt, export_columns(columns))
         out.write(encoder.header())
         with _progress(total, "rows") as bar:
-            async for rows in bulk.iter_rows(db, what, columns, live_only=live_only, batch_size=batch_size):
+            batches = bulk.iter_rows(
+                db, DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
+            )
+            async for rows in batches:
                 out.write(encoder.encode(rows))
                 written += len(rows)
                 bar.update(len(rows))
@@ -277,9 +295,11 @@ async def _export_preferences(
     key = judge_key(settings.secret_key)
     try:
         # dpo reads only the votes between responses to one prompt: no total known ahead.
-        total = await bulk.count_rows(db, "comparisons") if fmt == "arena" else None
+        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
-            batches = bulk.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
+            batches = bulk.iter_votes_with_entities(
+                db, DEFAULT_PROJECT_ID, same_prompt=fmt == "dpo", batch_size=batch_size
+            )
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
                 out.write(text)

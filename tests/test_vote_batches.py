@@ -264,3 +264,33 @@ async def test_batched_votes_announce_each_vote_to_webhooks(make_client, receive
 
     await eventually(lambda: len(received()) >= 15, "all 15 votes")
     assert sorted(received()) == sorted(cast)  # each once
+
+
+async def test_batches_and_group_commits_keep_to_their_project(client):
+    for slug in ("tea", "coffee"):
+        resp = await client.post("/projects/", json={"slug": slug, "name": slug.title()})
+        assert resp.status == 201, await resp.text()
+    tea, coffee = [], []
+    for prefix, ids in (("/projects/tea", tea), ("/projects/coffee", coffee)):
+        for i in range(3):
+            resp = await client.post(f"{prefix}/entities/", json={"name": f"{prefix} {i}"})
+            ids.append((await resp.json())["id"])
+    votes = [
+        {"entity1_id": tea[0], "entity2_id": tea[1], "selected_entity_id": tea[0]},
+        {"entity1_id": tea[0], "entity2_id": coffee[1], "selected_entity_id": None},  # across projects
+        {"entity1_id": tea[1], "entity2_id": tea[2], "selected_entity_id": tea[2]},
+    ]
+    result = await (await client.post("/projects/tea/comparisons/batch", json={"votes": votes})).json()
+    assert [r["status"] for r in result["results"]] == [200, 404, 200]
+    # Concurrent single votes on two projects share group commits but not their boards.
+    bodies = [
+        ("/projects/tea", {"entity1_id": tea[0], "entity2_id": tea[2], "selected_entity_id": None}),
+        ("/projects/coffee", {"entity1_id": coffee[0], "entity2_id": coffee[1], "selected_entity_id": None}),
+        ("/projects/coffee", {"entity1_id": tea[0], "entity2_id": tea[1], "selected_entity_id": None}),
+    ] * 4
+    responses = await asyncio.gather(*(client.post(f"{p}/comparisons/", json=b) for p, b in bodies))
+    assert [r.status for r in responses] == [200, 200, 404] * 4
+    tea_log = await (await client.get("/projects/tea/comparisons/", params={"limit": 100})).json()
+    coffee_log = await (await client.get("/projects/coffee/comparisons/", params={"limit": 100})).json()
+    assert len(tea_log) == 2 + 4 and len(coffee_log) == 4
+    assert await (await client.get("/comparisons/")).json() == []

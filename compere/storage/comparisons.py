@@ -18,6 +18,7 @@ from compere.storage.idempotency import Receipt, answer_row
 from compere.storage.rows import ComparisonRow, comparison_row
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
+    DEFAULT_PROJECT_ID,
     LIVE,
     comparisons,
     entities,
@@ -33,7 +34,9 @@ VOTE_EVENT = "comparison.created"
 def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     return Query(
         sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
-        .where(entities.c.id.in_([param("a"), param("b")]), LIVE)
+        .where(
+            entities.c.id.in_([param("a"), param("b")]), entities.c.project_id == param("project_id"), LIVE
+        )
         .order_by(entities.c.id)
         .with_for_update(),
         prepare=prepare,
@@ -72,7 +75,11 @@ _APPLY_RESULT = Query(_apply_result())
 _INSERT_COMPARISON = Query(
     sa.insert(comparisons).values(**new_comparison("entity1_id", "entity2_id")).returning(*COMPARISON_COLUMNS)
 )
-_GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+_GET_COMPARISON = Query(
+    sa.select(*COMPARISON_COLUMNS).where(
+        comparisons.c.id == param("id"), comparisons.c.project_id == param("project_id")
+    )
+)
 
 
 class _InsertWithOwnId(sa.Insert):
@@ -132,6 +139,7 @@ class PairProvenance:
 
 async def record_comparison(
     db: Database,
+    project_id: int = DEFAULT_PROJECT_ID,
     *,
     entity1_id: int,
     entity2_id: int,
@@ -143,6 +151,8 @@ async def record_comparison(
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
+    Both entities must be live in ``project_id`` (else :class:`EntityNotFound`); the
+    database's composite keys refuse a comparison across projects in any case.
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers). Elo and the Bayesian strengths are computed from the locked
@@ -160,7 +170,8 @@ async def record_comparison(
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
-                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR, {"a": entity1_id, "b": entity2_id}
+                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR,
+                {"a": entity1_id, "b": entity2_id, "project_id": project_id},
             )
         }
         for entity_id in (entity1_id, entity2_id):
@@ -173,6 +184,7 @@ async def record_comparison(
         second = {"id": entity2_id, **effect2._asdict()}
         now = utc_now()
         vote = {
+            "project_id": project_id,
             "selected_entity_id": selected_entity_id,
             "now": now,
             "user_id": user_id,
@@ -235,6 +247,7 @@ class Vote:
     entity2_id: int
     selected_entity_id: int | None
     k_factor: float
+    project_id: int = DEFAULT_PROJECT_ID
     user_id: int | None = None
     provenance: PairProvenance | None = None
     receipt: Receipt | None = None
@@ -248,12 +261,12 @@ ANSWER_CONTENT_TYPE = "application/json"
 # read which of its pair tokens and idempotency keys are taken, in one round trip.
 _LOCK_BATCH = Query(
     sa.text(
-        "WITH locked AS (SELECT id, rating, mu, sigma FROM entities"
+        "WITH locked AS (SELECT id, project_id, rating, mu, sigma FROM entities"
         " WHERE id = ANY(CAST(:ids AS bigint[])) AND deleted_at IS NULL ORDER BY id FOR UPDATE)"
-        " SELECT id, rating, mu, sigma, NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
+        " SELECT id, project_id, rating, mu, sigma, NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
         " FROM locked"
         # One more row, after the locked ones, with the batch's facts (once, not per row).
-        " UNION ALL SELECT NULL, NULL, NULL, NULL,"
+        " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL,"
         " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer))),"
         " (SELECT array_agg(pair_token_id) FROM comparisons"
         "  WHERE pair_token_id = ANY(CAST(:tokens AS text[]))),"
@@ -283,12 +296,13 @@ _WRITE_BATCH = Query(
         " SELECT k, f, s, ct, b, CAST(:now AS timestamptz)"
         " FROM unnest(CAST(:r_key AS text[]), CAST(:r_fp AS text[]), CAST(:r_status AS integer[]),"
         " CAST(:r_ct AS text[]), CAST(:r_body AS text[])) AS r(k, f, s, ct, b))"
-        " INSERT INTO comparisons (id, entity1_id, entity2_id, selected_entity_id, created_at, user_id,"
-        " strategy, selection_probability, pair_token_id) OVERRIDING SYSTEM VALUE"
-        " SELECT id, e1, e2, sel, CAST(:now AS timestamptz), uid, strat, prob, tok"
-        " FROM unnest(CAST(:c_id AS bigint[]), CAST(:c_e1 AS bigint[]), CAST(:c_e2 AS bigint[]),"
-        " CAST(:c_sel AS bigint[]), CAST(:c_uid AS bigint[]), CAST(:c_strat AS text[]),"
-        " CAST(:c_prob AS float8[]), CAST(:c_tok AS text[])) AS c(id, e1, e2, sel, uid, strat, prob, tok)"
+        " INSERT INTO comparisons (id, project_id, entity1_id, entity2_id, selected_entity_id, created_at,"
+        " user_id, strategy, selection_probability, pair_token_id) OVERRIDING SYSTEM VALUE"
+        " SELECT id, pid, e1, e2, sel, CAST(:now AS timestamptz), uid, strat, prob, tok"
+        " FROM unnest(CAST(:c_id AS bigint[]), CAST(:c_pid AS bigint[]), CAST(:c_e1 AS bigint[]),"
+        " CAST(:c_e2 AS bigint[]), CAST(:c_sel AS bigint[]), CAST(:c_uid AS bigint[]),"
+        " CAST(:c_strat AS text[]), CAST(:c_prob AS float8[]), CAST(:c_tok AS text[]))"
+        " AS c(id, pid, e1, e2, sel, uid, strat, prob, tok)"
     ),
     prepare=True,
 )
@@ -367,7 +381,13 @@ async def record_votes(
         else:
             locked = await tx.fetch_all(
                 Query(
-                    sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma)
+                    sa.select(
+                        entities.c.id,
+                        entities.c.project_id,
+                        entities.c.rating,
+                        entities.c.mu,
+                        entities.c.sigma,
+                    )
                     .where(entities.c.id.in_(ids), LIVE)
                     .order_by(entities.c.id)
                 )
@@ -377,12 +397,13 @@ async def record_votes(
             last_id = int(await tx.fetch_value(_NEXT_COMPARISON_ID) or 0)
             new_ids = iter(range(last_id + 1, last_id + 1 + len(votes)))
         state = {row["id"]: _Totals(row["rating"], row["mu"], row["sigma"]) for row in locked}
+        projects = {row["id"]: row["project_id"] for row in locked}
         now = utc_now()
         created_at = as_datetime(now)
         outcomes: list[VoteOutcome] = []
         stored: list[tuple[Vote, ComparisonRow]] = []
         for vote in votes:
-            outcome = _refusal(vote, state, used_tokens, known_keys)
+            outcome = _refusal(vote, projects, used_tokens, known_keys)
             if outcome is None:
                 outcome = _apply(vote, state, next(new_ids), created_at)
                 stored.append((vote, outcome))
@@ -429,12 +450,12 @@ async def _present(tx: Connection, column: Any, values: list[str]) -> set[str]:
 
 
 def _refusal(
-    vote: Vote, state: dict[int, _Totals], used_tokens: set[str], known_keys: set[str]
+    vote: Vote, projects: dict[int, int], used_tokens: set[str], known_keys: set[str]
 ) -> VoteOutcome | None:
     if vote.receipt is not None and vote.receipt.key in known_keys:
         return AlreadyRecorded(vote.receipt.key)
     for entity_id in (vote.entity1_id, vote.entity2_id):
-        if entity_id not in state:
+        if projects.get(entity_id) != vote.project_id:  # missing, deleted or in another project
             return EntityNotFound(entity_id)
     if vote.provenance is not None and vote.provenance.token_id in used_tokens:
         return PairTokenUsed()
@@ -472,6 +493,7 @@ def _apply(vote: Vote, state: dict[int, _Totals], new_id: int, created_at: Any) 
 def _comparison_values(row: ComparisonRow, vote: Vote) -> dict[str, Any]:
     return {
         "id": row.id,
+        "project_id": vote.project_id,
         "entity1_id": row.entity1_id,
         "entity2_id": row.entity2_id,
         "selected_entity_id": row.selected_entity_id,
@@ -496,6 +518,7 @@ def _batch_params(
     rows = [_comparison_values(row, vote) for vote, row in stored]
     for name, column in (
         ("id", "id"),
+        ("pid", "project_id"),
         ("e1", "entity1_id"),
         ("e2", "entity2_id"),
         ("sel", "selected_entity_id"),
@@ -532,16 +555,18 @@ def conflict_is_idempotency_key(exc: ConflictError) -> bool:
     return "idempotency_records" in str(exc)
 
 
-async def get_comparison(db: Connection, comparison_id: int) -> ComparisonRow | None:
-    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+async def get_comparison(
+    db: Connection, comparison_id: int, project_id: int = DEFAULT_PROJECT_ID
+) -> ComparisonRow | None:
+    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id, "project_id": project_id})
     return None if row is None else comparison_row(row)
 
 
 async def list_comparisons(
-    db: Connection, *, skip: int, limit: int, entity_id: int | None
+    db: Connection, project_id: int, *, skip: int, limit: int, entity_id: int | None
 ) -> list[ComparisonRow]:
-    """The vote log, newest first."""
-    stmt = sa.select(*COMPARISON_COLUMNS)
+    """A project's vote log, newest first."""
+    stmt = sa.select(*COMPARISON_COLUMNS).where(comparisons.c.project_id == project_id)
     if entity_id is not None:
         stmt = stmt.where(
             sa.or_(
@@ -557,15 +582,16 @@ _VOTE_LOG = Query(
     sa.select(
         comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
     )
-    .where(comparisons.c.id > param("after"))
+    .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     .order_by(comparisons.c.id)
     .limit(param("limit"))
 )
 
 
-def vote_log(db: Connection, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Every vote's id, entity ids and selected id, in id order, ``batch_size`` at a time."""
-    return keyset_batches(db, _VOTE_LOG, batch_size)
+def vote_log(db: Connection, project_id: int, batch_size: int) -> AsyncIterator[list[Row]]:
+    """Every vote of a project: id, entity ids and selected id, in id order,
+    ``batch_size`` at a time."""
+    return keyset_batches(db, _VOTE_LOG, batch_size, {"project_id": project_id})
 
 
 def _recent_opponents_query() -> Query:

@@ -109,6 +109,7 @@ class VoteQueue:
             try:
                 row = await store.record_comparison(
                     self._db,
+                    vote.project_id,
                     entity1_id=vote.entity1_id,
                     entity2_id=vote.entity2_id,
                     selected_entity_id=vote.selected_entity_id,

@@ -13,7 +13,7 @@ from compere.http.keys import (
     DATABASE,
     IDEMPOTENCY_RECEIPT,
     PAIR_TOKENS,
-    SETTINGS,
+    PROJECT,
     USER,
     VOTES,
     WEBHOOKS,
@@ -38,7 +38,7 @@ def vote_answer(row: ComparisonRow) -> bytes:
 
 async def create_comparison(request: web.Request) -> web.Response:
     body = await read_body(request, ComparisonCreate)
-    problem = _pair_problem(body)
+    problem = _pair_problem(request, body)
     if problem is not None:
         raise ApiError(400, problem)
     try:
@@ -63,7 +63,7 @@ async def create_comparison_batch(request: web.Request) -> web.Response:
     body = await read_body(request, ComparisonBatch)
     votes = []
     for index, item in enumerate(body.votes):
-        problem = _pair_problem(item)
+        problem = _pair_problem(request, item)
         if problem is not None:
             raise validation_error(["body", "votes", index], problem)
         try:
@@ -116,7 +116,7 @@ def _refusal(outcome: store.VoteOutcome) -> ApiError:
     return ApiError(409, "This Idempotency-Key was already used")
 
 
-def _pair_problem(body: ComparisonCreate) -> str | None:
+def _pair_problem(request: web.Request, body: ComparisonCreate) -> str | None:
     if body.entity1_id == body.entity2_id:
         return "An entity cannot be compared with itself"
     if body.selected_entity_id is not None and body.selected_entity_id not in (
@@ -124,6 +124,8 @@ def _pair_problem(body: ComparisonCreate) -> str | None:
         body.entity2_id,
     ):
         return "Selected entity must be one of the compared entities"  # the original's words
+    if body.selected_entity_id is None and not request[PROJECT].settings.allow_ties:
+        return "This project does not accept ties: select one of the two entities"
     return None
 
 
@@ -134,11 +136,13 @@ def _vote(
     receipt: Any,
 ) -> store.Vote:
     voter = request.get(USER)
+    project = request[PROJECT]
     return store.Vote(
         entity1_id=body.entity1_id,
         entity2_id=body.entity2_id,
         selected_entity_id=body.selected_entity_id,
-        k_factor=request.app[SETTINGS].elo_k_factor,
+        k_factor=project.settings.elo_k_factor,
+        project_id=project.id,
         user_id=voter.id if voter is not None else None,
         provenance=provenance,
         receipt=receipt,
@@ -158,14 +162,18 @@ def _provenance(request: web.Request, body: ComparisonCreate) -> store.PairProve
 async def list_comparisons(request: web.Request) -> web.Response:
     query = read_query(request, ComparisonListQuery)
     rows = await store.list_comparisons(
-        request.app[DATABASE], skip=query.skip, limit=query.limit, entity_id=query.entity_id
+        request.app[DATABASE],
+        request[PROJECT].id,
+        skip=query.skip,
+        limit=query.limit,
+        entity_id=query.entity_id,
     )
     return json_response([comparison_out(r) for r in rows])
 
 
 async def get_comparison(request: web.Request) -> web.Response:
     comparison_id = path_id(request, "comparison_id", "Comparison")
-    row = await store.get_comparison(request.app[DATABASE], comparison_id)
+    row = await store.get_comparison(request.app[DATABASE], comparison_id, request[PROJECT].id)
     if row is None:
         raise not_found("Comparison", comparison_id)
     return json_response(comparison_out(row))
