@@ -60,6 +60,7 @@ CLIENT_METHODS = {
     ("PUT", "/entities/{entity_id}"): "update_entity",
     ("DELETE", "/entities/{entity_id}"): "delete_entity",
     ("POST", "/comparisons/"): "vote",
+    ("POST", "/comparisons/batch"): "vote_batch",
     ("GET", "/comparisons/"): "list_comparisons",
     ("GET", "/comparisons/next"): "content_pair",
     ("GET", "/dissimilar_entities"): "dissimilar_entities",
@@ -204,6 +205,12 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         involving = await admin.list_comparisons(entity_id=made[1].id)
         assert {same_key[0].id, tie.id} <= {c.id for c in involving}
         assert all(made[1].id in (c.entity1_id, c.entity2_id) for c in involving)
+        batch = await admin.vote_batch([(made[0], made[1], made[0]), (made[1].id, made[2].id, None)])
+        assert batch.stored == 2 and [r.status for r in batch.results] == [200, 200]
+        assert (
+            batch.results[1].comparison is not None and batch.results[1].comparison.selected_entity_id is None
+        )
+        log += [r.comparison.id for r in batch.results if r.comparison is not None]
 
         # The leaderboard, with every option.
         for by in ("rating", "score"):
@@ -219,7 +226,7 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         records = [r async for r in admin.export_comparisons()]
         assert [r["id"] for r in records] == sorted(log)
         csv_bytes = b"".join([chunk async for chunk in admin.export_comparisons_raw("csv")])
-        assert csv_bytes.startswith(b"id,") and csv_bytes.count(b"\n") == 4
+        assert csv_bytes.startswith(b"id,") and csv_bytes.count(b"\n") == 6
         target = tmp_path / "votes.jsonl"
         assert await admin.download_comparisons(target) == target.stat().st_size > 0
 
@@ -237,7 +244,7 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         assert blocking.login(*ADMIN).token_type == "bearer"
         assert blocking.get_entity(made[0].id).description == "green"
         assert len(list(blocking.iter_entities(page_size=5))) == 8
-        assert len(list(blocking.export_comparisons())) == 3
+        assert len(list(blocking.export_comparisons())) == 5
         with pytest.raises(NotFound):
             blocking.get_entity(10**6)
 

@@ -26,7 +26,9 @@ from compere.http.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyScope,
+    BatchResult,
     Comparison,
+    ComparisonBatch,
     ComparisonCreate,
     ContentPair,
     Entity,
@@ -663,6 +665,39 @@ class AsyncClient:
             "/comparisons/",
             route="POST /comparisons/",
             json=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def vote_batch(
+        self,
+        votes: Iterable[tuple[int | Entity, int | Entity, int | Entity | None] | ComparisonCreate],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """``POST /comparisons/batch``: up to 1,000 votes stored in order in one transaction.
+
+        Each vote is ``(entity1, entity2, winner)`` (winner None: a tie) or a
+        :class:`ComparisonCreate` (with a ``pair_token``). The result has one entry per
+        vote, in order: ``status`` 200 with the stored ``comparison``, or 404 / 409 with
+        the reason it was not stored. Retries reuse one Idempotency-Key, so a batch is
+        never stored twice.
+        """
+        items = [
+            vote
+            if isinstance(vote, ComparisonCreate)
+            else ComparisonCreate(
+                entity1_id=_entity_id(vote[0]),
+                entity2_id=_entity_id(vote[1]),
+                selected_entity_id=None if vote[2] is None else _entity_id(vote[2]),
+            )
+            for vote in votes
+        ]
+        return await self._model(
+            BatchResult,
+            "POST",
+            "/comparisons/batch",
+            route="POST /comparisons/batch",
+            json=ComparisonBatch(votes=items),
             idempotency_key=idempotency_key,
         )
 

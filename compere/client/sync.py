@@ -131,6 +131,7 @@ class Client:
     dissimilar_entities = _blocking(AsyncClient.dissimilar_entities)
     vote = _blocking(AsyncClient.vote)
     vote_on = _blocking(AsyncClient.vote_on)
+    vote_batch = _blocking(AsyncClient.vote_batch)
     get_comparison = _blocking(AsyncClient.get_comparison)
     list_comparisons = _blocking(AsyncClient.list_comparisons)
     iter_comparisons = _iterating(AsyncClient.iter_comparisons)

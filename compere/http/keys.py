@@ -22,6 +22,8 @@ from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings
 from compere.storage.database import Database
+from compere.storage.idempotency import Receipt
+from compere.storage.vote_queue import VoteQueue
 
 if TYPE_CHECKING:
     from compere.http.auth import AuthenticatedUser, KeyCache, PendingIdentity
@@ -41,6 +43,8 @@ IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
+# This process's group commit of votes (compere/storage/vote_queue.py).
+VOTES: web.AppKey[VoteQueue] = web.AppKey("votes")
 PROJECTS: web.AppKey[ProjectCache] = web.AppKey("projects")
 # The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
@@ -56,6 +60,10 @@ USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
 PENDING_IDENTITY: web.RequestKey[PendingIdentity] = web.RequestKey("pending_identity")
 # Why presented credentials were refused (for the 401 message and the log).
 AUTH_FAILURE = web.RequestKey("auth_failure", str)
+# The Idempotency-Key of this request, for handlers that record its answer in their own
+# write transaction (votes); they then set ANSWER_RECORDED so it is not written again.
+IDEMPOTENCY_RECEIPT: web.RequestKey[Receipt] = web.RequestKey("idempotency_receipt")
+ANSWER_RECORDED = web.RequestKey("answer_recorded", bool)
 # The project a board request acts on, with its settings in force: resolved once by the
 # router (``compere.http.routes``) from /projects/{slug}/..., or ``default`` for the
 # top-level routes. Handlers and services take it from here.

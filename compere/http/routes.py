@@ -190,6 +190,18 @@ ROUTE_TABLE: list[Route] = [
         errors=(422,),
         project_action="read",
     ),
+    Route(
+        "POST",
+        "/comparisons/batch",
+        comparisons.create_comparison_batch,
+        "Record up to 1,000 comparisons in order in one transaction, with one result per vote",
+        "comparisons",
+        schemas.BatchResult,
+        body=schemas.ComparisonBatch,
+        errors=(400, 413, 422),
+        idempotent=True,
+        project_action="vote",
+    ),
     # Before /comparisons/{comparison_id}, which would otherwise take "next" as an id.
     Route(
         "GET",

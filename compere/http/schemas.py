@@ -118,6 +118,29 @@ class Comparison(Model):
     selection_probability: float | None = Field(description="Probability the pair had of being chosen")
 
 
+MAX_BATCH_VOTES = 1000
+
+
+class ComparisonBatch(Model):
+    votes: list[ComparisonCreate] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_VOTES,
+        description="Up to 1,000 votes, stored in this order in one transaction",
+    )
+
+
+class BatchItemResult(Model):
+    index: int = Field(description="Position of the vote in the request")
+    status: int = Field(description="200 stored; 404 an entity is missing or deleted; 409 pair_token used")
+    comparison: Comparison | None = Field(default=None, description="The stored comparison (status 200)")
+    detail: str | None = Field(default=None, description="Why the vote was not stored")
+
+
+class BatchResult(Model):
+    stored: int = Field(description="How many votes were stored")
+    results: list[BatchItemResult]
+
+
 class ComparisonListQuery(Model):
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
     limit: Integer = Field(default=100, ge=1, le=1000)

@@ -41,6 +41,8 @@ __all__ = [
     "REQUESTS",
     "REQUEST_SECONDS",
     "VOTES",
+    "VOTES_WAITING",
+    "VOTE_BATCHES",
     "observe_request",
     "render",
     "worker_exited",
@@ -79,6 +81,15 @@ DB_POOL_IN_USE = Gauge(
     "compere_db_pool_connections_in_use",
     "PostgreSQL connections currently checked out of the pool (summed over live workers)",
     multiprocess_mode="livesum",
+)
+VOTES_WAITING = Gauge(
+    "compere_votes_waiting",
+    "Votes submitted to the group commit and not yet answered (summed over live workers)",
+    multiprocess_mode="livesum",
+)
+VOTE_BATCHES = Counter(
+    "compere_vote_batches_total",
+    "Group-commit transactions of votes (compere_votes_total over this is the mean batch size)",
 )
 DB_POOL_WAITS = Counter(
     "compere_db_pool_waits_total",

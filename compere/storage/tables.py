@@ -191,6 +191,18 @@ webhook_state = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# The stored answer to each request sent with an Idempotency-Key (storage/idempotency.py).
+idempotency_records = sa.Table(
+    "idempotency_records",
+    metadata,
+    sa.Column("record_key", sa.Text, primary_key=True),  # caller scope + SHA-256 of the key
+    sa.Column("fingerprint", sa.Text, nullable=False),  # method, path and body digest
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
 # --- facts the query modules share ---------------------------------------------------
 
 # What an entity row reads as: every column but the deletion mark and the random key.
