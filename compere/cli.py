@@ -236,6 +236,7 @@ async def _rebuild(settings: Settings) -> int:
             k_factor=settings.elo_k_factor,
             initial_rating=settings.elo_initial_rating,
             prior=settings.prior,
+            trust=settings.trust,
         )
     finally:
         await db.close()

@@ -20,7 +20,8 @@ from typing import Any
 from compere.domain.bayes import Prior
 from compere.domain.bt import fit_votes
 from compere.domain.leaderboard import rank_with_ties
-from compere.storage import leaderboard
+from compere.domain.trust import POLICIES, TrustPolicy, board_weights
+from compere.storage import leaderboard, voters
 from compere.storage.database import Connection
 
 
@@ -65,7 +66,9 @@ class RankingCache:
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def board(self, db: Connection, model: str, prior: Prior) -> Board:
+    async def board(
+        self, db: Connection, model: str, prior: Prior, trust: TrustPolicy = POLICIES["off"]
+    ) -> Board:
         """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data."""
         marker = await leaderboard.change_marker(db)
         entry = self._entries.get(model)
@@ -76,7 +79,7 @@ class RankingCache:
             if entry is not None and entry.usable(marker, time.monotonic()):
                 return entry.board
             started = time.monotonic()
-            board = await (self._fit(db, prior) if model == "bt" else self._online(db))
+            board = await (self._fit(db, prior, trust) if model == "bt" else self._online(db))
             now = time.monotonic()
             self._entries[model] = _Entry(marker, board, now, now - started)
             return board
@@ -85,11 +88,18 @@ class RankingCache:
         rows = await leaderboard.strengths(db)
         return _board([r["id"] for r in rows], [r["mu"] for r in rows], [r["sigma"] for r in rows])
 
-    async def _fit(self, db: Connection, prior: Prior) -> Board:
+    async def _fit(self, db: Connection, prior: Prior, trust: TrustPolicy) -> Board:
         ids = await leaderboard.live_ids(db)
-        first, second, winner = await leaderboard.vote_log(db)
+        log = await leaderboard.vote_log(db)
+        evidence = await voters.evidence_by_voter(db) if trust.active else {}
+
+        def fit() -> dict[int, tuple[float, float]]:
+            # Each vote counts by its voter's record (compere.domain.trust.board_weights).
+            weights = board_weights(
+                [voters.user_voter(u) for u in log.user], log.first, log.second, evidence, trust
+            )
+            return fit_votes(ids, log.first, log.second, log.winner, prior=prior, weights=weights)
+
         # The fit is CPU-bound (numpy): keep it off the event loop.
-        fitted = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: fit_votes(ids, first, second, winner, prior=prior)
-        )
+        fitted = await asyncio.get_running_loop().run_in_executor(None, fit)
         return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])

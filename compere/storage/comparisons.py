@@ -10,8 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 from sqlalchemy.ext.compiler import compiles
 
+from compere.domain.bayes import DEFAULT_PRIOR, Prior
 from compere.domain.elo import score_of
+from compere.domain.trust import POLICIES, Share, Side, TrustPolicy, after_vote, vote_evidence, weigh_vote
 from compere.domain.vote import vote_effects
+from compere.storage import voters
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import EntityNotFound
 from compere.storage.rows import ComparisonRow, comparison_row
@@ -21,6 +24,7 @@ from compere.storage.tables import (
     comparisons,
     entities,
     new_comparison,
+    voter_entities,
     webhook_events,
 )
 from compere.storage.timestamps import as_datetime, utc_now
@@ -28,9 +32,28 @@ from compere.storage.timestamps import as_datetime, utc_now
 VOTE_EVENT = "comparison.created"
 
 
+def _share(column: Any, label: str) -> Any:
+    """The voting voter's share of the row's entity (NULL when none or no voter)."""
+    return (
+        sa.select(column)
+        .where(voter_entities.c.voter == param("voter"), voter_entities.c.entity_id == entities.c.id)
+        .scalar_subquery()
+        .label(label)
+    )
+
+
 def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     return Query(
-        sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
+        sa.select(
+            entities.c.id,
+            entities.c.rating,
+            entities.c.mu,
+            entities.c.sigma,
+            entities.c.vote_weight,
+            _share(voter_entities.c.votes, "share_votes"),
+            _share(voter_entities.c.weight, "share_weight"),
+            *extra,
+        )
         .where(entities.c.id.in_([param("a"), param("b")]), LIVE)
         .order_by(entities.c.id)
         .with_for_update(),
@@ -38,7 +61,7 @@ def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     )
 
 
-_LOCK_PAIR = _lock_pair()
+_LOCK_PAIR = _lock_pair(prepare=True)
 # In one-statement votes the new comparison's id is drawn from the identity sequence of
 # comparisons.id (named by PostgreSQL's convention for identity columns) while the pair
 # is locked: the vote's last round trip then carries its COMMIT and need not return
@@ -58,6 +81,7 @@ def _apply_result(suffix: str = "") -> Any:
             rating=param(f"rating{suffix}"),
             mu=param(f"mu{suffix}"),
             sigma=param(f"sigma{suffix}"),
+            vote_weight=param(f"vote_weight{suffix}"),
             comparisons=entities.c.comparisons + 1,
             wins=entities.c.wins + param(f"win{suffix}"),
             losses=entities.c.losses + param(f"loss{suffix}"),
@@ -101,10 +125,9 @@ def _vote_in_one(*more_ctes: Any) -> Query:
     return Query(stmt.add_cte(*more_ctes) if more_ctes else stmt, prepare=True)
 
 
-_RECORD_VOTE_IN_ONE = _vote_in_one()
 # The vote's webhook event rides in the same statement as one more CTE, so announcing a
 # vote costs no round trip; INSERT ... SELECT keeps the statement's one VALUES list.
-_RECORD_VOTE_AND_EVENT = _vote_in_one(
+_VOTE_EVENT_CTE = (
     sa.insert(webhook_events)
     .from_select(
         ["event_type", "subject_id", "created_at"],
@@ -112,6 +135,24 @@ _RECORD_VOTE_AND_EVENT = _vote_in_one(
     )
     .cte("vote_event")
 )
+_ONE_STATEMENT: dict[tuple[bool, bool], Query] = {}
+
+
+def _record_vote_in_one(db: Database, announce: bool, with_voter: bool) -> Query:
+    """The one-statement vote, with the webhook event and the voter's record as CTEs."""
+    query = _ONE_STATEMENT.get((announce, with_voter))
+    if query is None:
+        ctes = [_VOTE_EVENT_CTE] if announce else []
+        if with_voter:
+            ctes += [
+                voters.update_voter_statement().cte("voter_record"),
+                voters.upsert_share_statement(db, "1").cte("voter_share1"),
+                voters.upsert_share_statement(db, "2").cte("voter_share2"),
+            ]
+        query = _ONE_STATEMENT[(announce, with_voter)] = _vote_in_one(*ctes)
+    return query
+
+
 _INSERT_VOTE_EVENT = Query(
     sa.insert(webhook_events).values(
         event_type=VOTE_EVENT, subject_id=param("subject_id"), created_at=param("now")
@@ -138,6 +179,8 @@ async def record_comparison(
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
     announce: bool = False,
+    trust: TrustPolicy = POLICIES["off"],
+    prior: Prior = DEFAULT_PRIOR,
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
@@ -152,23 +195,55 @@ async def record_comparison(
     ``user_id`` records who voted (None when the API is open). ``announce`` also writes
     a ``comparison.created`` webhook event in the same transaction (same statement
     where the vote is one), so an acknowledged vote is never missing from the webhooks.
+
+    With a known voter the vote also locks the voter's record (after the pair, so the
+    lock order stays entities then voter), weighs the vote by ``trust``
+    (:func:`compere.domain.trust.weigh_vote`, from the record before it) and writes the
+    new record and the voter's shares of both entities in the same statement; the new
+    comparison's id is then drawn once every lock is held, so a replay of the log in id
+    order (``rebuild-ratings``) meets the votes in an order they could have run in.
     """
     in_one = db.writes_vote_in_one_statement
+    voter = voters.user_voter(user_id)
     async with db.transaction() as tx:
+        draw_with_pair = in_one and voter is None
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
-                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR, {"a": entity1_id, "b": entity2_id}
+                _LOCK_PAIR_DRAWING_ID if draw_with_pair else _LOCK_PAIR,
+                {"a": entity1_id, "b": entity2_id, "voter": voter},
             )
         }
         for entity_id in (entity1_id, entity2_id):
             if entity_id not in locked:
                 raise EntityNotFound(entity_id)
-        effect1, effect2 = vote_effects(
-            locked[entity1_id], locked[entity2_id], score_of(entity1_id, selected_entity_id), k_factor
-        )
-        first = {"id": entity1_id, **effect1._asdict()}
-        second = {"id": entity2_id, **effect2._asdict()}
+        one, two = locked[entity1_id], locked[entity2_id]
+        new_id = one["new_id"] if draw_with_pair else None
+        score1 = score_of(entity1_id, selected_entity_id)
+        weight = 1.0
+        voter_params: dict[str, Any] = {}
+        if voter is not None:
+            record = await tx.fetch_one(
+                (voters.lock_voter_drawing_id if in_one else voters.lock_voter)(db), {"voter": voter}
+            )
+            assert record is not None
+            if in_one:
+                new_id = record["new_id"]
+            state = voters.voter_state(record)
+            share1 = Share(one["share_votes"] or 0, one["share_weight"] or 0.0)
+            share2 = Share(two["share_votes"] or 0, two["share_weight"] or 0.0)
+            side1, side2 = Side(one["sigma"], one["vote_weight"]), Side(two["sigma"], two["vote_weight"])
+            weight = weigh_vote(state, share1, share2, side1, side2, trust, prior)
+            evidence = vote_evidence(
+                one["mu"], one["sigma"], two["mu"], two["sigma"], score1, served=provenance is not None
+            )
+            state, share1, share2 = after_vote(state, share1, share2, weight, evidence)
+            voter_params = voters.share_params(
+                voter, state, {"1": (entity1_id, share1), "2": (entity2_id, share2)}
+            )
+        effect1, effect2 = vote_effects(one, two, score1, k_factor, weight)
+        first = {"id": entity1_id, "vote_weight": one["vote_weight"] + weight, **effect1._asdict()}
+        second = {"id": entity2_id, "vote_weight": two["vote_weight"] + weight, **effect2._asdict()}
         now = utc_now()
         vote = {
             "selected_entity_id": selected_entity_id,
@@ -180,12 +255,12 @@ async def record_comparison(
         }
         row: ComparisonRow
         if in_one:
-            new_id = locked[entity1_id]["new_id"]
             both = {f"{key}1": value for key, value in first.items()}
             both.update({f"{key}2": value for key, value in second.items()})
-            statement = _RECORD_VOTE_AND_EVENT if announce else _RECORD_VOTE_IN_ONE
-            await tx.finish(statement, {"new_id": new_id, **both, **vote})
+            statement = _record_vote_in_one(db, announce, voter is not None)
+            await tx.finish(statement, {"new_id": new_id, **both, **vote, **voter_params})
             # The row as stored, with nothing left to ask the database.
+            assert new_id is not None
             row = ComparisonRow(
                 id=new_id,
                 entity1_id=entity1_id,
@@ -204,6 +279,8 @@ async def record_comparison(
             )
             assert stored is not None
             row = comparison_row(stored)
+            if voter is not None:
+                await voters.write_voter(tx, db, voter_params)
             if announce:
                 await tx.execute(_INSERT_VOTE_EVENT, {"subject_id": row.id, "now": now})
     return row
@@ -232,7 +309,12 @@ async def list_comparisons(
 
 _VOTE_LOG = Query(
     sa.select(
-        comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
+        comparisons.c.id,
+        comparisons.c.entity1_id,
+        comparisons.c.entity2_id,
+        comparisons.c.selected_entity_id,
+        comparisons.c.user_id,
+        comparisons.c.pair_token_id.is_not(None).label("served"),
     )
     .where(comparisons.c.id > param("after"))
     .order_by(comparisons.c.id)
@@ -241,7 +323,8 @@ _VOTE_LOG = Query(
 
 
 def vote_log(db: Connection, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Every vote's id, entity ids and selected id, in id order, ``batch_size`` at a time."""
+    """Every vote's id, entity ids, selected id, voter (``user_id``) and whether its pair was
+    served (``served``), in id order, ``batch_size`` at a time."""
     return keyset_batches(db, _VOTE_LOG, batch_size)
 
 

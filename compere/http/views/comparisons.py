@@ -34,6 +34,8 @@ async def create_comparison(request: web.Request) -> web.Response:
             entity2_id=body.entity2_id,
             selected_entity_id=body.selected_entity_id,
             k_factor=request.app[SETTINGS].elo_k_factor,
+            trust=request.app[SETTINGS].trust,
+            prior=request.app[SETTINGS].prior,
             user_id=voter.id if voter is not None else None,
             provenance=provenance,
             # Only while a subscription wants votes: one more row in the vote's statement.

@@ -39,7 +39,7 @@ async def ratings(request: web.Request) -> web.StreamResponse:
     board = None
     if by == "score":
         prior = request.app[SETTINGS].prior
-        board = await request.app[RANKING_CACHE].board(db, query.model, prior)
+        board = await request.app[RANKING_CACHE].board(db, query.model, prior, request.app[SETTINGS].trust)
     if board is not None and query.model == "bt":
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
         found = await leaderboard.by_ids(db, ids)
