@@ -12,7 +12,7 @@ answer served random pairs by Bradley-Terry. Scenarios:
             Reported: places the target moves up on the Bradley-Terry board against
             the same honest votes without the attack, per trust mode.
   careless  20% of the honest pool (4 of 20 voters) answers at random; votes to
-            Kendall tau 0.8 (fits every N/4 votes, seed-averaged curve) against the
+            Kendall tau 0.8 (fits every N/2 votes, seed-averaged curve) against the
             clean case, and tau at 8 N with and without weights on the clean board.
 
 Every run replays the votes through the real domain code: the online Bayesian update
@@ -23,10 +23,11 @@ with each vote's weight as of the vote (compere.domain.trust.Ledger, as the serv
     python -m bench.trust_sim --seeds 5 --only rig
     python -m bench.trust_sim --http http://127.0.0.1:8080 --seed 0   # one rig run over HTTP
 
-The HTTP mode needs a fresh server with AUTH_ENABLED=true, open sign-up and an empty
-database; it signs up the voters, casts the votes (honest ones on pairs served by
-``GET /comparisons/next?strategy=random``) and compares the server's ``model=bt`` board
-with its own unweighted fit of the same votes.
+The HTTP mode needs a fresh server with AUTH_ENABLED=true and an empty database (its
+first user becomes the superuser that signs up the others); it casts the votes (honest
+ones on pairs served by ``GET /mab/next_comparison?strategy=random``, echoing the
+pair_token) and compares the server's ``model=bt`` board with its own unweighted fit of
+the same votes and with the fit of the honest votes alone.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import numpy as np  # noqa: E402
 from bench.ranking_sim import first_budget_reaching, kendall_tau, mean_curve  # noqa: E402
 from compere.domain.bayes import DEFAULT_PRIOR, bayes_update  # noqa: E402
 from compere.domain.bt import aggregate_votes, fit_bradley_terry  # noqa: E402
-from compere.domain.trust import POLICIES, TRUST_MODES, Ledger, TrustMode, board_weights  # noqa: E402
+from compere.domain.trust import POLICIES, TRUST_MODES, Ledger, TrustMode, board_fit  # noqa: E402
 
 N = 50
 HONEST_VOTERS = 20
@@ -132,16 +133,30 @@ class Replay:
         self.votes.append(v)
 
     def fit(self) -> np.ndarray:
+        """The model=bt board as the server fits it (compere.domain.trust.board_fit)."""
         evidence = {voter: s.evidence for voter, s in self.ledger.voters.items()}
         first = [v.first for v in self.votes]
         second = [v.second for v in self.votes]
-        w = board_weights([v.voter for v in self.votes], first, second, evidence, self.policy)
-        pairs = aggregate_votes(first, second, [v.score1 for v in self.votes], N, w)
-        return fit_bradley_terry(N, pairs, prior=DEFAULT_PRIOR).mu
+        winner = [float(v.first if v.score1 == 1.0 else v.second) for v in self.votes]
+        board = board_fit(
+            list(range(N)),
+            [v.voter for v in self.votes],
+            first,
+            second,
+            winner,
+            [v.served for v in self.votes],
+            evidence,
+            self.policy,
+            DEFAULT_PRIOR,
+        )
+        return np.array([board.fitted[k][0] for k in range(N)])
 
 
 def rank_of(scores: np.ndarray, entity: int) -> int:
     return 1 + int(np.sum(scores > scores[entity]))
+
+
+_CLEAN: dict[tuple[int, str], tuple[int, int]] = {}  # (seed, mode) -> the target's ranks without attack
 
 
 def rig_run(seed: int, share: float, accounts: int, reputation: bool, modes: tuple[TrustMode, ...]) -> dict:
@@ -153,13 +168,16 @@ def rig_run(seed: int, share: float, accounts: int, reputation: bool, modes: tup
     stream = interleave(rng, honest, attack_votes(rng, theta, target, accounts, rigged, reputation))
     out: dict = {"seed": seed, "share": share, "accounts": accounts, "reputation": reputation}
     for mode in modes:
-        clean, attacked = Replay(mode), Replay(mode)
-        for v in honest:
-            clean.add(v)
+        if (seed, mode) not in _CLEAN:  # the honest votes of a seed are the same in every scenario
+            clean = Replay(mode)
+            for v in honest:
+                clean.add(v)
+            _CLEAN[(seed, mode)] = (rank_of(clean.fit(), target), rank_of(clean.mu, target))
+        base_bt, base_on = _CLEAN[(seed, mode)]
+        attacked = Replay(mode)
         for v in stream:
             attacked.add(v)
-        base_bt, bt = rank_of(clean.fit(), target), rank_of(attacked.fit(), target)
-        base_on, on = rank_of(clean.mu, target), rank_of(attacked.mu, target)
+        bt, on = rank_of(attacked.fit(), target), rank_of(attacked.mu, target)
         out[mode] = {"bt_moved": base_bt - bt, "online_moved": base_on - on}
     return out
 
@@ -168,7 +186,7 @@ def careless_run(seed: int, careless: int, modes: tuple[TrustMode, ...], max_bud
     rng = np.random.default_rng(10_000 + seed)
     theta = rng.normal(0.0, 1.5, N)
     votes = honest_votes(rng, theta, max_budget * N, careless)
-    checkpoints = {round(k * N / 4): k / 4 for k in range(1, 4 * max_budget + 1)}
+    checkpoints = {round(k * N / 2): k / 2 for k in range(1, 2 * max_budget + 1)}
     out: dict = {"seed": seed, "careless": careless}
     for mode in modes:
         replay = Replay(mode)
@@ -264,24 +282,18 @@ def run_http(base_url: str, seed: int, share: float, accounts: int) -> dict:
     session = requests.Session()
     tag = f"{seed}{int(time.time()) % 100000}"
 
-    def token(name: str) -> str:
-        body = {
-            "username": f"{name}_{tag}",
-            "email": f"{name}_{tag}@example.com",
-            "password": "correct horse 9",
-        }
-        r = session.post(f"{base_url}/auth/register", json=body, timeout=30)
+    def token(name: str, admin: str | None = None) -> str:
+        body = {"username": f"{name}_{tag}", "password": "lantern-heron-quartz-9"}
+        auth = {"Authorization": f"Bearer {admin}"} if admin else {}
+        r = session.post(f"{base_url}/auth/users/", json=body, headers=auth, timeout=30)
         r.raise_for_status()
-        r = session.post(
-            f"{base_url}/auth/login",
-            data={"username": body["username"], "password": body["password"]},
-            timeout=30,
-        )
+        r = session.post(f"{base_url}/auth/token", data=body, timeout=30)
         r.raise_for_status()
-        return r.json()["access_token"]
+        return str(r.json()["access_token"])
 
-    tokens = {f"h{v}": token(f"h{v}") for v in range(HONEST_VOTERS)}
-    tokens.update({f"x{a}": token(f"x{a}") for a in range(accounts)})
+    admin = token("admin")  # the first user of a fresh server is its superuser
+    tokens = {f"h{v}": token(f"h{v}", admin) for v in range(HONEST_VOTERS)}
+    tokens.update({f"x{a}": token(f"x{a}", admin) for a in range(accounts)})
     headers = {k: {"Authorization": f"Bearer {t}"} for k, t in tokens.items()}
     any_header = headers["h0"]
     ids = []
@@ -308,7 +320,7 @@ def run_http(base_url: str, seed: int, share: float, accounts: int) -> dict:
         body: dict
         if v.served:  # a served random pair, answered by the true strengths
             r = session.get(
-                f"{base_url}/comparisons/next", params={"strategy": "random"}, headers=h, timeout=30
+                f"{base_url}/mab/next_comparison", params={"strategy": "random"}, headers=h, timeout=30
             )
             r.raise_for_status()
             pair = r.json()
@@ -332,6 +344,11 @@ def run_http(base_url: str, seed: int, share: float, accounts: int) -> dict:
     )
     r.raise_for_status()
     board = {index[e["id"]]: e["score"] for e in r.json()}
+    r = session.get(
+        f"{base_url}/voters", params={"limit": 100}, headers={"Authorization": f"Bearer {admin}"}, timeout=60
+    )
+    r.raise_for_status()
+    report = r.json()
     server = np.array([board[k] for k in range(N)])
     honest_only = [v for v in cast if v.voter.startswith("h")]
     fits = {}
@@ -349,6 +366,10 @@ def run_http(base_url: str, seed: int, share: float, accounts: int) -> dict:
         "target_rank_server_bt": rank_of(server, target),
         "target_rank_unweighted_bt": fits["unweighted_with_attack"],
         "target_rank_honest_votes_only": fits["honest_only"],
+        "attacker_board_weight_max": max(
+            (v["board_weight"] for v in report["voters"] if v["votes"] <= 2 * round(share * honest_count)),
+            default=None,
+        ),
     }
 
 

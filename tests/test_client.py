@@ -51,6 +51,7 @@ from tests.webhook_helpers import FAST, eventually
 # Which client method speaks to each route. A route added to the server without a client
 # method fails test_every_route_has_a_client_method.
 CLIENT_METHODS = {
+    ("GET", "/voters"): "voters",
     ("GET", "/health"): "health",
     ("GET", "/health/ready"): "ready",
     ("POST", "/entities/"): "create_entity",

@@ -38,6 +38,7 @@ from compere.http.schemas import (
     Token,
     User,
     UserCreate,
+    VotersReport,
     Webhook,
     WebhookCreate,
     WebhookCreated,
@@ -672,6 +673,13 @@ class AsyncClient:
     ) -> AsyncIterator[RankedEntity]:
         """The leaderboard a page at a time (votes cast meanwhile may reorder later pages)."""
         return self._pages(_RANKED, "/ratings", "GET /ratings", page_size, by=by, model=model)
+
+    async def voters(self, *, skip: int = 0, limit: int = 100) -> VotersReport:
+        """``GET /voters`` (superusers): each voter's reliability, weight and influence,
+        most active first, and the entities whose rating rests on few voters."""
+        return await self._model(
+            VotersReport, "GET", "/voters", route="GET /voters", params={"skip": skip, "limit": limit}
+        )
 
     # --- exports ------------------------------------------------------------------------
 

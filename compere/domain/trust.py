@@ -44,6 +44,7 @@ is derived: the vote log is never changed, and changing the mode and rebuilding 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -77,8 +78,8 @@ class TrustPolicy:
 
 POLICIES: dict[TrustMode, TrustPolicy] = {
     "off": TrustPolicy("off", 1.0, math.inf, math.inf, math.inf),
-    "default": TrustPolicy("default", 0.02, 4.0, 4.0, 3.0),
-    "strict": TrustPolicy("strict", 0.005, 2.0, 2.0, 2.0),
+    "default": TrustPolicy("default", 0.02, 4.0, 4.0, 5.0),
+    "strict": TrustPolicy("strict", 0.005, 2.0, 2.0, 3.0),
 }
 
 
@@ -254,12 +255,8 @@ def board_weights(
     if not known.any():
         return weights
     voters = list(codes)
-    ev = np.array([evidence.get(v, 0.0) for v in voters])
     votes = np.bincount(code[known], minlength=len(voters)).astype(np.float64)
-    order = np.argsort(ev)
-    cumulative = np.cumsum(votes[order])
-    typical = float(ev[order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
-    relative = np.exp(np.minimum(0.0, ev - typical + policy.tolerance))
+    relative = relative_weights(np.array([evidence.get(v, 0.0) for v in voters]), votes, policy)
     # The cap: votes per (voter, entity) against the voter's mean votes per entity touched.
     a = np.asarray(first, dtype=np.int64)[known]
     b = np.asarray(second, dtype=np.int64)[known]
@@ -278,9 +275,123 @@ def board_weights(
     return weights
 
 
+def relative_weights(evidence: np.ndarray, votes: np.ndarray, policy: TrustPolicy) -> np.ndarray:
+    """Each voter's board weight from its evidence, against the typical vote's voter's."""
+    if not policy.active or evidence.size == 0:
+        return np.ones(evidence.size)
+    order = np.argsort(evidence, kind="stable")
+    cumulative = np.cumsum(votes[order])
+    typical = float(evidence[order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
+    return np.exp(np.minimum(0.0, evidence - typical + policy.tolerance))
+
+
+class Concentration(NamedTuple):
+    """How many voters an entity's rating rests on."""
+
+    effective_voters: float  # (sum w)^2 / sum w^2 over the voters' weights on it
+    top_voter: Hashable
+    top_share: float  # the largest share one voter holds
+
+
+def concentration(shares: Sequence[tuple[Hashable, int, float]]) -> dict[int, Concentration]:
+    """Per entity, from ``(voter, entity, weight)`` rows (each voter's weight on each entity)."""
+    by_entity: dict[int, list[tuple[Hashable, float]]] = {}
+    for voter, entity, weight in shares:
+        if weight > 0.0:
+            by_entity.setdefault(entity, []).append((voter, weight))
+    out = {}
+    for entity, rows in by_entity.items():
+        total = sum(w for _, w in rows)
+        top_voter, top = max(rows, key=lambda r: (r[1], str(r[0])))
+        out[entity] = Concentration(effective_voters([w for _, w in rows]), top_voter, top / total)
+    return out
+
+
 def effective_voters(weights_by_voter: Sequence[float]) -> float:
     """``(sum w)^2 / sum w^2``: how many equal voters the weights are worth."""
     w = np.asarray(weights_by_voter, dtype=np.float64)
     total = float(w.sum())
     squares = float((w * w).sum())
     return total * total / squares if squares > 0.0 else 0.0
+
+
+class BoardFit(NamedTuple):
+    """The weighted Bradley-Terry board and the voter weights it used."""
+
+    fitted: dict[int, tuple[float, float]]  # entity id -> (score, se)
+    vote_weights: np.ndarray
+    evidence: dict[Hashable, float]  # each voter's agreement with the board's consensus
+    relative: dict[Hashable, float]  # each voter's weight before the cap
+
+
+def fit_evidence(
+    voter_of_vote: Sequence[Hashable | None],
+    first: Sequence[int],
+    second: Sequence[int],
+    score_first: np.ndarray,
+    served: Sequence[bool],
+    strength: Mapping[int, float],
+) -> dict[Hashable, float]:
+    """Each voter's evidence (as :func:`vote_evidence`) against fitted strengths."""
+    n = len(voter_of_vote)
+    if n == 0:
+        return {}
+    t1 = np.array([strength.get(e, np.nan) for e in first])
+    t2 = np.array([strength.get(e, np.nan) for e in second])
+    known = ~(np.isnan(t1) | np.isnan(t2))
+    p = 1.0 / (1.0 + np.exp(-np.where(known, t1 - t2, 0.0)))
+    p = np.clip(p, 1e-12, 1.0 - 1e-12)
+    with np.errstate(divide="ignore"):
+        ev = np.where(
+            score_first == 1.0,
+            np.log(2.0 * p),
+            np.where(score_first == 0.0, np.log(2.0 * (1.0 - p)), 0.5 * np.log(4.0 * p * (1.0 - p))),
+        )
+    ev = np.maximum(ev, EVIDENCE_FLOOR)
+    ev = np.where(np.asarray(served, dtype=bool), ev, np.minimum(ev, 0.0))
+    ev = np.where(known, ev, 0.0)
+    out: dict[Hashable, float] = {}
+    for voter, value in zip(voter_of_vote, ev.tolist(), strict=True):
+        if voter is not None:
+            out[voter] = out.get(voter, 0.0) + value
+    return out
+
+
+def board_fit(
+    entity_ids: Sequence[int],
+    voter_of_vote: Sequence[Hashable | None],
+    first: Sequence[int],
+    second: Sequence[int],
+    winner: Sequence[float],
+    served: Sequence[bool],
+    online_evidence: Mapping[Any, float],
+    policy: TrustPolicy,
+    prior: Prior,
+) -> BoardFit:
+    """The Bradley-Terry board with voter weights, Crowd-BT style: a first fit weighs each
+    voter by its online record (agreement with the consensus as of each vote); then every
+    voter's agreement is measured again against that fitted consensus of the whole log
+    (so a voter who voted while the board was still unsure is not held back by it) and
+    the board is fitted with those weights. With ``off`` it is the unweighted fit."""
+    from compere.domain.bt import fit_votes
+
+    def fit(weights: np.ndarray | None) -> dict[int, tuple[float, float]]:
+        if len(entity_ids) == 0:
+            return {}
+        return fit_votes(entity_ids, first, second, winner, prior=prior, weights=weights)
+
+    if not policy.active:
+        return BoardFit(fit(None), np.ones(len(first)), {}, {})
+    first_pass = fit(board_weights(voter_of_vote, first, second, online_evidence, policy))
+    sel = np.asarray(winner, dtype=np.float64)
+    e1 = np.asarray(first, dtype=np.float64)
+    e2 = np.asarray(second, dtype=np.float64)
+    score = np.where(sel == e1, 1.0, np.where(sel == e2, 0.0, 0.5))
+    strength = {k: v[0] for k, v in first_pass.items()}
+    evidence = fit_evidence(voter_of_vote, first, second, score, served, strength)
+    weights = board_weights(voter_of_vote, first, second, evidence, policy)
+    counts = Counter(v for v in voter_of_vote if v is not None)
+    names = list(evidence)
+    votes = np.array([float(counts[name]) for name in names])
+    relative = relative_weights(np.array([evidence[v] for v in names]), votes, policy)
+    return BoardFit(fit(weights), weights, evidence, dict(zip(names, relative.tolist(), strict=True)))

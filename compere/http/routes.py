@@ -31,6 +31,7 @@ from compere.http.views import (
     mab,
     metrics,
     ratings,
+    voters,
     webhooks,
 )
 from compere.settings import Settings
@@ -228,6 +229,18 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.RatingsQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
+    ),
+    Route(
+        "GET",
+        "/voters",
+        voters.list_voters,
+        "Voters: reliability, weight and influence of each, and entities resting on few voters (superusers)",
+        "ratings",
+        schemas.VotersReport,
+        query=schemas.VotersQuery,
+        errors=(401, 403, 422),
+        headers={"X-Total-Count": "Number of voters"},
+        access="superuser",
     ),
     Route(
         "POST",

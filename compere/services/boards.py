@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compere.domain.bayes import Prior
-from compere.domain.bt import fit_votes
 from compere.domain.leaderboard import rank_with_ties
-from compere.domain.trust import POLICIES, TrustPolicy, board_weights
+from compere.domain.trust import POLICIES, BoardFit, TrustPolicy, board_fit
 from compere.storage import leaderboard, voters
 from compere.storage.database import Connection
 
@@ -90,16 +89,20 @@ class RankingCache:
 
     async def _fit(self, db: Connection, prior: Prior, trust: TrustPolicy) -> Board:
         ids = await leaderboard.live_ids(db)
-        log = await leaderboard.vote_log(db)
-        evidence = await voters.evidence_by_voter(db) if trust.active else {}
-
-        def fit() -> dict[int, tuple[float, float]]:
-            # Each vote counts by its voter's record (compere.domain.trust.board_weights).
-            weights = board_weights(
-                [voters.user_voter(u) for u in log.user], log.first, log.second, evidence, trust
-            )
-            return fit_votes(ids, log.first, log.second, log.winner, prior=prior, weights=weights)
-
-        # The fit is CPU-bound (numpy): keep it off the event loop.
-        fitted = await asyncio.get_running_loop().run_in_executor(None, fit)
+        fitted = (await weighted_fit(db, ids, prior, trust)).fitted
         return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])
+
+
+async def weighted_fit(db: Connection, ids: list[int], prior: Prior, trust: TrustPolicy) -> BoardFit:
+    """The Bradley-Terry fit of the whole log, each vote weighed by its voter's record
+    (compere.domain.trust.board_fit)."""
+    log = await leaderboard.vote_log(db)
+    evidence = await voters.evidence_by_voter(db) if trust.active else {}
+    by_voter = [voters.user_voter(u) for u in log.user]
+    # The fit is CPU-bound (numpy): keep it off the event loop.
+    return await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: board_fit(
+            ids, by_voter, log.first, log.second, log.winner, log.served, evidence, trust, prior
+        ),
+    )

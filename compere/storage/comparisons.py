@@ -106,9 +106,12 @@ class _InsertWithOwnId(sa.Insert):
 @compiles(_InsertWithOwnId, "postgresql")
 def _insert_overriding_identity(element: _InsertWithOwnId, compiler: Any, **kw: Any) -> str:
     sql: str = compiler.visit_insert(element, **kw)
-    if sql.count(") VALUES (") != 1:
+    # CTEs (the voter's upserts) come first and may have VALUES lists of their own: the
+    # clause goes into the main statement, the last INSERT INTO the element's table.
+    head, marker, main = sql.rpartition(f"INSERT INTO {element.table.name} ")
+    if not marker or main.count(") VALUES (") != 1:
         raise ValueError("expected a single-row INSERT ... VALUES")
-    return sql.replace(") VALUES (", ") OVERRIDING SYSTEM VALUE VALUES (")
+    return head + marker + main.replace(") VALUES (", ") OVERRIDING SYSTEM VALUE VALUES (")
 
 
 def _vote_in_one(*more_ctes: Any) -> Query:

@@ -85,11 +85,12 @@ class VoteColumns(NamedTuple):
     second: list[int]
     winner: list[float]  # NaN for a tie
     user: list[int | None]  # who voted (None: no known voter)
+    served: list[bool]  # the pair was served (a pair_token was echoed)
 
 
 async def vote_log(db: Connection, batch: int = 50_000) -> VoteColumns:
     """Every vote as columns, read in id order."""
-    log = VoteColumns([], [], [], [])
+    log = VoteColumns([], [], [], [], [])
     async for rows in vote_batches(db, batch):
         for row in rows:
             log.first.append(row["entity1_id"])
@@ -97,4 +98,5 @@ async def vote_log(db: Connection, batch: int = 50_000) -> VoteColumns:
             selected = row["selected_entity_id"]
             log.winner.append(float("nan") if selected is None else float(selected))
             log.user.append(row["user_id"])
+            log.served.append(bool(row["served"]))
     return log
