@@ -287,10 +287,13 @@ def run_http(base_url: str, seed: int, share: float, accounts: int) -> dict:
         auth = {"Authorization": f"Bearer {admin}"} if admin else {}
         r = session.post(f"{base_url}/auth/users/", json=body, headers=auth, timeout=30)
         r.raise_for_status()
+        if name.startswith("x"):
+            attacker_keys.add(f"u:{r.json()['id']}")
         r = session.post(f"{base_url}/auth/token", data=body, timeout=30)
         r.raise_for_status()
         return str(r.json()["access_token"])
 
+    attacker_keys: set[str] = set()
     admin = token("admin")  # the first user of a fresh server is its superuser
     tokens = {f"h{v}": token(f"h{v}", admin) for v in range(HONEST_VOTERS)}
     tokens.update({f"x{a}": token(f"x{a}", admin) for a in range(accounts)})
@@ -367,8 +370,10 @@ def run_http(base_url: str, seed: int, share: float, accounts: int) -> dict:
         "target_rank_unweighted_bt": fits["unweighted_with_attack"],
         "target_rank_honest_votes_only": fits["honest_only"],
         "attacker_board_weight_max": max(
-            (v["board_weight"] for v in report["voters"] if v["votes"] <= 2 * round(share * honest_count)),
-            default=None,
+            (v["board_weight"] for v in report["voters"] if v["voter"] in attacker_keys), default=None
+        ),
+        "honest_board_weight_min": min(
+            (v["board_weight"] for v in report["voters"] if v["voter"] not in attacker_keys), default=None
         ),
     }
 
