@@ -334,10 +334,19 @@ def fit_evidence(
 ) -> dict[Hashable, float]:
     """Each voter's evidence (as :func:`vote_evidence`) against fitted strengths."""
     n = len(voter_of_vote)
-    if n == 0:
+    if n == 0 or not strength:
         return {}
-    t1 = np.array([strength.get(e, np.nan) for e in first])
-    t2 = np.array([strength.get(e, np.nan) for e in second])
+    keys = np.fromiter(strength.keys(), dtype=np.int64, count=len(strength))
+    values = np.fromiter(strength.values(), dtype=np.float64, count=len(strength))
+    order = np.argsort(keys)
+    keys, values = keys[order], values[order]
+
+    def lookup(entity: Sequence[int]) -> np.ndarray:
+        e = np.asarray(entity, dtype=np.int64)
+        pos = np.clip(np.searchsorted(keys, e), 0, keys.size - 1)
+        return np.where(keys[pos] == e, values[pos], np.nan)
+
+    t1, t2 = lookup(first), lookup(second)
     known = ~(np.isnan(t1) | np.isnan(t2))
     p = 1.0 / (1.0 + np.exp(-np.where(known, t1 - t2, 0.0)))
     p = np.clip(p, 1e-12, 1.0 - 1e-12)
@@ -350,11 +359,13 @@ def fit_evidence(
     ev = np.maximum(ev, EVIDENCE_FLOOR)
     ev = np.where(np.asarray(served, dtype=bool), ev, np.minimum(ev, 0.0))
     ev = np.where(known, ev, 0.0)
-    out: dict[Hashable, float] = {}
-    for voter, value in zip(voter_of_vote, ev.tolist(), strict=True):
-        if voter is not None:
-            out[voter] = out.get(voter, 0.0) + value
-    return out
+    codes: dict[Hashable, int] = {}
+    code = np.fromiter(
+        (-1 if v is None else codes.setdefault(v, len(codes)) for v in voter_of_vote), dtype=np.int64, count=n
+    )
+    mine = code >= 0
+    sums = np.bincount(code[mine], weights=ev[mine], minlength=len(codes))
+    return dict(zip(codes, sums.tolist(), strict=True))
 
 
 def board_fit(
