@@ -146,18 +146,32 @@ async def test_a_known_voters_vote_is_three_round_trips_and_writes_its_record_wi
     )
     voter_id = user["id"]
     await comparisons.record_comparison(
-        db, entity1_id=a, entity2_id=b, selected_entity_id=a, k_factor=32, user_id=voter_id, trust=policy
+        db,
+        entity1_id=a,
+        entity2_id=b,
+        selected_entity_id=a,
+        k_factor=32,
+        user_id=voter_id,
+        voter=f"u:{voter_id}",
+        trust=policy,
     )
     sent = _record_sent(monkeypatch)
     row = await comparisons.record_comparison(
-        db, entity1_id=b, entity2_id=c, selected_entity_id=c, k_factor=32, user_id=voter_id, trust=policy
+        db,
+        entity1_id=b,
+        entity2_id=c,
+        selected_entity_id=c,
+        k_factor=32,
+        user_id=voter_id,
+        voter=f"u:{voter_id}",
+        trust=policy,
     )
     assert len(sent) == 3  # the voter's row is locked in a round trip of its own
     assert sent[-1].startswith("EXECUTE ") and sent[-1].endswith("; COMMIT")
     assert await comparisons.get_comparison(db, row.id) == row
-    (record,) = await voters.all_voters(db)
+    (record,) = await voters.all_voters(db, 1)
     assert (record["voter"], record["votes"], record["touched"]) == (f"u:{voter_id}", 2, 3)
-    shares = {(r["voter"], r["entity_id"]): r["votes"] for r in await voters.live_shares(db)}
+    shares = {(r["voter"], r["entity_id"]): r["votes"] for r in await voters.live_shares(db, 1)}
     assert shares == {(f"u:{voter_id}", a): 1, (f"u:{voter_id}", b): 2, (f"u:{voter_id}", c): 1}
     # A refused vote (a reused pair token) leaves the voter's record as it was.
     token = comparisons.PairProvenance("random", 0.5, "token-1")
@@ -168,6 +182,7 @@ async def test_a_known_voters_vote_is_three_round_trips_and_writes_its_record_wi
         selected_entity_id=a,
         k_factor=32,
         user_id=voter_id,
+        voter=f"u:{voter_id}",
         trust=policy,
         provenance=token,
     )
@@ -179,8 +194,9 @@ async def test_a_known_voters_vote_is_three_round_trips_and_writes_its_record_wi
             selected_entity_id=a,
             k_factor=32,
             user_id=voter_id,
+            voter=f"u:{voter_id}",
             trust=policy,
             provenance=token,
         )
-    (record,) = await voters.all_voters(db)
+    (record,) = await voters.all_voters(db, 1)
     assert record["votes"] == 3

@@ -62,43 +62,51 @@ class _Entry:
 
 @dataclass
 class RankingCache:
-    _entries: dict[str, _Entry] = field(default_factory=dict)
+    """Boards per (project, model)."""
+
+    _entries: dict[tuple[int, str], _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def board(
-        self, db: Connection, model: str, prior: Prior, trust: TrustPolicy = POLICIES["off"]
+        self, db: Connection, project_id: int, model: str, prior: Prior, trust: TrustPolicy = POLICIES["off"]
     ) -> Board:
-        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data."""
-        marker = await leaderboard.change_marker(db)
-        entry = self._entries.get(model)
+        """A project's ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the
+        current data."""
+        key = (project_id, model)
+        marker = await leaderboard.change_marker(db, project_id)
+        entry = self._entries.get(key)
         if entry is not None and entry.usable(marker, time.monotonic()):
             return entry.board
         async with self._lock:  # one computation at a time; others wait and reuse it
-            entry = self._entries.get(model)
+            entry = self._entries.get(key)
             if entry is not None and entry.usable(marker, time.monotonic()):
                 return entry.board
             started = time.monotonic()
-            board = await (self._fit(db, prior, trust) if model == "bt" else self._online(db))
+            board = await (
+                self._fit(db, project_id, prior, trust) if model == "bt" else self._online(db, project_id)
+            )
             now = time.monotonic()
-            self._entries[model] = _Entry(marker, board, now, now - started)
+            self._entries[key] = _Entry(marker, board, now, now - started)
             return board
 
-    async def _online(self, db: Connection) -> Board:
-        rows = await leaderboard.strengths(db)
+    async def _online(self, db: Connection, project_id: int) -> Board:
+        rows = await leaderboard.strengths(db, project_id)
         return _board([r["id"] for r in rows], [r["mu"] for r in rows], [r["sigma"] for r in rows])
 
-    async def _fit(self, db: Connection, prior: Prior, trust: TrustPolicy) -> Board:
-        ids = await leaderboard.live_ids(db)
-        fitted = (await weighted_fit(db, ids, prior, trust)).fitted
+    async def _fit(self, db: Connection, project_id: int, prior: Prior, trust: TrustPolicy) -> Board:
+        ids = await leaderboard.live_ids(db, project_id)
+        fitted = (await weighted_fit(db, project_id, ids, prior, trust)).fitted
         return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])
 
 
-async def weighted_fit(db: Connection, ids: list[int], prior: Prior, trust: TrustPolicy) -> BoardFit:
-    """The Bradley-Terry fit of the whole log, each vote weighed by its voter's record
-    (compere.domain.trust.board_fit)."""
-    log = await leaderboard.vote_log(db)
-    evidence = await voters.evidence_by_voter(db) if trust.active else {}
-    by_voter = [voters.user_voter(u) for u in log.user]
+async def weighted_fit(
+    db: Connection, project_id: int, ids: list[int], prior: Prior, trust: TrustPolicy
+) -> BoardFit:
+    """The Bradley-Terry fit of a project's whole log, each vote weighed by its voter's
+    record (compere.domain.trust.board_fit)."""
+    log = await leaderboard.vote_log(db, project_id)
+    evidence = await voters.evidence_by_voter(db, project_id) if trust.active else {}
+    by_voter = log.voter
     # The fit is CPU-bound (numpy): keep it off the event loop.
     return await asyncio.get_running_loop().run_in_executor(
         None,

@@ -21,13 +21,16 @@ class VotersReport:
 
 
 async def voters_report(
-    db: Connection, policy: TrustPolicy, prior: Prior, *, skip: int, limit: int
+    db: Connection, project_id: int, policy: TrustPolicy, prior: Prior, *, skip: int, limit: int
 ) -> VotersReport:
     """Voters most active first (``skip``/``limit`` of them), and every live entity whose
     vote weight rests on fewer than ``FEW_VOTERS`` effective voters."""
-    states = {row["voter"]: voters.voter_state(row) for row in await voters.all_voters(db)}
-    shares = [(r["voter"], int(r["entity_id"]), float(r["weight"])) for r in await voters.live_shares(db)]
-    fit = await weighted_fit(db, await leaderboard.live_ids(db), prior, policy)
+    states = {row["voter"]: voters.voter_state(row) for row in await voters.all_voters(db, project_id)}
+    shares = [
+        (r["voter"], int(r["entity_id"]), float(r["weight"]))
+        for r in await voters.live_shares(db, project_id)
+    ]
+    fit = await weighted_fit(db, project_id, await leaderboard.live_ids(db, project_id), prior, policy)
     entity_total: dict[int, float] = {}
     for _, entity, weight in shares:
         entity_total[entity] = entity_total.get(entity, 0.0) + weight

@@ -20,10 +20,12 @@ from compere.storage.entities import EntityNotFound
 from compere.storage.rows import ComparisonRow, comparison_row
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
+    DEFAULT_PROJECT_ID,
     LIVE,
     comparisons,
     entities,
     new_comparison,
+    voter_daily_votes,
     voter_entities,
     webhook_events,
 )
@@ -54,7 +56,9 @@ def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
             _share(voter_entities.c.weight, "share_weight"),
             *extra,
         )
-        .where(entities.c.id.in_([param("a"), param("b")]), LIVE)
+        .where(
+            entities.c.id.in_([param("a"), param("b")]), entities.c.project_id == param("project_id"), LIVE
+        )
         .order_by(entities.c.id)
         .with_for_update(),
         prepare=prepare,
@@ -94,7 +98,11 @@ _APPLY_RESULT = Query(_apply_result())
 _INSERT_COMPARISON = Query(
     sa.insert(comparisons).values(**new_comparison("entity1_id", "entity2_id")).returning(*COMPARISON_COLUMNS)
 )
-_GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+_GET_COMPARISON = Query(
+    sa.select(*COMPARISON_COLUMNS).where(
+        comparisons.c.id == param("id"), comparisons.c.project_id == param("project_id")
+    )
+)
 
 
 class _InsertWithOwnId(sa.Insert):
@@ -163,6 +171,34 @@ _INSERT_VOTE_EVENT = Query(
 )
 
 
+class DailyCapReached(Exception):
+    """The voter has cast the project's daily_vote_cap votes today (UTC)."""
+
+
+# One counter row per (project, voter, UTC day), raised in the vote's own transaction
+# only while below the cap: the row lock (PostgreSQL) or the single writer (SQLite)
+# makes concurrent votes of one voter on any worker take their turns, and a refused
+# vote rolls the whole transaction back. No row comes back when the cap is reached.
+_COUNT_DAILY_VOTE: dict[str, Query] = {}
+
+
+def _count_daily_vote(db: Database) -> Query:
+    """The counter upsert in the backend's dialect (built once per dialect)."""
+    query = _COUNT_DAILY_VOTE.get(db.name)
+    if query is None:
+        query = _COUNT_DAILY_VOTE[db.name] = Query(
+            db.insert_or_skip(voter_daily_votes)
+            .values(project_id=param("project_id"), voter=param("voter"), day=param("day"), votes=1)
+            .on_conflict_do_update(
+                index_elements=["project_id", "voter", "day"],
+                set_={"votes": voter_daily_votes.c.votes + 1},
+                where=voter_daily_votes.c.votes < param("cap"),
+            )
+            .returning(voter_daily_votes.c.votes)
+        )
+    return query
+
+
 @dataclass(frozen=True, slots=True)
 class PairProvenance:
     """How the voted pair was served (from its pair token), stored with the vote."""
@@ -174,6 +210,7 @@ class PairProvenance:
 
 async def record_comparison(
     db: Database,
+    project_id: int = DEFAULT_PROJECT_ID,
     *,
     entity1_id: int,
     entity2_id: int,
@@ -182,11 +219,15 @@ async def record_comparison(
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
     announce: bool = False,
+    voter: str | None = None,
+    daily_cap: int = 0,
     trust: TrustPolicy = POLICIES["off"],
     prior: Prior = DEFAULT_PRIOR,
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
+    Both entities must be live in ``project_id`` (else :class:`EntityNotFound`); the
+    database's composite keys refuse a comparison across projects in any case.
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers). Elo and the Bayesian strengths are computed from the locked
@@ -198,6 +239,9 @@ async def record_comparison(
     ``user_id`` records who voted (None when the API is open). ``announce`` also writes
     a ``comparison.created`` webhook event in the same transaction (same statement
     where the vote is one), so an acknowledged vote is never missing from the webhooks.
+    ``voter`` is who cast it (``compere.infra.voters``); with a ``daily_cap`` the voter's
+    counter for today is raised in the same transaction, and :class:`DailyCapReached`
+    rolls everything back once the voter has used the day's votes.
 
     With a known voter the vote also locks the voter's record (after the pair, so the
     lock order stays entities then voter), weighs the vote by ``trust``
@@ -207,14 +251,20 @@ async def record_comparison(
     order (``rebuild-ratings``) meets the votes in an order they could have run in.
     """
     in_one = db.writes_vote_in_one_statement
-    voter = voters.user_voter(user_id)
     async with db.transaction() as tx:
+        if daily_cap > 0 and voter is not None:
+            counted = await tx.fetch_one(
+                _count_daily_vote(db),
+                {"project_id": project_id, "voter": voter, "day": utc_now()[:10], "cap": daily_cap},
+            )
+            if counted is None:
+                raise DailyCapReached(voter)
         draw_with_pair = in_one and voter is None
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
                 _LOCK_PAIR_DRAWING_ID if draw_with_pair else _LOCK_PAIR,
-                {"a": entity1_id, "b": entity2_id, "voter": voter},
+                {"a": entity1_id, "b": entity2_id, "project_id": project_id, "voter": voter},
             )
         }
         for entity_id in (entity1_id, entity2_id):
@@ -227,7 +277,8 @@ async def record_comparison(
         voter_params: dict[str, Any] = {}
         if voter is not None:
             record = await tx.fetch_one(
-                (voters.lock_voter_drawing_id if in_one else voters.lock_voter)(db), {"voter": voter}
+                (voters.lock_voter_drawing_id if in_one else voters.lock_voter)(db),
+                {"project_id": project_id, "voter": voter},
             )
             assert record is not None
             if in_one:
@@ -242,19 +293,21 @@ async def record_comparison(
             )
             state, share1, share2 = after_vote(state, share1, share2, weight, evidence)
             voter_params = voters.share_params(
-                voter, state, {"1": (entity1_id, share1), "2": (entity2_id, share2)}
+                project_id, voter, state, {"1": (entity1_id, share1), "2": (entity2_id, share2)}
             )
         effect1, effect2 = vote_effects(one, two, score1, k_factor, weight)
         first = {"id": entity1_id, "vote_weight": one["vote_weight"] + weight, **effect1._asdict()}
         second = {"id": entity2_id, "vote_weight": two["vote_weight"] + weight, **effect2._asdict()}
         now = utc_now()
         vote = {
+            "project_id": project_id,
             "selected_entity_id": selected_entity_id,
             "now": now,
             "user_id": user_id,
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,
+            "voter": voter,
         }
         row: ComparisonRow
         if in_one:
@@ -289,16 +342,18 @@ async def record_comparison(
     return row
 
 
-async def get_comparison(db: Connection, comparison_id: int) -> ComparisonRow | None:
-    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+async def get_comparison(
+    db: Connection, comparison_id: int, project_id: int = DEFAULT_PROJECT_ID
+) -> ComparisonRow | None:
+    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id, "project_id": project_id})
     return None if row is None else comparison_row(row)
 
 
 async def list_comparisons(
-    db: Connection, *, skip: int, limit: int, entity_id: int | None
+    db: Connection, project_id: int, *, skip: int, limit: int, entity_id: int | None
 ) -> list[ComparisonRow]:
-    """The vote log, newest first."""
-    stmt = sa.select(*COMPARISON_COLUMNS)
+    """A project's vote log, newest first."""
+    stmt = sa.select(*COMPARISON_COLUMNS).where(comparisons.c.project_id == project_id)
     if entity_id is not None:
         stmt = stmt.where(
             sa.or_(
@@ -316,19 +371,19 @@ _VOTE_LOG = Query(
         comparisons.c.entity1_id,
         comparisons.c.entity2_id,
         comparisons.c.selected_entity_id,
-        comparisons.c.user_id,
+        comparisons.c.voter,
         comparisons.c.pair_token_id.is_not(None).label("served"),
     )
-    .where(comparisons.c.id > param("after"))
+    .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     .order_by(comparisons.c.id)
     .limit(param("limit"))
 )
 
 
-def vote_log(db: Connection, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Every vote's id, entity ids, selected id, voter (``user_id``) and whether its pair was
-    served (``served``), in id order, ``batch_size`` at a time."""
-    return keyset_batches(db, _VOTE_LOG, batch_size)
+def vote_log(db: Connection, project_id: int, batch_size: int) -> AsyncIterator[list[Row]]:
+    """Every vote of a project: id, entity ids, selected id, voter and whether its pair
+    was served (``served``), in id order, ``batch_size`` at a time."""
+    return keyset_batches(db, _VOTE_LOG, batch_size, {"project_id": project_id})
 
 
 def _recent_opponents_query() -> Query:

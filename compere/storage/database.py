@@ -131,6 +131,10 @@ class Database(Connection):
     # data-modifying CTEs of the comparison INSERT, the id drawn from the identity
     # sequence while the pair is locked) that goes out with the COMMIT.
     writes_vote_in_one_statement: bool
+    # Whether a query waits on the event loop's own sockets (PostgreSQL), so overlapping it
+    # with other I/O is free; SQLite runs each connection in a thread, and a thread that
+    # wakes while the loop is busy waits for the GIL (slower than taking turns).
+    reads_on_event_loop: bool
     # The dialect's ``insert()``, whose statements have ``on_conflict_do_nothing``.
     insert_or_skip: Callable[..., Any]
 
@@ -194,16 +198,19 @@ async def explicit_transaction(conn: Connection, begin: str = "BEGIN") -> AsyncI
     await conn.raw("COMMIT")
 
 
-async def keyset_batches(db: Connection, query: Query, batch_size: int) -> AsyncIterator[list[Row]]:
+async def keyset_batches(
+    db: Connection, query: Query, batch_size: int, params: Params | None = None
+) -> AsyncIterator[list[Row]]:
     """Run ``query`` (``... WHERE id > :after ORDER BY id LIMIT :limit``) batch after batch.
 
     Each batch is one short query on the primary key, so memory stays bounded by the
     batch and no cursor is held open between batches; rows added during the run after
-    the last id are included, earlier ones are not repeated.
+    the last id are included, earlier ones are not repeated. ``params`` binds the
+    query's other parameters (a project id, say).
     """
     after = 0
     while True:
-        rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
+        rows = await db.fetch_all(query, {**(params or {}), "after": after, "limit": batch_size})
         if not rows:
             return
         yield rows

@@ -8,23 +8,27 @@
 ALTER TABLE entities ADD COLUMN vote_weight REAL NOT NULL DEFAULT 0;
 UPDATE entities SET vote_weight = comparisons;
 
--- One row per voter (`u:<user id>` until voter identities exist): votes, the summed
+-- One row per voter and project (`u:<user id>`, `k:<key id>`, `a:<keyed hash>`): votes, the summed
 -- evidence that the voter answers by the consensus, distinct entities voted on, and
 -- what the votes counted for.
 CREATE TABLE voters (
-    voter    TEXT PRIMARY KEY CHECK (length(voter) BETWEEN 1 AND 200),
+    project_id INTEGER NOT NULL,
+    voter    TEXT NOT NULL CHECK (length(voter) BETWEEN 1 AND 200),
     votes    INTEGER NOT NULL DEFAULT 0,
     evidence REAL NOT NULL DEFAULT 0,
     touched  INTEGER NOT NULL DEFAULT 0,
-    weight   REAL NOT NULL DEFAULT 0
+    weight   REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, voter)
 );
 
 -- A voter's votes on one entity and what they counted for (the influence cap).
 CREATE TABLE voter_entities (
     voter     TEXT NOT NULL,
     entity_id INTEGER NOT NULL,
+    project_id INTEGER NOT NULL,
     votes     INTEGER NOT NULL DEFAULT 0,
     weight    REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (voter, entity_id)
 );
 CREATE INDEX voter_entities_entity_idx ON voter_entities (entity_id);
+CREATE INDEX voter_entities_project_idx ON voter_entities (project_id);
