@@ -125,6 +125,14 @@ def vote_evidence(
     return ev if served else min(ev, 0.0)
 
 
+def unweighed(voter: Hashable, state: VoterState) -> bool:
+    """An anonymous voter's first vote counts fully: its cookie was issued with this very
+    vote, and a client that keeps no cookies (as every client of the original API) would
+    otherwise be a new voter on every vote. Identity is what the weights need; a project
+    that wants them to hold against anonymous voters turns anonymous votes off."""
+    return isinstance(voter, str) and voter.startswith("a:") and state.votes == 0
+
+
 def entity_cap(state: VoterState, policy: TrustPolicy) -> float:
     """How many of the voter's votes on one entity can count."""
     mean = 2.0 * state.votes / state.touched if state.touched else 0.0
@@ -214,7 +222,11 @@ class Ledger:
             share1 = self.shares.get((voter, entity1), NO_SHARE)
             share2 = self.shares.get((voter, entity2), NO_SHARE)
             side1, side2 = Side(before1[1], total1), Side(before2[1], total2)
-            weight = weigh_vote(state, share1, share2, side1, side2, self.policy, self.prior)
+            weight = (
+                1.0
+                if unweighed(voter, state)
+                else weigh_vote(state, share1, share2, side1, side2, self.policy, self.prior)
+            )
             evidence = vote_evidence(*before1, *before2, score1, served=served)
             state, share1, share2 = after_vote(state, share1, share2, weight, evidence)
             self.voters[voter] = state

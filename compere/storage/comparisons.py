@@ -12,7 +12,16 @@ from sqlalchemy.ext.compiler import compiles
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior
 from compere.domain.elo import score_of
-from compere.domain.trust import POLICIES, Share, Side, TrustPolicy, after_vote, vote_evidence, weigh_vote
+from compere.domain.trust import (
+    POLICIES,
+    Share,
+    Side,
+    TrustPolicy,
+    after_vote,
+    unweighed,
+    vote_evidence,
+    weigh_vote,
+)
 from compere.domain.vote import vote_effects
 from compere.storage import voters
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
@@ -287,7 +296,8 @@ async def record_comparison(
             share1 = Share(one["share_votes"] or 0, one["share_weight"] or 0.0)
             share2 = Share(two["share_votes"] or 0, two["share_weight"] or 0.0)
             side1, side2 = Side(one["sigma"], one["vote_weight"]), Side(two["sigma"], two["vote_weight"])
-            weight = weigh_vote(state, share1, share2, side1, side2, trust, prior)
+            if not unweighed(voter, state):
+                weight = weigh_vote(state, share1, share2, side1, side2, trust, prior)
             evidence = vote_evidence(
                 one["mu"], one["sigma"], two["mu"], two["sigma"], score1, served=provenance is not None
             )

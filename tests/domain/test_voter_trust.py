@@ -111,3 +111,13 @@ def test_concentration_flags_an_entity_resting_on_one_voter():
     assert spread[1].effective_voters == pytest.approx(3.0)
     assert spread[2].top_voter == "a" and spread[2].top_share == pytest.approx(0.9)
     assert spread[2].effective_voters < 2.0
+
+
+def test_an_anonymous_voters_first_vote_counts_fully():
+    from compere.domain.trust import unweighed
+
+    assert unweighed("a:abc", NEW_VOTER) and not unweighed("a:abc", VoterState(1, 0.0, 2, 1.0))
+    assert not unweighed("u:1", NEW_VOTER) and not unweighed("k:1", NEW_VOTER)
+    ledger = Ledger(DEFAULT, DEFAULT_PRIOR)
+    assert ledger.vote("a:x", 1, 2, (0.0, 0.3), (0.0, 0.3), 1.0, served=False) == 1.0
+    assert ledger.vote("u:1", 1, 2, (0.0, 0.3), (0.0, 0.3), 1.0, served=False) < 0.1
