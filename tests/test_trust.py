@@ -177,3 +177,29 @@ async def test_a_board_resting_on_one_voter_is_flagged(admin_and_alice):
     assert flagged[ids[0]]["top_voter"] == voter["voter"]
     # The only voter of a board is not slowed down: every vote counted fully.
     assert voter["mean_vote_weight"] == pytest.approx(1.0)
+
+
+async def test_a_projects_voters_are_its_owners_to_read_and_its_own(make_auth_client):
+    client = await make_auth_client()
+    assert (await sign_up(client, *ADMIN)).status == 200
+    admin = await log_in(client, *ADMIN)
+    owner = await _user(client, "olivia", admin)
+    voter = await _user(client, "vera", admin)
+    resp = await client.post("/projects/", json={"slug": "club", "name": "Club"}, headers=bearer(owner))
+    assert resp.status == 201, await resp.text()
+    resp = await client.put("/projects/club/members/vera", json={"role": "voter"}, headers=bearer(owner))
+    assert resp.status == 200, await resp.text()
+    ids = []
+    for name in ("a", "b"):
+        resp = await client.post("/projects/club/entities/", json={"name": name}, headers=bearer(owner))
+        ids.append((await resp.json())["id"])
+    body = {"entity1_id": ids[0], "entity2_id": ids[1], "selected_entity_id": ids[0]}
+    assert (await client.post("/projects/club/comparisons/", json=body, headers=bearer(voter))).status == 200
+
+    assert (await client.get("/projects/club/voters", headers=bearer(voter))).status == 403
+    resp = await client.get("/projects/club/voters", headers=bearer(owner))
+    assert resp.status == 200, await resp.text()
+    (record,) = (await resp.json())["voters"]
+    assert record["votes"] == 1 and record["voter"].startswith("u:")
+    # The default project's report does not see the club's voters.
+    assert (await (await client.get("/voters", headers=bearer(admin))).json())["voters"] == []
