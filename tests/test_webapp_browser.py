@@ -1171,8 +1171,13 @@ def test_a_share_link_lets_two_anonymous_visitors_vote_as_two_voters(
             assert len(voter_cookies) == 1 and voter_cookies[0]["httpOnly"]
     assert console_errors == []
 
-    stored = auth_server.call("GET", "/projects/tasting/comparisons/export?format=jsonl", token=token)
-    voters = [line["voter"] for line in stored] if isinstance(stored, list) else []
+    request = urllib.request.Request(
+        auth_server.base + "/projects/tasting/export/comparisons",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        stored = [json.loads(line) for line in response.read().splitlines() if line.strip()]
+    voters = [line["voter"] for line in stored]
     assert len(voters) == 4
     assert len(set(voters)) == 2  # one voter id per browser, each kept across its votes
     # The default board saw none of it.
@@ -1206,7 +1211,8 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     page.locator("[data-slug=survey]").get_by_role("link", name="Settings").click()
     expect(page).to_have_url(base + "/p/survey/settings")
 
-    # Settings: a daily cap and public visibility, saved through the form.
+    # Settings: a daily cap and public visibility, saved through the form once it shows the project.
+    expect(page.locator("#p-name")).to_have_value("Survey")
     page.get_by_label("Votes per voter per day").fill("5")
     page.get_by_label("Who can see it").select_option("public")
     page.get_by_role("button", name="Save").click()
@@ -1235,6 +1241,7 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     key = shown.input_value()
     assert len(key) >= 32
     assert refused_status(auth_server, "GET", "/projects/survey/ratings", **{"X-API-Key": key}) == 200
+    assert refused_status(auth_server, "GET", "/auth/users/me", **{"X-API-Key": key}) == 200
     page.get_by_role("button", name="Done").click()
     expect(shown).to_be_hidden()
     row = page.locator("tbody[data-keys] tr").filter(has_text="pipeline")
@@ -1247,7 +1254,8 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     assert prefix and key.startswith(prefix)
     row.get_by_role("button", name="Revoke pipeline").click()
     expect(page.locator("[data-status]")).to_have_text("Key pipeline revoked.")
-    assert refused_status(auth_server, "GET", "/projects/survey/ratings", **{"X-API-Key": key}) == 401
+    # Refused wherever a key is needed (the public board itself stays open to anyone).
+    assert refused_status(auth_server, "GET", "/auth/users/me", **{"X-API-Key": key}) == 401
 
 
 @pytest.mark.parametrize("path", sorted(PROJECT_PAGES))

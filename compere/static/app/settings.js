@@ -69,6 +69,7 @@ async function loadProject() {
 
 projectForm.addEventListener("submit", (event) => {
   event.preventDefault();
+  if (!current) return; // not loaded yet: nothing to compare the form with
   guarded(async () => {
     const fields = projectForm.elements;
     const body = {
