@@ -7,6 +7,9 @@ Two throw-away PostgreSQL databases, one server (gunicorn, as ``run_matrix``) on
   routes (``/mab/next_comparison``, ``/comparisons/``).
 * ``ten``: ten projects of N entities each (ids interleaved across projects, the worst
   case for the per-project id-range probes); requests on ``/projects/p3/...``.
+* ``single-large`` (``--same-size``): every entity in ``default`` again, but as many as
+  ``ten`` holds in all (10 N): it tells the cost of a ten times larger table apart from
+  the cost of projects themselves.
 
 Both are seeded with ``generate_series`` in the server and analysed. Then, alternating
 between the two servers (so a noisy machine treats both alike), ``rounds`` times: ``next``
@@ -85,13 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
     parser.add_argument("--concurrency", type=int, default=16, help="clients for the vote throughput (16)")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per server (1)")
+    parser.add_argument(
+        "--same-size", action="store_true", help="also measure single-large (10 N in default)"
+    )
     parser.add_argument("--json-out", help="append the records as JSON lines to this file")
     args = parser.parse_args(argv)
     if not 2 <= args.entities <= 1_000_000 or not 0 < args.duration <= 60 or not 0 < args.rounds <= 10:
         raise SystemExit("--entities in [2, 1e6], --duration in (0, 60], --rounds in (0, 10]")
 
     tag = secrets.token_hex(4)
-    names = {"single": f"compere_bench_projects_single_{tag}", "ten": f"compere_bench_projects_ten_{tag}"}
+    layouts = ["single", "ten", *(["single-large"] if args.same_size else [])]
+    names = {layout: f"compere_bench_projects_{layout.replace('-', '_')}_{tag}" for layout in layouts}
     servers: dict[str, CompereServer] = {}
     ids: dict[str, list[int]] = {}
     log_dir = Path(tempfile.mkdtemp(prefix="compere-projects-bench-"))
@@ -101,25 +108,26 @@ def main(argv: list[str] | None = None) -> int:
             server = CompereServer("compere", args.workers, with_database(ADMIN_URL, name), log_dir)
             server.prepare_schema()
             started = time.perf_counter()
-            if layout == "single":
-                ids[layout] = _seed(server.database_url, _SEED_SINGLE, args.entities, None)
-            else:
-                ids[layout] = _seed(server.database_url, _SEED_TEN, args.entities, MEASURED)
             total = args.entities * (1 if layout == "single" else PROJECTS)
+            if layout == "ten":
+                ids[layout] = _seed(server.database_url, _SEED_TEN, args.entities, MEASURED)
+            else:
+                ids[layout] = _seed(server.database_url, _SEED_SINGLE, total, None)
             print(
                 f"# {layout}: seeded {total} entities in {time.perf_counter() - started:.1f} s",
                 file=sys.stderr,
             )
             server.start()
             servers[layout] = server
-        bases = {"single": servers["single"].url, "ten": f"{servers['ten'].url}/projects/{MEASURED}"}
-        records: dict[str, list[dict[str, object]]] = {"single": [], "ten": []}
+        bases = {layout: server.url for layout, server in servers.items()}
+        bases["ten"] += f"/projects/{MEASURED}"
+        records: dict[str, list[dict[str, object]]] = {layout: [] for layout in layouts}
         latency = loadgen.LoadOptions(concurrency=1, duration=args.duration, max_requests=100_000)
         votes = loadgen.LoadOptions(
             concurrency=args.concurrency, duration=args.duration, max_requests=200_000
         )
         for round_number in range(args.rounds):
-            for layout in ("single", "ten") if round_number % 2 == 0 else ("ten", "single"):
+            for layout in layouts if round_number % 2 == 0 else reversed(layouts):
                 labels = {"layout": layout, "round": round_number, "entities_per_project": args.entities}
                 got = loadgen.run_loop(loadgen.measure(bases[layout], ["next"], latency, labels=labels))
                 got += loadgen.run_loop(
@@ -143,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 "errors": sum(int(r["errors"]) for r in got),  # type: ignore[call-overload]
             }
         ratio = summary["ten"]["vote_rps"] / summary["single"]["vote_rps"]
+        p99_ratio = summary["ten"]["next_p99_ms"] / summary["single"]["next_p99_ms"]
         print("| layout | next p50 ms | next p99 ms | votes/s | vote p99 ms | errors |")
         print("|---|---|---|---|---|---|")
         for layout, s in summary.items():
@@ -150,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {layout} | {s['next_p50_ms']:.2f} | {s['next_p99_ms']:.2f} | {s['vote_rps']:.0f} "
                 f"| {s['vote_p99_ms']:.2f} | {s['errors']:.0f} |"
             )
-        print(
-            f"\nvote throughput ten/single: {ratio:.3f}; next p99 in p3 of ten: {summary['ten']['next_p99_ms']:.2f} ms"
-        )
+        print(f"\nten/single: vote throughput {ratio:.3f}, next p99 {p99_ratio:.3f}")
+        if "single-large" in summary:
+            same = summary["ten"]["vote_rps"] / summary["single-large"]["vote_rps"]
+            print(f"ten/single-large (same table size): vote throughput {same:.3f}")
         return 0
     finally:
         for server in servers.values():

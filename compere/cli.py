@@ -185,10 +185,10 @@ def _database_in_use(settings: Settings) -> tuple[str, bool]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    from compere.storage.connect import connect
+    from compere.storage.connect import open_database
     from compere.storage.migrations import migrate
 
-    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    db = await open_database(settings, pool_max=2)
     try:
         return await migrate(db)
     finally:
@@ -196,10 +196,10 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 async def _open_database(settings: Settings) -> Any:
-    from compere.storage.connect import connect
+    from compere.storage.connect import open_database
     from compere.storage.migrations import migrate
 
-    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    db = await open_database(settings, pool_max=2)
     if settings.migrate_on_start:
         await migrate(db)
     return db
@@ -293,7 +293,7 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
         out.write(encoder.header())
         with _progress(total, "rows") as bar:
             batches = bulk.iter_rows(
-                db, DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
+                db.reader(), DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
             )
             async for rows in batches:
                 out.write(encoder.encode(rows))
@@ -320,7 +320,7 @@ async def _export_preferences(
         total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
             batches = bulk.iter_votes_with_entities(
-                db, DEFAULT_PROJECT_ID, same_prompt=fmt == "dpo", batch_size=batch_size
+                db.reader(), DEFAULT_PROJECT_ID, same_prompt=fmt == "dpo", batch_size=batch_size
             )
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
@@ -351,13 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"compere: database {database}", file=sys.stderr)
     if command == "migrate":
         from compere.infra.logging import configure_logging
-        from compere.storage.database import DatabaseUnavailable
+        from compere.storage.database import DatabaseError
         from compere.storage.migrations import MigrationError
 
         configure_logging(settings.log_level, settings.log_format)
         try:
             applied = asyncio.run(_migrate(settings))
-        except (MigrationError, DatabaseUnavailable) as exc:
+        except (MigrationError, DatabaseError) as exc:
             print(f"compere: migration failed: {exc}", file=sys.stderr)
             return 1
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")

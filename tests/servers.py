@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,16 +67,38 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
 
 
 class PostgresInstance:
-    """A PostgreSQL server in a temporary folder, on its own port."""
+    """A PostgreSQL server in a temporary folder, on its own port.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``settings`` are passed to the server as ``-c name=value`` at every start;
+    ``replica_of`` makes a streaming replica of that (running) instance with
+    ``pg_basebackup -R`` instead of initialising an empty one.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        settings: dict[str, str] | None = None,
+        replica_of: PostgresInstance | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.settings = dict(settings or {})
         self.base = Path(tempfile.mkdtemp(prefix="compere-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
+        if replica_of is not None:
+            # A hot standby needs at least the primary's max_connections and the like.
+            self.settings = {**replica_of.settings, **self.settings}
+            # initdb's default pg_hba.conf trusts replication connections from loopback.
+            self._run(
+                _pg_bin("pg_basebackup"),
+                "-h", "127.0.0.1", "-p", str(replica_of.port), "-U", "postgres",
+                "-D", str(self.data), "-R", "--checkpoint=fast", "--no-sync",
+            )  # fmt: skip
+            return
         self._run(
             _pg_bin("initdb"),
             "-D",
@@ -102,7 +124,7 @@ class PostgresInstance:
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c full_page_writes=off"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -123,11 +145,168 @@ class PostgresInstance:
         conn.close()
         return self.url(name)
 
+    def sql(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
+        """Run one statement in autocommit and return its rows (none for a command)."""
+        conn = psycopg2.connect(self.url(database), connect_timeout=5)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetchall() if cur.description is not None else []
+        finally:
+            conn.close()
+
     def destroy(self) -> None:
         if self.pid() is not None:
             with contextlib.suppress(subprocess.SubprocessError):
                 self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PgBouncer:
+    """PgBouncer in front of one PostgreSQL instance, ``pool_mode = transaction`` by default.
+
+    It forwards every database name to the server, trusts every user (a throw-away setup
+    on loopback) and ignores the start-up options psycopg2 may send, as a typical
+    deployment does. Runs in the foreground under our PID (as ``postgres`` when we are
+    root: PgBouncer refuses to run as root).
+    """
+
+    def __init__(
+        self, server: PostgresInstance, *, pool_mode: str = "transaction", pool_size: int = 20
+    ) -> None:
+        self.server = server
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="compere-pgbouncer-"))
+        self.log = self.base / "pgbouncer.log"
+        (self.base / "users.txt").write_text('"postgres" ""\n')
+        self.ini = self.base / "pgbouncer.ini"
+        self.ini.write_text(
+            f"""[databases]
+* = host=127.0.0.1 port={server.port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.base / "users.txt"}
+pool_mode = {pool_mode}
+default_pool_size = {pool_size}
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits,options
+server_reset_query =
+logfile = {self.log}
+"""
+        )
+        if os.geteuid() == 0:
+            for path in (self.base, *self.base.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 20) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        user = ["-u", "postgres"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [binary, *user, str(self.ini)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def answers() -> bool:
+            try:
+                psycopg2.connect(self.url(), connect_timeout=2).close()
+                return True
+            except psycopg2.OperationalError:
+                return False
+
+        wait_for(answers, timeout, "pgbouncer", self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM)  # immediate shutdown
+        self.process = None
+
+    def destroy(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL)
+        self.process = None
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class FullStack:
+    """The database side of a scaled-out deployment, for running the HTTP tests against:
+    a PostgreSQL primary behind PgBouncer in transaction mode, and a streaming replica
+    made with ``pg_basebackup`` that every commit waits for (``synchronous_commit =
+    remote_apply``), so reads routed to the replica see what a test just wrote, as they
+    would on one database.
+    """
+
+    def __init__(self) -> None:
+        self.primary = PostgresInstance(settings={"max_connections": "300"})
+        self.replica: PostgresInstance | None = None
+        self.bouncer: PgBouncer | None = None
+
+    def start(self) -> FullStack:
+        try:
+            self.primary.start()
+            self.replica = PostgresInstance(replica_of=self.primary)
+            self.replica.start()
+            self.primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            self.primary.sql("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+            self.primary.sql("SELECT pg_reload_conf()")
+            self.bouncer = PgBouncer(self.primary, pool_size=30)
+            self.bouncer.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def admin_url(self) -> str:
+        return self.primary.url()
+
+    def url(self, database: str) -> str:
+        """``database`` through PgBouncer."""
+        assert self.bouncer is not None
+        return self.bouncer.url(database)
+
+    def replica_url(self, database: str) -> str:
+        assert self.replica is not None
+        return self.replica.url(database)
+
+    def app_env(self, database_url: str) -> dict[str, str]:
+        """The settings that route an app on ``database_url`` (one of ours) through the stack."""
+        if not database_url.startswith("postgresql://"):
+            return {}
+        database = database_url.rsplit("/", 1)[1]
+        return {"DB_POOLER": "pgbouncer", "DATABASE_REPLICA_URL": self.replica_url(database)}
+
+    def destroy(self) -> None:
+        if self.bouncer is not None:
+            self.bouncer.destroy()
+        if self.replica is not None:
+            self.replica.destroy()
+        self.primary.destroy()
+
+
+@contextlib.contextmanager
+def pooled_backends(pool_size: int = 20) -> Iterator[tuple[PostgresInstance, PgBouncer, RedisInstance]]:
+    """A PostgreSQL instance, PgBouncer (transaction mode) in front of it and a Redis
+    without persistence: what several app hosts share. Stopped and removed on exit."""
+    server = PostgresInstance(settings={"max_connections": "200"})
+    server.start()
+    bouncer = PgBouncer(server, pool_size=pool_size)
+    redis_server = RedisInstance(persistent=False)
+    try:
+        bouncer.start()
+        redis_server.start()
+        yield server, bouncer, redis_server
+    finally:
+        redis_server.destroy()
+        bouncer.destroy()
+        server.destroy()
 
 
 class RedisInstance:

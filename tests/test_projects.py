@@ -17,7 +17,7 @@ async def _project(client, slug: str, headers=None, **extra) -> dict:
     resp = await client.post(
         "/projects/", json={"slug": slug, "name": slug.title(), **extra}, headers=headers
     )
-    assert resp.status == 201, await resp.text()
+    assert resp.status == 200, await resp.text()
     return await resp.json()
 
 
@@ -138,6 +138,14 @@ async def test_per_project_settings_are_used_and_default_follows_the_deployment(
     assert (await _vote(client, "/projects/strict", a, b, None)).status == 200
 
 
+async def test_an_empty_project_has_an_empty_board_in_every_model(client):
+    # Regression: model=bt on a board without entities was a 500 (the fit needs one).
+    await _project(client, "empty")
+    for params in ({}, {"by": "score"}, {"model": "bt"}, {"model": "bt", "limit": "1"}):
+        resp = await client.get("/projects/empty/ratings", params=params)
+        assert resp.status == 200 and await resp.json() == [], params
+
+
 async def test_bad_project_input_is_a_clear_4xx(client):
     assert (await client.post("/projects/", json={"slug": "Bad Slug", "name": "x"})).status == 422
     assert (await client.post("/projects/", json={"slug": "new", "name": "x"})).status == 422
@@ -224,10 +232,12 @@ async def test_every_role_gets_exactly_what_it_may(team):
 
 async def test_a_private_project_does_not_exist_for_outsiders(team):
     client, tokens = team
-    for headers in (bearer(tokens["outsider"]), {}):
+    # Signed in: 404, as a project that does not exist; anonymous: 401, as for one too.
+    for headers, status in ((bearer(tokens["outsider"]), 404), ({}, 401)):
         got = await _can(client, tokens, "secret", headers)
-        assert set(got.values()) == {404}, got
-        assert (await client.get("/projects/secret", headers=headers)).status == 404
+        assert set(got.values()) == {status}, got
+        assert (await client.get("/projects/secret", headers=headers)).status == status
+        assert (await client.get("/projects/no-such-project", headers=headers)).status == status
     same = await client.get("/projects/no-such-project", headers=bearer(tokens["outsider"]))
     hidden = await client.get("/projects/secret", headers=bearer(tokens["outsider"]))
     assert (await same.json())["detail"].replace("no-such-project", "X") == (await hidden.json())[
@@ -302,3 +312,26 @@ async def test_creating_a_project_needs_a_user_when_auth_is_on(team):
     assert (await client.post("/projects/", json={"slug": "x", "name": "x"})).status == 401
     made = await _project(client, "mine", headers=bearer(tokens["viewer"]))
     assert made["role"] == "owner"
+
+
+async def test_the_client_speaks_to_a_project(start_server):
+    from compere.client import AsyncClient
+
+    server = start_server()
+    async with AsyncClient(server.url) as top, AsyncClient(server.url, project="tea") as tea:
+        made = await top.create_project("tea", "Tea", visibility="public", elo_k_factor=16)
+        assert made.slug == "tea" and made.settings.elo_k_factor == 16 and made.overrides["prior_sd"] is None
+        green = await tea.create_entity("green")
+        black = await tea.create_entity("black")
+        pair = await tea.next_pair()
+        assert {pair.entity1.id, pair.entity2.id} == {green.id, black.id}
+        await tea.vote_on(pair, winner=pair.entity1)
+        assert (await tea.ratings(limit=1)).items[0].id == pair.entity1.id
+        assert (await tea.get_entity(green.id)).name == "green"
+        assert (await top.list_entities()).items == []  # the top level is the project default
+        updated = await top.update_project("tea", elo_k_factor=None, description="Leaves")
+        assert updated.settings.elo_k_factor == 32 and updated.description == "Leaves"
+        assert [p.slug for p in await top.list_projects()] == ["default", "tea"]
+        assert (await top.archive_project("tea")).message == "Project archived"
+        assert [p.slug for p in await top.list_projects(archived=True)] == ["tea"]
+        assert (await top.restore_project("tea")).archived_at is None

@@ -126,6 +126,11 @@ async def test_0007_moves_every_row_into_default_unchanged(url, schema_at_0006, 
         assert {row.pop("project_id") for row in after[table]} == {1}, table
     for row in after["entities"]:  # 0011: what its votes counted for, all 1 before it
         assert row.pop("vote_weight") == row["comparisons"]
+    # Columns later files add (a vote's voter, say) start empty on the old rows.
+    for table in TABLES:
+        for old, new in zip(before[table], after[table], strict=True):
+            added = set(new) - set(old)
+            assert all(new.pop(column) in (None, 0, False) for column in added), (table, added)
     assert after == before
 
     app = await create_app(load_settings({"DATABASE_URL": url}, dotenv=NO_DOTENV), configure_logs=False)

@@ -1234,6 +1234,7 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     assert members["carol"] == "editor"
 
     # An API key, shown once: it works, it is gone from the page after "Done", it can be revoked.
+    auth_server.call("PATCH", "/projects/survey", {"visibility": "private"}, token=token)
     page.get_by_label("Name", exact=True).last.fill("pipeline")
     page.get_by_role("button", name="Create key").click()
     shown = page.locator("[data-new-key-value]")
@@ -1241,7 +1242,8 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     key = shown.input_value()
     assert len(key) >= 32
     assert refused_status(auth_server, "GET", "/projects/survey/ratings", **{"X-API-Key": key}) == 200
-    assert refused_status(auth_server, "GET", "/auth/users/me", **{"X-API-Key": key}) == 200
+    made = [k for k in auth_server.call("GET", "/auth/api-keys", token=token) if k["name"] == "pipeline"]
+    assert made and made[0]["project_id"] == saved["id"]  # a key for this project only
     page.get_by_role("button", name="Done").click()
     expect(shown).to_be_hidden()
     row = page.locator("tbody[data-keys] tr").filter(has_text="pipeline")
@@ -1254,8 +1256,8 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     assert prefix and key.startswith(prefix)
     row.get_by_role("button", name="Revoke pipeline").click()
     expect(page.locator("[data-status]")).to_have_text("Key pipeline revoked.")
-    # Refused wherever a key is needed (the public board itself stays open to anyone).
-    assert refused_status(auth_server, "GET", "/auth/users/me", **{"X-API-Key": key}) == 401
+    # Refused: the private board is then as closed to it as to a stranger.
+    assert refused_status(auth_server, "GET", "/projects/survey/ratings", **{"X-API-Key": key}) in (401, 404)
 
 
 @pytest.mark.parametrize("path", sorted(PROJECT_PAGES))

@@ -105,12 +105,14 @@ def refusal(
 ) -> tuple[int, str] | None:
     """Whether a caller may do ``action`` in ``project``: None, or (status, reason).
 
-    A private project does not exist (404) for whoever is not a member; a public one
-    may be read by anyone, and voted in by anyone signed in (or by anyone at all where
-    it accepts anonymous votes). An archived project is read-only for everyone.
+    A private project does not exist (404) for whoever is signed in and not a member;
+    an anonymous caller is asked to sign in (401), as for a project that does not exist,
+    so neither answer tells a private project from a missing one. A public project may
+    be read by anyone, and voted in by anyone signed in (or by anyone at all where it
+    accepts anonymous votes). An archived project is read-only for everyone.
     """
     if not superuser and role is None and project.visibility == "private":
-        return 404, f"Project '{project.slug}' not found"
+        return (404, f"Project '{project.slug}' not found") if signed_in else (401, "Not authenticated")
     if project.archived and action != "read":
         return 403, "This project is archived: it is read-only until a superuser restores it"
     if superuser:

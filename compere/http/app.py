@@ -39,7 +39,7 @@ from compere.services.boards import RankingCache
 from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings, load_settings, redact_url
-from compere.storage.connect import connect
+from compere.storage.connect import open_database
 from compere.storage.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await connect(
-        settings.database_url,
-        pool_min=settings.db_pool_min,
-        pool_max=settings.db_pool_max,
-        pool_timeout=settings.db_pool_timeout,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-        prepared_statements=settings.db_prepared_statements,
-    )
+    db = await open_database(settings)
     try:
         if settings.migrate_on_start:
             applied = await migrate(db)

@@ -21,10 +21,10 @@ from pydantic import BaseModel
 
 from compere.domain.projects import SLUG_PATTERN, Action
 from compere.http import schemas
-from compere.http.auth import guarded, require_project_access
+from compere.http.auth import guarded, require_project_access, require_user
 from compere.http.errors import ApiError
 from compere.http.idempotency import idempotent
-from compere.http.keys import DATABASE, PROJECT, PROJECTS, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, PROJECTS, SETTINGS, USER
 from compere.http.views import (
     api_keys,
     auth,
@@ -567,7 +567,6 @@ PROJECT_ROUTES: list[Route] = [
         schemas.ProjectOut,
         body=schemas.ProjectCreate,
         errors=(400, 401, 409, 413, 422),
-        access="public",  # the view asks for a user when AUTH_ENABLED=true
     ),
     Route(
         "GET",
@@ -622,7 +621,7 @@ PROJECT_ROUTES: list[Route] = [
         "Add a member or change their role (owners)",
         response=schemas.Member,
         body=schemas.MemberSet,
-        errors=(401, 403, 404, 409, 413, 422),
+        errors=(400, 401, 403, 404, 409, 413, 422),
         **{**_MANAGE, "path_params": ("slug", "username")},
     ),
     Route(
@@ -663,6 +662,8 @@ def _on_named_project(handler: Handler, action: Action | None) -> Handler:
             await request.app[PROJECTS].get(request.app[DATABASE], slug) if SLUG_PATTERN.match(slug) else None
         )
         if found is None:
+            if request.app[SETTINGS].auth_enabled and request.get(USER) is None:
+                require_user(request)  # 401 as for a private project: existence is not told
             raise ApiError(404, f"Project '{slug}' not found")
         request[PROJECT] = found
         if action is not None:

@@ -34,6 +34,8 @@ __all__ = [
     "DB_POOL_TIMEOUTS",
     "DB_POOL_WAITS",
     "DB_POOL_WAIT_SECONDS",
+    "DB_REPLICA_IN_USE",
+    "DB_REPLICA_LAG_SECONDS",
     "RATE_LIMIT_REFUSALS",
     "REDIS_ERRORS",
     "REQUESTS",
@@ -90,6 +92,18 @@ DB_POOL_WAIT_SECONDS = Histogram(
 DB_POOL_TIMEOUTS = Counter(
     "compere_db_pool_timeouts_total",
     "Connection requests that gave up waiting (answered 503)",
+)
+DB_REPLICA_LAG_SECONDS = Gauge(
+    "compere_db_replica_lag_seconds",
+    "Age of the newest primary WAL position the read replica has replayed, at the last check "
+    "(the largest of the live workers' measurements)",
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_IN_USE = Gauge(
+    "compere_db_replica_in_use",
+    "1 while reads that may be stale go to the replica, 0 while they fall back to the primary "
+    "(the smallest of the live workers' values)",
+    multiprocess_mode="livemin",
 )
 REDIS_ERRORS = Counter(
     "compere_redis_errors_total",

@@ -159,6 +159,13 @@ class _Cluster(RedisCluster):
             raise redis.exceptions.ConnectionError("every Redis connection is in use") from None
         try:
             return await super().execute_command(*args, **kwargs)
+        except RuntimeError as exc:
+            # uvloop refuses to write to a connection whose socket has closed with this
+            # RuntimeError, which redis-py does not translate: a lost connection, as
+            # callers know it (fail open or 503), never a 500.
+            if "the handler is closed" not in str(exc):
+                raise
+            raise redis.exceptions.ConnectionError(str(exc)) from exc
         finally:
             self._in_flight.release()
 

@@ -95,6 +95,8 @@ class RankingCache:
 
     async def _fit(self, db: Connection, project_id: int, prior: Prior, trust: TrustPolicy) -> Board:
         ids = await leaderboard.live_ids(db, project_id)
+        if not ids:  # an empty board has nothing to fit (the fit needs an entity)
+            return _board([], [], [])
         fitted = (await weighted_fit(db, project_id, ids, prior, trust)).fitted
         return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])
 

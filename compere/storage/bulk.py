@@ -14,7 +14,7 @@ from compere.domain.trust import POLICIES, Ledger, TrustPolicy
 from compere.domain.vote import vote_effects
 from compere.storage import voters
 from compere.storage.comparisons import vote_log
-from compere.storage.database import Database, Query, Row, keyset_batches
+from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
 from compere.storage.rows import plain_values
 from compere.storage.tables import COMPARISON_COLUMNS, DEFAULT_PROJECT_ID, NEW_ENTITY, comparisons, entities
@@ -69,7 +69,7 @@ async def import_entities(
 
 
 async def iter_rows(
-    db: Database,
+    db: Connection,
     project_id: int,
     table: str,
     columns: Sequence[str],
@@ -121,7 +121,7 @@ _VOTES_WITH_ENTITIES = {False: _votes_with_entities(False), True: _votes_with_en
 
 
 async def iter_votes_with_entities(
-    db: Database, project_id: int, *, same_prompt: bool = False, batch_size: int = 5000
+    db: Connection, project_id: int, *, same_prompt: bool = False, batch_size: int = 5000
 ) -> AsyncIterator[list[Row]]:
     """Every comparison of a project in id order with both entities' names, descriptions and prompts.
 

@@ -16,7 +16,7 @@ from compere.storage.rows import entity_row
 
 async def _dissimilar(request: web.Request) -> list[Row]:
     query = read_query(request, ContentPairQuery)
-    return await most_dissimilar(request.app[DATABASE], request[PROJECT].id, query.seed)
+    return await most_dissimilar(request.app[DATABASE].reader(), request[PROJECT].id, query.seed)
 
 
 async def next_by_content(request: web.Request) -> web.Response:

@@ -55,7 +55,7 @@ async def create_entity(request: web.Request) -> web.Response:
 
 async def list_entities(request: web.Request) -> web.Response:
     query = read_query(request, EntityListQuery)
-    db = request.app[DATABASE]
+    db = request.app[DATABASE].reader()  # lists may be slightly stale; GET /entities/{id} is not
     project_id = request[PROJECT].id
     rows = await store.list_entities(db, project_id, skip=query.skip, limit=query.limit, search=query.search)
     total = await store.count_entities(db, project_id, search=query.search)

@@ -37,13 +37,14 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
     query = read_query(request, ExportQuery)
     db = request.app[DATABASE]
     columns = await db.column_names(table)
+    reader = db.reader()  # exports may be slightly stale: the replica's when there is one
     encoder = RowEncoder(query.format, export_columns(columns))
 
     async def chunks() -> AsyncIterator[str]:
         yield encoder.header()
         project_id = request[PROJECT].id
         async for rows in bulk.iter_rows(
-            db, project_id, table, columns, live_only=live_only, batch_size=_BATCH
+            reader, project_id, table, columns, live_only=live_only, batch_size=_BATCH
         ):
             yield encoder.encode(rows)
 
@@ -54,7 +55,7 @@ async def export_preferences(request: web.Request) -> web.StreamResponse:
     """``dpo`` or ``arena`` JSON Lines from the vote log (see docs/import-export.md)."""
     require_bulk_access(request)
     query = read_query(request, PreferenceExportQuery)
-    db = request.app[DATABASE]
+    db = request.app[DATABASE].reader()
     key = judge_key(request.app[SETTINGS].secret_key)
     keep_ties = query.ties == "keep"
 

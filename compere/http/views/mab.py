@@ -16,7 +16,10 @@ from compere.storage import comparisons
 async def next_comparison(request: web.Request) -> web.Response:
     query = read_query(request, PairQuery)
     app = request.app
-    pair = await next_pair(app[DATABASE], request[PROJECT], app[SETTINGS], app[PAIR_TOKENS], query.strategy)
+    # Candidates may be slightly stale (the replica's); the vote checks the pair on the primary.
+    pair = await next_pair(
+        app[DATABASE].reader(), request[PROJECT], app[SETTINGS], app[PAIR_TOKENS], query.strategy
+    )
     if pair is None:
         raise ApiError(400, "Need at least 2 entities for comparison")
     return json_response(

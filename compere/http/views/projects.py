@@ -89,7 +89,8 @@ async def create_project(request: web.Request) -> web.Response:
         raise ApiError(409, f"A project with slug '{body.slug}' already exists") from None
     request.app[PROJECTS].forget(body.slug)
     project = project_from_row(row, request.app[SETTINGS])
-    return json_response(project_out(project, "owner" if user is not None else None), status=201)
+    # 200, as every create of this API (the original answered 200 to creates).
+    return json_response(project_out(project, "owner" if user is not None else None))
 
 
 async def get_project(request: web.Request) -> web.Response:

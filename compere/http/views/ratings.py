@@ -33,7 +33,7 @@ def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[
 
 async def ratings(request: web.Request) -> web.StreamResponse:
     query = read_query(request, RatingsQuery)
-    db = request.app[DATABASE]
+    db = request.app[DATABASE].reader()  # a board may be slightly stale: the replica's
     project = request[PROJECT]
     # The fitted model always orders by its own score; so does by=score.
     by = "score" if query.model == "bt" else query.by
@@ -64,7 +64,7 @@ async def _stream_all(request: web.Request, by: str, board: Board | None, skip: 
     await response.write(b"[")
     position = 0
     first = True
-    async for rows in leaderboard.stream(request.app[DATABASE], request[PROJECT].id, by):
+    async for rows in leaderboard.stream(request.app[DATABASE].reader(), request[PROJECT].id, by):
         batch = []
         for row in rows:
             position += 1

@@ -159,7 +159,7 @@ function keyRow(key) {
 // The caller's live keys that work on this project (its own and all-project keys).
 async function loadKeys() {
   const { data } = await api("GET", "/auth/api-keys");
-  const usable = data.filter((key) => !key.revoked_at && !key.revoked && (!key.project || key.project === slug));
+  const usable = data.filter((key) => !key.revoked && (key.project_id === null || key.project_id === current.id));
   keysBody.replaceChildren(...usable.map(keyRow));
   if (!usable.length) keysBody.append(el("tr", {}, el("td", { colspan: "6", class: "empty", text: "No keys." })));
 }
@@ -168,7 +168,7 @@ keyForm.addEventListener("submit", (event) => {
   event.preventDefault();
   guarded(async () => {
     const form = new FormData(keyForm);
-    const body = { name: String(form.get("name")).trim(), project: slug, scopes: form.getAll("scopes").map(String) };
+    const body = { name: String(form.get("name")).trim(), project_id: current.id, scopes: form.getAll("scopes").map(String) };
     const expires = String(form.get("expires") || "");
     if (expires) body.expires_at = new Date(`${expires}T23:59:59`).toISOString();
     const { data } = await api("POST", "/auth/api-keys", body);
@@ -217,7 +217,8 @@ async function start() {
     await loadProject();
     return;
   }
-  await Promise.all([loadProject(), loadMembers(), loadKeys()]);
+  await loadProject();
+  await Promise.all([loadMembers(), loadKeys()]);
 }
 
 start().catch((error) => showError(errorBox, error));
