@@ -81,13 +81,14 @@ async def test_rigging_barely_moves_the_target_with_the_defence_and_does_without
 
     defended_bt = await _position(client, admin, target, model="bt")
     defended_online = await _position(client, admin, target, by="score")
-    assert honest_bt - defended_bt <= 1, (honest_bt, defended_bt)
-    assert honest_online - defended_online <= 1, (honest_online, defended_online)
+    # Served pairs are random: a board this small may reorder a place or two by itself.
+    assert honest_bt - defended_bt <= 2, (honest_bt, defended_bt)
+    assert honest_online - defended_online <= 2, (honest_online, defended_online)
 
     # The same log read by a server with the defence off: the attack works.
     undefended = await make_auth_client(TRUST_MODE="off")
     undefended_bt = await _position(undefended, admin, target, model="bt")
-    assert honest_bt - undefended_bt >= 3, (honest_bt, undefended_bt)
+    assert honest_bt - undefended_bt >= 4, (honest_bt, undefended_bt)
 
     report = await (await client.get("/voters", headers=bearer(admin))).json()
     riggers = [v for v in report["voters"] if v["votes"] == RIGGED_EACH]
