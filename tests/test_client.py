@@ -51,6 +51,7 @@ from tests.webhook_helpers import FAST, eventually
 # Which client method speaks to each route. A route added to the server without a client
 # method fails test_every_route_has_a_client_method.
 CLIENT_METHODS = {
+    ("GET", "/voters"): "voters",
     ("GET", "/health"): "health",
     ("GET", "/health/ready"): "ready",
     ("POST", "/entities/"): "create_entity",
@@ -107,7 +108,7 @@ CLIENT_METHODS.update(
         (method, "/projects/{slug}" + path): name
         for (method, path), name in list(CLIENT_METHODS.items())
         if path.startswith(
-            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
+            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/", "/voters")
         )
     }
 )

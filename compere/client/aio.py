@@ -50,6 +50,7 @@ from compere.http.schemas import (
     Token,
     User,
     UserCreate,
+    VotersReport,
     Webhook,
     WebhookCreate,
     WebhookCreated,
@@ -82,7 +83,15 @@ _MEMBERS = TypeAdapter(list[Member])
 _PARTIAL = (EntityUpdate, WebhookUpdate, ProjectCreate, ProjectUpdate)
 # The board routes, which act on ``default`` at the top level and on a project under
 # /projects/{slug}/ (``AsyncClient(project=...)``).
-_BOARD_PATHS = ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
+_BOARD_PATHS = (
+    "/entities",
+    "/comparisons",
+    "/dissimilar_entities",
+    "/mab/",
+    "/ratings",
+    "/export/",
+    "/voters",
+)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -776,6 +785,13 @@ class AsyncClient:
     ) -> AsyncIterator[RankedEntity]:
         """The leaderboard a page at a time (votes cast meanwhile may reorder later pages)."""
         return self._pages(_RANKED, "/ratings", "GET /ratings", page_size, by=by, model=model)
+
+    async def voters(self, *, skip: int = 0, limit: int = 100) -> VotersReport:
+        """``GET /voters`` (superusers): each voter's reliability, weight and influence,
+        most active first, and the entities whose rating rests on few voters."""
+        return await self._model(
+            VotersReport, "GET", "/voters", route="GET /voters", params={"skip": skip, "limit": limit}
+        )
 
     # --- exports ------------------------------------------------------------------------
 

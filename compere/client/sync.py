@@ -138,6 +138,7 @@ class Client:
     mab_update = _blocking(AsyncClient.mab_update)
     ratings = _blocking(AsyncClient.ratings)
     iter_ratings = _iterating(AsyncClient.iter_ratings)
+    voters = _blocking(AsyncClient.voters)
     export_comparisons = _iterating(AsyncClient.export_comparisons)
     export_comparisons_raw = _iterating(AsyncClient.export_comparisons_raw)
     download_comparisons = _blocking(AsyncClient.download_comparisons)

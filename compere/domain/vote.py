@@ -29,14 +29,17 @@ def _effect(rating: float, mu: float, sigma: float, score: float) -> VoteEffect:
 
 
 def vote_effects(
-    one: Mapping[str, Any], two: Mapping[str, Any], score1: float, k_factor: float
+    one: Mapping[str, Any], two: Mapping[str, Any], score1: float, k_factor: float, weight: float = 1.0
 ) -> tuple[VoteEffect, VoteEffect]:
     """The effect on each side of a vote where side one scored ``score1`` (1, 0.5 or 0).
 
     ``one`` and ``two`` hold each side's current ``rating``, ``mu`` and ``sigma``.
+    ``weight`` is what the vote counts for (:func:`compere.domain.trust.weigh_vote`): it
+    scales the Elo step and tempers the Bayesian update; the counters count the vote
+    whatever its weight (they are the bandit's record of what was compared).
     """
-    elo = elo_update(one["rating"], two["rating"], score1, k_factor)
-    bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1)
+    elo = elo_update(one["rating"], two["rating"], score1, k_factor, weight)
+    bayes = bayes_update(one["mu"], one["sigma"], two["mu"], two["sigma"], score1, weight=weight)
     return (
         _effect(elo.rating1, bayes.mu1, bayes.sigma1, score1),
         _effect(elo.rating2, bayes.mu2, bayes.sigma2, 1.0 - score1),

@@ -37,6 +37,7 @@ from compere.http.views import (
     metrics,
     projects,
     ratings,
+    voters,
     webhooks,
 )
 from compere.settings import Settings
@@ -269,6 +270,19 @@ ROUTE_TABLE: list[Route] = [
         errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
         project_action="read",
+    ),
+    Route(
+        "GET",
+        "/voters",
+        voters.list_voters,
+        "Voters: reliability, weight and influence of each, and entities resting on few voters (superusers)",
+        "ratings",
+        schemas.VotersReport,
+        query=schemas.VotersQuery,
+        errors=(401, 403, 422),
+        headers={"X-Total-Count": "Number of voters"},
+        access="superuser",
+        project_action="admin",  # /projects/{slug}/voters: the project's owners
     ),
     Route(
         "POST",

@@ -375,6 +375,43 @@ class PreferenceExportQuery(Model):
     )
 
 
+class VotersQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=10_000)
+
+
+class Voter(Model):
+    voter: str = Field(description="`u:<user id>`")
+    votes: int
+    reliability: float = Field(description="posterior probability that the voter answers by the consensus")
+    evidence: float = Field(
+        description="summed log-likelihood ratio of the voter's answers (reliable vs random)"
+    )
+    board_weight: float = Field(description="what each of the voter's votes counts for on the model=bt board")
+    mean_vote_weight: float = Field(description="what the voter's votes counted for online, on average")
+    entities: int = Field(description="distinct entities voted on")
+    entity_cap: float | None = Field(description="votes on one entity that count (null when TRUST_MODE=off)")
+    max_influence: float = Field(description="largest share of one live entity's vote weight the voter holds")
+    max_influence_entity_id: int | None
+
+
+class FewVoterEntity(Model):
+    entity_id: int
+    effective_voters: float = Field(
+        description="(sum of weights)^2 / sum of squared weights, over its voters"
+    )
+    top_voter: str
+    top_share: float
+
+
+class VotersReport(Model):
+    mode: Literal["off", "default", "strict"]
+    voters: list[Voter]
+    few_voter_entities: list[FewVoterEntity] = Field(
+        description="live entities whose vote weight rests on fewer than 3 effective voters"
+    )
+
+
 # --- API keys ------------------------------------------------------------------------
 
 ApiKeyScope = Literal["read", "vote", "write", "admin"]

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compere.domain.bayes import Prior
-from compere.domain.bt import fit_votes
 from compere.domain.leaderboard import rank_with_ties
-from compere.storage import leaderboard
+from compere.domain.trust import POLICIES, BoardFit, TrustPolicy, board_fit
+from compere.storage import leaderboard, voters
 from compere.storage.database import Connection
 
 
@@ -67,7 +67,9 @@ class RankingCache:
     _entries: dict[tuple[int, str], _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def board(self, db: Connection, project_id: int, model: str, prior: Prior) -> Board:
+    async def board(
+        self, db: Connection, project_id: int, model: str, prior: Prior, trust: TrustPolicy = POLICIES["off"]
+    ) -> Board:
         """A project's ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the
         current data."""
         key = (project_id, model)
@@ -81,7 +83,7 @@ class RankingCache:
                 return entry.board
             started = time.monotonic()
             board = await (
-                self._fit(db, project_id, prior) if model == "bt" else self._online(db, project_id)
+                self._fit(db, project_id, prior, trust) if model == "bt" else self._online(db, project_id)
             )
             now = time.monotonic()
             self._entries[key] = _Entry(marker, board, now, now - started)
@@ -91,13 +93,26 @@ class RankingCache:
         rows = await leaderboard.strengths(db, project_id)
         return _board([r["id"] for r in rows], [r["mu"] for r in rows], [r["sigma"] for r in rows])
 
-    async def _fit(self, db: Connection, project_id: int, prior: Prior) -> Board:
+    async def _fit(self, db: Connection, project_id: int, prior: Prior, trust: TrustPolicy) -> Board:
         ids = await leaderboard.live_ids(db, project_id)
         if not ids:  # an empty board has nothing to fit (the fit needs an entity)
             return _board([], [], [])
-        first, second, winner = await leaderboard.vote_log(db, project_id)
-        # The fit is CPU-bound (numpy): keep it off the event loop.
-        fitted = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: fit_votes(ids, first, second, winner, prior=prior)
-        )
+        fitted = (await weighted_fit(db, project_id, ids, prior, trust)).fitted
         return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])
+
+
+async def weighted_fit(
+    db: Connection, project_id: int, ids: list[int], prior: Prior, trust: TrustPolicy
+) -> BoardFit:
+    """The Bradley-Terry fit of a project's whole log, each vote weighed by its voter's
+    record (compere.domain.trust.board_fit)."""
+    log = await leaderboard.vote_log(db, project_id)
+    evidence = await voters.evidence_by_voter(db, project_id) if trust.active else {}
+    by_voter = log.voter
+    # The fit is CPU-bound (numpy): keep it off the event loop.
+    return await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: board_fit(
+            ids, by_voter, log.first, log.second, log.winner, log.served, evidence, trust, prior
+        ),
+    )

@@ -10,7 +10,9 @@ from sqlalchemy import bindparam as param
 
 from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
+from compere.domain.trust import POLICIES, Ledger, TrustPolicy
 from compere.domain.vote import vote_effects
+from compere.storage import voters
 from compere.storage.comparisons import vote_log
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
@@ -150,6 +152,7 @@ _WRITE_DERIVED = Query(
         rating=param("rating"),
         mu=param("mu"),
         sigma=param("sigma"),
+        vote_weight=param("vote_weight"),
         comparisons=param("comparisons"),
         wins=param("wins"),
         losses=param("losses"),
@@ -165,22 +168,26 @@ async def rebuild_ratings(
     k_factor: float,
     initial_rating: float,
     prior: Prior,
+    trust: TrustPolicy = POLICIES["off"],
 ) -> int:
-    """Recompute every rating, strength and counter of a project from its vote log, in
-    id order, with the project's Elo K and prior.
+    """Recompute every rating, strength and counter of a project, and every voter record
+    and vote weight, from its vote log, in id order, with the project's Elo K and prior,
+    exactly as the votes applied them online.
 
     Runs in one transaction with the tables locked against concurrent votes for its
     duration. Deleted entities are replayed too, so their opponents end up exactly
     where the online updates put them. Returns the number of votes replayed.
     """
     replayed = 0
+    ledger = Ledger(trust, prior)
     async with db.transaction() as tx:
-        await tx.lock_tables("entities", "comparisons")
+        await tx.lock_tables("entities", "comparisons", "voters", "voter_entities")
         state = {
             row["id"]: {
                 "rating": initial_rating,
                 "mu": prior.mu0,
                 "sigma": prior.sigma0,
+                "vote_weight": 0.0,
                 "comparisons": 0,
                 "wins": 0,
                 "losses": 0,
@@ -190,10 +197,22 @@ async def rebuild_ratings(
         }
         async for batch in vote_log(tx, project_id, 10_000):
             for vote in batch:
-                one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
-                score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
-                for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor), strict=True):
+                first, second = vote["entity1_id"], vote["entity2_id"]
+                one, two = state[first], state[second]
+                score1 = score_of(first, vote["selected_entity_id"])
+                weight = ledger.vote(
+                    vote["voter"],
+                    first,
+                    second,
+                    (one["mu"], one["sigma"]),
+                    (two["mu"], two["sigma"]),
+                    score1,
+                    served=bool(vote["served"]),
+                )
+                effects = vote_effects(one, two, score1, k_factor, weight)
+                for side, effect in zip((one, two), effects, strict=True):
                     side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
+                    side["vote_weight"] += weight
                     side["comparisons"] += 1
                     side["wins"] += effect.win
                     side["losses"] += effect.loss
@@ -201,6 +220,7 @@ async def rebuild_ratings(
             replayed += len(batch)
         for entity_id, values in state.items():
             await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+        await voters.replace_all(tx, project_id, ledger.voters, ledger.shares)
     return replayed
 
 

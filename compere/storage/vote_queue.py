@@ -119,6 +119,8 @@ class VoteQueue:
                     announce=announce,
                     voter=vote.voter,
                     daily_cap=vote.daily_cap,
+                    trust=vote.trust,
+                    prior=vote.prior,
                 )
             except (store.EntityNotFound, store.DailyCapReached) as exc:
                 return [exc]

@@ -15,6 +15,7 @@ from compere.http.keys import (
     IDEMPOTENCY_RECEIPT,
     PAIR_TOKENS,
     PROJECT,
+    SETTINGS,
     USER,
     VOTER_IDS,
     VOTES,
@@ -167,6 +168,8 @@ def _vote(
         receipt=receipt,
         voter=voter,
         daily_cap=project.settings.daily_vote_cap,
+        trust=request.app[SETTINGS].trust,
+        prior=project.settings.prior,
     )
 
 

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from compere.http.errors import json_response, start_stream
-from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE
+from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE, SETTINGS
 from compere.http.schemas import RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
@@ -39,7 +39,10 @@ async def ratings(request: web.Request) -> web.StreamResponse:
     by = "score" if query.model == "bt" else query.by
     board = None
     if by == "score":
-        board = await request.app[RANKING_CACHE].board(db, project.id, query.model, project.settings.prior)
+        trust = request.app[SETTINGS].trust
+        board = await request.app[RANKING_CACHE].board(
+            db, project.id, query.model, project.settings.prior, trust
+        )
     if board is not None and query.model == "bt":
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
         found = await leaderboard.by_ids(db, project.id, ids)
