@@ -38,6 +38,7 @@ from compere.http.schemas import (
     Token,
     User,
     UserCreate,
+    VoteImportResult,
     Webhook,
     WebhookCreate,
     WebhookCreated,
@@ -540,6 +541,47 @@ class AsyncClient:
             replay_safe=False,
         ) as response:
             return ImportResult.model_validate_json(await response.read())
+
+    async def import_comparisons(
+        self,
+        source: bytes | str | PathLike[str] | Iterable[Mapping[str, Any]],
+        *,
+        format: Literal["jsonl", "csv"] | None = None,
+        on_error: Literal["skip", "stop"] = "skip",
+        max_rejected: int = 100,
+        name: str | None = None,
+    ) -> VoteImportResult:
+        """``POST /comparisons/import`` (superusers): a vote log, a comparisons export or
+        arena battles (``model_a``, ``model_b``, ``winner``, optional ``judge``, ``tstamp``).
+
+        ``source`` is the file's bytes, a path (read into memory; ``format`` from its
+        suffix unless given), or an iterable of records (sent as JSON Lines). The server
+        keeps the file's progress under ``name`` (default: a digest of its first record),
+        so sending the same file again after a failure stores only what is missing; that
+        makes a retry safe, and the result's ``complete`` says whether it is needed.
+        """
+        if isinstance(source, bytes | bytearray):
+            data = bytes(source)
+        elif isinstance(source, str | PathLike):
+            path = Path(source)
+            data = await asyncio.to_thread(path.read_bytes)
+            format = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+        else:
+            data = b"".join(orjson.dumps(dict(record)) + b"\n" for record in source)
+        fmt = format or "jsonl"
+        params: dict[str, Any] = {"format": fmt, "on_error": on_error, "max_rejected": max_rejected}
+        if name is not None:
+            params["source"] = name
+        # The server stores nothing twice (it keeps the file's progress), so a retry is safe.
+        async with self._response(
+            "POST",
+            "/comparisons/import",
+            route="POST /comparisons/import",
+            params=params,
+            body=data,
+            content_type="text/csv" if fmt == "csv" else "application/x-ndjson",
+        ) as response:
+            return VoteImportResult.model_validate_json(await response.read())
 
     # --- pairs --------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from compere.http.views import (
     mab,
     metrics,
     ratings,
+    vote_import,
     webhooks,
 )
 from compere.settings import Settings
@@ -187,6 +188,17 @@ ROUTE_TABLE: list[Route] = [
         list[schemas.Entity],
         query=schemas.ContentPairQuery,
         errors=(422,),
+    ),
+    Route(
+        "POST",
+        "/comparisons/import",
+        vote_import.import_comparisons,
+        "Import a vote log: a comparisons export or arena battles, streamed; resumable (superusers)",
+        "comparisons",
+        schemas.VoteImportResult,
+        query=schemas.VoteImportQuery,
+        errors=(401, 403, 422),
+        access="superuser",
     ),
     Route(
         "GET",

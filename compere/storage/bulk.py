@@ -83,6 +83,42 @@ async def iter_rows(
         yield plain_values(rows)
 
 
+# The comparison export also names each entity by its external id (with its creation time,
+# from which an export makes one for entities that have none), so the vote log can be
+# imported into another database. One compiled statement per column list.
+_COMPARISONS_FOR_EXPORT: dict[tuple[str, ...], Query] = {}
+
+
+async def iter_comparisons_for_export(
+    db: Database, columns: Sequence[str], *, batch_size: int = 5000
+) -> AsyncIterator[list[Row]]:
+    """Every comparison (``columns`` of the table) in id order, as :func:`iter_rows`, with
+    ``entity1_external_id``, ``entity1_created_at``, ``entity2_external_id`` and
+    ``entity2_created_at`` of its two entities (deleted ones too)."""
+    query = _COMPARISONS_FOR_EXPORT.get(tuple(columns))
+    if query is None:
+        source = sa.table("comparisons", *(sa.column(name) for name in columns))
+        one, two = entities.alias("one"), entities.alias("two")
+        stmt = (
+            sa.select(
+                *source.c,
+                one.c.external_id.label("entity1_external_id"),
+                one.c.created_at.label("entity1_created_at"),
+                two.c.external_id.label("entity2_external_id"),
+                two.c.created_at.label("entity2_created_at"),
+            )
+            .select_from(
+                source.join(one, one.c.id == source.c.entity1_id).join(two, two.c.id == source.c.entity2_id)
+            )
+            .where(source.c.id > param("after"))
+            .order_by(source.c.id)
+            .limit(param("limit"))
+        )
+        query = _COMPARISONS_FOR_EXPORT[tuple(columns)] = Query(stmt)
+    async for rows in keyset_batches(db, query, batch_size):
+        yield plain_values(rows)
+
+
 def _votes_with_entities(same_prompt: bool) -> Query:
     one, two = entities.alias("one"), entities.alias("two")
     stmt = (
