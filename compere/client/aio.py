@@ -89,6 +89,20 @@ def _entity_id(value: int | Entity) -> int:
     return value.id if isinstance(value, Entity) else value
 
 
+async def _file_body(
+    source: bytes | str | PathLike[str] | Iterable[Mapping[str, Any]], format: str | None
+) -> tuple[bytes, str]:
+    """An import's body and format: the bytes given, a file's bytes (format from its
+    suffix unless given), or records as JSON Lines."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source), format or "jsonl"
+    if isinstance(source, str | PathLike):
+        path = Path(source)
+        data = await asyncio.to_thread(path.read_bytes)
+        return data, format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    return b"".join(orjson.dumps(dict(record)) + b"\n" for record in source), format or "jsonl"
+
+
 class AsyncClient:
     """An asyncio client for a Compere server.
 
@@ -521,15 +535,7 @@ class AsyncClient:
         that carry one are never imported twice. The import is not retried after a failure
         that may have reached the server: records without ``external_id`` could be doubled.
         """
-        if isinstance(source, bytes | bytearray):
-            data = bytes(source)
-        elif isinstance(source, str | PathLike):
-            path = Path(source)
-            data = await asyncio.to_thread(path.read_bytes)
-            format = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-        else:
-            data = b"".join(orjson.dumps(dict(record)) + b"\n" for record in source)
-        fmt = format or "jsonl"
+        data, fmt = await _file_body(source, format)
         media = "text/csv" if fmt == "csv" else "application/x-ndjson"
         async with self._response(
             "POST",
@@ -560,15 +566,7 @@ class AsyncClient:
         so sending the same file again after a failure stores only what is missing; that
         makes a retry safe, and the result's ``complete`` says whether it is needed.
         """
-        if isinstance(source, bytes | bytearray):
-            data = bytes(source)
-        elif isinstance(source, str | PathLike):
-            path = Path(source)
-            data = await asyncio.to_thread(path.read_bytes)
-            format = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-        else:
-            data = b"".join(orjson.dumps(dict(record)) + b"\n" for record in source)
-        fmt = format or "jsonl"
+        data, fmt = await _file_body(source, format)
         params: dict[str, Any] = {"format": fmt, "on_error": on_error, "max_rejected": max_rejected}
         if name is not None:
             params["source"] = name

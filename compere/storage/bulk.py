@@ -10,7 +10,7 @@ from sqlalchemy import bindparam as param
 
 from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
-from compere.domain.vote import vote_effects
+from compere.domain.vote import apply_vote
 from compere.storage.comparisons import vote_log
 from compere.storage.database import Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
@@ -19,16 +19,16 @@ from compere.storage.tables import COMPARISON_COLUMNS, NEW_ENTITY, comparisons, 
 from compere.storage.timestamps import utc_now
 
 # One import statement per backend, each spelled by its dialect's own insert().
-_IMPORT_ENTITY: dict[str, Query] = {}
+_IMPORT_ENTITY_QUERIES: dict[str, Query] = {}
 
 
-def _import_entity(db: Database) -> Query:
+def import_entity_query(db: Database) -> Query:
     """One entity row, skipped when its external id is already taken (by any row)."""
-    query = _IMPORT_ENTITY.get(db.name)
+    query = _IMPORT_ENTITY_QUERIES.get(db.name)
     if query is None:
         stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
         query = Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
-        _IMPORT_ENTITY[db.name] = query
+        _IMPORT_ENTITY_QUERIES[db.name] = query
     return query
 
 
@@ -39,7 +39,7 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
     Records whose external id already exists (also on a deleted entity) are skipped,
     so an import can be re-run, or resumed after a failure, without duplicates.
     """
-    query = _import_entity(db)
+    query = import_entity_query(db)
     now = utc_now()
     created = 0
     async with db.transaction() as tx:
@@ -170,7 +170,7 @@ async def count_rows(db: Database, table: str, *, live_only: bool = False) -> in
 # --- rebuilding derived state ----------------------------------------------------
 
 _ALL_ENTITY_IDS = Query(sa.select(entities.c.id))
-_WRITE_DERIVED = Query(
+WRITE_DERIVED = Query(
     sa.update(entities)
     .where(entities.c.id == param("id"))
     .values(
@@ -182,7 +182,7 @@ _WRITE_DERIVED = Query(
         losses=param("losses"),
         ties=param("ties"),
     )
-)
+)  # also what a vote-log import writes for each entity of a batch
 
 
 async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: float, prior: Prior) -> int:
@@ -209,17 +209,11 @@ async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: floa
         }
         async for batch in vote_log(tx, 10_000):
             for vote in batch:
-                one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
                 score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
-                for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor), strict=True):
-                    side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
-                    side["comparisons"] += 1
-                    side["wins"] += effect.win
-                    side["losses"] += effect.loss
-                    side["ties"] += effect.tie
+                apply_vote(state[vote["entity1_id"]], state[vote["entity2_id"]], score1, k_factor)
             replayed += len(batch)
         for entity_id, values in state.items():
-            await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+            await tx.execute(WRITE_DERIVED, {"id": entity_id, **values})
     return replayed
 
 

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
 from compere.domain.bayes import Prior
-from compere.domain.vote import vote_effects
+from compere.domain.vote import apply_vote
+from compere.storage.bulk import WRITE_DERIVED, import_entity_query
 from compere.storage.database import Connection, Database, Query
 from compere.storage.entities import new_entity_params
 from compere.storage.tables import NEW_ENTITY, comparisons, entities, import_runs
@@ -93,22 +94,7 @@ _ADVANCE_RUN = Query(
         updated_at=param("now"),
     )
 )
-_UPDATE_ENTITY = Query(
-    sa.update(entities)
-    .where(entities.c.id == param("id"))
-    .values(
-        rating=param("rating"),
-        mu=param("mu"),
-        sigma=param("sigma"),
-        comparisons=param("comparisons"),
-        wins=param("wins"),
-        losses=param("losses"),
-        ties=param("ties"),
-        updated_at=param("now"),
-    )
-)
 _NEW_ENTITY_BY_NAME = Query(sa.insert(entities).values(**NEW_ENTITY).returning(entities.c.id))
-_NEW_ENTITY_BY_EXTERNAL_ID: dict[str, Query] = {}
 _CACHED: dict[tuple[str, int], Query] = {}
 
 
@@ -181,15 +167,6 @@ async def _find(tx: Connection, by: str, keys: Sequence[str]) -> dict[str, int]:
     return found
 
 
-def _new_entity_by_external_id(db: Database) -> Query:
-    query = _NEW_ENTITY_BY_EXTERNAL_ID.get(db.name)
-    if query is None:
-        stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
-        query = Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
-        _NEW_ENTITY_BY_EXTERNAL_ID[db.name] = query
-    return query
-
-
 @dataclass(slots=True)
 class BatchResult:
     stored: int
@@ -251,13 +228,7 @@ async def apply_vote_batch(
         rows_to_insert: list[dict[str, Any]] = []
         for vote in votes:
             id1, id2 = ids[vote.key1], ids[vote.key2]
-            one, two = state[id1], state[id2]
-            for side, effect in zip((one, two), vote_effects(one, two, vote.score1, k_factor), strict=True):
-                side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
-                side["comparisons"] += 1
-                side["wins"] += effect.win
-                side["losses"] += effect.loss
-                side["ties"] += effect.tie
+            apply_vote(state[id1], state[id2], vote.score1, k_factor)
             winner = id1 if vote.score1 == 1.0 else id2 if vote.score1 == 0.0 else None
             rows_to_insert.append(
                 {
@@ -273,7 +244,7 @@ async def apply_vote_batch(
             values = {f"{name}{i}": value for i, row in enumerate(chunk) for name, value in row.items()}
             await tx.execute(_cached("insert", len(chunk)), values)
         for entity_id in entity_ids:
-            await tx.execute(_UPDATE_ENTITY, {**state[entity_id], "now": now})
+            await tx.execute(WRITE_DERIVED, state[entity_id])
         await tx.execute(
             _ADVANCE_RUN,
             {
@@ -333,5 +304,5 @@ async def _create(
     )
     if match_on == "name":
         return int(await tx.fetch_value(_NEW_ENTITY_BY_NAME, values)), 1
-    new = await tx.execute(_new_entity_by_external_id(db), values)
+    new = await tx.execute(import_entity_query(db), values)
     return (await _find(tx, "external_id", [key]))[key], new
