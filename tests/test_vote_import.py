@@ -396,3 +396,24 @@ async def test_an_interrupted_import_reports_what_it_stored_and_resumes(database
     totals = await query(database_url, "SELECT sum(comparisons) AS n, sum(rating) AS r FROM entities")
     assert totals[0]["n"] == 2 * len(battles)
     assert totals[0]["r"] == pytest.approx(10 * 1500)
+
+
+async def test_the_http_import_streams_a_body_larger_than_max_body_size(client, database_url):
+    # 300 battles with a 10 kB judge each: a 3 MB body against the default 1 MiB limit,
+    # read line by line as it arrives rather than held whole.
+    battles = [{**b, "judge": "j" * 10_000} for b in arena_lines(300, ["a", "b", "c"], seed=2)]
+    body = jsonl(battles)
+    assert len(body) > 3 * 1024 * 1024 - 200_000
+    resp = await client.post(
+        "/comparisons/import", data=io.BytesIO(body), headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["stored"] == 300
+    # A line longer than 64 KiB stops the import there; the lines before it are stored.
+    long_line = jsonl([{"model_a": "a", "model_b": "b", "winner": "tie", "judge": "x" * 70_000}])
+    resp = await client.post(
+        "/comparisons/import", params={"source": "long"}, data=jsonl(battles[:2]) + long_line
+    )
+    result = await resp.json()
+    assert (result["stored"], result["complete"], result["stopped_line"]) == (2, False, 3)
+    assert "longer than" in result["stopped"]
