@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, TextIO
 from compere import __version__
 from compere.services.transfer import FORMATS, PREFERENCE_FORMATS
 from compere.settings import Settings, load_settings_or_report, redact_url
+from compere.storage.tables import DEFAULT_PROJECT_ID
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         default=100,
         help="comparisons with --on-error skip: stop before rejecting more lines than this (100)",
+    )
+    importer.add_argument(
+        "--project", default="default", help="comparisons: the slug of the project to import into (default)"
     )
     importer.add_argument(
         "--source",
@@ -226,6 +230,7 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
         with _progress(size, "B" if size is not None else "rows") as bar:
             summary = await import_records(
                 db,
+                DEFAULT_PROJECT_ID,
                 read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
                 prior=settings.prior,
@@ -256,16 +261,29 @@ def _file_size(stream: BinaryIO) -> int | None:
 
 
 async def _rebuild(settings: Settings) -> int:
+    from compere.services.projects import project_from_row
+    from compere.storage import projects
     from compere.storage.bulk import rebuild_ratings
 
     db = await _open_database(settings)
     try:
-        return await rebuild_ratings(
-            db,
-            k_factor=settings.elo_k_factor,
-            initial_rating=settings.elo_initial_rating,
-            prior=settings.prior,
+        replayed = 0
+        rows = await projects.visible(
+            db, user_id=None, everything=True, archived=False, skip=0, limit=1_000_000
         )
+        rows += await projects.visible(
+            db, user_id=None, everything=True, archived=True, skip=0, limit=1_000_000
+        )
+        for row in rows:  # each project with its own Elo K and prior
+            own = project_from_row(row, settings).settings
+            replayed += await rebuild_ratings(
+                db,
+                int(row["id"]),
+                k_factor=own.elo_k_factor,
+                initial_rating=settings.elo_initial_rating,
+                prior=own.prior,
+            )
+        return replayed
     finally:
         await db.close()
 
@@ -280,16 +298,18 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
     try:
         live_only = what == "entities"  # deleted entities leave exports; their votes stay
         columns = await db.column_names(what)
-        total = await bulk.count_rows(db, what, live_only=live_only)
+        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, what, live_only=live_only)
         comparisons = what == "comparisons"
         encoder = RowEncoder(
             fmt, comparison_export_columns(columns) if comparisons else export_columns(columns)
         )
         out.write(encoder.header())
         if comparisons:
-            batches = bulk.iter_comparisons_for_export(db, columns, batch_size=batch_size)
+            batches = bulk.iter_comparisons_for_export(db, DEFAULT_PROJECT_ID, columns, batch_size=batch_size)
         else:
-            batches = bulk.iter_rows(db, what, columns, live_only=live_only, batch_size=batch_size)
+            batches = bulk.iter_rows(
+                db, DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
+            )
         with _progress(total, "rows") as bar:
             async for rows in batches:
                 out.write(encoder.encode(rows))
@@ -313,9 +333,11 @@ async def _export_preferences(
     key = judge_key(settings.secret_key)
     try:
         # dpo reads only the votes between responses to one prompt: no total known ahead.
-        total = await bulk.count_rows(db, "comparisons") if fmt == "arena" else None
+        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
-            batches = bulk.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
+            batches = bulk.iter_votes_with_entities(
+                db, DEFAULT_PROJECT_ID, same_prompt=fmt == "dpo", batch_size=batch_size
+            )
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
                 out.write(text)
@@ -415,14 +437,31 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if rejected or stopped else 0
 
 
-async def _import_votes(settings: Settings, stream: BinaryIO, options: Any, summary: Any) -> None:
+async def _import_votes(settings: Settings, stream: BinaryIO, args: argparse.Namespace, summary: Any) -> None:
     """Import a vote log into ``summary`` (filled in as batches commit, so it is right
-    even when this is interrupted)."""
-    from compere.services.vote_import import MAX_LINE_BYTES, file_lines, import_votes
+    even when this is interrupted), on the project ``--project`` names (default: default)."""
+    from compere.services.projects import project_from_row
+    from compere.services.transfer import guess_format
+    from compere.services.vote_import import MAX_LINE_BYTES, VoteImportOptions, file_lines, import_votes
+    from compere.storage import projects
 
     size = _file_size(stream)
     db = await _open_database(settings)
     try:
+        row = await projects.by_slug(db, args.project)
+        if row is None:
+            raise _CommandError(f"there is no project {args.project!r}")
+        project = project_from_row(row, settings)
+        options = VoteImportOptions(
+            fmt=args.format or guess_format(args.file),
+            k_factor=project.settings.elo_k_factor,
+            rating=settings.elo_initial_rating,
+            prior=project.settings.prior,
+            max_rejected=0 if args.on_error == "stop" else args.max_rejected,
+            source=args.source,
+            batch_size=args.batch_size or 2000,
+            project_id=project.id,
+        )
         with _progress(size, "B" if size is not None else "lines") as bar:
             lines = file_lines(lambda: stream.readline(MAX_LINE_BYTES + 1))
             await import_votes(db, lines, options, summary, progress=bar.update if size is not None else None)
@@ -432,23 +471,13 @@ async def _import_votes(settings: Settings, stream: BinaryIO, options: Any, summ
 
 def _run_import_votes(settings: Settings, args: argparse.Namespace) -> int:
     """``compere import comparisons FILE``: prints rejected lines and a summary line, always."""
-    from compere.services.transfer import guess_format
-    from compere.services.vote_import import VoteFileError, VoteImportOptions, VoteImportSummary
+    from compere.services.vote_import import VoteFileError, VoteImportSummary
     from compere.storage.database import DatabaseError
     from compere.storage.migrations import MigrationError
 
     if args.source is not None and not 1 <= len(args.source) <= 200:
         print("compere: import: --source must be 1 to 200 characters", file=sys.stderr)
         return 2
-    options = VoteImportOptions(
-        fmt=args.format or guess_format(args.file),
-        k_factor=settings.elo_k_factor,
-        rating=settings.elo_initial_rating,
-        prior=settings.prior,
-        max_rejected=0 if args.on_error == "stop" else args.max_rejected,
-        source=args.source,
-        batch_size=args.batch_size or 2000,
-    )
     try:
         stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -458,7 +487,10 @@ def _run_import_votes(settings: Settings, args: argparse.Namespace) -> int:
     status = 0
     try:
         with stream:
-            asyncio.run(_import_votes(settings, stream, options, summary))
+            asyncio.run(_import_votes(settings, stream, args, summary))
+    except _CommandError as exc:
+        print(f"compere: import: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         summary.stopped, status = "interrupted", 130
     except VoteFileError as exc:

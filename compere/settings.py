@@ -30,6 +30,7 @@ from compere.domain.ucb import UCBParams
 from compere.infra.addresses import IPNetwork, TrustedProxies, parse_trusted_proxies
 from compere.infra.logging import FORMATS, LogFormat
 from compere.infra.ratelimit_policy import FailMode, RateLimitPolicy
+from compere.infra.redis import parse_redis_url
 
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -145,8 +146,7 @@ def _database_url(value: str) -> str:
 
 
 def _redis_url(value: str) -> str:
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(value)
+    parse_redis_url(value)  # ValueError for an unknown scheme or a malformed node list
     return value
 
 
@@ -202,8 +202,8 @@ class Settings:
         "REDIS_URL",
         None,
         _redis_url,
-        "redis://HOST:PORT/DB",
-        "Redis for shared limits, login counters, idempotency",
+        "redis://HOST:PORT/DB, redis+cluster://HOST:PORT,HOST:PORT or redis+sentinel://HOST:PORT,.../SERVICE/DB",
+        "Redis for shared limits, login counters, idempotency: one server, a cluster or a Sentinel set",
     )
     environment: Environment = _choice(
         "ENVIRONMENT",

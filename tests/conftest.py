@@ -14,6 +14,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -40,7 +41,14 @@ from tests.helpers import (
     sign_up,
     with_database,
 )
-from tests.servers import CompereProcess, PostgresInstance, RedisInstance, free_port
+from tests.servers import (
+    CompereProcess,
+    PostgresInstance,
+    RedisClusterSet,
+    RedisInstance,
+    RedisSentinelSet,
+    free_port,
+)
 from tests.webhook_helpers import Receiver
 
 
@@ -205,6 +213,32 @@ def own_redis_server() -> Iterator[RedisInstance]:
         yield server
     finally:
         server.destroy()
+
+
+def _started(servers: RedisClusterSet | RedisSentinelSet) -> Iterator[Any]:
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSet]:
+    """A Redis Cluster (3 masters, 1 replica each) shared by the tests that do not harm it."""
+    yield from _started(RedisClusterSet())
+
+
+@pytest.fixture
+def own_redis_cluster() -> Iterator[RedisClusterSet]:
+    """A Redis Cluster of the test's own, which it may kill nodes of."""
+    yield from _started(RedisClusterSet())
+
+
+@pytest.fixture
+def own_redis_sentinels() -> Iterator[RedisSentinelSet]:
+    """A master, a replica and three Sentinels of the test's own."""
+    yield from _started(RedisSentinelSet())
 
 
 @pytest.fixture

@@ -559,3 +559,286 @@ class Edge:
     def json(self, method: str, path: str, **kwargs):
         status, headers, body = self.request(method, path, **kwargs)
         return status, headers, json.loads(body)
+
+
+# --- Redis Cluster and Sentinel ------------------------------------------------------------
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (redis.exceptions.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class _RedisNode:
+    """One redis-server (data node or Sentinel) of a set: its own folder, port and process."""
+
+    def __init__(self, base: Path, port: int, *args: str, sentinel: bool = False) -> None:
+        self.port = port
+        self.folder = base / str(port)
+        self.folder.mkdir()
+        argv = [shutil.which("redis-server") or "redis-server"]
+        if sentinel:
+            # A Sentinel rewrites its configuration file, so it must have one of its own.
+            conf = self.folder / "sentinel.conf"
+            conf.write_text("\n".join(args) + "\n")
+            argv += [str(conf), "--sentinel"]
+            args = ()
+        argv += [
+            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+            "--logfile", str(self.folder / "server.log"), *args,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(
+            port=self.port, socket_connect_timeout=0.5, socket_timeout=2, decode_responses=True
+        )
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        def answers() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited: {self.log()}")
+            with self.client() as conn:
+                return bool(conn.ping())
+
+        _wait(answers, f"redis-server on port {self.port}", timeout)
+
+    def log(self) -> str:
+        try:
+            return (self.folder / "server.log").read_text()[-2000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL by PID: a crash, no chance to hand over."""
+        if self.process is not None and self.process.poll() is None:
+            stop_process(self.process, signal.SIGKILL, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, timeout=10)
+        self.process = None
+
+
+# No persistence; a new replica syncs at once (Redis waits 5 s by default, and a replica
+# that never synced cannot take over).
+_DATA_NODE = ("--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
+
+
+def _replica_synced(node: _RedisNode) -> bool:
+    with node.client() as conn:
+        info = conn.info("replication")
+    return info["role"] == "master" or info.get("master_link_status") == "up"
+
+
+class RedisClusterSet:
+    """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each, on free
+    loopback ports (``redis-cli --cluster create``), every node stopped by its PID.
+
+    ``node_timeout_ms`` is cluster-node-timeout: how long a master may be silent before
+    its replica takes over (a failover takes about twice that).
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 1, *, node_timeout_ms: int = 1000) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="compere-rcluster-"))
+        self.node_timeout_ms = node_timeout_ms
+        self.size = masters * (1 + replicas)
+        self.masters = masters
+        self.replicas = replicas
+        self.nodes: list[_RedisNode] = []
+
+    def start(self, timeout: float = 30) -> None:
+        for _ in range(self.size):
+            port = free_cluster_port()
+            self.nodes.append(
+                _RedisNode(
+                    self.base, port, *_DATA_NODE,
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(self.node_timeout_ms),
+                )
+            )  # fmt: skip
+        for node in self.nodes:
+            node.wait_ready()
+        subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas", str(self.replicas), "--cluster-yes",
+            ],
+            check=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.wait_healthy(timeout)
+
+    def url(self, seeds: int = 2) -> str:
+        """``redis+cluster://`` with the first ``seeds`` nodes as seeds."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:seeds])
+
+    def alive(self) -> list[_RedisNode]:
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        """Every live node says cluster_state:ok, every slot has a live master and every
+        live replica is in sync with its master (so it could take over)."""
+
+        def healthy() -> bool:
+            for node in self.alive():
+                with node.client() as conn:
+                    info = conn.execute_command("CLUSTER", "INFO")
+                    if "cluster_state:ok" not in str(info):
+                        return False
+                if not _replica_synced(node):
+                    return False
+            return len(self.master_ports()) == self.masters
+
+        _wait(healthy, "the cluster to be healthy", timeout)
+
+    def master_ports(self) -> set[int]:
+        """Ports of the live masters, as the live nodes see them."""
+        alive = {n.port for n in self.alive()}
+        with self.alive()[0].client() as conn:
+            slots = conn.execute_command("CLUSTER", "SLOTS")
+        return {int(entry[2][1]) for entry in slots} & alive
+
+    def master_for(self, key: str) -> _RedisNode:
+        """The node that serves ``key`` now."""
+        with self.alive()[0].client() as conn:
+            slot = int(conn.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, master, *_ in conn.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(master[1]))
+        raise RuntimeError(f"no master serves {key!r}")
+
+    def client(self) -> redis.RedisCluster:
+        node = self.alive()[0]
+        return redis.RedisCluster(host="127.0.0.1", port=node.port, decode_responses=True, socket_timeout=2)
+
+    def destroy(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class RedisSentinelSet:
+    """A master, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority)
+    watching it as ``service``, on free loopback ports, every process stopped by PID."""
+
+    def __init__(
+        self,
+        service: str = "compere",
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+    ) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="compere-rsentinel-"))
+        self.service = service
+        self.down_after_ms = down_after_ms
+        self.replica_count = replicas
+        self.sentinel_count = sentinels
+        self.data: list[_RedisNode] = []
+        self.sentinels: list[_RedisNode] = []
+
+    def start(self, timeout: float = 30) -> None:
+        master = _RedisNode(self.base, free_port(), *_DATA_NODE)
+        master.wait_ready()
+        self.data.append(master)
+        for _ in range(self.replica_count):
+            replica = _RedisNode(
+                self.base, free_port(), *_DATA_NODE, "--replicaof", "127.0.0.1", str(master.port)
+            )
+            self.data.append(replica)
+        quorum = self.sentinel_count // 2 + 1
+        for _ in range(self.sentinel_count):
+            self.sentinels.append(
+                _RedisNode(
+                    self.base,
+                    free_port(),
+                    f"sentinel monitor {self.service} 127.0.0.1 {master.port} {quorum}",
+                    f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
+                    f"sentinel failover-timeout {self.service} {max(3000, 3 * self.down_after_ms)}",
+                    f"sentinel parallel-syncs {self.service} 1",
+                    sentinel=True,
+                )
+            )
+        for node in self.data + self.sentinels:
+            node.wait_ready()
+
+        def watching() -> bool:
+            # Failover needs synced replicas, known with the other Sentinels to every Sentinel.
+            if not all(_replica_synced(node) for node in self.data):
+                return False
+            for sentinel in self.sentinels:
+                with sentinel.client() as conn:
+                    state = conn.execute_command("SENTINEL", "MASTER", self.service)
+                    state = (
+                        dict(zip(state[::2], state[1::2], strict=True)) if isinstance(state, list) else state
+                    )
+                    if int(state["num-slaves"]) < self.replica_count:
+                        return False
+                    if int(state["num-other-sentinels"]) < self.sentinel_count - 1:
+                        return False
+            return True
+
+        _wait(watching, "the Sentinels to see the replicas and each other", timeout)
+
+    def url(self, db: int = 0) -> str:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/{db}"
+
+    def master_port(self) -> int:
+        """The master's port as the first live Sentinel reports it."""
+        for sentinel in self.sentinels:
+            if sentinel.process is None or sentinel.process.poll() is not None:
+                continue
+            with sentinel.client() as conn:
+                _host, port = conn.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                return int(port)
+        raise RuntimeError("no Sentinel answers")
+
+    def master(self) -> _RedisNode:
+        port = self.master_port()
+        return next(node for node in self.data if node.port == port)
+
+    def wait_promoted(self, old_port: int, timeout: float = 30) -> int:
+        """Wait until the Sentinels name another master, and it accepts writes; its port."""
+
+        def promoted() -> bool:
+            port = self.master_port()
+            if port == old_port:
+                return False
+            with redis.Redis(port=port, socket_timeout=1) as conn:
+                return conn.info("replication")["role"] == "master"
+
+        _wait(promoted, "a Sentinel failover", timeout)
+        return self.master_port()
+
+    def destroy(self) -> None:
+        for node in self.sentinels + self.data:
+            node.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

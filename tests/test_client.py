@@ -87,7 +87,27 @@ CLIENT_METHODS = {
     ("DELETE", "/webhooks/{webhook_id}"): "delete_webhook",
     ("GET", "/webhooks/{webhook_id}/deliveries"): "list_deliveries",
     ("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"): "replay_delivery",
+    ("GET", "/projects/"): "list_projects",
+    ("POST", "/projects/"): "create_project",
+    ("GET", "/projects/{slug}"): "get_project",
+    ("PATCH", "/projects/{slug}"): "update_project",
+    ("DELETE", "/projects/{slug}"): "archive_project",
+    ("POST", "/projects/{slug}/restore"): "restore_project",
+    ("GET", "/projects/{slug}/members"): "list_members",
+    ("PUT", "/projects/{slug}/members/{username}"): "set_member",
+    ("DELETE", "/projects/{slug}/members/{username}"): "remove_member",
 }
+# Every board route also answers under /projects/{slug}/: the same method, on a client
+# made with ``project=slug``.
+CLIENT_METHODS.update(
+    {
+        (method, "/projects/{slug}" + path): name
+        for (method, path), name in list(CLIENT_METHODS.items())
+        if path.startswith(
+            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
+        )
+    }
+)
 
 AUTH = {"AUTH_ENABLED": "true", "SECRET_KEY": TEST_SECRET_KEY, "BCRYPT_ROUNDS": "10"}
 ADMIN = ("client-admin", "grey-heron-lantern-91")

@@ -29,10 +29,15 @@ from compere.http.schemas import (
     EntityUpdate,
     Health,
     ImportResult,
+    Member,
+    MemberSet,
     Message,
     Pair,
     PasswordChange,
     PasswordChanged,
+    ProjectCreate,
+    ProjectOut,
+    ProjectUpdate,
     RankedEntity,
     Readiness,
     Token,
@@ -63,8 +68,14 @@ _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
 _WEBHOOKS = TypeAdapter(list[Webhook])
 _DELIVERIES = TypeAdapter(list[WebhookDelivery])
-# Partial updates: only the fields the caller gave are sent.
-_PARTIAL = (EntityUpdate, WebhookUpdate)
+_PROJECTS = TypeAdapter(list[ProjectOut])
+_MEMBERS = TypeAdapter(list[Member])
+# Partial updates (and project creation, whose unset settings follow the server's):
+# only the fields the caller gave are sent.
+_PARTIAL = (EntityUpdate, WebhookUpdate, ProjectCreate, ProjectUpdate)
+# The board routes, which act on ``default`` at the top level and on a project under
+# /projects/{slug}/ (``AsyncClient(project=...)``).
+_BOARD_PATHS = ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -133,6 +144,7 @@ class AsyncClient:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        project: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -145,6 +157,14 @@ class AsyncClient:
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self.rate_limit = RateLimitGate()
+        # The project the board methods (entities, votes, pairs, ratings, exports) act on;
+        # None: the top-level routes, i.e. the server's project ``default``.
+        self.project = project
+
+    def _in_project(self, path: str) -> str:
+        if self.project is None or not path.startswith(_BOARD_PATHS):
+            return path
+        return f"/projects/{self.project}{path}"
 
     async def __aenter__(self) -> Self:
         return self
@@ -188,7 +208,7 @@ class AsyncClient:
         ``replay_safe=False`` (a write the server cannot deduplicate) retries only failures
         that prove the request never reached the server: a refused connection or a 429.
         """
-        url = self.base_url + path
+        url = self.base_url + self._in_project(path)
         headers: dict[str, str] = {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -779,6 +799,71 @@ class AsyncClient:
     ) -> int:
         """Write a preference dataset to ``path`` (as :meth:`download_comparisons`)."""
         return await self._save(path, self.export_preferences_raw(format, ties=ties))
+
+    # --- projects -----------------------------------------------------------------------
+
+    async def list_projects(
+        self, *, archived: bool = False, skip: int = 0, limit: int = 100
+    ) -> list[ProjectOut]:
+        """``GET /projects/``: the projects you may see (``archived=True``: the archived
+        ones, superusers)."""
+        params = {"archived": "true" if archived else None, "skip": skip, "limit": limit}
+        page = await self._page(_PROJECTS, "/projects/", "GET /projects/", **params)
+        return page.items
+
+    async def create_project(
+        self,
+        slug: str,
+        name: str,
+        *,
+        description: str = "",
+        visibility: Literal["private", "public"] = "private",
+        **settings: Any,
+    ) -> ProjectOut:
+        """``POST /projects/``: a new project, with you as its owner. ``settings`` are the
+        project's own ranking settings (``strategy``, ``elo_k_factor``, ``prior_sd``,
+        ``exploration``, ``allow_ties``, ``allow_anonymous``, ``daily_vote_cap``)."""
+        body = ProjectCreate(slug=slug, name=name, description=description, visibility=visibility, **settings)
+        return await self._model(ProjectOut, "POST", "/projects/", route="POST /projects/", json=body)
+
+    async def get_project(self, slug: str) -> ProjectOut:
+        """``GET /projects/{slug}``: settings (own and in force) and your role."""
+        return await self._model(ProjectOut, "GET", f"/projects/{slug}", route="GET /projects/{slug}")
+
+    async def update_project(self, slug: str, **changes: Any) -> ProjectOut:
+        """``PATCH /projects/{slug}`` (owners): only the fields given change; a setting
+        given as None follows the server's setting again."""
+        body = ProjectUpdate(**changes)
+        path = f"/projects/{slug}"
+        return await self._model(ProjectOut, "PATCH", path, route="PATCH /projects/{slug}", json=body)
+
+    async def archive_project(self, slug: str) -> Message:
+        """``DELETE /projects/{slug}`` (owners): archive (read-only, hidden from lists)."""
+        path = f"/projects/{slug}"
+        return await self._model(Message, "DELETE", path, route="DELETE /projects/{slug}")
+
+    async def restore_project(self, slug: str) -> ProjectOut:
+        """``POST /projects/{slug}/restore`` (superusers): undo :meth:`archive_project`."""
+        path = f"/projects/{slug}/restore"
+        return await self._model(ProjectOut, "POST", path, route="POST /projects/{slug}/restore")
+
+    async def list_members(self, slug: str) -> list[Member]:
+        """``GET /projects/{slug}/members`` (owners)."""
+        page = await self._page(_MEMBERS, f"/projects/{slug}/members", "GET /projects/{slug}/members")
+        return page.items
+
+    async def set_member(
+        self, slug: str, username: str, role: Literal["owner", "editor", "voter", "viewer"]
+    ) -> Member:
+        """``PUT /projects/{slug}/members/{username}`` (owners): add or change a member."""
+        path = f"/projects/{slug}/members/{username}"
+        route = "PUT /projects/{slug}/members/{username}"
+        return await self._model(Member, "PUT", path, route=route, json=MemberSet(role=role))
+
+    async def remove_member(self, slug: str, username: str) -> Message:
+        """``DELETE /projects/{slug}/members/{username}`` (owners)."""
+        path = f"/projects/{slug}/members/{username}"
+        return await self._model(Message, "DELETE", path, route="DELETE /projects/{slug}/members/{username}")
 
     # --- webhooks -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from compere.http.keys import (
     DATABASE,
     IDEMPOTENCY,
     PAIR_TOKENS,
+    PROJECTS,
     RANKING_CACHE,
     READINESS,
     REDIS,
@@ -30,9 +31,10 @@ from compere.http.views.health import ReadinessCache
 from compere.http.webapp import setup_webapp
 from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from compere.infra.logging import configure_logging, redact_access_logs, redact_parser_errors
-from compere.infra.redis import create_redis
+from compere.infra.redis import create_redis, warm_up
 from compere.infra.signing import PairTokens
 from compere.services.boards import RankingCache
+from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
 from compere.settings import Settings, load_settings, redact_url
 from compere.storage.connect import connect
@@ -55,6 +57,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app[SETTINGS] = settings
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
     app[RANKING_CACHE] = RankingCache()
+    app[PROJECTS] = ProjectCache(settings)
     app[READINESS] = ReadinessCache(settings.ready_cache_seconds)
     app[CLOCK] = time.time
     app.cleanup_ctx.append(_database)
@@ -109,6 +112,8 @@ async def _webhooks(app: web.Application) -> AsyncIterator[None]:
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     url = app[SETTINGS].redis_url
     client = create_redis(url) if url else None
+    if client is not None:
+        await warm_up(client)
     app[REDIS] = client
     # Without Redis (development only: production requires REDIS_URL) idempotency keys
     # are remembered per process.

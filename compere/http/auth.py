@@ -4,8 +4,9 @@ The identity middleware reads a bearer token (or, in cookie mode, the session
 cookie), checks it and stores the caller under ``USER``; it never refuses a request
 for lack of credentials. Guards decide, and all of them live here:
 :func:`require_user`, :func:`require_superuser` and :func:`require_bulk_access` are
-called by views, and :func:`guarded` applies the access level a route declares in the
-route table.
+called by views, :func:`guarded` applies the access level a route declares in the
+route table, and :func:`require_project_access` is the one rule of what a caller may
+do in a project (every /projects/{slug}/ route goes through it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from compere.domain.projects import Action, Role, refusal
 from compere.http.errors import ApiError
 from compere.http.keys import (
     AUTH_FAILURE,
@@ -28,6 +30,8 @@ from compere.http.keys import (
     DATABASE,
     LOGIN_THROTTLE,
     PASSWORDS,
+    PROJECT,
+    PROJECT_GRANTED,
     REDIS,
     SETTINGS,
     TOKENS,
@@ -36,6 +40,7 @@ from compere.http.keys import (
 from compere.infra.auth_state import MemoryLoginThrottle, RedisLoginThrottle
 from compere.infra.passwords import PasswordHasher
 from compere.infra.tokens import TokenError, TokenIssuer
+from compere.services.projects import role_of
 from compere.settings import Settings
 from compere.storage import users
 
@@ -253,10 +258,47 @@ def require_bulk_access(request: web.Request) -> None:
     ``AUTH_ENABLED=true``, anyone otherwise (open, as the original API).
 
     Their routes declare ``access="superuser"``; their views call this too, so the rule
-    holds even for a route registered some other way.
+    holds even for a route registered some other way. On a project's route the
+    project's roles decide instead (:func:`require_project_access`).
     """
+    if PROJECT_GRANTED in request:
+        return
     if request.app[SETTINGS].auth_enabled:
         require_superuser(request)
+
+
+async def require_project_access(request: web.Request, action: Action) -> Role | None:
+    """May the caller do ``action`` (read, vote, write, admin) in ``request[PROJECT]``?
+
+    Returns the caller's role there (None for non-members, superusers and open
+    deployments); raises 404 for a private project the caller may not know of, 401 for
+    an anonymous caller who must sign in, 403 with the reason otherwise. An archived
+    project is read-only even with ``AUTH_ENABLED=false``; otherwise that setting opens
+    everything, as it always has.
+    """
+    project = request[PROJECT]
+    user = request.get(USER)
+    role: Role | None = None
+    if not request.app[SETTINGS].auth_enabled:
+        found = refusal(project, action, role=None, signed_in=True, superuser=True)
+    else:
+        if user is not None and not user.is_superuser:
+            role = await role_of(request.app[DATABASE], project, user.id)
+        found = refusal(
+            project,
+            action,
+            role=role,
+            signed_in=user is not None,
+            superuser=user is not None and user.is_superuser,
+        )
+    if found is not None:
+        status, reason = found
+        if status == 401:
+            require_user(request)  # logs the refusal and answers with WWW-Authenticate
+        log_auth_failure(request, f"project {action} refused", user.username if user else None)
+        raise ApiError(status, reason)
+    request[PROJECT_GRANTED] = action
+    return role
 
 
 _GUARDS: dict[str, Callable[[web.Request], AuthenticatedUser]] = {
@@ -320,4 +362,7 @@ async def auth_context(app: web.Application) -> AsyncIterator[None]:
         if client is not None
         else MemoryLoginThrottle(**limits)
     )
-    yield
+    try:
+        yield
+    finally:
+        await app[LOGIN_THROTTLE].aclose()

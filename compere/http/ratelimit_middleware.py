@@ -31,6 +31,7 @@ from compere.infra.ratelimit import (
     SlidingWindowLimiter,
 )
 from compere.infra.ratelimit_policy import FailMode
+from compere.infra.redis import warm_up
 from compere.settings import Settings
 
 __all__ = [
@@ -209,6 +210,7 @@ def rate_limit_cleanup_ctx(settings: Settings) -> Callable[[web.Application], As
                 command_timeout=settings.rate_limit_redis_timeout,
                 key_prefix=settings.rate_limit_key_prefix,
             )
+            await warm_up(limiter.client)
         else:
             log.warning("rate limiting without REDIS_URL: counts are per process (development only)")
             limiter = InProcessSlidingWindowLimiter()

@@ -376,3 +376,87 @@ class PreferenceExportQuery(Model):
     ties: Literal["skip", "keep"] = Field(
         default="skip", description="dpo only: keep writes ties with a `tie: true` field"
     )
+
+
+# --- projects ------------------------------------------------------------------------
+
+ProjectName = Name
+ProjectDescription = Annotated[str, StringConstraints(max_length=2000), STORABLE]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Role = Literal["owner", "editor", "voter", "viewer"]
+
+
+class ProjectSettingsIn(Model):
+    """A project's own ranking settings; null (or absent on create) follows the deployment's."""
+
+    strategy: Strategy | None = Field(default=None, description="Pair strategy (RANKING_STRATEGY)")
+    elo_k_factor: float | None = Field(default=None, ge=0.1, le=400, description="Elo K (ELO_K_FACTOR)")
+    prior_sd: float | None = Field(
+        default=None, ge=0.1, le=10, description="Prior spread of a new entity's strength (BAYES_PRIOR_SIGMA)"
+    )
+    exploration: float | None = Field(
+        default=None, ge=0, le=1, description="Share of uniformly random pairs (PAIR_EXPLORATION)"
+    )
+    allow_ties: bool | None = Field(default=None, description="Accept ties (default true)")
+    allow_anonymous: bool | None = Field(
+        default=None, description="Accept votes without a token on a public project (default false)"
+    )
+    daily_vote_cap: Integer | None = Field(
+        default=None, ge=0, le=1_000_000, description="Votes per voter per UTC day, 0 = none (default 0)"
+    )
+
+
+class ProjectCreate(ProjectSettingsIn):
+    slug: Slug = Field(description="URL-safe and unique; cannot be changed later")
+    name: ProjectName
+    description: ProjectDescription = ""
+    visibility: Literal["private", "public"] = "private"
+
+
+class ProjectUpdate(ProjectSettingsIn):
+    """Partial update: only the fields present in the body change (the slug never does)."""
+
+    name: ProjectName | None = None
+    description: ProjectDescription | None = None
+    visibility: Literal["private", "public"] | None = None
+
+
+class ProjectSettingsOut(Model):
+    strategy: Strategy
+    elo_k_factor: float
+    prior_sd: float
+    exploration: float
+    allow_ties: bool
+    allow_anonymous: bool
+    daily_vote_cap: int
+
+
+class ProjectOut(Model):
+    id: int
+    slug: str
+    name: str
+    description: str
+    visibility: Literal["private", "public"]
+    created_at: datetime
+    archived_at: datetime | None
+    overrides: dict[str, str | float | bool | int | None] = Field(
+        description="The project's own settings; null follows the deployment's"
+    )
+    settings: ProjectSettingsOut = Field(description="The settings in force")
+    role: Role | None = Field(description="The caller's role in the project (null: not a member)")
+
+
+class ProjectListQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=1000)
+    archived: bool = Field(default=False, description="List the archived projects instead (superusers)")
+
+
+class Member(Model):
+    user_id: int
+    username: str
+    role: Role
+
+
+class MemberSet(Model):
+    role: Role

@@ -62,32 +62,38 @@ class _Entry:
 
 @dataclass
 class RankingCache:
-    _entries: dict[str, _Entry] = field(default_factory=dict)
+    """Boards per (project, model)."""
+
+    _entries: dict[tuple[int, str], _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def board(self, db: Connection, model: str, prior: Prior) -> Board:
-        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data."""
-        marker = await leaderboard.change_marker(db)
-        entry = self._entries.get(model)
+    async def board(self, db: Connection, project_id: int, model: str, prior: Prior) -> Board:
+        """A project's ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the
+        current data."""
+        key = (project_id, model)
+        marker = await leaderboard.change_marker(db, project_id)
+        entry = self._entries.get(key)
         if entry is not None and entry.usable(marker, time.monotonic()):
             return entry.board
         async with self._lock:  # one computation at a time; others wait and reuse it
-            entry = self._entries.get(model)
+            entry = self._entries.get(key)
             if entry is not None and entry.usable(marker, time.monotonic()):
                 return entry.board
             started = time.monotonic()
-            board = await (self._fit(db, prior) if model == "bt" else self._online(db))
+            board = await (
+                self._fit(db, project_id, prior) if model == "bt" else self._online(db, project_id)
+            )
             now = time.monotonic()
-            self._entries[model] = _Entry(marker, board, now, now - started)
+            self._entries[key] = _Entry(marker, board, now, now - started)
             return board
 
-    async def _online(self, db: Connection) -> Board:
-        rows = await leaderboard.strengths(db)
+    async def _online(self, db: Connection, project_id: int) -> Board:
+        rows = await leaderboard.strengths(db, project_id)
         return _board([r["id"] for r in rows], [r["mu"] for r in rows], [r["sigma"] for r in rows])
 
-    async def _fit(self, db: Connection, prior: Prior) -> Board:
-        ids = await leaderboard.live_ids(db)
-        first, second, winner = await leaderboard.vote_log(db)
+    async def _fit(self, db: Connection, project_id: int, prior: Prior) -> Board:
+        ids = await leaderboard.live_ids(db, project_id)
+        first, second, winner = await leaderboard.vote_log(db, project_id)
         # The fit is CPU-bound (numpy): keep it off the event loop.
         fitted = await asyncio.get_running_loop().run_in_executor(
             None, lambda: fit_votes(ids, first, second, winner, prior=prior)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from compere.domain.projects import Project
 from compere.domain.selection import Candidate, CandidatePlan, Selection, SelectionContext, select_pair
 from compere.domain.text import TextEntity, most_dissimilar_pair
 from compere.domain.ucb import ArmState, choose_second, draw_first, ucb_pair_probability
@@ -32,13 +33,13 @@ class ServedPair:
     pair_token: str
 
 
-async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Selection:
+async def _select_ucb(db: Connection, project_id: int, rows: list[Row], settings: Settings) -> Selection:
     """The original's algorithm on the candidate set, fed by the stored bandit counters."""
     arms = [
         ArmState(r["id"], float(r["rating"]), r["comparisons"], r["wins"] + 0.5 * r["ties"]) for r in rows
     ]
     # UCB1's n counts pulls; every comparison pulls two arms.
-    total = 2 * await pairing.latest_comparison_id(db)
+    total = 2 * await pairing.latest_comparison_id(db, project_id)
     params = settings.ucb
     first = draw_first(arms, total, params, _rng)
     # Recent opponents matter only for the entity drawn first: fetch them after the draw.
@@ -51,16 +52,18 @@ async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Se
 
 
 async def next_pair(
-    db: Connection, settings: Settings, tokens: PairTokens, strategy: str | None = None
+    db: Connection, project: Project, settings: Settings, tokens: PairTokens, strategy: str | None = None
 ) -> ServedPair | None:
-    """The pair ``strategy`` (default: ``RANKING_STRATEGY``) picks from a fresh candidate
-    set, with its pair token; None when there are fewer than two entities."""
-    strategy = strategy or settings.ranking_strategy
-    rows = await pairing.pair_candidates(db, PLAN, _rng)
+    """The pair ``strategy`` (default: the project's) picks from a fresh candidate set of
+    the project's entities, with its pair token; None when there are fewer than two.
+    ``settings`` gives what projects do not set (the UCB parameters)."""
+    own = project.settings
+    strategy = strategy or own.strategy
+    rows = await pairing.pair_candidates(db, PLAN, _rng, project.id)
     if len(rows) < 2:
         return None
     if strategy == "ucb":
-        chosen = await _select_ucb(db, rows, settings)
+        chosen = await _select_ucb(db, project.id, rows, settings)
     else:
         candidates = [
             Candidate(
@@ -73,7 +76,7 @@ async def next_pair(
             )
             for r in rows
         ]
-        context = SelectionContext(exploration=settings.pair_exploration, prior=settings.prior)
+        context = SelectionContext(exploration=own.exploration, prior=own.prior)
         chosen = select_pair(strategy, candidates, _rng, context)
     by_id = {r["id"]: r for r in rows}
     token = tokens.issue(chosen.entity1_id, chosen.entity2_id, chosen.strategy, chosen.probability)
@@ -86,11 +89,11 @@ async def next_pair(
     )
 
 
-async def most_dissimilar(db: Connection, seed: int | None = None) -> list[Row]:
+async def most_dissimilar(db: Connection, project_id: int, seed: int | None = None) -> list[Row]:
     """The two entities of a random sample whose texts differ most (TF-IDF cosine), or
     every entity when there are fewer than two. A ``seed`` makes the sample reproducible."""
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
-    rows = await pairing.random_sample(db, SAMPLE_SIZE, rng)
+    rows = await pairing.random_sample(db, project_id, SAMPLE_SIZE, rng)
     if len(rows) < 2:
         return rows
     pair = most_dissimilar_pair([TextEntity(r["id"], r["name"], r["description"]) for r in rows], rng)

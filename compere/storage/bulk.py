@@ -15,7 +15,7 @@ from compere.storage.comparisons import vote_log
 from compere.storage.database import Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
 from compere.storage.rows import plain_values
-from compere.storage.tables import COMPARISON_COLUMNS, NEW_ENTITY, comparisons, entities
+from compere.storage.tables import COMPARISON_COLUMNS, DEFAULT_PROJECT_ID, NEW_ENTITY, comparisons, entities
 from compere.storage.timestamps import utc_now
 
 # One import statement per backend, each spelled by its dialect's own insert().
@@ -23,16 +23,21 @@ _IMPORT_ENTITY_QUERIES: dict[str, Query] = {}
 
 
 def import_entity_query(db: Database) -> Query:
-    """One entity row, skipped when its external id is already taken (by any row)."""
+    """One entity row, skipped when its external id is already taken in its project
+    (also by a deleted row)."""
     query = _IMPORT_ENTITY_QUERIES.get(db.name)
     if query is None:
         stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
-        query = Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
+        query = Query(
+            stmt.on_conflict_do_nothing(index_elements=[entities.c.project_id, entities.c.external_id])
+        )
         _IMPORT_ENTITY_QUERIES[db.name] = query
     return query
 
 
-async def import_entities(db: Database, records: Sequence[Row], *, rating: float, prior: Prior) -> int:
+async def import_entities(
+    db: Database, project_id: int, records: Sequence[Row], *, rating: float, prior: Prior
+) -> int:
     """Insert one batch of entities in one transaction; return how many were new.
 
     Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
@@ -47,6 +52,7 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
             created += await tx.execute(
                 query,
                 new_entity_params(
+                    project_id=project_id,
                     name=record["name"],
                     description=record["description"],
                     image_urls=record["image_urls"],
@@ -62,24 +68,26 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
 
 async def iter_rows(
     db: Database,
+    project_id: int,
     table: str,
     columns: Sequence[str],
     *,
     live_only: bool = False,
     batch_size: int = 5000,
 ) -> AsyncIterator[list[Row]]:
-    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination),
+    """Every row of ``table`` (entities or comparisons) of a project in id order, ``batch_size`` at a time (keyset pagination),
     with plain values (:func:`compere.storage.rows.plain_values`).
 
     Memory stays bounded by the batch and no transaction or cursor is held open between
     batches (see :func:`compere.storage.database.keyset_batches`).
     """
-    source = sa.table(table, *(sa.column(name) for name in columns))
-    stmt = sa.select(*source.c).where(source.c.id > param("after"))
+    source = sa.table(table, *(sa.column(name) for name in {*columns, "project_id"}))
+    shown = [source.c[name] for name in columns]
+    stmt = sa.select(*shown).where(source.c.id > param("after"), source.c.project_id == param("project_id"))
     if live_only:
-        stmt = stmt.where(source.c.deleted_at.is_(None))
+        stmt = stmt.where(sa.column("deleted_at").is_(None))
     query = Query(stmt.order_by(source.c.id).limit(param("limit")))
-    async for rows in keyset_batches(db, query, batch_size):
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
 
@@ -90,18 +98,18 @@ _COMPARISONS_FOR_EXPORT: dict[tuple[str, ...], Query] = {}
 
 
 async def iter_comparisons_for_export(
-    db: Database, columns: Sequence[str], *, batch_size: int = 5000
+    db: Database, project_id: int, columns: Sequence[str], *, batch_size: int = 5000
 ) -> AsyncIterator[list[Row]]:
-    """Every comparison (``columns`` of the table) in id order, as :func:`iter_rows`, with
+    """Every comparison of a project (``columns`` of the table) in id order, as :func:`iter_rows`, with
     ``entity1_external_id``, ``entity1_created_at``, ``entity2_external_id`` and
     ``entity2_created_at`` of its two entities (deleted ones too)."""
     query = _COMPARISONS_FOR_EXPORT.get(tuple(columns))
     if query is None:
-        source = sa.table("comparisons", *(sa.column(name) for name in columns))
+        source = sa.table("comparisons", *(sa.column(name) for name in {*columns, "project_id"}))
         one, two = entities.alias("one"), entities.alias("two")
         stmt = (
             sa.select(
-                *source.c,
+                *(source.c[name] for name in columns),
                 one.c.external_id.label("entity1_external_id"),
                 one.c.created_at.label("entity1_created_at"),
                 two.c.external_id.label("entity2_external_id"),
@@ -110,12 +118,12 @@ async def iter_comparisons_for_export(
             .select_from(
                 source.join(one, one.c.id == source.c.entity1_id).join(two, two.c.id == source.c.entity2_id)
             )
-            .where(source.c.id > param("after"))
+            .where(source.c.id > param("after"), source.c.project_id == param("project_id"))
             .order_by(source.c.id)
             .limit(param("limit"))
         )
         query = _COMPARISONS_FOR_EXPORT[tuple(columns)] = Query(stmt)
-    async for rows in keyset_batches(db, query, batch_size):
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
 
@@ -136,7 +144,7 @@ def _votes_with_entities(same_prompt: bool) -> Query:
                 two, two.c.id == comparisons.c.entity2_id
             )
         )
-        .where(comparisons.c.id > param("after"))
+        .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     )
     if same_prompt:
         stmt = stmt.where(one.c.prompt.is_not(None), one.c.prompt == two.c.prompt)
@@ -147,21 +155,22 @@ _VOTES_WITH_ENTITIES = {False: _votes_with_entities(False), True: _votes_with_en
 
 
 async def iter_votes_with_entities(
-    db: Database, *, same_prompt: bool = False, batch_size: int = 5000
+    db: Database, project_id: int, *, same_prompt: bool = False, batch_size: int = 5000
 ) -> AsyncIterator[list[Row]]:
-    """Every comparison in id order with both entities' names, descriptions and prompts.
+    """Every comparison of a project in id order with both entities' names, descriptions and prompts.
 
     ``same_prompt`` keeps only votes between two entities that carry the same prompt.
     Keyset batches as in :func:`iter_rows`: bounded memory, no long transaction; plain
     values as there.
     """
-    async for rows in keyset_batches(db, _VOTES_WITH_ENTITIES[same_prompt], batch_size):
+    query = _VOTES_WITH_ENTITIES[same_prompt]
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
 
-async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:
-    source = sa.table(table, sa.column("deleted_at"))
-    stmt = sa.select(sa.func.count()).select_from(source)
+async def count_rows(db: Database, project_id: int, table: str, *, live_only: bool = False) -> int:
+    source = sa.table(table, sa.column("deleted_at"), sa.column("project_id"))
+    stmt = sa.select(sa.func.count()).select_from(source).where(source.c.project_id == project_id)
     if live_only:
         stmt = stmt.where(source.c.deleted_at.is_(None))
     return int(await db.fetch_value(Query(stmt)))
@@ -169,7 +178,7 @@ async def count_rows(db: Database, table: str, *, live_only: bool = False) -> in
 
 # --- rebuilding derived state ----------------------------------------------------
 
-_ALL_ENTITY_IDS = Query(sa.select(entities.c.id))
+_ALL_ENTITY_IDS = Query(sa.select(entities.c.id).where(entities.c.project_id == param("project_id")))
 WRITE_DERIVED = Query(
     sa.update(entities)
     .where(entities.c.id == param("id"))
@@ -185,8 +194,16 @@ WRITE_DERIVED = Query(
 )  # also what a vote-log import writes for each entity of a batch
 
 
-async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: float, prior: Prior) -> int:
-    """Recompute every rating, strength and counter from the vote log, in id order.
+async def rebuild_ratings(
+    db: Database,
+    project_id: int = DEFAULT_PROJECT_ID,
+    *,
+    k_factor: float,
+    initial_rating: float,
+    prior: Prior,
+) -> int:
+    """Recompute every rating, strength and counter of a project from its vote log, in
+    id order, with the project's Elo K and prior.
 
     Runs in one transaction with the tables locked against concurrent votes for its
     duration. Deleted entities are replayed too, so their opponents end up exactly
@@ -205,9 +222,9 @@ async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: floa
                 "losses": 0,
                 "ties": 0,
             }
-            for row in await tx.fetch_all(_ALL_ENTITY_IDS)
+            for row in await tx.fetch_all(_ALL_ENTITY_IDS, {"project_id": project_id})
         }
-        async for batch in vote_log(tx, 10_000):
+        async for batch in vote_log(tx, project_id, 10_000):
             for vote in batch:
                 score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
                 apply_vote(state[vote["entity1_id"]], state[vote["entity2_id"]], score1, k_factor)

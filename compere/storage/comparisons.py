@@ -17,6 +17,7 @@ from compere.storage.entities import EntityNotFound
 from compere.storage.rows import ComparisonRow, comparison_row
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
+    DEFAULT_PROJECT_ID,
     LIVE,
     comparisons,
     entities,
@@ -31,7 +32,9 @@ VOTE_EVENT = "comparison.created"
 def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     return Query(
         sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
-        .where(entities.c.id.in_([param("a"), param("b")]), LIVE)
+        .where(
+            entities.c.id.in_([param("a"), param("b")]), entities.c.project_id == param("project_id"), LIVE
+        )
         .order_by(entities.c.id)
         .with_for_update(),
         prepare=prepare,
@@ -70,7 +73,11 @@ _APPLY_RESULT = Query(_apply_result())
 _INSERT_COMPARISON = Query(
     sa.insert(comparisons).values(**new_comparison("entity1_id", "entity2_id")).returning(*COMPARISON_COLUMNS)
 )
-_GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+_GET_COMPARISON = Query(
+    sa.select(*COMPARISON_COLUMNS).where(
+        comparisons.c.id == param("id"), comparisons.c.project_id == param("project_id")
+    )
+)
 
 
 class _InsertWithOwnId(sa.Insert):
@@ -130,6 +137,7 @@ class PairProvenance:
 
 async def record_comparison(
     db: Database,
+    project_id: int = DEFAULT_PROJECT_ID,
     *,
     entity1_id: int,
     entity2_id: int,
@@ -141,6 +149,8 @@ async def record_comparison(
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
+    Both entities must be live in ``project_id`` (else :class:`EntityNotFound`); the
+    database's composite keys refuse a comparison across projects in any case.
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers). Elo and the Bayesian strengths are computed from the locked
@@ -158,7 +168,8 @@ async def record_comparison(
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
-                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR, {"a": entity1_id, "b": entity2_id}
+                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR,
+                {"a": entity1_id, "b": entity2_id, "project_id": project_id},
             )
         }
         for entity_id in (entity1_id, entity2_id):
@@ -171,6 +182,7 @@ async def record_comparison(
         second = {"id": entity2_id, **effect2._asdict()}
         now = utc_now()
         vote = {
+            "project_id": project_id,
             "selected_entity_id": selected_entity_id,
             "now": now,
             "user_id": user_id,
@@ -209,16 +221,18 @@ async def record_comparison(
     return row
 
 
-async def get_comparison(db: Connection, comparison_id: int) -> ComparisonRow | None:
-    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+async def get_comparison(
+    db: Connection, comparison_id: int, project_id: int = DEFAULT_PROJECT_ID
+) -> ComparisonRow | None:
+    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id, "project_id": project_id})
     return None if row is None else comparison_row(row)
 
 
 async def list_comparisons(
-    db: Connection, *, skip: int, limit: int, entity_id: int | None
+    db: Connection, project_id: int, *, skip: int, limit: int, entity_id: int | None
 ) -> list[ComparisonRow]:
-    """The vote log, newest first."""
-    stmt = sa.select(*COMPARISON_COLUMNS)
+    """A project's vote log, newest first."""
+    stmt = sa.select(*COMPARISON_COLUMNS).where(comparisons.c.project_id == project_id)
     if entity_id is not None:
         stmt = stmt.where(
             sa.or_(
@@ -234,15 +248,16 @@ _VOTE_LOG = Query(
     sa.select(
         comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
     )
-    .where(comparisons.c.id > param("after"))
+    .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     .order_by(comparisons.c.id)
     .limit(param("limit"))
 )
 
 
-def vote_log(db: Connection, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Every vote's id, entity ids and selected id, in id order, ``batch_size`` at a time."""
-    return keyset_batches(db, _VOTE_LOG, batch_size)
+def vote_log(db: Connection, project_id: int, batch_size: int) -> AsyncIterator[list[Row]]:
+    """Every vote of a project: id, entity ids and selected id, in id order,
+    ``batch_size`` at a time."""
+    return keyset_batches(db, _VOTE_LOG, batch_size, {"project_id": project_id})
 
 
 def _recent_opponents_query() -> Query:

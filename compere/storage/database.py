@@ -194,16 +194,19 @@ async def explicit_transaction(conn: Connection, begin: str = "BEGIN") -> AsyncI
     await conn.raw("COMMIT")
 
 
-async def keyset_batches(db: Connection, query: Query, batch_size: int) -> AsyncIterator[list[Row]]:
+async def keyset_batches(
+    db: Connection, query: Query, batch_size: int, params: Params | None = None
+) -> AsyncIterator[list[Row]]:
     """Run ``query`` (``... WHERE id > :after ORDER BY id LIMIT :limit``) batch after batch.
 
     Each batch is one short query on the primary key, so memory stays bounded by the
     batch and no cursor is held open between batches; rows added during the run after
-    the last id are included, earlier ones are not repeated.
+    the last id are included, earlier ones are not repeated. ``params`` binds the
+    query's other parameters (a project id, say).
     """
     after = 0
     while True:
-        rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
+        rows = await db.fetch_all(query, {**(params or {}), "after": after, "limit": batch_size})
         if not rows:
             return
         yield rows

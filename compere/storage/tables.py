@@ -14,10 +14,43 @@ from sqlalchemy import bindparam as param
 
 metadata = sa.MetaData()
 
+# One board each. The ranking settings are NULL where the project follows the
+# deployment's setting (compere.domain.projects.ProjectSettings resolves them).
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("slug", sa.Text, nullable=False),  # unique, immutable, URL-safe
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("visibility", sa.Text, nullable=False),  # 'private' | 'public'
+    sa.Column("strategy", sa.Text),
+    sa.Column("elo_k_factor", sa.Float),
+    sa.Column("prior_sd", sa.Float),
+    sa.Column("exploration", sa.Float),
+    sa.Column("allow_ties", sa.Boolean),
+    sa.Column("allow_anonymous", sa.Boolean),
+    sa.Column("daily_vote_cap", sa.Integer),  # 0 = no cap
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("archived_at", sa.Text),  # archived: read-only, hidden from lists
+)
+
+project_members = sa.Table(
+    "project_members",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),  # owner | editor | voter | viewer
+)
+
+# The project every top-level route acts on (created by sql/*/0007_projects.sql).
+DEFAULT_PROJECT_ID = 1
+
 entities = sa.Table(
     "entities",
     metadata,
     sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("image_urls", sa.Text, nullable=False),
@@ -48,6 +81,7 @@ comparisons = sa.Table(
     sa.Column("selection_probability", sa.Float),
     sa.Column("pair_token_id", sa.Text),
     sa.Column("user_id", sa.BigInteger),  # who voted; NULL when recorded anonymously
+    sa.Column("project_id", sa.BigInteger, nullable=False),  # both entities' project
 )
 
 users = sa.Table(
@@ -181,6 +215,7 @@ LIVE = entities.c.deleted_at.is_(None)
 
 # What a new entity row is made of; shared by single creates and bulk imports.
 NEW_ENTITY: dict[str, Any] = {
+    "project_id": param("project_id"),
     "name": param("name"),
     "description": param("description"),
     "image_urls": param("image_urls"),
@@ -198,6 +233,7 @@ NEW_ENTITY: dict[str, Any] = {
 def new_comparison(first: str, second: str) -> dict[str, Any]:
     """A new comparison row; the entity ids are bound under the given names."""
     return {
+        "project_id": param("project_id"),
         "entity1_id": param(first),
         "entity2_id": param(second),
         "selected_entity_id": param("selected_entity_id"),

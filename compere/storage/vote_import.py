@@ -126,18 +126,23 @@ def _cached(kind: str, size: int) -> Query:
             )
         elif kind == "external_id":  # any entity, deleted ones too: their votes count
             stmt = sa.select(entities.c.id, entities.c.external_id.label("key")).where(
-                entities.c.external_id.in_(names)
+                entities.c.project_id == param("project_id"), entities.c.external_id.in_(names)
             )
         elif kind == "name":  # live entities; the oldest of several with one name
             stmt = (
                 sa.select(entities.c.id, entities.c.name.label("key"))
-                .where(entities.c.name.in_(names), entities.c.deleted_at.is_(None))
+                .where(
+                    entities.c.project_id == param("project_id"),
+                    entities.c.name.in_(names),
+                    entities.c.deleted_at.is_(None),
+                )
                 .order_by(entities.c.id.desc())
             )
         else:  # "insert": comparison rows
             stmt = sa.insert(comparisons).values(
                 [
                     {
+                        "project_id": param(f"j{i}"),
                         "entity1_id": param(f"a{i}"),
                         "entity2_id": param(f"b{i}"),
                         "selected_entity_id": param(f"w{i}"),
@@ -158,10 +163,11 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
-async def _find(tx: Connection, by: str, keys: Sequence[str]) -> dict[str, int]:
+async def _find(tx: Connection, project_id: int, by: str, keys: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in _chunks(keys):
-        rows = await tx.fetch_all(_cached(by, len(chunk)), {f"v{i}": key for i, key in enumerate(chunk)})
+        params: dict[str, Any] = {f"v{i}": key for i, key in enumerate(chunk)}
+        rows = await tx.fetch_all(_cached(by, len(chunk)), {**params, "project_id": project_id})
         for row in rows:  # by name: newest first, so the oldest entity wins
             found[row["key"]] = row["id"]
     return found
@@ -210,11 +216,11 @@ async def apply_vote_batch(
         ids = {key: known[key] for key in keys if key in known}
         missing = [key for key in keys if key not in ids]
         if missing:
-            learned = await _find(tx, match_on, missing)
+            learned = await _find(tx, project_id, match_on, missing)
             for key in missing:
                 if key not in learned:
                     learned[key], new = await _create(
-                        tx, db, match_on, key, rating=rating, prior=prior, now=now
+                        tx, db, project_id, match_on, key, rating=rating, prior=prior, now=now
                     )
                     created += new
             ids.update(learned)
@@ -232,6 +238,7 @@ async def apply_vote_batch(
             winner = id1 if vote.score1 == 1.0 else id2 if vote.score1 == 0.0 else None
             rows_to_insert.append(
                 {
+                    "j": project_id,
                     "a": id1,
                     "b": id2,
                     "w": winner,
@@ -288,11 +295,20 @@ async def _lock_run(
 
 
 async def _create(
-    tx: Connection, db: Database, match_on: str, key: str, *, rating: float, prior: Prior, now: str
+    tx: Connection,
+    db: Database,
+    project_id: int,
+    match_on: str,
+    key: str,
+    *,
+    rating: float,
+    prior: Prior,
+    now: str,
 ) -> tuple[int, int]:
     """A new entity named ``key`` (with ``key`` as its external id when matching on it):
     (its id, 1), or (the id, 0) when a concurrent import created it first."""
     values = new_entity_params(
+        project_id=project_id,
         name=key,
         description="",
         image_urls=[],
@@ -305,4 +321,4 @@ async def _create(
     if match_on == "name":
         return int(await tx.fetch_value(_NEW_ENTITY_BY_NAME, values)), 1
     new = await tx.execute(import_entity_query(db), values)
-    return (await _find(tx, "external_id", [key]))[key], new
+    return (await _find(tx, project_id, "external_id", [key]))[key], new

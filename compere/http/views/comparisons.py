@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response, not_found
-from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS, USER, WEBHOOKS
+from compere.http.keys import DATABASE, PAIR_TOKENS, PROJECT, USER, WEBHOOKS
 from compere.http.schemas import ComparisonCreate, ComparisonListQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import comparison_out
@@ -25,15 +25,19 @@ async def create_comparison(request: web.Request) -> web.Response:
         body.entity2_id,
     ):
         raise ApiError(400, "Selected entity must be one of the compared entities")  # the original's words
+    project = request[PROJECT]
+    if body.selected_entity_id is None and not project.settings.allow_ties:
+        raise ApiError(400, "This project does not accept ties: select one of the two entities")
     voter = request.get(USER)
     provenance = _provenance(request, body) if body.pair_token else None
     try:
         row = await store.record_comparison(
             request.app[DATABASE],
+            project.id,
             entity1_id=body.entity1_id,
             entity2_id=body.entity2_id,
             selected_entity_id=body.selected_entity_id,
-            k_factor=request.app[SETTINGS].elo_k_factor,
+            k_factor=project.settings.elo_k_factor,
             user_id=voter.id if voter is not None else None,
             provenance=provenance,
             # Only while a subscription wants votes: one more row in the vote's statement.
@@ -63,14 +67,18 @@ def _provenance(request: web.Request, body: ComparisonCreate) -> store.PairProve
 async def list_comparisons(request: web.Request) -> web.Response:
     query = read_query(request, ComparisonListQuery)
     rows = await store.list_comparisons(
-        request.app[DATABASE], skip=query.skip, limit=query.limit, entity_id=query.entity_id
+        request.app[DATABASE],
+        request[PROJECT].id,
+        skip=query.skip,
+        limit=query.limit,
+        entity_id=query.entity_id,
     )
     return json_response([comparison_out(r) for r in rows])
 
 
 async def get_comparison(request: web.Request) -> web.Response:
     comparison_id = path_id(request, "comparison_id", "Comparison")
-    row = await store.get_comparison(request.app[DATABASE], comparison_id)
+    row = await store.get_comparison(request.app[DATABASE], comparison_id, request[PROJECT].id)
     if row is None:
         raise not_found("Comparison", comparison_id)
     return json_response(comparison_out(row))

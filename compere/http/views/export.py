@@ -10,7 +10,7 @@ from aiohttp import web
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import start_stream
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, SETTINGS
 from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
 from compere.services.transfer import (
@@ -50,10 +50,11 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
 
     async def chunks() -> AsyncIterator[str]:
         yield encoder.header()
+        project_id = request[PROJECT].id
         if comparisons:
-            batches = bulk.iter_comparisons_for_export(db, columns, batch_size=_BATCH)
+            batches = bulk.iter_comparisons_for_export(db, project_id, columns, batch_size=_BATCH)
         else:
-            batches = bulk.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH)
+            batches = bulk.iter_rows(db, project_id, table, columns, live_only=live_only, batch_size=_BATCH)
         async for rows in batches:
             yield encoder.encode(rows)
 
@@ -69,7 +70,9 @@ async def export_preferences(request: web.Request) -> web.StreamResponse:
     keep_ties = query.ties == "keep"
 
     async def chunks() -> AsyncIterator[str]:
-        batches = bulk.iter_votes_with_entities(db, same_prompt=query.format == "dpo", batch_size=_BATCH)
+        batches = bulk.iter_votes_with_entities(
+            db, request[PROJECT].id, same_prompt=query.format == "dpo", batch_size=_BATCH
+        )
         async for rows in batches:
             yield encode_preferences(rows, query.format, keep_ties=keep_ties, judge_key=key)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response
-from compere.http.keys import DATABASE, PAIR_TOKENS, SETTINGS
+from compere.http.keys import DATABASE, PAIR_TOKENS, PROJECT, SETTINGS
 from compere.http.schemas import MabUpdateQuery, PairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
@@ -16,7 +16,7 @@ from compere.storage import comparisons
 async def next_comparison(request: web.Request) -> web.Response:
     query = read_query(request, PairQuery)
     app = request.app
-    pair = await next_pair(app[DATABASE], app[SETTINGS], app[PAIR_TOKENS], query.strategy)
+    pair = await next_pair(app[DATABASE], request[PROJECT], app[SETTINGS], app[PAIR_TOKENS], query.strategy)
     if pair is None:
         raise ApiError(400, "Need at least 2 entities for comparison")
     return json_response(
@@ -37,6 +37,9 @@ async def update_bandit(request: web.Request) -> web.Response:
     count it twice, so this only confirms the comparison exists.
     """
     query = read_query(request, MabUpdateQuery)
-    if await comparisons.get_comparison(request.app[DATABASE], query.comparison_id) is None:
+    if (
+        await comparisons.get_comparison(request.app[DATABASE], query.comparison_id, request[PROJECT].id)
+        is None
+    ):
         raise ApiError(404, "Comparison not found")  # the original's words, without the id
     return json_response({"message": "MAB updated successfully"})

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from compere.http.errors import json_response, start_stream
-from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE
 from compere.http.schemas import RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
@@ -34,20 +34,20 @@ def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[
 async def ratings(request: web.Request) -> web.StreamResponse:
     query = read_query(request, RatingsQuery)
     db = request.app[DATABASE]
+    project = request[PROJECT]
     # The fitted model always orders by its own score; so does by=score.
     by = "score" if query.model == "bt" else query.by
     board = None
     if by == "score":
-        prior = request.app[SETTINGS].prior
-        board = await request.app[RANKING_CACHE].board(db, query.model, prior)
+        board = await request.app[RANKING_CACHE].board(db, project.id, query.model, project.settings.prior)
     if board is not None and query.model == "bt":
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
-        found = await leaderboard.by_ids(db, ids)
+        found = await leaderboard.by_ids(db, project.id, ids)
         body = [_ranked(found[i], 0, board, "bt") for i in ids if i in found]
         return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
     if query.limit is not None:
-        rows = await leaderboard.page(db, by, query.skip, query.limit)
-        total = len(board.ids) if board is not None else await count_entities(db)
+        rows = await leaderboard.page(db, project.id, by, query.skip, query.limit)
+        total = len(board.ids) if board is not None else await count_entities(db, project.id)
         body = [_ranked(r, query.skip + k + 1, board, "online") for k, r in enumerate(rows)]
         return json_response(body, headers={"X-Total-Count": str(total)})
     return await _stream_all(request, by, board, query.skip)
@@ -61,7 +61,7 @@ async def _stream_all(request: web.Request, by: str, board: Board | None, skip: 
     await response.write(b"[")
     position = 0
     first = True
-    async for rows in leaderboard.stream(request.app[DATABASE], by):
+    async for rows in leaderboard.stream(request.app[DATABASE], request[PROJECT].id, by):
         batch = []
         for row in rows:
             position += 1

@@ -1,4 +1,5 @@
-"""``POST /comparisons/import``: a vote log streamed in the request body (see
+"""``POST /comparisons/import`` (and ``/projects/{slug}/comparisons/import``, for the
+project's editors): a vote log streamed in the request body (see
 :mod:`compere.services.vote_import`)."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from aiohttp import web
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import ApiError, json_response
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, SETTINGS
 from compere.http.schemas import VoteImportQuery
 from compere.http.validation import read_query
 from compere.services.vote_import import (
@@ -26,14 +27,15 @@ async def import_comparisons(request: web.Request) -> web.Response:
     422 when the body is not a vote log or not the file an earlier run read."""
     require_bulk_access(request)
     query = read_query(request, VoteImportQuery)
-    settings = request.app[SETTINGS]
+    project = request[PROJECT]
     options = VoteImportOptions(
         fmt=query.format,
-        k_factor=settings.elo_k_factor,
-        rating=settings.elo_initial_rating,
-        prior=settings.prior,
+        k_factor=project.settings.elo_k_factor,
+        rating=request.app[SETTINGS].elo_initial_rating,
+        prior=project.settings.prior,
         max_rejected=0 if query.on_error == "stop" else query.max_rejected,
         source=query.source,
+        project_id=project.id,
     )
     summary = VoteImportSummary()
     try:
