@@ -31,7 +31,10 @@ from compere.storage.connect import connect
 from compere.storage.database import Query
 from compere.storage.migrations import migrate
 from compere.storage.timestamps import as_datetime
-from tests.helpers import NO_DOTENV, run_compere, start_compere
+from tests.helpers import ADMIN, NO_DOTENV, bearer, log_in, run_compere, sign_up, start_compere
+
+EDITOR = ("edna", "amber-falcon-meadow-64")
+VOTER = ("victor", "quiet-raven-pillar-12")
 
 STATE = (
     "SELECT id, external_id, created_at, name, rating, mu, sigma, comparisons, wins, losses, ties, "
@@ -417,3 +420,79 @@ async def test_the_http_import_streams_a_body_larger_than_max_body_size(client, 
     result = await resp.json()
     assert (result["stored"], result["complete"], result["stopped_line"]) == (2, False, 3)
     assert "longer than" in result["stopped"]
+
+
+async def test_a_project_export_imports_into_other_projects_with_their_settings(
+    client, database_url, tmp_path
+):
+    for slug in ("alpha", "beta", "gamma"):
+        resp = await client.post("/projects/", json={"slug": slug, "name": slug, "elo_k_factor": 24})
+        assert resp.status == 201, await resp.text()
+    ids = []
+    for name in ("red", "green", "blue", "amber"):
+        resp = await client.post("/projects/alpha/entities/", json={"name": name})
+        ids.append((await resp.json())["id"])
+    rng = random.Random(4)
+    for _ in range(30):
+        a, b = rng.sample(ids, 2)
+        vote = {"entity1_id": a, "entity2_id": b, "selected_entity_id": rng.choice([a, b, None])}
+        assert (await client.post("/projects/alpha/comparisons/", json=vote)).status == 200
+    export = await (await client.get("/projects/alpha/export/comparisons")).read()
+
+    # Through the project's route, and with the command's --project: the votes land in
+    # that project only, on entities it creates, rated with its Elo K (24, not 32).
+    resp = await client.post("/projects/beta/comparisons/import", data=export)
+    result = await resp.json()
+    assert (resp.status, result["stored"], result["entities_created"]) == (200, 30, 4), result
+    (tmp_path / "alpha.jsonl").write_bytes(export)
+    status, out, err = await run_compere(
+        database_url, tmp_path, "import", "comparisons", str(tmp_path / "alpha.jsonl"), "--project", "gamma"
+    )
+    assert (status, summary_of(out)) == (
+        0,
+        "stored 30, already imported 0, rejected 0, entities created 4",
+    ), err
+    status, _, err = await run_compere(
+        database_url, tmp_path, "import", "comparisons", str(tmp_path / "alpha.jsonl"), "--project", "nope"
+    )
+    assert status == 1 and "no project 'nope'" in err
+
+    def board(rows: list[dict[str, Any]]) -> list[tuple[float, float, float, int, int]]:
+        return sorted((r["rating"], r["score"], r["uncertainty"], r["wins"], r["ties"]) for r in rows)
+
+    boards = {
+        slug: board(await (await client.get(f"/projects/{slug}/entities/")).json())
+        for slug in ("alpha", "beta", "gamma")
+    }
+    assert boards["alpha"] == boards["beta"] == boards["gamma"]
+    assert sum(r[0] for r in boards["alpha"]) == pytest.approx(4 * 1500)
+    assert await (await client.get("/entities/")).json() == []  # the default project is untouched
+    assert len(await (await client.get("/projects/beta/comparisons/")).json()) == 30
+
+
+async def test_project_editors_may_import_and_voters_may_not(make_auth_client):
+    client = await make_auth_client()
+    assert (await sign_up(client, *ADMIN)).status == 200
+    admin = await log_in(client, *ADMIN)
+    tokens = {}
+    for role, (name, password) in {"editor": EDITOR, "voter": VOTER}.items():
+        assert (await sign_up(client, name, password, token=admin)).status == 200
+        tokens[role] = await log_in(client, name, password)
+    resp = await client.post("/projects/", json={"slug": "lab", "name": "Lab"}, headers=bearer(admin))
+    assert resp.status == 201
+    for role in ("editor", "voter"):
+        member = {"editor": EDITOR, "voter": VOTER}[role][0]
+        resp = await client.put(f"/projects/lab/members/{member}", json={"role": role}, headers=bearer(admin))
+        assert resp.status == 200
+    body = jsonl(arena_lines(10, ["x", "y"], seed=1))
+    editor = await client.post(
+        "/projects/lab/comparisons/import", data=body, headers=bearer(tokens["editor"])
+    )
+    assert editor.status == 200 and (await editor.json())["stored"] == 10
+    voter = await client.post("/projects/lab/comparisons/import", data=body, headers=bearer(tokens["voter"]))
+    assert voter.status == 403
+    # The top-level route imports into default: superusers only.
+    top = await client.post("/comparisons/import", data=body, headers=bearer(tokens["editor"]))
+    assert top.status == 403
+    assert (await client.post("/comparisons/import", data=body)).status == 401
+    assert (await client.post("/comparisons/import", data=body, headers=bearer(admin))).status == 200
