@@ -19,6 +19,7 @@ report it even when the import ends early (an error, Ctrl-C).
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import hashlib
@@ -35,7 +36,14 @@ from compere.domain.bayes import Prior
 from compere.domain.inputs import ExternalId, Name, issue_message
 from compere.services.transfer import Rejected
 from compere.storage.database import Database
-from compere.storage.vote_import import ImportedVote, Position, RunMoved, apply_vote_batch, get_run
+from compere.storage.vote_import import (
+    BatchResult,
+    ImportedVote,
+    Position,
+    RunMoved,
+    apply_vote_batch,
+    get_run,
+)
 
 KINDS = ("compere", "arena")
 # Lines longer than this stop the import (the HTTP body reader cannot return more at once).
@@ -506,21 +514,37 @@ class _BatchWriter:
             return  # no record read yet (blank lines, a header, bad lines): no run to record
         if len(self.known) > _KNOWN_LIMIT:
             self.known.clear()
-        result = await apply_vote_batch(
-            self.db,
-            project_id=self.options.project_id,
-            source=self.source,
-            kind=self.summary.kind or "arena",
-            match_on="name" if self.summary.kind == "arena" else "external_id",
-            expected_lines=self.done,
-            votes=self.votes,
-            position=position,
-            rejected=self.rejected,
-            known=self.known,
-            k_factor=self.options.k_factor,
-            rating=self.options.rating,
-            prior=self.options.prior,
+        batch = asyncio.ensure_future(
+            apply_vote_batch(
+                self.db,
+                project_id=self.options.project_id,
+                source=self.source,
+                kind=self.summary.kind or "arena",
+                match_on="name" if self.summary.kind == "arena" else "external_id",
+                expected_lines=self.done,
+                votes=self.votes,
+                position=position,
+                rejected=self.rejected,
+                known=self.known,
+                k_factor=self.options.k_factor,
+                rating=self.options.rating,
+                prior=self.options.prior,
+            )
         )
+        try:
+            result = await asyncio.shield(batch)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C, a closed connection) while a batch was in flight: let
+            # it commit or roll back, so the summary says exactly what is stored.
+            try:
+                result = await batch
+            except Exception:
+                raise asyncio.CancelledError from None
+            self._count(result, position)
+            raise
+        self._count(result, position)
+
+    def _count(self, result: BatchResult, position: Position) -> None:
         self.summary.stored += result.stored
         self.summary.entities_created += result.entities_created
         self.summary.lines_done = self.done = position.lines
