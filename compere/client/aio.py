@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any, Generic, Literal, Self, TypeVar
@@ -21,6 +22,10 @@ from compere.client.ratelimit import RateLimitGate
 from compere.client.retry import RetryPolicy, parse_retry_after
 from compere.domain.strategies import Strategy
 from compere.http.schemas import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyScope,
     Comparison,
     ComparisonCreate,
     ContentPair,
@@ -66,6 +71,7 @@ _ENTITIES = TypeAdapter(list[Entity])
 _RANKED = TypeAdapter(list[RankedEntity])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
+_API_KEYS = TypeAdapter(list[ApiKey])
 _WEBHOOKS = TypeAdapter(list[Webhook])
 _DELIVERIES = TypeAdapter(list[WebhookDelivery])
 _PROJECTS = TypeAdapter(list[ProjectOut])
@@ -482,6 +488,46 @@ class AsyncClient:
         path = f"/auth/users/{int(user_id)}/enable"
         return await self._model(User, "POST", path, route="POST /auth/users/{user_id}/enable")
 
+    # --- API keys -----------------------------------------------------------------------
+
+    async def create_api_key(
+        self,
+        scopes: Iterable[ApiKeyScope],
+        *,
+        name: str = "",
+        project_id: int | None = None,
+        expires_at: datetime | None = None,
+        rate_limit: int | None = None,
+        rate_window: int | None = None,
+    ) -> ApiKeyCreated:
+        """``POST /auth/api-keys``: a key for scripts (pass it as ``token=`` to a client).
+
+        The answer carries the ``key``, shown this once. Not deduplicated by the server (it
+        would have to keep the key with the answer), so retried only when the request
+        cannot have reached the server.
+        """
+        body = ApiKeyCreate(
+            name=name,
+            scopes=list(scopes),
+            project_id=project_id,
+            expires_at=expires_at,
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+        )
+        return await self._model(
+            ApiKeyCreated, "POST", "/auth/api-keys", route="POST /auth/api-keys", json=body, replay_safe=False
+        )
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """``GET /auth/api-keys``: your keys, by prefix (never the keys themselves)."""
+        page = await self._page(_API_KEYS, "/auth/api-keys", "GET /auth/api-keys")
+        return page.items
+
+    async def revoke_api_key(self, key_id: int) -> Message:
+        """``DELETE /auth/api-keys/{id}``: the key stops working at once, everywhere."""
+        path = f"/auth/api-keys/{int(key_id)}"
+        return await self._model(Message, "DELETE", path, route="DELETE /auth/api-keys/{key_id}")
+
     # --- entities -----------------------------------------------------------------------
 
     async def create_entity(
@@ -633,6 +679,7 @@ class AsyncClient:
         winner: int | Entity | None,
         *,
         pair_token: str | None = None,
+        voter: str | None = None,
         idempotency_key: str | None = None,
     ) -> Comparison:
         """``POST /comparisons/``: record that ``winner`` was preferred (None: a tie).
@@ -640,13 +687,15 @@ class AsyncClient:
         Pass the ``pair_token`` when the pair came from :meth:`next_pair` (or use
         :meth:`vote_on`); votes on pairs chosen elsewhere (imported judgements) go without.
         Pass ``idempotency_key`` to make a vote safe to send again after the *program*
-        restarts; retries inside one call reuse a key either way.
+        restarts; retries inside one call reuse a key either way. ``voter``: with an API
+        key of the vote scope, your own id of the person this vote is cast for.
         """
         body = ComparisonCreate(
             entity1_id=_entity_id(entity1_id),
             entity2_id=_entity_id(entity2_id),
             selected_entity_id=None if winner is None else _entity_id(winner),
             pair_token=pair_token,
+            voter=voter,
         )
         return await self._model(
             Comparison,

@@ -20,6 +20,7 @@ from compere.http.keys import (
     READINESS,
     REDIS,
     SETTINGS,
+    VOTER_IDS,
     WEBHOOKS,
 )
 from compere.http.middlewares import build_middlewares, record_file_status
@@ -33,6 +34,7 @@ from compere.infra.idempotency import InMemoryIdempotencyStore, RedisIdempotency
 from compere.infra.logging import configure_logging, redact_access_logs, redact_parser_errors
 from compere.infra.redis import create_redis, warm_up
 from compere.infra.signing import PairTokens
+from compere.infra.voters import VoterIds
 from compere.services.boards import RankingCache
 from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
@@ -56,6 +58,7 @@ async def create_app(settings: Settings | None = None, *, configure_logs: bool =
     app = web.Application(middlewares=build_middlewares(settings), client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
     app[PAIR_TOKENS] = PairTokens(settings.secret_key, settings.pair_token_ttl)
+    app[VOTER_IDS] = VoterIds(settings.secret_key)
     app[RANKING_CACHE] = RankingCache()
     app[PROJECTS] = ProjectCache(settings)
     app[READINESS] = ReadinessCache(settings.ready_cache_seconds)

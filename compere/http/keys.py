@@ -16,6 +16,7 @@ from compere.infra.ratelimit import SlidingWindowLimiter
 from compere.infra.redis import RedisClient
 from compere.infra.signing import PairTokens
 from compere.infra.tokens import TokenIssuer
+from compere.infra.voters import VoterIds
 from compere.services.boards import RankingCache
 from compere.services.projects import ProjectCache
 from compere.services.webhooks import WebhookDispatcher
@@ -23,7 +24,7 @@ from compere.settings import Settings
 from compere.storage.database import Database
 
 if TYPE_CHECKING:
-    from compere.http.auth import AuthenticatedUser
+    from compere.http.auth import AuthenticatedUser, KeyCache, PendingIdentity
     from compere.http.views.health import ReadinessCache
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -33,11 +34,13 @@ TOKENS: web.AppKey[TokenIssuer] = web.AppKey("tokens")
 PASSWORDS: web.AppKey[PasswordHasher] = web.AppKey("passwords")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 PAIR_TOKENS: web.AppKey[PairTokens] = web.AppKey("pair_tokens")
+VOTER_IDS: web.AppKey[VoterIds] = web.AppKey("voter_ids")
 RANKING_CACHE: web.AppKey[RankingCache] = web.AppKey("ranking_cache")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 READINESS: web.AppKey[ReadinessCache] = web.AppKey("readiness")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
 PROJECTS: web.AppKey[ProjectCache] = web.AppKey("projects")
 # The wall clock (Unix seconds) of login throttles and account lockouts; tests move it on.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
@@ -49,6 +52,8 @@ CLIENT: web.RequestKey[Client] = web.RequestKey("client")
 # Who made the request: set by the identity middleware on every request (None when
 # anonymous or when the credentials were not valid). The rate limiter keys by it.
 USER: web.RequestKey[AuthenticatedUser | None] = web.RequestKey("user")
+# The identity look-up in flight between the identity middleware and the rate limiter.
+PENDING_IDENTITY: web.RequestKey[PendingIdentity] = web.RequestKey("pending_identity")
 # Why presented credentials were refused (for the 401 message and the log).
 AUTH_FAILURE = web.RequestKey("auth_failure", str)
 # The project a board request acts on, with its settings in force: resolved once by the

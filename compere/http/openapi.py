@@ -53,7 +53,13 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "The access_token from POST /auth/token",
+        "description": "The access_token from POST /auth/token, or an API key (ck_...)",
+    },
+    "apiKeyAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key from POST /auth/api-keys; acts within its scopes and project",
     },
     "cookieAuth": {
         "type": "apiKey",

@@ -26,6 +26,7 @@ from compere.http.errors import ApiError
 from compere.http.idempotency import idempotent
 from compere.http.keys import DATABASE, PROJECT, PROJECTS, SETTINGS
 from compere.http.views import (
+    api_keys,
     auth,
     comparisons,
     content,
@@ -368,6 +369,38 @@ ROUTE_TABLE: list[Route] = [
         errors=(404, 422),
         path_params=("user_id",),
         access="superuser",
+        auth_always=True,
+    ),
+    Route(
+        "POST",
+        "/auth/api-keys",
+        api_keys.create_api_key,
+        "Create an API key for your projects; the answer shows the key, once",
+        "auth",
+        schemas.ApiKeyCreated,
+        body=schemas.ApiKeyCreate,
+        errors=(400, 413, 422),
+        auth_always=True,
+        # Not idempotent: a stored answer would keep the key in Redis for a day.
+    ),
+    Route(
+        "GET",
+        "/auth/api-keys",
+        api_keys.list_api_keys,
+        "Your API keys: prefix, scopes, project, dates, last use, revoked (never the key)",
+        "auth",
+        list[schemas.ApiKey],
+        auth_always=True,
+    ),
+    Route(
+        "DELETE",
+        "/auth/api-keys/{key_id}",
+        api_keys.revoke_api_key,
+        "Revoke an API key: it stops working on every worker from the next request on",
+        "auth",
+        schemas.Message,
+        errors=(404, 422),
+        path_params=("key_id",),
         auth_always=True,
     ),
     Route(

@@ -100,6 +100,11 @@ class ComparisonCreate(Model):
     pair_token: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
         default=None, description="The pair_token of the served pair; links the vote to it (single use)"
     )
+    voter: Annotated[str, StringConstraints(min_length=1, max_length=200), STORABLE] | None = Field(
+        default=None,
+        description="Your own id of the end user this vote is cast for (API keys with the vote "
+        "scope only); stored only as a keyed hash",
+    )
 
 
 class Comparison(Model):
@@ -376,6 +381,46 @@ class PreferenceExportQuery(Model):
     ties: Literal["skip", "keep"] = Field(
         default="skip", description="dpo only: keep writes ties with a `tie: true` field"
     )
+
+
+# --- API keys ------------------------------------------------------------------------
+
+ApiKeyScope = Literal["read", "vote", "write", "admin"]
+
+
+class ApiKeyCreate(Model):
+    name: Annotated[str, StringConstraints(max_length=200), STORABLE] = Field(
+        default="", description="What the key is for (shown in lists)"
+    )
+    scopes: list[ApiKeyScope] = Field(
+        min_length=1, max_length=4, description="read, vote, write and/or admin"
+    )
+    project_id: Integer | None = Field(
+        default=None, ge=1, le=MAX_ID, description="The one project the key acts on; null for all of yours"
+    )
+    expires_at: datetime | None = Field(default=None, description="When the key stops working (with a zone)")
+    rate_limit: Integer | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests the key may make per rate_window seconds"
+    )
+    rate_window: Integer | None = Field(default=None, ge=1, le=86_400, description="Seconds (default 60)")
+
+
+class ApiKey(Model):
+    id: int
+    name: str
+    prefix: str = Field(description="The visible start of the key, e.g. ck_1a2b3c4d")
+    scopes: list[str]
+    project_id: int | None
+    rate_limit: int | None
+    rate_window: int | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute")
+    revoked: bool
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="The key itself: shown only in this response, keep it")
 
 
 # --- projects ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from compere.storage.tables import (
     comparisons,
     entities,
     new_comparison,
+    voter_daily_votes,
     webhook_events,
 )
 from compere.storage.timestamps import as_datetime, utc_now
@@ -126,6 +127,34 @@ _INSERT_VOTE_EVENT = Query(
 )
 
 
+class DailyCapReached(Exception):
+    """The voter has cast the project's daily_vote_cap votes today (UTC)."""
+
+
+# One counter row per (project, voter, UTC day), raised in the vote's own transaction
+# only while below the cap: the row lock (PostgreSQL) or the single writer (SQLite)
+# makes concurrent votes of one voter on any worker take their turns, and a refused
+# vote rolls the whole transaction back. No row comes back when the cap is reached.
+_COUNT_DAILY_VOTE: dict[str, Query] = {}
+
+
+def _count_daily_vote(db: Database) -> Query:
+    """The counter upsert in the backend's dialect (built once per dialect)."""
+    query = _COUNT_DAILY_VOTE.get(db.name)
+    if query is None:
+        query = _COUNT_DAILY_VOTE[db.name] = Query(
+            db.insert_or_skip(voter_daily_votes)
+            .values(project_id=param("project_id"), voter=param("voter"), day=param("day"), votes=1)
+            .on_conflict_do_update(
+                index_elements=["project_id", "voter", "day"],
+                set_={"votes": voter_daily_votes.c.votes + 1},
+                where=voter_daily_votes.c.votes < param("cap"),
+            )
+            .returning(voter_daily_votes.c.votes)
+        )
+    return query
+
+
 @dataclass(frozen=True, slots=True)
 class PairProvenance:
     """How the voted pair was served (from its pair token), stored with the vote."""
@@ -146,6 +175,8 @@ async def record_comparison(
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
     announce: bool = False,
+    voter: str | None = None,
+    daily_cap: int = 0,
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
@@ -162,9 +193,19 @@ async def record_comparison(
     ``user_id`` records who voted (None when the API is open). ``announce`` also writes
     a ``comparison.created`` webhook event in the same transaction (same statement
     where the vote is one), so an acknowledged vote is never missing from the webhooks.
+    ``voter`` is who cast it (``compere.infra.voters``); with a ``daily_cap`` the voter's
+    counter for today is raised in the same transaction, and :class:`DailyCapReached`
+    rolls everything back once the voter has used the day's votes.
     """
     in_one = db.writes_vote_in_one_statement
     async with db.transaction() as tx:
+        if daily_cap > 0 and voter is not None:
+            counted = await tx.fetch_one(
+                _count_daily_vote(db),
+                {"project_id": project_id, "voter": voter, "day": utc_now()[:10], "cap": daily_cap},
+            )
+            if counted is None:
+                raise DailyCapReached(voter)
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
@@ -189,6 +230,7 @@ async def record_comparison(
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,
+            "voter": voter,
         }
         row: ComparisonRow
         if in_one:

@@ -131,6 +131,10 @@ class Database(Connection):
     # data-modifying CTEs of the comparison INSERT, the id drawn from the identity
     # sequence while the pair is locked) that goes out with the COMMIT.
     writes_vote_in_one_statement: bool
+    # Whether a query waits on the event loop's own sockets (PostgreSQL), so overlapping it
+    # with other I/O is free; SQLite runs each connection in a thread, and a thread that
+    # wakes while the loop is busy waits for the GIL (slower than taking turns).
+    reads_on_event_loop: bool
     # The dialect's ``insert()``, whose statements have ``on_conflict_do_nothing``.
     insert_or_skip: Callable[..., Any]
 

@@ -218,6 +218,7 @@ class PostgresDatabase(Database):
     name = "postgresql"
     dialect = _DIALECT
     writes_vote_in_one_statement = True
+    reads_on_event_loop = True
     insert_or_skip = staticmethod(postgresql.insert)
 
     def __init__(self, pool: aiopg.Pool, acquire_timeout: float, prepared_statements: bool = True) -> None:

@@ -82,6 +82,7 @@ comparisons = sa.Table(
     sa.Column("pair_token_id", sa.Text),
     sa.Column("user_id", sa.BigInteger),  # who voted; NULL when recorded anonymously
     sa.Column("project_id", sa.BigInteger, nullable=False),  # both entities' project
+    sa.Column("voter", sa.Text),  # u:<user id>, k:<key id> or a:<keyed hash> (compere.infra.voters)
 )
 
 users = sa.Table(
@@ -111,6 +112,35 @@ revoked_tokens = sa.Table(
     sa.Column("token_id", sa.Text, primary_key=True),
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # Unix seconds
+)
+
+# API keys: only the SHA-256 of a key is kept; ``prefix`` is the part shown in lists.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("project_id", sa.BigInteger),  # NULL: every project of its owner
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.Text, nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),  # JSON array
+    sa.Column("rate_limit", sa.Integer),
+    sa.Column("rate_window", sa.Integer),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Text),
+    sa.Column("last_used_at", sa.Text),
+    sa.Column("revoked_at", sa.Text),
+)
+
+# The per-voter daily vote counters behind a project's daily_vote_cap.
+voter_daily_votes = sa.Table(
+    "voter_daily_votes",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True),
+    sa.Column("voter", sa.Text, primary_key=True),
+    sa.Column("day", sa.Text, primary_key=True),  # UTC date, YYYY-MM-DD
+    sa.Column("votes", sa.Integer, nullable=False),
 )
 
 webhook_subscriptions = sa.Table(
@@ -242,4 +272,5 @@ def new_comparison(first: str, second: str) -> dict[str, Any]:
         "strategy": param("strategy"),
         "selection_probability": param("probability"),
         "pair_token_id": param("pair_token_id"),
+        "voter": param("voter"),
     }

@@ -7,7 +7,7 @@
 // matches carry their scores and intervals but no rank, and come in the entity list's
 // order (Elo rating), so while searching the rank column stays empty rather than
 // showing positions that are not ranks.
-import { api, clearError, el, setupPage, showError, strength } from "./api.js";
+import { api, boardPath, clearError, el, setupPage, showError, strength } from "./api.js";
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 5000;
@@ -106,10 +106,10 @@ async function refresh() {
   let path;
   if (term) {
     params.set("search", term);
-    path = `/entities/?${params}`;
+    path = boardPath(`/entities/?${params}`);
   } else {
     params.set("by", "score");
-    path = `/ratings?${params}`;
+    path = boardPath(`/ratings?${params}`);
   }
   try {
     const { data, headers } = await api("GET", path);
