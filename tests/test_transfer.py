@@ -73,8 +73,11 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def without_entity_keys(record: dict) -> dict:
-    """A comparison export record without the entities' external ids (the API's shape)."""
-    return {k: v for k, v in record.items() if k not in ("entity1_external_id", "entity2_external_id")}
+    """A comparison export record in the API's shape: without the entities' external ids
+    and the voter (columns only the export shows)."""
+    return {
+        k: v for k, v in record.items() if k not in ("entity1_external_id", "entity2_external_id", "voter")
+    }
 
 
 async def all_pages(client, url: str) -> list[dict]:
