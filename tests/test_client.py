@@ -57,6 +57,7 @@ CLIENT_METHODS = {
     ("POST", "/entities/"): "create_entity",
     ("GET", "/entities/"): "list_entities",
     ("POST", "/entities/import"): "import_entities",
+    ("POST", "/comparisons/import"): "import_comparisons",
     ("GET", "/entities/{entity_id}"): "get_entity",
     ("PUT", "/entities/{entity_id}"): "update_entity",
     ("DELETE", "/entities/{entity_id}"): "delete_entity",

@@ -126,6 +126,7 @@ class Client:
     list_entities = _blocking(AsyncClient.list_entities)
     iter_entities = _iterating(AsyncClient.iter_entities)
     import_entities = _blocking(AsyncClient.import_entities)
+    import_comparisons = _blocking(AsyncClient.import_comparisons)
     next_pair = _blocking(AsyncClient.next_pair)
     content_pair = _blocking(AsyncClient.content_pair)
     dissimilar_entities = _blocking(AsyncClient.dissimilar_entities)

@@ -37,6 +37,7 @@ from compere.http.views import (
     metrics,
     projects,
     ratings,
+    vote_import,
     voters,
     webhooks,
 )
@@ -225,6 +226,18 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.ContentPairQuery,
         errors=(422,),
         project_action="vote",
+    ),
+    Route(
+        "POST",
+        "/comparisons/import",
+        vote_import.import_comparisons,
+        "Import a vote log: a comparisons export or arena battles, streamed; resumable (superusers)",
+        "comparisons",
+        schemas.VoteImportResult,
+        query=schemas.VoteImportQuery,
+        errors=(401, 403, 422),
+        access="superuser",
+        project_action="write",
     ),
     Route(
         "GET",

@@ -163,6 +163,37 @@ class ImportResult(Model):
     rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
 
 
+class VoteImportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="How the request body is written")
+    on_error: Literal["skip", "stop"] = Field(
+        default="skip",
+        description="skip: report a bad line and go on (up to max_rejected); stop: stop at the first",
+    )
+    max_rejected: int = Field(
+        default=100, ge=0, le=10_000_000, description="With skip: the most lines rejected"
+    )
+    source: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="The name this file's progress is kept under (default: a digest of its first record)",
+    )
+
+
+class VoteImportResult(Model):
+    kind: Literal["compere", "arena"] | None = Field(
+        description="What the file was read as (null: no record)"
+    )
+    source: str | None = Field(description="The name the file's progress is kept under")
+    stored: int = Field(description="Votes stored by this request")
+    already_imported: int = Field(description="Records an earlier import of this file already took care of")
+    rejected_count: int
+    rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
+    entities_created: int
+    lines_done: int = Field(description="Every line up to this one is stored, rejected or was done before")
+    complete: bool = Field(description="Whether the whole body was read; if not, send it again to go on")
+    stopped_line: int | None = Field(description="The line the import stopped before, when it stopped early")
+    stopped: str | None = Field(description="Why the import stopped early")
+
+
 class ExportQuery(Model):
     format: Literal["jsonl", "csv"] = Field(default="jsonl", description="JSON Lines (default) or CSV")
 

@@ -21,19 +21,19 @@ from compere.storage.tables import COMPARISON_COLUMNS, DEFAULT_PROJECT_ID, NEW_E
 from compere.storage.timestamps import utc_now
 
 # One import statement per backend, each spelled by its dialect's own insert().
-_IMPORT_ENTITY: dict[str, Query] = {}
+_IMPORT_ENTITY_QUERIES: dict[str, Query] = {}
 
 
-def _import_entity(db: Database) -> Query:
+def import_entity_query(db: Database) -> Query:
     """One entity row, skipped when its external id is already taken in its project
     (also by a deleted row)."""
-    query = _IMPORT_ENTITY.get(db.name)
+    query = _IMPORT_ENTITY_QUERIES.get(db.name)
     if query is None:
         stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
         query = Query(
             stmt.on_conflict_do_nothing(index_elements=[entities.c.project_id, entities.c.external_id])
         )
-        _IMPORT_ENTITY[db.name] = query
+        _IMPORT_ENTITY_QUERIES[db.name] = query
     return query
 
 
@@ -46,7 +46,7 @@ async def import_entities(
     Records whose external id already exists (also on a deleted entity) are skipped,
     so an import can be re-run, or resumed after a failure, without duplicates.
     """
-    query = _import_entity(db)
+    query = import_entity_query(db)
     now = utc_now()
     created = 0
     async with db.transaction() as tx:
@@ -89,6 +89,42 @@ async def iter_rows(
     if live_only:
         stmt = stmt.where(sa.column("deleted_at").is_(None))
     query = Query(stmt.order_by(source.c.id).limit(param("limit")))
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
+        yield plain_values(rows)
+
+
+# The comparison export also names each entity by its external id (with its creation time,
+# from which an export makes one for entities that have none), so the vote log can be
+# imported into another database. One compiled statement per column list.
+_COMPARISONS_FOR_EXPORT: dict[tuple[str, ...], Query] = {}
+
+
+async def iter_comparisons_for_export(
+    db: Connection, project_id: int, columns: Sequence[str], *, batch_size: int = 5000
+) -> AsyncIterator[list[Row]]:
+    """Every comparison of a project (``columns`` of the table) in id order, as :func:`iter_rows`, with
+    ``entity1_external_id``, ``entity1_created_at``, ``entity2_external_id`` and
+    ``entity2_created_at`` of its two entities (deleted ones too)."""
+    query = _COMPARISONS_FOR_EXPORT.get(tuple(columns))
+    if query is None:
+        source = sa.table("comparisons", *(sa.column(name) for name in {*columns, "project_id"}))
+        one, two = entities.alias("one"), entities.alias("two")
+        stmt = (
+            sa.select(
+                *(source.c[name] for name in columns),
+                one.c.external_id.label("entity1_external_id"),
+                one.c.created_at.label("entity1_created_at"),
+                two.c.external_id.label("entity2_external_id"),
+                two.c.created_at.label("entity2_created_at"),
+            )
+            .select_from(
+                source.join(one, one.c.id == source.c.entity1_id).join(two, two.c.id == source.c.entity2_id)
+            )
+            .where(source.c.id > param("after"), source.c.project_id == param("project_id"))
+            .order_by(source.c.id)
+            .limit(param("limit"))
+        )
+        query = _COMPARISONS_FOR_EXPORT[tuple(columns)] = Query(stmt)
     async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
@@ -145,7 +181,7 @@ async def count_rows(db: Database, project_id: int, table: str, *, live_only: bo
 # --- rebuilding derived state ----------------------------------------------------
 
 _ALL_ENTITY_IDS = Query(sa.select(entities.c.id).where(entities.c.project_id == param("project_id")))
-_WRITE_DERIVED = Query(
+WRITE_DERIVED = Query(
     sa.update(entities)
     .where(entities.c.id == param("id"))
     .values(
@@ -158,7 +194,7 @@ _WRITE_DERIVED = Query(
         losses=param("losses"),
         ties=param("ties"),
     )
-)
+)  # also what a vote-log import writes for each entity of a batch
 
 
 async def rebuild_ratings(
@@ -219,7 +255,7 @@ async def rebuild_ratings(
                     side["ties"] += effect.tie
             replayed += len(batch)
         for entity_id, values in state.items():
-            await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+            await tx.execute(WRITE_DERIVED, {"id": entity_id, **values})
         await voters.replace_all(tx, project_id, ledger.voters, ledger.shares)
     return replayed
 

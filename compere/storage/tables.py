@@ -226,6 +226,25 @@ idempotency_records = sa.Table(
     sa.Column("created_at", sa.Text, nullable=False),
 )
 
+# One row per imported vote-log file: how far it has been stored (lines and bytes, with
+# a digest of that prefix), so a re-run or a resumed run stores nothing twice.
+import_runs = sa.Table(
+    "import_runs",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # "compere" or "arena"
+    sa.Column("lines_done", sa.BigInteger, nullable=False),
+    sa.Column("bytes_done", sa.BigInteger, nullable=False),
+    sa.Column("prefix_digest", sa.Text, nullable=False),
+    sa.Column("stored", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("entities_created", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+)
+
 # --- facts the query modules share ---------------------------------------------------
 
 # What an entity row reads as: every column but the deletion mark and the random key.
