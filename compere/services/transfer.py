@@ -34,7 +34,7 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 # Storage internals that mean nothing outside: the soft-delete marker, the random
 # sampling key and the pair token's nonce.
 # project_id: an export is of one project, named by the route it came from.
-_INTERNAL = {"deleted_at", "random_key", "pair_token_id", "project_id"}
+_INTERNAL = {"deleted_at", "random_key", "pair_token_id", "project_id", "vote_weight"}
 # Model columns whose mean and spread give a 95% interval, when the schema has them.
 _SCORE_PAIRS = (("score", "uncertainty"),)
 # Stored column -> the name the API (and so every export) uses for it.
