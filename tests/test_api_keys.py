@@ -133,6 +133,8 @@ async def test_a_key_spends_its_own_quota(make_auth_client, ratelimit_redis_pref
         RATE_LIMIT_REQUESTS="1000",
         RATE_LIMIT_KEY_PREFIX=ratelimit_redis_prefix,
         REDIS_URL=RATELIMIT_REDIS_URL,
+        # A slow machine must not turn a Redis answer into a fail-open pass.
+        RATE_LIMIT_REDIS_TIMEOUT="2",
     )
     assert (await sign_up(client, *ADMIN)).status == 200
     token = await log_in(client, *ADMIN)
