@@ -177,7 +177,8 @@ ROUTE_TABLE: list[Route] = [
         "comparisons",
         schemas.Comparison,
         body=schemas.ComparisonCreate,
-        errors=(400, 404, 409, 413, 422),
+        # 403: a `voter` named by a caller that is not a key with the vote scope.
+        errors=(400, 403, 404, 409, 413, 422),
         idempotent=True,
         project_action="vote",
     ),
@@ -200,7 +201,7 @@ ROUTE_TABLE: list[Route] = [
         "comparisons",
         schemas.BatchResult,
         body=schemas.ComparisonBatch,
-        errors=(400, 413, 422),
+        errors=(400, 403, 413, 422),
         idempotent=True,
         project_action="vote",
     ),
