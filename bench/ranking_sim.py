@@ -103,14 +103,21 @@ class RunConfig:
     plan: CandidatePlan = field(default_factory=CandidatePlan)
     prior: Prior = DEFAULT_PRIOR
     oracle_width: float = 1.0  # logits; only for the ``oracle`` strategy
+    oracle_ranks: int = 0  # if > 0 the oracle pairs within this many true ranks instead
+    fit_prior_sd: float | None = None  # prior sd of the offline fit (default: the online prior's)
 
 
 def _oracle_pair(
-    theta: np.ndarray, comparisons: np.ndarray, width: float, rng: random.Random
+    theta: np.ndarray, comparisons: np.ndarray, width: float, rng: random.Random, ranks: int = 0
 ) -> tuple[int, int]:
-    """The least-compared item against a random item within ``width`` of its true strength."""
+    """The least-compared item against a random item within ``width`` of its true strength
+    (or, with ``ranks`` > 0, within ``ranks`` places of its true rank)."""
     fewest = np.flatnonzero(comparisons == comparisons.min())
     i = int(fewest[rng.randrange(fewest.size)])
+    if ranks > 0:
+        position = np.argsort(np.argsort(-theta))
+        near = np.flatnonzero((np.abs(position - position[i]) <= ranks) & (position != position[i]))
+        return i, int(near[rng.randrange(near.size)])
     gap = np.abs(theta - theta[i])
     gap[i] = np.inf
     near = np.flatnonzero(gap <= width)
@@ -194,12 +201,13 @@ def simulate(cfg: RunConfig) -> dict:
     def fit() -> BTFit:
         pairs = aggregate_votes(first, second, scores, n)
         start = None if last_fit is None else last_fit.mu
-        return fit_bradley_terry(n, pairs, prior=cfg.prior, start=start)
+        prior = cfg.prior if cfg.fit_prior_sd is None else Prior(cfg.prior.mu0, cfg.fit_prior_sd)
+        return fit_bradley_terry(n, pairs, prior=prior, start=start)
 
     for t in range(1, total_votes + 1):
         t0 = time.perf_counter()
         if cfg.strategy == "oracle":
-            i, j = _oracle_pair(theta, comparisons, cfg.oracle_width, rng)
+            i, j = _oracle_pair(theta, comparisons, cfg.oracle_width, rng, cfg.oracle_ranks)
         else:
             i, j = _select(cfg, strategy, ids, mu, sigma, rating, comparisons, wins, recent, rng)
         t1 = time.perf_counter()
@@ -271,9 +279,13 @@ def label(strategy: str, model: str) -> str:
     if strategy == "deployed":
         return "original as deployed (UCB, bandit never updated) + " + model
     if strategy.startswith("oracle@"):
-        width = strategy.split("@", 1)[1]
-        unit = "logit" if width == "1" else "logits"
-        return f"oracle (knows the strengths; opponents at most {width} {unit} apart) + {model}"
+        width, _, prior = strategy.split("@", 1)[1].partition("/prior")
+        if width.endswith("ranks"):
+            where = f"at most {width[:-5]} true ranks apart"
+        else:
+            where = f"at most {width} {'logit' if width == '1' else 'logits'} apart"
+        fitted = f"; fit prior sd {prior}" if prior else ""
+        return f"oracle (knows the strengths; opponents {where}{fitted}) + {model}"
     if strategy == "ucb" and model == "elo":
         return "original as designed (UCB + Elo K=32)"
     return f"{strategy} + {model}"
@@ -357,7 +369,7 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
                 "n": cfg.n,
                 "seed": cfg.seed,
                 # the oracle's width is part of its name: rows of two widths stay apart
-                "strategy": cfg.strategy if cfg.strategy != "oracle" else f"oracle@{cfg.oracle_width:g}",
+                "strategy": _strategy_name(cfg),
                 "model": model,
                 "curve": curve,
                 "coverage": cov,
@@ -374,6 +386,13 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
             out.write(json.dumps(row) + "\n")
             out.flush()
     return rows
+
+
+def _strategy_name(cfg: RunConfig) -> str:
+    if cfg.strategy != "oracle":
+        return cfg.strategy
+    name = f"oracle@{cfg.oracle_ranks}ranks" if cfg.oracle_ranks else f"oracle@{cfg.oracle_width:g}"
+    return name if cfg.fit_prior_sd is None else f"{name}/prior{cfg.fit_prior_sd:g}"
 
 
 def build_configs(args: argparse.Namespace) -> list[RunConfig]:
@@ -396,6 +415,8 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
                                 max_budget=args.max_budget,
                                 refit_every=args.refit_every,
                                 oracle_width=args.oracle_width,
+                                oracle_ranks=args.oracle_ranks,
+                                fit_prior_sd=args.fit_prior_sd,
                             )
                         )
     return configs
@@ -502,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--oracle-width", type=float, default=1.0, help="the oracle's opponents lie within this many logits"
+    )
+    parser.add_argument(
+        "--oracle-ranks", type=int, default=0, help="the oracle's opponents lie within this many true ranks"
+    )
+    parser.add_argument(
+        "--fit-prior-sd", type=float, default=None, help="prior sd of the offline fit (default 1.5)"
     )
     parser.add_argument(
         "--refit-strategies", nargs="*", default=[], help="also run these with the refit model"
