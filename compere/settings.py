@@ -347,6 +347,16 @@ class Settings:
     bayes_prior_sigma: float = _number(
         "BAYES_PRIOR_SIGMA", DEFAULT_PRIOR.sigma0, 0.1, 10, "prior spread of a new entity's strength"
     )
+    provisional_max_uncertainty: float = _number(
+        "PROVISIONAL_MAX_UNCERTAINTY",
+        0.75,
+        0.01,
+        10,
+        "a board entry stays provisional while its uncertainty (logit sd) is above this",
+    )
+    provisional_min_votes: int = _integer(
+        "PROVISIONAL_MIN_VOTES", 5, 0, 1_000_000, "a board entry stays provisional below this many votes"
+    )
     pair_exploration: float = _number(
         "PAIR_EXPLORATION", 0.1, 0, 1, "share of uniformly random pairs in the active strategy"
     )

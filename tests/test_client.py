@@ -67,6 +67,7 @@ CLIENT_METHODS = {
     ("GET", "/mab/next_comparison"): "next_pair",
     ("POST", "/mab/update"): "mab_update",
     ("GET", "/ratings"): "ratings",
+    ("GET", "/ratings/progress"): "progress",
     ("POST", "/auth/token"): "login",
     ("POST", "/auth/logout"): "logout",
     ("GET", "/auth/users/me"): "me",

@@ -33,6 +33,7 @@ from compere.http.schemas import (
     Pair,
     PasswordChange,
     PasswordChanged,
+    Progress,
     RankedEntity,
     Readiness,
     Token,
@@ -643,25 +644,49 @@ class AsyncClient:
     async def ratings(
         self,
         *,
-        by: Literal["rating", "score"] = "rating",
+        by: Literal["rating", "score"] | None = None,
         model: Literal["online", "bt"] = "online",
         skip: int = 0,
         limit: int | None = None,
+        detail: Literal["basic", "full"] = "basic",
+        provisional: Literal["last", "inline"] = "last",
     ) -> Page[RankedEntity]:
         """``GET /ratings``: the leaderboard with ranks.
 
-        ``by=rating`` orders by Elo (as the original), ``by=score`` by the Bayesian score
-        with shared ranks for overlapping intervals; ``model=bt`` uses the Bradley-Terry fit
-        of the whole log. Without ``limit`` the server streams the whole board and this reads
-        all of it; :meth:`iter_ratings` reads a large board in pages instead.
+        ``by=rating`` (the default) orders by Elo (as the original), ``by=score`` by the
+        Bayesian score with shared ranks for overlapping intervals; ``model=bt`` uses the
+        Bradley-Terry fit of the whole log. Without ``limit`` the server streams the whole
+        board and this reads all of it; :meth:`iter_ratings` reads a large board in pages
+        instead. ``detail="full"`` orders by score, marks each entry ``provisional`` and
+        gives its ``rank_interval_95``; provisional entries come last unless
+        ``provisional="inline"``.
         """
+        extra = {"detail": detail, "provisional": provisional} if detail == "full" else {}
         page = await self._page(
-            _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit
+            _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit, **extra
         )
         if page.total is None and limit is None:
             # The streamed whole board comes without a count: it is the count.
             return Page(page.items, skip + len(page.items))
         return page
+
+    async def progress(
+        self,
+        *,
+        model: Literal["online", "bt"] = "online",
+        target_tau: float = 0.8,
+        top_k: int = 10,
+    ) -> Progress:
+        """``GET /ratings/progress``: the board's expected Kendall tau against the truth, the
+        share of settled neighbours, and the votes still needed for ``target_tau`` and to
+        settle the top ``top_k``."""
+        return await self._model(
+            Progress,
+            "GET",
+            "/ratings/progress",
+            route="GET /ratings/progress",
+            params={"model": model, "target_tau": target_tau, "top_k": top_k},
+        )
 
     def iter_ratings(
         self,

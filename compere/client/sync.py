@@ -133,6 +133,7 @@ class Client:
     iter_comparisons = _iterating(AsyncClient.iter_comparisons)
     mab_update = _blocking(AsyncClient.mab_update)
     ratings = _blocking(AsyncClient.ratings)
+    progress = _blocking(AsyncClient.progress)
     iter_ratings = _iterating(AsyncClient.iter_ratings)
     export_comparisons = _iterating(AsyncClient.export_comparisons)
     export_comparisons_raw = _iterating(AsyncClient.export_comparisons_raw)

@@ -230,6 +230,16 @@ ROUTE_TABLE: list[Route] = [
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
     ),
     Route(
+        "GET",
+        "/ratings/progress",
+        ratings.progress,
+        "How far the board is from the true order, and the votes still needed",
+        "ratings",
+        schemas.Progress,
+        query=schemas.ProgressQuery,
+        errors=(422,),
+    ),
+    Route(
         "POST",
         "/auth/token",
         auth.login,

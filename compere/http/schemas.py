@@ -85,6 +85,16 @@ class RankedEntity(Entity):
         description="Leaderboard rank; statistically tied entities share it (by=score, model=bt)"
     )
     tied: bool = Field(description="Another entity on the board shares this rank")
+    provisional: bool | None = Field(
+        default=None,
+        description="Only with detail=full: still too uncertain or too few votes to be ranked for sure",
+    )
+    rank_interval_95: list[int] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Only with detail=full: 95% interval [best, worst] of the entity's rank",
+    )
 
 
 class EntityListQuery(Model):
@@ -177,6 +187,44 @@ class RatingsQuery(Model):
     limit: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Page size; without it the whole leaderboard is streamed"
     )
+    detail: Literal["basic", "full"] = Field(
+        default="basic",
+        description="full: order by score and add provisional and rank_interval_95 to every entry",
+    )
+    provisional: Literal["last", "inline"] = Field(
+        default="last",
+        description="With detail=full: list provisional entries after the settled ones, or in place",
+    )
+
+
+class ProgressQuery(Model):
+    model: Literal["online", "bt"] = Field(default="online", description="Which board to assess")
+    target_tau: float = Field(default=0.8, gt=-1, lt=1, description="The Kendall tau to estimate votes for")
+    top_k: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_not_bool)] = Field(
+        default=10, description="How many top entries must be settled against the next"
+    )
+
+
+class Progress(Model):
+    model: Literal["online", "bt"]
+    entities: int
+    votes: int = Field(description="Votes recorded so far")
+    expected_tau: float = Field(
+        description="Posterior expected Kendall tau between the board's order and the true order"
+    )
+    settled_adjacent_share: float = Field(
+        description="Share of neighbouring entries whose order is at least 95% probable"
+    )
+    target_tau: float
+    votes_to_target: int | None = Field(
+        description="More votes expected to bring expected_tau to target_tau (null: beyond 1,000 per entity)"
+    )
+    top_k: int
+    votes_to_settle_top_k: int | None = Field(
+        description="More votes expected before each of the top k is 95% sure against the next one"
+    )
+    strategy: str = Field(description="The pair strategy assumed for the coming votes")
+    information_per_vote: float = Field(description="p(1-p) per vote assumed for that strategy")
 
 
 class Message(Model):

@@ -13,10 +13,14 @@ which compute in milliseconds, are therefore always current.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from compere.domain import honesty
 from compere.domain.bayes import Prior
 from compere.domain.bt import fit_votes
 from compere.domain.leaderboard import rank_with_ties
@@ -33,9 +37,10 @@ class Board:
     uncertainty: dict[int, float]
     rank: dict[int, int]
     tied: set[int]
+    votes: dict[int, int] = field(default_factory=dict)  # votes each entity took part in
 
 
-def _board(ids: list[int], score: list[float], se: list[float]) -> Board:
+def _board(ids: list[int], score: list[float], se: list[float], votes: list[int] | None = None) -> Board:
     ranked = rank_with_ties(list(zip(ids, score, se, strict=True)))
     return Board(
         ids=[e.id for e in ranked],
@@ -43,13 +48,45 @@ def _board(ids: list[int], score: list[float], se: list[float]) -> Board:
         uncertainty=dict(zip(ids, se, strict=True)),
         rank={e.id: e.rank for e in ranked},
         tied={e.id for e in ranked if e.tied},
+        votes=dict(zip(ids, votes if votes is not None else [0] * len(ids), strict=True)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """What a board does not know yet (``/ratings?detail=full``): provisional entries and
+    the 95% interval of each entity's rank."""
+
+    provisional: set[int]
+    rank_lower: dict[int, int]
+    rank_upper: dict[int, int]
+
+    def ordered(self, board: Board, provisional_last: bool) -> list[int]:
+        """The board's order; with ``provisional_last`` the settled entries come first."""
+        if not provisional_last:
+            return board.ids
+        settled = [i for i in board.ids if i not in self.provisional]
+        return settled + [i for i in board.ids if i in self.provisional]
+
+
+def detail_of(board: Board, max_uncertainty: float, min_votes: int) -> Detail:
+    ids = board.ids
+    mu = np.array([board.score[i] for i in ids], dtype=float)
+    se = np.array([board.uncertainty[i] for i in ids], dtype=float)
+    votes = np.array([board.votes.get(i, 0) for i in ids])
+    flags = honesty.provisional(se, votes, max_uncertainty, min_votes)
+    lower, upper = honesty.rank_intervals(mu, se)
+    return Detail(
+        provisional={i for i, f in zip(ids, flags.tolist(), strict=True) if f},
+        rank_lower=dict(zip(ids, lower.tolist(), strict=True)),
+        rank_upper=dict(zip(ids, upper.tolist(), strict=True)),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     marker: tuple[Any, ...]
-    board: Board
+    board: Any  # a Board, or a (Board, Detail) pair
     computed_at: float
     cost: float  # seconds the computation took
 
@@ -81,9 +118,31 @@ class RankingCache:
             self._entries[model] = _Entry(marker, board, now, now - started)
             return board
 
+    async def detail(
+        self, db: Connection, model: str, prior: Prior, max_uncertainty: float, min_votes: int
+    ) -> tuple[Board, Detail]:
+        """The board with its :class:`Detail`, cached like the board itself."""
+        board = await self.board(db, model, prior)
+        key = f"{model}/detail/{max_uncertainty}/{min_votes}"
+        entry = self._entries.get(key)
+        if entry is not None and entry.board[0] is board:
+            return entry.board
+        started = time.monotonic()
+        detail = await asyncio.get_running_loop().run_in_executor(
+            None, detail_of, board, max_uncertainty, min_votes
+        )
+        now = time.monotonic()
+        self._entries[key] = _Entry((), (board, detail), now, now - started)
+        return board, detail
+
     async def _online(self, db: Connection) -> Board:
         rows = await leaderboard.strengths(db)
-        return _board([r["id"] for r in rows], [r["mu"] for r in rows], [r["sigma"] for r in rows])
+        return _board(
+            [r["id"] for r in rows],
+            [r["mu"] for r in rows],
+            [r["sigma"] for r in rows],
+            [r["comparisons"] for r in rows],
+        )
 
     async def _fit(self, db: Connection, prior: Prior) -> Board:
         ids = await leaderboard.live_ids(db)
@@ -92,4 +151,8 @@ class RankingCache:
         fitted = await asyncio.get_running_loop().run_in_executor(
             None, lambda: fit_votes(ids, first, second, winner, prior=prior)
         )
-        return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])
+        counts = collections.Counter(first)
+        counts.update(second)
+        return _board(
+            ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids], [counts.get(i, 0) for i in ids]
+        )

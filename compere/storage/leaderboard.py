@@ -38,8 +38,11 @@ _MARKER = Query(
         sa.select(sa.func.max(entities.c.updated_at)).scalar_subquery().label("updated"),
     )
 )
-_STRENGTHS = Query(sa.select(entities.c.id, entities.c.mu, entities.c.sigma).where(LIVE))
+_STRENGTHS = Query(
+    sa.select(entities.c.id, entities.c.mu, entities.c.sigma, entities.c.comparisons).where(LIVE)
+)
 _LIVE_IDS = Query(sa.select(entities.c.id).where(LIVE))
+_VOTE_COUNT = Query(sa.select(sa.func.count().label("votes")).select_from(comparisons))
 
 
 async def page(db: Connection, by: str, skip: int, limit: int) -> list[EntityRow]:
@@ -74,6 +77,12 @@ async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, EntityRow]:
         return {}
     rows = await db.fetch_all(Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id.in_(list(ids)))))
     return {row["id"]: entity_row(row) for row in rows}
+
+
+async def vote_count(db: Connection) -> int:
+    row = await db.fetch_one(_VOTE_COUNT)
+    assert row is not None
+    return int(row["votes"])
 
 
 async def live_ids(db: Connection) -> list[int]:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
-from compere.http.errors import json_response, start_stream
+from compere.domain import honesty
+from compere.http.errors import json_response, start_stream, validation_error
 from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
-from compere.http.schemas import RatingsQuery
+from compere.http.schemas import ProgressQuery, RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
-from compere.services.boards import Board
+from compere.services.boards import Board, Detail
 from compere.storage import leaderboard
 from compere.storage.entities import count_entities
 from compere.storage.rows import EntityRow
@@ -34,6 +37,8 @@ def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[
 async def ratings(request: web.Request) -> web.StreamResponse:
     query = read_query(request, RatingsQuery)
     db = request.app[DATABASE]
+    if query.detail == "full":
+        return await _full(request, query)
     # The fitted model always orders by its own score; so does by=score.
     by = "score" if query.model == "bt" else query.by
     board = None
@@ -74,3 +79,70 @@ async def _stream_all(request: web.Request, by: str, board: Board | None, skip: 
     await response.write(b"]")
     await response.write_eof()
     return response
+
+
+async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse:
+    """``detail=full``: the board by score with provisional flags and rank intervals.
+
+    The plain ``/ratings`` keeps the original's fields and order; this opt-in view adds
+    ``provisional`` and ``rank_interval_95`` and, unless ``provisional=inline``, lists the
+    provisional entries after the settled ones.
+    """
+    if query.by == "rating" and "by" in query.model_fields_set:
+        raise validation_error(["query", "by"], "detail=full orders by score: use by=score or leave by out")
+    settings = request.app[SETTINGS]
+    board, detail = await request.app[RANKING_CACHE].detail(
+        request.app[DATABASE],
+        query.model,
+        settings.prior,
+        settings.provisional_max_uncertainty,
+        settings.provisional_min_votes,
+    )
+    order = detail.ordered(board, provisional_last=query.provisional == "last")
+    ids = order[query.skip : query.skip + query.limit if query.limit else None]
+    found = await leaderboard.by_ids(request.app[DATABASE], ids)
+    body = [_detailed(found[i], board, detail) for i in ids if i in found]
+    return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
+
+
+def _detailed(row: EntityRow, board: Board, detail: Detail) -> dict[str, Any]:
+    out = entity_out(row)
+    out.update(strength_fields(board.score[row.id], board.uncertainty[row.id]))
+    out["rank"] = board.rank[row.id]
+    out["tied"] = row.id in board.tied
+    out["provisional"] = row.id in detail.provisional
+    out["rank_interval_95"] = [detail.rank_lower[row.id], detail.rank_upper[row.id]]
+    return out
+
+
+async def progress(request: web.Request) -> web.Response:
+    """``GET /ratings/progress``: how far the board is from the truth, and how many more
+    votes it should take (``compere.domain.honesty``)."""
+    query = read_query(request, ProgressQuery)
+    db = request.app[DATABASE]
+    settings = request.app[SETTINGS]
+    board = await request.app[RANKING_CACHE].board(db, query.model, settings.prior)
+    mu = np.array([board.score[i] for i in board.ids], dtype=float)
+    se = np.array([board.uncertainty[i] for i in board.ids], dtype=float)
+    strategy = settings.ranking_strategy
+    information = honesty.INFORMATION_PER_VOTE.get(strategy, honesty.INFORMATION_PER_VOTE["random"])
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, honesty.progress, mu, se, query.target_tau, query.top_k, information
+    )
+    return json_response(
+        {
+            "model": query.model,
+            "entities": found.entities,
+            "votes": await leaderboard.vote_count(db),
+            "expected_tau": found.expected_tau,
+            "settled_adjacent_share": found.settled_adjacent_share,
+            "target_tau": found.target_tau,
+            "votes_to_target": None if found.votes_to_target is None else int(found.votes_to_target),
+            "top_k": found.top_k,
+            "votes_to_settle_top_k": (
+                None if found.votes_to_settle_top_k is None else int(found.votes_to_settle_top_k)
+            ),
+            "strategy": strategy,
+            "information_per_vote": information,
+        }
+    )

@@ -1,0 +1,128 @@
+"""What a board does not know yet, through HTTP: provisional entries listed after the
+settled ones (opt-in, the original /ratings unchanged), rank intervals, and progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compere.domain import honesty
+
+
+async def vote(client, a, b, winner, **extra):
+    body = {"entity1_id": a, "entity2_id": b, "selected_entity_id": winner, **extra}
+    resp = await client.post("/comparisons/", json=body)
+    assert resp.status == 200, await resp.text()
+    return resp
+
+
+async def _settled_three_and_two_newcomers(client, create_entities):
+    """A, B, C well measured (A > B > C); D has one win over A; E has no votes."""
+    a, b, c, d, e = (x["id"] for x in await create_entities(5))
+    for _ in range(4):  # two wins in three for the stronger side: every vote informative
+        for x, y in ((a, b), (b, c), (a, c)):
+            await vote(client, x, y, x)
+            await vote(client, x, y, x)
+            await vote(client, x, y, y)
+    await vote(client, d, a, d)
+    return a, b, c, d, e
+
+
+async def test_provisional_entries_come_after_the_settled_ones_only_when_asked(client, create_entities):
+    a, b, c, d, e = await _settled_three_and_two_newcomers(client, create_entities)
+    plain = await (await client.get("/ratings", params={"by": "score"})).json()
+    # The original call keeps its fields and its order: the newcomer with one win sits high.
+    assert all("provisional" not in x and "rank_interval_95" not in x for x in plain)
+    order = [x["id"] for x in plain]
+    assert order.index(d) < order.index(c)
+
+    full = await client.get("/ratings", params={"detail": "full"})
+    assert full.status == 200 and full.headers["X-Total-Count"] == "5"
+    board = await full.json()
+    assert [x["id"] for x in board][:3] == [a, b, c]
+    assert {x["id"] for x in board[3:]} == {d, e}
+    flags = {x["id"]: x["provisional"] for x in board}
+    assert flags == {a: False, b: False, c: False, d: True, e: True}
+
+    inline = await (await client.get("/ratings", params={"detail": "full", "provisional": "inline"})).json()
+    assert [x["id"] for x in inline] == order  # in place: the score order
+    paged = await (await client.get("/ratings", params={"detail": "full", "skip": 3, "limit": 2})).json()
+    assert [x["id"] for x in paged] == [x["id"] for x in board[3:]]
+
+
+async def test_rank_intervals_are_narrow_for_the_settled_and_wide_for_newcomers(client, create_entities):
+    a, _, c, _, e = await _settled_three_and_two_newcomers(client, create_entities)
+    for model in ("online", "bt"):
+        board = await (await client.get("/ratings", params={"detail": "full", "model": model})).json()
+        intervals = {x["id"]: x["rank_interval_95"] for x in board}
+        for low, high in intervals.values():
+            assert 1 <= low <= high <= 5
+        assert intervals[e][1] - intervals[e][0] >= 3  # never compared: could be anywhere
+        assert intervals[c][1] >= 4  # beaten by A and B in most votes
+        assert intervals[a][0] == 1
+
+
+async def test_detail_full_with_an_explicit_rating_order_is_a_clear_422(client, create_entities):
+    await create_entities(2)
+    resp = await client.get("/ratings", params={"detail": "full", "by": "rating"})
+    assert resp.status == 422
+    assert "detail=full" in str((await resp.json())["detail"])
+    bad = await client.get("/ratings", params={"detail": "everything"})
+    assert bad.status == 422
+
+
+async def test_settings_move_the_provisional_threshold(make_client):
+    client = await make_client(PROVISIONAL_MIN_VOTES="0", PROVISIONAL_MAX_UNCERTAINTY="2")
+    ids = [(await (await client.post("/entities/", json={"name": f"n{i}"})).json())["id"] for i in range(3)]
+    board = await (await client.get("/ratings", params={"detail": "full"})).json()
+    assert [x["provisional"] for x in board] == [False, False, False]
+    assert sorted(x["id"] for x in board) == ids
+
+
+async def test_progress_reports_expected_tau_settled_pairs_and_votes_needed(client, create_entities):
+    ids = [x["id"] for x in await create_entities(8)]
+    empty = await client.get("/ratings/progress")
+    assert empty.status == 200
+    before = await empty.json()
+    assert before["entities"] == 8 and before["votes"] == 0
+    assert before["expected_tau"] == pytest.approx(0.0, abs=1e-9)
+    assert before["settled_adjacent_share"] == 0.0
+    assert before["votes_to_target"] > 0 and before["target_tau"] == 0.8
+    for _ in range(6):  # a clear order 0 > 1 > ... > 7
+        for i in range(7):
+            await vote(client, ids[i], ids[i + 1], ids[i])
+    after = await (await client.get("/ratings/progress", params={"target_tau": 0.5, "top_k": 3})).json()
+    assert after["votes"] == 42
+    assert 0.3 < after["expected_tau"] < 1.0
+    assert 0.0 <= after["settled_adjacent_share"] <= 1.0
+    assert after["top_k"] == 3 and after["target_tau"] == 0.5
+    assert after["votes_to_target"] < before["votes_to_target"]
+    reached = await (await client.get("/ratings/progress", params={"target_tau": 0.1})).json()
+    assert reached["votes_to_target"] == 0
+    bt = await (await client.get("/ratings/progress", params={"model": "bt"})).json()
+    assert bt["model"] == "bt" and 0.3 < bt["expected_tau"] < 1.0
+    for bad in ({"target_tau": 1.5}, {"top_k": 0}, {"model": "elo"}):
+        resp = await client.get("/ratings/progress", params=bad)
+        assert resp.status == 422, bad
+        assert "detail" in await resp.json()
+
+
+def test_rank_intervals_cover_a_known_order_and_widen_with_uncertainty():
+    mu = np.array([3.0, 2.0, 1.0, 0.0])
+    lower, upper = honesty.rank_intervals(mu, np.full(4, 0.01))
+    assert lower.tolist() == [1, 2, 3, 4] and upper.tolist() == [1, 2, 3, 4]
+    lower, upper = honesty.rank_intervals(mu, np.full(4, 3.0))
+    assert lower.min() == 1 and upper.max() == 4 and (upper - lower).min() >= 2
+
+
+def test_expected_tau_grows_with_more_votes_and_the_search_finds_the_target():
+    rng = np.random.default_rng(3)
+    mu = rng.normal(0.0, 1.0, 60)
+    sigma = np.full(60, 0.8)
+    now = honesty.expected_tau(mu, sigma)
+    later = honesty.expected_tau(mu, sigma, votes=600, information=0.2)
+    assert now < later < 1.0
+    needed = honesty.votes_to_tau(mu, sigma, 0.8, 0.2)
+    assert needed is not None and needed > 0
+    assert honesty.expected_tau(mu, sigma, votes=needed, information=0.2) >= 0.8 - 1e-9
+    assert honesty.expected_tau(mu, sigma, votes=0.9 * needed, information=0.2) < 0.8
