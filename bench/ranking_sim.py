@@ -60,7 +60,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update  # noqa: E402
-from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry  # noqa: E402
+from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry, fit_davidson  # noqa: E402
 from compere.domain.elo import elo_update  # noqa: E402
 from compere.domain.selection import (  # noqa: E402
     Candidate,
@@ -73,7 +73,7 @@ from compere.domain.ucb import UCBParams  # noqa: E402
 
 BUDGETS = (1, 2, 4, 8, 16, 32)
 THRESHOLDS = (0.8, 0.9)
-MODELS = ("elo", "bayes", "bt", "refit")
+MODELS = ("elo", "bayes", "bt", "refit", "davidson")
 RECENT_LIMIT = 5
 _UCB_PARAMS = UCBParams()
 ELO_K = 32.0
@@ -163,6 +163,10 @@ def _vote(rng: np.random.Generator, ti: float, tj: float, scenario: str) -> floa
         return float(rng.random() < 0.5)
     if scenario == "ties" and rng.random() < 0.3 * 4.0 * p * (1.0 - p):
         return 0.5
+    if scenario == "davidson":  # Davidson's model with nu = 0.5 (a third of even matches tie)
+        half = math.exp(0.5 * (ti - tj))
+        u = rng.random() * (half + 1.0 / half + 0.5)
+        return 1.0 if u < half else (0.5 if u < half + 0.5 else 0.0)
     return float(rng.random() < p)
 
 
@@ -240,12 +244,18 @@ def simulate(cfg: RunConfig) -> dict:
                 last_fit = fit()
             curves["elo"].append((budget, kendall_tau(theta, rating)))
             curves["bt"].append((budget, kendall_tau(theta, last_fit.mu)))
+            if cfg.scenario in ("ties", "davidson"):  # the tie-aware fit of the same votes
+                tie_fit = fit_davidson(n, aggregate_votes(first, second, scores, n), prior=cfg.prior).fit
+                curves["davidson"].append((budget, kendall_tau(theta, tie_fit.mu)))
             online = kendall_tau(theta, mu)
             curves["refit" if cfg.refit else "bayes"].append((budget, online))
             if budget == 8 or t == total_votes:
                 tag = f"@{budget:g}N"
                 coverage["bayes" + tag] = float(np.mean(np.abs(mu - theta) <= 1.959964 * sigma))
                 coverage["bt" + tag] = float(np.mean(np.abs(last_fit.mu - theta) <= 1.959964 * last_fit.se))
+                if cfg.scenario in ("ties", "davidson"):
+                    inside = np.abs(tie_fit.mu - theta) <= 1.959964 * tie_fit.se
+                    coverage["davidson" + tag] = float(np.mean(inside))
     curves = {m: c for m, c in curves.items() if c}
     return {
         "curves": curves,
@@ -359,7 +369,9 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
         seconds = time.perf_counter() - started
         for model, curve in result["curves"].items():
             cov = {}
-            source = "bt" if model == "bt" else ("bayes" if model in ("bayes", "refit") else None)
+            source = (
+                model if model in ("bt", "davidson") else ("bayes" if model in ("bayes", "refit") else None)
+            )
             if source:
                 cov = {
                     k.replace(source, "cov"): v for k, v in result["coverage"].items() if k.startswith(source)
@@ -533,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refit-strategies", nargs="*", default=[], help="also run these with the refit model"
     )
-    parser.add_argument("--scenarios", nargs="+", default=["bt"], choices=["bt", "noisy", "ties"])
+    parser.add_argument("--scenarios", nargs="+", default=["bt"], choices=["bt", "noisy", "ties", "davidson"])
     parser.add_argument("--max-budget", type=int, default=16, help="votes per item at the end (--full: 32)")
     parser.add_argument("--refit-every", type=float, default=1.0, help="refit period in units of N votes")
     parser.add_argument("--full", action="store_true", help="N = 50, 200, 1000 and every scenario")

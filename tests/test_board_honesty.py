@@ -3,6 +3,8 @@ settled ones (opt-in, the original /ratings unchanged), rank intervals, and prog
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,98 @@ def test_expected_tau_grows_with_more_votes_and_the_search_finds_the_target():
     assert needed is not None and needed > 0
     assert honesty.expected_tau(mu, sigma, votes=needed, information=0.2) >= 0.8 - 1e-9
     assert honesty.expected_tau(mu, sigma, votes=0.9 * needed, information=0.2) < 0.8
+
+
+# --- verdicts: tie and both-bad stored and exported apart ---------------------------------
+
+
+async def test_tie_and_both_bad_are_stored_and_exported_apart(client, create_entities):
+    a, b = (x["id"] for x in await create_entities(2))
+    won = await (await vote(client, a, b, a)).json()
+    tie = await (await vote(client, a, b, None)).json()  # the original's tie: still valid
+    bad = await (await vote(client, a, b, None, verdict="both_bad")).json()
+    explicit = await (await vote(client, a, b, None, verdict="tie")).json()
+    assert [won["verdict"], tie["verdict"], bad["verdict"], explicit["verdict"]] == [
+        "win",
+        "tie",
+        "both_bad",
+        "tie",
+    ]
+    again = await (await client.get(f"/comparisons/{bad['id']}")).json()
+    assert again["verdict"] == "both_bad" and again["selected_entity_id"] is None
+    listed = {x["id"]: x["verdict"] for x in await (await client.get("/comparisons/")).json()}
+    assert listed[bad["id"]] == "both_bad" and listed[tie["id"]] == "tie"
+    for body, message in (
+        ({"selected_entity_id": a, "verdict": "both_bad"}, "both_bad"),
+        ({"selected_entity_id": None, "verdict": "win"}, "win"),
+        ({"selected_entity_id": a, "verdict": "draw"}, None),
+    ):
+        resp = await client.post("/comparisons/", json={"entity1_id": a, "entity2_id": b, **body})
+        assert resp.status in (400, 422), body
+        detail = (await resp.json())["detail"]
+        assert message is None or message in str(detail)
+    # Exports keep them apart: the vote log's own column, and the Arena battle spelling.
+    exported = await client.get("/export/comparisons", params={"format": "jsonl"})
+    assert exported.status == 200
+    rows = {r["id"]: r for r in map(json.loads, (await exported.text()).splitlines())}
+    assert [rows[x["id"]]["verdict"] for x in (won, tie, bad)] == ["win", "tie", "both_bad"]
+    arena = await client.get("/comparisons/export/preferences", params={"format": "arena"})
+    winners = [json.loads(line)["winner"] for line in (await arena.text()).splitlines()]
+    assert winners == ["model_a", "tie", "tie (bothbad)", "tie"]
+    # Both-bad counts as a tie in the online models (the entities' tie counters).
+    entity = await (await client.get(f"/entities/{a}")).json()
+    assert entity["ties"] == 3 and entity["wins"] == 1
+
+
+# --- categories: one vote log, a board per category ---------------------------------------
+
+
+async def test_boards_per_category_come_from_one_vote_log(client, create_entities):
+    a, b, c = (x["id"] for x in await create_entities(3))
+    for _ in range(6):
+        await vote(client, a, b, a, category="helpfulness")
+        await vote(client, b, c, b, category="helpfulness")
+        await vote(client, b, a, b, category="style")
+        await vote(client, c, b, c, category="style")
+    await vote(client, a, c, a)  # no category: only on the overall boards
+    helpful = await (await client.get("/ratings", params={"category": "helpfulness"})).json()
+    style = await (await client.get("/ratings", params={"category": "style"})).json()
+    assert [x["id"] for x in helpful] == [a, b, c]
+    assert [x["id"] for x in style] == [c, b, a]
+    overall = await (await client.get("/ratings", params={"model": "bt"})).json()
+    assert len(overall) == 3
+    detailed = await (await client.get("/ratings", params={"category": "style", "detail": "full"})).json()
+    assert [x["id"] for x in detailed if not x["provisional"]][:1] in ([c], [])
+    assert all("rank_interval_95" in x for x in detailed)
+    listed = await (await client.get("/ratings/categories")).json()
+    assert listed == [{"category": "helpfulness", "votes": 12}, {"category": "style", "votes": 12}]
+    progress = await (await client.get("/ratings/progress", params={"category": "style"})).json()
+    assert progress["category"] == "style" and progress["model"] == "bt" and progress["votes"] == 12
+    nothing = await (await client.get("/ratings", params={"category": "unknown"})).json()
+    assert {x["score"] for x in nothing} == {0.0}
+    too_long = await client.get("/ratings", params={"category": "x" * 101})
+    assert too_long.status == 422
+
+
+async def test_pairs_can_focus_on_what_one_category_does_not_know(client, create_entities):
+    ids = [x["id"] for x in await create_entities(4)]
+    # In "style" only 0 and 1 were compared; overall 2 and 3 are the better known pair.
+    for k in range(8):
+        await vote(client, ids[0], ids[1], ids[k % 2], category="style")
+    for k in range(16):
+        await vote(client, ids[2], ids[3], ids[2 + k % 2])
+    unknown = frozenset(ids[2:])
+
+    async def served(**params) -> int:
+        hits = 0
+        for _ in range(10):
+            pair = await (
+                await client.get("/mab/next_comparison", params={"strategy": "active", **params})
+            ).json()
+            hits += frozenset((pair["entity1"]["id"], pair["entity2"]["id"])) == unknown
+        return hits
+
+    assert await served(category="style") >= 6  # the pair "style" knows nothing about
+    assert await served() <= 4  # overall that pair is the best known
+    bad = await client.get("/mab/next_comparison", params={"category": ""})
+    assert bad.status == 422

@@ -68,6 +68,7 @@ CLIENT_METHODS = {
     ("POST", "/mab/update"): "mab_update",
     ("GET", "/ratings"): "ratings",
     ("GET", "/ratings/progress"): "progress",
+    ("GET", "/ratings/categories"): "categories",
     ("POST", "/auth/token"): "login",
     ("POST", "/auth/logout"): "logout",
     ("GET", "/auth/users/me"): "me",

@@ -21,6 +21,7 @@ from compere.client.ratelimit import RateLimitGate
 from compere.client.retry import RetryPolicy, parse_retry_after
 from compere.domain.strategies import Strategy
 from compere.http.schemas import (
+    CategoryCount,
     Comparison,
     ComparisonCreate,
     ContentPair,
@@ -59,6 +60,7 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 _ENTITIES = TypeAdapter(list[Entity])
 _RANKED = TypeAdapter(list[RankedEntity])
+_CATEGORIES = TypeAdapter(list[CategoryCount])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
 _WEBHOOKS = TypeAdapter(list[Webhook])
@@ -544,14 +546,15 @@ class AsyncClient:
 
     # --- pairs --------------------------------------------------------------------------
 
-    async def next_pair(self, strategy: Strategy | None = None) -> Pair:
-        """``GET /mab/next_comparison``: the pair to show next, with its ``pair_token``."""
+    async def next_pair(self, strategy: Strategy | None = None, *, category: str | None = None) -> Pair:
+        """``GET /mab/next_comparison``: the pair to show next, with its ``pair_token``;
+        ``category`` focuses the choice on what that category's board does not know yet."""
         return await self._model(
             Pair,
             "GET",
             "/mab/next_comparison",
             route="GET /mab/next_comparison",
-            params={"strategy": strategy},
+            params={"strategy": strategy, "category": category},
         )
 
     async def content_pair(self, *, seed: int | None = None) -> ContentPair:
@@ -575,8 +578,13 @@ class AsyncClient:
         *,
         pair_token: str | None = None,
         idempotency_key: str | None = None,
+        verdict: Literal["win", "tie", "both_bad"] | None = None,
+        category: str | None = None,
     ) -> Comparison:
         """``POST /comparisons/``: record that ``winner`` was preferred (None: a tie).
+
+        ``verdict="both_bad"`` (with ``winner`` None) records that neither was good, kept
+        apart from a tie; ``category`` names the criterion the vote judged.
 
         Pass the ``pair_token`` when the pair came from :meth:`next_pair` (or use
         :meth:`vote_on`); votes on pairs chosen elsewhere (imported judgements) go without.
@@ -588,6 +596,8 @@ class AsyncClient:
             entity2_id=_entity_id(entity2_id),
             selected_entity_id=None if winner is None else _entity_id(winner),
             pair_token=pair_token,
+            verdict=verdict,
+            category=category,
         )
         return await self._model(
             Comparison,
@@ -650,6 +660,7 @@ class AsyncClient:
         limit: int | None = None,
         detail: Literal["basic", "full"] = "basic",
         provisional: Literal["last", "inline"] = "last",
+        category: str | None = None,
     ) -> Page[RankedEntity]:
         """``GET /ratings``: the leaderboard with ranks.
 
@@ -659,9 +670,12 @@ class AsyncClient:
         board and this reads all of it; :meth:`iter_ratings` reads a large board in pages
         instead. ``detail="full"`` orders by score, marks each entry ``provisional`` and
         gives its ``rank_interval_95``; provisional entries come last unless
-        ``provisional="inline"``.
+        ``provisional="inline"``. ``category`` reads the fitted board of that category's
+        votes only.
         """
-        extra = {"detail": detail, "provisional": provisional} if detail == "full" else {}
+        extra: dict[str, Any] = {"detail": detail, "provisional": provisional} if detail == "full" else {}
+        if category is not None:
+            extra["category"] = category
         page = await self._page(
             _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit, **extra
         )
@@ -676,6 +690,7 @@ class AsyncClient:
         model: Literal["online", "bt"] = "online",
         target_tau: float = 0.8,
         top_k: int = 10,
+        category: str | None = None,
     ) -> Progress:
         """``GET /ratings/progress``: the board's expected Kendall tau against the truth, the
         share of settled neighbours, and the votes still needed for ``target_tau`` and to
@@ -685,8 +700,13 @@ class AsyncClient:
             "GET",
             "/ratings/progress",
             route="GET /ratings/progress",
-            params={"model": model, "target_tau": target_tau, "top_k": top_k},
+            params={"model": model, "target_tau": target_tau, "top_k": top_k, "category": category},
         )
+
+    async def categories(self) -> list[CategoryCount]:
+        """``GET /ratings/categories``: every category votes were given in, with its votes."""
+        answer = await self._call("GET", "/ratings/categories", route="GET /ratings/categories")
+        return _CATEGORIES.validate_json(answer.body)
 
     def iter_ratings(
         self,

@@ -134,6 +134,7 @@ class Client:
     mab_update = _blocking(AsyncClient.mab_update)
     ratings = _blocking(AsyncClient.ratings)
     progress = _blocking(AsyncClient.progress)
+    categories = _blocking(AsyncClient.categories)
     iter_ratings = _iterating(AsyncClient.iter_ratings)
     export_comparisons = _iterating(AsyncClient.export_comparisons)
     export_comparisons_raw = _iterating(AsyncClient.export_comparisons_raw)

@@ -240,6 +240,14 @@ ROUTE_TABLE: list[Route] = [
         errors=(422,),
     ),
     Route(
+        "GET",
+        "/ratings/categories",
+        ratings.categories,
+        "Every category votes were given in, with its vote count",
+        "ratings",
+        list[schemas.CategoryCount],
+    ),
+    Route(
         "POST",
         "/auth/token",
         auth.login,

@@ -103,12 +103,24 @@ class EntityListQuery(Model):
     search: Annotated[str, StringConstraints(max_length=200), STORABLE] | None = None
 
 
+Verdict = Literal["win", "tie", "both_bad"]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=100), STORABLE]
+
+
 class ComparisonCreate(Model):
     entity1_id: EntityId
     entity2_id: EntityId
     selected_entity_id: EntityId | None = Field(description="The preferred entity, or null for a tie")
     pair_token: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
         default=None, description="The pair_token of the served pair; links the vote to it (single use)"
+    )
+    verdict: Verdict | None = Field(
+        default=None,
+        description="win (selected_entity_id names the winner), tie or both_bad (selected_entity_id "
+        "null); by default win when an entity is selected, else tie",
+    )
+    category: Category | None = Field(
+        default=None, description="The criterion or prompt category this vote judged"
     )
 
 
@@ -121,6 +133,8 @@ class Comparison(Model):
     user_id: int | None = Field(default=None, description="Who recorded it; null when recorded anonymously")
     strategy: str | None = Field(description="Strategy that served the pair, when a pair_token was sent")
     selection_probability: float | None = Field(description="Probability the pair had of being chosen")
+    verdict: Verdict = Field(default="win", description="win, tie or both_bad")
+    category: str | None = Field(default=None, description="The criterion this vote judged, if any")
 
 
 class ComparisonListQuery(Model):
@@ -165,6 +179,9 @@ class PairQuery(Model):
     strategy: Strategy | None = Field(
         default=None, description="Pair selection strategy; the server's RANKING_STRATEGY by default"
     )
+    category: Category | None = Field(
+        default=None, description="Focus on this category: judge candidates by its board (active, random)"
+    )
 
 
 class ContentPairQuery(Model):
@@ -187,6 +204,9 @@ class RatingsQuery(Model):
     limit: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Page size; without it the whole leaderboard is streamed"
     )
+    category: Category | None = Field(
+        default=None, description="The board of this category's votes only (a Bradley-Terry fit)"
+    )
     detail: Literal["basic", "full"] = Field(
         default="basic",
         description="full: order by score and add provisional and rank_interval_95 to every entry",
@@ -203,10 +223,17 @@ class ProgressQuery(Model):
     top_k: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_not_bool)] = Field(
         default=10, description="How many top entries must be settled against the next"
     )
+    category: Category | None = Field(default=None, description="Assess this category's board")
+
+
+class CategoryCount(Model):
+    category: str
+    votes: int
 
 
 class Progress(Model):
     model: Literal["online", "bt"]
+    category: str | None = None
     entities: int
     votes: int = Field(description="Votes recorded so far")
     expected_tau: float = Field(

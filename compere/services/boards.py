@@ -102,8 +102,14 @@ class RankingCache:
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def board(self, db: Connection, model: str, prior: Prior) -> Board:
-        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data."""
+    async def board(self, db: Connection, model: str, prior: Prior, category: str | None = None) -> Board:
+        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data.
+
+        With a ``category`` it is always the fitted board of that category's votes only
+        (the online strengths are one per entity, over every vote).
+        """
+        if category is not None:
+            model = f"category:{category}"
         marker = await leaderboard.change_marker(db)
         entry = self._entries.get(model)
         if entry is not None and entry.usable(marker, time.monotonic()):
@@ -113,17 +119,33 @@ class RankingCache:
             if entry is not None and entry.usable(marker, time.monotonic()):
                 return entry.board
             started = time.monotonic()
-            board = await (self._fit(db, prior) if model == "bt" else self._online(db))
+            board = await (self._online(db) if model == "online" else self._fit(db, prior, category))
             now = time.monotonic()
+            if category is not None:
+                self._forget_categories(keep=32)
             self._entries[model] = _Entry(marker, board, now, now - started)
             return board
 
+    def _forget_categories(self, keep: int) -> None:
+        """Bound the cache: categories are client-chosen strings."""
+        keys = [k for k in self._entries if k.startswith("category:")]
+        if len(keys) >= keep:
+            for key in keys:
+                del self._entries[key]
+
     async def detail(
-        self, db: Connection, model: str, prior: Prior, max_uncertainty: float, min_votes: int
+        self,
+        db: Connection,
+        model: str,
+        prior: Prior,
+        max_uncertainty: float,
+        min_votes: int,
+        category: str | None = None,
     ) -> tuple[Board, Detail]:
         """The board with its :class:`Detail`, cached like the board itself."""
-        board = await self.board(db, model, prior)
-        key = f"{model}/detail/{max_uncertainty}/{min_votes}"
+        board = await self.board(db, model, prior, category)
+        where = model if category is None else f"category:{category}"
+        key = f"{where}:detail:{max_uncertainty}:{min_votes}"
         entry = self._entries.get(key)
         if entry is not None and entry.board[0] is board:
             return entry.board
@@ -144,9 +166,9 @@ class RankingCache:
             [r["comparisons"] for r in rows],
         )
 
-    async def _fit(self, db: Connection, prior: Prior) -> Board:
+    async def _fit(self, db: Connection, prior: Prior, category: str | None = None) -> Board:
         ids = await leaderboard.live_ids(db)
-        first, second, winner = await leaderboard.vote_log(db)
+        first, second, winner = await leaderboard.vote_log(db, category=category)
         # The fit is CPU-bound (numpy): keep it off the event loop.
         fitted = await asyncio.get_running_loop().run_in_executor(
             None, lambda: fit_votes(ids, first, second, winner, prior=prior)

@@ -10,6 +10,7 @@ from compere.domain.selection import Candidate, CandidatePlan, Selection, Select
 from compere.domain.text import TextEntity, most_dissimilar_pair
 from compere.domain.ucb import ArmState, choose_second, draw_first, ucb_pair_probability
 from compere.infra.signing import PairTokens
+from compere.services.boards import Board
 from compere.settings import Settings
 from compere.storage import comparisons, pairing
 from compere.storage.database import Connection, Row
@@ -51,10 +52,18 @@ async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Se
 
 
 async def next_pair(
-    db: Connection, settings: Settings, tokens: PairTokens, strategy: str | None = None
+    db: Connection,
+    settings: Settings,
+    tokens: PairTokens,
+    strategy: str | None = None,
+    focus: Board | None = None,
 ) -> ServedPair | None:
     """The pair ``strategy`` (default: ``RANKING_STRATEGY``) picks from a fresh candidate
-    set, with its pair token; None when there are fewer than two entities."""
+    set, with its pair token; None when there are fewer than two entities.
+
+    ``focus`` (a category's fitted board) makes ``active`` and ``random`` judge the
+    candidates by their strengths, uncertainties and vote counts in that board instead
+    of the overall ones (``ucb`` keeps the original's overall bandit state)."""
     strategy = strategy or settings.ranking_strategy
     rows = await pairing.pair_candidates(db, PLAN, _rng)
     if len(rows) < 2:
@@ -65,10 +74,10 @@ async def next_pair(
         candidates = [
             Candidate(
                 r["id"],
-                r["mu"],
-                r["sigma"],
+                r["mu"] if focus is None else focus.score.get(r["id"], settings.prior.mu0),
+                r["sigma"] if focus is None else focus.uncertainty.get(r["id"], settings.prior.sigma0),
                 float(r["rating"]),
-                r["comparisons"],
+                r["comparisons"] if focus is None else focus.votes.get(r["id"], 0),
                 r["wins"] + 0.5 * r["ties"],
             )
             for r in rows

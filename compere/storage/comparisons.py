@@ -14,7 +14,7 @@ from compere.domain.elo import score_of
 from compere.domain.vote import vote_effects
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import EntityNotFound
-from compere.storage.rows import ComparisonRow, comparison_row
+from compere.storage.rows import ComparisonRow, comparison_row, verdict_of
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
     LIVE,
@@ -138,6 +138,8 @@ async def record_comparison(
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
     announce: bool = False,
+    verdict: str | None = None,
+    category: str | None = None,
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
@@ -152,7 +154,11 @@ async def record_comparison(
     ``user_id`` records who voted (None when the API is open). ``announce`` also writes
     a ``comparison.created`` webhook event in the same transaction (same statement
     where the vote is one), so an acknowledged vote is never missing from the webhooks.
+    ``verdict`` ('win', 'tie' or 'both_bad'; by default win or tie as ``selected_entity_id``
+    says) and ``category`` are stored with the vote; tie and both-bad score half a win
+    each in the online models.
     """
+    verdict = verdict_of(verdict, selected_entity_id)
     in_one = db.writes_vote_in_one_statement
     async with db.transaction() as tx:
         locked = {
@@ -177,6 +183,8 @@ async def record_comparison(
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,
+            "verdict": verdict,
+            "category": category,
         }
         row: ComparisonRow
         if in_one:
@@ -195,6 +203,8 @@ async def record_comparison(
                 user_id=user_id,
                 strategy=provenance.strategy if provenance else None,
                 selection_probability=provenance.probability if provenance else None,
+                verdict=verdict,
+                category=category,
             )
         else:
             await tx.execute(_APPLY_RESULT, first)
@@ -232,7 +242,11 @@ async def list_comparisons(
 
 _VOTE_LOG = Query(
     sa.select(
-        comparisons.c.id, comparisons.c.entity1_id, comparisons.c.entity2_id, comparisons.c.selected_entity_id
+        comparisons.c.id,
+        comparisons.c.entity1_id,
+        comparisons.c.entity2_id,
+        comparisons.c.selected_entity_id,
+        comparisons.c.category,
     )
     .where(comparisons.c.id > param("after"))
     .order_by(comparisons.c.id)

@@ -79,6 +79,19 @@ async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, EntityRow]:
     return {row["id"]: entity_row(row) for row in rows}
 
 
+_CATEGORIES = Query(
+    sa.select(comparisons.c.category, sa.func.count().label("votes"))
+    .where(comparisons.c.category.is_not(None))
+    .group_by(comparisons.c.category)
+    .order_by(comparisons.c.category)
+)
+
+
+async def categories(db: Connection) -> dict[str, int]:
+    """Every category votes were given in, with its vote count."""
+    return {row["category"]: int(row["votes"]) for row in await db.fetch_all(_CATEGORIES)}
+
+
 async def vote_count(db: Connection) -> int:
     row = await db.fetch_one(_VOTE_COUNT)
     assert row is not None
@@ -89,13 +102,18 @@ async def live_ids(db: Connection) -> list[int]:
     return [row["id"] for row in await db.fetch_all(_LIVE_IDS)]
 
 
-async def vote_log(db: Connection, batch: int = 50_000) -> tuple[list[int], list[int], list[float]]:
-    """Every vote as three columns (winner NaN for a tie), read in id order."""
+async def vote_log(
+    db: Connection, batch: int = 50_000, category: str | None = None
+) -> tuple[list[int], list[int], list[float]]:
+    """Every vote (of ``category``, when given) as three columns (winner NaN for a tie or
+    a both-bad verdict), read in id order."""
     first: list[int] = []
     second: list[int] = []
     winner: list[float] = []
     async for rows in vote_batches(db, batch):
         for row in rows:
+            if category is not None and row["category"] != category:
+                continue
             first.append(row["entity1_id"])
             second.append(row["entity2_id"])
             selected = row["selected_entity_id"]

@@ -25,6 +25,10 @@ async def create_comparison(request: web.Request) -> web.Response:
         body.entity2_id,
     ):
         raise ApiError(400, "Selected entity must be one of the compared entities")  # the original's words
+    if body.verdict == "win" and body.selected_entity_id is None:
+        raise ApiError(400, "A win needs selected_entity_id")
+    if body.verdict in ("tie", "both_bad") and body.selected_entity_id is not None:
+        raise ApiError(400, f"A {body.verdict} verdict needs selected_entity_id null")
     voter = request.get(USER)
     provenance = _provenance(request, body) if body.pair_token else None
     try:
@@ -38,6 +42,8 @@ async def create_comparison(request: web.Request) -> web.Response:
             provenance=provenance,
             # Only while a subscription wants votes: one more row in the vote's statement.
             announce=request.app[WEBHOOKS].wants(store.VOTE_EVENT),
+            verdict=body.verdict,
+            category=body.category,
         )
     except EntityNotFound as exc:
         raise not_found("Entity", exc.entity_id) from None

@@ -39,13 +39,15 @@ async def ratings(request: web.Request) -> web.StreamResponse:
     db = request.app[DATABASE]
     if query.detail == "full":
         return await _full(request, query)
-    # The fitted model always orders by its own score; so does by=score.
-    by = "score" if query.model == "bt" else query.by
+    # The fitted model always orders by its own score; so does by=score. A category's
+    # board is always fitted.
+    fitted = query.model == "bt" or query.category is not None
+    by = "score" if fitted else query.by
     board = None
     if by == "score":
         prior = request.app[SETTINGS].prior
-        board = await request.app[RANKING_CACHE].board(db, query.model, prior)
-    if board is not None and query.model == "bt":
+        board = await request.app[RANKING_CACHE].board(db, query.model, prior, query.category)
+    if board is not None and fitted:
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
         found = await leaderboard.by_ids(db, ids)
         body = [_ranked(found[i], 0, board, "bt") for i in ids if i in found]
@@ -97,6 +99,7 @@ async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse
         settings.prior,
         settings.provisional_max_uncertainty,
         settings.provisional_min_votes,
+        query.category,
     )
     order = detail.ordered(board, provisional_last=query.provisional == "last")
     ids = order[query.skip : query.skip + query.limit if query.limit else None]
@@ -121,7 +124,8 @@ async def progress(request: web.Request) -> web.Response:
     query = read_query(request, ProgressQuery)
     db = request.app[DATABASE]
     settings = request.app[SETTINGS]
-    board = await request.app[RANKING_CACHE].board(db, query.model, settings.prior)
+    model = "bt" if query.category is not None else query.model
+    board = await request.app[RANKING_CACHE].board(db, model, settings.prior, query.category)
     mu = np.array([board.score[i] for i in board.ids], dtype=float)
     se = np.array([board.uncertainty[i] for i in board.ids], dtype=float)
     strategy = settings.ranking_strategy
@@ -131,9 +135,10 @@ async def progress(request: web.Request) -> web.Response:
     )
     return json_response(
         {
-            "model": query.model,
+            "model": model,
+            "category": query.category,
             "entities": found.entities,
-            "votes": await leaderboard.vote_count(db),
+            "votes": sum(board.votes.values()) // 2 if query.category else await leaderboard.vote_count(db),
             "expected_tau": found.expected_tau,
             "settled_adjacent_share": found.settled_adjacent_share,
             "target_tau": found.target_tau,
@@ -146,3 +151,9 @@ async def progress(request: web.Request) -> web.Response:
             "information_per_vote": information,
         }
     )
+
+
+async def categories(request: web.Request) -> web.Response:
+    """``GET /ratings/categories``: every category votes were given in, with its votes."""
+    found = await leaderboard.categories(request.app[DATABASE])
+    return json_response([{"category": name, "votes": votes} for name, votes in found.items()])
