@@ -97,13 +97,13 @@ def run(n: int, seed: int, strategy: str, max_budget: int, factors: tuple[float,
         start = fit.mu
         tau = kendall_tau(theta, fit.mu)
         if budget in COVERAGE_AT:
-            out["coverage_bt"][budget] = covered(theta, fit.mu, fit.se)
+            out["coverage_bt"][budget] = covered(theta, fit.mu, fit.se_relative)
             out["coverage_online"][budget] = covered(theta, mu, sigma)
-            out["expected"][budget] = honesty.expected_tau(fit.mu, fit.se)
+            out["expected"][budget] = honesty.expected_tau(fit.mu, fit.se_relative)
             out["measured"][budget] = tau
         if budget in PREDICT_AT:
             for factor in factors:
-                more = honesty.votes_to_tau(fit.mu, fit.se, TARGET, information * factor)
+                more = honesty.votes_to_tau(fit.mu, fit.se_relative, TARGET, information * factor)
                 out["predicted"][(budget, factor)] = None if more is None else (t + more) / n
         if reached_at is None and tau >= TARGET:
             b0, t0 = previous

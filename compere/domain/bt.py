@@ -52,6 +52,10 @@ class BTFit(NamedTuple):
     mu: FloatArray
     se: FloatArray
     iterations: int
+    # Standard error of each strength relative to the board's mean: the marginal without
+    # the uncertainty of the overall level, which only the prior pins down and which
+    # shifts every strength together (ranks do not see it).
+    se_relative: FloatArray | None = None
 
     def lower95(self) -> FloatArray:
         return self.mu - Z95 * self.se
@@ -222,11 +226,16 @@ def fit_bradley_terry(
 
     c, diag = _curvature(theta, pairs, n_entities, lam, nu)
     if dense:
-        var = np.diag(np.linalg.inv(_dense_hessian(pairs, c, diag))).copy()
+        cov = np.linalg.inv(_dense_hessian(pairs, c, diag))
+        var = np.diag(cov).copy()
+        # Var(t_i - mean t) = C_ii - 2 mean_j C_ij + mean C
+        row = cov.mean(axis=1)
+        relative = np.maximum(var - 2.0 * row + row.mean(), 0.0)
     else:
+        relative = approximate_marginal_variance(n_entities, pi, pj, c, lam)
         # Plus the uncertainty of the overall level, which only the prior pins down.
-        var = approximate_marginal_variance(n_entities, pi, pj, c, lam) + 1.0 / (lam * n_entities)
-    return BTFit(theta, np.sqrt(var), iterations)
+        var = relative + 1.0 / (lam * n_entities)
+    return BTFit(theta, np.sqrt(var), iterations, np.sqrt(relative))
 
 
 class DavidsonFit(NamedTuple):
@@ -328,6 +337,24 @@ def fit_votes(
     not in ``entity_ids`` (e.g. a deleted entity) are ignored. ``ties="davidson"`` (the
     default) fits ties by Davidson's model, ``"half"`` counts them as half a win each.
     """
+    found = fit_votes_relative(
+        entity_ids, entity1_ids, entity2_ids, selected_ids, prior=prior, dense_limit=dense_limit, ties=ties
+    )
+    return {k: (score, se) for k, (score, se, _) in found.items()}
+
+
+def fit_votes_relative(
+    entity_ids: ArrayLike,
+    entity1_ids: ArrayLike,
+    entity2_ids: ArrayLike,
+    selected_ids: ArrayLike,
+    *,
+    prior: Prior = DEFAULT_PRIOR,
+    dense_limit: int = 2000,
+    ties: str = "davidson",
+) -> dict[int, tuple[float, float, float]]:
+    """:func:`fit_votes` with the standard error relative to the board's mean as well:
+    ``{id: (score, se, se_relative)}``."""
     ids = np.asarray(entity_ids, dtype=np.int64)
     order = np.argsort(ids)
     sorted_ids = ids[order]
@@ -350,4 +377,8 @@ def fit_votes(
         fit = fit_davidson(ids.size, pairs, prior=prior, dense_limit=dense_limit).fit
     else:
         fit = fit_bradley_terry(ids.size, pairs, prior=prior, dense_limit=dense_limit)
-    return {int(k): (float(m), float(s)) for k, m, s in zip(ids, fit.mu, fit.se, strict=True)}
+    relative = fit.se if fit.se_relative is None else fit.se_relative
+    return {
+        int(k): (float(m), float(s), float(r))
+        for k, m, s, r in zip(ids, fit.mu, fit.se, relative, strict=True)
+    }

@@ -22,7 +22,7 @@ import numpy as np
 
 from compere.domain import honesty
 from compere.domain.bayes import Prior
-from compere.domain.bt import fit_votes
+from compere.domain.bt import fit_votes_relative
 from compere.domain.leaderboard import rank_with_ties
 from compere.storage import leaderboard
 from compere.storage.database import Connection
@@ -38,9 +38,21 @@ class Board:
     rank: dict[int, int]
     tied: set[int]
     votes: dict[int, int] = field(default_factory=dict)  # votes each entity took part in
+    # Uncertainty relative to the board's mean (the fit's, without the shared level, which
+    # moves every score together and no rank); the online model's sigma as it is.
+    relative: dict[int, float] = field(default_factory=dict)
+
+    def relative_uncertainty(self, entity_id: int) -> float:
+        return self.relative.get(entity_id, self.uncertainty[entity_id])
 
 
-def _board(ids: list[int], score: list[float], se: list[float], votes: list[int] | None = None) -> Board:
+def _board(
+    ids: list[int],
+    score: list[float],
+    se: list[float],
+    votes: list[int] | None = None,
+    relative: list[float] | None = None,
+) -> Board:
     ranked = rank_with_ties(list(zip(ids, score, se, strict=True)))
     return Board(
         ids=[e.id for e in ranked],
@@ -49,6 +61,7 @@ def _board(ids: list[int], score: list[float], se: list[float], votes: list[int]
         rank={e.id: e.rank for e in ranked},
         tied={e.id for e in ranked if e.tied},
         votes=dict(zip(ids, votes if votes is not None else [0] * len(ids), strict=True)),
+        relative=dict(zip(ids, relative, strict=True)) if relative is not None else {},
     )
 
 
@@ -72,7 +85,7 @@ class Detail:
 def detail_of(board: Board, max_uncertainty: float, min_votes: int) -> Detail:
     ids = board.ids
     mu = np.array([board.score[i] for i in ids], dtype=float)
-    se = np.array([board.uncertainty[i] for i in ids], dtype=float)
+    se = np.array([board.relative_uncertainty(i) for i in ids], dtype=float)
     votes = np.array([board.votes.get(i, 0) for i in ids])
     flags = honesty.provisional(se, votes, max_uncertainty, min_votes)
     lower, upper = honesty.rank_intervals(mu, se)
@@ -171,10 +184,14 @@ class RankingCache:
         first, second, winner = await leaderboard.vote_log(db, category=category)
         # The fit is CPU-bound (numpy): keep it off the event loop.
         fitted = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: fit_votes(ids, first, second, winner, prior=prior)
+            None, lambda: fit_votes_relative(ids, first, second, winner, prior=prior)
         )
         counts = collections.Counter(first)
         counts.update(second)
         return _board(
-            ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids], [counts.get(i, 0) for i in ids]
+            ids,
+            [fitted[i][0] for i in ids],
+            [fitted[i][1] for i in ids],
+            [counts.get(i, 0) for i in ids],
+            [fitted[i][2] for i in ids],
         )

@@ -127,7 +127,7 @@ async def progress(request: web.Request) -> web.Response:
     model = "bt" if query.category is not None else query.model
     board = await request.app[RANKING_CACHE].board(db, model, settings.prior, query.category)
     mu = np.array([board.score[i] for i in board.ids], dtype=float)
-    se = np.array([board.uncertainty[i] for i in board.ids], dtype=float)
+    se = np.array([board.relative_uncertainty(i) for i in board.ids], dtype=float)
     strategy = settings.ranking_strategy
     information = honesty.INFORMATION_PER_VOTE.get(strategy, honesty.INFORMATION_PER_VOTE["random"])
     found = await asyncio.get_running_loop().run_in_executor(
