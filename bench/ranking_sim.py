@@ -73,7 +73,7 @@ from compere.domain.ucb import UCBParams  # noqa: E402
 
 BUDGETS = (1, 2, 4, 8, 16, 32)
 THRESHOLDS = (0.8, 0.9)
-MODELS = ("elo", "bayes", "bt", "refit", "davidson")
+MODELS = ("elo", "bayes", "bt", "refit", "davidson", "precision@10")
 RECENT_LIMIT = 5
 _UCB_PARAMS = UCBParams()
 ELO_K = 32.0
@@ -105,6 +105,7 @@ class RunConfig:
     oracle_width: float = 1.0  # logits; only for the ``oracle`` strategy
     oracle_ranks: int = 0  # if > 0 the oracle pairs within this many true ranks instead
     fit_prior_sd: float | None = None  # prior sd of the offline fit (default: the online prior's)
+    top_k: int = 0  # > 0: the ``top_k`` objective (find and order the best K)
 
 
 def _oracle_pair(
@@ -139,6 +140,11 @@ def _select(
 ) -> tuple[int, int]:
     """One pair from the real selector, on the candidate set the server would fetch."""
     positions = plan_candidates(cfg.plan, ids, mu, sigma, rng)
+    threshold = None
+    if cfg.top_k:  # the top_k objective: the current top 2K join the candidates
+        order = np.argsort(-mu, kind="stable")
+        positions = list(dict.fromkeys([*positions, *order[: 2 * cfg.top_k].tolist()]))
+        threshold = float(0.5 * (mu[order[cfg.top_k - 1]] + mu[order[cfg.top_k]]))
     if cfg.strategy == "deployed":  # the original's bandit state never moves
         cands = [Candidate(i, mu[i], sigma[i], rating[i], 0, 0.0) for i in positions]
         total = 0
@@ -151,6 +157,7 @@ def _select(
         ucb=_UCB_PARAMS,
         ucb_probability=False,  # exercised by the unit tests; costly here
         prior=cfg.prior,
+        top_threshold=threshold,
     )
     sel = select_pair(strategy, cands, rng, context)
     return sel.entity1_id, sel.entity2_id
@@ -244,6 +251,9 @@ def simulate(cfg: RunConfig) -> dict:
                 last_fit = fit()
             curves["elo"].append((budget, kendall_tau(theta, rating)))
             curves["bt"].append((budget, kendall_tau(theta, last_fit.mu)))
+            top = np.argsort(-theta)[:10]
+            found = np.argsort(-last_fit.mu)[:10]
+            curves["precision@10"].append((budget, len(set(top.tolist()) & set(found.tolist())) / 10.0))
             if cfg.scenario in ("ties", "davidson"):  # the tie-aware fit of the same votes
                 tie_fit = fit_davidson(n, aggregate_votes(first, second, scores, n), prior=cfg.prior).fit
                 curves["davidson"].append((budget, kendall_tau(theta, tie_fit.mu)))
@@ -401,6 +411,8 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
 
 
 def _strategy_name(cfg: RunConfig) -> str:
+    if cfg.top_k:
+        return f"{cfg.strategy} top_k={cfg.top_k}"
     if cfg.strategy != "oracle":
         return cfg.strategy
     name = f"oracle@{cfg.oracle_ranks}ranks" if cfg.oracle_ranks else f"oracle@{cfg.oracle_width:g}"
@@ -428,6 +440,7 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
                                 refit_every=args.refit_every,
                                 oracle_width=args.oracle_width,
                                 oracle_ranks=args.oracle_ranks,
+                                top_k=args.top_k if strategy == "active" else 0,
                                 fit_prior_sd=args.fit_prior_sd,
                             )
                         )
@@ -536,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--oracle-width", type=float, default=1.0, help="the oracle's opponents lie within this many logits"
     )
+    parser.add_argument("--top-k", type=int, default=0, help="run active with the top_k objective for this K")
     parser.add_argument(
         "--oracle-ranks", type=int, default=0, help="the oracle's opponents lie within this many true ranks"
     )

@@ -347,6 +347,13 @@ class Settings:
     bayes_prior_sigma: float = _number(
         "BAYES_PRIOR_SIGMA", DEFAULT_PRIOR.sigma0, 0.1, 10, "prior spread of a new entity's strength"
     )
+    ranking_objective: str = _choice(
+        "RANKING_OBJECTIVE",
+        "full",
+        ("full", "top_k"),
+        "what active pairs serve: the whole order (full) or finding and ordering the best RANKING_TOP_K",
+    )
+    ranking_top_k: int = _integer("RANKING_TOP_K", 10, 1, 10_000, "K of the top_k objective")
     provisional_max_uncertainty: float = _number(
         "PROVISIONAL_MAX_UNCERTAINTY",
         0.75,

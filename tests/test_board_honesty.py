@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from compere.domain import honesty
+from compere.settings import SettingsError, load_settings
 
 
 async def vote(client, a, b, winner, **extra):
@@ -223,3 +224,36 @@ async def test_pairs_can_focus_on_what_one_category_does_not_know(client, create
     assert await served() <= 4  # overall that pair is the best known
     bad = await client.get("/mab/next_comparison", params={"category": ""})
     assert bad.status == 422
+
+
+# --- the top_k objective --------------------------------------------------------------------
+
+
+def test_top_k_weights_send_votes_to_the_top_instead_of_the_crowded_middle():
+    from compere.domain.bayes import DEFAULT_PRIOR
+    from compere.domain.selection import expected_shrinkage
+
+    mu = np.linspace(-3.0, 3.0, 13)
+    sigma = np.full(13, 0.8)
+    i, j = np.triu_indices(13, 1)
+    full = expected_shrinkage(mu[i], sigma[i], mu[j], sigma[j], DEFAULT_PRIOR)
+    top = expected_shrinkage(mu[i], sigma[i], mu[j], sigma[j], DEFAULT_PRIOR, top_threshold=2.25)
+    best_full = (i[np.argmax(full)], j[np.argmax(full)])
+    best_top = (i[np.argmax(top)], j[np.argmax(top)])
+    assert abs(mu[list(best_full)]).max() <= 0.5  # the crowded middle
+    assert mu[list(best_top)].min() >= 1.5  # the top of the board
+
+
+async def test_the_top_k_objective_serves_pairs_from_a_large_board(make_client):
+    client = await make_client(RANKING_OBJECTIVE="top_k", RANKING_TOP_K="3")
+    ids = [(await (await client.post("/entities/", json={"name": f"t{k}"})).json())["id"] for k in range(70)]
+    for k in range(1, 30):  # the first entity beats many: the strongest by far
+        await vote(client, ids[0], ids[k], ids[0])
+    for _ in range(5):
+        resp = await client.get("/mab/next_comparison", params={"strategy": "active"})
+        assert resp.status == 200
+        pair = await resp.json()
+        assert pair["entity1"]["id"] != pair["entity2"]["id"]
+        assert 0 < pair["selection_probability"] <= 1
+    with pytest.raises(SettingsError, match="RANKING_OBJECTIVE"):
+        load_settings({"RANKING_OBJECTIVE": "top"})

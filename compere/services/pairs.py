@@ -51,6 +51,12 @@ async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Se
     return Selection(first.id, second.id, probability, "ucb")
 
 
+def _candidate(r: Row) -> Candidate:
+    return Candidate(
+        r["id"], r["mu"], r["sigma"], float(r["rating"]), r["comparisons"], r["wins"] + 0.5 * r["ties"]
+    )
+
+
 async def next_pair(
     db: Connection,
     settings: Settings,
@@ -82,7 +88,19 @@ async def next_pair(
             )
             for r in rows
         ]
-        context = SelectionContext(exploration=settings.pair_exploration, prior=settings.prior)
+        threshold = None
+        if settings.ranking_objective == "top_k" and focus is None:
+            # The best 2K join the candidates; the threshold lies between the K-th and the next.
+            k = settings.ranking_top_k
+            strongest = await pairing.strongest(db, 2 * k)
+            known = {r["id"] for r in rows}
+            rows = rows + [r for r in strongest if r["id"] not in known]
+            candidates += [_candidate(r) for r in strongest if r["id"] not in known]
+            if len(strongest) > k:
+                threshold = 0.5 * (float(strongest[k - 1]["mu"]) + float(strongest[k]["mu"]))
+        context = SelectionContext(
+            exploration=settings.pair_exploration, prior=settings.prior, top_threshold=threshold
+        )
         chosen = select_pair(strategy, candidates, _rng, context)
     by_id = {r["id"]: r for r in rows}
     token = tokens.issue(chosen.entity1_id, chosen.entity2_id, chosen.strategy, chosen.probability)

@@ -31,6 +31,18 @@ _MOST_UNCERTAIN = Query(
     prepare=True,
 )
 _LATEST_COMPARISON_ID = Query(sa.select(sa.func.max(comparisons.c.id)))
+_STRONGEST = Query(
+    sa.select(*ENTITY_COLUMNS)
+    .where(LIVE)
+    .order_by(entities.c.mu.desc(), entities.c.id)
+    .limit(param("limit")),
+    prepare=True,
+)
+
+
+async def strongest(db: Connection, limit: int) -> list[Row]:
+    """The ``limit`` entities of highest ``mu`` (the ``top_k`` objective's candidates)."""
+    return await db.fetch_all(_STRONGEST, {"limit": limit})
 
 
 def _spread_query(samples: int, anchors: int, neighbours: int) -> Query:
