@@ -22,7 +22,7 @@ def _davidson_votes(n: int, votes: int, nu: float, seed: int):
 
 
 def test_without_ties_davidson_is_exactly_bradley_terry():
-    theta, a, b, score = _davidson_votes(30, 2000, 0.0, seed=1)
+    _, a, b, score = _davidson_votes(30, 2000, 0.0, seed=1)
     pairs = aggregate_votes(a, b, score, 30)
     assert pairs.ties is not None and pairs.ties.sum() == 0
     davidson = fit_davidson(30, pairs)
