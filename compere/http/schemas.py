@@ -219,7 +219,9 @@ class RatingsQuery(Model):
 
 class ProgressQuery(Model):
     model: Literal["online", "bt"] = Field(default="online", description="Which board to assess")
-    target_tau: float = Field(default=0.8, gt=-1, lt=1, description="The Kendall tau to estimate votes for")
+    target_tau: float = Field(
+        default=0.8, ge=-0.99, le=0.999, description="The Kendall tau to estimate votes for"
+    )
     top_k: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_not_bool)] = Field(
         default=10, description="How many top entries must be settled against the next"
     )
