@@ -1,6 +1,7 @@
 """Offline Bradley-Terry fit of the whole vote log, with 95% intervals.
 
-The model: ``P(i beats j) = 1/(1+e^(t_j-t_i))``, ties count half a win for each,
+The model: ``P(i beats j) = 1/(1+e^(t_j-t_i))``, ties count half a win for each
+(:func:`fit_davidson` and :func:`fit_votes` by default fit Davidson's tie model instead),
 and a Gaussian prior ``t_i ~ Normal(mu0, sigma0^2)`` on every strength (the same
 prior as the online model, :data:`compere.domain.bayes.DEFAULT_PRIOR`). The prior
 keeps disconnected, unbeaten or never-compared entities finite (they sit at or near
