@@ -1,4 +1,4 @@
-"""Command line: ``python -m compere [serve|migrate|import|export|createsuperuser|rebuild-ratings]``
+"""Command line: ``python -m compere [serve|migrate|import|export|createsuperuser|apikey|rebuild-ratings]``
 (also installed as ``compere``)."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from compere import __version__
+from compere.infra.api_keys import SCOPES
 from compere.services.transfer import FORMATS, PREFERENCE_FORMATS
 from compere.settings import Settings, load_settings_or_report, redact_url
+from compere.storage.tables import DEFAULT_PROJECT_ID
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
@@ -23,8 +25,8 @@ SUPERUSER_PASSWORD_VARIABLE = "COMPERE_SUPERUSER_PASSWORD"
 # Commands that work on the service's data name the database they use. Those that only
 # read what is there refuse a SQLite file that does not exist, rather than create an empty
 # one wherever they happen to run; import and createsuperuser may set up a new database.
-DATA_COMMANDS = frozenset({"import", "export", "createsuperuser", "rebuild-ratings"})
-READING_COMMANDS = frozenset({"export", "rebuild-ratings"})
+DATA_COMMANDS = frozenset({"import", "export", "createsuperuser", "apikey", "rebuild-ratings"})
+READING_COMMANDS = frozenset({"export", "apikey", "rebuild-ratings"})
 # Start-up failures to listen, reported in one line instead of a traceback.
 _LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
@@ -69,6 +71,26 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--username", help="prompted for when omitted on a terminal")
     admin.add_argument("--email", help="optional e-mail address")
     admin.add_argument("--full-name", help="optional display name")
+    keys = commands.add_parser("apikey", help="create, list or revoke a user's API keys")
+    key_commands = keys.add_subparsers(dest="apikey_command", required=True)
+    create = key_commands.add_parser("create", help="make a key; it is printed once, keep it")
+    create.add_argument("--user", required=True, help="the username the key acts for")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=SCOPES,
+        required=True,
+        help="read, vote, write, admin (repeatable)",
+    )
+    create.add_argument("--name", default="", help="what the key is for")
+    create.add_argument("--project", type=_positive, help="the one project id it acts on (default: all)")
+    create.add_argument("--expires", help="ISO 8601 moment with a zone, e.g. 2027-01-01T00:00:00Z")
+    create.add_argument("--rate-limit", type=_positive, help="requests per --rate-window seconds")
+    create.add_argument("--rate-window", type=_positive, help="seconds (default 60)")
+    lister = key_commands.add_parser("list", help="a user's keys by prefix (never the keys)")
+    lister.add_argument("--user", required=True)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id: it stops working at once")
+    revoke.add_argument("id", type=_positive)
     commands.add_parser(
         "rebuild-ratings",
         help="recompute every rating and strength from the comparison log (after a model change)",
@@ -163,10 +185,10 @@ def _database_in_use(settings: Settings) -> tuple[str, bool]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    from compere.storage.connect import connect
+    from compere.storage.connect import open_database
     from compere.storage.migrations import migrate
 
-    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    db = await open_database(settings, pool_max=2)
     try:
         return await migrate(db)
     finally:
@@ -174,10 +196,10 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 async def _open_database(settings: Settings) -> Any:
-    from compere.storage.connect import connect
+    from compere.storage.connect import open_database
     from compere.storage.migrations import migrate
 
-    db = await connect(settings.database_url, pool_min=1, pool_max=2)
+    db = await open_database(settings, pool_max=2)
     if settings.migrate_on_start:
         await migrate(db)
     return db
@@ -197,6 +219,7 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
         with _progress(size, "B" if size is not None else "rows") as bar:
             summary = await import_records(
                 db,
+                DEFAULT_PROJECT_ID,
                 read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
                 prior=settings.prior,
@@ -227,16 +250,29 @@ def _file_size(stream: BinaryIO) -> int | None:
 
 
 async def _rebuild(settings: Settings) -> int:
+    from compere.services.projects import project_from_row
+    from compere.storage import projects
     from compere.storage.bulk import rebuild_ratings
 
     db = await _open_database(settings)
     try:
-        return await rebuild_ratings(
-            db,
-            k_factor=settings.elo_k_factor,
-            initial_rating=settings.elo_initial_rating,
-            prior=settings.prior,
+        replayed = 0
+        rows = await projects.visible(
+            db, user_id=None, everything=True, archived=False, skip=0, limit=1_000_000
         )
+        rows += await projects.visible(
+            db, user_id=None, everything=True, archived=True, skip=0, limit=1_000_000
+        )
+        for row in rows:  # each project with its own Elo K and prior
+            own = project_from_row(row, settings).settings
+            replayed += await rebuild_ratings(
+                db,
+                int(row["id"]),
+                k_factor=own.elo_k_factor,
+                initial_rating=settings.elo_initial_rating,
+                prior=own.prior,
+            )
+        return replayed
     finally:
         await db.close()
 
@@ -251,11 +287,14 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
     try:
         live_only = what == "entities"  # deleted entities leave exports; their votes stay
         columns = await db.column_names(what)
-        total = await bulk.count_rows(db, what, live_only=live_only)
+        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, what, live_only=live_only)
         encoder = RowEncoder(fmt, export_columns(columns))
         out.write(encoder.header())
         with _progress(total, "rows") as bar:
-            async for rows in bulk.iter_rows(db, what, columns, live_only=live_only, batch_size=batch_size):
+            batches = bulk.iter_rows(
+                db.reader(), DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
+            )
+            async for rows in batches:
                 out.write(encoder.encode(rows))
                 written += len(rows)
                 bar.update(len(rows))
@@ -277,9 +316,11 @@ async def _export_preferences(
     key = judge_key(settings.secret_key)
     try:
         # dpo reads only the votes between responses to one prompt: no total known ahead.
-        total = await bulk.count_rows(db, "comparisons") if fmt == "arena" else None
+        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
-            batches = bulk.iter_votes_with_entities(db, same_prompt=fmt == "dpo", batch_size=batch_size)
+            batches = bulk.iter_votes_with_entities(
+                db.reader(), DEFAULT_PROJECT_ID, same_prompt=fmt == "dpo", batch_size=batch_size
+            )
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
                 out.write(text)
@@ -309,13 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"compere: database {database}", file=sys.stderr)
     if command == "migrate":
         from compere.infra.logging import configure_logging
-        from compere.storage.database import DatabaseUnavailable
+        from compere.storage.database import DatabaseError
         from compere.storage.migrations import MigrationError
 
         configure_logging(settings.log_level, settings.log_format)
         try:
             applied = asyncio.run(_migrate(settings))
-        except (MigrationError, DatabaseUnavailable) as exc:
+        except (MigrationError, DatabaseError) as exc:
             print(f"compere: migration failed: {exc}", file=sys.stderr)
             return 1
         print("applied: " + ", ".join(applied) if applied else "schema is up to date")
@@ -326,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_export(settings, args)
     if command == "createsuperuser":
         return _run_createsuperuser(settings, args)
+    if command == "apikey":
+        return _run_apikey(settings, args)
     if command == "rebuild-ratings":
         replayed = asyncio.run(_rebuild(settings))
         print(f"rebuilt ratings from {replayed} comparisons")
@@ -498,4 +541,78 @@ def _run_createsuperuser(settings: Settings, args: argparse.Namespace) -> int:
         print("\ncompere: createsuperuser: cancelled", file=sys.stderr)
         return 1
     print(f"created superuser {row['username']} (id {row['id']})")
+    return 0
+
+
+async def _apikey(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Lines to print for ``compere apikey ...``."""
+    from datetime import datetime
+
+    from compere.services.api_keys import KeyRequestError, issue_key
+    from compere.storage import api_keys, users
+
+    db = await _open_database(settings)
+    try:
+        if args.apikey_command == "revoke":
+            row = await api_keys.get_key(db, args.id)
+            if row is None:
+                raise _CommandError(f"no API key with id {args.id}")
+            await api_keys.revoke_key(db, args.id)
+            return [f"revoked {row['prefix']} (id {row['id']})"]
+        user = await users.credentials(db, args.user)
+        if user is None:
+            raise _CommandError(f"no user named {args.user!r}")
+        if args.apikey_command == "list":
+            return [
+                "\t".join(
+                    str(value)
+                    for value in (
+                        row["id"],
+                        row["prefix"],
+                        ",".join(row["scopes"]),
+                        row["project_id"] or "all",
+                        row["expires_at"] or "-",
+                        row["last_used_at"] or "never",
+                        "revoked" if row["revoked_at"] else "active",
+                    )
+                )
+                for row in await api_keys.keys_of(db, user["id"])
+            ]
+        try:
+            expires = datetime.fromisoformat(args.expires) if args.expires else None
+            row, key = await issue_key(
+                db,
+                user_id=user["id"],
+                scopes=args.scope,
+                name=args.name,
+                project_id=args.project,
+                expires_at=expires,
+                rate_limit=args.rate_limit,
+                rate_window=args.rate_window,
+            )
+        except (KeyRequestError, ValueError) as exc:
+            raise _CommandError(str(exc)) from None
+        # The key alone on standard output (for scripts); what it is on standard error.
+        print(
+            f"API key {row['prefix']} (id {row['id']}) for {args.user}: shown once, keep it", file=sys.stderr
+        )
+        return [key]
+    finally:
+        await db.close()
+
+
+def _run_apikey(settings: Settings, args: argparse.Namespace) -> int:
+    from compere.storage.database import DatabaseError
+    from compere.storage.migrations import MigrationError
+
+    try:
+        lines = asyncio.run(_apikey(settings, args))
+    except _CommandError as exc:
+        print(f"compere: apikey {args.apikey_command}: {exc}", file=sys.stderr)
+        return 1
+    except (DatabaseError, MigrationError) as exc:
+        print(f"compere: apikey {args.apikey_command} failed: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
     return 0

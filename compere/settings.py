@@ -30,11 +30,14 @@ from compere.domain.ucb import UCBParams
 from compere.infra.addresses import IPNetwork, TrustedProxies, parse_trusted_proxies
 from compere.infra.logging import FORMATS, LogFormat
 from compere.infra.ratelimit_policy import FailMode, RateLimitPolicy
+from compere.infra.redis import parse_redis_url
 
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+DbPooler = Literal["none", "pgbouncer"]
+DB_POOLERS: tuple[DbPooler, ...] = get_args(DbPooler)
 FAIL_MODES: tuple[FailMode, ...] = get_args(FailMode)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -144,9 +147,14 @@ def _database_url(value: str) -> str:
     raise ValueError(value)
 
 
-def _redis_url(value: str) -> str:
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+def _postgres_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("postgresql", "postgres"):
         raise ValueError(value)
+    return _database_url(value)
+
+
+def _redis_url(value: str) -> str:
+    parse_redis_url(value)  # ValueError for an unknown scheme or a malformed node list
     return value
 
 
@@ -202,8 +210,8 @@ class Settings:
         "REDIS_URL",
         None,
         _redis_url,
-        "redis://HOST:PORT/DB",
-        "Redis for shared limits, login counters, idempotency",
+        "redis://HOST:PORT/DB, redis+cluster://HOST:PORT,HOST:PORT or redis+sentinel://HOST:PORT,.../SERVICE/DB",
+        "Redis for shared limits, login counters, idempotency: one server, a cluster or a Sentinel set",
     )
     environment: Environment = _choice(
         "ENVIRONMENT",
@@ -321,10 +329,31 @@ class Settings:
     db_statement_timeout_ms: int = _integer(
         "DB_STATEMENT_TIMEOUT_MS", 10_000, 0, 3_600_000, "server-side statement timeout (PostgreSQL)"
     )
-    # PostgreSQL: keep the vote's statements prepared per connection (off behind a
-    # pooler in transaction mode, which does not keep a client on one server session).
+    # PostgreSQL: keep the vote's statements prepared per connection. Impossible behind a
+    # pooler in transaction mode, which does not keep a client on one server session:
+    # DB_POOLER=pgbouncer turns it off, and refuses an explicit true.
     db_prepared_statements: bool = _flag(
         "DB_PREPARED_STATEMENTS", True, "keep the vote's statements prepared per connection"
+    )
+    # What DATABASE_URL (and DATABASE_REPLICA_URL) lead to. "pgbouncer": a pooler that may
+    # hand every transaction another server session, so Compere keeps no session state
+    # (no prepared statements, no session locks, timeouts sent with SET LOCAL).
+    db_pooler: DbPooler = _choice(
+        "DB_POOLER", "none", DB_POOLERS, "none (PostgreSQL itself) or pgbouncer (any pool_mode)"
+    )
+    # A streaming replica for reads that may be a little stale (docs/deployment.md).
+    database_replica_url: str | None = _setting(
+        "DATABASE_REPLICA_URL",
+        None,
+        _postgres_url,
+        "postgresql://USER@HOST/DB",
+        "a streaming replica for leaderboards, exports, entity lists and pair candidates",
+    )
+    replica_max_lag_seconds: float = _number(
+        "REPLICA_MAX_LAG_SECONDS", 5.0, 0, 3600, "replica lag beyond which reads go to the primary"
+    )
+    replica_check_interval: float = _number(
+        "REPLICA_CHECK_INTERVAL", 1.0, 0.05, 60, "seconds between replica lag checks per worker"
     )
     migrate_on_start: bool = _flag("MIGRATE_ON_START", True, "apply pending schema files at start-up")
     # /health/ready answers from a per-worker cache this young, so probes cannot load the database.
@@ -462,7 +491,16 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
             values[setting.name] = variable.parse(raw.strip())
         except (ValueError, TypeError):
             raise SettingsError(f"{variable.name}={raw!r} is invalid: expected {variable.expected}") from None
+    if values.get("db_pooler") == "pgbouncer":
+        if values.get("db_prepared_statements"):
+            raise SettingsError(
+                "DB_PREPARED_STATEMENTS=true cannot work with DB_POOLER=pgbouncer (a transaction "
+                "pooler keeps no prepared statement from one transaction to the next): leave it unset"
+            )
+        values["db_prepared_statements"] = False
     settings = Settings(**values)
+    if settings.database_replica_url and settings.uses_sqlite:
+        raise SettingsError("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL")
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
     if settings.idempotency_lock_ttl > settings.idempotency_ttl:

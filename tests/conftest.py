@@ -14,7 +14,9 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg2
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -31,6 +33,7 @@ from tests.helpers import (
     AUTH_REDIS_URL,
     CLIENT_REDIS_URL,
     DB_PREFIX,
+    FULL_STACK,
     NO_DOTENV,
     RATELIMIT_REDIS_URL,
     FakeClock,
@@ -40,25 +43,58 @@ from tests.helpers import (
     sign_up,
     with_database,
 )
-from tests.servers import CompereProcess, PostgresInstance, RedisInstance, free_port
+from tests.servers import (
+    CompereProcess,
+    FullStack,
+    PostgresInstance,
+    RedisClusterSet,
+    RedisInstance,
+    RedisSentinelSet,
+    free_port,
+)
 from tests.webhook_helpers import Receiver
 
 
 @pytest.fixture(scope="session")
-def postgres_factory() -> Iterator[Callable[[], str]]:
+def full_stack() -> Iterator[FullStack | None]:
+    """With ``COMPERE_TEST_FULL_STACK=1``: PgBouncer (transaction mode) in front of a
+    PostgreSQL primary with a synchronous streaming replica, all the session's own
+    (tests/servers.py); the PostgreSQL tests then run through it. Otherwise None."""
+    if not FULL_STACK:
+        yield None
+        return
+    stack = FullStack().start()
+    # Commands and servers the tests start from the environment go through PgBouncer too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DB_POOLER", "pgbouncer")
+        yield stack
+    stack.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_factory(full_stack: FullStack | None) -> Iterator[Callable[[], str]]:
     """Creates throw-away PostgreSQL databases; drops them all when the session ends."""
     created: list[str] = []
 
+    def connect_admin() -> psycopg2.extensions.connection:
+        if full_stack is None:
+            return admin_connection()
+        conn = psycopg2.connect(full_stack.admin_url(), connect_timeout=5)
+        conn.autocommit = True
+        return conn
+
     def create() -> str:
         name = f"{DB_PREFIX}_{os.getpid()}_{secrets.token_hex(4)}"
-        conn = admin_connection()
+        conn = connect_admin()
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         conn.close()
         created.append(name)
-        return with_database(ADMIN_URL, name)
+        return with_database(ADMIN_URL, name) if full_stack is None else full_stack.url(name)
 
     yield create
+    if full_stack is not None:
+        return  # the whole stack goes away with its folders
     conn = admin_connection()
     with conn.cursor() as cur:
         for name in created:
@@ -74,6 +110,8 @@ def shared_postgres_url(postgres_factory: Callable[[], str]) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
+        if FULL_STACK:
+            pytest.skip("the full-stack run repeats the PostgreSQL variants only")
         return f"sqlite:///{tmp_path / 'compere.db'}"
     url: str = request.getfixturevalue("shared_postgres_url")
     empty_postgres(url)
@@ -81,11 +119,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_settings(database_url: str) -> Callable[..., Settings]:
-    """Settings for the current backend, from environment-style overrides."""
+def make_settings(database_url: str, full_stack: FullStack | None) -> Callable[..., Settings]:
+    """Settings for the current backend, from environment-style overrides (through
+    PgBouncer and the replica in a full-stack run)."""
 
     def make(**env: str) -> Settings:
-        return load_settings({"DATABASE_URL": database_url, **env}, dotenv=NO_DOTENV)
+        url = env.get("DATABASE_URL", database_url)
+        stack_env = full_stack.app_env(url) if full_stack is not None else {}
+        return load_settings({"DATABASE_URL": url, **stack_env, **env}, dotenv=NO_DOTENV)
 
     return make
 
@@ -207,6 +248,32 @@ def own_redis_server() -> Iterator[RedisInstance]:
         server.destroy()
 
 
+def _started(servers: RedisClusterSet | RedisSentinelSet) -> Iterator[Any]:
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSet]:
+    """A Redis Cluster (3 masters, 1 replica each) shared by the tests that do not harm it."""
+    yield from _started(RedisClusterSet())
+
+
+@pytest.fixture
+def own_redis_cluster() -> Iterator[RedisClusterSet]:
+    """A Redis Cluster of the test's own, which it may kill nodes of."""
+    yield from _started(RedisClusterSet())
+
+
+@pytest.fixture
+def own_redis_sentinels() -> Iterator[RedisSentinelSet]:
+    """A master, a replica and three Sentinels of the test's own."""
+    yield from _started(RedisSentinelSet())
+
+
 @pytest.fixture
 def dead_redis_url() -> str:
     """A Redis URL where nothing listens."""
@@ -226,7 +293,9 @@ def own_postgres() -> Iterator[PostgresInstance]:
 
 
 @pytest.fixture
-def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., CompereProcess]]:
+def start_server(
+    database_url: str, tmp_path: Path, full_stack: FullStack | None
+) -> Iterator[Callable[..., CompereProcess]]:
     """Starts ``python -m compere serve`` processes on this test's database (SQLite or
     PostgreSQL) and the client Redis database, with a rate-limit key prefix of their own;
     stops them by PID afterwards and deletes the prefix's keys and the login throttles."""
@@ -240,6 +309,7 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Co
                 "REDIS_URL": CLIENT_REDIS_URL,
                 "RATE_LIMIT_KEY_PREFIX": prefix,
                 "IDEMPOTENCY_TTL": "600",
+                **(full_stack.app_env(database_url) if full_stack is not None else {}),
                 **env,
             },
             tmp_path / f"server-{len(started)}.log",

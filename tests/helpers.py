@@ -32,6 +32,8 @@ ADMIN_URL = os.environ.get("COMPERE_TEST_POSTGRES_URL", "postgresql://postgres@1
 # Prefix of the throw-away databases, so that test runs sharing one server stay apart.
 DB_PREFIX = os.environ.get("COMPERE_TEST_DB_PREFIX", "compere_test")
 NO_DOTENV = Path("/nonexistent/.env")
+# COMPERE_TEST_FULL_STACK=1: the PostgreSQL tests run through PgBouncer and a replica.
+FULL_STACK = os.environ.get("COMPERE_TEST_FULL_STACK", "") == "1"
 
 
 def with_database(url: str, name: str) -> str:
@@ -61,12 +63,21 @@ def empty_postgres(url: str) -> None:
         tables = [row[0] for row in cur.fetchall()]
         if tables:
             cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+        if "projects" in tables:  # the project the top-level API acts on, as the schema made it
+            cur.execute(
+                "INSERT INTO projects (slug, name, description, visibility) "
+                "VALUES ('default', 'Default', 'The board of the top-level API.', 'public')"
+            )
     conn.close()
 
 
 def command_env(database_url: str) -> dict[str, str]:
-    """The environment of a ``python -m compere`` command on ``database_url``."""
-    return {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+    """The environment of a ``python -m compere`` command on ``database_url`` (through
+    PgBouncer in a full-stack run, see ``full_stack`` in conftest.py)."""
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+    if FULL_STACK and database_url.startswith("postgresql://"):
+        env["DB_POOLER"] = "pgbouncer"
+    return env
 
 
 async def start_compere(

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,16 +67,38 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
 
 
 class PostgresInstance:
-    """A PostgreSQL server in a temporary folder, on its own port."""
+    """A PostgreSQL server in a temporary folder, on its own port.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``settings`` are passed to the server as ``-c name=value`` at every start;
+    ``replica_of`` makes a streaming replica of that (running) instance with
+    ``pg_basebackup -R`` instead of initialising an empty one.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        settings: dict[str, str] | None = None,
+        replica_of: PostgresInstance | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.settings = dict(settings or {})
         self.base = Path(tempfile.mkdtemp(prefix="compere-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
+        if replica_of is not None:
+            # A hot standby needs at least the primary's max_connections and the like.
+            self.settings = {**replica_of.settings, **self.settings}
+            # initdb's default pg_hba.conf trusts replication connections from loopback.
+            self._run(
+                _pg_bin("pg_basebackup"),
+                "-h", "127.0.0.1", "-p", str(replica_of.port), "-U", "postgres",
+                "-D", str(self.data), "-R", "--checkpoint=fast", "--no-sync",
+            )  # fmt: skip
+            return
         self._run(
             _pg_bin("initdb"),
             "-D",
@@ -102,7 +124,7 @@ class PostgresInstance:
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c full_page_writes=off"
-        )
+        ) + "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -123,11 +145,168 @@ class PostgresInstance:
         conn.close()
         return self.url(name)
 
+    def sql(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
+        """Run one statement in autocommit and return its rows (none for a command)."""
+        conn = psycopg2.connect(self.url(database), connect_timeout=5)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetchall() if cur.description is not None else []
+        finally:
+            conn.close()
+
     def destroy(self) -> None:
         if self.pid() is not None:
             with contextlib.suppress(subprocess.SubprocessError):
                 self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PgBouncer:
+    """PgBouncer in front of one PostgreSQL instance, ``pool_mode = transaction`` by default.
+
+    It forwards every database name to the server, trusts every user (a throw-away setup
+    on loopback) and ignores the start-up options psycopg2 may send, as a typical
+    deployment does. Runs in the foreground under our PID (as ``postgres`` when we are
+    root: PgBouncer refuses to run as root).
+    """
+
+    def __init__(
+        self, server: PostgresInstance, *, pool_mode: str = "transaction", pool_size: int = 20
+    ) -> None:
+        self.server = server
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="compere-pgbouncer-"))
+        self.log = self.base / "pgbouncer.log"
+        (self.base / "users.txt").write_text('"postgres" ""\n')
+        self.ini = self.base / "pgbouncer.ini"
+        self.ini.write_text(
+            f"""[databases]
+* = host=127.0.0.1 port={server.port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.base / "users.txt"}
+pool_mode = {pool_mode}
+default_pool_size = {pool_size}
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits,options
+server_reset_query =
+logfile = {self.log}
+"""
+        )
+        if os.geteuid() == 0:
+            for path in (self.base, *self.base.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 20) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        user = ["-u", "postgres"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [binary, *user, str(self.ini)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def answers() -> bool:
+            try:
+                psycopg2.connect(self.url(), connect_timeout=2).close()
+                return True
+            except psycopg2.OperationalError:
+                return False
+
+        wait_for(answers, timeout, "pgbouncer", self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM)  # immediate shutdown
+        self.process = None
+
+    def destroy(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL)
+        self.process = None
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class FullStack:
+    """The database side of a scaled-out deployment, for running the HTTP tests against:
+    a PostgreSQL primary behind PgBouncer in transaction mode, and a streaming replica
+    made with ``pg_basebackup`` that every commit waits for (``synchronous_commit =
+    remote_apply``), so reads routed to the replica see what a test just wrote, as they
+    would on one database.
+    """
+
+    def __init__(self) -> None:
+        self.primary = PostgresInstance(settings={"max_connections": "300"})
+        self.replica: PostgresInstance | None = None
+        self.bouncer: PgBouncer | None = None
+
+    def start(self) -> FullStack:
+        try:
+            self.primary.start()
+            self.replica = PostgresInstance(replica_of=self.primary)
+            self.replica.start()
+            self.primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            self.primary.sql("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+            self.primary.sql("SELECT pg_reload_conf()")
+            self.bouncer = PgBouncer(self.primary, pool_size=30)
+            self.bouncer.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def admin_url(self) -> str:
+        return self.primary.url()
+
+    def url(self, database: str) -> str:
+        """``database`` through PgBouncer."""
+        assert self.bouncer is not None
+        return self.bouncer.url(database)
+
+    def replica_url(self, database: str) -> str:
+        assert self.replica is not None
+        return self.replica.url(database)
+
+    def app_env(self, database_url: str) -> dict[str, str]:
+        """The settings that route an app on ``database_url`` (one of ours) through the stack."""
+        if not database_url.startswith("postgresql://"):
+            return {}
+        database = database_url.rsplit("/", 1)[1]
+        return {"DB_POOLER": "pgbouncer", "DATABASE_REPLICA_URL": self.replica_url(database)}
+
+    def destroy(self) -> None:
+        if self.bouncer is not None:
+            self.bouncer.destroy()
+        if self.replica is not None:
+            self.replica.destroy()
+        self.primary.destroy()
+
+
+@contextlib.contextmanager
+def pooled_backends(pool_size: int = 20) -> Iterator[tuple[PostgresInstance, PgBouncer, RedisInstance]]:
+    """A PostgreSQL instance, PgBouncer (transaction mode) in front of it and a Redis
+    without persistence: what several app hosts share. Stopped and removed on exit."""
+    server = PostgresInstance(settings={"max_connections": "200"})
+    server.start()
+    bouncer = PgBouncer(server, pool_size=pool_size)
+    redis_server = RedisInstance(persistent=False)
+    try:
+        bouncer.start()
+        redis_server.start()
+        yield server, bouncer, redis_server
+    finally:
+        redis_server.destroy()
+        bouncer.destroy()
+        server.destroy()
 
 
 class RedisInstance:
@@ -559,3 +738,286 @@ class Edge:
     def json(self, method: str, path: str, **kwargs):
         status, headers, body = self.request(method, path, **kwargs)
         return status, headers, json.loads(body)
+
+
+# --- Redis Cluster and Sentinel ------------------------------------------------------------
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (redis.exceptions.RedisError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class _RedisNode:
+    """One redis-server (data node or Sentinel) of a set: its own folder, port and process."""
+
+    def __init__(self, base: Path, port: int, *args: str, sentinel: bool = False) -> None:
+        self.port = port
+        self.folder = base / str(port)
+        self.folder.mkdir()
+        argv = [shutil.which("redis-server") or "redis-server"]
+        if sentinel:
+            # A Sentinel rewrites its configuration file, so it must have one of its own.
+            conf = self.folder / "sentinel.conf"
+            conf.write_text("\n".join(args) + "\n")
+            argv += [str(conf), "--sentinel"]
+            args = ()
+        argv += [
+            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+            "--logfile", str(self.folder / "server.log"), *args,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(
+            port=self.port, socket_connect_timeout=0.5, socket_timeout=2, decode_responses=True
+        )
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        def answers() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited: {self.log()}")
+            with self.client() as conn:
+                return bool(conn.ping())
+
+        _wait(answers, f"redis-server on port {self.port}", timeout)
+
+    def log(self) -> str:
+        try:
+            return (self.folder / "server.log").read_text()[-2000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL by PID: a crash, no chance to hand over."""
+        if self.process is not None and self.process.poll() is None:
+            stop_process(self.process, signal.SIGKILL, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, timeout=10)
+        self.process = None
+
+
+# No persistence; a new replica syncs at once (Redis waits 5 s by default, and a replica
+# that never synced cannot take over).
+_DATA_NODE = ("--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0")
+
+
+def _replica_synced(node: _RedisNode) -> bool:
+    with node.client() as conn:
+        info = conn.info("replication")
+    return info["role"] == "master" or info.get("master_link_status") == "up"
+
+
+class RedisClusterSet:
+    """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each, on free
+    loopback ports (``redis-cli --cluster create``), every node stopped by its PID.
+
+    ``node_timeout_ms`` is cluster-node-timeout: how long a master may be silent before
+    its replica takes over (a failover takes about twice that).
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 1, *, node_timeout_ms: int = 1000) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="compere-rcluster-"))
+        self.node_timeout_ms = node_timeout_ms
+        self.size = masters * (1 + replicas)
+        self.masters = masters
+        self.replicas = replicas
+        self.nodes: list[_RedisNode] = []
+
+    def start(self, timeout: float = 30) -> None:
+        for _ in range(self.size):
+            port = free_cluster_port()
+            self.nodes.append(
+                _RedisNode(
+                    self.base, port, *_DATA_NODE,
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(self.node_timeout_ms),
+                )
+            )  # fmt: skip
+        for node in self.nodes:
+            node.wait_ready()
+        subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas", str(self.replicas), "--cluster-yes",
+            ],
+            check=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.wait_healthy(timeout)
+
+    def url(self, seeds: int = 2) -> str:
+        """``redis+cluster://`` with the first ``seeds`` nodes as seeds."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:seeds])
+
+    def alive(self) -> list[_RedisNode]:
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        """Every live node says cluster_state:ok, every slot has a live master and every
+        live replica is in sync with its master (so it could take over)."""
+
+        def healthy() -> bool:
+            for node in self.alive():
+                with node.client() as conn:
+                    info = conn.execute_command("CLUSTER", "INFO")
+                    if "cluster_state:ok" not in str(info):
+                        return False
+                if not _replica_synced(node):
+                    return False
+            return len(self.master_ports()) == self.masters
+
+        _wait(healthy, "the cluster to be healthy", timeout)
+
+    def master_ports(self) -> set[int]:
+        """Ports of the live masters, as the live nodes see them."""
+        alive = {n.port for n in self.alive()}
+        with self.alive()[0].client() as conn:
+            slots = conn.execute_command("CLUSTER", "SLOTS")
+        return {int(entry[2][1]) for entry in slots} & alive
+
+    def master_for(self, key: str) -> _RedisNode:
+        """The node that serves ``key`` now."""
+        with self.alive()[0].client() as conn:
+            slot = int(conn.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, master, *_ in conn.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(master[1]))
+        raise RuntimeError(f"no master serves {key!r}")
+
+    def client(self) -> redis.RedisCluster:
+        node = self.alive()[0]
+        return redis.RedisCluster(host="127.0.0.1", port=node.port, decode_responses=True, socket_timeout=2)
+
+    def destroy(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class RedisSentinelSet:
+    """A master, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority)
+    watching it as ``service``, on free loopback ports, every process stopped by PID."""
+
+    def __init__(
+        self,
+        service: str = "compere",
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+    ) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="compere-rsentinel-"))
+        self.service = service
+        self.down_after_ms = down_after_ms
+        self.replica_count = replicas
+        self.sentinel_count = sentinels
+        self.data: list[_RedisNode] = []
+        self.sentinels: list[_RedisNode] = []
+
+    def start(self, timeout: float = 30) -> None:
+        master = _RedisNode(self.base, free_port(), *_DATA_NODE)
+        master.wait_ready()
+        self.data.append(master)
+        for _ in range(self.replica_count):
+            replica = _RedisNode(
+                self.base, free_port(), *_DATA_NODE, "--replicaof", "127.0.0.1", str(master.port)
+            )
+            self.data.append(replica)
+        quorum = self.sentinel_count // 2 + 1
+        for _ in range(self.sentinel_count):
+            self.sentinels.append(
+                _RedisNode(
+                    self.base,
+                    free_port(),
+                    f"sentinel monitor {self.service} 127.0.0.1 {master.port} {quorum}",
+                    f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
+                    f"sentinel failover-timeout {self.service} {max(3000, 3 * self.down_after_ms)}",
+                    f"sentinel parallel-syncs {self.service} 1",
+                    sentinel=True,
+                )
+            )
+        for node in self.data + self.sentinels:
+            node.wait_ready()
+
+        def watching() -> bool:
+            # Failover needs synced replicas, known with the other Sentinels to every Sentinel.
+            if not all(_replica_synced(node) for node in self.data):
+                return False
+            for sentinel in self.sentinels:
+                with sentinel.client() as conn:
+                    state = conn.execute_command("SENTINEL", "MASTER", self.service)
+                    state = (
+                        dict(zip(state[::2], state[1::2], strict=True)) if isinstance(state, list) else state
+                    )
+                    if int(state["num-slaves"]) < self.replica_count:
+                        return False
+                    if int(state["num-other-sentinels"]) < self.sentinel_count - 1:
+                        return False
+            return True
+
+        _wait(watching, "the Sentinels to see the replicas and each other", timeout)
+
+    def url(self, db: int = 0) -> str:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/{db}"
+
+    def master_port(self) -> int:
+        """The master's port as the first live Sentinel reports it."""
+        for sentinel in self.sentinels:
+            if sentinel.process is None or sentinel.process.poll() is not None:
+                continue
+            with sentinel.client() as conn:
+                _host, port = conn.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                return int(port)
+        raise RuntimeError("no Sentinel answers")
+
+    def master(self) -> _RedisNode:
+        port = self.master_port()
+        return next(node for node in self.data if node.port == port)
+
+    def wait_promoted(self, old_port: int, timeout: float = 30) -> int:
+        """Wait until the Sentinels name another master, and it accepts writes; its port."""
+
+        def promoted() -> bool:
+            port = self.master_port()
+            if port == old_port:
+                return False
+            with redis.Redis(port=port, socket_timeout=1) as conn:
+                return conn.info("replication")["role"] == "master"
+
+        _wait(promoted, "a Sentinel failover", timeout)
+        return self.master_port()
+
+    def destroy(self) -> None:
+        for node in self.sentinels + self.data:
+            node.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -60,6 +60,7 @@ CLIENT_METHODS = {
     ("PUT", "/entities/{entity_id}"): "update_entity",
     ("DELETE", "/entities/{entity_id}"): "delete_entity",
     ("POST", "/comparisons/"): "vote",
+    ("POST", "/comparisons/batch"): "vote_batch",
     ("GET", "/comparisons/"): "list_comparisons",
     ("GET", "/comparisons/next"): "content_pair",
     ("GET", "/dissimilar_entities"): "dissimilar_entities",
@@ -78,6 +79,9 @@ CLIENT_METHODS = {
     ("GET", "/auth/users/"): "list_users",
     ("POST", "/auth/users/{user_id}/disable"): "disable_user",
     ("POST", "/auth/users/{user_id}/enable"): "enable_user",
+    ("POST", "/auth/api-keys"): "create_api_key",
+    ("GET", "/auth/api-keys"): "list_api_keys",
+    ("DELETE", "/auth/api-keys/{key_id}"): "revoke_api_key",
     ("GET", "/export/comparisons"): "export_comparisons",
     ("GET", "/export/entities"): "export_entities",
     ("GET", "/comparisons/export/preferences"): "export_preferences",
@@ -88,7 +92,27 @@ CLIENT_METHODS = {
     ("DELETE", "/webhooks/{webhook_id}"): "delete_webhook",
     ("GET", "/webhooks/{webhook_id}/deliveries"): "list_deliveries",
     ("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"): "replay_delivery",
+    ("GET", "/projects/"): "list_projects",
+    ("POST", "/projects/"): "create_project",
+    ("GET", "/projects/{slug}"): "get_project",
+    ("PATCH", "/projects/{slug}"): "update_project",
+    ("DELETE", "/projects/{slug}"): "archive_project",
+    ("POST", "/projects/{slug}/restore"): "restore_project",
+    ("GET", "/projects/{slug}/members"): "list_members",
+    ("PUT", "/projects/{slug}/members/{username}"): "set_member",
+    ("DELETE", "/projects/{slug}/members/{username}"): "remove_member",
 }
+# Every board route also answers under /projects/{slug}/: the same method, on a client
+# made with ``project=slug``.
+CLIENT_METHODS.update(
+    {
+        (method, "/projects/{slug}" + path): name
+        for (method, path), name in list(CLIENT_METHODS.items())
+        if path.startswith(
+            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
+        )
+    }
+)
 
 AUTH = {"AUTH_ENABLED": "true", "SECRET_KEY": TEST_SECRET_KEY, "BCRYPT_ROUNDS": "10"}
 ADMIN = ("client-admin", "grey-heron-lantern-91")
@@ -183,6 +207,12 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         involving = await admin.list_comparisons(entity_id=made[1].id)
         assert {same_key[0].id, tie.id} <= {c.id for c in involving}
         assert all(made[1].id in (c.entity1_id, c.entity2_id) for c in involving)
+        batch = await admin.vote_batch([(made[0], made[1], made[0]), (made[1].id, made[2].id, None)])
+        assert batch.stored == 2 and [r.status for r in batch.results] == [200, 200]
+        assert (
+            batch.results[1].comparison is not None and batch.results[1].comparison.selected_entity_id is None
+        )
+        log += [r.comparison.id for r in batch.results if r.comparison is not None]
 
         # The leaderboard, with every option.
         for by in ("rating", "score"):
@@ -198,7 +228,7 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         records = [r async for r in admin.export_comparisons()]
         assert [r["id"] for r in records] == sorted(log)
         csv_bytes = b"".join([chunk async for chunk in admin.export_comparisons_raw("csv")])
-        assert csv_bytes.startswith(b"id,") and csv_bytes.count(b"\n") == 4
+        assert csv_bytes.startswith(b"id,") and csv_bytes.count(b"\n") == 6
         target = tmp_path / "votes.jsonl"
         assert await admin.download_comparisons(target) == target.stat().st_size > 0
 
@@ -216,7 +246,7 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
         assert blocking.login(*ADMIN).token_type == "bearer"
         assert blocking.get_entity(made[0].id).description == "green"
         assert len(list(blocking.iter_entities(page_size=5))) == 8
-        assert len(list(blocking.export_comparisons())) == 3
+        assert len(list(blocking.export_comparisons())) == 5
         with pytest.raises(NotFound):
             blocking.get_entity(10**6)
 

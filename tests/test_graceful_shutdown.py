@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import IO
 
 import aiohttp
@@ -54,6 +55,15 @@ async def wait_until(predicate, within: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+def votes_waiting(port: int) -> float:
+    """Votes the server has taken and not yet answered (its ``compere_votes_waiting``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("compere_votes_waiting")
+    )
+
+
 def waiting_on_locks(url: str) -> int:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(
@@ -74,6 +84,7 @@ async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(kind, po
         "DATABASE_URL": url,
         "LOG_REQUESTS": "false",
         "DB_STATEMENT_TIMEOUT_MS": "30000",
+        "METRICS_ENABLED": "true",
     }
     env.pop("REDIS_URL", None)
     log_path = tmp_path / "server.log"
@@ -100,7 +111,9 @@ async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(kind, po
                 with blocker.cursor() as cur:
                     cur.execute("SELECT id FROM entities FOR UPDATE")
                 votes = [asyncio.create_task(vote(n)) for n in range(IN_FLIGHT)]
-                await wait_until(lambda: waiting_on_locks(url) == IN_FLIGHT, 10, "all votes in flight")
+                # One group commit waits on the lock; the other votes wait for the next one.
+                await wait_until(lambda: waiting_on_locks(url) == 1, 10, "a vote transaction waiting")
+                await wait_until(lambda: votes_waiting(port) == IN_FLIGHT, 10, "all votes in flight")
 
                 server.send_signal(signal.SIGTERM)
                 await wait_until(lambda: not accepts_connections(port), 5, "refusing new connections")

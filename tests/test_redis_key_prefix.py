@@ -59,7 +59,7 @@ async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, 
 
     other = await two.post("/auth/token", data={"username": "admin", "password": ADMIN[1]})
     assert other.status == 200, await other.text()
-    assert keys_under(auth_redis, f"{one_prefix}auth:fail:")
+    assert keys_under(auth_redis, f"{one_prefix}auth:{{login}}:fail:")
     assert not keys_under(auth_redis, "compere:auth:")
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from compere.http.webapp import PAGES
+from compere.http.webapp import PAGES, PROJECT_PAGES, SLUG
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -1138,3 +1138,214 @@ def test_api_docs_pages_render_under_their_content_security_policy(
         ctx.close()
     assert [e for e in errors if _REDOC_LOGO_BLOCKED not in e] == [], errors
     assert all(url.startswith((server.base, "data:", f"blob:{server.base}")) for url in loaded), loaded
+
+
+# --- projects ---------------------------------------------------------------------------
+
+
+def admin_token(server: Server) -> str:
+    form = urllib.parse.urlencode({"username": "admin", "password": ADMIN_PASSWORD}).encode()
+    with urllib.request.urlopen(server.base + "/auth/token", data=form, timeout=30) as response:
+        token: str = json.loads(response.read())["access_token"]
+    return token
+
+
+def refused_status(server: Server, method: str, path: str, **headers: str) -> int:
+    request = urllib.request.Request(server.base + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+
+
+def test_two_projects_keep_their_boards_apart_in_the_pages(server: Server, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    boards = {"fruit": ["Apple", "Banana", "Cherry"], "tools": ["Hammer", "Saw"]}
+    for slug, names in boards.items():
+        server.call("POST", "/projects/", {"slug": slug, "name": slug.title()})
+        for name in names:
+            server.call("POST", f"/projects/{slug}/entities/", {"name": name})
+
+    page.goto(server.base + "/p/fruit/")
+    pair = page.locator("section[data-pair]")
+    expect(pair).to_be_visible()
+    for votes in range(1, 5):
+        serial = pair.get_attribute("data-pair-serial") or ""
+        page.keyboard.press("ArrowLeft")
+        expect(pair).not_to_have_attribute("data-pair-serial", serial)
+        expect(page.locator("[data-count]")).to_have_text(str(votes))
+    expect(page.locator("[data-status]")).to_contain_text("Vote recorded")
+    fruit_ids = {e["id"] for e in server.call("GET", "/projects/fruit/entities/")}
+    stored = server.call("GET", "/projects/fruit/comparisons/?limit=100")
+    assert len(stored) == 4
+    assert all({c["entity1_id"], c["entity2_id"]} <= fruit_ids for c in stored)
+    assert server.call("GET", "/projects/tools/comparisons/?limit=100") == []
+    # The menu points at this project's pages.
+    expect(page.get_by_role("link", name="Leaderboard")).to_have_attribute("href", "/p/fruit/leaderboard")
+
+    page.get_by_role("link", name="Leaderboard").click()
+    expect(page).to_have_url(server.base + "/p/fruit/leaderboard")
+    expect(page.locator("tbody[data-rows] tr")).to_have_count(3)
+    assert sorted(board_names(page)) == boards["fruit"]
+
+    # The switcher lists the projects and opens the same page of the chosen one.
+    switcher = page.get_by_label("Project")
+    assert {"fruit", "tools"} <= set(switcher.locator("option").evaluate_all("o => o.map(x => x.value)"))
+    switcher.select_option("tools")
+    expect(page).to_have_url(server.base + "/p/tools/leaderboard")
+    expect(page.locator("tbody[data-rows] tr")).to_have_count(2)
+    assert sorted(board_names(page)) == boards["tools"]
+
+    # The original pages still show the default board, without the other projects' entities.
+    page.goto(server.base + "/leaderboard")
+    page.wait_for_load_state("networkidle")
+    assert not set(board_names(page)) & {*boards["fruit"], *boards["tools"]}
+
+    # The project list links to both.
+    page.goto(server.base + "/p/")
+    expect(page.locator("[data-slug=fruit] a").first).to_have_attribute("href", "/p/fruit/")
+    expect(page.locator("[data-slug=tools]")).to_contain_text("Tools")
+
+
+def test_a_share_link_lets_two_anonymous_visitors_vote_as_two_voters(
+    auth_server: Server, browser: Any, console_errors: list[str]
+) -> None:
+    from playwright.sync_api import expect
+
+    token = admin_token(auth_server)
+    project = {"slug": "tasting", "name": "Tasting", "visibility": "public", "allow_anonymous": True}
+    auth_server.call("POST", "/projects/", project, token=token)
+    for name in ("Earl Grey", "Assam", "Sencha"):
+        auth_server.call("POST", "/projects/tasting/entities/", {"name": name}, token=token)
+
+    for _browser_visitor in range(2):
+        with watched_context(browser, console_errors, viewport={"width": 900, "height": 700}) as ctx:
+            page = ctx.new_page()
+            page.goto(auth_server.base + "/share/tasting")
+            expect(page).to_have_url(auth_server.base + "/share/tasting")  # not sent to log in
+            expect(page.locator("[data-project-name]")).to_have_text("Tasting")
+            # Nothing else of the app: no menu, no links but the skip link.
+            assert page.locator("nav").count() == 0
+            assert page.locator("a[href]").evaluate_all("links => links.map(a => a.className)") == [
+                "skip-link"
+            ]
+            pair = page.locator("section[data-pair]")
+            expect(pair).to_be_visible()
+            for votes in range(1, 3):
+                serial = pair.get_attribute("data-pair-serial") or ""
+                page.keyboard.press("ArrowRight")
+                expect(pair).not_to_have_attribute("data-pair-serial", serial)
+                expect(page.locator("[data-count]")).to_have_text(str(votes))
+            voter_cookies = [c for c in ctx.cookies(auth_server.base) if "voter" in c["name"]]
+            assert len(voter_cookies) == 1 and voter_cookies[0]["httpOnly"]
+    assert console_errors == []
+
+    request = urllib.request.Request(
+        auth_server.base + "/projects/tasting/export/comparisons",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        stored = [json.loads(line) for line in response.read().splitlines() if line.strip()]
+    voters = [line["voter"] for line in stored]
+    assert len(voters) == 4
+    assert len(set(voters)) == 2  # one voter id per browser, each kept across its votes
+    # The default board saw none of it.
+    assert not any(
+        c["entity1_id"]
+        in {e["id"] for e in auth_server.call("GET", "/projects/tasting/entities/", token=token)}
+        for c in auth_server.call("GET", "/comparisons/?limit=1000", token=token)
+    )
+
+
+def test_owners_change_settings_members_and_keys_from_the_settings_page(
+    auth_server: Server, context: Any, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    base = auth_server.base
+    token = admin_token(auth_server)
+    auth_server.call(
+        "POST", "/auth/users/", {"username": "carol", "password": "quiet-harbour-lantern-38"}, token=token
+    )
+    assert context.request.post(
+        base + "/auth/token", form={"username": "admin", "password": ADMIN_PASSWORD}
+    ).ok
+
+    # A new project from the project list; its creator owns it.
+    page.goto(base + "/p/")
+    page.get_by_label("Short name").fill("survey")
+    page.get_by_label("Name", exact=True).fill("Survey")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("[data-slug=survey]")).to_contain_text("your role: owner")
+    page.locator("[data-slug=survey]").get_by_role("link", name="Settings").click()
+    expect(page).to_have_url(base + "/p/survey/settings")
+
+    # Settings: a daily cap and public visibility, saved through the form once it shows the project.
+    expect(page.locator("#p-name")).to_have_value("Survey")
+    page.get_by_label("Votes per voter per day").fill("5")
+    page.get_by_label("Who can see it").select_option("public")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("[data-status]")).to_have_text("Settings saved.")
+    saved = auth_server.call("GET", "/projects/survey", token=token)
+    assert saved["settings"]["daily_vote_cap"] == 5 and saved["visibility"] == "public"
+    expect(page.locator("[data-share-link]")).to_have_value(base + "/share/survey")
+
+    # Members: add carol as a voter, then make her an editor, from the keyboard.
+    page.get_by_label("Username").fill("carol")
+    page.locator("#m-role").select_option("voter")
+    page.get_by_label("Username").press("Enter")
+    expect(page.locator("tr[data-member=carol]")).to_be_visible()
+    page.get_by_label("Role of carol").select_option("editor")
+    expect(page.locator("[data-status]")).to_have_text("carol is now editor.")
+    members = {
+        m["username"]: m["role"] for m in auth_server.call("GET", "/projects/survey/members", token=token)
+    }
+    assert members["carol"] == "editor"
+
+    # An API key, shown once: it works, it is gone from the page after "Done", it can be revoked.
+    auth_server.call("PATCH", "/projects/survey", {"visibility": "private"}, token=token)
+    page.get_by_label("Name", exact=True).last.fill("pipeline")
+    page.get_by_role("button", name="Create key").click()
+    shown = page.locator("[data-new-key-value]")
+    expect(shown).to_be_visible()
+    key = shown.input_value()
+    assert len(key) >= 32
+    assert refused_status(auth_server, "GET", "/projects/survey/ratings", **{"X-API-Key": key}) == 200
+    made = [k for k in auth_server.call("GET", "/auth/api-keys", token=token) if k["name"] == "pipeline"]
+    assert made and made[0]["project_id"] == saved["id"]  # a key for this project only
+    page.get_by_role("button", name="Done").click()
+    expect(shown).to_be_hidden()
+    row = page.locator("tbody[data-keys] tr").filter(has_text="pipeline")
+    expect(row).to_be_visible()
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    assert key not in page.content()
+    row = page.locator("tbody[data-keys] tr").filter(has_text="pipeline")
+    prefix = row.get_attribute("data-key") or ""
+    assert prefix and key.startswith(prefix)
+    row.get_by_role("button", name="Revoke pipeline").click()
+    expect(page.locator("[data-status]")).to_have_text("Key pipeline revoked.")
+    # Refused: the private board is then as closed to it as to a stranger.
+    assert refused_status(auth_server, "GET", "/projects/survey/ratings", **{"X-API-Key": key}) in (401, 404)
+
+
+@pytest.mark.parametrize("path", sorted(PROJECT_PAGES))
+def test_every_project_page_passes_an_axe_audit_with_auth_on(
+    auth_server: Server, page: Any, path: str
+) -> None:
+    token = admin_token(auth_server)
+    slug = "audited"
+    if not any(p["slug"] == slug for p in auth_server.call("GET", "/projects/", token=token)):
+        project = {"slug": slug, "name": "Audited", "visibility": "public", "allow_anonymous": True}
+        auth_server.call("POST", "/projects/", project, token=token)
+        for name in ("North", "South"):
+            auth_server.call("POST", f"/projects/{slug}/entities/", {"name": name}, token=token)
+    if not path.startswith("/share/"):
+        form = {"username": "admin", "password": ADMIN_PASSWORD}
+        assert page.context.request.post(auth_server.base + "/auth/token", form=form).ok
+    page.goto(auth_server.base + path.replace(SLUG, slug))
+    page.wait_for_load_state("networkidle")
+    assert axe_violations(page) == []

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any, Generic, Literal, Self, TypeVar
@@ -21,8 +22,14 @@ from compere.client.ratelimit import RateLimitGate
 from compere.client.retry import RetryPolicy, parse_retry_after
 from compere.domain.strategies import Strategy
 from compere.http.schemas import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyScope,
+    BatchResult,
     CategoryCount,
     Comparison,
+    ComparisonBatch,
     ComparisonCreate,
     ContentPair,
     Entity,
@@ -30,11 +37,16 @@ from compere.http.schemas import (
     EntityUpdate,
     Health,
     ImportResult,
+    Member,
+    MemberSet,
     Message,
     Pair,
     PasswordChange,
     PasswordChanged,
     Progress,
+    ProjectCreate,
+    ProjectOut,
+    ProjectUpdate,
     RankedEntity,
     Readiness,
     Token,
@@ -63,10 +75,17 @@ _RANKED = TypeAdapter(list[RankedEntity])
 _CATEGORIES = TypeAdapter(list[CategoryCount])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
+_API_KEYS = TypeAdapter(list[ApiKey])
 _WEBHOOKS = TypeAdapter(list[Webhook])
 _DELIVERIES = TypeAdapter(list[WebhookDelivery])
-# Partial updates: only the fields the caller gave are sent.
-_PARTIAL = (EntityUpdate, WebhookUpdate)
+_PROJECTS = TypeAdapter(list[ProjectOut])
+_MEMBERS = TypeAdapter(list[Member])
+# Partial updates (and project creation, whose unset settings follow the server's):
+# only the fields the caller gave are sent.
+_PARTIAL = (EntityUpdate, WebhookUpdate, ProjectCreate, ProjectUpdate)
+# The board routes, which act on ``default`` at the top level and on a project under
+# /projects/{slug}/ (``AsyncClient(project=...)``).
+_BOARD_PATHS = ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -121,6 +140,7 @@ class AsyncClient:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        project: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -133,6 +153,14 @@ class AsyncClient:
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self.rate_limit = RateLimitGate()
+        # The project the board methods (entities, votes, pairs, ratings, exports) act on;
+        # None: the top-level routes, i.e. the server's project ``default``.
+        self.project = project
+
+    def _in_project(self, path: str) -> str:
+        if self.project is None or not path.startswith(_BOARD_PATHS):
+            return path
+        return f"/projects/{self.project}{path}"
 
     async def __aenter__(self) -> Self:
         return self
@@ -176,7 +204,7 @@ class AsyncClient:
         ``replay_safe=False`` (a write the server cannot deduplicate) retries only failures
         that prove the request never reached the server: a refused connection or a 429.
         """
-        url = self.base_url + path
+        url = self.base_url + self._in_project(path)
         headers: dict[str, str] = {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -450,6 +478,46 @@ class AsyncClient:
         path = f"/auth/users/{int(user_id)}/enable"
         return await self._model(User, "POST", path, route="POST /auth/users/{user_id}/enable")
 
+    # --- API keys -----------------------------------------------------------------------
+
+    async def create_api_key(
+        self,
+        scopes: Iterable[ApiKeyScope],
+        *,
+        name: str = "",
+        project_id: int | None = None,
+        expires_at: datetime | None = None,
+        rate_limit: int | None = None,
+        rate_window: int | None = None,
+    ) -> ApiKeyCreated:
+        """``POST /auth/api-keys``: a key for scripts (pass it as ``token=`` to a client).
+
+        The answer carries the ``key``, shown this once. Not deduplicated by the server (it
+        would have to keep the key with the answer), so retried only when the request
+        cannot have reached the server.
+        """
+        body = ApiKeyCreate(
+            name=name,
+            scopes=list(scopes),
+            project_id=project_id,
+            expires_at=expires_at,
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+        )
+        return await self._model(
+            ApiKeyCreated, "POST", "/auth/api-keys", route="POST /auth/api-keys", json=body, replay_safe=False
+        )
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """``GET /auth/api-keys``: your keys, by prefix (never the keys themselves)."""
+        page = await self._page(_API_KEYS, "/auth/api-keys", "GET /auth/api-keys")
+        return page.items
+
+    async def revoke_api_key(self, key_id: int) -> Message:
+        """``DELETE /auth/api-keys/{id}``: the key stops working at once, everywhere."""
+        path = f"/auth/api-keys/{int(key_id)}"
+        return await self._model(Message, "DELETE", path, route="DELETE /auth/api-keys/{key_id}")
+
     # --- entities -----------------------------------------------------------------------
 
     async def create_entity(
@@ -577,6 +645,7 @@ class AsyncClient:
         winner: int | Entity | None,
         *,
         pair_token: str | None = None,
+        voter: str | None = None,
         idempotency_key: str | None = None,
         verdict: Literal["win", "tie", "both_bad"] | None = None,
         category: str | None = None,
@@ -589,7 +658,8 @@ class AsyncClient:
         Pass the ``pair_token`` when the pair came from :meth:`next_pair` (or use
         :meth:`vote_on`); votes on pairs chosen elsewhere (imported judgements) go without.
         Pass ``idempotency_key`` to make a vote safe to send again after the *program*
-        restarts; retries inside one call reuse a key either way.
+        restarts; retries inside one call reuse a key either way. ``voter``: with an API
+        key of the vote scope, your own id of the person this vote is cast for.
         """
         body = ComparisonCreate(
             entity1_id=_entity_id(entity1_id),
@@ -598,6 +668,7 @@ class AsyncClient:
             pair_token=pair_token,
             verdict=verdict,
             category=category,
+            voter=voter,
         )
         return await self._model(
             Comparison,
@@ -605,6 +676,39 @@ class AsyncClient:
             "/comparisons/",
             route="POST /comparisons/",
             json=body,
+            idempotency_key=idempotency_key,
+        )
+
+    async def vote_batch(
+        self,
+        votes: Iterable[tuple[int | Entity, int | Entity, int | Entity | None] | ComparisonCreate],
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """``POST /comparisons/batch``: up to 1,000 votes stored in order in one transaction.
+
+        Each vote is ``(entity1, entity2, winner)`` (winner None: a tie) or a
+        :class:`ComparisonCreate` (with a ``pair_token``). The result has one entry per
+        vote, in order: ``status`` 200 with the stored ``comparison``, or 404 / 409 with
+        the reason it was not stored. Retries reuse one Idempotency-Key, so a batch is
+        never stored twice.
+        """
+        items = [
+            vote
+            if isinstance(vote, ComparisonCreate)
+            else ComparisonCreate(
+                entity1_id=_entity_id(vote[0]),
+                entity2_id=_entity_id(vote[1]),
+                selected_entity_id=None if vote[2] is None else _entity_id(vote[2]),
+            )
+            for vote in votes
+        ]
+        return await self._model(
+            BatchResult,
+            "POST",
+            "/comparisons/batch",
+            route="POST /comparisons/batch",
+            json=ComparisonBatch(votes=items),
             idempotency_key=idempotency_key,
         )
 
@@ -784,6 +888,71 @@ class AsyncClient:
     ) -> int:
         """Write a preference dataset to ``path`` (as :meth:`download_comparisons`)."""
         return await self._save(path, self.export_preferences_raw(format, ties=ties))
+
+    # --- projects -----------------------------------------------------------------------
+
+    async def list_projects(
+        self, *, archived: bool = False, skip: int = 0, limit: int = 100
+    ) -> list[ProjectOut]:
+        """``GET /projects/``: the projects you may see (``archived=True``: the archived
+        ones, superusers)."""
+        params = {"archived": "true" if archived else None, "skip": skip, "limit": limit}
+        page = await self._page(_PROJECTS, "/projects/", "GET /projects/", **params)
+        return page.items
+
+    async def create_project(
+        self,
+        slug: str,
+        name: str,
+        *,
+        description: str = "",
+        visibility: Literal["private", "public"] = "private",
+        **settings: Any,
+    ) -> ProjectOut:
+        """``POST /projects/``: a new project, with you as its owner. ``settings`` are the
+        project's own ranking settings (``strategy``, ``elo_k_factor``, ``prior_sd``,
+        ``exploration``, ``allow_ties``, ``allow_anonymous``, ``daily_vote_cap``)."""
+        body = ProjectCreate(slug=slug, name=name, description=description, visibility=visibility, **settings)
+        return await self._model(ProjectOut, "POST", "/projects/", route="POST /projects/", json=body)
+
+    async def get_project(self, slug: str) -> ProjectOut:
+        """``GET /projects/{slug}``: settings (own and in force) and your role."""
+        return await self._model(ProjectOut, "GET", f"/projects/{slug}", route="GET /projects/{slug}")
+
+    async def update_project(self, slug: str, **changes: Any) -> ProjectOut:
+        """``PATCH /projects/{slug}`` (owners): only the fields given change; a setting
+        given as None follows the server's setting again."""
+        body = ProjectUpdate(**changes)
+        path = f"/projects/{slug}"
+        return await self._model(ProjectOut, "PATCH", path, route="PATCH /projects/{slug}", json=body)
+
+    async def archive_project(self, slug: str) -> Message:
+        """``DELETE /projects/{slug}`` (owners): archive (read-only, hidden from lists)."""
+        path = f"/projects/{slug}"
+        return await self._model(Message, "DELETE", path, route="DELETE /projects/{slug}")
+
+    async def restore_project(self, slug: str) -> ProjectOut:
+        """``POST /projects/{slug}/restore`` (superusers): undo :meth:`archive_project`."""
+        path = f"/projects/{slug}/restore"
+        return await self._model(ProjectOut, "POST", path, route="POST /projects/{slug}/restore")
+
+    async def list_members(self, slug: str) -> list[Member]:
+        """``GET /projects/{slug}/members`` (owners)."""
+        page = await self._page(_MEMBERS, f"/projects/{slug}/members", "GET /projects/{slug}/members")
+        return page.items
+
+    async def set_member(
+        self, slug: str, username: str, role: Literal["owner", "editor", "voter", "viewer"]
+    ) -> Member:
+        """``PUT /projects/{slug}/members/{username}`` (owners): add or change a member."""
+        path = f"/projects/{slug}/members/{username}"
+        route = "PUT /projects/{slug}/members/{username}"
+        return await self._model(Member, "PUT", path, route=route, json=MemberSet(role=role))
+
+    async def remove_member(self, slug: str, username: str) -> Message:
+        """``DELETE /projects/{slug}/members/{username}`` (owners)."""
+        path = f"/projects/{slug}/members/{username}"
+        return await self._model(Message, "DELETE", path, route="DELETE /projects/{slug}/members/{username}")
 
     # --- webhooks -----------------------------------------------------------------------
 

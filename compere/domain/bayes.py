@@ -79,13 +79,16 @@ def difference_posterior(m: float, v: float, score1: float) -> tuple[float, floa
     exp = math.exp
     log1p = math.log1p
     points = [m + sd * x for x in _NODES]
-    # log sigmoid(d) = -log1p(e^-d) for d >= 0, d - log1p(e^d) otherwise
-    logs = [
-        -score1 * log1p(exp(-d)) + s0 * (-d - log1p(exp(-d)))
-        if d >= 0.0
-        else score1 * (d - log1p(exp(d))) - s0 * log1p(exp(d))
-        for d in points
-    ]
+    # log sigmoid(d) = -log1p(e^-d) for d >= 0, d - log1p(e^d) otherwise; the log1p term
+    # is computed once per node (the same value, so the same result, at half the cost).
+    logs = []
+    for d in points:
+        if d >= 0.0:
+            tail = log1p(exp(-d))
+            logs.append(-score1 * tail + s0 * (-d - tail))
+        else:
+            tail = log1p(exp(d))
+            logs.append(score1 * (d - tail) - s0 * tail)
     top = max(logs)
     z = m1 = m2 = 0.0
     for w, d, lg in zip(_WEIGHTS, points, logs, strict=True):

@@ -2,8 +2,11 @@
 
 Routes opt in with ``idempotent=True`` in the route table; :func:`idempotent` wraps their
 handler, so it runs inside every middleware (after identity has named the caller and
-after rate limiting). The rules (scope, fingerprint, what is stored, locks, what happens
-while Redis is down) are in docs/resilience.md, "Idempotency keys".
+after rate limiting). The answer is recorded in the database (votes: in the vote's own
+transaction; other routes: right after their write), which is the record that counts;
+Redis in front of it holds the lock while a request runs and answers most retries
+without a database read. The rules (scope, fingerprint, what is stored, locks, what
+happens while Redis is down) are in docs/resilience.md, "Idempotency keys".
 """
 
 from __future__ import annotations
@@ -20,8 +23,27 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from compere.http.errors import ApiError
-from compere.http.keys import CLIENT, IDEMPOTENCY, SETTINGS, USER
+from compere.http.keys import (
+    ANSWER_RECORDED,
+    CLIENT,
+    DATABASE,
+    IDEMPOTENCY,
+    IDEMPOTENCY_RECEIPT,
+    SETTINGS,
+    USER,
+)
 from compere.infra.idempotency import IdempotencyStore, StoredResponse, StoreUnavailable
+from compere.storage.comparisons import AlreadyRecorded
+from compere.storage.database import DatabaseError
+from compere.storage.idempotency import (
+    Receipt,
+    StoredAnswer,
+    answer_row,
+    find_answer,
+    purge_answers,
+    save_answer,
+)
+from compere.storage.timestamps import utc_now
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -88,6 +110,13 @@ def _replay(stored: StoredResponse) -> web.Response:
     )
 
 
+def _replay_recorded(answer: StoredAnswer, digest: str) -> web.Response:
+    """Replay an answer from the database (422 when the key was used for another request)."""
+    if answer.fingerprint != digest:
+        raise ApiError(422, f"This {HEADER} was already used for a different request")
+    return _replay(StoredResponse(answer.status, answer.content_type, answer.body))
+
+
 async def _release(store: IdempotencyStore, key: str, token: str, lock_ttl: float) -> None:
     try:
         await store.release(key, token)
@@ -108,6 +137,8 @@ def idempotent(handler: Handler) -> Handler:
         key = parse_key(raw)
         settings = request.app[SETTINGS]
         store = request.app[IDEMPOTENCY]
+        db = request.app[DATABASE]
+        retention = settings.idempotency_ttl
         body = await request.read()  # cached: the handler reads it again for free
         digest = fingerprint(request.method, request.rel_url.raw_path_qs, body)
         record = record_key(caller_scope(request), key)
@@ -120,16 +151,44 @@ def idempotent(handler: Handler) -> Handler:
         if existing is not None:
             if existing.fingerprint != digest:
                 raise ApiError(422, f"This {HEADER} was already used for a different request")
-            if existing.response is None:
+            if existing.response is not None:
+                return _replay(existing.response)
+            # Redis says a request with this key is running; the database knows whether
+            # it finished (its worker may have died before telling Redis).
+            recorded = await find_answer(db, record, retention)
+            if recorded is None:
                 raise ApiError(
                     409,
                     f"A request with this {HEADER} is still being processed. Retry shortly.",
                     headers={"Retry-After": "1"},
                 )
-            return _replay(existing.response)
+            return _replay_recorded(recorded, digest)
 
+        # Redis had nothing: it may have lost what the database recorded.
         try:
-            response = await handler(request)
+            recorded = await find_answer(db, record, retention)
+        except BaseException:
+            await asyncio.shield(_release(store, record, token, settings.idempotency_lock_ttl))
+            raise
+        if recorded is not None:
+            await _release(store, record, token, settings.idempotency_lock_ttl)
+            return _replay_recorded(recorded, digest)
+
+        request[IDEMPOTENCY_RECEIPT] = Receipt(record, digest)
+        try:
+            try:
+                response = await handler(request)
+            except AlreadyRecorded:
+                # A concurrent request with this key committed first (Redis could not
+                # tell): its answer is the one.
+                recorded = await find_answer(db, record, retention)
+                if recorded is None:
+                    # Only an expired answer still in the table: drop those and run.
+                    await purge_answers(db, retention)
+                    response = await handler(request)
+                else:
+                    await _release(store, record, token, settings.idempotency_lock_ttl)
+                    return _replay_recorded(recorded, digest)
         except BaseException:
             # Shielded: the lock must be released even when this task is cancelled.
             await asyncio.shield(_release(store, record, token, settings.idempotency_lock_ttl))
@@ -140,6 +199,15 @@ def idempotent(handler: Handler) -> Handler:
             return response
         content_type = response.headers.get("Content-Type", "application/octet-stream")
         stored = StoredResponse(response.status, content_type, bytes(body_out))
+        if not request.get(ANSWER_RECORDED, False):
+            # Routes that do not record their answer in their own transaction: right after.
+            try:
+                await save_answer(
+                    db,
+                    answer_row(Receipt(record, digest), stored.status, content_type, stored.body, utc_now()),
+                )
+            except (DatabaseError, UnicodeDecodeError) as exc:
+                log.warning("could not record an idempotent answer in the database: %s", str(exc))
         try:
             if not await store.complete(record, token, digest, stored, settings.idempotency_ttl):
                 log.warning(
@@ -148,7 +216,7 @@ def idempotent(handler: Handler) -> Handler:
         except StoreUnavailable as exc:
             # The work is done and the client must hear so. Our lock still guards the key
             # (retries get 409), so keep trying to store the answer until the lock would
-            # expire; only a store outage longer than that leaves the key unprotected.
+            # expire; the database has the answer either way.
             log.warning("could not store an idempotent response yet: %s", str(exc))
             store.complete_later(
                 record, token, digest, stored, settings.idempotency_ttl, within=settings.idempotency_lock_ttl

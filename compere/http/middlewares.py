@@ -12,15 +12,16 @@ aiohttp runs the first middleware in the list outermost. The order is:
 3. ``error_masking``: turns every exception from the layers below (auth, rate
    limiting, handlers) into the one JSON error shape; in production a 5xx shows only
    a generic message and the request id.
-4. ``identity`` (compere.http.auth): reads the bearer token or session cookie and
-   stores the caller under ``USER``. A bad or missing token is never refused here (it
+4. ``identity`` (compere.http.auth): reads the bearer token, API key or session
+   cookie, starts the database look-up and stores the caller under ``USER`` (the rate
+   limiter waits for the look-up after starting its Redis call, so the two overlap). A bad or missing token is never refused here (it
    becomes "anonymous"), so token guessing still passes through the limiter; the
    guards in front of each handler decide who may call what. It refuses only what no
    quota could make acceptable: credentials in the URL, a cookie write without its
    CSRF token, and (503) a token it cannot check because Redis is down. It lets
    ``OPTIONS`` preflights through untouched.
 5. ``rate_limit`` (when ``RATE_LIMIT_ENABLED``): after identity, so authenticated
-   requests spend their user's quota; inside error masking, so 429/503 share the
+   requests spend their user's (or API key's) quota; inside error masking, so 429/503 share the
    error shape and logging. It adds its headers to the handler's response, and to
    raised errors, which error masking keeps.
 """
@@ -259,7 +260,9 @@ def build_middlewares(settings: Settings) -> list[Middleware]:
     if settings.metrics_enabled:
         chain.append(request_metrics(settings))
     chain.append(error_masking(settings))
-    chain.append(identity(settings))
+    # With rate limiting on, the limiter waits for the identity look-up itself, after
+    # starting its Redis call, so the database and Redis round trips overlap.
+    chain.append(identity(settings, settled_by_next=settings.rate_limit_enabled))
     if settings.rate_limit_enabled:
         chain.append(
             rate_limit_middleware(

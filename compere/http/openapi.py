@@ -53,7 +53,13 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "The access_token from POST /auth/token",
+        "description": "The access_token from POST /auth/token, or an API key (ck_...)",
+    },
+    "apiKeyAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key from POST /auth/api-keys; acts within its scopes and project",
     },
     "cookieAuth": {
         "type": "apiKey",
@@ -95,14 +101,35 @@ _RATE_LIMIT_HEADERS = {
 }
 
 
+_ID_SCHEMA = {"type": "integer", "minimum": 1}
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "slug": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+    "username": {"type": "string", "minLength": 1, "maxLength": 254},
+}
+_ROLES_NOTE = (
+    " Roles: viewer reads, voter also gets pairs and votes, editor also changes entities"
+    " and imports or exports, owner also manages the project; superusers may do everything."
+    " A private project is 404 to non-members; an archived one is read-only."
+    " With AUTH_ENABLED=false every project is open."
+)
+_PROJECT_ACCESS: dict[str | None, str] = {
+    "read": "Needs read access to the project (anyone on a public project)." + _ROLES_NOTE,
+    "vote": "Needs the voter role (any signed-in user on a public project; anyone where it"
+    " accepts anonymous votes)." + _ROLES_NOTE,
+    "write": "Needs the editor role." + _ROLES_NOTE,
+    "admin": "Needs the owner role." + _ROLES_NOTE,
+}
+_PROJECT_MANAGEMENT = "Access as the summary says." + _ROLES_NOTE
+
+
 def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
         "tags": [route.tag],
-        "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+        "operationId": f"{route.operation_prefix}{route.method.lower()}_{route.handler.__name__}",
     }
     params = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+        {"name": p, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(p, _ID_SCHEMA)}
         for p in route.path_params
     ]
     if route.query is not None:
@@ -132,7 +159,11 @@ def _operation(route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     errors = set(route.errors) | ({400, 409, 422, 503} if route.idempotent else set())
     if route.body is not None:
         errors.add(415)  # a body must be sent as application/json (form_body routes: or a form)
-    if route.access == "public":
+    if route.access == "project":
+        op["security"] = [{}, *({name: []} for name in SECURITY_SCHEMES)]
+        errors |= {401, 403, 404}
+        op["description"] = _PROJECT_ACCESS.get(route.project_action, _PROJECT_MANAGEMENT)
+    elif route.access == "public":
         op["security"] = []
     else:
         op["security"] = [{name: []} for name in SECURITY_SCHEMES]

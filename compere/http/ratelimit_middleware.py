@@ -18,6 +18,7 @@ from typing import get_args
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from compere.http.auth import pending_identity, settle_identity
 from compere.http.client_address import TrustedProxies, resolve_client
 from compere.http.errors import ApiError
 from compere.http.keys import CLIENT, RATE_LIMITER, USER
@@ -31,6 +32,7 @@ from compere.infra.ratelimit import (
     SlidingWindowLimiter,
 )
 from compere.infra.ratelimit_policy import FailMode
+from compere.infra.redis import warm_up
 from compere.settings import Settings
 
 __all__ = [
@@ -99,6 +101,9 @@ def rate_limit_subject(request: web.Request, trusted_proxies: TrustedProxies) ->
     request logging (tests, benchmarks)."""
     user = request.get(USER)
     if user is not None:
+        api_key = getattr(user, "api_key", None)
+        if api_key is not None:
+            return f"key:{api_key.id}"  # each key has a quota of its own
         user_id = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", user)
         return f"user:{user_id}"
     client = request.get(CLIENT)
@@ -154,10 +159,11 @@ def rate_limit_middleware(
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         policy = policies.for_request(request.method, request.path)
         if policy is None:
+            await settle_identity(request)
             return await handler(request)
         store = limiter if limiter is not None else request.config_dict[RATE_LIMITER]
         try:
-            decision = await store.hit(rate_limit_subject(request, trusted), policy)
+            decision = await _decide(request, store, policy)
         except RateLimiterUnavailable:
             # The limiter logs the failure itself, at most once per interval.
             if fail_mode == "closed":
@@ -189,6 +195,35 @@ def rate_limit_middleware(
             response.headers.update(headers)
         return response
 
+    async def _decide(
+        request: web.Request, store: SlidingWindowLimiter, policy: RateLimitPolicy
+    ) -> RateLimitDecision:
+        """Count the request against its subject's quota, the Redis call overlapping the
+        identity look-up where the subject is known before the look-up answers (a signed
+        token's user, a key this worker has seen). When the look-up then refuses the
+        credentials, the request is also counted against its client, as an anonymous
+        request is; a key's own quota applies on routes under the default policy."""
+        pending = pending_identity(request)
+        if pending is None or pending.subject is None:
+            user = await settle_identity(request)
+            return await store.hit(rate_limit_subject(request, trusted), _policy_for(user, policy))
+        guess = pending.subject
+        pending.start()  # the database answers while Redis does
+        try:
+            decision = await store.hit(guess, _policy_for_grant(pending.policy, policy))
+        finally:
+            await settle_identity(request)  # ran while Redis answered
+        if rate_limit_subject(request, trusted) != guess:
+            return await store.hit(rate_limit_subject(request, trusted), policy)
+        return decision
+
+    def _policy_for(user: object, policy: RateLimitPolicy) -> RateLimitPolicy:
+        api_key = getattr(user, "api_key", None)
+        return _policy_for_grant(api_key.rate_limit if api_key is not None else None, policy)
+
+    def _policy_for_grant(own: RateLimitPolicy | None, policy: RateLimitPolicy) -> RateLimitPolicy:
+        return own if own is not None and policy is policies.default else policy
+
     return rate_limit
 
 
@@ -209,6 +244,7 @@ def rate_limit_cleanup_ctx(settings: Settings) -> Callable[[web.Application], As
                 command_timeout=settings.rate_limit_redis_timeout,
                 key_prefix=settings.rate_limit_key_prefix,
             )
+            await warm_up(limiter.client)
         else:
             log.warning("rate limiting without REDIS_URL: counts are per process (development only)")
             limiter = InProcessSlidingWindowLimiter()

@@ -9,6 +9,8 @@ says otherwise.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,11 +19,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
+from compere.domain.projects import SLUG_PATTERN, Action
 from compere.http import schemas
-from compere.http.auth import guarded
+from compere.http.auth import guarded, require_project_access, require_user
+from compere.http.errors import ApiError
 from compere.http.idempotency import idempotent
-from compere.http.keys import SETTINGS
+from compere.http.keys import DATABASE, PROJECT, PROJECTS, SETTINGS, USER
 from compere.http.views import (
+    api_keys,
     auth,
     comparisons,
     content,
@@ -30,13 +35,16 @@ from compere.http.views import (
     health,
     mab,
     metrics,
+    projects,
     ratings,
     webhooks,
 )
 from compere.settings import Settings
 
-# Who may call a route when access is checked: anyone, any active user, a superuser.
-Access = Literal["public", "user", "superuser"]
+# Who may call a route when access is checked: anyone, any active user, a superuser;
+# "project": the route names a project (/projects/{slug}/...) and its ``project_action``
+# is checked by compere.http.auth.require_project_access, whatever AUTH_ENABLED says.
+Access = Literal["public", "user", "superuser", "project"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,16 @@ class Route:
     idempotent: bool = False  # accepts Idempotency-Key (compere.http.idempotency)
     documented: bool = True  # in the OpenAPI document (and so in the Python client)
     when: Callable[[Settings], bool] | None = None  # served only when this is true
+    # A board route: served at the top level on the project ``default`` and, as a copy
+    # (``project_routes``), under /projects/{slug}/ needing this action there.
+    # On a project management route: the action its project needs.
+    project_action: Action | None = None
+    operation_prefix: str = ""  # keeps OpenAPI operation ids unique across the copies
 
     def effective_access(self, auth_enabled: bool) -> Access:
         """The guard the router puts in front of the handler."""
+        if self.access == "project":
+            return "project"
         if self.open_until_first_user or not (auth_enabled or self.auth_always):
             return "public"
         return self.access
@@ -91,6 +106,7 @@ ROUTE_TABLE: list[Route] = [
         body=schemas.EntityCreate,
         errors=(400, 413, 422),
         idempotent=True,
+        project_action="write",
     ),
     Route(
         "GET",
@@ -102,6 +118,7 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.EntityListQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities matching the search"},
+        project_action="read",
     ),
     Route(
         "POST",
@@ -113,6 +130,7 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.ImportQuery,
         errors=(400, 401, 403, 413, 422),
         access="superuser",
+        project_action="write",
     ),
     Route(
         "GET",
@@ -123,6 +141,7 @@ ROUTE_TABLE: list[Route] = [
         schemas.Entity,
         errors=(404, 422),
         path_params=("entity_id",),
+        project_action="read",
     ),
     Route(
         "PUT",
@@ -134,6 +153,7 @@ ROUTE_TABLE: list[Route] = [
         body=schemas.EntityUpdate,
         errors=(400, 404, 413, 422),
         path_params=("entity_id",),
+        project_action="write",
     ),
     Route(
         "DELETE",
@@ -145,6 +165,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(404, 422),
         path_params=("entity_id",),
         access="superuser",
+        project_action="write",
     ),
     Route(
         "POST",
@@ -156,6 +177,7 @@ ROUTE_TABLE: list[Route] = [
         body=schemas.ComparisonCreate,
         errors=(400, 404, 409, 413, 422),
         idempotent=True,
+        project_action="vote",
     ),
     Route(
         "GET",
@@ -166,6 +188,19 @@ ROUTE_TABLE: list[Route] = [
         list[schemas.Comparison],
         query=schemas.ComparisonListQuery,
         errors=(422,),
+        project_action="read",
+    ),
+    Route(
+        "POST",
+        "/comparisons/batch",
+        comparisons.create_comparison_batch,
+        "Record up to 1,000 comparisons in order in one transaction, with one result per vote",
+        "comparisons",
+        schemas.BatchResult,
+        body=schemas.ComparisonBatch,
+        errors=(400, 413, 422),
+        idempotent=True,
+        project_action="vote",
     ),
     # Before /comparisons/{comparison_id}, which would otherwise take "next" as an id.
     Route(
@@ -177,6 +212,7 @@ ROUTE_TABLE: list[Route] = [
         schemas.ContentPair,
         query=schemas.ContentPairQuery,
         errors=(400, 422),
+        project_action="vote",
     ),
     Route(
         "GET",
@@ -187,6 +223,7 @@ ROUTE_TABLE: list[Route] = [
         list[schemas.Entity],
         query=schemas.ContentPairQuery,
         errors=(422,),
+        project_action="vote",
     ),
     Route(
         "GET",
@@ -197,6 +234,7 @@ ROUTE_TABLE: list[Route] = [
         schemas.Comparison,
         errors=(404, 422),
         path_params=("comparison_id",),
+        project_action="read",
     ),
     Route(
         "GET",
@@ -207,6 +245,7 @@ ROUTE_TABLE: list[Route] = [
         schemas.Pair,
         query=schemas.PairQuery,
         errors=(400, 422),
+        project_action="vote",
     ),
     Route(
         "POST",
@@ -217,6 +256,7 @@ ROUTE_TABLE: list[Route] = [
         schemas.Message,
         query=schemas.MabUpdateQuery,
         errors=(404, 422),
+        project_action="vote",
     ),
     Route(
         "GET",
@@ -228,6 +268,7 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.RatingsQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
+        project_action="read",
     ),
     Route(
         "GET",
@@ -238,6 +279,7 @@ ROUTE_TABLE: list[Route] = [
         schemas.Progress,
         query=schemas.ProgressQuery,
         errors=(422,),
+        project_action="read",
     ),
     Route(
         "GET",
@@ -246,6 +288,7 @@ ROUTE_TABLE: list[Route] = [
         "Every category votes were given in, with its vote count",
         "ratings",
         list[schemas.CategoryCount],
+        project_action="read",
     ),
     Route(
         "POST",
@@ -348,6 +391,38 @@ ROUTE_TABLE: list[Route] = [
         auth_always=True,
     ),
     Route(
+        "POST",
+        "/auth/api-keys",
+        api_keys.create_api_key,
+        "Create an API key for your projects; the answer shows the key, once",
+        "auth",
+        schemas.ApiKeyCreated,
+        body=schemas.ApiKeyCreate,
+        errors=(400, 413, 422),
+        auth_always=True,
+        # Not idempotent: a stored answer would keep the key in Redis for a day.
+    ),
+    Route(
+        "GET",
+        "/auth/api-keys",
+        api_keys.list_api_keys,
+        "Your API keys: prefix, scopes, project, dates, last use, revoked (never the key)",
+        "auth",
+        list[schemas.ApiKey],
+        auth_always=True,
+    ),
+    Route(
+        "DELETE",
+        "/auth/api-keys/{key_id}",
+        api_keys.revoke_api_key,
+        "Revoke an API key: it stops working on every worker from the next request on",
+        "auth",
+        schemas.Message,
+        errors=(404, 422),
+        path_params=("key_id",),
+        auth_always=True,
+    ),
+    Route(
         "GET",
         "/export/comparisons",
         export.export_comparisons,
@@ -356,6 +431,7 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.ExportQuery,
         errors=(401, 403, 422),
         access="superuser",
+        project_action="write",
     ),
     Route(
         "GET",
@@ -366,6 +442,7 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.ExportQuery,
         errors=(401, 403, 422),
         access="superuser",
+        project_action="write",
     ),
     Route(
         "GET",
@@ -376,6 +453,7 @@ ROUTE_TABLE: list[Route] = [
         query=schemas.PreferenceExportQuery,
         errors=(401, 403, 422),
         access="superuser",
+        project_action="write",
     ),
     Route(
         "POST",
@@ -467,8 +545,150 @@ ROUTE_TABLE: list[Route] = [
         when=lambda settings: settings.metrics_enabled,
     ),
 ]
+
+PROJECT_PREFIX = "/projects/{slug}"
+
+
+def _in_project(route: Route) -> Route:
+    """The copy of a board route under /projects/{slug}/."""
+    assert route.project_action is not None
+    return dataclasses.replace(
+        route,
+        path=PROJECT_PREFIX + route.path,
+        summary=f"{route.summary}; in one project",
+        path_params=("slug", *route.path_params),
+        errors=tuple(sorted({*route.errors, 401, 403, 404})),
+        access="project",
+        operation_prefix="project_",
+    )
+
+
+_MANAGE: dict[str, Any] = {"access": "project", "path_params": ("slug",), "tag": "projects"}
+PROJECT_ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/projects/",
+        projects.list_projects,
+        "The projects the caller may see (public ones and their own; superusers: all)",
+        "projects",
+        list[schemas.ProjectOut],
+        query=schemas.ProjectListQuery,
+        errors=(401, 403, 422),
+        access="public",
+    ),
+    Route(
+        "POST",
+        "/projects/",
+        projects.create_project,
+        "Create a project; the caller becomes its owner",
+        "projects",
+        schemas.ProjectOut,
+        body=schemas.ProjectCreate,
+        errors=(400, 401, 409, 413, 422),
+    ),
+    Route(
+        "GET",
+        PROJECT_PREFIX,
+        projects.get_project,
+        "Read a project: its settings (own and in force) and the caller's role",
+        response=schemas.ProjectOut,
+        errors=(401, 403, 404),
+        **_MANAGE,
+    ),
+    Route(
+        "PATCH",
+        PROJECT_PREFIX,
+        projects.update_project,
+        "Change a project's name, description, visibility or settings (owners)",
+        response=schemas.ProjectOut,
+        body=schemas.ProjectUpdate,
+        errors=(400, 401, 403, 404, 413, 422),
+        **_MANAGE,
+    ),
+    Route(
+        "DELETE",
+        PROJECT_PREFIX,
+        projects.archive_project,
+        "Archive a project: read-only and hidden from lists until a superuser restores it (owners)",
+        response=schemas.Message,
+        errors=(400, 401, 403, 404),
+        **_MANAGE,
+    ),
+    Route(
+        "POST",
+        PROJECT_PREFIX + "/restore",
+        projects.restore_project,
+        "Restore an archived project (superusers)",
+        response=schemas.ProjectOut,
+        errors=(401, 403, 404),
+        **_MANAGE,
+    ),
+    Route(
+        "GET",
+        PROJECT_PREFIX + "/members",
+        projects.list_members,
+        "A project's members and their roles (owners)",
+        response=list[schemas.Member],
+        errors=(401, 403, 404),
+        **_MANAGE,
+    ),
+    Route(
+        "PUT",
+        PROJECT_PREFIX + "/members/{username}",
+        projects.set_member,
+        "Add a member or change their role (owners)",
+        response=schemas.Member,
+        body=schemas.MemberSet,
+        errors=(400, 401, 403, 404, 409, 413, 422),
+        **{**_MANAGE, "path_params": ("slug", "username")},
+    ),
+    Route(
+        "DELETE",
+        PROJECT_PREFIX + "/members/{username}",
+        projects.remove_member,
+        "Remove a member (owners)",
+        response=schemas.Message,
+        errors=(401, 403, 404, 409),
+        **{**_MANAGE, "path_params": ("slug", "username")},
+    ),
+]
+ROUTE_TABLE += PROJECT_ROUTES + [_in_project(r) for r in ROUTE_TABLE if r.project_action is not None]
+
 # The API: the routes the OpenAPI document describes and the Python client covers.
 ROUTES: list[Route] = [route for route in ROUTE_TABLE if route.documented]
+
+
+def _on_default_project(handler: Handler) -> Handler:
+    """A top-level board route: it acts on the project ``default``."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        request[PROJECT] = await request.app[PROJECTS].default(request.app[DATABASE])
+        return await handler(request)
+
+    return run
+
+
+def _on_named_project(handler: Handler, action: Action | None) -> Handler:
+    """A /projects/{slug}/ route: resolve the project once, then check ``action`` there
+    (management routes check in the view)."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        slug = request.match_info["slug"]
+        found = (
+            await request.app[PROJECTS].get(request.app[DATABASE], slug) if SLUG_PATTERN.match(slug) else None
+        )
+        if found is None:
+            if request.app[SETTINGS].auth_enabled and request.get(USER) is None:
+                require_user(request)  # 401 as for a private project: existence is not told
+            raise ApiError(404, f"Project '{slug}' not found")
+        request[PROJECT] = found
+        if action is not None:
+            await require_project_access(request, action)
+        return await handler(request)
+
+    return run
 
 
 def setup_routes(app: web.Application, routes: list[Route] = ROUTE_TABLE) -> None:
@@ -483,7 +703,14 @@ def setup_routes(app: web.Application, routes: list[Route] = ROUTE_TABLE) -> Non
         if route.when is not None and not route.when(settings):
             continue
         handler = idempotent(route.handler) if route.idempotent else route.handler
-        handler = guarded(handler, route.effective_access(auth_enabled))
+        access = route.effective_access(auth_enabled)
+        if access == "project":
+            in_copy = route.operation_prefix == "project_"
+            handler = _on_named_project(handler, route.project_action if in_copy else None)
+        else:
+            if route.project_action is not None:
+                handler = _on_default_project(handler)
+            handler = guarded(handler, access)
         app.router.add_route(route.method, route.path, handler)
         if route.method == "GET":
             app.router.add_route("HEAD", route.path, handler)

@@ -122,6 +122,11 @@ class ComparisonCreate(Model):
     category: Category | None = Field(
         default=None, description="The criterion or prompt category this vote judged"
     )
+    voter: Annotated[str, StringConstraints(min_length=1, max_length=200), STORABLE] | None = Field(
+        default=None,
+        description="Your own id of the end user this vote is cast for (API keys with the vote "
+        "scope only); stored only as a keyed hash",
+    )
 
 
 class Comparison(Model):
@@ -135,6 +140,29 @@ class Comparison(Model):
     selection_probability: float | None = Field(description="Probability the pair had of being chosen")
     verdict: Verdict = Field(default="win", description="win, tie or both_bad")
     category: str | None = Field(default=None, description="The criterion this vote judged, if any")
+
+
+MAX_BATCH_VOTES = 1000
+
+
+class ComparisonBatch(Model):
+    votes: list[ComparisonCreate] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_VOTES,
+        description="Up to 1,000 votes, stored in this order in one transaction",
+    )
+
+
+class BatchItemResult(Model):
+    index: int = Field(description="Position of the vote in the request")
+    status: int = Field(description="200 stored; 404 an entity is missing or deleted; 409 pair_token used")
+    comparison: Comparison | None = Field(default=None, description="The stored comparison (status 200)")
+    detail: str | None = Field(default=None, description="Why the vote was not stored")
+
+
+class BatchResult(Model):
+    stored: int = Field(description="How many votes were stored")
+    results: list[BatchItemResult]
 
 
 class ComparisonListQuery(Model):
@@ -422,3 +450,127 @@ class PreferenceExportQuery(Model):
     ties: Literal["skip", "keep"] = Field(
         default="skip", description="dpo only: keep writes ties with a `tie: true` field"
     )
+
+
+# --- API keys ------------------------------------------------------------------------
+
+ApiKeyScope = Literal["read", "vote", "write", "admin"]
+
+
+class ApiKeyCreate(Model):
+    name: Annotated[str, StringConstraints(max_length=200), STORABLE] = Field(
+        default="", description="What the key is for (shown in lists)"
+    )
+    scopes: list[ApiKeyScope] = Field(
+        min_length=1, max_length=4, description="read, vote, write and/or admin"
+    )
+    project_id: Integer | None = Field(
+        default=None, ge=1, le=MAX_ID, description="The one project the key acts on; null for all of yours"
+    )
+    expires_at: datetime | None = Field(default=None, description="When the key stops working (with a zone)")
+    rate_limit: Integer | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests the key may make per rate_window seconds"
+    )
+    rate_window: Integer | None = Field(default=None, ge=1, le=86_400, description="Seconds (default 60)")
+
+
+class ApiKey(Model):
+    id: int
+    name: str
+    prefix: str = Field(description="The visible start of the key, e.g. ck_1a2b3c4d")
+    scopes: list[str]
+    project_id: int | None
+    rate_limit: int | None
+    rate_window: int | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute")
+    revoked: bool
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="The key itself: shown only in this response, keep it")
+
+
+# --- projects ------------------------------------------------------------------------
+
+ProjectName = Name
+ProjectDescription = Annotated[str, StringConstraints(max_length=2000), STORABLE]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Role = Literal["owner", "editor", "voter", "viewer"]
+
+
+class ProjectSettingsIn(Model):
+    """A project's own ranking settings; null (or absent on create) follows the deployment's."""
+
+    strategy: Strategy | None = Field(default=None, description="Pair strategy (RANKING_STRATEGY)")
+    elo_k_factor: float | None = Field(default=None, ge=0.1, le=400, description="Elo K (ELO_K_FACTOR)")
+    prior_sd: float | None = Field(
+        default=None, ge=0.1, le=10, description="Prior spread of a new entity's strength (BAYES_PRIOR_SIGMA)"
+    )
+    exploration: float | None = Field(
+        default=None, ge=0, le=1, description="Share of uniformly random pairs (PAIR_EXPLORATION)"
+    )
+    allow_ties: bool | None = Field(default=None, description="Accept ties (default true)")
+    allow_anonymous: bool | None = Field(
+        default=None, description="Accept votes without a token on a public project (default false)"
+    )
+    daily_vote_cap: Integer | None = Field(
+        default=None, ge=0, le=1_000_000, description="Votes per voter per UTC day, 0 = none (default 0)"
+    )
+
+
+class ProjectCreate(ProjectSettingsIn):
+    slug: Slug = Field(description="URL-safe and unique; cannot be changed later")
+    name: ProjectName
+    description: ProjectDescription = ""
+    visibility: Literal["private", "public"] = "private"
+
+
+class ProjectUpdate(ProjectSettingsIn):
+    """Partial update: only the fields present in the body change (the slug never does)."""
+
+    name: ProjectName | None = None
+    description: ProjectDescription | None = None
+    visibility: Literal["private", "public"] | None = None
+
+
+class ProjectSettingsOut(Model):
+    strategy: Strategy
+    elo_k_factor: float
+    prior_sd: float
+    exploration: float
+    allow_ties: bool
+    allow_anonymous: bool
+    daily_vote_cap: int
+
+
+class ProjectOut(Model):
+    id: int
+    slug: str
+    name: str
+    description: str
+    visibility: Literal["private", "public"]
+    created_at: datetime
+    archived_at: datetime | None
+    overrides: dict[str, str | float | bool | int | None] = Field(
+        description="The project's own settings; null follows the deployment's"
+    )
+    settings: ProjectSettingsOut = Field(description="The settings in force")
+    role: Role | None = Field(description="The caller's role in the project (null: not a member)")
+
+
+class ProjectListQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=1000)
+    archived: bool = Field(default=False, description="List the archived projects instead (superusers)")
+
+
+class Member(Model):
+    user_id: int
+    username: str
+    role: Role
+
+
+class MemberSet(Model):
+    role: Role

@@ -38,6 +38,18 @@ PAGES = {
     "/leaderboard": "leaderboard.html",
     "/admin": "admin.html",
     "/login": "login.html",
+    "/p/": "projects.html",
+}
+# The same pages on one project's board (the original pages above show "default"), the
+# owners' settings page, and the share page: a public project's vote page for anonymous
+# voters, with nothing else of the app on it. The page reads the slug from its address.
+SLUG = "{slug:[a-z0-9][a-z0-9-]*}"  # a project slug, as the projects table allows
+PROJECT_PAGES = {
+    f"/p/{SLUG}/": "index.html",
+    f"/p/{SLUG}/leaderboard": "leaderboard.html",
+    f"/p/{SLUG}/admin": "admin.html",
+    f"/p/{SLUG}/settings": "settings.html",
+    f"/share/{SLUG}": "share.html",
 }
 
 
@@ -73,8 +85,13 @@ async def app_config(request: web.Request) -> web.Response:
     )
 
 
+async def _to_project_home(request: web.Request) -> web.Response:
+    raise web.HTTPPermanentRedirect(f"/p/{request.match_info['slug']}/")
+
+
 def setup_webapp(app: web.Application) -> None:
-    for path, filename in PAGES.items():
+    for path, filename in (PAGES | PROJECT_PAGES).items():
         app.router.add_get(path, _page(filename))
+    app.router.add_get(f"/p/{SLUG}", _to_project_home)
     app.router.add_get("/app/config.json", app_config)
     app.router.add_static("/app/", APP_DIR)

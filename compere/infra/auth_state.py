@@ -8,25 +8,31 @@ Without ``REDIS_URL`` (local development only; production requires it) an in-pro
 store with the same interface is used instead. Both read the time from the caller (the
 app's clock, ``compere.http.keys.CLOCK``), so windows end by that one clock.
 
-Every Redis key this module uses is built by :func:`redis_key`.
+Every Redis key this module uses is built by :func:`redis_key`. Both keys of one
+attempt go into one Lua script, so they share the hash tag ``{login}`` and so one Redis
+Cluster slot (a script's keys must; docs/deployment.md lists every key).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import math
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from compere.domain.accounts import canonical_name
+from compere.infra.redis import REDIS_ERRORS, RedisClient, retry_in_background
 
 _PREFIX = "compere:auth:"  # the default; the app passes REDIS_KEY_PREFIX + "auth:"
+# Redis Cluster hashes only the part of a key between the first "{" and the next "}":
+# every login key carries this tag, so a script's keys always share a slot.
+HASH_TAG = "{login}"
+# A whole call, including a cluster client's slot-map reload, ends within this.
+CALL_TIMEOUT = 1.0
 
 
 def redis_key(kind: str, subject: str, prefix: str = _PREFIX) -> str:
     """The one place the names of authentication keys are built."""
-    return f"{prefix}{kind}:{subject}"
+    return f"{prefix}{HASH_TAG}:{kind}:{subject}"
 
 
 class AuthStateUnavailable(Exception):
@@ -43,11 +49,14 @@ class LoginThrottle(abc.ABC):
     the same grouping the rate limiter counts by.
     """
 
+    _RETRY_INTERVAL = 0.25
+
     def __init__(self, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX) -> None:
         self.prefix = prefix
         self.per_user = per_user
         self.per_client = per_client
         self.window = window
+        self._pending: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     async def attempt(self, username: str, client: str, now: float) -> int:
@@ -55,6 +64,29 @@ class LoginThrottle(abc.ABC):
 
     @abc.abstractmethod
     async def succeeded(self, username: str, client: str) -> None: ...
+
+    def succeeded_later(self, username: str, client: str, within: float) -> None:
+        """Keep trying :meth:`succeeded` in the background for ``within`` seconds.
+
+        For a right password whose success could not be recorded (Redis failing over):
+        its attempt stays counted until then, and a few such attempts during an outage
+        would otherwise lock the user out for the rest of the window once Redis is back.
+        """
+
+        retry_in_background(
+            self._pending,
+            lambda: self.succeeded(username, client),
+            unavailable=AuthStateUnavailable,
+            within=within,
+            what="take back a successful login attempt",
+            interval=self._RETRY_INTERVAL,
+        )
+
+    async def aclose(self) -> None:
+        """Stop the background retries (at shutdown)."""
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     def keys(self, username: str, client: str) -> tuple[str, str]:
         return (
@@ -105,7 +137,7 @@ return 0
 
 class RedisLoginThrottle(LoginThrottle):
     def __init__(
-        self, client: aioredis.Redis, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX
+        self, client: RedisClient, *, per_user: int, per_client: int, window: int, prefix: str = _PREFIX
     ) -> None:
         super().__init__(per_user=per_user, per_client=per_client, window=window, prefix=prefix)
         self._attempt = client.register_script(_ATTEMPT)
@@ -114,15 +146,17 @@ class RedisLoginThrottle(LoginThrottle):
     async def attempt(self, username: str, client: str, now: float) -> int:
         args = [int(now * 1000), self.window * 1000, self.per_user, self.per_client]
         try:
-            wait = await self._attempt(keys=list(self.keys(username, client)), args=args)
-        except RedisError as exc:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                wait = await self._attempt(keys=list(self.keys(username, client)), args=args)
+        except REDIS_ERRORS as exc:
             raise AuthStateUnavailable("redis") from exc
         return int(wait)
 
     async def succeeded(self, username: str, client: str) -> None:
         try:
-            await self._refund(keys=list(self.keys(username, client)))
-        except RedisError as exc:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await self._refund(keys=list(self.keys(username, client)))
+        except REDIS_ERRORS as exc:
             raise AuthStateUnavailable("redis") from exc
 
 

@@ -20,8 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-import redis.exceptions
+from compere.infra.redis import REDIS_ERRORS, RedisClient, retry_in_background
 
 __all__ = [
     "Claim",
@@ -116,20 +115,14 @@ class IdempotencyStore(abc.ABC):
         self._spawn(lambda: self.release(key, token), within, "release a lock")
 
     def _spawn(self, attempt: Callable[[], Awaitable[object]], within: float, what: str) -> None:
-        async def retry() -> None:
-            deadline = time.monotonic() + within
-            while time.monotonic() < deadline:
-                await asyncio.sleep(self._RETRY_INTERVAL)
-                try:
-                    await attempt()
-                    return
-                except StoreUnavailable:
-                    continue
-            log.warning("idempotency store still unavailable; gave up trying to %s", what)
-
-        task = asyncio.get_running_loop().create_task(retry())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        retry_in_background(
+            self._pending,
+            attempt,
+            unavailable=StoreUnavailable,
+            within=within,
+            what=what,
+            interval=self._RETRY_INTERVAL,
+        )
 
     async def aclose(self) -> None:
         """Stop the background retries (at shutdown)."""
@@ -156,11 +149,9 @@ end
 return 0
 """
 
-_REDIS_ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
-
 
 class RedisIdempotencyStore(IdempotencyStore):
-    def __init__(self, client: aioredis.Redis, *, timeout: float = 1.0, key_prefix: str = KEY_PREFIX) -> None:
+    def __init__(self, client: RedisClient, *, timeout: float = 1.0, key_prefix: str = KEY_PREFIX) -> None:
         super().__init__()
         self._redis = client
         self._prefix = key_prefix
@@ -178,7 +169,7 @@ class RedisIdempotencyStore(IdempotencyStore):
                     px=int(lock_ttl * 1000),
                     get=True,
                 )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         if previous is None:
             return None
@@ -193,7 +184,7 @@ class RedisIdempotencyStore(IdempotencyStore):
                     keys=[self._prefix + key],
                     args=[_lock_prefix(token), _done(fingerprint, response), int(ttl * 1000)],
                 )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
         return bool(done)
 
@@ -201,7 +192,7 @@ class RedisIdempotencyStore(IdempotencyStore):
         try:
             async with asyncio.timeout(self._timeout):
                 await self._release(keys=[self._prefix + key], args=[_lock_prefix(token)])
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 
 

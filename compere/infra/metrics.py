@@ -34,11 +34,15 @@ __all__ = [
     "DB_POOL_TIMEOUTS",
     "DB_POOL_WAITS",
     "DB_POOL_WAIT_SECONDS",
+    "DB_REPLICA_IN_USE",
+    "DB_REPLICA_LAG_SECONDS",
     "RATE_LIMIT_REFUSALS",
     "REDIS_ERRORS",
     "REQUESTS",
     "REQUEST_SECONDS",
     "VOTES",
+    "VOTES_WAITING",
+    "VOTE_BATCHES",
     "observe_request",
     "render",
     "worker_exited",
@@ -78,6 +82,15 @@ DB_POOL_IN_USE = Gauge(
     "PostgreSQL connections currently checked out of the pool (summed over live workers)",
     multiprocess_mode="livesum",
 )
+VOTES_WAITING = Gauge(
+    "compere_votes_waiting",
+    "Votes submitted to the group commit and not yet answered (summed over live workers)",
+    multiprocess_mode="livesum",
+)
+VOTE_BATCHES = Counter(
+    "compere_vote_batches_total",
+    "Group-commit transactions of votes (compere_votes_total over this is the mean batch size)",
+)
 DB_POOL_WAITS = Counter(
     "compere_db_pool_waits_total",
     "Connection requests that found the pool exhausted and had to wait",
@@ -90,6 +103,18 @@ DB_POOL_WAIT_SECONDS = Histogram(
 DB_POOL_TIMEOUTS = Counter(
     "compere_db_pool_timeouts_total",
     "Connection requests that gave up waiting (answered 503)",
+)
+DB_REPLICA_LAG_SECONDS = Gauge(
+    "compere_db_replica_lag_seconds",
+    "Age of the newest primary WAL position the read replica has replayed, at the last check "
+    "(the largest of the live workers' measurements)",
+    multiprocess_mode="livemax",
+)
+DB_REPLICA_IN_USE = Gauge(
+    "compere_db_replica_in_use",
+    "1 while reads that may be stale go to the replica, 0 while they fall back to the primary "
+    "(the smallest of the live workers' values)",
+    multiprocess_mode="livemin",
 )
 REDIS_ERRORS = Counter(
     "compere_redis_errors_total",

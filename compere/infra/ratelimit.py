@@ -16,13 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from compere.infra import metrics
 from compere.infra.ratelimit_policy import RateLimitPolicy
+from compere.infra.redis import REDIS_ERRORS, RedisClient, create_redis
 
 __all__ = [
     "InProcessSlidingWindowLimiter",
@@ -124,7 +120,7 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         *,
         key_prefix: str = "compere:rl:",
         cooldown: float = 1.0,
@@ -139,6 +135,8 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         # connections under a burst is not Redis failing, and must not trip the cooldown.
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._wait_timeout = wait_timeout
+        # One call at most: a connect and a command timeout, as with one server.
+        self._deadline = 2 * wait_timeout
         self._client = client
         self._key_prefix = key_prefix
         self._cooldown = cooldown
@@ -160,16 +158,18 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
         max_connections: int = 16,
         **kwargs: float | str,
     ) -> RedisSlidingWindowLimiter:
-        """A limiter with its own pool: short timeouts, no retries, bounded connections."""
-        pool = aioredis.BlockingConnectionPool.from_url(
+        """A limiter with its own pool: short timeouts, no retries, bounded connections.
+
+        ``url`` may name one server, a cluster or a Sentinel set (compere.infra.redis).
+        """
+        client = create_redis(
             url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=command_timeout,
-            retry=Retry(NoBackoff(), 0),
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
             max_connections=max_connections,
-            timeout=command_timeout,
+            pool_wait=command_timeout,
+            health_check_interval=0,
         )
-        client = aioredis.Redis.from_pool(pool)
         return cls(
             client,
             max_in_flight=max_connections,
@@ -177,8 +177,12 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
             **kwargs,  # type: ignore[arg-type]
         )
 
+    def key(self, policy: RateLimitPolicy, client_key: str) -> str:
+        """The sorted set of one (policy, client): one key per script call, its own slot."""
+        return f"{self._key_prefix}{policy.name}:{client_key}"
+
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         return self._client
 
     @property
@@ -188,8 +192,9 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
     async def ping(self) -> bool:
         """Ask Redis directly (for readiness); a success ends the degraded state."""
         try:
-            await self._client.ping()
-        except (redis.exceptions.RedisError, OSError) as exc:
+            async with asyncio.timeout(self._deadline):
+                await self._client.ping()
+        except REDIS_ERRORS as exc:
             self._record_failure(exc)
             return False
         self._recovered()
@@ -217,11 +222,14 @@ class RedisSlidingWindowLimiter(SlidingWindowLimiter):
             except TimeoutError:
                 raise RateLimiterUnavailable("rate limiter busy: all Redis connections in use") from None
         try:
-            allowed, count, oldest, now = await self._script(
-                keys=[f"{self._key_prefix}{policy.name}:{key}"],
-                args=[window_us, policy.limit, secrets.token_hex(6)],
-            )
-        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
+            # A cluster client may reload its slot map or wait out a failover inside
+            # one call: the deadline bounds the whole call, not each socket operation.
+            async with asyncio.timeout(self._deadline):
+                allowed, count, oldest, now = await self._script(
+                    keys=[self.key(policy, key)],
+                    args=[window_us, policy.limit, secrets.token_hex(6)],
+                )
+        except REDIS_ERRORS as exc:
             self._record_failure(exc)
             raise RateLimiterUnavailable(str(exc) or type(exc).__name__) from exc
         finally:

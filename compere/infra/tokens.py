@@ -29,6 +29,14 @@ class TokenClaims:
     token_id: str
     expires_at: int  # Unix seconds
     epoch: int = 0  # the user's token_epoch when issued; tokens from before the claim count as 0
+    not_before: int = 0  # Unix seconds
+
+
+# Tokens whose signature and claims this process has checked, so that a client sending
+# the same token again costs a dictionary look-up instead of a JWT verification. What a
+# token says never changes; its times are checked again on every use, and whether it
+# still works (logout, epoch, disabled user) is read from the database every time.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class TokenIssuer:
@@ -37,10 +45,11 @@ class TokenIssuer:
     def __init__(self, secret_key: str, lifetime_minutes: int) -> None:
         self._key = secret_key
         self.lifetime_seconds = lifetime_minutes * 60
+        self._verified: dict[str, TokenClaims] = {}
 
     def issue(self, user_id: int, epoch: int) -> tuple[str, TokenClaims]:
         now = int(time.time())
-        claims = TokenClaims(user_id, uuid.uuid4().hex, now + self.lifetime_seconds, epoch)
+        claims = TokenClaims(user_id, uuid.uuid4().hex, now + self.lifetime_seconds, epoch, now)
         payload: dict[str, Any] = {
             "sub": str(user_id),
             "iat": now,
@@ -53,6 +62,22 @@ class TokenIssuer:
 
     def decode(self, token: str) -> TokenClaims:
         """Check signature, algorithm, times and claims; raise :class:`TokenError`."""
+        known = self._verified.get(token)
+        if known is not None:
+            now = time.time()
+            if now > known.expires_at + LEEWAY_SECONDS:
+                del self._verified[token]
+                raise TokenError("expired")
+            if now < known.not_before - LEEWAY_SECONDS:
+                raise TokenError("not yet valid")
+            return known
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # rarely reached: start over rather than track use
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
         try:
             payload = jwt.decode(
                 token,
@@ -79,7 +104,7 @@ class TokenIssuer:
             or not 0 <= epoch < 2**31
         ):
             raise TokenError("malformed claims")
-        return TokenClaims(int(sub), jti, int(payload["exp"]), epoch)
+        return TokenClaims(int(sub), jti, int(payload["exp"]), epoch, int(payload["nbf"]))
 
     def csrf_token(self, token_id: str) -> str:
         """The CSRF value that belongs to one cookie session (bound to the token id)."""

@@ -112,36 +112,46 @@ class _Entry:
 
 @dataclass
 class RankingCache:
-    _entries: dict[str, _Entry] = field(default_factory=dict)
+    """Boards per (project, model)."""
+
+    _entries: dict[tuple[int, str], _Entry] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def board(self, db: Connection, model: str, prior: Prior, category: str | None = None) -> Board:
-        """The ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the current data.
+    async def board(
+        self, db: Connection, project_id: int, model: str, prior: Prior, category: str | None = None
+    ) -> Board:
+        """A project's ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the
+        current data.
 
         With a ``category`` it is always the fitted board of that category's votes only
         (the online strengths are one per entity, over every vote).
         """
         if category is not None:
             model = f"category:{category}"
-        marker = await leaderboard.change_marker(db)
-        entry = self._entries.get(model)
+        key = (project_id, model)
+        marker = await leaderboard.change_marker(db, project_id)
+        entry = self._entries.get(key)
         if entry is not None and entry.usable(marker, time.monotonic()):
             return entry.board
         async with self._lock:  # one computation at a time; others wait and reuse it
-            entry = self._entries.get(model)
+            entry = self._entries.get(key)
             if entry is not None and entry.usable(marker, time.monotonic()):
                 return entry.board
             started = time.monotonic()
-            board = await (self._online(db) if model == "online" else self._fit(db, prior, category))
+            board = await (
+                self._online(db, project_id)
+                if model == "online"
+                else self._fit(db, project_id, prior, category)
+            )
             now = time.monotonic()
             if category is not None:
                 self._forget_categories(keep=32)
-            self._entries[model] = _Entry(marker, board, now, now - started)
+            self._entries[key] = _Entry(marker, board, now, now - started)
             return board
 
     def _forget_categories(self, keep: int) -> None:
         """Bound the cache: categories are client-chosen strings."""
-        keys = [k for k in self._entries if k.startswith("category:")]
+        keys = [k for k in self._entries if k[1].startswith("category:")]
         if len(keys) >= keep:
             for key in keys:
                 del self._entries[key]
@@ -149,6 +159,7 @@ class RankingCache:
     async def detail(
         self,
         db: Connection,
+        project_id: int,
         model: str,
         prior: Prior,
         max_uncertainty: float,
@@ -156,9 +167,9 @@ class RankingCache:
         category: str | None = None,
     ) -> tuple[Board, Detail]:
         """The board with its :class:`Detail`, cached like the board itself."""
-        board = await self.board(db, model, prior, category)
+        board = await self.board(db, project_id, model, prior, category)
         where = model if category is None else f"category:{category}"
-        key = f"{where}:detail:{max_uncertainty}:{min_votes}"
+        key = (project_id, f"{where}:detail:{max_uncertainty}:{min_votes}")
         entry = self._entries.get(key)
         if entry is not None and entry.board[0] is board:
             return entry.board
@@ -170,8 +181,8 @@ class RankingCache:
         self._entries[key] = _Entry((), (board, detail), now, now - started)
         return board, detail
 
-    async def _online(self, db: Connection) -> Board:
-        rows = await leaderboard.strengths(db)
+    async def _online(self, db: Connection, project_id: int) -> Board:
+        rows = await leaderboard.strengths(db, project_id)
         return _board(
             [r["id"] for r in rows],
             [r["mu"] for r in rows],
@@ -179,9 +190,11 @@ class RankingCache:
             [r["comparisons"] for r in rows],
         )
 
-    async def _fit(self, db: Connection, prior: Prior, category: str | None = None) -> Board:
-        ids = await leaderboard.live_ids(db)
-        first, second, winner = await leaderboard.vote_log(db, category=category)
+    async def _fit(self, db: Connection, project_id: int, prior: Prior, category: str | None = None) -> Board:
+        ids = await leaderboard.live_ids(db, project_id)
+        if not ids:  # an empty board has nothing to fit (the fit needs an entity)
+            return _board([], [], [])
+        first, second, winner = await leaderboard.vote_log(db, project_id, category=category)
         # The fit is CPU-bound (numpy): keep it off the event loop.
         fitted = await asyncio.get_running_loop().run_in_executor(
             None, lambda: fit_votes_relative(ids, first, second, winner, prior=prior)

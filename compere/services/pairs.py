@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from compere.domain.projects import Project
 from compere.domain.selection import Candidate, CandidatePlan, Selection, SelectionContext, select_pair
 from compere.domain.text import TextEntity, most_dissimilar_pair
 from compere.domain.ucb import ArmState, choose_second, draw_first, ucb_pair_probability
@@ -33,13 +34,13 @@ class ServedPair:
     pair_token: str
 
 
-async def _select_ucb(db: Connection, rows: list[Row], settings: Settings) -> Selection:
+async def _select_ucb(db: Connection, project_id: int, rows: list[Row], settings: Settings) -> Selection:
     """The original's algorithm on the candidate set, fed by the stored bandit counters."""
     arms = [
         ArmState(r["id"], float(r["rating"]), r["comparisons"], r["wins"] + 0.5 * r["ties"]) for r in rows
     ]
     # UCB1's n counts pulls; every comparison pulls two arms.
-    total = 2 * await pairing.latest_comparison_id(db)
+    total = 2 * await pairing.latest_comparison_id(db, project_id)
     params = settings.ucb
     first = draw_first(arms, total, params, _rng)
     # Recent opponents matter only for the entity drawn first: fetch them after the draw.
@@ -59,29 +60,32 @@ def _candidate(r: Row) -> Candidate:
 
 async def next_pair(
     db: Connection,
+    project: Project,
     settings: Settings,
     tokens: PairTokens,
     strategy: str | None = None,
     focus: Board | None = None,
 ) -> ServedPair | None:
-    """The pair ``strategy`` (default: ``RANKING_STRATEGY``) picks from a fresh candidate
-    set, with its pair token; None when there are fewer than two entities.
+    """The pair ``strategy`` (default: the project's) picks from a fresh candidate set of
+    the project's entities, with its pair token; None when there are fewer than two.
+    ``settings`` gives what projects do not set (the UCB parameters, the ranking objective).
 
     ``focus`` (a category's fitted board) makes ``active`` and ``random`` judge the
     candidates by their strengths, uncertainties and vote counts in that board instead
     of the overall ones (``ucb`` keeps the original's overall bandit state)."""
-    strategy = strategy or settings.ranking_strategy
-    rows = await pairing.pair_candidates(db, PLAN, _rng)
+    own = project.settings
+    strategy = strategy or own.strategy
+    rows = await pairing.pair_candidates(db, PLAN, _rng, project.id)
     if len(rows) < 2:
         return None
     if strategy == "ucb":
-        chosen = await _select_ucb(db, rows, settings)
+        chosen = await _select_ucb(db, project.id, rows, settings)
     else:
         candidates = [
             Candidate(
                 r["id"],
-                r["mu"] if focus is None else focus.score.get(r["id"], settings.prior.mu0),
-                r["sigma"] if focus is None else focus.uncertainty.get(r["id"], settings.prior.sigma0),
+                r["mu"] if focus is None else focus.score.get(r["id"], own.prior.mu0),
+                r["sigma"] if focus is None else focus.uncertainty.get(r["id"], own.prior.sigma0),
                 float(r["rating"]),
                 r["comparisons"] if focus is None else focus.votes.get(r["id"], 0),
                 r["wins"] + 0.5 * r["ties"],
@@ -92,15 +96,13 @@ async def next_pair(
         if settings.ranking_objective == "top_k" and focus is None:
             # The best 2K join the candidates; the threshold lies between the K-th and the next.
             k = settings.ranking_top_k
-            strongest = await pairing.strongest(db, 2 * k)
+            strongest = await pairing.strongest(db, 2 * k, project.id)
             known = {r["id"] for r in rows}
             rows = rows + [r for r in strongest if r["id"] not in known]
             candidates += [_candidate(r) for r in strongest if r["id"] not in known]
             if len(strongest) > k:
                 threshold = 0.5 * (float(strongest[k - 1]["mu"]) + float(strongest[k]["mu"]))
-        context = SelectionContext(
-            exploration=settings.pair_exploration, prior=settings.prior, top_threshold=threshold
-        )
+        context = SelectionContext(exploration=own.exploration, prior=own.prior, top_threshold=threshold)
         chosen = select_pair(strategy, candidates, _rng, context)
     by_id = {r["id"]: r for r in rows}
     token = tokens.issue(chosen.entity1_id, chosen.entity2_id, chosen.strategy, chosen.probability)
@@ -113,11 +115,11 @@ async def next_pair(
     )
 
 
-async def most_dissimilar(db: Connection, seed: int | None = None) -> list[Row]:
+async def most_dissimilar(db: Connection, project_id: int, seed: int | None = None) -> list[Row]:
     """The two entities of a random sample whose texts differ most (TF-IDF cosine), or
     every entity when there are fewer than two. A ``seed`` makes the sample reproducible."""
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
-    rows = await pairing.random_sample(db, SAMPLE_SIZE, rng)
+    rows = await pairing.random_sample(db, project_id, SAMPLE_SIZE, rng)
     if len(rows) < 2:
         return rows
     pair = most_dissimilar_pair([TextEntity(r["id"], r["name"], r["description"]) for r in rows], rng)

@@ -33,7 +33,8 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 # Storage internals that mean nothing outside: the soft-delete marker, the random
 # sampling key and the pair token's nonce.
-_INTERNAL = {"deleted_at", "random_key", "pair_token_id"}
+# project_id: an export is of one project, named by the route it came from.
+_INTERNAL = {"deleted_at", "random_key", "pair_token_id", "project_id"}
 # Model columns whose mean and spread give a 95% interval, when the schema has them.
 _SCORE_PAIRS = (("score", "uncertainty"),)
 # Stored column -> the name the API (and so every export) uses for it.
@@ -229,6 +230,7 @@ class ImportSummary:
 
 async def import_records(
     db: Database,
+    project_id: int,
     records: Iterable[tuple[int, dict[str, Any] | Rejected]],
     *,
     rating: float,
@@ -246,7 +248,7 @@ async def import_records(
     async def store(batch: list[tuple[int, dict[str, Any] | Rejected]]) -> None:
         good = [record for _, record in batch if not isinstance(record, Rejected)]
         summary.rejected += [record for _, record in batch if isinstance(record, Rejected)]
-        new = await import_entities(db, good, rating=rating, prior=prior) if good else 0
+        new = await import_entities(db, project_id, good, rating=rating, prior=prior) if good else 0
         summary.created += new
         summary.existing += len(good) - new
         if progress is not None:

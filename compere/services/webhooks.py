@@ -45,6 +45,7 @@ from compere.storage import leaderboard
 from compere.storage import webhooks as store
 from compere.storage.comparisons import VOTE_EVENT
 from compere.storage.database import ConflictError, Connection, Database, DatabaseError, Row
+from compere.storage.tables import DEFAULT_PROJECT_ID
 from compere.storage.timestamps import as_datetime
 
 log = logging.getLogger(__name__)
@@ -313,10 +314,11 @@ class WebhookDispatcher:
 
     async def watch_leaderboard(self) -> bool:
         """Write ``leaderboard.changed`` if the top K moved since it was last reported."""
-        board = await self._cache.board(self._db, "online", self._settings.prior)
+        # Webhooks watch the default project's board (subscriptions are not per project yet).
+        board = await self._cache.board(self._db, DEFAULT_PROJECT_ID, "online", self._settings.prior)
         top_ids = board.ids[: self._settings.webhook_leaderboard_top_k]
         marker = json.dumps([[entity_id, board.rank[entity_id]] for entity_id in top_ids])
-        rows = await leaderboard.by_ids(self._db, top_ids) if top_ids else {}
+        rows = await leaderboard.by_ids(self._db, DEFAULT_PROJECT_ID, top_ids) if top_ids else {}
         top = [
             {
                 "id": entity_id,

@@ -12,10 +12,10 @@ from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
 from compere.domain.vote import vote_effects
 from compere.storage.comparisons import vote_log
-from compere.storage.database import Database, Query, Row, keyset_batches
+from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
 from compere.storage.rows import plain_values
-from compere.storage.tables import COMPARISON_COLUMNS, NEW_ENTITY, comparisons, entities
+from compere.storage.tables import COMPARISON_COLUMNS, DEFAULT_PROJECT_ID, NEW_ENTITY, comparisons, entities
 from compere.storage.timestamps import utc_now
 
 # One import statement per backend, each spelled by its dialect's own insert().
@@ -23,16 +23,21 @@ _IMPORT_ENTITY: dict[str, Query] = {}
 
 
 def _import_entity(db: Database) -> Query:
-    """One entity row, skipped when its external id is already taken (by any row)."""
+    """One entity row, skipped when its external id is already taken in its project
+    (also by a deleted row)."""
     query = _IMPORT_ENTITY.get(db.name)
     if query is None:
         stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
-        query = Query(stmt.on_conflict_do_nothing(index_elements=[entities.c.external_id]))
+        query = Query(
+            stmt.on_conflict_do_nothing(index_elements=[entities.c.project_id, entities.c.external_id])
+        )
         _IMPORT_ENTITY[db.name] = query
     return query
 
 
-async def import_entities(db: Database, records: Sequence[Row], *, rating: float, prior: Prior) -> int:
+async def import_entities(
+    db: Database, project_id: int, records: Sequence[Row], *, rating: float, prior: Prior
+) -> int:
     """Insert one batch of entities in one transaction; return how many were new.
 
     Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
@@ -47,6 +52,7 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
             created += await tx.execute(
                 query,
                 new_entity_params(
+                    project_id=project_id,
                     name=record["name"],
                     description=record["description"],
                     image_urls=record["image_urls"],
@@ -61,25 +67,27 @@ async def import_entities(db: Database, records: Sequence[Row], *, rating: float
 
 
 async def iter_rows(
-    db: Database,
+    db: Connection,
+    project_id: int,
     table: str,
     columns: Sequence[str],
     *,
     live_only: bool = False,
     batch_size: int = 5000,
 ) -> AsyncIterator[list[Row]]:
-    """Every row of ``table`` in id order, ``batch_size`` at a time (keyset pagination),
+    """Every row of ``table`` (entities or comparisons) of a project in id order, ``batch_size`` at a time (keyset pagination),
     with plain values (:func:`compere.storage.rows.plain_values`).
 
     Memory stays bounded by the batch and no transaction or cursor is held open between
     batches (see :func:`compere.storage.database.keyset_batches`).
     """
-    source = sa.table(table, *(sa.column(name) for name in columns))
-    stmt = sa.select(*source.c).where(source.c.id > param("after"))
+    source = sa.table(table, *(sa.column(name) for name in {*columns, "project_id"}))
+    shown = [source.c[name] for name in columns]
+    stmt = sa.select(*shown).where(source.c.id > param("after"), source.c.project_id == param("project_id"))
     if live_only:
-        stmt = stmt.where(source.c.deleted_at.is_(None))
+        stmt = stmt.where(sa.column("deleted_at").is_(None))
     query = Query(stmt.order_by(source.c.id).limit(param("limit")))
-    async for rows in keyset_batches(db, query, batch_size):
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
 
@@ -100,7 +108,7 @@ def _votes_with_entities(same_prompt: bool) -> Query:
                 two, two.c.id == comparisons.c.entity2_id
             )
         )
-        .where(comparisons.c.id > param("after"))
+        .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     )
     if same_prompt:
         stmt = stmt.where(one.c.prompt.is_not(None), one.c.prompt == two.c.prompt)
@@ -111,21 +119,22 @@ _VOTES_WITH_ENTITIES = {False: _votes_with_entities(False), True: _votes_with_en
 
 
 async def iter_votes_with_entities(
-    db: Database, *, same_prompt: bool = False, batch_size: int = 5000
+    db: Connection, project_id: int, *, same_prompt: bool = False, batch_size: int = 5000
 ) -> AsyncIterator[list[Row]]:
-    """Every comparison in id order with both entities' names, descriptions and prompts.
+    """Every comparison of a project in id order with both entities' names, descriptions and prompts.
 
     ``same_prompt`` keeps only votes between two entities that carry the same prompt.
     Keyset batches as in :func:`iter_rows`: bounded memory, no long transaction; plain
     values as there.
     """
-    async for rows in keyset_batches(db, _VOTES_WITH_ENTITIES[same_prompt], batch_size):
+    query = _VOTES_WITH_ENTITIES[same_prompt]
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
 
-async def count_rows(db: Database, table: str, *, live_only: bool = False) -> int:
-    source = sa.table(table, sa.column("deleted_at"))
-    stmt = sa.select(sa.func.count()).select_from(source)
+async def count_rows(db: Database, project_id: int, table: str, *, live_only: bool = False) -> int:
+    source = sa.table(table, sa.column("deleted_at"), sa.column("project_id"))
+    stmt = sa.select(sa.func.count()).select_from(source).where(source.c.project_id == project_id)
     if live_only:
         stmt = stmt.where(source.c.deleted_at.is_(None))
     return int(await db.fetch_value(Query(stmt)))
@@ -133,7 +142,7 @@ async def count_rows(db: Database, table: str, *, live_only: bool = False) -> in
 
 # --- rebuilding derived state ----------------------------------------------------
 
-_ALL_ENTITY_IDS = Query(sa.select(entities.c.id))
+_ALL_ENTITY_IDS = Query(sa.select(entities.c.id).where(entities.c.project_id == param("project_id")))
 _WRITE_DERIVED = Query(
     sa.update(entities)
     .where(entities.c.id == param("id"))
@@ -149,8 +158,16 @@ _WRITE_DERIVED = Query(
 )
 
 
-async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: float, prior: Prior) -> int:
-    """Recompute every rating, strength and counter from the vote log, in id order.
+async def rebuild_ratings(
+    db: Database,
+    project_id: int = DEFAULT_PROJECT_ID,
+    *,
+    k_factor: float,
+    initial_rating: float,
+    prior: Prior,
+) -> int:
+    """Recompute every rating, strength and counter of a project from its vote log, in
+    id order, with the project's Elo K and prior.
 
     Runs in one transaction with the tables locked against concurrent votes for its
     duration. Deleted entities are replayed too, so their opponents end up exactly
@@ -169,9 +186,9 @@ async def rebuild_ratings(db: Database, *, k_factor: float, initial_rating: floa
                 "losses": 0,
                 "ties": 0,
             }
-            for row in await tx.fetch_all(_ALL_ENTITY_IDS)
+            for row in await tx.fetch_all(_ALL_ENTITY_IDS, {"project_id": project_id})
         }
-        async for batch in vote_log(tx, 10_000):
+        async for batch in vote_log(tx, project_id, 10_000):
             for vote in batch:
                 one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
                 score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,15 +12,19 @@ from sqlalchemy.ext.compiler import compiles
 
 from compere.domain.elo import score_of
 from compere.domain.vote import vote_effects
-from compere.storage.database import Connection, Database, Query, Row, keyset_batches
+from compere.storage.database import ConflictError, Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import EntityNotFound
+from compere.storage.idempotency import Receipt, answer_row
 from compere.storage.rows import ComparisonRow, comparison_row, verdict_of
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
+    DEFAULT_PROJECT_ID,
     LIVE,
     comparisons,
     entities,
+    idempotency_records,
     new_comparison,
+    voter_daily_votes,
     webhook_events,
 )
 from compere.storage.timestamps import as_datetime, utc_now
@@ -31,7 +35,9 @@ VOTE_EVENT = "comparison.created"
 def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     return Query(
         sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
-        .where(entities.c.id.in_([param("a"), param("b")]), LIVE)
+        .where(
+            entities.c.id.in_([param("a"), param("b")]), entities.c.project_id == param("project_id"), LIVE
+        )
         .order_by(entities.c.id)
         .with_for_update(),
         prepare=prepare,
@@ -70,7 +76,11 @@ _APPLY_RESULT = Query(_apply_result())
 _INSERT_COMPARISON = Query(
     sa.insert(comparisons).values(**new_comparison("entity1_id", "entity2_id")).returning(*COMPARISON_COLUMNS)
 )
-_GET_COMPARISON = Query(sa.select(*COMPARISON_COLUMNS).where(comparisons.c.id == param("id")))
+_GET_COMPARISON = Query(
+    sa.select(*COMPARISON_COLUMNS).where(
+        comparisons.c.id == param("id"), comparisons.c.project_id == param("project_id")
+    )
+)
 
 
 class _InsertWithOwnId(sa.Insert):
@@ -119,6 +129,34 @@ _INSERT_VOTE_EVENT = Query(
 )
 
 
+class DailyCapReached(Exception):
+    """The voter has cast the project's daily_vote_cap votes today (UTC)."""
+
+
+# One counter row per (project, voter, UTC day), raised in the vote's own transaction
+# only while below the cap: the row lock (PostgreSQL) or the single writer (SQLite)
+# makes concurrent votes of one voter on any worker take their turns, and a refused
+# vote rolls the whole transaction back. No row comes back when the cap is reached.
+_COUNT_DAILY_VOTE: dict[str, Query] = {}
+
+
+def _count_daily_vote(db: Database) -> Query:
+    """The counter upsert in the backend's dialect (built once per dialect)."""
+    query = _COUNT_DAILY_VOTE.get(db.name)
+    if query is None:
+        query = _COUNT_DAILY_VOTE[db.name] = Query(
+            db.insert_or_skip(voter_daily_votes)
+            .values(project_id=param("project_id"), voter=param("voter"), day=param("day"), votes=1)
+            .on_conflict_do_update(
+                index_elements=["project_id", "voter", "day"],
+                set_={"votes": voter_daily_votes.c.votes + 1},
+                where=voter_daily_votes.c.votes < param("cap"),
+            )
+            .returning(voter_daily_votes.c.votes)
+        )
+    return query
+
+
 @dataclass(frozen=True, slots=True)
 class PairProvenance:
     """How the voted pair was served (from its pair token), stored with the vote."""
@@ -130,6 +168,7 @@ class PairProvenance:
 
 async def record_comparison(
     db: Database,
+    project_id: int = DEFAULT_PROJECT_ID,
     *,
     entity1_id: int,
     entity2_id: int,
@@ -140,9 +179,13 @@ async def record_comparison(
     announce: bool = False,
     verdict: str | None = None,
     category: str | None = None,
+    voter: str | None = None,
+    daily_cap: int = 0,
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
+    Both entities must be live in ``project_id`` (else :class:`EntityNotFound`); the
+    database's composite keys refuse a comparison across projects in any case.
     Both entity rows are locked in id order (``FOR UPDATE`` on PostgreSQL, so two
     votes on overlapping pairs cannot deadlock; SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers). Elo and the Bayesian strengths are computed from the locked
@@ -157,14 +200,25 @@ async def record_comparison(
     ``verdict`` ('win', 'tie' or 'both_bad'; by default win or tie as ``selected_entity_id``
     says) and ``category`` are stored with the vote; tie and both-bad score half a win
     each in the online models.
+    ``voter`` is who cast it (``compere.infra.voters``); with a ``daily_cap`` the voter's
+    counter for today is raised in the same transaction, and :class:`DailyCapReached`
+    rolls everything back once the voter has used the day's votes.
     """
     verdict = verdict_of(verdict, selected_entity_id)
     in_one = db.writes_vote_in_one_statement
     async with db.transaction() as tx:
+        if daily_cap > 0 and voter is not None:
+            counted = await tx.fetch_one(
+                _count_daily_vote(db),
+                {"project_id": project_id, "voter": voter, "day": utc_now()[:10], "cap": daily_cap},
+            )
+            if counted is None:
+                raise DailyCapReached(voter)
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
-                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR, {"a": entity1_id, "b": entity2_id}
+                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR,
+                {"a": entity1_id, "b": entity2_id, "project_id": project_id},
             )
         }
         for entity_id in (entity1_id, entity2_id):
@@ -177,6 +231,7 @@ async def record_comparison(
         second = {"id": entity2_id, **effect2._asdict()}
         now = utc_now()
         vote = {
+            "project_id": project_id,
             "selected_entity_id": selected_entity_id,
             "now": now,
             "user_id": user_id,
@@ -185,6 +240,7 @@ async def record_comparison(
             "pair_token_id": provenance.token_id if provenance else None,
             "verdict": verdict,
             "category": category,
+            "voter": voter,
         }
         row: ComparisonRow
         if in_one:
@@ -219,16 +275,403 @@ async def record_comparison(
     return row
 
 
-async def get_comparison(db: Connection, comparison_id: int) -> ComparisonRow | None:
-    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id})
+# --- votes in batches: the group commit and POST /comparisons/batch ------------------
+
+
+class PairTokenUsed(Exception):
+    """The vote's pair token was already used for a stored vote."""
+
+
+class AlreadyRecorded(Exception):
+    """An answer is already recorded under this Idempotency-Key: replay it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """One vote to store: what was compared and chose, who voted, how the pair was served,
+    and the Idempotency-Key whose answer is recorded in the same transaction."""
+
+    entity1_id: int
+    entity2_id: int
+    selected_entity_id: int | None
+    k_factor: float
+    project_id: int = DEFAULT_PROJECT_ID
+    user_id: int | None = None
+    provenance: PairProvenance | None = None
+    receipt: Receipt | None = None
+    voter: str | None = None  # who cast it (compere.infra.voters)
+    daily_cap: int = 0  # the project's votes per voter per UTC day; 0: no cap
+    verdict: str | None = None  # 'win' | 'tie' | 'both_bad'; None: win or tie as selected says
+    category: str | None = None  # the criterion the vote judged
+
+
+# What became of one vote of a batch: the stored row, or why it was not stored.
+VoteOutcome = ComparisonRow | EntityNotFound | PairTokenUsed | AlreadyRecorded | DailyCapReached
+ANSWER_CONTENT_TYPE = "application/json"
+
+# PostgreSQL: lock every entity of the batch in id order, draw an id for every vote, and
+# read which of its pair tokens and idempotency keys are taken, in one round trip.
+_LOCK_BATCH = Query(
+    sa.text(
+        "WITH locked AS (SELECT id, project_id, rating, mu, sigma FROM entities"
+        " WHERE id = ANY(CAST(:ids AS bigint[])) AND deleted_at IS NULL ORDER BY id FOR UPDATE)"
+        " SELECT id, project_id, rating, mu, sigma, NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
+        " FROM locked"
+        # One more row, after the locked ones, with the batch's facts (once, not per row).
+        " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL,"
+        " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer))),"
+        " (SELECT array_agg(pair_token_id) FROM comparisons"
+        "  WHERE pair_token_id = ANY(CAST(:tokens AS text[]))),"
+        " (SELECT array_agg(record_key) FROM idempotency_records"
+        "  WHERE record_key = ANY(CAST(:keys AS text[])))"
+    ),
+    prepare=True,
+)
+# PostgreSQL: every write of the batch in one statement (each entity once, every
+# comparison, its webhook events and recorded answers), sent with the COMMIT.
+_WRITE_BATCH = Query(
+    sa.text(
+        "WITH apply AS ("
+        " UPDATE entities AS e SET rating = v.rating, mu = v.mu, sigma = v.sigma,"
+        " comparisons = e.comparisons + v.n, wins = e.wins + v.w, losses = e.losses + v.l,"
+        " ties = e.ties + v.t"
+        " FROM unnest(CAST(:e_id AS bigint[]), CAST(:e_rating AS float8[]), CAST(:e_mu AS float8[]),"
+        " CAST(:e_sigma AS float8[]), CAST(:e_n AS integer[]), CAST(:e_w AS integer[]),"
+        " CAST(:e_l AS integer[]), CAST(:e_t AS integer[])) AS v(id, rating, mu, sigma, n, w, l, t)"
+        " WHERE e.id = v.id),"
+        " vote_events AS ("
+        " INSERT INTO webhook_events (event_type, subject_id, created_at)"
+        f" SELECT '{VOTE_EVENT}', subject, CAST(:now AS timestamptz)"
+        " FROM unnest(CAST(:event_ids AS bigint[])) AS subject),"
+        " answers AS ("
+        " INSERT INTO idempotency_records (record_key, fingerprint, status, content_type, body, created_at)"
+        " SELECT k, f, s, ct, b, CAST(:now AS timestamptz)"
+        " FROM unnest(CAST(:r_key AS text[]), CAST(:r_fp AS text[]), CAST(:r_status AS integer[]),"
+        " CAST(:r_ct AS text[]), CAST(:r_body AS text[])) AS r(k, f, s, ct, b))"
+        " INSERT INTO comparisons (id, project_id, entity1_id, entity2_id, selected_entity_id, created_at,"
+        " user_id, strategy, selection_probability, pair_token_id, voter, verdict, category)"
+        " OVERRIDING SYSTEM VALUE"
+        " SELECT id, pid, e1, e2, sel, CAST(:now AS timestamptz), uid, strat, prob, tok, vtr, vdt, cat"
+        " FROM unnest(CAST(:c_id AS bigint[]), CAST(:c_pid AS bigint[]), CAST(:c_e1 AS bigint[]),"
+        " CAST(:c_e2 AS bigint[]), CAST(:c_sel AS bigint[]), CAST(:c_uid AS bigint[]),"
+        " CAST(:c_strat AS text[]), CAST(:c_prob AS float8[]), CAST(:c_tok AS text[]),"
+        " CAST(:c_voter AS text[]), CAST(:c_verdict AS text[]), CAST(:c_category AS text[]))"
+        " AS c(id, pid, e1, e2, sel, uid, strat, prob, tok, vtr, vdt, cat)"
+    ),
+    prepare=True,
+)
+# SQLite (one writer under BEGIN IMMEDIATE): the next ids of comparisons, taken by hand so
+# the batch's rows get them in arrival order; each entity's totals; the multi-row inserts
+# are built per batch.
+_NEXT_COMPARISON_ID = Query(
+    sa.text(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'comparisons'),"
+        " (SELECT MAX(id) FROM comparisons), 0) AS last_id"
+    )
+)
+_APPLY_TOTALS = Query(
+    sa.update(entities)
+    .where(entities.c.id == param("id"))
+    .values(
+        rating=param("rating"),
+        mu=param("mu"),
+        sigma=param("sigma"),
+        comparisons=entities.c.comparisons + param("n"),
+        wins=entities.c.wins + param("w"),
+        losses=entities.c.losses + param("l"),
+        ties=entities.c.ties + param("t"),
+    )
+)
+
+
+@dataclass(slots=True)
+class _Totals:
+    """One entity's running state through a batch: values after the last vote applied,
+    and how its counters moved."""
+
+    rating: float
+    mu: float
+    sigma: float
+    n: int = 0
+    w: int = 0
+    l: int = 0  # noqa: E741
+    t: int = 0
+
+
+async def record_votes(
+    db: Database,
+    votes: Sequence[Vote],
+    *,
+    announce: bool = False,
+    answer: Callable[[ComparisonRow], bytes] | None = None,
+    batch_receipt: Receipt | None = None,
+    batch_answer: Callable[[list[VoteOutcome]], bytes] | None = None,
+) -> list[VoteOutcome]:
+    """Store ``votes`` in one transaction, applied in order; one outcome per vote.
+
+    Every entity the votes touch is locked once, in id order; the votes are applied one
+    after another to the locked values (the same Elo, Bayesian and counter steps as one
+    vote per transaction in that order, so ``rebuild-ratings`` agrees), each entity is
+    written once and all comparison rows in one statement, with one commit. A vote that
+    names a missing or deleted entity, reuses a pair token or carries an Idempotency-Key
+    already answered gets that as its outcome and the others are stored. ``answer``
+    renders a stored vote's answer for its ``receipt``; ``batch_receipt`` records
+    ``batch_answer(outcomes)`` for the whole call. Raises ``ConflictError`` only when a
+    concurrent transaction took a pair token or key after the check (callers retry the
+    votes one by one).
+    """
+    ids = sorted({entity_id for vote in votes for entity_id in (vote.entity1_id, vote.entity2_id)})
+    tokens = [vote.provenance.token_id for vote in votes if vote.provenance is not None]
+    keys = [vote.receipt.key for vote in votes if vote.receipt is not None]
+    in_one = db.writes_vote_in_one_statement
+    async with db.transaction() as tx:
+        # The voters' daily counters first, in arrival order, as a lone vote takes them
+        # (before the entity locks, so the two paths lock in the same order).
+        capped = await _count_daily_votes(db, tx, votes)
+        if in_one:
+            *locked, facts = await tx.fetch_all(
+                _LOCK_BATCH, {"ids": ids, "n": len(votes), "tokens": tokens, "keys": keys}
+            )
+            new_ids = iter(sorted(facts["new_ids"]))
+            used_tokens = set(facts["used_tokens"] or ())
+            known_keys = set(facts["known_keys"] or ())
+        else:
+            locked = await tx.fetch_all(
+                Query(
+                    sa.select(
+                        entities.c.id,
+                        entities.c.project_id,
+                        entities.c.rating,
+                        entities.c.mu,
+                        entities.c.sigma,
+                    )
+                    .where(entities.c.id.in_(ids), LIVE)
+                    .order_by(entities.c.id)
+                )
+            )
+            used_tokens = await _present(tx, comparisons.c.pair_token_id, tokens)
+            known_keys = await _present(tx, idempotency_records.c.record_key, keys)
+            last_id = int(await tx.fetch_value(_NEXT_COMPARISON_ID) or 0)
+            new_ids = iter(range(last_id + 1, last_id + 1 + len(votes)))
+        state = {row["id"]: _Totals(row["rating"], row["mu"], row["sigma"]) for row in locked}
+        projects = {row["id"]: row["project_id"] for row in locked}
+        now = utc_now()
+        created_at = as_datetime(now)
+        outcomes: list[VoteOutcome] = []
+        stored: list[tuple[Vote, ComparisonRow]] = []
+        refused_after_count: list[Vote] = []
+        for index, vote in enumerate(votes):
+            outcome = capped.get(index) or _refusal(vote, projects, used_tokens, known_keys)
+            if outcome is not None and index not in capped and vote.daily_cap > 0 and vote.voter is not None:
+                refused_after_count.append(vote)  # counted above, but not stored: give it back
+            if outcome is None:
+                outcome = _apply(vote, state, next(new_ids), created_at)
+                stored.append((vote, outcome))
+                if vote.provenance is not None:
+                    used_tokens.add(vote.provenance.token_id)
+                if vote.receipt is not None:
+                    known_keys.add(vote.receipt.key)
+            outcomes.append(outcome)
+        answers = [
+            answer_row(vote.receipt, 200, ANSWER_CONTENT_TYPE, answer(row), now)
+            for vote, row in stored
+            if vote.receipt is not None and answer is not None
+        ]
+        if batch_receipt is not None and batch_answer is not None:
+            answers.append(answer_row(batch_receipt, 200, ANSWER_CONTENT_TYPE, batch_answer(outcomes), now))
+        for vote in refused_after_count:
+            await tx.execute(_UNCOUNT_DAILY_VOTE, _daily_params(vote))
+        if not stored and not answers:
+            return outcomes
+        touched = {entity_id: totals for entity_id, totals in state.items() if totals.n}
+        if in_one:
+            await tx.finish(_WRITE_BATCH, _batch_params(touched, stored, answers, announce, now))
+        else:
+            for entity_id, totals in touched.items():
+                await tx.execute(_APPLY_TOTALS, {"id": entity_id, **asdict(totals)})
+            if stored:
+                await tx.execute(
+                    Query(sa.insert(comparisons).values([_comparison_values(r, v) for v, r in stored]))
+                )
+                if announce:
+                    events = [
+                        {"event_type": VOTE_EVENT, "subject_id": r.id, "created_at": now} for _, r in stored
+                    ]
+                    await tx.execute(Query(sa.insert(webhook_events).values(events)))
+            if answers:
+                await tx.execute(Query(sa.insert(idempotency_records).values(answers)))
+    return outcomes
+
+
+_UNCOUNT_DAILY_VOTE = Query(
+    sa.update(voter_daily_votes)
+    .where(
+        voter_daily_votes.c.project_id == param("project_id"),
+        voter_daily_votes.c.voter == param("voter"),
+        voter_daily_votes.c.day == param("day"),
+    )
+    .values(votes=voter_daily_votes.c.votes - 1)
+)
+
+
+def _daily_params(vote: Vote) -> dict[str, Any]:
+    return {"project_id": vote.project_id, "voter": vote.voter, "day": utc_now()[:10], "cap": vote.daily_cap}
+
+
+async def _count_daily_votes(
+    db: Database, tx: Connection, votes: Sequence[Vote]
+) -> dict[int, DailyCapReached]:
+    """Raise each capped voter's counter for today, vote by vote; the votes (by index)
+    that found the day's votes used up."""
+    refused: dict[int, DailyCapReached] = {}
+    for index, vote in enumerate(votes):
+        capped = vote.daily_cap > 0 and vote.voter is not None
+        if capped and await tx.fetch_one(_count_daily_vote(db), _daily_params(vote)) is None:
+            refused[index] = DailyCapReached(str(vote.voter))
+    return refused
+
+
+async def _present(tx: Connection, column: Any, values: list[str]) -> set[str]:
+    """Which of ``values`` the (unique) ``column`` already holds."""
+    if not values:
+        return set()
+    rows = await tx.fetch_all(Query(sa.select(column.label("value")).where(column.in_(values))))
+    return {row["value"] for row in rows}
+
+
+def _refusal(
+    vote: Vote, projects: dict[int, int], used_tokens: set[str], known_keys: set[str]
+) -> VoteOutcome | None:
+    if vote.receipt is not None and vote.receipt.key in known_keys:
+        return AlreadyRecorded(vote.receipt.key)
+    for entity_id in (vote.entity1_id, vote.entity2_id):
+        if projects.get(entity_id) != vote.project_id:  # missing, deleted or in another project
+            return EntityNotFound(entity_id)
+    if vote.provenance is not None and vote.provenance.token_id in used_tokens:
+        return PairTokenUsed()
+    return None
+
+
+def _apply(vote: Vote, state: dict[int, _Totals], new_id: int, created_at: Any) -> ComparisonRow:
+    """Apply one vote to the running state; the comparison row it stores."""
+    one, two = state[vote.entity1_id], state[vote.entity2_id]
+    effects = vote_effects(
+        {"rating": one.rating, "mu": one.mu, "sigma": one.sigma},
+        {"rating": two.rating, "mu": two.mu, "sigma": two.sigma},
+        score_of(vote.entity1_id, vote.selected_entity_id),
+        vote.k_factor,
+    )
+    for totals, effect in zip((one, two), effects, strict=True):
+        totals.rating, totals.mu, totals.sigma = effect.rating, effect.mu, effect.sigma
+        totals.n += 1
+        totals.w += effect.win
+        totals.l += effect.loss
+        totals.t += effect.tie
+    provenance = vote.provenance
+    return ComparisonRow(
+        id=new_id,
+        entity1_id=vote.entity1_id,
+        entity2_id=vote.entity2_id,
+        selected_entity_id=vote.selected_entity_id,
+        created_at=created_at,
+        user_id=vote.user_id,
+        strategy=provenance.strategy if provenance else None,
+        selection_probability=provenance.probability if provenance else None,
+        verdict=verdict_of(vote.verdict, vote.selected_entity_id),
+        category=vote.category,
+    )
+
+
+def _comparison_values(row: ComparisonRow, vote: Vote) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "project_id": vote.project_id,
+        "entity1_id": row.entity1_id,
+        "entity2_id": row.entity2_id,
+        "selected_entity_id": row.selected_entity_id,
+        "created_at": row.created_at.isoformat(timespec="microseconds"),
+        "user_id": row.user_id,
+        "strategy": row.strategy,
+        "selection_probability": row.selection_probability,
+        "pair_token_id": vote.provenance.token_id if vote.provenance else None,
+        "voter": vote.voter,
+        "verdict": row.verdict,
+        "category": row.category,
+    }
+
+
+def _batch_params(
+    touched: dict[int, _Totals],
+    stored: list[tuple[Vote, ComparisonRow]],
+    answers: list[dict[str, Any]],
+    announce: bool,
+    now: str,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"now": now, "e_id": _numbers(touched)}
+    for name in ("rating", "mu", "sigma", "n", "w", "l", "t"):
+        params[f"e_{name}"] = _numbers(getattr(totals, name) for totals in touched.values())
+    rows = [_comparison_values(row, vote) for vote, row in stored]
+    for name, column in (
+        ("id", "id"),
+        ("pid", "project_id"),
+        ("e1", "entity1_id"),
+        ("e2", "entity2_id"),
+        ("sel", "selected_entity_id"),
+        ("uid", "user_id"),
+        ("prob", "selection_probability"),
+    ):
+        params[f"c_{name}"] = _numbers(values[column] for values in rows)
+    for name, column in (
+        ("strat", "strategy"),
+        ("tok", "pair_token_id"),
+        ("voter", "voter"),
+        ("verdict", "verdict"),
+        ("category", "category"),
+    ):
+        params[f"c_{name}"] = [values[column] for values in rows]
+    params["event_ids"] = params["c_id"] if announce else "{}"
+    for name, column in (
+        ("key", "record_key"),
+        ("fp", "fingerprint"),
+        ("status", "status"),
+        ("ct", "content_type"),
+        ("body", "body"),
+    ):
+        params[f"r_{name}"] = [values[column] for values in answers]
+    return params
+
+
+def _numbers(values: Iterable[int | float | None]) -> str:
+    """A PostgreSQL array literal of numbers (``{1,2.5,NULL}``), cast by the statement.
+
+    Far cheaper than the driver's adaptation of a list (an ``ARRAY[...]`` of quoted
+    literals); ``repr`` of a float is the shortest text that reads back as the same
+    double, so nothing is rounded.
+    """
+    return "{" + ",".join("NULL" if value is None else repr(value) for value in values) + "}"
+
+
+def conflict_is_idempotency_key(exc: ConflictError) -> bool:
+    """Whether a refused write collided on a recorded Idempotency-Key (not a pair token)."""
+    return "idempotency_records" in str(exc)
+
+
+async def get_comparison(
+    db: Connection, comparison_id: int, project_id: int = DEFAULT_PROJECT_ID
+) -> ComparisonRow | None:
+    row = await db.fetch_one(_GET_COMPARISON, {"id": comparison_id, "project_id": project_id})
     return None if row is None else comparison_row(row)
 
 
 async def list_comparisons(
-    db: Connection, *, skip: int, limit: int, entity_id: int | None
+    db: Connection, project_id: int, *, skip: int, limit: int, entity_id: int | None
 ) -> list[ComparisonRow]:
-    """The vote log, newest first."""
-    stmt = sa.select(*COMPARISON_COLUMNS)
+    """A project's vote log, newest first."""
+    stmt = sa.select(*COMPARISON_COLUMNS).where(comparisons.c.project_id == project_id)
     if entity_id is not None:
         stmt = stmt.where(
             sa.or_(
@@ -248,15 +691,16 @@ _VOTE_LOG = Query(
         comparisons.c.selected_entity_id,
         comparisons.c.category,
     )
-    .where(comparisons.c.id > param("after"))
+    .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     .order_by(comparisons.c.id)
     .limit(param("limit"))
 )
 
 
-def vote_log(db: Connection, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Every vote's id, entity ids and selected id, in id order, ``batch_size`` at a time."""
-    return keyset_batches(db, _VOTE_LOG, batch_size)
+def vote_log(db: Connection, project_id: int, batch_size: int) -> AsyncIterator[list[Row]]:
+    """Every vote of a project: id, entity ids and selected id, in id order,
+    ``batch_size`` at a time."""
+    return keyset_batches(db, _VOTE_LOG, batch_size, {"project_id": project_id})
 
 
 def _recent_opponents_query() -> Query:

@@ -31,6 +31,11 @@ class DatabaseUnavailable(DatabaseError):
     """The database could not be reached or did not answer in time (HTTP 503)."""
 
 
+class DatabaseMisconfigured(DatabaseError):
+    """The database is reachable but set up so Compere cannot work with it as configured;
+    the message names the setting to change. Raised when the database is opened."""
+
+
 class ConflictError(DatabaseError):
     """A uniqueness or integrity rule refused the write (HTTP 409)."""
 
@@ -131,6 +136,10 @@ class Database(Connection):
     # data-modifying CTEs of the comparison INSERT, the id drawn from the identity
     # sequence while the pair is locked) that goes out with the COMMIT.
     writes_vote_in_one_statement: bool
+    # Whether a query waits on the event loop's own sockets (PostgreSQL), so overlapping it
+    # with other I/O is free; SQLite runs each connection in a thread, and a thread that
+    # wakes while the loop is busy waits for the GIL (slower than taking turns).
+    reads_on_event_loop: bool
     # The dialect's ``insert()``, whose statements have ``on_conflict_do_nothing``.
     insert_or_skip: Callable[..., Any]
 
@@ -139,6 +148,14 @@ class Database(Connection):
 
     async def lock_tables(self, *tables: str) -> None:
         raise RuntimeError("lock_tables() holds until a transaction ends: call it on db.transaction()'s")
+
+    def reader(self) -> Connection:
+        """Where to run reads that may be slightly stale: leaderboards, exports, entity
+        lists, pair candidates. A streaming replica while it is up and fresh enough
+        (``compere.storage.replica``), else this database. Anything that must see its
+        own writes (votes, a just-created entity, the rows a transaction changes) reads
+        from the database itself instead."""
+        return self
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
@@ -154,17 +171,20 @@ class Database(Connection):
 
     @abc.abstractmethod
     def migration_lock(self) -> AbstractAsyncContextManager[Connection]:
-        """One connection that alone may change the schema while the block runs.
+        """One connection to change the schema on, alone.
 
-        PostgreSQL holds an advisory lock (each schema file then runs in a transaction
-        of its own, see :meth:`migration_step`); SQLite runs the whole block as one
-        ``BEGIN IMMEDIATE`` transaction, as its DDL is transactional.
+        SQLite runs the whole block as one ``BEGIN IMMEDIATE`` transaction, as its DDL is
+        transactional; PostgreSQL runs each schema file in a transaction of its own that
+        holds a transaction-scoped advisory lock (:meth:`migration_step`), which works
+        through a transaction pooler too (a session lock would stay behind on whichever
+        server session the pooler lent).
         """
 
     @abc.abstractmethod
     def migration_step(self, conn: Connection) -> AbstractAsyncContextManager[None]:
-        """Around one schema file inside :meth:`migration_lock`: its own transaction
-        where the lock is not one already."""
+        """Around one schema file inside :meth:`migration_lock`: its own transaction,
+        holding the migration lock, where the lock is not one transaction already. The
+        caller checks again inside it whether another process applied the file."""
 
     @abc.abstractmethod
     async def column_names(self, table: str) -> list[str]:
@@ -194,16 +214,19 @@ async def explicit_transaction(conn: Connection, begin: str = "BEGIN") -> AsyncI
     await conn.raw("COMMIT")
 
 
-async def keyset_batches(db: Connection, query: Query, batch_size: int) -> AsyncIterator[list[Row]]:
+async def keyset_batches(
+    db: Connection, query: Query, batch_size: int, params: Params | None = None
+) -> AsyncIterator[list[Row]]:
     """Run ``query`` (``... WHERE id > :after ORDER BY id LIMIT :limit``) batch after batch.
 
     Each batch is one short query on the primary key, so memory stays bounded by the
     batch and no cursor is held open between batches; rows added during the run after
-    the last id are included, earlier ones are not repeated.
+    the last id are included, earlier ones are not repeated. ``params`` binds the
+    query's other parameters (a project id, say).
     """
     after = 0
     while True:
-        rows = await db.fetch_all(query, {"after": after, "limit": batch_size})
+        rows = await db.fetch_all(query, {**(params or {}), "after": after, "limit": batch_size})
         if not rows:
             return
         yield rows

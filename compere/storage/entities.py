@@ -13,7 +13,7 @@ from sqlalchemy import bindparam as param
 from compere.domain.bayes import Prior
 from compere.storage.database import Connection, Query
 from compere.storage.rows import EntityRow, entity_row
-from compere.storage.tables import ENTITY_COLUMNS, LIVE, NEW_ENTITY, entities
+from compere.storage.tables import DEFAULT_PROJECT_ID, ENTITY_COLUMNS, LIVE, NEW_ENTITY, entities
 from compere.storage.timestamps import utc_now
 
 
@@ -26,17 +26,19 @@ class EntityNotFound(LookupError):
 
 
 _INSERT_ENTITY = Query(sa.insert(entities).values(**NEW_ENTITY).returning(*ENTITY_COLUMNS))
-_GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), LIVE))
+_IN_PROJECT = entities.c.project_id == param("project_id")
+_GET_ENTITY = Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id == param("id"), _IN_PROJECT, LIVE))
 _SOFT_DELETE_ENTITY = Query(
     sa.update(entities)
-    .where(entities.c.id == param("id"), LIVE)
+    .where(entities.c.id == param("id"), _IN_PROJECT, LIVE)
     .values(deleted_at=param("now"), updated_at=param("now"))
 )
-_COUNT_LIVE = Query(sa.select(sa.func.count()).select_from(entities).where(LIVE))
+_COUNT_LIVE = Query(sa.select(sa.func.count()).select_from(entities).where(_IN_PROJECT, LIVE))
 
 
 def new_entity_params(
     *,
+    project_id: int,
     name: str,
     description: str,
     image_urls: Sequence[str],
@@ -48,6 +50,7 @@ def new_entity_params(
 ) -> dict[str, Any]:
     """The parameters of :data:`compere.storage.tables.NEW_ENTITY` for one entity."""
     return {
+        "project_id": project_id,
         "name": name,
         "description": description,
         "image_urls": json.dumps(list(image_urls)),
@@ -63,6 +66,7 @@ def new_entity_params(
 
 async def create_entity(
     db: Connection,
+    project_id: int = DEFAULT_PROJECT_ID,
     *,
     name: str,
     description: str,
@@ -75,6 +79,7 @@ async def create_entity(
     row = await db.fetch_one(
         _INSERT_ENTITY,
         new_entity_params(
+            project_id=project_id,
             name=name,
             description=description,
             image_urls=image_urls,
@@ -89,8 +94,8 @@ async def create_entity(
     return entity_row(row)
 
 
-async def get_entity(db: Connection, entity_id: int) -> EntityRow | None:
-    row = await db.fetch_one(_GET_ENTITY, {"id": entity_id})
+async def get_entity(db: Connection, project_id: int, entity_id: int) -> EntityRow | None:
+    row = await db.fetch_one(_GET_ENTITY, {"id": entity_id, "project_id": project_id})
     return None if row is None else entity_row(row)
 
 
@@ -110,11 +115,13 @@ def _search_filter(search: str | None) -> list[sa.ColumnElement[bool]]:
     ]
 
 
-async def list_entities(db: Connection, *, skip: int, limit: int, search: str | None) -> list[EntityRow]:
-    """Live entities, best rated first (as the original lists them)."""
+async def list_entities(
+    db: Connection, project_id: int, *, skip: int, limit: int, search: str | None
+) -> list[EntityRow]:
+    """A project's live entities, best rated first (as the original lists them)."""
     stmt = (
         sa.select(*ENTITY_COLUMNS)
-        .where(LIVE, *_search_filter(search))
+        .where(entities.c.project_id == project_id, LIVE, *_search_filter(search))
         .order_by(entities.c.rating.desc(), entities.c.id)
         .limit(limit)
         .offset(skip)
@@ -122,24 +129,30 @@ async def list_entities(db: Connection, *, skip: int, limit: int, search: str | 
     return [entity_row(row) for row in await db.fetch_all(Query(stmt))]
 
 
-async def count_entities(db: Connection, *, search: str | None = None) -> int:
+async def count_entities(db: Connection, project_id: int, *, search: str | None = None) -> int:
     if not search:
-        return int(await db.fetch_value(_COUNT_LIVE))
-    stmt = sa.select(sa.func.count()).select_from(entities).where(LIVE, *_search_filter(search))
+        return int(await db.fetch_value(_COUNT_LIVE, {"project_id": project_id}))
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(entities)
+        .where(entities.c.project_id == project_id, LIVE, *_search_filter(search))
+    )
     return int(await db.fetch_value(Query(stmt)))
 
 
-async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any]) -> EntityRow | None:
+async def update_entity(
+    db: Connection, project_id: int, entity_id: int, changes: dict[str, Any]
+) -> EntityRow | None:
     """Apply a partial update; ``changes`` holds only the fields the client sent."""
     if not changes:
-        return await get_entity(db, entity_id)
+        return await get_entity(db, project_id, entity_id)
     values = dict(changes)
     if "image_urls" in values:
         values["image_urls"] = json.dumps(list(values["image_urls"]))
     values["updated_at"] = utc_now()
     stmt = (
         sa.update(entities)
-        .where(entities.c.id == entity_id, LIVE)
+        .where(entities.c.id == entity_id, entities.c.project_id == project_id, LIVE)
         .values(**values)
         .returning(*ENTITY_COLUMNS)
     )
@@ -147,6 +160,7 @@ async def update_entity(db: Connection, entity_id: int, changes: dict[str, Any])
     return None if row is None else entity_row(row)
 
 
-async def delete_entity(db: Connection, entity_id: int) -> bool:
+async def delete_entity(db: Connection, project_id: int, entity_id: int) -> bool:
     """Soft-delete: the entity leaves every listing and pairing; its votes stay in the log."""
-    return await db.execute(_SOFT_DELETE_ENTITY, {"id": entity_id, "now": utc_now()}) > 0
+    params = {"id": entity_id, "project_id": project_id, "now": utc_now()}
+    return await db.execute(_SOFT_DELETE_ENTITY, params) > 0

@@ -16,8 +16,13 @@ from compere.storage.tables import ENTITY_COLUMNS, LIVE, comparisons, entities
 SORT_COLUMNS = {"rating": entities.c.rating, "score": entities.c.mu}
 
 
+_IN_PROJECT = entities.c.project_id == param("project_id")
+
+
 def _ordered(by: str) -> sa.Select[Any]:
-    return sa.select(*ENTITY_COLUMNS).where(LIVE).order_by(SORT_COLUMNS[by].desc(), entities.c.id)
+    return (
+        sa.select(*ENTITY_COLUMNS).where(_IN_PROJECT, LIVE).order_by(SORT_COLUMNS[by].desc(), entities.c.id)
+    )
 
 
 _PAGES = {by: Query(_ordered(by).limit(param("limit")).offset(param("skip"))) for by in SORT_COLUMNS}
@@ -33,84 +38,98 @@ _AFTER = {
 }
 _MARKER = Query(
     sa.select(
-        sa.select(sa.func.max(comparisons.c.id)).scalar_subquery().label("comparison"),
-        sa.select(sa.func.max(entities.c.id)).scalar_subquery().label("entity"),
-        sa.select(sa.func.max(entities.c.updated_at)).scalar_subquery().label("updated"),
+        sa.select(sa.func.max(comparisons.c.id))
+        .where(comparisons.c.project_id == param("project_id"))
+        .scalar_subquery()
+        .label("comparison"),
+        sa.select(sa.func.max(entities.c.id)).where(_IN_PROJECT).scalar_subquery().label("entity"),
+        sa.select(sa.func.max(entities.c.updated_at)).where(_IN_PROJECT).scalar_subquery().label("updated"),
     )
 )
 _STRENGTHS = Query(
-    sa.select(entities.c.id, entities.c.mu, entities.c.sigma, entities.c.comparisons).where(LIVE)
+    sa.select(entities.c.id, entities.c.mu, entities.c.sigma, entities.c.comparisons).where(_IN_PROJECT, LIVE)
 )
-_LIVE_IDS = Query(sa.select(entities.c.id).where(LIVE))
-_VOTE_COUNT = Query(sa.select(sa.func.count().label("votes")).select_from(comparisons))
+_LIVE_IDS = Query(sa.select(entities.c.id).where(_IN_PROJECT, LIVE))
+_VOTE_COUNT = Query(
+    sa.select(sa.func.count().label("votes"))
+    .select_from(comparisons)
+    .where(comparisons.c.project_id == param("project_id"))
+)
 
 
-async def page(db: Connection, by: str, skip: int, limit: int) -> list[EntityRow]:
-    return [entity_row(row) for row in await db.fetch_all(_PAGES[by], {"skip": skip, "limit": limit})]
+async def page(db: Connection, project_id: int, by: str, skip: int, limit: int) -> list[EntityRow]:
+    params = {"project_id": project_id, "skip": skip, "limit": limit}
+    return [entity_row(row) for row in await db.fetch_all(_PAGES[by], params)]
 
 
-async def stream(db: Connection, by: str, batch: int = 1000) -> AsyncIterator[list[EntityRow]]:
-    """The whole board in order, ``batch`` rows per round trip (keyset, not OFFSET)."""
-    rows = await db.fetch_all(_PAGES[by], {"skip": 0, "limit": batch})
+async def stream(
+    db: Connection, project_id: int, by: str, batch: int = 1000
+) -> AsyncIterator[list[EntityRow]]:
+    """A project's whole board in order, ``batch`` rows per round trip (keyset, not OFFSET)."""
+    rows = await db.fetch_all(_PAGES[by], {"project_id": project_id, "skip": 0, "limit": batch})
     column = "rating" if by == "rating" else "mu"
     while rows:
         yield [entity_row(row) for row in rows]
         if len(rows) < batch:
             return
         last = rows[-1]
-        rows = await db.fetch_all(_AFTER[by], {"value": last[column], "id": last["id"], "limit": batch})
+        after = {"project_id": project_id, "value": last[column], "id": last["id"], "limit": batch}
+        rows = await db.fetch_all(_AFTER[by], after)
 
 
-async def change_marker(db: Connection) -> tuple[Any, ...]:
-    """Changes whenever a vote, a new entity, an edit or a deletion could change ranks."""
-    row = await db.fetch_one(_MARKER)
+async def change_marker(db: Connection, project_id: int) -> tuple[Any, ...]:
+    """Changes whenever a vote, a new entity, an edit or a deletion could change a
+    project's ranks."""
+    row = await db.fetch_one(_MARKER, {"project_id": project_id})
     assert row is not None
     return (row["comparison"], row["entity"], str(row["updated"]))
 
 
-async def strengths(db: Connection) -> list[Row]:
-    return await db.fetch_all(_STRENGTHS)
+async def strengths(db: Connection, project_id: int) -> list[Row]:
+    return await db.fetch_all(_STRENGTHS, {"project_id": project_id})
 
 
-async def by_ids(db: Connection, ids: Sequence[int]) -> dict[int, EntityRow]:
+async def by_ids(db: Connection, project_id: int, ids: Sequence[int]) -> dict[int, EntityRow]:
     if not ids:
         return {}
-    rows = await db.fetch_all(Query(sa.select(*ENTITY_COLUMNS).where(entities.c.id.in_(list(ids)))))
+    stmt = sa.select(*ENTITY_COLUMNS).where(entities.c.project_id == project_id, entities.c.id.in_(list(ids)))
+    rows = await db.fetch_all(Query(stmt))
     return {row["id"]: entity_row(row) for row in rows}
 
 
 _CATEGORIES = Query(
     sa.select(comparisons.c.category, sa.func.count().label("votes"))
-    .where(comparisons.c.category.is_not(None))
+    .where(comparisons.c.project_id == param("project_id"), comparisons.c.category.is_not(None))
     .group_by(comparisons.c.category)
     .order_by(comparisons.c.category)
 )
 
 
-async def categories(db: Connection) -> dict[str, int]:
-    """Every category votes were given in, with its vote count."""
-    return {row["category"]: int(row["votes"]) for row in await db.fetch_all(_CATEGORIES)}
+async def categories(db: Connection, project_id: int) -> dict[str, int]:
+    """Every category a project's votes were given in, with its vote count."""
+    rows = await db.fetch_all(_CATEGORIES, {"project_id": project_id})
+    return {row["category"]: int(row["votes"]) for row in rows}
 
 
-async def vote_count(db: Connection) -> int:
-    row = await db.fetch_one(_VOTE_COUNT)
+async def vote_count(db: Connection, project_id: int) -> int:
+    row = await db.fetch_one(_VOTE_COUNT, {"project_id": project_id})
     assert row is not None
     return int(row["votes"])
 
 
-async def live_ids(db: Connection) -> list[int]:
-    return [row["id"] for row in await db.fetch_all(_LIVE_IDS)]
+async def live_ids(db: Connection, project_id: int) -> list[int]:
+    return [row["id"] for row in await db.fetch_all(_LIVE_IDS, {"project_id": project_id})]
 
 
 async def vote_log(
-    db: Connection, batch: int = 50_000, category: str | None = None
+    db: Connection, project_id: int, batch: int = 50_000, category: str | None = None
 ) -> tuple[list[int], list[int], list[float]]:
-    """Every vote (of ``category``, when given) as three columns (winner NaN for a tie or
-    a both-bad verdict), read in id order."""
+    """Every vote of a project (of ``category``, when given) as three columns (winner NaN
+    for a tie or a both-bad verdict), read in id order."""
     first: list[int] = []
     second: list[int] = []
     winner: list[float] = []
-    async for rows in vote_batches(db, batch):
+    async for rows in vote_batches(db, project_id, batch):
         for row in rows:
             if category is not None and row["category"] != category:
                 continue

@@ -2,9 +2,10 @@
 
 Each applied file is recorded with its SHA-256 in ``schema_migrations``; a recorded
 file whose content changed stops the run (write a new file instead of editing an
-applied one). PostgreSQL holds an advisory lock for the whole run and applies each
-file in its own transaction, so two workers starting together cannot both migrate;
-SQLite gets the same effect from its write lock (``BEGIN IMMEDIATE``).
+applied one). PostgreSQL applies each file in its own transaction, which holds an
+advisory lock and checks again that no other process applied the file meanwhile, so two
+workers starting together cannot both migrate (also through PgBouncer in transaction
+mode); SQLite gets the same effect from its write lock (``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -89,10 +90,14 @@ async def migrate(db: Database, root: Path | None = None) -> list[str]:
         async with db.migration_step(conn):
             await conn.execute_script(_CREATE_TABLE)
         pending = await _pending(db.name, conn, migrations)
+        applied = []
         for migration in pending:  # one transaction per file where the backend can
             async with db.migration_step(conn):
+                if await _is_applied(conn, migration):
+                    continue  # by another process while this one waited for the lock
                 await _apply(conn, migration)
-        return [m.filename for m in pending]
+                applied.append(migration.filename)
+        return applied
 
 
 async def _pending(dialect: str, conn: Connection, migrations: list[Migration]) -> list[Migration]:
@@ -105,6 +110,10 @@ async def _pending(dialect: str, conn: Connection, migrations: list[Migration]) 
                 "restore it and put the change in a new file"
             )
     return [m for m in migrations if m.filename not in applied]
+
+
+async def _is_applied(conn: Connection, migration: Migration) -> bool:
+    return any(row["filename"] == migration.filename for row in await conn.fetch_all(_APPLIED))
 
 
 def _data_steps() -> dict[str, Callable[[Connection], Awaitable[None]]]:

@@ -25,6 +25,7 @@ from compere.storage.database import (
     ConflictError,
     Connection,
     Database,
+    DatabaseMisconfigured,
     DatabaseUnavailable,
     Params,
     Query,
@@ -50,7 +51,19 @@ _COLUMNS = Query(
 
 _DIALECT = PGDialect_psycopg2()
 
-# Errors that mean "the server or the connection is gone", as opposed to a bad query.
+# Sent as a start-up option beside statement_timeout on direct connections and read back
+# once: a pooler that drops start-up options (PgBouncer does, in every pool_mode) also
+# hands out server sessions that do not keep prepared statements or session settings,
+# so its absence means DB_POOLER=pgbouncer is needed.
+_DIRECT_PROBE = "compere.direct_session"
+_POOLER_NEEDED = (
+    "DATABASE_URL leads to PostgreSQL through a connection pooler (PgBouncer?) that {what}; "
+    "set DB_POOLER=pgbouncer, which keeps no state in server sessions, or connect directly"
+)
+
+# Errors that mean "the server or the connection is gone", as opposed to a bad query
+# (OperationalError also covers a deadlock and a replica cancelling a read that
+# conflicts with replay: retryable, so 503 as well).
 _UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
@@ -131,9 +144,17 @@ def _driver_errors() -> Iterator[None]:
 
 class _CursorConnection(Connection):
     def __init__(
-        self, cursor: aiopg.Cursor, *, in_transaction: bool = False, prepared_statements: bool = False
+        self,
+        cursor: aiopg.Cursor,
+        *,
+        in_transaction: bool = False,
+        prepared_statements: bool = False,
+        local_settings: str = "",
     ) -> None:
         self._cursor = cursor
+        # "SET LOCAL ...;" sent at the start of every transaction, explicit or implicit,
+        # where session settings do not last (behind a transaction pooler).
+        self._local_settings = local_settings
         self._prepared: set[str] | None = None
         if prepared_statements:
             self._prepared = _PREPARED_ON.setdefault(cursor.connection, set())
@@ -151,7 +172,23 @@ class _CursorConnection(Connection):
             sql = "BEGIN;" + sql
             self._begin_pending = False
             self.begun = True
+        if self._local_settings:
+            sql = self._with_local_settings(sql)
         await self._cursor.execute(sql, values)
+
+    def _with_local_settings(self, sql: str) -> str:
+        """``sql`` preceded by the SET LOCALs unless a transaction is already open.
+
+        Outside an explicit transaction the statements of one message form an implicit
+        one, so "SET LOCAL ...; SELECT ..." applies to the SELECT alone and travels in
+        the same round trip (and, through PgBouncer, to the same server session).
+        """
+        status = self._cursor.connection.raw.info.transaction_status
+        if status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            return sql
+        if sql == "BEGIN" or sql.startswith("BEGIN;"):
+            return "BEGIN;" + self._local_settings + sql[len("BEGIN;") :]
+        return self._local_settings + sql
 
     async def _sql(self, query: Query, params: Params | None) -> tuple[str, Any]:
         """The text to send for ``query``: an EXECUTE when it is kept prepared."""
@@ -218,14 +255,22 @@ class PostgresDatabase(Database):
     name = "postgresql"
     dialect = _DIALECT
     writes_vote_in_one_statement = True
+    reads_on_event_loop = True
     insert_or_skip = staticmethod(postgresql.insert)
 
-    def __init__(self, pool: aiopg.Pool, acquire_timeout: float, prepared_statements: bool = True) -> None:
+    def __init__(
+        self,
+        pool: aiopg.Pool,
+        acquire_timeout: float,
+        prepared_statements: bool = True,
+        local_settings: str = "",
+    ) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         # Off behind a pooler that hands each transaction a different server session
         # (PgBouncer in transaction mode): SQL-level prepared statements belong to one.
         self._prepared_statements = prepared_statements
+        self._local_settings = local_settings
 
     @classmethod
     async def open(
@@ -237,8 +282,20 @@ class PostgresDatabase(Database):
         acquire_timeout: float,
         statement_timeout_ms: int,
         prepared_statements: bool = True,
+        transaction_pooler: bool = False,
     ) -> PostgresDatabase:
+        """Open a pool on ``url``.
+
+        ``transaction_pooler``: the URL leads to PgBouncer (or a pooler like it), which
+        may give every transaction another server session and drops start-up options.
+        Nothing is then kept in a session: no prepared statements, and the statement
+        timeout is sent with ``SET LOCAL`` in front of each transaction. Without it, a
+        pooler is detected and refused (:class:`DatabaseMisconfigured`).
+        """
         dsn = url.replace("postgres://", "postgresql://", 1)
+        options: dict[str, Any] = {}
+        if not transaction_pooler:
+            options["options"] = f"-c statement_timeout={statement_timeout_ms} -c {_DIRECT_PROBE}=on"
         try:
             pool = await aiopg.create_pool(
                 dsn,
@@ -246,12 +303,36 @@ class PostgresDatabase(Database):
                 maxsize=maxsize,
                 timeout=max(acquire_timeout, 1.0) + statement_timeout_ms / 1000,
                 enable_hstore=False,  # else dict parameters may be sent as hstore
-                options=f"-c statement_timeout={statement_timeout_ms}",
                 pool_recycle=300,
+                **options,
             )
         except (psycopg2.Error, OSError) as exc:
+            if "unsupported startup parameter" in str(exc):
+                raise DatabaseMisconfigured(_POOLER_NEEDED.format(what="refuses start-up options")) from exc
             raise DatabaseUnavailable("the database is unavailable") from exc
-        return cls(pool, acquire_timeout, prepared_statements)
+        if transaction_pooler:
+            if prepared_statements:
+                pool.close()
+                await pool.wait_closed()
+                raise DatabaseMisconfigured("DB_PREPARED_STATEMENTS cannot work with DB_POOLER=pgbouncer")
+            return cls(pool, acquire_timeout, False, f"SET LOCAL statement_timeout = {statement_timeout_ms};")
+        db = cls(pool, acquire_timeout, prepared_statements)
+        try:
+            await db._check_direct()
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def _check_direct(self) -> None:
+        """Refuse a pooler that Compere was not told about (its server sessions would lose
+        the prepared statements and the statement timeout)."""
+        async with self._cursor() as cur:
+            with _driver_errors():
+                await cur.execute("SELECT current_setting(%s, true)", (_DIRECT_PROBE,))
+                row = await cur.fetchone()
+        if row is None or row[0] != "on":
+            raise DatabaseMisconfigured(_POOLER_NEEDED.format(what="drops start-up options"))
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[aiopg.Cursor]:
@@ -294,11 +375,11 @@ class PostgresDatabase(Database):
 
     async def execute_script(self, sql: str) -> None:
         async with self._cursor() as cur:
-            await _CursorConnection(cur).execute_script(sql)
+            await self._connection(cur).execute_script(sql)
 
     async def raw(self, sql: str, values: tuple[Any, ...] = ()) -> None:
         async with self._cursor() as cur:
-            await _CursorConnection(cur).raw(sql, values)
+            await self._connection(cur).raw(sql, values)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -320,7 +401,10 @@ class PostgresDatabase(Database):
 
     def _connection(self, cur: aiopg.Cursor, *, in_transaction: bool = False) -> _CursorConnection:
         return _CursorConnection(
-            cur, in_transaction=in_transaction, prepared_statements=self._prepared_statements
+            cur,
+            in_transaction=in_transaction,
+            prepared_statements=self._prepared_statements,
+            local_settings=self._local_settings,
         )
 
     @asynccontextmanager
@@ -331,15 +415,14 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def migration_lock(self) -> AsyncIterator[Connection]:
         async with self.session() as conn:
-            await conn.raw("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
-            try:
-                yield conn
-            finally:
-                await conn.raw("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+            yield conn
 
     @asynccontextmanager
     async def migration_step(self, conn: Connection) -> AsyncIterator[None]:
+        # Transaction-scoped, so it ends with the transaction on whichever server session
+        # a pooler lent; the next step takes it again.
         async with explicit_transaction(conn):
+            await conn.raw("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
             yield
 
     async def column_names(self, table: str) -> list[str]:

@@ -118,6 +118,7 @@ class SQLiteDatabase(Database):
     name = "sqlite"
     # No data-modifying CTEs: a vote's three writes are three statements.
     writes_vote_in_one_statement = False
+    reads_on_event_loop = False
     insert_or_skip = staticmethod(sqlite.insert)
     dialect = _DIALECT
 

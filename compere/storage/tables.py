@@ -14,10 +14,43 @@ from sqlalchemy import bindparam as param
 
 metadata = sa.MetaData()
 
+# One board each. The ranking settings are NULL where the project follows the
+# deployment's setting (compere.domain.projects.ProjectSettings resolves them).
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("slug", sa.Text, nullable=False),  # unique, immutable, URL-safe
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("visibility", sa.Text, nullable=False),  # 'private' | 'public'
+    sa.Column("strategy", sa.Text),
+    sa.Column("elo_k_factor", sa.Float),
+    sa.Column("prior_sd", sa.Float),
+    sa.Column("exploration", sa.Float),
+    sa.Column("allow_ties", sa.Boolean),
+    sa.Column("allow_anonymous", sa.Boolean),
+    sa.Column("daily_vote_cap", sa.Integer),  # 0 = no cap
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("archived_at", sa.Text),  # archived: read-only, hidden from lists
+)
+
+project_members = sa.Table(
+    "project_members",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),  # owner | editor | voter | viewer
+)
+
+# The project every top-level route acts on (created by sql/*/0007_projects.sql).
+DEFAULT_PROJECT_ID = 1
+
 entities = sa.Table(
     "entities",
     metadata,
     sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("image_urls", sa.Text, nullable=False),
@@ -51,6 +84,8 @@ comparisons = sa.Table(
     # 'win' | 'tie' | 'both_bad'; NULL on votes older than 0012 (win if selected, else tie)
     sa.Column("verdict", sa.Text),
     sa.Column("category", sa.Text),  # the criterion the vote judged; NULL: none given
+    sa.Column("project_id", sa.BigInteger, nullable=False),  # both entities' project
+    sa.Column("voter", sa.Text),  # u:<user id>, k:<key id> or a:<keyed hash> (compere.infra.voters)
 )
 
 users = sa.Table(
@@ -80,6 +115,35 @@ revoked_tokens = sa.Table(
     sa.Column("token_id", sa.Text, primary_key=True),
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # Unix seconds
+)
+
+# API keys: only the SHA-256 of a key is kept; ``prefix`` is the part shown in lists.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("project_id", sa.BigInteger),  # NULL: every project of its owner
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.Text, nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),  # JSON array
+    sa.Column("rate_limit", sa.Integer),
+    sa.Column("rate_window", sa.Integer),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Text),
+    sa.Column("last_used_at", sa.Text),
+    sa.Column("revoked_at", sa.Text),
+)
+
+# The per-voter daily vote counters behind a project's daily_vote_cap.
+voter_daily_votes = sa.Table(
+    "voter_daily_votes",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True),
+    sa.Column("voter", sa.Text, primary_key=True),
+    sa.Column("day", sa.Text, primary_key=True),  # UTC date, YYYY-MM-DD
+    sa.Column("votes", sa.Integer, nullable=False),
 )
 
 webhook_subscriptions = sa.Table(
@@ -130,6 +194,18 @@ webhook_state = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# The stored answer to each request sent with an Idempotency-Key (storage/idempotency.py).
+idempotency_records = sa.Table(
+    "idempotency_records",
+    metadata,
+    sa.Column("record_key", sa.Text, primary_key=True),  # caller scope + SHA-256 of the key
+    sa.Column("fingerprint", sa.Text, nullable=False),  # method, path and body digest
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
 # --- facts the query modules share ---------------------------------------------------
 
 # What an entity row reads as: every column but the deletion mark and the random key.
@@ -167,6 +243,7 @@ LIVE = entities.c.deleted_at.is_(None)
 
 # What a new entity row is made of; shared by single creates and bulk imports.
 NEW_ENTITY: dict[str, Any] = {
+    "project_id": param("project_id"),
     "name": param("name"),
     "description": param("description"),
     "image_urls": param("image_urls"),
@@ -184,6 +261,7 @@ NEW_ENTITY: dict[str, Any] = {
 def new_comparison(first: str, second: str) -> dict[str, Any]:
     """A new comparison row; the entity ids are bound under the given names."""
     return {
+        "project_id": param("project_id"),
         "entity1_id": param(first),
         "entity2_id": param(second),
         "selected_entity_id": param("selected_entity_id"),
@@ -194,4 +272,5 @@ def new_comparison(first: str, second: str) -> dict[str, Any]:
         "pair_token_id": param("pair_token_id"),
         "verdict": param("verdict"),
         "category": param("category"),
+        "voter": param("voter"),
     }

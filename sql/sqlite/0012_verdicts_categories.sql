@@ -5,4 +5,4 @@ ALTER TABLE comparisons
 ALTER TABLE comparisons
     ADD COLUMN category TEXT CHECK (category IS NULL OR length(category) BETWEEN 1 AND 100);
 
-CREATE INDEX comparisons_category_idx ON comparisons (category, id) WHERE category IS NOT NULL;
+CREATE INDEX comparisons_category_idx ON comparisons (project_id, category, id) WHERE category IS NOT NULL;

@@ -35,6 +35,9 @@ from compere.storage.database import Row
 # The one answer to a failed login, whether or not the username exists.
 LOGIN_FAILED = "Incorrect username or password"
 LOCKED_OUT = "Too many failed login attempts. Try again later."
+# A right password whose success Redis could not record is taken back in the background
+# for this long (compere.infra.auth_state.LoginThrottle.succeeded_later).
+SUCCESS_RETRY_SECONDS = 60.0
 AWAITING_SUPERUSER = (
     "Sign-up is closed until the first superuser exists; "
     "create it on the server with `compere createsuperuser`"
@@ -109,6 +112,9 @@ async def _password_matches(
     try:
         await throttle.succeeded(username, client)
     except AuthStateUnavailable:
+        # Take the attempt back once Redis answers again, so that an outage does not
+        # lock out a user who kept giving the right password.
+        throttle.succeeded_later(username, client, within=SUCCESS_RETRY_SECONDS)
         raise auth_unavailable() from None
     return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response
-from compere.http.keys import DATABASE
+from compere.http.keys import DATABASE, PROJECT
 from compere.http.schemas import ContentPairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
@@ -16,7 +16,7 @@ from compere.storage.rows import entity_row
 
 async def _dissimilar(request: web.Request) -> list[Row]:
     query = read_query(request, ContentPairQuery)
-    return await most_dissimilar(request.app[DATABASE], query.seed)
+    return await most_dissimilar(request.app[DATABASE].reader(), request[PROJECT].id, query.seed)
 
 
 async def next_by_content(request: web.Request) -> web.Response:

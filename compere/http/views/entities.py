@@ -8,7 +8,7 @@ from aiohttp import web
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import DATABASE, SETTINGS, WEBHOOKS
+from compere.http.keys import DATABASE, PROJECT, SETTINGS, WEBHOOKS
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
@@ -39,12 +39,13 @@ async def create_entity(request: web.Request) -> web.Response:
     async with webhooks.transaction_for(ENTITY_CREATED) as conn:
         row = await store.create_entity(
             conn,
+            request[PROJECT].id,
             name=body.name,
             description=body.description,
             image_urls=body.image_urls,
             rating=request.app[SETTINGS].elo_initial_rating,
             external_id=body.external_id,
-            prior=request.app[SETTINGS].prior,
+            prior=request[PROJECT].settings.prior,
             prompt=body.prompt,
         )
         await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
@@ -54,15 +55,16 @@ async def create_entity(request: web.Request) -> web.Response:
 
 async def list_entities(request: web.Request) -> web.Response:
     query = read_query(request, EntityListQuery)
-    db = request.app[DATABASE]
-    rows = await store.list_entities(db, skip=query.skip, limit=query.limit, search=query.search)
-    total = await store.count_entities(db, search=query.search)
+    db = request.app[DATABASE].reader()  # lists may be slightly stale; GET /entities/{id} is not
+    project_id = request[PROJECT].id
+    rows = await store.list_entities(db, project_id, skip=query.skip, limit=query.limit, search=query.search)
+    total = await store.count_entities(db, project_id, search=query.search)
     return json_response([entity_out(r) for r in rows], headers={"X-Total-Count": str(total)})
 
 
 async def get_entity(request: web.Request) -> web.Response:
     entity_id = path_id(request, "entity_id", "Entity")
-    row = await store.get_entity(request.app[DATABASE], entity_id)
+    row = await store.get_entity(request.app[DATABASE], request[PROJECT].id, entity_id)
     if row is None:
         raise not_found("Entity", entity_id)
     return json_response(entity_out(row))
@@ -78,7 +80,7 @@ async def update_entity(request: web.Request) -> web.Response:
     for field, empty in (("description", ""), ("image_urls", [])):
         if field in changes and changes[field] is None:
             changes[field] = empty
-    row = await store.update_entity(request.app[DATABASE], entity_id, changes)
+    row = await store.update_entity(request.app[DATABASE], request[PROJECT].id, entity_id, changes)
     if row is None:
         raise not_found("Entity", entity_id)
     return json_response(entity_out(row))
@@ -86,7 +88,7 @@ async def update_entity(request: web.Request) -> web.Response:
 
 async def delete_entity(request: web.Request) -> web.Response:
     entity_id = path_id(request, "entity_id", "Entity")
-    if not await store.delete_entity(request.app[DATABASE], entity_id):
+    if not await store.delete_entity(request.app[DATABASE], request[PROJECT].id, entity_id):
         raise not_found("Entity", entity_id)
     return json_response({"message": "Entity deleted successfully"})  # the original's words
 
@@ -108,9 +110,10 @@ async def import_entities(request: web.Request) -> web.Response:
         raise ApiError(400 if exc.line is None else 422, str(exc)) from None
     summary = await import_records(
         request.app[DATABASE],
+        request[PROJECT].id,
         records,
         rating=request.app[SETTINGS].elo_initial_rating,
-        prior=request.app[SETTINGS].prior,
+        prior=request[PROJECT].settings.prior,
         batch_size=_IMPORT_BATCH,
     )
     counts = {

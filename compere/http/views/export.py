@@ -10,7 +10,7 @@ from aiohttp import web
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import start_stream
-from compere.http.keys import DATABASE, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, SETTINGS
 from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
 from compere.services.transfer import MEDIA_TYPES, RowEncoder, encode_preferences, export_columns, judge_key
@@ -37,11 +37,15 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
     query = read_query(request, ExportQuery)
     db = request.app[DATABASE]
     columns = await db.column_names(table)
+    reader = db.reader()  # exports may be slightly stale: the replica's when there is one
     encoder = RowEncoder(query.format, export_columns(columns))
 
     async def chunks() -> AsyncIterator[str]:
         yield encoder.header()
-        async for rows in bulk.iter_rows(db, table, columns, live_only=live_only, batch_size=_BATCH):
+        project_id = request[PROJECT].id
+        async for rows in bulk.iter_rows(
+            reader, project_id, table, columns, live_only=live_only, batch_size=_BATCH
+        ):
             yield encoder.encode(rows)
 
     return await _stream(request, f"{table}.{query.format}", MEDIA_TYPES[query.format], chunks())
@@ -51,12 +55,14 @@ async def export_preferences(request: web.Request) -> web.StreamResponse:
     """``dpo`` or ``arena`` JSON Lines from the vote log (see docs/import-export.md)."""
     require_bulk_access(request)
     query = read_query(request, PreferenceExportQuery)
-    db = request.app[DATABASE]
+    db = request.app[DATABASE].reader()
     key = judge_key(request.app[SETTINGS].secret_key)
     keep_ties = query.ties == "keep"
 
     async def chunks() -> AsyncIterator[str]:
-        batches = bulk.iter_votes_with_entities(db, same_prompt=query.format == "dpo", batch_size=_BATCH)
+        batches = bulk.iter_votes_with_entities(
+            db, request[PROJECT].id, same_prompt=query.format == "dpo", batch_size=_BATCH
+        )
         async for rows in batches:
             yield encode_preferences(rows, query.format, keep_ties=keep_ties, judge_key=key)
 

@@ -15,6 +15,7 @@ from compere.http.errors import json_response
 from compere.http.keys import DATABASE, RATE_LIMITER, READINESS, REDIS, SETTINGS
 from compere.infra import metrics
 from compere.storage.database import DatabaseError
+from compere.storage.replica import ReplicatedDatabase
 
 _CHECK_TIMEOUT = 2.0
 
@@ -75,6 +76,14 @@ async def _check(request: web.Request) -> tuple[int, dict[str, Any]]:
         except Exception:  # any Redis failure is reported, never a 500
             metrics.REDIS_ERRORS.labels("ping").inc()
             checks["redis"] = redis_down
+    db = request.app[DATABASE]
+    replica: dict[str, Any] | None = None
+    if isinstance(db, ReplicatedDatabase):
+        # Reads fall back to the primary, so a lagging or missing replica only degrades.
+        state = db.state
+        checks["replica"] = "ok" if state.usable else "degraded"
+        lag = None if state.lag_seconds is None else round(state.lag_seconds, 3)
+        replica = {"status": state.status, "lag_seconds": lag, "max_lag_seconds": db.max_lag}
     limiter = request.app.get(RATE_LIMITER)
     if limiter is not None:
         checks["rate_limiter"] = "ok" if await limiter.ping() else redis_down
@@ -84,6 +93,8 @@ async def _check(request: web.Request) -> tuple[int, dict[str, Any]]:
         "database": "connected" if checks["database"] == "ok" else "disconnected",
     }
     body: dict[str, Any] = {**original, "timestamp": datetime.now(UTC), "checks": checks}
+    if replica is not None:
+        body["replica"] = replica
     if not ok:
         # The original answered 503 as {"detail": {"status": ..., "database": ...}}.
         body["detail"] = original

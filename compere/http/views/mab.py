@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response
-from compere.http.keys import DATABASE, PAIR_TOKENS, RANKING_CACHE, SETTINGS
+from compere.http.keys import DATABASE, PAIR_TOKENS, PROJECT, RANKING_CACHE, SETTINGS
 from compere.http.schemas import MabUpdateQuery, PairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
@@ -16,10 +16,15 @@ from compere.storage import comparisons
 async def next_comparison(request: web.Request) -> web.Response:
     query = read_query(request, PairQuery)
     app = request.app
+    project = request[PROJECT]
+    # Candidates may be slightly stale (the replica's); the vote checks the pair on the primary.
+    reader = app[DATABASE].reader()
     focus = None
     if query.category is not None:  # choose by what is known in this category
-        focus = await app[RANKING_CACHE].board(app[DATABASE], "bt", app[SETTINGS].prior, query.category)
-    pair = await next_pair(app[DATABASE], app[SETTINGS], app[PAIR_TOKENS], query.strategy, focus)
+        focus = await app[RANKING_CACHE].board(
+            reader, project.id, "bt", project.settings.prior, query.category
+        )
+    pair = await next_pair(reader, project, app[SETTINGS], app[PAIR_TOKENS], query.strategy, focus)
     if pair is None:
         raise ApiError(400, "Need at least 2 entities for comparison")
     return json_response(
@@ -40,6 +45,9 @@ async def update_bandit(request: web.Request) -> web.Response:
     count it twice, so this only confirms the comparison exists.
     """
     query = read_query(request, MabUpdateQuery)
-    if await comparisons.get_comparison(request.app[DATABASE], query.comparison_id) is None:
+    if (
+        await comparisons.get_comparison(request.app[DATABASE], query.comparison_id, request[PROJECT].id)
+        is None
+    ):
         raise ApiError(404, "Comparison not found")  # the original's words, without the id
     return json_response({"message": "MAB updated successfully"})

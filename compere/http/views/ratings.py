@@ -11,7 +11,7 @@ from aiohttp import web
 
 from compere.domain import honesty
 from compere.http.errors import json_response, start_stream, validation_error
-from compere.http.keys import DATABASE, RANKING_CACHE, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE, SETTINGS
 from compere.http.schemas import ProgressQuery, RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
@@ -36,25 +36,27 @@ def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[
 
 async def ratings(request: web.Request) -> web.StreamResponse:
     query = read_query(request, RatingsQuery)
-    db = request.app[DATABASE]
     if query.detail == "full":
         return await _full(request, query)
+    db = request.app[DATABASE].reader()  # a board may be slightly stale: the replica's
+    project = request[PROJECT]
     # The fitted model always orders by its own score; so does by=score. A category's
     # board is always fitted.
     fitted = query.model == "bt" or query.category is not None
     by = "score" if fitted else query.by
     board = None
     if by == "score":
-        prior = request.app[SETTINGS].prior
-        board = await request.app[RANKING_CACHE].board(db, query.model, prior, query.category)
+        board = await request.app[RANKING_CACHE].board(
+            db, project.id, query.model, project.settings.prior, query.category
+        )
     if board is not None and fitted:
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
-        found = await leaderboard.by_ids(db, ids)
+        found = await leaderboard.by_ids(db, project.id, ids)
         body = [_ranked(found[i], 0, board, "bt") for i in ids if i in found]
         return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
     if query.limit is not None:
-        rows = await leaderboard.page(db, by, query.skip, query.limit)
-        total = len(board.ids) if board is not None else await count_entities(db)
+        rows = await leaderboard.page(db, project.id, by, query.skip, query.limit)
+        total = len(board.ids) if board is not None else await count_entities(db, project.id)
         body = [_ranked(r, query.skip + k + 1, board, "online") for k, r in enumerate(rows)]
         return json_response(body, headers={"X-Total-Count": str(total)})
     return await _stream_all(request, by, board, query.skip)
@@ -68,7 +70,7 @@ async def _stream_all(request: web.Request, by: str, board: Board | None, skip: 
     await response.write(b"[")
     position = 0
     first = True
-    async for rows in leaderboard.stream(request.app[DATABASE], by):
+    async for rows in leaderboard.stream(request.app[DATABASE].reader(), request[PROJECT].id, by):
         batch = []
         for row in rows:
             position += 1
@@ -93,17 +95,20 @@ async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse
     if query.by == "rating" and "by" in query.model_fields_set:
         raise validation_error(["query", "by"], "detail=full orders by score: use by=score or leave by out")
     settings = request.app[SETTINGS]
+    db = request.app[DATABASE].reader()
+    project = request[PROJECT]
     board, detail = await request.app[RANKING_CACHE].detail(
-        request.app[DATABASE],
+        db,
+        project.id,
         query.model,
-        settings.prior,
+        project.settings.prior,
         settings.provisional_max_uncertainty,
         settings.provisional_min_votes,
         query.category,
     )
     order = detail.ordered(board, provisional_last=query.provisional == "last")
     ids = order[query.skip : query.skip + query.limit if query.limit else None]
-    found = await leaderboard.by_ids(request.app[DATABASE], ids)
+    found = await leaderboard.by_ids(db, project.id, ids)
     body = [_detailed(found[i], board, detail) for i in ids if i in found]
     return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
 
@@ -122,13 +127,15 @@ async def progress(request: web.Request) -> web.Response:
     """``GET /ratings/progress``: how far the board is from the truth, and how many more
     votes it should take (``compere.domain.honesty``)."""
     query = read_query(request, ProgressQuery)
-    db = request.app[DATABASE]
-    settings = request.app[SETTINGS]
+    db = request.app[DATABASE].reader()
+    project = request[PROJECT]
     model = "bt" if query.category is not None else query.model
-    board = await request.app[RANKING_CACHE].board(db, model, settings.prior, query.category)
+    board = await request.app[RANKING_CACHE].board(
+        db, project.id, model, project.settings.prior, query.category
+    )
     mu = np.array([board.score[i] for i in board.ids], dtype=float)
     se = np.array([board.relative_uncertainty(i) for i in board.ids], dtype=float)
-    strategy = settings.ranking_strategy
+    strategy = project.settings.strategy
     information = honesty.INFORMATION_PER_VOTE.get(strategy, honesty.INFORMATION_PER_VOTE["random"])
     found = await asyncio.get_running_loop().run_in_executor(
         None, honesty.progress, mu, se, query.target_tau, query.top_k, information
@@ -138,7 +145,9 @@ async def progress(request: web.Request) -> web.Response:
             "model": model,
             "category": query.category,
             "entities": found.entities,
-            "votes": sum(board.votes.values()) // 2 if query.category else await leaderboard.vote_count(db),
+            "votes": sum(board.votes.values()) // 2
+            if query.category
+            else await leaderboard.vote_count(db, project.id),
             "expected_tau": found.expected_tau,
             "settled_adjacent_share": found.settled_adjacent_share,
             "target_tau": found.target_tau,
@@ -155,5 +164,5 @@ async def progress(request: web.Request) -> web.Response:
 
 async def categories(request: web.Request) -> web.Response:
     """``GET /ratings/categories``: every category votes were given in, with its votes."""
-    found = await leaderboard.categories(request.app[DATABASE])
+    found = await leaderboard.categories(request.app[DATABASE].reader(), request[PROJECT].id)
     return json_response([{"category": name, "votes": votes} for name, votes in found.items()])

@@ -1,5 +1,5 @@
 // The entity page: create, edit, delete, and bulk import from a CSV or JSON Lines file.
-import { api, clearError, el, setupPage, showError } from "./api.js";
+import { api, boardPath, clearError, el, setupPage, showError } from "./api.js";
 
 const PAGE_SIZE = 20;
 const errorBox = document.querySelector("[data-error]");
@@ -45,7 +45,7 @@ async function load() {
   const params = new URLSearchParams({ skip: String(page * PAGE_SIZE), limit: String(PAGE_SIZE) });
   if (search.value.trim()) params.set("search", search.value.trim());
   try {
-    const { data, headers } = await api("GET", `/entities/?${params}`);
+    const { data, headers } = await api("GET", boardPath(`/entities/?${params}`));
     total = Number(headers.get("X-Total-Count") || data.length);
     list.replaceChildren(...data.map(item));
     if (!data.length) list.append(el("li", { class: "empty", text: "No entities." }));
@@ -73,7 +73,7 @@ function item(entity) {
         return;
       }
       try {
-        await api("DELETE", `/entities/${entity.id}`);
+        await api("DELETE", boardPath(`/entities/${entity.id}`));
         announce(`Deleted ${entity.name}.`);
         await load();
         document.getElementById("list-heading").focus();
@@ -117,7 +117,7 @@ function item(entity) {
       event.preventDefault();
       try {
         const body = { name: name.value, description: description.value, image_urls: urls(images.value) };
-        const { data } = await api("PUT", `/entities/${entity.id}`, body);
+        const { data } = await api("PUT", boardPath(`/entities/${entity.id}`), body);
         Object.assign(entity, data);
         announce(`Saved ${entity.name}.`);
         view();
@@ -145,7 +145,7 @@ createForm.addEventListener("submit", async (event) => {
   const external = String(form.get("external_id") || "").trim();
   if (external) body.external_id = external;
   try {
-    const { data } = await api("POST", "/entities/", body);
+    const { data } = await api("POST", boardPath("/entities/"), body);
     createForm.reset();
     announce(`Added ${data.name}.`);
     await load();
@@ -169,7 +169,7 @@ importForm.addEventListener("submit", async (event) => {
   importResult.replaceChildren();
   try {
     const text = await file.text();
-    const { data } = await api("POST", `/entities/import?format=${format}`, text);
+    const { data } = await api("POST", boardPath(`/entities/import?format=${format}`), text);
     const summary = `${file.name}: ${data.created} created, ${data.existing} already present, ${data.rejected_count} rejected.`;
     importResult.replaceChildren(el("span", { text: summary }));
     if (data.rejected.length) {

@@ -47,6 +47,31 @@ export function storeToken(token) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
+// Which board a page shows. Pages under /p/{slug}/ and the share page /share/{slug} name
+// a project; the original pages (/, /leaderboard, /admin) show the project "default"
+// through the top-level API, exactly as before projects existed.
+export function currentProject() {
+  const match = location.pathname.match(/^\/(?:p|share)\/([A-Za-z0-9_-]+)(?:\/|$)/);
+  return match ? match[1] : null;
+}
+
+// The share page: a public project's vote page for anonymous voters, nothing else.
+export function sharedPage() {
+  return location.pathname.startsWith("/share/");
+}
+
+// An API path on the page's board: /projects/{slug}/ratings or the top-level /ratings.
+export function boardPath(path) {
+  const slug = currentProject();
+  return slug ? `/projects/${encodeURIComponent(slug)}${path}` : path;
+}
+
+// A web app page of the same board: /p/{slug}/leaderboard or /leaderboard.
+export function pagePath(page) {
+  const slug = currentProject();
+  return slug ? `/p/${encodeURIComponent(slug)}${page}` : page;
+}
+
 function goToLogin() {
   const next = encodeURIComponent(location.pathname + location.search);
   location.assign(`/login?next=${next}`);
@@ -84,7 +109,8 @@ export async function api(method, path, body, { redirectOn401 = true } = {}) {
       data = text;
     }
   }
-  if (response.status === 401 && redirectOn401) {
+  // The share page never sends anyone to the login form: it says what is wrong instead.
+  if (response.status === 401 && redirectOn401 && !sharedPage()) {
     storeToken(null);
     goToLogin();
   }
@@ -106,8 +132,10 @@ export async function session() {
   return { config, user };
 }
 
-// Fills the header's account area and hides links the user may not follow.
+// Fills the header's account area, points the menu at the page's board, offers the
+// other projects, and hides links the user may not follow.
 export async function setupPage() {
+  if (sharedPage()) return sharedSetup();
   const { config, user } = await session();
   const slot = document.querySelector("[data-account]");
   if (user && slot) {
@@ -127,10 +155,55 @@ export async function setupPage() {
     });
     slot.append(out);
   }
-  if (user && !user.is_superuser) {
-    for (const link of document.querySelectorAll("[data-requires=superuser]")) link.hidden = true;
+  const project = currentProject() ? await projectHeader() : null;
+  for (const link of document.querySelectorAll("a[data-page]")) link.href = pagePath(link.dataset.page);
+  // What the menu offers: entity pages to editors (superusers on the original pages),
+  // project settings to owners. With auth off everything is open.
+  const role = project ? project.role : null;
+  const may = {
+    superuser: !user || user.is_superuser,
+    editor: !user || user.is_superuser || ["owner", "editor"].includes(role),
+    owner: !user || user.is_superuser || role === "owner",
+  };
+  for (const link of document.querySelectorAll("[data-requires]")) {
+    const need = project && link.dataset.requires === "superuser" ? "editor" : link.dataset.requires;
+    // Settings belong to a project page; the original pages have none of their own.
+    link.hidden = !may[need] || (link.dataset.page === "/settings" && !project);
   }
-  return { config, user };
+  return { config, user, project };
+}
+
+// The project's name beside the brand, and a switcher to the caller's other projects.
+async function projectHeader() {
+  const slug = currentProject();
+  const { data: project } = await api("GET", `/projects/${encodeURIComponent(slug)}`);
+  const slot = document.querySelector("[data-project]");
+  if (!slot) return project;
+  const { data: projects } = await api("GET", "/projects/");
+  const select = el("select", { id: "project-switcher", "aria-label": "Project" });
+  for (const item of projects) {
+    select.append(el("option", { value: item.slug, text: item.name, selected: item.slug === slug }));
+  }
+  if (!projects.some((item) => item.slug === slug)) {
+    select.prepend(el("option", { value: slug, text: project.name, selected: true }));
+  }
+  select.addEventListener("change", () => {
+    const rest = location.pathname.replace(/^\/p\/[^/]+/, "") || "/";
+    location.assign(`/p/${encodeURIComponent(select.value)}${rest}`);
+  });
+  slot.replaceChildren(select);
+  document.title = `${document.title.split(" · ")[0]} · ${project.name} · Compere`;
+  return project;
+}
+
+// The share page asks nobody to sign in: the project must be public.
+async function sharedSetup() {
+  const { data: config } = await api("GET", "/app/config.json");
+  const slug = currentProject();
+  const { data: project } = await api("GET", `/projects/${encodeURIComponent(slug)}`);
+  for (const slot of document.querySelectorAll("[data-project-name]")) slot.textContent = project.name;
+  document.title = `Vote · ${project.name}`;
+  return { config, user: null, project };
 }
 
 export function showError(element, error) {

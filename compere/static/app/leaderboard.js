@@ -9,7 +9,7 @@
 // matches carry their scores and intervals but no rank, and come in the entity list's
 // order (Elo rating), so while searching the rank column stays empty rather than
 // showing positions that are not ranks.
-import { api, clearError, el, setupPage, showError, strength } from "./api.js";
+import { api, boardPath, clearError, el, setupPage, showError, strength } from "./api.js";
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 5000;
@@ -123,11 +123,11 @@ async function refresh() {
   let path;
   if (term) {
     params.set("search", term);
-    path = `/entities/?${params}`;
+    path = boardPath(`/entities/?${params}`);
   } else {
     params.set("detail", "full");
     if (categorySelect.value) params.set("category", categorySelect.value);
-    path = `/ratings?${params}`;
+    path = boardPath(`/ratings?${params}`);
   }
   try {
     const { data, headers } = await api("GET", path);
@@ -149,7 +149,7 @@ async function refresh() {
 
 // The categories votes were given in; the selector keeps its choice across reloads of the list.
 async function loadCategories() {
-  const { data } = await api("GET", "/ratings/categories");
+  const { data } = await api("GET", boardPath("/ratings/categories"));
   const chosen = categorySelect.value;
   const options = [el("option", { value: "", text: "All votes" })];
   for (const { category, votes } of data) {

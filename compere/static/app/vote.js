@@ -6,7 +6,7 @@
 // marked busy (aria-busy, buttons aria-disabled, a visible "Loading" line) and presses
 // are ignored and counted on screen, not silently dropped. Votes are stored one after
 // another in the order they were cast.
-import { ApiError, api, clearError, el, setupPage, showError } from "./api.js";
+import { ApiError, api, boardPath, clearError, el, setupPage, showError } from "./api.js";
 
 const COUNT_KEY = "compere.votesThisSession";
 const pairSection = document.querySelector("[data-pair]");
@@ -35,7 +35,7 @@ let freshForMs = 30 * 60 * 1000;
 countLabel.textContent = String(votes);
 
 async function fetchPair() {
-  const { data } = await api("GET", "/mab/next_comparison");
+  const { data } = await api("GET", boardPath("/mab/next_comparison"));
   data.fetchedAt = Date.now();
   for (const entity of [data.entity1, data.entity2]) {
     for (const url of (entity.image_urls || []).slice(0, 3)) new Image().src = url; // warm the cache
@@ -163,7 +163,7 @@ async function record(pair, choice) {
   const body = { entity1_id: pair.entity1.id, entity2_id: pair.entity2.id, selected_entity_id: winner };
   body.pair_token = pair.pair_token;
   try {
-    await api("POST", "/comparisons/", body);
+    await api("POST", boardPath("/comparisons/"), body);
   } catch (error) {
     showError(errorBox, `Your vote on ${pair.entity1.name} and ${pair.entity2.name} was not recorded: ${error.message}`);
     return;
