@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -80,11 +81,13 @@ def seed(url: str, comparisons: int) -> float:
     return time.perf_counter() - started
 
 
-def _run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, str, int]:
+def _run_measured(
+    argv: list[str], env: dict[str, str], stdout: Any = subprocess.DEVNULL
+) -> tuple[float, str, int]:
     """Run a child; return (seconds, its stderr, its own peak RSS in KiB, from wait4)."""
     with tempfile.TemporaryFile(mode="w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -44,11 +44,36 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply the schema files in sql/ to DATABASE_URL")
     importer = commands.add_parser(
         "import",
-        help="add entities from a CSV or JSON Lines file (re-runnable: matched on external_id)",
+        help="add entities (re-runnable: matched on external_id), or with `comparisons` a vote log "
+        "(a comparisons export or arena battles; resumable), from a CSV or JSON Lines file",
+        usage="compere import [comparisons|entities] FILE [options]",
     )
-    importer.add_argument("file", help="the file to read, or - for standard input")
+    importer.add_argument("what", metavar="[comparisons|entities]", help="what the file holds (entities)")
+    importer.add_argument("file", nargs="?", help="the file to read, or - for standard input")
     importer.add_argument("--format", choices=FORMATS, help="default: csv for *.csv, else jsonl")
-    importer.add_argument("--batch-size", type=_positive, default=500, help="rows per transaction (500)")
+    importer.add_argument(
+        "--batch-size", type=_positive, help="rows per transaction (entities 500, comparisons 2000)"
+    )
+    importer.add_argument(
+        "--on-error",
+        choices=("skip", "stop"),
+        default="skip",
+        help="comparisons: report a bad line and go on (up to --max-rejected), or stop at the first (skip)",
+    )
+    importer.add_argument(
+        "--max-rejected",
+        type=_count,
+        default=100,
+        help="comparisons with --on-error skip: stop before rejecting more lines than this (100)",
+    )
+    importer.add_argument(
+        "--project", default="default", help="comparisons: the slug of the project to import into (default)"
+    )
+    importer.add_argument(
+        "--source",
+        help="comparisons: the name this file's progress is kept under (default: a digest of its "
+        "first record); a re-run under the same name resumes",
+    )
     exporter = commands.add_parser(
         "export",
         help="write comparisons or entities as JSON Lines or CSV, or preference data (dpo, arena)",
@@ -102,6 +127,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 100_000:
         raise argparse.ArgumentTypeError("must be from 1 to 100000")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError("must be from 0 to 10000000")
     return value
 
 
@@ -271,6 +303,7 @@ async def _rebuild(settings: Settings) -> int:
                 k_factor=own.elo_k_factor,
                 initial_rating=settings.elo_initial_rating,
                 prior=own.prior,
+                trust=settings.trust,
             )
         return replayed
     finally:
@@ -279,7 +312,7 @@ async def _rebuild(settings: Settings) -> int:
 
 async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int) -> int:
     """Stream a table to ``out`` batch by batch; return the number of rows written."""
-    from compere.services.transfer import RowEncoder, export_columns
+    from compere.services.transfer import RowEncoder, comparison_export_columns, export_columns
     from compere.storage import bulk
 
     db = await _open_database(settings)
@@ -288,12 +321,18 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
         live_only = what == "entities"  # deleted entities leave exports; their votes stay
         columns = await db.column_names(what)
         total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, what, live_only=live_only)
-        encoder = RowEncoder(fmt, export_columns(columns))
+        comparisons = what == "comparisons"
+        encoder = RowEncoder(
+            fmt, comparison_export_columns(columns) if comparisons else export_columns(columns)
+        )
         out.write(encoder.header())
-        with _progress(total, "rows") as bar:
+        if comparisons:
+            batches = bulk.iter_comparisons_for_export(db, DEFAULT_PROJECT_ID, columns, batch_size=batch_size)
+        else:
             batches = bulk.iter_rows(
                 db.reader(), DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
             )
+        with _progress(total, "rows") as bar:
             async for rows in batches:
                 out.write(encoder.encode(rows))
                 written += len(rows)
@@ -381,6 +420,16 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
     from compere.storage.database import DatabaseError
     from compere.storage.migrations import MigrationError
 
+    if args.file is None:  # `compere import FILE`: entities, as before
+        args.what, args.file = "entities", args.what
+    if args.what not in ("entities", "comparisons"):
+        print(
+            f"compere: import: what to import is comparisons or entities, not {args.what!r}", file=sys.stderr
+        )
+        return 2
+    if args.what == "comparisons":
+        return _run_import_votes(settings, args)
+    args.batch_size = args.batch_size or 500
     fmt = args.format or guess_format(args.file)
     try:
         stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
@@ -410,6 +459,86 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"compere: cannot import {args.file}: {stopped}", file=sys.stderr)
     print(f"created {summary.created}, already present {summary.existing}, rejected {len(rejected)}")
     return 1 if rejected or stopped else 0
+
+
+async def _import_votes(settings: Settings, stream: BinaryIO, args: argparse.Namespace, summary: Any) -> None:
+    """Import a vote log into ``summary`` (filled in as batches commit, so it is right
+    even when this is interrupted), on the project ``--project`` names (default: default)."""
+    from compere.services.projects import project_from_row
+    from compere.services.transfer import guess_format
+    from compere.services.vote_import import MAX_LINE_BYTES, VoteImportOptions, file_lines, import_votes
+    from compere.storage import projects
+
+    size = _file_size(stream)
+    db = await _open_database(settings)
+    try:
+        row = await projects.by_slug(db, args.project)
+        if row is None:
+            raise _CommandError(f"there is no project {args.project!r}")
+        project = project_from_row(row, settings)
+        options = VoteImportOptions(
+            fmt=args.format or guess_format(args.file),
+            k_factor=project.settings.elo_k_factor,
+            rating=settings.elo_initial_rating,
+            prior=project.settings.prior,
+            max_rejected=0 if args.on_error == "stop" else args.max_rejected,
+            source=args.source,
+            batch_size=args.batch_size or 2000,
+            project_id=project.id,
+        )
+        with _progress(size, "B" if size is not None else "lines") as bar:
+            lines = file_lines(lambda: stream.readline(MAX_LINE_BYTES + 1))
+            await import_votes(db, lines, options, summary, progress=bar.update if size is not None else None)
+    finally:
+        await db.close()
+
+
+def _run_import_votes(settings: Settings, args: argparse.Namespace) -> int:
+    """``compere import comparisons FILE``: prints rejected lines and a summary line, always."""
+    from compere.services.vote_import import VoteFileError, VoteImportSummary
+    from compere.storage.database import DatabaseError
+    from compere.storage.migrations import MigrationError
+
+    if args.source is not None and not 1 <= len(args.source) <= 200:
+        print("compere: import: --source must be 1 to 200 characters", file=sys.stderr)
+        return 2
+    try:
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"compere: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    summary = VoteImportSummary()
+    status = 0
+    try:
+        with stream:
+            asyncio.run(_import_votes(settings, stream, args, summary))
+    except _CommandError as exc:
+        print(f"compere: import: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        summary.stopped, status = "interrupted", 130
+    except VoteFileError as exc:
+        print(f"compere: cannot import {args.file}: {exc}", file=sys.stderr)
+        status = 1
+    except (DatabaseError, MigrationError) as exc:
+        summary.stopped, status = f"the database failed: {exc}", 1
+    for item in summary.rejected[:20]:
+        print(f"compere: line {item.line} rejected: {item.reason}", file=sys.stderr)
+    if summary.rejected_count > 20:
+        print(f"compere: ... and {summary.rejected_count - 20} more lines rejected", file=sys.stderr)
+    if summary.stopped is not None:
+        print(
+            f"compere: import stopped ({summary.stopped}). Every line up to {summary.lines_done} is done; "
+            "run the same command again to go on from there (nothing is stored twice).",
+            file=sys.stderr,
+        )
+    print(
+        f"stored {summary.stored}, already imported {summary.already_imported}, "
+        f"rejected {summary.rejected_count}, entities created {summary.entities_created}"
+    )
+    if status == 0 and (summary.rejected_count or summary.stopped is not None):
+        status = 1
+    return status
 
 
 def _run_export(settings: Settings, args: argparse.Namespace) -> int:

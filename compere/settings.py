@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior
 from compere.domain.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy
+from compere.domain.trust import POLICIES, TRUST_MODES, TrustMode, TrustPolicy
 from compere.domain.ucb import UCBParams
 from compere.infra.addresses import IPNetwork, TrustedProxies, parse_trusted_proxies
 from compere.infra.logging import FORMATS, LogFormat
@@ -393,6 +394,9 @@ class Settings:
     provisional_min_votes: int = _integer(
         "PROVISIONAL_MIN_VOTES", 5, 0, 1_000_000, "a board entry stays provisional below this many votes"
     )
+    trust_mode: TrustMode = _choice(
+        "TRUST_MODE", "default", TRUST_MODES, "how strongly votes are weighed by their voter's record"
+    )
     pair_exploration: float = _number(
         "PAIR_EXPLORATION", 0.1, 0, 1, "share of uniformly random pairs in the active strategy"
     )
@@ -441,6 +445,7 @@ class Settings:
     rate_limit: RateLimitPolicy = field(init=False, repr=False, compare=False)  # "default"
     auth_rate_limit: RateLimitPolicy = field(init=False, repr=False, compare=False)  # login, sign-up
     proxies: TrustedProxies = field(init=False, repr=False, compare=False)  # TRUSTED_PROXIES parsed
+    trust: TrustPolicy = field(init=False, repr=False, compare=False)  # TRUST_MODE's parameters
 
     def __post_init__(self) -> None:
         derived = {
@@ -460,6 +465,7 @@ class Settings:
                 "auth", self.rate_limit_auth_requests, self.rate_limit_auth_window
             ),
             "proxies": parse_trusted_proxies(self.trusted_proxies),
+            "trust": POLICIES[self.trust_mode],
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)  # frozen: set once, here

@@ -51,11 +51,13 @@ from tests.webhook_helpers import FAST, eventually
 # Which client method speaks to each route. A route added to the server without a client
 # method fails test_every_route_has_a_client_method.
 CLIENT_METHODS = {
+    ("GET", "/voters"): "voters",
     ("GET", "/health"): "health",
     ("GET", "/health/ready"): "ready",
     ("POST", "/entities/"): "create_entity",
     ("GET", "/entities/"): "list_entities",
     ("POST", "/entities/import"): "import_entities",
+    ("POST", "/comparisons/import"): "import_comparisons",
     ("GET", "/entities/{entity_id}"): "get_entity",
     ("PUT", "/entities/{entity_id}"): "update_entity",
     ("DELETE", "/entities/{entity_id}"): "delete_entity",
@@ -109,7 +111,7 @@ CLIENT_METHODS.update(
         (method, "/projects/{slug}" + path): name
         for (method, path), name in list(CLIENT_METHODS.items())
         if path.startswith(
-            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
+            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/", "/voters")
         )
     }
 )

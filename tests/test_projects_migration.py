@@ -124,6 +124,8 @@ async def test_0007_moves_every_row_into_default_unchanged(url, schema_at_0006, 
 
     for table in ("entities", "comparisons"):
         assert {row.pop("project_id") for row in after[table]} == {1}, table
+    for row in after["entities"]:  # 0011: what its votes counted for, all 1 before it
+        assert row.pop("vote_weight") == row["comparisons"]
     # Columns later files add (a vote's voter, say) start empty on the old rows.
     for table in TABLES:
         for old, new in zip(before[table], after[table], strict=True):

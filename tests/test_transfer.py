@@ -72,6 +72,14 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
+def without_entity_keys(record: dict) -> dict:
+    """A comparison export record in the API's shape: without the entities' external ids
+    and the voter (columns only the export shows)."""
+    return {
+        k: v for k, v in record.items() if k not in ("entity1_external_id", "entity2_external_id", "voter")
+    }
+
+
 async def all_pages(client, url: str) -> list[dict]:
     rows: list[dict] = []
     while True:
@@ -115,7 +123,14 @@ async def test_import_then_export_round_trips_every_entity_and_vote(client, data
     assert status == 0, err
     exported = [json.loads(line) for line in out.splitlines()]
     assert [c["id"] for c in exported] == sorted(logged)  # oldest first, each once
-    assert {c["id"]: c for c in exported} == logged
+    assert {c["id"]: without_entity_keys(c) for c in exported} == logged
+    # Each entity is also named by its external id: what `import comparisons` matches on.
+    external_ids = {e["id"]: e["external_id"] for e in entities}
+    for c in exported:
+        assert (c["entity1_external_id"], c["entity2_external_id"]) == (
+            external_ids[c["entity1_id"]],
+            external_ids[c["entity2_id"]],
+        )
 
     csv_path = tmp_path / "comparisons.csv"
     status, _, err = await run_compere(
@@ -256,7 +271,10 @@ async def test_http_export_streams_every_comparison(client, create_entities, fmt
             }
             for row in csv.DictReader(io.StringIO(text))
         ]
-    assert got == made
+    assert [without_entity_keys(c) for c in got] == made
+    # An entity made without an external id is named by the one the entity export gives it.
+    created = {e["id"]: e["created_at"].replace("+00:00", "Z") for e in await all_pages(client, "/entities/")}
+    assert {c["entity1_external_id"] for c in got} <= {f"compere:{i}@{t}" for i, t in created.items()}
 
 
 async def test_http_export_validates_format_and_is_for_superusers_under_auth(client, admin_and_alice):

@@ -1,4 +1,5 @@
-"""The PostgreSQL vote path: two round trips, prepared statements, COMMIT with the writes.
+"""The PostgreSQL vote path: two round trips (three with a known voter, whose record is
+locked in one of its own), prepared statements, COMMIT with the writes.
 
 ``record_comparison`` sends ``BEGIN`` with the locking query (which also draws the new
 comparison's id) and then the writes with the ``COMMIT`` in one message; both statements
@@ -130,3 +131,72 @@ async def test_nothing_runs_in_a_transaction_after_finish(pg) -> None:
             await tx.execute(touch, {"id": a})
     with pytest.raises(RuntimeError):
         await db.finish(touch, {"id": a})
+
+
+async def test_a_known_voters_vote_is_three_round_trips_and_writes_its_record_with_the_vote(
+    pg, monkeypatch
+) -> None:
+    from compere.domain.trust import POLICIES
+    from compere.storage import users, voters
+
+    db, (a, b, c) = pg
+    policy = POLICIES["default"]
+    user = await users.create_user(
+        db, username="voter", email=None, full_name=None, hashed_password="x", creator_is_superuser=True
+    )
+    voter_id = user["id"]
+    await comparisons.record_comparison(
+        db,
+        entity1_id=a,
+        entity2_id=b,
+        selected_entity_id=a,
+        k_factor=32,
+        user_id=voter_id,
+        voter=f"u:{voter_id}",
+        trust=policy,
+    )
+    sent = _record_sent(monkeypatch)
+    row = await comparisons.record_comparison(
+        db,
+        entity1_id=b,
+        entity2_id=c,
+        selected_entity_id=c,
+        k_factor=32,
+        user_id=voter_id,
+        voter=f"u:{voter_id}",
+        trust=policy,
+    )
+    assert len(sent) == 3  # the voter's row is locked in a round trip of its own
+    assert sent[-1].startswith("EXECUTE ") and sent[-1].endswith("; COMMIT")
+    assert await comparisons.get_comparison(db, row.id) == row
+    (record,) = await voters.all_voters(db, 1)
+    assert (record["voter"], record["votes"], record["touched"]) == (f"u:{voter_id}", 2, 3)
+    shares = {(r["voter"], r["entity_id"]): r["votes"] for r in await voters.live_shares(db, 1)}
+    assert shares == {(f"u:{voter_id}", a): 1, (f"u:{voter_id}", b): 2, (f"u:{voter_id}", c): 1}
+    # A refused vote (a reused pair token) leaves the voter's record as it was.
+    token = comparisons.PairProvenance("random", 0.5, "token-1")
+    await comparisons.record_comparison(
+        db,
+        entity1_id=a,
+        entity2_id=c,
+        selected_entity_id=a,
+        k_factor=32,
+        user_id=voter_id,
+        voter=f"u:{voter_id}",
+        trust=policy,
+        provenance=token,
+    )
+    with pytest.raises(ConflictError):
+        await comparisons.record_comparison(
+            db,
+            entity1_id=a,
+            entity2_id=c,
+            selected_entity_id=a,
+            k_factor=32,
+            user_id=voter_id,
+            voter=f"u:{voter_id}",
+            trust=policy,
+            provenance=token,
+        )
+    (record,) = await voters.all_voters(db, 1)
+    assert record["votes"] == 3

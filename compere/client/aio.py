@@ -52,6 +52,8 @@ from compere.http.schemas import (
     Token,
     User,
     UserCreate,
+    VoteImportResult,
+    VotersReport,
     Webhook,
     WebhookCreate,
     WebhookCreated,
@@ -85,7 +87,15 @@ _MEMBERS = TypeAdapter(list[Member])
 _PARTIAL = (EntityUpdate, WebhookUpdate, ProjectCreate, ProjectUpdate)
 # The board routes, which act on ``default`` at the top level and on a project under
 # /projects/{slug}/ (``AsyncClient(project=...)``).
-_BOARD_PATHS = ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/")
+_BOARD_PATHS = (
+    "/entities",
+    "/comparisons",
+    "/dissimilar_entities",
+    "/mab/",
+    "/ratings",
+    "/export/",
+    "/voters",
+)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -108,6 +118,20 @@ class _Answer:
 
 def _entity_id(value: int | Entity) -> int:
     return value.id if isinstance(value, Entity) else value
+
+
+async def _file_body(
+    source: bytes | str | PathLike[str] | Iterable[Mapping[str, Any]], format: str | None
+) -> tuple[bytes, str]:
+    """An import's body and format: the bytes given, a file's bytes (format from its
+    suffix unless given), or records as JSON Lines."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source), format or "jsonl"
+    if isinstance(source, str | PathLike):
+        path = Path(source)
+        data = await asyncio.to_thread(path.read_bytes)
+        return data, format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    return b"".join(orjson.dumps(dict(record)) + b"\n" for record in source), format or "jsonl"
 
 
 class AsyncClient:
@@ -591,15 +615,7 @@ class AsyncClient:
         that carry one are never imported twice. The import is not retried after a failure
         that may have reached the server: records without ``external_id`` could be doubled.
         """
-        if isinstance(source, bytes | bytearray):
-            data = bytes(source)
-        elif isinstance(source, str | PathLike):
-            path = Path(source)
-            data = await asyncio.to_thread(path.read_bytes)
-            format = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-        else:
-            data = b"".join(orjson.dumps(dict(record)) + b"\n" for record in source)
-        fmt = format or "jsonl"
+        data, fmt = await _file_body(source, format)
         media = "text/csv" if fmt == "csv" else "application/x-ndjson"
         async with self._response(
             "POST",
@@ -611,6 +627,39 @@ class AsyncClient:
             replay_safe=False,
         ) as response:
             return ImportResult.model_validate_json(await response.read())
+
+    async def import_comparisons(
+        self,
+        source: bytes | str | PathLike[str] | Iterable[Mapping[str, Any]],
+        *,
+        format: Literal["jsonl", "csv"] | None = None,
+        on_error: Literal["skip", "stop"] = "skip",
+        max_rejected: int = 100,
+        name: str | None = None,
+    ) -> VoteImportResult:
+        """``POST /comparisons/import`` (superusers): a vote log, a comparisons export or
+        arena battles (``model_a``, ``model_b``, ``winner``, optional ``judge``, ``tstamp``).
+
+        ``source`` is the file's bytes, a path (read into memory; ``format`` from its
+        suffix unless given), or an iterable of records (sent as JSON Lines). The server
+        keeps the file's progress under ``name`` (default: a digest of its first record),
+        so sending the same file again after a failure stores only what is missing; that
+        makes a retry safe, and the result's ``complete`` says whether it is needed.
+        """
+        data, fmt = await _file_body(source, format)
+        params: dict[str, Any] = {"format": fmt, "on_error": on_error, "max_rejected": max_rejected}
+        if name is not None:
+            params["source"] = name
+        # The server stores nothing twice (it keeps the file's progress), so a retry is safe.
+        async with self._response(
+            "POST",
+            "/comparisons/import",
+            route="POST /comparisons/import",
+            params=params,
+            body=data,
+            content_type="text/csv" if fmt == "csv" else "application/x-ndjson",
+        ) as response:
+            return VoteImportResult.model_validate_json(await response.read())
 
     # --- pairs --------------------------------------------------------------------------
 
@@ -821,6 +870,13 @@ class AsyncClient:
     ) -> AsyncIterator[RankedEntity]:
         """The leaderboard a page at a time (votes cast meanwhile may reorder later pages)."""
         return self._pages(_RANKED, "/ratings", "GET /ratings", page_size, by=by, model=model)
+
+    async def voters(self, *, skip: int = 0, limit: int = 100) -> VotersReport:
+        """``GET /voters`` (superusers): each voter's reliability, weight and influence,
+        most active first, and the entities whose rating rests on few voters."""
+        return await self._model(
+            VotersReport, "GET", "/voters", route="GET /voters", params={"skip": skip, "limit": limit}
+        )
 
     # --- exports ------------------------------------------------------------------------
 

@@ -68,14 +68,16 @@ def win_probability(mu1: float, sigma1: float, mu2: float, sigma2: float) -> flo
     return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
 
 
-def difference_posterior(m: float, v: float, score1: float) -> tuple[float, float]:
+def difference_posterior(m: float, v: float, score1: float, weight: float = 1.0) -> tuple[float, float]:
     """Mean and variance of ``d = t1 - t2`` after observing ``score1`` (1, 0.5, 0).
 
     ``d`` has prior ``Normal(m, v)``; the likelihood is
-    ``sigmoid(d)^score1 * sigmoid(-d)^(1-score1)``.
+    ``sigmoid(d)^score1 * sigmoid(-d)^(1-score1)``, raised to ``weight`` (a vote that
+    counts as a fraction of one, :mod:`compere.domain.trust`).
     """
     sd = math.sqrt(2.0 * v)
-    s0 = 1.0 - score1
+    s0 = (1.0 - score1) * weight
+    score1 = score1 * weight
     exp = math.exp
     log1p = math.log1p
     points = [m + sd * x for x in _NODES]
@@ -109,6 +111,7 @@ def bayes_update(
     score1: float,
     *,
     min_sigma: float = 0.05,
+    weight: float = 1.0,
 ) -> BayesUpdate:
     """Beliefs after one vote where entity 1 scored ``score1`` (1 win, 0.5 tie, 0 loss).
 
@@ -116,14 +119,18 @@ def bayes_update(
     below ``min_sigma``, which keeps a long-running entity able to move). A tie moves
     the two means towards each other by equal amounts when the sigmas are equal.
     Swapping the entities and using ``1 - score1`` gives the mirrored result.
+    ``weight`` (0 to 1) tempers the likelihood: the vote counts as that fraction of one
+    vote, and a weight of 0 leaves both beliefs unchanged.
     """
     if not 0.0 <= score1 <= 1.0:
         raise ValueError("score1 must be between 0 and 1")
+    if weight <= 0.0:
+        return BayesUpdate(mu1, sigma1, mu2, sigma2)
     var1 = sigma1 * sigma1
     var2 = sigma2 * sigma2
     m = mu1 - mu2
     v = var1 + var2
-    post_mean, post_var = difference_posterior(m, v, score1)
+    post_mean, post_var = difference_posterior(m, v, score1, weight)
     # Joint Gaussian prior with a likelihood in d only: the posterior moves each
     # entity along its covariance with d (var1 for entity 1, -var2 for entity 2).
     shift = (post_mean - m) / v

@@ -66,12 +66,18 @@ class BTFit(NamedTuple):
 
 
 def aggregate_votes(
-    first: ArrayLike, second: ArrayLike, score_first: ArrayLike, n_entities: int
+    first: ArrayLike,
+    second: ArrayLike,
+    score_first: ArrayLike,
+    n_entities: int,
+    weights: ArrayLike | None = None,
 ) -> PairCounts:
     """Aggregate votes given as index arrays into per-pair counts.
 
     ``first[k]`` and ``second[k]`` are entity indices in ``range(n_entities)``;
     ``score_first[k]`` is 1 if ``first`` won, 0 if ``second`` won, 0.5 for a tie.
+    ``weights[k]`` (optional, default 1) is what vote ``k`` counts for
+    (:func:`compere.domain.trust.board_weights`).
     """
     a = np.asarray(first, dtype=np.int64)
     b = np.asarray(second, dtype=np.int64)
@@ -87,9 +93,18 @@ def aggregate_votes(
     lo_score = np.where(a == lo, s, 1.0 - s)
     key = lo * n_entities + hi
     keys, inverse = np.unique(key, return_inverse=True)
-    n = np.bincount(inverse, minlength=keys.size).astype(np.float64)
-    wins = np.bincount(inverse, weights=lo_score, minlength=keys.size)
-    ties = np.bincount(inverse, weights=(s == 0.5).astype(np.float64), minlength=keys.size)
+    tied = (s == 0.5).astype(np.float64)
+    if weights is None:
+        n: FloatArray = np.bincount(inverse, minlength=keys.size).astype(np.float64)
+        wins = np.bincount(inverse, weights=lo_score, minlength=keys.size)
+        ties = np.bincount(inverse, weights=tied, minlength=keys.size)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != a.shape:
+            raise ValueError("weights must have one entry per vote")
+        n = np.bincount(inverse, weights=w, minlength=keys.size)
+        wins = np.bincount(inverse, weights=lo_score * w, minlength=keys.size)
+        ties = np.bincount(inverse, weights=tied * w, minlength=keys.size)
     return PairCounts(keys // n_entities, keys % n_entities, n, wins, ties)
 
 
@@ -330,8 +345,11 @@ def fit_votes(
     prior: Prior = DEFAULT_PRIOR,
     dense_limit: int = 2000,
     ties: str = "davidson",
+    weights: ArrayLike | None = None,
 ) -> dict[int, tuple[float, float]]:
     """Fit the whole log given as entity ids; returns ``{id: (score, se)}``.
+
+    ``weights`` (optional) gives what each vote counts for.
 
     ``selected_ids[k]`` is the winner's id, or a negative number / NaN for a tie
     (``selected_entity_id`` null: a tie or a both-bad verdict). Votes that mention an id
@@ -339,7 +357,14 @@ def fit_votes(
     default) fits ties by Davidson's model, ``"half"`` counts them as half a win each.
     """
     found = fit_votes_relative(
-        entity_ids, entity1_ids, entity2_ids, selected_ids, prior=prior, dense_limit=dense_limit, ties=ties
+        entity_ids,
+        entity1_ids,
+        entity2_ids,
+        selected_ids,
+        prior=prior,
+        dense_limit=dense_limit,
+        ties=ties,
+        weights=weights,
     )
     return {k: (score, se) for k, (score, se, _) in found.items()}
 
@@ -353,6 +378,7 @@ def fit_votes_relative(
     prior: Prior = DEFAULT_PRIOR,
     dense_limit: int = 2000,
     ties: str = "davidson",
+    weights: ArrayLike | None = None,
 ) -> dict[int, tuple[float, float, float]]:
     """:func:`fit_votes` with the standard error relative to the board's mean as well:
     ``{id: (score, se, se_relative)}``."""
@@ -373,7 +399,8 @@ def fit_votes_relative(
     b, ok2 = index_of(e2)
     keep = ok1 & ok2 & (e1 != e2)
     score = np.where(sel == e1, 1.0, np.where(sel == e2, 0.0, 0.5))
-    pairs = aggregate_votes(a[keep], b[keep], score[keep], ids.size)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)[keep]
+    pairs = aggregate_votes(a[keep], b[keep], score[keep], ids.size, w)
     if ties == "davidson":
         fit = fit_davidson(ids.size, pairs, prior=prior, dense_limit=dense_limit).fit
     else:

@@ -37,6 +37,8 @@ from compere.http.views import (
     metrics,
     projects,
     ratings,
+    vote_import,
+    voters,
     webhooks,
 )
 from compere.settings import Settings
@@ -226,6 +228,18 @@ ROUTE_TABLE: list[Route] = [
         project_action="vote",
     ),
     Route(
+        "POST",
+        "/comparisons/import",
+        vote_import.import_comparisons,
+        "Import a vote log: a comparisons export or arena battles, streamed; resumable (superusers)",
+        "comparisons",
+        schemas.VoteImportResult,
+        query=schemas.VoteImportQuery,
+        errors=(401, 403, 422),
+        access="superuser",
+        project_action="write",
+    ),
+    Route(
         "GET",
         "/comparisons/{comparison_id}",
         comparisons.get_comparison,
@@ -289,6 +303,19 @@ ROUTE_TABLE: list[Route] = [
         "ratings",
         list[schemas.CategoryCount],
         project_action="read",
+    ),
+    Route(
+        "GET",
+        "/voters",
+        voters.list_voters,
+        "Voters: reliability, weight and influence of each, and entities resting on few voters (superusers)",
+        "ratings",
+        schemas.VotersReport,
+        query=schemas.VotersQuery,
+        errors=(401, 403, 422),
+        headers={"X-Total-Count": "Number of voters"},
+        access="superuser",
+        project_action="admin",  # /projects/{slug}/voters: the project's owners
     ),
     Route(
         "POST",

@@ -187,6 +187,37 @@ class ImportResult(Model):
     rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
 
 
+class VoteImportQuery(Model):
+    format: Literal["jsonl", "csv"] = Field(default="jsonl", description="How the request body is written")
+    on_error: Literal["skip", "stop"] = Field(
+        default="skip",
+        description="skip: report a bad line and go on (up to max_rejected); stop: stop at the first",
+    )
+    max_rejected: int = Field(
+        default=100, ge=0, le=10_000_000, description="With skip: the most lines rejected"
+    )
+    source: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="The name this file's progress is kept under (default: a digest of its first record)",
+    )
+
+
+class VoteImportResult(Model):
+    kind: Literal["compere", "arena"] | None = Field(
+        description="What the file was read as (null: no record)"
+    )
+    source: str | None = Field(description="The name the file's progress is kept under")
+    stored: int = Field(description="Votes stored by this request")
+    already_imported: int = Field(description="Records an earlier import of this file already took care of")
+    rejected_count: int
+    rejected: list[ImportRejection] = Field(description="The first 100 rejected lines and why")
+    entities_created: int
+    lines_done: int = Field(description="Every line up to this one is stored, rejected or was done before")
+    complete: bool = Field(description="Whether the whole body was read; if not, send it again to go on")
+    stopped_line: int | None = Field(description="The line the import stopped before, when it stopped early")
+    stopped: str | None = Field(description="Why the import stopped early")
+
+
 class ExportQuery(Model):
     format: Literal["jsonl", "csv"] = Field(default="jsonl", description="JSON Lines (default) or CSV")
 
@@ -449,6 +480,43 @@ class PreferenceExportQuery(Model):
     format: Literal["dpo", "arena"] = Field(description="dpo: prompt/chosen/rejected; arena: battles")
     ties: Literal["skip", "keep"] = Field(
         default="skip", description="dpo only: keep writes ties with a `tie: true` field"
+    )
+
+
+class VotersQuery(Model):
+    skip: Integer = Field(default=0, ge=0, le=MAX_ID)
+    limit: Integer = Field(default=100, ge=1, le=10_000)
+
+
+class Voter(Model):
+    voter: str = Field(description="`u:<user id>`")
+    votes: int
+    reliability: float = Field(description="posterior probability that the voter answers by the consensus")
+    evidence: float = Field(
+        description="summed log-likelihood ratio of the voter's answers (reliable vs random)"
+    )
+    board_weight: float = Field(description="what each of the voter's votes counts for on the model=bt board")
+    mean_vote_weight: float = Field(description="what the voter's votes counted for online, on average")
+    entities: int = Field(description="distinct entities voted on")
+    entity_cap: float | None = Field(description="votes on one entity that count (null when TRUST_MODE=off)")
+    max_influence: float = Field(description="largest share of one live entity's vote weight the voter holds")
+    max_influence_entity_id: int | None
+
+
+class FewVoterEntity(Model):
+    entity_id: int
+    effective_voters: float = Field(
+        description="(sum of weights)^2 / sum of squared weights, over its voters"
+    )
+    top_voter: str
+    top_share: float
+
+
+class VotersReport(Model):
+    mode: Literal["off", "default", "strict"]
+    voters: list[Voter]
+    few_voter_entities: list[FewVoterEntity] = Field(
+        description="live entities whose vote weight rests on fewer than 3 effective voters"
     )
 
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from compere.domain import honesty
 from compere.domain.bayes import Prior
-from compere.domain.bt import fit_votes_relative
 from compere.domain.leaderboard import rank_with_ties
-from compere.storage import leaderboard
+from compere.domain.trust import POLICIES, BoardFit, TrustPolicy, board_fit
+from compere.storage import leaderboard, voters
 from compere.storage.database import Connection
 
 
@@ -118,7 +118,13 @@ class RankingCache:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def board(
-        self, db: Connection, project_id: int, model: str, prior: Prior, category: str | None = None
+        self,
+        db: Connection,
+        project_id: int,
+        model: str,
+        prior: Prior,
+        trust: TrustPolicy = POLICIES["off"],
+        category: str | None = None,
     ) -> Board:
         """A project's ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the
         current data.
@@ -141,7 +147,7 @@ class RankingCache:
             board = await (
                 self._online(db, project_id)
                 if model == "online"
-                else self._fit(db, project_id, prior, category)
+                else self._fit(db, project_id, prior, trust, category)
             )
             now = time.monotonic()
             if category is not None:
@@ -165,9 +171,10 @@ class RankingCache:
         max_uncertainty: float,
         min_votes: int,
         category: str | None = None,
+        trust: TrustPolicy = POLICIES["off"],
     ) -> tuple[Board, Detail]:
         """The board with its :class:`Detail`, cached like the board itself."""
-        board = await self.board(db, project_id, model, prior, category)
+        board = await self.board(db, project_id, model, prior, trust, category)
         where = model if category is None else f"category:{category}"
         key = (project_id, f"{where}:detail:{max_uncertainty}:{min_votes}")
         entry = self._entries.get(key)
@@ -190,17 +197,16 @@ class RankingCache:
             [r["comparisons"] for r in rows],
         )
 
-    async def _fit(self, db: Connection, project_id: int, prior: Prior, category: str | None = None) -> Board:
+    async def _fit(
+        self, db: Connection, project_id: int, prior: Prior, trust: TrustPolicy, category: str | None = None
+    ) -> Board:
         ids = await leaderboard.live_ids(db, project_id)
         if not ids:  # an empty board has nothing to fit (the fit needs an entity)
             return _board([], [], [])
-        first, second, winner = await leaderboard.vote_log(db, project_id, category=category)
-        # The fit is CPU-bound (numpy): keep it off the event loop.
-        fitted = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: fit_votes_relative(ids, first, second, winner, prior=prior)
-        )
-        counts = collections.Counter(first)
-        counts.update(second)
+        log, fit = await _log_fit(db, project_id, ids, prior, trust, category)
+        fitted = fit.fitted
+        counts = collections.Counter(log.first)
+        counts.update(log.second)
         return _board(
             ids,
             [fitted[i][0] for i in ids],
@@ -208,3 +214,37 @@ class RankingCache:
             [counts.get(i, 0) for i in ids],
             [fitted[i][2] for i in ids],
         )
+
+
+async def weighted_fit(
+    db: Connection,
+    project_id: int,
+    ids: list[int],
+    prior: Prior,
+    trust: TrustPolicy,
+    category: str | None = None,
+) -> BoardFit:
+    """The fit (Davidson's ties) of a project's whole log, or of one ``category``'s votes,
+    each vote weighed by its voter's record (compere.domain.trust.board_fit)."""
+    return (await _log_fit(db, project_id, ids, prior, trust, category))[1]
+
+
+async def _log_fit(
+    db: Connection,
+    project_id: int,
+    ids: list[int],
+    prior: Prior,
+    trust: TrustPolicy,
+    category: str | None = None,
+) -> tuple[leaderboard.VoteColumns, BoardFit]:
+    log = await leaderboard.vote_log(db, project_id, category=category)
+    evidence = await voters.evidence_by_voter(db, project_id) if trust.active else {}
+    by_voter = log.voter
+    # The fit is CPU-bound (numpy): keep it off the event loop.
+    fit = await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: board_fit(
+            ids, by_voter, log.first, log.second, log.winner, log.served, evidence, trust, prior
+        ),
+    )
+    return log, fit

@@ -27,6 +27,7 @@ from compere.domain.inputs import EntityCreate, issue_message
 from compere.storage.bulk import import_entities, refresh_statistics
 from compere.storage.database import Database
 from compere.storage.rows import verdict_of
+from compere.storage.timestamps import as_datetime
 
 FORMATS = ("jsonl", "csv")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
@@ -34,7 +35,7 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 # Storage internals that mean nothing outside: the soft-delete marker, the random
 # sampling key and the pair token's nonce.
 # project_id: an export is of one project, named by the route it came from.
-_INTERNAL = {"deleted_at", "random_key", "pair_token_id", "project_id"}
+_INTERNAL = {"deleted_at", "random_key", "pair_token_id", "project_id", "vote_weight"}
 # Model columns whose mean and spread give a 95% interval, when the schema has them.
 _SCORE_PAIRS = (("score", "uncertainty"),)
 # Stored column -> the name the API (and so every export) uses for it.
@@ -287,6 +288,16 @@ def generated_external_id(entity_id: int, created_at: datetime) -> str:
     return f"{GENERATED_ID_PREFIX}{entity_id}@{created_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
 
 
+# What the comparison export adds to the table's columns: each entity's external id (a
+# generated one for entities without), which is what ``import comparisons`` matches on.
+ENTITY_KEYS = (("entity1_external_id", "entity1_id"), ("entity2_external_id", "entity2_id"))
+
+
+def comparison_export_columns(columns: Sequence[str]) -> list[str]:
+    """The columns of the comparison export: the table's, then the entities' external ids."""
+    return export_columns(columns) + [key for key, _ in ENTITY_KEYS]
+
+
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """A row as storage streams it (plain values) as an export record: public names,
     95% intervals.
@@ -298,6 +309,11 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
         record["verdict"] = verdict_of(None, record.get("selected_entity_id"))
     if "external_id" in record and record["external_id"] is None:
         record["external_id"] = generated_external_id(record["id"], record["created_at"])
+    for key, entity_id in ENTITY_KEYS:
+        if key in record:
+            created_at = record.pop(key.replace("external_id", "created_at"))
+            if record[key] is None:
+                record[key] = generated_external_id(record[entity_id], as_datetime(created_at))
     for mean, spread in _SCORE_PAIRS:
         if record.get(mean) is not None and record.get(spread) is not None:
             record["interval_low"] = float(record[mean]) - Z95 * float(record[spread])

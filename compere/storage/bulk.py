@@ -10,7 +10,9 @@ from sqlalchemy import bindparam as param
 
 from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
+from compere.domain.trust import POLICIES, Ledger, TrustPolicy
 from compere.domain.vote import vote_effects
+from compere.storage import voters
 from compere.storage.comparisons import vote_log
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import new_entity_params
@@ -19,19 +21,19 @@ from compere.storage.tables import COMPARISON_COLUMNS, DEFAULT_PROJECT_ID, NEW_E
 from compere.storage.timestamps import utc_now
 
 # One import statement per backend, each spelled by its dialect's own insert().
-_IMPORT_ENTITY: dict[str, Query] = {}
+_IMPORT_ENTITY_QUERIES: dict[str, Query] = {}
 
 
-def _import_entity(db: Database) -> Query:
+def import_entity_query(db: Database) -> Query:
     """One entity row, skipped when its external id is already taken in its project
     (also by a deleted row)."""
-    query = _IMPORT_ENTITY.get(db.name)
+    query = _IMPORT_ENTITY_QUERIES.get(db.name)
     if query is None:
         stmt = db.insert_or_skip(entities).values(**NEW_ENTITY)
         query = Query(
             stmt.on_conflict_do_nothing(index_elements=[entities.c.project_id, entities.c.external_id])
         )
-        _IMPORT_ENTITY[db.name] = query
+        _IMPORT_ENTITY_QUERIES[db.name] = query
     return query
 
 
@@ -44,7 +46,7 @@ async def import_entities(
     Records whose external id already exists (also on a deleted entity) are skipped,
     so an import can be re-run, or resumed after a failure, without duplicates.
     """
-    query = _import_entity(db)
+    query = import_entity_query(db)
     now = utc_now()
     created = 0
     async with db.transaction() as tx:
@@ -87,6 +89,42 @@ async def iter_rows(
     if live_only:
         stmt = stmt.where(sa.column("deleted_at").is_(None))
     query = Query(stmt.order_by(source.c.id).limit(param("limit")))
+    async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
+        yield plain_values(rows)
+
+
+# The comparison export also names each entity by its external id (with its creation time,
+# from which an export makes one for entities that have none), so the vote log can be
+# imported into another database. One compiled statement per column list.
+_COMPARISONS_FOR_EXPORT: dict[tuple[str, ...], Query] = {}
+
+
+async def iter_comparisons_for_export(
+    db: Connection, project_id: int, columns: Sequence[str], *, batch_size: int = 5000
+) -> AsyncIterator[list[Row]]:
+    """Every comparison of a project (``columns`` of the table) in id order, as :func:`iter_rows`, with
+    ``entity1_external_id``, ``entity1_created_at``, ``entity2_external_id`` and
+    ``entity2_created_at`` of its two entities (deleted ones too)."""
+    query = _COMPARISONS_FOR_EXPORT.get(tuple(columns))
+    if query is None:
+        source = sa.table("comparisons", *(sa.column(name) for name in {*columns, "project_id"}))
+        one, two = entities.alias("one"), entities.alias("two")
+        stmt = (
+            sa.select(
+                *(source.c[name] for name in columns),
+                one.c.external_id.label("entity1_external_id"),
+                one.c.created_at.label("entity1_created_at"),
+                two.c.external_id.label("entity2_external_id"),
+                two.c.created_at.label("entity2_created_at"),
+            )
+            .select_from(
+                source.join(one, one.c.id == source.c.entity1_id).join(two, two.c.id == source.c.entity2_id)
+            )
+            .where(source.c.id > param("after"), source.c.project_id == param("project_id"))
+            .order_by(source.c.id)
+            .limit(param("limit"))
+        )
+        query = _COMPARISONS_FOR_EXPORT[tuple(columns)] = Query(stmt)
     async for rows in keyset_batches(db, query, batch_size, {"project_id": project_id}):
         yield plain_values(rows)
 
@@ -143,19 +181,20 @@ async def count_rows(db: Database, project_id: int, table: str, *, live_only: bo
 # --- rebuilding derived state ----------------------------------------------------
 
 _ALL_ENTITY_IDS = Query(sa.select(entities.c.id).where(entities.c.project_id == param("project_id")))
-_WRITE_DERIVED = Query(
+WRITE_DERIVED = Query(
     sa.update(entities)
     .where(entities.c.id == param("id"))
     .values(
         rating=param("rating"),
         mu=param("mu"),
         sigma=param("sigma"),
+        vote_weight=param("vote_weight"),
         comparisons=param("comparisons"),
         wins=param("wins"),
         losses=param("losses"),
         ties=param("ties"),
     )
-)
+)  # also what a vote-log import writes for each entity of a batch
 
 
 async def rebuild_ratings(
@@ -165,22 +204,26 @@ async def rebuild_ratings(
     k_factor: float,
     initial_rating: float,
     prior: Prior,
+    trust: TrustPolicy = POLICIES["off"],
 ) -> int:
-    """Recompute every rating, strength and counter of a project from its vote log, in
-    id order, with the project's Elo K and prior.
+    """Recompute every rating, strength and counter of a project, and every voter record
+    and vote weight, from its vote log, in id order, with the project's Elo K and prior,
+    exactly as the votes applied them online.
 
     Runs in one transaction with the tables locked against concurrent votes for its
     duration. Deleted entities are replayed too, so their opponents end up exactly
     where the online updates put them. Returns the number of votes replayed.
     """
     replayed = 0
+    ledger = Ledger(trust, prior)
     async with db.transaction() as tx:
-        await tx.lock_tables("entities", "comparisons")
+        await tx.lock_tables("entities", "comparisons", "voters", "voter_entities")
         state = {
             row["id"]: {
                 "rating": initial_rating,
                 "mu": prior.mu0,
                 "sigma": prior.sigma0,
+                "vote_weight": 0.0,
                 "comparisons": 0,
                 "wins": 0,
                 "losses": 0,
@@ -190,17 +233,30 @@ async def rebuild_ratings(
         }
         async for batch in vote_log(tx, project_id, 10_000):
             for vote in batch:
-                one, two = state[vote["entity1_id"]], state[vote["entity2_id"]]
-                score1 = score_of(vote["entity1_id"], vote["selected_entity_id"])
-                for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor), strict=True):
+                first, second = vote["entity1_id"], vote["entity2_id"]
+                one, two = state[first], state[second]
+                score1 = score_of(first, vote["selected_entity_id"])
+                weight = ledger.vote(
+                    vote["voter"],
+                    first,
+                    second,
+                    (one["mu"], one["sigma"]),
+                    (two["mu"], two["sigma"]),
+                    score1,
+                    served=bool(vote["served"]),
+                )
+                effects = vote_effects(one, two, score1, k_factor, weight)
+                for side, effect in zip((one, two), effects, strict=True):
                     side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
+                    side["vote_weight"] += weight
                     side["comparisons"] += 1
                     side["wins"] += effect.win
                     side["losses"] += effect.loss
                     side["ties"] += effect.tie
             replayed += len(batch)
         for entity_id, values in state.items():
-            await tx.execute(_WRITE_DERIVED, {"id": entity_id, **values})
+            await tx.execute(WRITE_DERIVED, {"id": entity_id, **values})
+        await voters.replace_all(tx, project_id, ledger.voters, ledger.shares)
     return replayed
 
 

@@ -10,8 +10,21 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 from sqlalchemy.ext.compiler import compiles
 
+from compere.domain.bayes import DEFAULT_PRIOR, Prior
 from compere.domain.elo import score_of
+from compere.domain.trust import (
+    POLICIES,
+    Ledger,
+    Share,
+    Side,
+    TrustPolicy,
+    after_vote,
+    unweighed,
+    vote_evidence,
+    weigh_vote,
+)
 from compere.domain.vote import vote_effects
+from compere.storage import voters
 from compere.storage.database import ConflictError, Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import EntityNotFound
 from compere.storage.idempotency import Receipt, answer_row
@@ -25,6 +38,7 @@ from compere.storage.tables import (
     idempotency_records,
     new_comparison,
     voter_daily_votes,
+    voter_entities,
     webhook_events,
 )
 from compere.storage.timestamps import as_datetime, utc_now
@@ -32,9 +46,28 @@ from compere.storage.timestamps import as_datetime, utc_now
 VOTE_EVENT = "comparison.created"
 
 
+def _share(column: Any, label: str) -> Any:
+    """The voting voter's share of the row's entity (NULL when none or no voter)."""
+    return (
+        sa.select(column)
+        .where(voter_entities.c.voter == param("voter"), voter_entities.c.entity_id == entities.c.id)
+        .scalar_subquery()
+        .label(label)
+    )
+
+
 def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     return Query(
-        sa.select(entities.c.id, entities.c.rating, entities.c.mu, entities.c.sigma, *extra)
+        sa.select(
+            entities.c.id,
+            entities.c.rating,
+            entities.c.mu,
+            entities.c.sigma,
+            entities.c.vote_weight,
+            _share(voter_entities.c.votes, "share_votes"),
+            _share(voter_entities.c.weight, "share_weight"),
+            *extra,
+        )
         .where(
             entities.c.id.in_([param("a"), param("b")]), entities.c.project_id == param("project_id"), LIVE
         )
@@ -44,7 +77,7 @@ def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
     )
 
 
-_LOCK_PAIR = _lock_pair()
+_LOCK_PAIR = _lock_pair(prepare=True)
 # In one-statement votes the new comparison's id is drawn from the identity sequence of
 # comparisons.id (named by PostgreSQL's convention for identity columns) while the pair
 # is locked: the vote's last round trip then carries its COMMIT and need not return
@@ -64,6 +97,7 @@ def _apply_result(suffix: str = "") -> Any:
             rating=param(f"rating{suffix}"),
             mu=param(f"mu{suffix}"),
             sigma=param(f"sigma{suffix}"),
+            vote_weight=param(f"vote_weight{suffix}"),
             comparisons=entities.c.comparisons + 1,
             wins=entities.c.wins + param(f"win{suffix}"),
             losses=entities.c.losses + param(f"loss{suffix}"),
@@ -92,9 +126,12 @@ class _InsertWithOwnId(sa.Insert):
 @compiles(_InsertWithOwnId, "postgresql")
 def _insert_overriding_identity(element: _InsertWithOwnId, compiler: Any, **kw: Any) -> str:
     sql: str = compiler.visit_insert(element, **kw)
-    if sql.count(") VALUES (") != 1:
+    # CTEs (the voter's upserts) come first and may have VALUES lists of their own: the
+    # clause goes into the main statement, the last INSERT INTO the element's table.
+    head, marker, main = sql.rpartition(f"INSERT INTO {element.table.name} ")
+    if not marker or main.count(") VALUES (") != 1:
         raise ValueError("expected a single-row INSERT ... VALUES")
-    return sql.replace(") VALUES (", ") OVERRIDING SYSTEM VALUE VALUES (")
+    return head + marker + main.replace(") VALUES (", ") OVERRIDING SYSTEM VALUE VALUES (")
 
 
 def _vote_in_one(*more_ctes: Any) -> Query:
@@ -111,10 +148,9 @@ def _vote_in_one(*more_ctes: Any) -> Query:
     return Query(stmt.add_cte(*more_ctes) if more_ctes else stmt, prepare=True)
 
 
-_RECORD_VOTE_IN_ONE = _vote_in_one()
 # The vote's webhook event rides in the same statement as one more CTE, so announcing a
 # vote costs no round trip; INSERT ... SELECT keeps the statement's one VALUES list.
-_RECORD_VOTE_AND_EVENT = _vote_in_one(
+_VOTE_EVENT_CTE = (
     sa.insert(webhook_events)
     .from_select(
         ["event_type", "subject_id", "created_at"],
@@ -122,6 +158,24 @@ _RECORD_VOTE_AND_EVENT = _vote_in_one(
     )
     .cte("vote_event")
 )
+_ONE_STATEMENT: dict[tuple[bool, bool], Query] = {}
+
+
+def _record_vote_in_one(db: Database, announce: bool, with_voter: bool) -> Query:
+    """The one-statement vote, with the webhook event and the voter's record as CTEs."""
+    query = _ONE_STATEMENT.get((announce, with_voter))
+    if query is None:
+        ctes = [_VOTE_EVENT_CTE] if announce else []
+        if with_voter:
+            ctes += [
+                voters.update_voter_statement().cte("voter_record"),
+                voters.upsert_share_statement(db, "1").cte("voter_share1"),
+                voters.upsert_share_statement(db, "2").cte("voter_share2"),
+            ]
+        query = _ONE_STATEMENT[(announce, with_voter)] = _vote_in_one(*ctes)
+    return query
+
+
 _INSERT_VOTE_EVENT = Query(
     sa.insert(webhook_events).values(
         event_type=VOTE_EVENT, subject_id=param("subject_id"), created_at=param("now")
@@ -181,6 +235,8 @@ async def record_comparison(
     category: str | None = None,
     voter: str | None = None,
     daily_cap: int = 0,
+    trust: TrustPolicy = POLICIES["off"],
+    prior: Prior = DEFAULT_PRIOR,
 ) -> ComparisonRow:
     """Store one vote and apply it to both entities, all in one transaction.
 
@@ -203,6 +259,13 @@ async def record_comparison(
     ``voter`` is who cast it (``compere.infra.voters``); with a ``daily_cap`` the voter's
     counter for today is raised in the same transaction, and :class:`DailyCapReached`
     rolls everything back once the voter has used the day's votes.
+
+    With a known voter the vote also locks the voter's record (after the pair, so the
+    lock order stays entities then voter), weighs the vote by ``trust``
+    (:func:`compere.domain.trust.weigh_vote`, from the record before it) and writes the
+    new record and the voter's shares of both entities in the same statement; the new
+    comparison's id is then drawn once every lock is held, so a replay of the log in id
+    order (``rebuild-ratings``) meets the votes in an order they could have run in.
     """
     verdict = verdict_of(verdict, selected_entity_id)
     in_one = db.writes_vote_in_one_statement
@@ -214,21 +277,46 @@ async def record_comparison(
             )
             if counted is None:
                 raise DailyCapReached(voter)
+        draw_with_pair = in_one and voter is None
         locked = {
             row["id"]: row
             for row in await tx.fetch_all(
-                _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR,
-                {"a": entity1_id, "b": entity2_id, "project_id": project_id},
+                _LOCK_PAIR_DRAWING_ID if draw_with_pair else _LOCK_PAIR,
+                {"a": entity1_id, "b": entity2_id, "project_id": project_id, "voter": voter},
             )
         }
         for entity_id in (entity1_id, entity2_id):
             if entity_id not in locked:
                 raise EntityNotFound(entity_id)
-        effect1, effect2 = vote_effects(
-            locked[entity1_id], locked[entity2_id], score_of(entity1_id, selected_entity_id), k_factor
-        )
-        first = {"id": entity1_id, **effect1._asdict()}
-        second = {"id": entity2_id, **effect2._asdict()}
+        one, two = locked[entity1_id], locked[entity2_id]
+        new_id = one["new_id"] if draw_with_pair else None
+        score1 = score_of(entity1_id, selected_entity_id)
+        weight = 1.0
+        voter_params: dict[str, Any] = {}
+        if voter is not None:
+            record = await tx.fetch_one(
+                (voters.lock_voter_drawing_id if in_one else voters.lock_voter)(db),
+                {"project_id": project_id, "voter": voter},
+            )
+            assert record is not None
+            if in_one:
+                new_id = record["new_id"]
+            state = voters.voter_state(record)
+            share1 = Share(one["share_votes"] or 0, one["share_weight"] or 0.0)
+            share2 = Share(two["share_votes"] or 0, two["share_weight"] or 0.0)
+            side1, side2 = Side(one["sigma"], one["vote_weight"]), Side(two["sigma"], two["vote_weight"])
+            if not unweighed(voter, state):
+                weight = weigh_vote(state, share1, share2, side1, side2, trust, prior)
+            evidence = vote_evidence(
+                one["mu"], one["sigma"], two["mu"], two["sigma"], score1, served=provenance is not None
+            )
+            state, share1, share2 = after_vote(state, share1, share2, weight, evidence)
+            voter_params = voters.share_params(
+                project_id, voter, state, {"1": (entity1_id, share1), "2": (entity2_id, share2)}
+            )
+        effect1, effect2 = vote_effects(one, two, score1, k_factor, weight)
+        first = {"id": entity1_id, "vote_weight": one["vote_weight"] + weight, **effect1._asdict()}
+        second = {"id": entity2_id, "vote_weight": two["vote_weight"] + weight, **effect2._asdict()}
         now = utc_now()
         vote = {
             "project_id": project_id,
@@ -244,12 +332,12 @@ async def record_comparison(
         }
         row: ComparisonRow
         if in_one:
-            new_id = locked[entity1_id]["new_id"]
             both = {f"{key}1": value for key, value in first.items()}
             both.update({f"{key}2": value for key, value in second.items()})
-            statement = _RECORD_VOTE_AND_EVENT if announce else _RECORD_VOTE_IN_ONE
-            await tx.finish(statement, {"new_id": new_id, **both, **vote})
+            statement = _record_vote_in_one(db, announce, voter is not None)
+            await tx.finish(statement, {"new_id": new_id, **both, **vote, **voter_params})
             # The row as stored, with nothing left to ask the database.
+            assert new_id is not None
             row = ComparisonRow(
                 id=new_id,
                 entity1_id=entity1_id,
@@ -270,6 +358,8 @@ async def record_comparison(
             )
             assert stored is not None
             row = comparison_row(stored)
+            if voter is not None:
+                await voters.write_voter(tx, db, voter_params)
             if announce:
                 await tx.execute(_INSERT_VOTE_EVENT, {"subject_id": row.id, "now": now})
     return row
@@ -307,6 +397,8 @@ class Vote:
     daily_cap: int = 0  # the project's votes per voter per UTC day; 0: no cap
     verdict: str | None = None  # 'win' | 'tie' | 'both_bad'; None: win or tie as selected says
     category: str | None = None  # the criterion the vote judged
+    trust: TrustPolicy = POLICIES["off"]  # how the voter's record weighs the vote
+    prior: Prior = DEFAULT_PRIOR  # the project's prior (the trust weights use it)
 
 
 # What became of one vote of a batch: the stored row, or why it was not stored.
@@ -317,12 +409,13 @@ ANSWER_CONTENT_TYPE = "application/json"
 # read which of its pair tokens and idempotency keys are taken, in one round trip.
 _LOCK_BATCH = Query(
     sa.text(
-        "WITH locked AS (SELECT id, project_id, rating, mu, sigma FROM entities"
+        "WITH locked AS (SELECT id, project_id, rating, mu, sigma, vote_weight FROM entities"
         " WHERE id = ANY(CAST(:ids AS bigint[])) AND deleted_at IS NULL ORDER BY id FOR UPDATE)"
-        " SELECT id, project_id, rating, mu, sigma, NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
+        " SELECT id, project_id, rating, mu, sigma, vote_weight,"
+        " NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
         " FROM locked"
         # One more row, after the locked ones, with the batch's facts (once, not per row).
-        " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL,"
+        " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL,"
         " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer))),"
         " (SELECT array_agg(pair_token_id) FROM comparisons"
         "  WHERE pair_token_id = ANY(CAST(:tokens AS text[]))),"
@@ -338,10 +431,11 @@ _WRITE_BATCH = Query(
         "WITH apply AS ("
         " UPDATE entities AS e SET rating = v.rating, mu = v.mu, sigma = v.sigma,"
         " comparisons = e.comparisons + v.n, wins = e.wins + v.w, losses = e.losses + v.l,"
-        " ties = e.ties + v.t"
+        " ties = e.ties + v.t, vote_weight = v.vw"
         " FROM unnest(CAST(:e_id AS bigint[]), CAST(:e_rating AS float8[]), CAST(:e_mu AS float8[]),"
         " CAST(:e_sigma AS float8[]), CAST(:e_n AS integer[]), CAST(:e_w AS integer[]),"
-        " CAST(:e_l AS integer[]), CAST(:e_t AS integer[])) AS v(id, rating, mu, sigma, n, w, l, t)"
+        " CAST(:e_l AS integer[]), CAST(:e_t AS integer[]), CAST(:e_vote_weight AS float8[]))"
+        " AS v(id, rating, mu, sigma, n, w, l, t, vw)"
         " WHERE e.id = v.id),"
         " vote_events AS ("
         " INSERT INTO webhook_events (event_type, subject_id, created_at)"
@@ -384,8 +478,16 @@ _APPLY_TOTALS = Query(
         wins=entities.c.wins + param("w"),
         losses=entities.c.losses + param("l"),
         ties=entities.c.ties + param("t"),
+        vote_weight=param("vote_weight"),
     )
 )
+# A batch's voters: how many new ids to draw once every voter's row is locked.
+_DRAW_IDS = Query(
+    sa.text(
+        "SELECT array_agg(nextval('comparisons_id_seq')) AS new_ids FROM generate_series(1, CAST(:n AS integer))"
+    )
+)
+_UPDATE_VOTER = Query(voters.update_voter_statement())
 
 
 @dataclass(slots=True)
@@ -396,6 +498,7 @@ class _Totals:
     rating: float
     mu: float
     sigma: float
+    vote_weight: float
     n: int = 0
     w: int = 0
     l: int = 0  # noqa: E741
@@ -428,15 +531,19 @@ async def record_votes(
     tokens = [vote.provenance.token_id for vote in votes if vote.provenance is not None]
     keys = [vote.receipt.key for vote in votes if vote.receipt is not None]
     in_one = db.writes_vote_in_one_statement
+    # With voters, the comparison ids are drawn once their rows are locked too (as a lone
+    # vote does), so id order is the order votes were applied for every voter.
+    with_voters = any(vote.voter is not None for vote in votes)
     async with db.transaction() as tx:
         # The voters' daily counters first, in arrival order, as a lone vote takes them
         # (before the entity locks, so the two paths lock in the same order).
         capped = await _count_daily_votes(db, tx, votes)
         if in_one:
             *locked, facts = await tx.fetch_all(
-                _LOCK_BATCH, {"ids": ids, "n": len(votes), "tokens": tokens, "keys": keys}
+                _LOCK_BATCH,
+                {"ids": ids, "n": 0 if with_voters else len(votes), "tokens": tokens, "keys": keys},
             )
-            new_ids = iter(sorted(facts["new_ids"]))
+            new_ids = iter(sorted(facts["new_ids"] or ()))
             used_tokens = set(facts["used_tokens"] or ())
             known_keys = set(facts["known_keys"] or ())
         else:
@@ -448,6 +555,7 @@ async def record_votes(
                         entities.c.rating,
                         entities.c.mu,
                         entities.c.sigma,
+                        entities.c.vote_weight,
                     )
                     .where(entities.c.id.in_(ids), LIVE)
                     .order_by(entities.c.id)
@@ -457,8 +565,14 @@ async def record_votes(
             known_keys = await _present(tx, idempotency_records.c.record_key, keys)
             last_id = int(await tx.fetch_value(_NEXT_COMPARISON_ID) or 0)
             new_ids = iter(range(last_id + 1, last_id + 1 + len(votes)))
-        state = {row["id"]: _Totals(row["rating"], row["mu"], row["sigma"]) for row in locked}
+        state = {
+            row["id"]: _Totals(row["rating"], row["mu"], row["sigma"], row["vote_weight"]) for row in locked
+        }
         projects = {row["id"]: row["project_id"] for row in locked}
+        ledgers = await _lock_voters(db, tx, votes, state) if with_voters else {}
+        if with_voters and in_one:
+            drawn = await tx.fetch_value(_DRAW_IDS, {"n": len(votes)})
+            new_ids = iter(sorted(drawn or ()))
         now = utc_now()
         created_at = as_datetime(now)
         outcomes: list[VoteOutcome] = []
@@ -469,7 +583,7 @@ async def record_votes(
             if outcome is not None and index not in capped and vote.daily_cap > 0 and vote.voter is not None:
                 refused_after_count.append(vote)  # counted above, but not stored: give it back
             if outcome is None:
-                outcome = _apply(vote, state, next(new_ids), created_at)
+                outcome = _apply(vote, state, next(new_ids), created_at, ledgers.get(vote.project_id))
                 stored.append((vote, outcome))
                 if vote.provenance is not None:
                     used_tokens.add(vote.provenance.token_id)
@@ -485,6 +599,8 @@ async def record_votes(
             answers.append(answer_row(batch_receipt, 200, ANSWER_CONTENT_TYPE, batch_answer(outcomes), now))
         for vote in refused_after_count:
             await tx.execute(_UNCOUNT_DAILY_VOTE, _daily_params(vote))
+        for project_id, ledger in ledgers.items():
+            await _write_voters(db, tx, project_id, ledger)
         if not stored and not answers:
             return outcomes
         touched = {entity_id: totals for entity_id, totals in state.items() if totals.n}
@@ -535,6 +651,60 @@ async def _count_daily_votes(
     return refused
 
 
+async def _lock_voters(
+    db: Database, tx: Connection, votes: Sequence[Vote], state: dict[int, _Totals]
+) -> dict[int, Ledger]:
+    """Lock every voter of the batch (after the entities, in voter order, as lone votes
+    lock theirs) and load their records and shares into one ledger per project."""
+    ledgers: dict[int, Ledger] = {}
+    for vote in votes:
+        if vote.voter is not None and vote.project_id not in ledgers:
+            ledger = ledgers[vote.project_id] = Ledger(vote.trust, vote.prior)
+            ledger.entity_weight = {entity_id: totals.vote_weight for entity_id, totals in state.items()}
+    for project_id, ledger in ledgers.items():
+        names = sorted(
+            {vote.voter for vote in votes if vote.voter is not None and vote.project_id == project_id}
+        )
+        for name in names:
+            record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": name})
+            assert record is not None
+            ledger.voters[name] = voters.voter_state(record)
+        rows = await tx.fetch_all(
+            Query(
+                sa.select(
+                    voter_entities.c.voter,
+                    voter_entities.c.entity_id,
+                    voter_entities.c.votes,
+                    voter_entities.c.weight,
+                ).where(
+                    voter_entities.c.project_id == project_id,
+                    voter_entities.c.voter.in_(names),
+                    voter_entities.c.entity_id.in_(list(state)),
+                )
+            )
+        )
+        for row in rows:
+            ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+    return ledgers
+
+
+async def _write_voters(db: Database, tx: Connection, project_id: int, ledger: Ledger) -> None:
+    """Each voter's record and shares as the batch left them."""
+    for name, record in ledger.voters.items():
+        await tx.execute(_UPDATE_VOTER, voters.share_params(project_id, str(name), record, {}))
+    for (name, entity_id), share in ledger.shares.items():
+        await tx.execute(
+            voters.upsert_share(db),
+            {
+                "project_id": project_id,
+                "voter": name,
+                "share_entity": entity_id,
+                "share_votes": share.votes,
+                "share_weight": share.weight,
+            },
+        )
+
+
 async def _present(tx: Connection, column: Any, values: list[str]) -> set[str]:
     """Which of ``values`` the (unique) ``column`` already holds."""
     if not values:
@@ -556,16 +726,33 @@ def _refusal(
     return None
 
 
-def _apply(vote: Vote, state: dict[int, _Totals], new_id: int, created_at: Any) -> ComparisonRow:
-    """Apply one vote to the running state; the comparison row it stores."""
+def _apply(
+    vote: Vote, state: dict[int, _Totals], new_id: int, created_at: Any, ledger: Ledger | None
+) -> ComparisonRow:
+    """Apply one vote to the running state; the comparison row it stores. The voter's
+    record (``ledger``) weighs it as a lone vote would be weighed."""
     one, two = state[vote.entity1_id], state[vote.entity2_id]
+    score1 = score_of(vote.entity1_id, vote.selected_entity_id)
+    weight = 1.0
+    if ledger is not None:
+        weight = ledger.vote(
+            vote.voter,
+            vote.entity1_id,
+            vote.entity2_id,
+            (one.mu, one.sigma),
+            (two.mu, two.sigma),
+            score1,
+            served=vote.provenance is not None,
+        )
     effects = vote_effects(
         {"rating": one.rating, "mu": one.mu, "sigma": one.sigma},
         {"rating": two.rating, "mu": two.mu, "sigma": two.sigma},
-        score_of(vote.entity1_id, vote.selected_entity_id),
+        score1,
         vote.k_factor,
+        weight,
     )
     for totals, effect in zip((one, two), effects, strict=True):
+        totals.vote_weight += weight
         totals.rating, totals.mu, totals.sigma = effect.rating, effect.mu, effect.sigma
         totals.n += 1
         totals.w += effect.win
@@ -612,7 +799,7 @@ def _batch_params(
     now: str,
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"now": now, "e_id": _numbers(touched)}
-    for name in ("rating", "mu", "sigma", "n", "w", "l", "t"):
+    for name in ("rating", "mu", "sigma", "n", "w", "l", "t", "vote_weight"):
         params[f"e_{name}"] = _numbers(getattr(totals, name) for totals in touched.values())
     rows = [_comparison_values(row, vote) for vote, row in stored]
     for name, column in (
@@ -690,6 +877,8 @@ _VOTE_LOG = Query(
         comparisons.c.entity2_id,
         comparisons.c.selected_entity_id,
         comparisons.c.category,
+        comparisons.c.voter,
+        comparisons.c.pair_token_id.is_not(None).label("served"),
     )
     .where(comparisons.c.id > param("after"), comparisons.c.project_id == param("project_id"))
     .order_by(comparisons.c.id)
@@ -698,8 +887,8 @@ _VOTE_LOG = Query(
 
 
 def vote_log(db: Connection, project_id: int, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Every vote of a project: id, entity ids and selected id, in id order,
-    ``batch_size`` at a time."""
+    """Every vote of a project: id, entity ids, selected id, voter and whether its pair
+    was served (``served``), in id order, ``batch_size`` at a time."""
     return keyset_batches(db, _VOTE_LOG, batch_size, {"project_id": project_id})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam as param
@@ -121,20 +121,27 @@ async def live_ids(db: Connection, project_id: int) -> list[int]:
     return [row["id"] for row in await db.fetch_all(_LIVE_IDS, {"project_id": project_id})]
 
 
+class VoteColumns(NamedTuple):
+    first: list[int]
+    second: list[int]
+    winner: list[float]  # NaN for a tie or a both-bad verdict
+    voter: list[str | None]  # who voted (None: no known voter)
+    served: list[bool]  # the pair was served (a pair_token was echoed)
+
+
 async def vote_log(
     db: Connection, project_id: int, batch: int = 50_000, category: str | None = None
-) -> tuple[list[int], list[int], list[float]]:
-    """Every vote of a project (of ``category``, when given) as three columns (winner NaN
-    for a tie or a both-bad verdict), read in id order."""
-    first: list[int] = []
-    second: list[int] = []
-    winner: list[float] = []
+) -> VoteColumns:
+    """Every vote of a project (of ``category``, when given) as columns, read in id order."""
+    log = VoteColumns([], [], [], [], [])
     async for rows in vote_batches(db, project_id, batch):
         for row in rows:
             if category is not None and row["category"] != category:
                 continue
-            first.append(row["entity1_id"])
-            second.append(row["entity2_id"])
+            log.first.append(row["entity1_id"])
+            log.second.append(row["entity2_id"])
             selected = row["selected_entity_id"]
-            winner.append(float("nan") if selected is None else float(selected))
-    return first, second, winner
+            log.winner.append(float("nan") if selected is None else float(selected))
+            log.voter.append(row["voter"])
+            log.served.append(bool(row["served"]))
+    return log

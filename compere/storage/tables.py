@@ -67,6 +67,7 @@ entities = sa.Table(
     sa.Column("sigma", sa.Float, nullable=False),
     sa.Column("random_key", sa.Float, nullable=False),
     sa.Column("prompt", sa.Text),  # the prompt a response answers (preference exports)
+    sa.Column("vote_weight", sa.Float, nullable=False),  # what its votes counted for (domain/trust.py)
 )
 
 comparisons = sa.Table(
@@ -115,6 +116,28 @@ revoked_tokens = sa.Table(
     sa.Column("token_id", sa.Text, primary_key=True),
     sa.Column("user_id", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # Unix seconds
+)
+
+# Voter weights (compere/domain/trust.py): derived from the vote log like the ratings.
+voters = sa.Table(
+    "voters",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True),
+    sa.Column("voter", sa.Text, primary_key=True),
+    sa.Column("votes", sa.BigInteger, nullable=False),
+    sa.Column("evidence", sa.Float, nullable=False),
+    sa.Column("touched", sa.BigInteger, nullable=False),
+    sa.Column("weight", sa.Float, nullable=False),
+)
+
+voter_entities = sa.Table(
+    "voter_entities",
+    metadata,
+    sa.Column("voter", sa.Text, primary_key=True),
+    sa.Column("entity_id", sa.BigInteger, primary_key=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("votes", sa.BigInteger, nullable=False),
+    sa.Column("weight", sa.Float, nullable=False),
 )
 
 # API keys: only the SHA-256 of a key is kept; ``prefix`` is the part shown in lists.
@@ -204,6 +227,25 @@ idempotency_records = sa.Table(
     sa.Column("content_type", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
+)
+
+# One row per imported vote-log file: how far it has been stored (lines and bytes, with
+# a digest of that prefix), so a re-run or a resumed run stores nothing twice.
+import_runs = sa.Table(
+    "import_runs",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # "compere" or "arena"
+    sa.Column("lines_done", sa.BigInteger, nullable=False),
+    sa.Column("bytes_done", sa.BigInteger, nullable=False),
+    sa.Column("prefix_digest", sa.Text, nullable=False),
+    sa.Column("stored", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("entities_created", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
 )
 
 # --- facts the query modules share ---------------------------------------------------

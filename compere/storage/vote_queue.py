@@ -121,6 +121,8 @@ class VoteQueue:
                     daily_cap=vote.daily_cap,
                     verdict=vote.verdict,
                     category=vote.category,
+                    trust=vote.trust,
+                    prior=vote.prior,
                 )
             except (store.EntityNotFound, store.DailyCapReached) as exc:
                 return [exc]

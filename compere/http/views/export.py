@@ -13,7 +13,14 @@ from compere.http.errors import start_stream
 from compere.http.keys import DATABASE, PROJECT, SETTINGS
 from compere.http.schemas import ExportQuery, PreferenceExportQuery
 from compere.http.validation import read_query
-from compere.services.transfer import MEDIA_TYPES, RowEncoder, encode_preferences, export_columns, judge_key
+from compere.services.transfer import (
+    MEDIA_TYPES,
+    RowEncoder,
+    comparison_export_columns,
+    encode_preferences,
+    export_columns,
+    judge_key,
+)
 from compere.storage import bulk
 from compere.storage.database import DatabaseError
 
@@ -38,14 +45,20 @@ async def _stream_table(request: web.Request, table: str, *, live_only: bool) ->
     db = request.app[DATABASE]
     columns = await db.column_names(table)
     reader = db.reader()  # exports may be slightly stale: the replica's when there is one
-    encoder = RowEncoder(query.format, export_columns(columns))
+    comparisons = table == "comparisons"
+    shown = comparison_export_columns(columns) if comparisons else export_columns(columns)
+    encoder = RowEncoder(query.format, shown)
 
     async def chunks() -> AsyncIterator[str]:
         yield encoder.header()
         project_id = request[PROJECT].id
-        async for rows in bulk.iter_rows(
-            reader, project_id, table, columns, live_only=live_only, batch_size=_BATCH
-        ):
+        if comparisons:
+            batches = bulk.iter_comparisons_for_export(reader, project_id, columns, batch_size=_BATCH)
+        else:
+            batches = bulk.iter_rows(
+                reader, project_id, table, columns, live_only=live_only, batch_size=_BATCH
+            )
+        async for rows in batches:
             yield encoder.encode(rows)
 
     return await _stream(request, f"{table}.{query.format}", MEDIA_TYPES[query.format], chunks())

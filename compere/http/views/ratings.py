@@ -46,8 +46,9 @@ async def ratings(request: web.Request) -> web.StreamResponse:
     by = "score" if fitted else query.by
     board = None
     if by == "score":
+        trust = request.app[SETTINGS].trust
         board = await request.app[RANKING_CACHE].board(
-            db, project.id, query.model, project.settings.prior, query.category
+            db, project.id, query.model, project.settings.prior, trust, query.category
         )
     if board is not None and fitted:
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
@@ -105,6 +106,7 @@ async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse
         settings.provisional_max_uncertainty,
         settings.provisional_min_votes,
         query.category,
+        settings.trust,
     )
     order = detail.ordered(board, provisional_last=query.provisional == "last")
     ids = order[query.skip : query.skip + query.limit if query.limit else None]
@@ -131,7 +133,7 @@ async def progress(request: web.Request) -> web.Response:
     project = request[PROJECT]
     model = "bt" if query.category is not None else query.model
     board = await request.app[RANKING_CACHE].board(
-        db, project.id, model, project.settings.prior, query.category
+        db, project.id, model, project.settings.prior, request.app[SETTINGS].trust, query.category
     )
     mu = np.array([board.score[i] for i in board.ids], dtype=float)
     se = np.array([board.relative_uncertainty(i) for i in board.ids], dtype=float)
