@@ -257,3 +257,75 @@ async def test_the_top_k_objective_serves_pairs_from_a_large_board(make_client):
         assert 0 < pair["selection_probability"] <= 1
     with pytest.raises(SettingsError, match="RANKING_OBJECTIVE"):
         load_settings({"RANKING_OBJECTIVE": "top"})
+
+
+# --- verdicts and categories through the group commit, per project ---------------------
+
+
+async def test_verdicts_and_categories_ride_batches_and_keyed_votes_and_stay_in_their_project(
+    client, create_entities
+):
+    resp = await client.post("/projects/", json={"slug": "tea", "name": "Tea"})
+    assert resp.status in (200, 201), await resp.text()
+    tea = []
+    for i in range(3):
+        resp = await client.post("/projects/tea/entities/", json={"name": f"tea {i}"})
+        tea.append((await resp.json())["id"])
+    a, b, c = tea
+    batch = [
+        {"entity1_id": a, "entity2_id": b, "selected_entity_id": a, "category": "style"},
+        {
+            "entity1_id": b,
+            "entity2_id": c,
+            "selected_entity_id": None,
+            "verdict": "both_bad",
+            "category": "style",
+        },
+        {"entity1_id": a, "entity2_id": c, "selected_entity_id": None},
+    ]
+    resp = await client.post("/projects/tea/comparisons/batch", json={"votes": batch})
+    assert resp.status == 200, await resp.text()
+    stored = [r["comparison"] for r in (await resp.json())["results"]]
+    assert [(x["verdict"], x["category"]) for x in stored] == [
+        ("win", "style"),
+        ("both_bad", "style"),
+        ("tie", None),
+    ]
+    # Read back from the database, not the answer: the batch insert wrote both columns.
+    listed = {x["id"]: x for x in await (await client.get("/projects/tea/comparisons/")).json()}
+    assert [(listed[x["id"]]["verdict"], listed[x["id"]]["category"]) for x in stored] == [
+        ("win", "style"),
+        ("both_bad", "style"),
+        ("tie", None),
+    ]
+
+    # A vote with an Idempotency-Key goes through the batch writer too (its answer is recorded).
+    x, y = (e["id"] for e in await create_entities(2))
+    keyed = await client.post(
+        "/comparisons/",
+        json={
+            "entity1_id": x,
+            "entity2_id": y,
+            "selected_entity_id": None,
+            "verdict": "both_bad",
+            "category": "taste",
+        },
+        headers={"Idempotency-Key": "both-bad-taste-1"},
+    )
+    assert keyed.status == 200, await keyed.text()
+    again = await (await client.get(f"/comparisons/{(await keyed.json())['id']}")).json()
+    assert (again["verdict"], again["category"]) == ("both_bad", "taste")
+
+    # Each project's categories, boards and progress are its own.
+    assert await (await client.get("/projects/tea/ratings/categories")).json() == [
+        {"category": "style", "votes": 2}
+    ]
+    assert await (await client.get("/ratings/categories")).json() == [{"category": "taste", "votes": 1}]
+    full = await client.get("/projects/tea/ratings", params={"detail": "full"})
+    assert full.status == 200 and full.headers["X-Total-Count"] == "3"
+    assert {e["id"] for e in await full.json()} == {a, b, c}
+    assert all(e["provisional"] and "rank_interval_95" in e for e in await full.json())
+    progress = await (await client.get("/projects/tea/ratings/progress")).json()
+    assert (progress["entities"], progress["votes"]) == (3, 3)
+    style = await (await client.get("/projects/tea/ratings", params={"category": "style"})).json()
+    assert {e["id"] for e in style} == {a, b, c}
