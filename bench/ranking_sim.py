@@ -60,7 +60,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior, bayes_update  # noqa: E402
-from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry  # noqa: E402
+from compere.domain.bt import BTFit, aggregate_votes, fit_bradley_terry, fit_davidson  # noqa: E402
 from compere.domain.elo import elo_update  # noqa: E402
 from compere.domain.selection import (  # noqa: E402
     Candidate,
@@ -73,7 +73,7 @@ from compere.domain.ucb import UCBParams  # noqa: E402
 
 BUDGETS = (1, 2, 4, 8, 16, 32)
 THRESHOLDS = (0.8, 0.9)
-MODELS = ("elo", "bayes", "bt", "refit")
+MODELS = ("elo", "bayes", "bt", "refit", "davidson", "precision@10")
 RECENT_LIMIT = 5
 _UCB_PARAMS = UCBParams()
 ELO_K = 32.0
@@ -103,14 +103,22 @@ class RunConfig:
     plan: CandidatePlan = field(default_factory=CandidatePlan)
     prior: Prior = DEFAULT_PRIOR
     oracle_width: float = 1.0  # logits; only for the ``oracle`` strategy
+    oracle_ranks: int = 0  # if > 0 the oracle pairs within this many true ranks instead
+    fit_prior_sd: float | None = None  # prior sd of the offline fit (default: the online prior's)
+    top_k: int = 0  # > 0: the ``top_k`` objective (find and order the best K)
 
 
 def _oracle_pair(
-    theta: np.ndarray, comparisons: np.ndarray, width: float, rng: random.Random
+    theta: np.ndarray, comparisons: np.ndarray, width: float, rng: random.Random, ranks: int = 0
 ) -> tuple[int, int]:
-    """The least-compared item against a random item within ``width`` of its true strength."""
+    """The least-compared item against a random item within ``width`` of its true strength
+    (or, with ``ranks`` > 0, within ``ranks`` places of its true rank)."""
     fewest = np.flatnonzero(comparisons == comparisons.min())
     i = int(fewest[rng.randrange(fewest.size)])
+    if ranks > 0:
+        position = np.argsort(np.argsort(-theta))
+        near = np.flatnonzero((np.abs(position - position[i]) <= ranks) & (position != position[i]))
+        return i, int(near[rng.randrange(near.size)])
     gap = np.abs(theta - theta[i])
     gap[i] = np.inf
     near = np.flatnonzero(gap <= width)
@@ -132,6 +140,11 @@ def _select(
 ) -> tuple[int, int]:
     """One pair from the real selector, on the candidate set the server would fetch."""
     positions = plan_candidates(cfg.plan, ids, mu, sigma, rng)
+    threshold = None
+    if cfg.top_k:  # the top_k objective: the current top 2K join the candidates
+        order = np.argsort(-mu, kind="stable")
+        positions = list(dict.fromkeys([*positions, *order[: 2 * cfg.top_k].tolist()]))
+        threshold = float(0.5 * (mu[order[cfg.top_k - 1]] + mu[order[cfg.top_k]]))
     if cfg.strategy == "deployed":  # the original's bandit state never moves
         cands = [Candidate(i, mu[i], sigma[i], rating[i], 0, 0.0) for i in positions]
         total = 0
@@ -144,6 +157,7 @@ def _select(
         ucb=_UCB_PARAMS,
         ucb_probability=False,  # exercised by the unit tests; costly here
         prior=cfg.prior,
+        top_threshold=threshold,
     )
     sel = select_pair(strategy, cands, rng, context)
     return sel.entity1_id, sel.entity2_id
@@ -156,6 +170,10 @@ def _vote(rng: np.random.Generator, ti: float, tj: float, scenario: str) -> floa
         return float(rng.random() < 0.5)
     if scenario == "ties" and rng.random() < 0.3 * 4.0 * p * (1.0 - p):
         return 0.5
+    if scenario == "davidson":  # Davidson's model with nu = 0.5 (a third of even matches tie)
+        half = math.exp(0.5 * (ti - tj))
+        u = rng.random() * (half + 1.0 / half + 0.5)
+        return 1.0 if u < half else (0.5 if u < half + 0.5 else 0.0)
     return float(rng.random() < p)
 
 
@@ -194,12 +212,13 @@ def simulate(cfg: RunConfig) -> dict:
     def fit() -> BTFit:
         pairs = aggregate_votes(first, second, scores, n)
         start = None if last_fit is None else last_fit.mu
-        return fit_bradley_terry(n, pairs, prior=cfg.prior, start=start)
+        prior = cfg.prior if cfg.fit_prior_sd is None else Prior(cfg.prior.mu0, cfg.fit_prior_sd)
+        return fit_bradley_terry(n, pairs, prior=prior, start=start)
 
     for t in range(1, total_votes + 1):
         t0 = time.perf_counter()
         if cfg.strategy == "oracle":
-            i, j = _oracle_pair(theta, comparisons, cfg.oracle_width, rng)
+            i, j = _oracle_pair(theta, comparisons, cfg.oracle_width, rng, cfg.oracle_ranks)
         else:
             i, j = _select(cfg, strategy, ids, mu, sigma, rating, comparisons, wins, recent, rng)
         t1 = time.perf_counter()
@@ -232,12 +251,21 @@ def simulate(cfg: RunConfig) -> dict:
                 last_fit = fit()
             curves["elo"].append((budget, kendall_tau(theta, rating)))
             curves["bt"].append((budget, kendall_tau(theta, last_fit.mu)))
+            top = np.argsort(-theta)[:10]
+            found = np.argsort(-last_fit.mu)[:10]
+            curves["precision@10"].append((budget, len(set(top.tolist()) & set(found.tolist())) / 10.0))
+            if cfg.scenario in ("ties", "davidson"):  # the tie-aware fit of the same votes
+                tie_fit = fit_davidson(n, aggregate_votes(first, second, scores, n), prior=cfg.prior).fit
+                curves["davidson"].append((budget, kendall_tau(theta, tie_fit.mu)))
             online = kendall_tau(theta, mu)
             curves["refit" if cfg.refit else "bayes"].append((budget, online))
             if budget == 8 or t == total_votes:
                 tag = f"@{budget:g}N"
                 coverage["bayes" + tag] = float(np.mean(np.abs(mu - theta) <= 1.959964 * sigma))
                 coverage["bt" + tag] = float(np.mean(np.abs(last_fit.mu - theta) <= 1.959964 * last_fit.se))
+                if cfg.scenario in ("ties", "davidson"):
+                    inside = np.abs(tie_fit.mu - theta) <= 1.959964 * tie_fit.se
+                    coverage["davidson" + tag] = float(np.mean(inside))
     curves = {m: c for m, c in curves.items() if c}
     return {
         "curves": curves,
@@ -271,9 +299,13 @@ def label(strategy: str, model: str) -> str:
     if strategy == "deployed":
         return "original as deployed (UCB, bandit never updated) + " + model
     if strategy.startswith("oracle@"):
-        width = strategy.split("@", 1)[1]
-        unit = "logit" if width == "1" else "logits"
-        return f"oracle (knows the strengths; opponents at most {width} {unit} apart) + {model}"
+        width, _, prior = strategy.split("@", 1)[1].partition("/prior")
+        if width.endswith("ranks"):
+            where = f"at most {width[:-5]} true ranks apart"
+        else:
+            where = f"at most {width} {'logit' if width == '1' else 'logits'} apart"
+        fitted = f"; fit prior sd {prior}" if prior else ""
+        return f"oracle (knows the strengths; opponents {where}{fitted}) + {model}"
     if strategy == "ucb" and model == "elo":
         return "original as designed (UCB + Elo K=32)"
     return f"{strategy} + {model}"
@@ -347,7 +379,9 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
         seconds = time.perf_counter() - started
         for model, curve in result["curves"].items():
             cov = {}
-            source = "bt" if model == "bt" else ("bayes" if model in ("bayes", "refit") else None)
+            source = (
+                model if model in ("bt", "davidson") else ("bayes" if model in ("bayes", "refit") else None)
+            )
             if source:
                 cov = {
                     k.replace(source, "cov"): v for k, v in result["coverage"].items() if k.startswith(source)
@@ -357,7 +391,7 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
                 "n": cfg.n,
                 "seed": cfg.seed,
                 # the oracle's width is part of its name: rows of two widths stay apart
-                "strategy": cfg.strategy if cfg.strategy != "oracle" else f"oracle@{cfg.oracle_width:g}",
+                "strategy": _strategy_name(cfg),
                 "model": model,
                 "curve": curve,
                 "coverage": cov,
@@ -374,6 +408,15 @@ def run_matrix(configs: list[RunConfig], out) -> list[dict]:
             out.write(json.dumps(row) + "\n")
             out.flush()
     return rows
+
+
+def _strategy_name(cfg: RunConfig) -> str:
+    if cfg.top_k:
+        return f"{cfg.strategy} top_k={cfg.top_k}"
+    if cfg.strategy != "oracle":
+        return cfg.strategy
+    name = f"oracle@{cfg.oracle_ranks}ranks" if cfg.oracle_ranks else f"oracle@{cfg.oracle_width:g}"
+    return name if cfg.fit_prior_sd is None else f"{name}/prior{cfg.fit_prior_sd:g}"
 
 
 def build_configs(args: argparse.Namespace) -> list[RunConfig]:
@@ -396,6 +439,9 @@ def build_configs(args: argparse.Namespace) -> list[RunConfig]:
                                 max_budget=args.max_budget,
                                 refit_every=args.refit_every,
                                 oracle_width=args.oracle_width,
+                                oracle_ranks=args.oracle_ranks,
+                                top_k=args.top_k if strategy == "active" else 0,
+                                fit_prior_sd=args.fit_prior_sd,
                             )
                         )
     return configs
@@ -503,10 +549,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--oracle-width", type=float, default=1.0, help="the oracle's opponents lie within this many logits"
     )
+    parser.add_argument("--top-k", type=int, default=0, help="run active with the top_k objective for this K")
+    parser.add_argument(
+        "--oracle-ranks", type=int, default=0, help="the oracle's opponents lie within this many true ranks"
+    )
+    parser.add_argument(
+        "--fit-prior-sd", type=float, default=None, help="prior sd of the offline fit (default 1.5)"
+    )
     parser.add_argument(
         "--refit-strategies", nargs="*", default=[], help="also run these with the refit model"
     )
-    parser.add_argument("--scenarios", nargs="+", default=["bt"], choices=["bt", "noisy", "ties"])
+    parser.add_argument("--scenarios", nargs="+", default=["bt"], choices=["bt", "noisy", "ties", "davidson"])
     parser.add_argument("--max-budget", type=int, default=16, help="votes per item at the end (--full: 32)")
     parser.add_argument("--refit-every", type=float, default=1.0, help="refit period in units of N votes")
     parser.add_argument("--full", action="store_true", help="N = 50, 200, 1000 and every scenario")

@@ -377,6 +377,23 @@ class Settings:
     bayes_prior_sigma: float = _number(
         "BAYES_PRIOR_SIGMA", DEFAULT_PRIOR.sigma0, 0.1, 10, "prior spread of a new entity's strength"
     )
+    ranking_objective: str = _choice(
+        "RANKING_OBJECTIVE",
+        "full",
+        ("full", "top_k"),
+        "what active pairs serve: the whole order (full) or finding and ordering the best RANKING_TOP_K",
+    )
+    ranking_top_k: int = _integer("RANKING_TOP_K", 10, 1, 10_000, "K of the top_k objective")
+    provisional_max_uncertainty: float = _number(
+        "PROVISIONAL_MAX_UNCERTAINTY",
+        0.75,
+        0.01,
+        10,
+        "a board entry stays provisional while its uncertainty (logit sd) is above this",
+    )
+    provisional_min_votes: int = _integer(
+        "PROVISIONAL_MIN_VOTES", 5, 0, 1_000_000, "a board entry stays provisional below this many votes"
+    )
     trust_mode: TrustMode = _choice(
         "TRUST_MODE", "default", TRUST_MODES, "how strongly votes are weighed by their voter's record"
     )

@@ -70,6 +70,8 @@ CLIENT_METHODS = {
     ("GET", "/mab/next_comparison"): "next_pair",
     ("POST", "/mab/update"): "mab_update",
     ("GET", "/ratings"): "ratings",
+    ("GET", "/ratings/progress"): "progress",
+    ("GET", "/ratings/categories"): "categories",
     ("POST", "/auth/token"): "login",
     ("POST", "/auth/logout"): "logout",
     ("GET", "/auth/users/me"): "me",

@@ -264,6 +264,7 @@ async def test_http_export_streams_every_comparison(client, create_entities, fmt
                 "user_id": int(row["user_id"]) if row["user_id"] else None,
                 # CSV has no null: votes sent without a pair token have empty provenance
                 "strategy": row["strategy"] or None,
+                "category": row["category"] or None,
                 "selection_probability": float(row["selection_probability"])
                 if row["selection_probability"]
                 else None,

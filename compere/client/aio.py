@@ -27,6 +27,7 @@ from compere.http.schemas import (
     ApiKeyCreated,
     ApiKeyScope,
     BatchResult,
+    CategoryCount,
     Comparison,
     ComparisonBatch,
     ComparisonCreate,
@@ -42,6 +43,7 @@ from compere.http.schemas import (
     Pair,
     PasswordChange,
     PasswordChanged,
+    Progress,
     ProjectCreate,
     ProjectOut,
     ProjectUpdate,
@@ -72,6 +74,7 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 _ENTITIES = TypeAdapter(list[Entity])
 _RANKED = TypeAdapter(list[RankedEntity])
+_CATEGORIES = TypeAdapter(list[CategoryCount])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
 _API_KEYS = TypeAdapter(list[ApiKey])
@@ -660,14 +663,15 @@ class AsyncClient:
 
     # --- pairs --------------------------------------------------------------------------
 
-    async def next_pair(self, strategy: Strategy | None = None) -> Pair:
-        """``GET /mab/next_comparison``: the pair to show next, with its ``pair_token``."""
+    async def next_pair(self, strategy: Strategy | None = None, *, category: str | None = None) -> Pair:
+        """``GET /mab/next_comparison``: the pair to show next, with its ``pair_token``;
+        ``category`` focuses the choice on what that category's board does not know yet."""
         return await self._model(
             Pair,
             "GET",
             "/mab/next_comparison",
             route="GET /mab/next_comparison",
-            params={"strategy": strategy},
+            params={"strategy": strategy, "category": category},
         )
 
     async def content_pair(self, *, seed: int | None = None) -> ContentPair:
@@ -692,8 +696,13 @@ class AsyncClient:
         pair_token: str | None = None,
         voter: str | None = None,
         idempotency_key: str | None = None,
+        verdict: Literal["win", "tie", "both_bad"] | None = None,
+        category: str | None = None,
     ) -> Comparison:
         """``POST /comparisons/``: record that ``winner`` was preferred (None: a tie).
+
+        ``verdict="both_bad"`` (with ``winner`` None) records that neither was good, kept
+        apart from a tie; ``category`` names the criterion the vote judged.
 
         Pass the ``pair_token`` when the pair came from :meth:`next_pair` (or use
         :meth:`vote_on`); votes on pairs chosen elsewhere (imported judgements) go without.
@@ -706,6 +715,8 @@ class AsyncClient:
             entity2_id=_entity_id(entity2_id),
             selected_entity_id=None if winner is None else _entity_id(winner),
             pair_token=pair_token,
+            verdict=verdict,
+            category=category,
             voter=voter,
         )
         return await self._model(
@@ -796,25 +807,59 @@ class AsyncClient:
     async def ratings(
         self,
         *,
-        by: Literal["rating", "score"] = "rating",
+        by: Literal["rating", "score"] | None = None,
         model: Literal["online", "bt"] = "online",
         skip: int = 0,
         limit: int | None = None,
+        detail: Literal["basic", "full"] = "basic",
+        provisional: Literal["last", "inline"] = "last",
+        category: str | None = None,
     ) -> Page[RankedEntity]:
         """``GET /ratings``: the leaderboard with ranks.
 
-        ``by=rating`` orders by Elo (as the original), ``by=score`` by the Bayesian score
-        with shared ranks for overlapping intervals; ``model=bt`` uses the Bradley-Terry fit
-        of the whole log. Without ``limit`` the server streams the whole board and this reads
-        all of it; :meth:`iter_ratings` reads a large board in pages instead.
+        ``by=rating`` (the default) orders by Elo (as the original), ``by=score`` by the
+        Bayesian score with shared ranks for overlapping intervals; ``model=bt`` uses the
+        Bradley-Terry fit of the whole log. Without ``limit`` the server streams the whole
+        board and this reads all of it; :meth:`iter_ratings` reads a large board in pages
+        instead. ``detail="full"`` orders by score, marks each entry ``provisional`` and
+        gives its ``rank_interval_95``; provisional entries come last unless
+        ``provisional="inline"``. ``category`` reads the fitted board of that category's
+        votes only.
         """
+        extra: dict[str, Any] = {"detail": detail, "provisional": provisional} if detail == "full" else {}
+        if category is not None:
+            extra["category"] = category
         page = await self._page(
-            _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit
+            _RANKED, "/ratings", "GET /ratings", by=by, model=model, skip=skip, limit=limit, **extra
         )
         if page.total is None and limit is None:
             # The streamed whole board comes without a count: it is the count.
             return Page(page.items, skip + len(page.items))
         return page
+
+    async def progress(
+        self,
+        *,
+        model: Literal["online", "bt"] = "online",
+        target_tau: float = 0.8,
+        top_k: int = 10,
+        category: str | None = None,
+    ) -> Progress:
+        """``GET /ratings/progress``: the board's expected Kendall tau against the truth, the
+        share of settled neighbours, and the votes still needed for ``target_tau`` and to
+        settle the top ``top_k``."""
+        return await self._model(
+            Progress,
+            "GET",
+            "/ratings/progress",
+            route="GET /ratings/progress",
+            params={"model": model, "target_tau": target_tau, "top_k": top_k, "category": category},
+        )
+
+    async def categories(self) -> list[CategoryCount]:
+        """``GET /ratings/categories``: every category votes were given in, with its votes."""
+        answer = await self._call("GET", "/ratings/categories", route="GET /ratings/categories")
+        return _CATEGORIES.validate_json(answer.body)
 
     def iter_ratings(
         self,

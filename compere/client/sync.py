@@ -138,6 +138,8 @@ class Client:
     iter_comparisons = _iterating(AsyncClient.iter_comparisons)
     mab_update = _blocking(AsyncClient.mab_update)
     ratings = _blocking(AsyncClient.ratings)
+    progress = _blocking(AsyncClient.progress)
+    categories = _blocking(AsyncClient.categories)
     iter_ratings = _iterating(AsyncClient.iter_ratings)
     voters = _blocking(AsyncClient.voters)
     export_comparisons = _iterating(AsyncClient.export_comparisons)

@@ -1,6 +1,7 @@
 """Offline Bradley-Terry fit of the whole vote log, with 95% intervals.
 
-The model: ``P(i beats j) = 1/(1+e^(t_j-t_i))``, ties count half a win for each,
+The model: ``P(i beats j) = 1/(1+e^(t_j-t_i))``, ties count half a win for each
+(:func:`fit_davidson` and :func:`fit_votes` by default fit Davidson's tie model instead),
 and a Gaussian prior ``t_i ~ Normal(mu0, sigma0^2)`` on every strength (the same
 prior as the online model, :data:`compere.domain.bayes.DEFAULT_PRIOR`). The prior
 keeps disconnected, unbeaten or never-compared entities finite (they sit at or near
@@ -43,6 +44,7 @@ class PairCounts(NamedTuple):
     j: IntArray
     n: FloatArray  # comparisons between i and j
     wins_i: FloatArray  # i's wins, ties counting half
+    ties: FloatArray | None = None  # ties between i and j (None: not counted apart)
 
 
 class BTFit(NamedTuple):
@@ -51,6 +53,10 @@ class BTFit(NamedTuple):
     mu: FloatArray
     se: FloatArray
     iterations: int
+    # Standard error of each strength relative to the board's mean: the marginal without
+    # the uncertainty of the overall level, which only the prior pins down and which
+    # shifts every strength together (ranks do not see it).
+    se_relative: FloatArray | None = None
 
     def lower95(self) -> FloatArray:
         return self.mu - Z95 * self.se
@@ -87,22 +93,38 @@ def aggregate_votes(
     lo_score = np.where(a == lo, s, 1.0 - s)
     key = lo * n_entities + hi
     keys, inverse = np.unique(key, return_inverse=True)
+    tied = (s == 0.5).astype(np.float64)
     if weights is None:
         n: FloatArray = np.bincount(inverse, minlength=keys.size).astype(np.float64)
         wins = np.bincount(inverse, weights=lo_score, minlength=keys.size)
+        ties = np.bincount(inverse, weights=tied, minlength=keys.size)
     else:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != a.shape:
             raise ValueError("weights must have one entry per vote")
         n = np.bincount(inverse, weights=w, minlength=keys.size)
         wins = np.bincount(inverse, weights=lo_score * w, minlength=keys.size)
-    return PairCounts(keys // n_entities, keys % n_entities, n, wins)
+        ties = np.bincount(inverse, weights=tied * w, minlength=keys.size)
+    return PairCounts(keys // n_entities, keys % n_entities, n, wins, ties)
 
 
-def _log_posterior(theta: FloatArray, pairs: PairCounts, prior: Prior) -> float:
+def _log_z(d: FloatArray, nu: float) -> FloatArray:
+    """``log(e^(d/2) + e^(-d/2) + nu)``: the normaliser of Davidson's model (nu 0: Bradley-Terry)."""
+    both = np.logaddexp(0.5 * d, -0.5 * d)
+    return both if nu <= 0.0 else np.logaddexp(both, np.log(nu))
+
+
+def _outcome_probabilities(d: FloatArray, nu: float) -> tuple[FloatArray, FloatArray]:
+    """``P(i wins)`` and ``P(j wins)`` for strength differences ``d`` (the rest is a tie)."""
+    log_z = _log_z(d, nu)
+    return np.exp(0.5 * d - log_z), np.exp(-0.5 * d - log_z)
+
+
+def _log_posterior(theta: FloatArray, pairs: PairCounts, prior: Prior, nu: float = 0.0) -> float:
     d = theta[pairs.i] - theta[pairs.j]
-    # log sigmoid(d) = -logaddexp(0, -d)
-    ll = -(pairs.wins_i * np.logaddexp(0.0, -d) + (pairs.n - pairs.wins_i) * np.logaddexp(0.0, d))
+    # (wins_i - wins_j) d / 2 - n log Z: ties counted half on each side cancel out, so with
+    # nu = 0 this is the Bradley-Terry likelihood with half wins, with nu > 0 Davidson's.
+    ll = (2.0 * pairs.wins_i - pairs.n) * 0.5 * d - pairs.n * _log_z(d, nu)
     return float(ll.sum() - 0.5 * np.sum((theta - prior.mu0) ** 2) / prior.sigma0**2)
 
 
@@ -129,11 +151,12 @@ def _cg(matvec, rhs: FloatArray, diag: FloatArray, tol: float, max_iter: int) ->
 
 
 def _curvature(
-    theta: FloatArray, pairs: PairCounts, n_entities: int, lam: float
+    theta: FloatArray, pairs: PairCounts, n_entities: int, lam: float, nu: float = 0.0
 ) -> tuple[FloatArray, FloatArray]:
-    """Per-pair Fisher weights ``n p (1 - p)`` and the diagonal of the negative Hessian."""
-    p = 1.0 / (1.0 + np.exp(-(theta[pairs.i] - theta[pairs.j])))
-    c = pairs.n * p * (1.0 - p)
+    """Per-pair Fisher weights (``n p (1 - p)`` for Bradley-Terry, ``n (P_i + P_j -
+    (P_i - P_j)^2) / 4`` for Davidson) and the diagonal of the negative Hessian."""
+    p_i, p_j = _outcome_probabilities(theta[pairs.i] - theta[pairs.j], nu)
+    c = pairs.n * (p_i + p_j - (p_i - p_j) ** 2) / 4.0
     diag = (
         np.bincount(pairs.i, weights=c, minlength=n_entities)
         + np.bincount(pairs.j, weights=c, minlength=n_entities)
@@ -159,10 +182,12 @@ def fit_bradley_terry(
     max_iter: int = 50,
     dense_limit: int = 2000,
     start: ArrayLike | None = None,
+    nu: float = 0.0,
 ) -> BTFit:
     """MAP Bradley-Terry strengths with Laplace standard errors.
 
-    ``start`` (optional) warm-starts Newton, e.g. from the online means.
+    ``start`` (optional) warm-starts Newton, e.g. from the online means. ``nu`` > 0 fits
+    Davidson's tie model with that tie parameter instead (see :func:`fit_davidson`).
     """
     if n_entities < 1:
         raise ValueError("need at least one entity")
@@ -175,19 +200,19 @@ def fit_bradley_terry(
     pi, pj = pairs.i, pairs.j
     dense = n_entities <= dense_limit
     iterations = 0
-    current = _log_posterior(theta, pairs, prior)
+    current = _log_posterior(theta, pairs, prior, nu)
     c = np.zeros(0)
     for _ in range(max_iter):
         iterations += 1
-        d = theta[pi] - theta[pj]
-        p = 1.0 / (1.0 + np.exp(-d))
-        resid = pairs.wins_i - pairs.n * p
+        p_i, p_j = _outcome_probabilities(theta[pi] - theta[pj], nu)
+        # d/dd of the log-likelihood; with nu = 0 it is wins_i - n p
+        resid = pairs.wins_i - 0.5 * pairs.n * (1.0 + p_i - p_j)
         grad = (
             np.bincount(pi, weights=resid, minlength=n_entities)
             - np.bincount(pj, weights=resid, minlength=n_entities)
             - lam * (theta - prior.mu0)
         )
-        c, diag = _curvature(theta, pairs, n_entities, lam)
+        c, diag = _curvature(theta, pairs, n_entities, lam, nu)
         if dense:
             step = np.linalg.solve(_dense_hessian(pairs, c, diag), grad)
         else:
@@ -205,7 +230,7 @@ def fit_bradley_terry(
         t = 1.0
         while True:
             candidate = theta + t * step
-            value = _log_posterior(candidate, pairs, prior)
+            value = _log_posterior(candidate, pairs, prior, nu)
             if value >= current - 1e-12 or t < 1e-4:
                 break
             t *= 0.5
@@ -215,13 +240,72 @@ def fit_bradley_terry(
         if float(np.max(np.abs(t * step), initial=0.0)) < tol or improvement < tol * 1e-3:
             break
 
-    c, diag = _curvature(theta, pairs, n_entities, lam)
+    c, diag = _curvature(theta, pairs, n_entities, lam, nu)
     if dense:
-        var = np.diag(np.linalg.inv(_dense_hessian(pairs, c, diag))).copy()
+        cov = np.linalg.inv(_dense_hessian(pairs, c, diag))
+        var = np.diag(cov).copy()
+        # Var(t_i - mean t) = C_ii - 2 mean_j C_ij + mean C
+        row = cov.mean(axis=1)
+        relative = np.maximum(var - 2.0 * row + row.mean(), 0.0)
     else:
+        relative = approximate_marginal_variance(n_entities, pi, pj, c, lam)
         # Plus the uncertainty of the overall level, which only the prior pins down.
-        var = approximate_marginal_variance(n_entities, pi, pj, c, lam) + 1.0 / (lam * n_entities)
-    return BTFit(theta, np.sqrt(var), iterations)
+        var = relative + 1.0 / (lam * n_entities)
+    return BTFit(theta, np.sqrt(var), iterations, np.sqrt(relative))
+
+
+class DavidsonFit(NamedTuple):
+    """A Davidson fit: strengths as in :class:`BTFit` plus the tie parameter ``nu``."""
+
+    fit: BTFit
+    nu: float
+
+
+def fit_davidson(
+    n_entities: int,
+    pairs: PairCounts,
+    *,
+    prior: Prior = DEFAULT_PRIOR,
+    dense_limit: int = 2000,
+    start: ArrayLike | None = None,
+    rounds: int = 20,
+) -> DavidsonFit:
+    """Strengths under Davidson's tie model, ties as evidence of closeness.
+
+    ``P(i wins) = e^(d/2) / Z``, ``P(tie) = nu / Z``, ``Z = e^(d/2) + e^(-d/2) + nu`` with
+    ``d = t_i - t_j``: the same logit scale as Bradley-Terry (``nu = 0`` is exactly the
+    Bradley-Terry fit), and a tie says the two are close instead of counting as half a win
+    each, which a lopsided pair's tie would otherwise turn into a near-upset. ``nu`` is
+    fitted by maximum likelihood, alternating with the strengths (a few rounds of
+    Newton on ``log nu``). Without ties ``nu`` is 0 and this is :func:`fit_bradley_terry`.
+    """
+    ties = pairs.ties if pairs.ties is not None else np.zeros_like(pairs.n)
+    total_ties = float(ties.sum())
+    if total_ties <= 0.0:
+        return DavidsonFit(
+            fit_bradley_terry(n_entities, pairs, prior=prior, dense_limit=dense_limit, start=start), 0.0
+        )
+    # Start from the share of ties among votes between (nearly) equal sides: P(tie) = nu / (2 + nu).
+    share = min(total_ties / float(pairs.n.sum()), 0.99)
+    log_nu = float(np.log(2.0 * share / (1.0 - share)))
+    fit = fit_bradley_terry(
+        n_entities, pairs, prior=prior, dense_limit=dense_limit, start=start, nu=float(np.exp(log_nu))
+    )
+    for _ in range(rounds):
+        d = fit.mu[pairs.i] - fit.mu[pairs.j]
+        both = np.logaddexp(0.5 * d, -0.5 * d)
+        for _ in range(5):  # Newton on log nu, the strengths held
+            p_tie = np.exp(log_nu - np.logaddexp(both, log_nu))
+            grad = total_ties - float(np.sum(pairs.n * p_tie))
+            curv = float(np.sum(pairs.n * p_tie * (1.0 - p_tie)))
+            log_nu += grad / max(curv, 1e-12)
+        previous = fit.mu
+        fit = fit_bradley_terry(
+            n_entities, pairs, prior=prior, dense_limit=dense_limit, start=previous, nu=float(np.exp(log_nu))
+        )
+        if float(np.max(np.abs(fit.mu - previous), initial=0.0)) < 1e-6:
+            break
+    return DavidsonFit(fit, float(np.exp(log_nu)))
 
 
 def approximate_marginal_variance(
@@ -260,6 +344,7 @@ def fit_votes(
     *,
     prior: Prior = DEFAULT_PRIOR,
     dense_limit: int = 2000,
+    ties: str = "davidson",
     weights: ArrayLike | None = None,
 ) -> dict[int, tuple[float, float]]:
     """Fit the whole log given as entity ids; returns ``{id: (score, se)}``.
@@ -267,9 +352,36 @@ def fit_votes(
     ``weights`` (optional) gives what each vote counts for.
 
     ``selected_ids[k]`` is the winner's id, or a negative number / NaN for a tie
-    (``selected_entity_id`` null). Votes that mention an id not in ``entity_ids``
-    (e.g. a deleted entity) are ignored.
+    (``selected_entity_id`` null: a tie or a both-bad verdict). Votes that mention an id
+    not in ``entity_ids`` (e.g. a deleted entity) are ignored. ``ties="davidson"`` (the
+    default) fits ties by Davidson's model, ``"half"`` counts them as half a win each.
     """
+    found = fit_votes_relative(
+        entity_ids,
+        entity1_ids,
+        entity2_ids,
+        selected_ids,
+        prior=prior,
+        dense_limit=dense_limit,
+        ties=ties,
+        weights=weights,
+    )
+    return {k: (score, se) for k, (score, se, _) in found.items()}
+
+
+def fit_votes_relative(
+    entity_ids: ArrayLike,
+    entity1_ids: ArrayLike,
+    entity2_ids: ArrayLike,
+    selected_ids: ArrayLike,
+    *,
+    prior: Prior = DEFAULT_PRIOR,
+    dense_limit: int = 2000,
+    ties: str = "davidson",
+    weights: ArrayLike | None = None,
+) -> dict[int, tuple[float, float, float]]:
+    """:func:`fit_votes` with the standard error relative to the board's mean as well:
+    ``{id: (score, se, se_relative)}``."""
     ids = np.asarray(entity_ids, dtype=np.int64)
     order = np.argsort(ids)
     sorted_ids = ids[order]
@@ -289,5 +401,12 @@ def fit_votes(
     score = np.where(sel == e1, 1.0, np.where(sel == e2, 0.0, 0.5))
     w = None if weights is None else np.asarray(weights, dtype=np.float64)[keep]
     pairs = aggregate_votes(a[keep], b[keep], score[keep], ids.size, w)
-    fit = fit_bradley_terry(ids.size, pairs, prior=prior, dense_limit=dense_limit)
-    return {int(k): (float(m), float(s)) for k, m, s in zip(ids, fit.mu, fit.se, strict=True)}
+    if ties == "davidson":
+        fit = fit_davidson(ids.size, pairs, prior=prior, dense_limit=dense_limit).fit
+    else:
+        fit = fit_bradley_terry(ids.size, pairs, prior=prior, dense_limit=dense_limit)
+    relative = fit.se if fit.se_relative is None else fit.se_relative
+    return {
+        int(k): (float(m), float(s), float(r))
+        for k, m, s, r in zip(ids, fit.mu, fit.se, relative, strict=True)
+    }

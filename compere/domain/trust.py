@@ -330,7 +330,7 @@ def effective_voters(weights_by_voter: Sequence[float]) -> float:
 class BoardFit(NamedTuple):
     """The weighted Bradley-Terry board and the voter weights it used."""
 
-    fitted: dict[int, tuple[float, float]]  # entity id -> (score, se)
+    fitted: dict[int, tuple[float, float, float]]  # entity id -> (score, se, se relative to the mean)
     vote_weights: np.ndarray
     evidence: dict[Hashable, float]  # each voter's agreement with the board's consensus
     relative: dict[Hashable, float]  # each voter's weight before the cap
@@ -396,12 +396,12 @@ def board_fit(
     voter's agreement is measured again against that fitted consensus of the whole log
     (so a voter who voted while the board was still unsure is not held back by it) and
     the board is fitted with those weights. With ``off`` it is the unweighted fit."""
-    from compere.domain.bt import fit_votes
+    from compere.domain.bt import fit_votes_relative
 
-    def fit(weights: np.ndarray | None) -> dict[int, tuple[float, float]]:
+    def fit(weights: np.ndarray | None) -> dict[int, tuple[float, float, float]]:
         if len(entity_ids) == 0:
             return {}
-        return fit_votes(entity_ids, first, second, winner, prior=prior, weights=weights)
+        return fit_votes_relative(entity_ids, first, second, winner, prior=prior, weights=weights)
 
     if not policy.active:
         return BoardFit(fit(None), np.ones(len(first)), {}, {})

@@ -85,6 +85,16 @@ class RankedEntity(Entity):
         description="Leaderboard rank; statistically tied entities share it (by=score, model=bt)"
     )
     tied: bool = Field(description="Another entity on the board shares this rank")
+    provisional: bool | None = Field(
+        default=None,
+        description="Only with detail=full: still too uncertain or too few votes to be ranked for sure",
+    )
+    rank_interval_95: list[int] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Only with detail=full: 95% interval [best, worst] of the entity's rank",
+    )
 
 
 class EntityListQuery(Model):
@@ -93,12 +103,24 @@ class EntityListQuery(Model):
     search: Annotated[str, StringConstraints(max_length=200), STORABLE] | None = None
 
 
+Verdict = Literal["win", "tie", "both_bad"]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=100), STORABLE]
+
+
 class ComparisonCreate(Model):
     entity1_id: EntityId
     entity2_id: EntityId
     selected_entity_id: EntityId | None = Field(description="The preferred entity, or null for a tie")
     pair_token: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
         default=None, description="The pair_token of the served pair; links the vote to it (single use)"
+    )
+    verdict: Verdict | None = Field(
+        default=None,
+        description="win (selected_entity_id names the winner), tie or both_bad (selected_entity_id "
+        "null); by default win when an entity is selected, else tie",
+    )
+    category: Category | None = Field(
+        default=None, description="The criterion or prompt category this vote judged"
     )
     voter: Annotated[str, StringConstraints(min_length=1, max_length=200), STORABLE] | None = Field(
         default=None,
@@ -116,6 +138,8 @@ class Comparison(Model):
     user_id: int | None = Field(default=None, description="Who recorded it; null when recorded anonymously")
     strategy: str | None = Field(description="Strategy that served the pair, when a pair_token was sent")
     selection_probability: float | None = Field(description="Probability the pair had of being chosen")
+    verdict: Verdict = Field(default="win", description="win, tie or both_bad")
+    category: str | None = Field(default=None, description="The criterion this vote judged, if any")
 
 
 MAX_BATCH_VOTES = 1000
@@ -214,6 +238,9 @@ class PairQuery(Model):
     strategy: Strategy | None = Field(
         default=None, description="Pair selection strategy; the server's RANKING_STRATEGY by default"
     )
+    category: Category | None = Field(
+        default=None, description="Focus on this category: judge candidates by its board (active, random)"
+    )
 
 
 class ContentPairQuery(Model):
@@ -236,6 +263,56 @@ class RatingsQuery(Model):
     limit: Annotated[int, Field(ge=1, le=100_000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Page size; without it the whole leaderboard is streamed"
     )
+    category: Category | None = Field(
+        default=None, description="The board of this category's votes only (a Bradley-Terry fit)"
+    )
+    detail: Literal["basic", "full"] = Field(
+        default="basic",
+        description="full: order by score and add provisional and rank_interval_95 to every entry",
+    )
+    provisional: Literal["last", "inline"] = Field(
+        default="last",
+        description="With detail=full: list provisional entries after the settled ones, or in place",
+    )
+
+
+class ProgressQuery(Model):
+    model: Literal["online", "bt"] = Field(default="online", description="Which board to assess")
+    target_tau: float = Field(
+        default=0.8, ge=-0.99, le=0.999, description="The Kendall tau to estimate votes for"
+    )
+    top_k: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_not_bool)] = Field(
+        default=10, description="How many top entries must be settled against the next"
+    )
+    category: Category | None = Field(default=None, description="Assess this category's board")
+
+
+class CategoryCount(Model):
+    category: str
+    votes: int
+
+
+class Progress(Model):
+    model: Literal["online", "bt"]
+    category: str | None = None
+    entities: int
+    votes: int = Field(description="Votes recorded so far")
+    expected_tau: float = Field(
+        description="Posterior expected Kendall tau between the board's order and the true order"
+    )
+    settled_adjacent_share: float = Field(
+        description="Share of neighbouring entries whose order is at least 95% probable"
+    )
+    target_tau: float
+    votes_to_target: int | None = Field(
+        description="More votes expected to bring expected_tau to target_tau (null: beyond 1,000 per entity)"
+    )
+    top_k: int
+    votes_to_settle_top_k: int | None = Field(
+        description="More votes expected before each of the top k is 95% sure against the next one"
+    )
+    strategy: str = Field(description="The pair strategy assumed for the coming votes")
+    information_per_vote: float = Field(description="p(1-p) per vote assumed for that strategy")
 
 
 class Message(Model):

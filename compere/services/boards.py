@@ -13,10 +13,14 @@ which compute in milliseconds, are therefore always current.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from compere.domain import honesty
 from compere.domain.bayes import Prior
 from compere.domain.leaderboard import rank_with_ties
 from compere.domain.trust import POLICIES, BoardFit, TrustPolicy, board_fit
@@ -33,9 +37,22 @@ class Board:
     uncertainty: dict[int, float]
     rank: dict[int, int]
     tied: set[int]
+    votes: dict[int, int] = field(default_factory=dict)  # votes each entity took part in
+    # Uncertainty relative to the board's mean (the fit's, without the shared level, which
+    # moves every score together and no rank); the online model's sigma as it is.
+    relative: dict[int, float] = field(default_factory=dict)
+
+    def relative_uncertainty(self, entity_id: int) -> float:
+        return self.relative.get(entity_id, self.uncertainty[entity_id])
 
 
-def _board(ids: list[int], score: list[float], se: list[float]) -> Board:
+def _board(
+    ids: list[int],
+    score: list[float],
+    se: list[float],
+    votes: list[int] | None = None,
+    relative: list[float] | None = None,
+) -> Board:
     ranked = rank_with_ties(list(zip(ids, score, se, strict=True)))
     return Board(
         ids=[e.id for e in ranked],
@@ -43,13 +60,46 @@ def _board(ids: list[int], score: list[float], se: list[float]) -> Board:
         uncertainty=dict(zip(ids, se, strict=True)),
         rank={e.id: e.rank for e in ranked},
         tied={e.id for e in ranked if e.tied},
+        votes=dict(zip(ids, votes if votes is not None else [0] * len(ids), strict=True)),
+        relative=dict(zip(ids, relative, strict=True)) if relative is not None else {},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """What a board does not know yet (``/ratings?detail=full``): provisional entries and
+    the 95% interval of each entity's rank."""
+
+    provisional: set[int]
+    rank_lower: dict[int, int]
+    rank_upper: dict[int, int]
+
+    def ordered(self, board: Board, provisional_last: bool) -> list[int]:
+        """The board's order; with ``provisional_last`` the settled entries come first."""
+        if not provisional_last:
+            return board.ids
+        settled = [i for i in board.ids if i not in self.provisional]
+        return settled + [i for i in board.ids if i in self.provisional]
+
+
+def detail_of(board: Board, max_uncertainty: float, min_votes: int) -> Detail:
+    ids = board.ids
+    mu = np.array([board.score[i] for i in ids], dtype=float)
+    se = np.array([board.relative_uncertainty(i) for i in ids], dtype=float)
+    votes = np.array([board.votes.get(i, 0) for i in ids])
+    flags = honesty.provisional(se, votes, max_uncertainty, min_votes)
+    lower, upper = honesty.rank_intervals(mu, se)
+    return Detail(
+        provisional={i for i, f in zip(ids, flags.tolist(), strict=True) if f},
+        rank_lower=dict(zip(ids, lower.tolist(), strict=True)),
+        rank_upper=dict(zip(ids, upper.tolist(), strict=True)),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     marker: tuple[Any, ...]
-    board: Board
+    board: Any  # a Board, or a (Board, Detail) pair
     computed_at: float
     cost: float  # seconds the computation took
 
@@ -68,10 +118,22 @@ class RankingCache:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def board(
-        self, db: Connection, project_id: int, model: str, prior: Prior, trust: TrustPolicy = POLICIES["off"]
+        self,
+        db: Connection,
+        project_id: int,
+        model: str,
+        prior: Prior,
+        trust: TrustPolicy = POLICIES["off"],
+        category: str | None = None,
     ) -> Board:
         """A project's ``online`` (stored mu/sigma) or ``bt`` (fitted) board for the
-        current data."""
+        current data.
+
+        With a ``category`` it is always the fitted board of that category's votes only
+        (the online strengths are one per entity, over every vote).
+        """
+        if category is not None:
+            model = f"category:{category}"
         key = (project_id, model)
         marker = await leaderboard.change_marker(db, project_id)
         entry = self._entries.get(key)
@@ -83,36 +145,106 @@ class RankingCache:
                 return entry.board
             started = time.monotonic()
             board = await (
-                self._fit(db, project_id, prior, trust) if model == "bt" else self._online(db, project_id)
+                self._online(db, project_id)
+                if model == "online"
+                else self._fit(db, project_id, prior, trust, category)
             )
             now = time.monotonic()
+            if category is not None:
+                self._forget_categories(keep=32)
             self._entries[key] = _Entry(marker, board, now, now - started)
             return board
 
+    def _forget_categories(self, keep: int) -> None:
+        """Bound the cache: categories are client-chosen strings."""
+        keys = [k for k in self._entries if k[1].startswith("category:")]
+        if len(keys) >= keep:
+            for key in keys:
+                del self._entries[key]
+
+    async def detail(
+        self,
+        db: Connection,
+        project_id: int,
+        model: str,
+        prior: Prior,
+        max_uncertainty: float,
+        min_votes: int,
+        category: str | None = None,
+        trust: TrustPolicy = POLICIES["off"],
+    ) -> tuple[Board, Detail]:
+        """The board with its :class:`Detail`, cached like the board itself."""
+        board = await self.board(db, project_id, model, prior, trust, category)
+        where = model if category is None else f"category:{category}"
+        key = (project_id, f"{where}:detail:{max_uncertainty}:{min_votes}")
+        entry = self._entries.get(key)
+        if entry is not None and entry.board[0] is board:
+            return entry.board
+        started = time.monotonic()
+        detail = await asyncio.get_running_loop().run_in_executor(
+            None, detail_of, board, max_uncertainty, min_votes
+        )
+        now = time.monotonic()
+        self._entries[key] = _Entry((), (board, detail), now, now - started)
+        return board, detail
+
     async def _online(self, db: Connection, project_id: int) -> Board:
         rows = await leaderboard.strengths(db, project_id)
-        return _board([r["id"] for r in rows], [r["mu"] for r in rows], [r["sigma"] for r in rows])
+        return _board(
+            [r["id"] for r in rows],
+            [r["mu"] for r in rows],
+            [r["sigma"] for r in rows],
+            [r["comparisons"] for r in rows],
+        )
 
-    async def _fit(self, db: Connection, project_id: int, prior: Prior, trust: TrustPolicy) -> Board:
+    async def _fit(
+        self, db: Connection, project_id: int, prior: Prior, trust: TrustPolicy, category: str | None = None
+    ) -> Board:
         ids = await leaderboard.live_ids(db, project_id)
         if not ids:  # an empty board has nothing to fit (the fit needs an entity)
             return _board([], [], [])
-        fitted = (await weighted_fit(db, project_id, ids, prior, trust)).fitted
-        return _board(ids, [fitted[i][0] for i in ids], [fitted[i][1] for i in ids])
+        log, fit = await _log_fit(db, project_id, ids, prior, trust, category)
+        fitted = fit.fitted
+        counts = collections.Counter(log.first)
+        counts.update(log.second)
+        return _board(
+            ids,
+            [fitted[i][0] for i in ids],
+            [fitted[i][1] for i in ids],
+            [counts.get(i, 0) for i in ids],
+            [fitted[i][2] for i in ids],
+        )
 
 
 async def weighted_fit(
-    db: Connection, project_id: int, ids: list[int], prior: Prior, trust: TrustPolicy
+    db: Connection,
+    project_id: int,
+    ids: list[int],
+    prior: Prior,
+    trust: TrustPolicy,
+    category: str | None = None,
 ) -> BoardFit:
-    """The Bradley-Terry fit of a project's whole log, each vote weighed by its voter's
-    record (compere.domain.trust.board_fit)."""
-    log = await leaderboard.vote_log(db, project_id)
+    """The fit (Davidson's ties) of a project's whole log, or of one ``category``'s votes,
+    each vote weighed by its voter's record (compere.domain.trust.board_fit)."""
+    return (await _log_fit(db, project_id, ids, prior, trust, category))[1]
+
+
+async def _log_fit(
+    db: Connection,
+    project_id: int,
+    ids: list[int],
+    prior: Prior,
+    trust: TrustPolicy,
+    category: str | None = None,
+) -> tuple[leaderboard.VoteColumns, BoardFit]:
+    log = await leaderboard.vote_log(db, project_id, category=category)
     evidence = await voters.evidence_by_voter(db, project_id) if trust.active else {}
     by_voter = log.voter
     # The fit is CPU-bound (numpy): keep it off the event loop.
-    return await asyncio.get_running_loop().run_in_executor(
+    fit = await asyncio.get_running_loop().run_in_executor(
         None,
         lambda: board_fit(
             ids, by_voter, log.first, log.second, log.winner, log.served, evidence, trust, prior
         ),
     )
+    return log, fit

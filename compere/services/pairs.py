@@ -11,6 +11,7 @@ from compere.domain.selection import Candidate, CandidatePlan, Selection, Select
 from compere.domain.text import TextEntity, most_dissimilar_pair
 from compere.domain.ucb import ArmState, choose_second, draw_first, ucb_pair_probability
 from compere.infra.signing import PairTokens
+from compere.services.boards import Board
 from compere.settings import Settings
 from compere.storage import comparisons, pairing
 from compere.storage.database import Connection, Row
@@ -51,12 +52,27 @@ async def _select_ucb(db: Connection, project_id: int, rows: list[Row], settings
     return Selection(first.id, second.id, probability, "ucb")
 
 
+def _candidate(r: Row) -> Candidate:
+    return Candidate(
+        r["id"], r["mu"], r["sigma"], float(r["rating"]), r["comparisons"], r["wins"] + 0.5 * r["ties"]
+    )
+
+
 async def next_pair(
-    db: Connection, project: Project, settings: Settings, tokens: PairTokens, strategy: str | None = None
+    db: Connection,
+    project: Project,
+    settings: Settings,
+    tokens: PairTokens,
+    strategy: str | None = None,
+    focus: Board | None = None,
 ) -> ServedPair | None:
     """The pair ``strategy`` (default: the project's) picks from a fresh candidate set of
     the project's entities, with its pair token; None when there are fewer than two.
-    ``settings`` gives what projects do not set (the UCB parameters)."""
+    ``settings`` gives what projects do not set (the UCB parameters, the ranking objective).
+
+    ``focus`` (a category's fitted board) makes ``active`` and ``random`` judge the
+    candidates by their strengths, uncertainties and vote counts in that board instead
+    of the overall ones (``ucb`` keeps the original's overall bandit state)."""
     own = project.settings
     strategy = strategy or own.strategy
     rows = await pairing.pair_candidates(db, PLAN, _rng, project.id)
@@ -68,15 +84,25 @@ async def next_pair(
         candidates = [
             Candidate(
                 r["id"],
-                r["mu"],
-                r["sigma"],
+                r["mu"] if focus is None else focus.score.get(r["id"], own.prior.mu0),
+                r["sigma"] if focus is None else focus.uncertainty.get(r["id"], own.prior.sigma0),
                 float(r["rating"]),
-                r["comparisons"],
+                r["comparisons"] if focus is None else focus.votes.get(r["id"], 0),
                 r["wins"] + 0.5 * r["ties"],
             )
             for r in rows
         ]
-        context = SelectionContext(exploration=own.exploration, prior=own.prior)
+        threshold = None
+        if settings.ranking_objective == "top_k" and focus is None:
+            # The best 2K join the candidates; the threshold lies between the K-th and the next.
+            k = settings.ranking_top_k
+            strongest = await pairing.strongest(db, 2 * k, project.id)
+            known = {r["id"] for r in rows}
+            rows = rows + [r for r in strongest if r["id"] not in known]
+            candidates += [_candidate(r) for r in strongest if r["id"] not in known]
+            if len(strongest) > k:
+                threshold = 0.5 * (float(strongest[k - 1]["mu"]) + float(strongest[k]["mu"]))
+        context = SelectionContext(exploration=own.exploration, prior=own.prior, top_threshold=threshold)
         chosen = select_pair(strategy, candidates, _rng, context)
     by_id = {r["id"]: r for r in rows}
     token = tokens.issue(chosen.entity1_id, chosen.entity2_id, chosen.strategy, chosen.probability)

@@ -26,6 +26,7 @@ from compere.domain.bayes import Z95, Prior
 from compere.domain.inputs import EntityCreate, issue_message
 from compere.storage.bulk import import_entities, refresh_statistics
 from compere.storage.database import Database
+from compere.storage.rows import verdict_of
 from compere.storage.timestamps import as_datetime
 
 FORMATS = ("jsonl", "csv")
@@ -304,6 +305,8 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
     An entity without an external id gets a generated one, so the file imports whole.
     """
     record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
+    if "verdict" in record and record["verdict"] is None:  # a vote stored before verdicts existed
+        record["verdict"] = verdict_of(None, record.get("selected_entity_id"))
     if "external_id" in record and record["external_id"] is None:
         record["external_id"] = generated_external_id(record["id"], record["created_at"])
     for key, entity_id in ENTITY_KEYS:
@@ -398,7 +401,8 @@ def preference_record(
     ``dpo``: ``{prompt, chosen, rejected}`` for votes between two entities with the same
     prompt; ties are skipped, or kept with ``tie: true`` (the first entity as ``chosen``).
     ``arena``: the public battle schema ``{model_a, model_b, winner, judge, tstamp}``
-    with ``winner`` one of ``model_a``, ``model_b``, ``tie`` and the voter id hashed.
+    with ``winner`` one of ``model_a``, ``model_b``, ``tie``, ``tie (bothbad)`` and the
+    voter id hashed.
     """
     winner = row["selected_entity_id"]
     first_won = winner == row["entity1_id"]
@@ -406,7 +410,12 @@ def preference_record(
         return {
             "model_a": row["name1"],
             "model_b": row["name2"],
-            "winner": "tie" if winner is None else ("model_a" if first_won else "model_b"),
+            # the Arena schema's own spelling for a both-bad verdict
+            "winner": (
+                ("tie (bothbad)" if row.get("verdict") == "both_bad" else "tie")
+                if winner is None
+                else ("model_a" if first_won else "model_b")
+            ),
             "judge": judge_id(judge_key, row["user_id"]),
             "tstamp": row["created_at"].timestamp(),
         }

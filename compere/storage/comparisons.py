@@ -28,7 +28,7 @@ from compere.storage import voters
 from compere.storage.database import ConflictError, Connection, Database, Query, Row, keyset_batches
 from compere.storage.entities import EntityNotFound
 from compere.storage.idempotency import Receipt, answer_row
-from compere.storage.rows import ComparisonRow, comparison_row
+from compere.storage.rows import ComparisonRow, comparison_row, verdict_of
 from compere.storage.tables import (
     COMPARISON_COLUMNS,
     DEFAULT_PROJECT_ID,
@@ -231,6 +231,8 @@ async def record_comparison(
     user_id: int | None = None,
     provenance: PairProvenance | None = None,
     announce: bool = False,
+    verdict: str | None = None,
+    category: str | None = None,
     voter: str | None = None,
     daily_cap: int = 0,
     trust: TrustPolicy = POLICIES["off"],
@@ -251,6 +253,9 @@ async def record_comparison(
     ``user_id`` records who voted (None when the API is open). ``announce`` also writes
     a ``comparison.created`` webhook event in the same transaction (same statement
     where the vote is one), so an acknowledged vote is never missing from the webhooks.
+    ``verdict`` ('win', 'tie' or 'both_bad'; by default win or tie as ``selected_entity_id``
+    says) and ``category`` are stored with the vote; tie and both-bad score half a win
+    each in the online models.
     ``voter`` is who cast it (``compere.infra.voters``); with a ``daily_cap`` the voter's
     counter for today is raised in the same transaction, and :class:`DailyCapReached`
     rolls everything back once the voter has used the day's votes.
@@ -262,6 +267,7 @@ async def record_comparison(
     comparison's id is then drawn once every lock is held, so a replay of the log in id
     order (``rebuild-ratings``) meets the votes in an order they could have run in.
     """
+    verdict = verdict_of(verdict, selected_entity_id)
     in_one = db.writes_vote_in_one_statement
     async with db.transaction() as tx:
         if daily_cap > 0 and voter is not None:
@@ -320,6 +326,8 @@ async def record_comparison(
             "strategy": provenance.strategy if provenance else None,
             "probability": provenance.probability if provenance else None,
             "pair_token_id": provenance.token_id if provenance else None,
+            "verdict": verdict,
+            "category": category,
             "voter": voter,
         }
         row: ComparisonRow
@@ -339,6 +347,8 @@ async def record_comparison(
                 user_id=user_id,
                 strategy=provenance.strategy if provenance else None,
                 selection_probability=provenance.probability if provenance else None,
+                verdict=verdict,
+                category=category,
             )
         else:
             await tx.execute(_APPLY_RESULT, first)
@@ -385,6 +395,8 @@ class Vote:
     receipt: Receipt | None = None
     voter: str | None = None  # who cast it (compere.infra.voters)
     daily_cap: int = 0  # the project's votes per voter per UTC day; 0: no cap
+    verdict: str | None = None  # 'win' | 'tie' | 'both_bad'; None: win or tie as selected says
+    category: str | None = None  # the criterion the vote judged
     trust: TrustPolicy = POLICIES["off"]  # how the voter's record weighs the vote
     prior: Prior = DEFAULT_PRIOR  # the project's prior (the trust weights use it)
 
@@ -435,13 +447,14 @@ _WRITE_BATCH = Query(
         " FROM unnest(CAST(:r_key AS text[]), CAST(:r_fp AS text[]), CAST(:r_status AS integer[]),"
         " CAST(:r_ct AS text[]), CAST(:r_body AS text[])) AS r(k, f, s, ct, b))"
         " INSERT INTO comparisons (id, project_id, entity1_id, entity2_id, selected_entity_id, created_at,"
-        " user_id, strategy, selection_probability, pair_token_id, voter) OVERRIDING SYSTEM VALUE"
-        " SELECT id, pid, e1, e2, sel, CAST(:now AS timestamptz), uid, strat, prob, tok, vtr"
+        " user_id, strategy, selection_probability, pair_token_id, voter, verdict, category)"
+        " OVERRIDING SYSTEM VALUE"
+        " SELECT id, pid, e1, e2, sel, CAST(:now AS timestamptz), uid, strat, prob, tok, vtr, vdt, cat"
         " FROM unnest(CAST(:c_id AS bigint[]), CAST(:c_pid AS bigint[]), CAST(:c_e1 AS bigint[]),"
         " CAST(:c_e2 AS bigint[]), CAST(:c_sel AS bigint[]), CAST(:c_uid AS bigint[]),"
         " CAST(:c_strat AS text[]), CAST(:c_prob AS float8[]), CAST(:c_tok AS text[]),"
-        " CAST(:c_voter AS text[]))"
-        " AS c(id, pid, e1, e2, sel, uid, strat, prob, tok, vtr)"
+        " CAST(:c_voter AS text[]), CAST(:c_verdict AS text[]), CAST(:c_category AS text[]))"
+        " AS c(id, pid, e1, e2, sel, uid, strat, prob, tok, vtr, vdt, cat)"
     ),
     prepare=True,
 )
@@ -755,6 +768,8 @@ def _apply(
         user_id=vote.user_id,
         strategy=provenance.strategy if provenance else None,
         selection_probability=provenance.probability if provenance else None,
+        verdict=verdict_of(vote.verdict, vote.selected_entity_id),
+        category=vote.category,
     )
 
 
@@ -771,6 +786,8 @@ def _comparison_values(row: ComparisonRow, vote: Vote) -> dict[str, Any]:
         "selection_probability": row.selection_probability,
         "pair_token_id": vote.provenance.token_id if vote.provenance else None,
         "voter": vote.voter,
+        "verdict": row.verdict,
+        "category": row.category,
     }
 
 
@@ -795,7 +812,13 @@ def _batch_params(
         ("prob", "selection_probability"),
     ):
         params[f"c_{name}"] = _numbers(values[column] for values in rows)
-    for name, column in (("strat", "strategy"), ("tok", "pair_token_id"), ("voter", "voter")):
+    for name, column in (
+        ("strat", "strategy"),
+        ("tok", "pair_token_id"),
+        ("voter", "voter"),
+        ("verdict", "verdict"),
+        ("category", "category"),
+    ):
         params[f"c_{name}"] = [values[column] for values in rows]
     params["event_ids"] = params["c_id"] if announce else "{}"
     for name, column in (
@@ -853,6 +876,7 @@ _VOTE_LOG = Query(
         comparisons.c.entity1_id,
         comparisons.c.entity2_id,
         comparisons.c.selected_entity_id,
+        comparisons.c.category,
         comparisons.c.voter,
         comparisons.c.pair_token_id.is_not(None).label("served"),
     )

@@ -46,8 +46,15 @@ _MARKER = Query(
         sa.select(sa.func.max(entities.c.updated_at)).where(_IN_PROJECT).scalar_subquery().label("updated"),
     )
 )
-_STRENGTHS = Query(sa.select(entities.c.id, entities.c.mu, entities.c.sigma).where(_IN_PROJECT, LIVE))
+_STRENGTHS = Query(
+    sa.select(entities.c.id, entities.c.mu, entities.c.sigma, entities.c.comparisons).where(_IN_PROJECT, LIVE)
+)
 _LIVE_IDS = Query(sa.select(entities.c.id).where(_IN_PROJECT, LIVE))
+_VOTE_COUNT = Query(
+    sa.select(sa.func.count().label("votes"))
+    .select_from(comparisons)
+    .where(comparisons.c.project_id == param("project_id"))
+)
 
 
 async def page(db: Connection, project_id: int, by: str, skip: int, limit: int) -> list[EntityRow]:
@@ -90,6 +97,26 @@ async def by_ids(db: Connection, project_id: int, ids: Sequence[int]) -> dict[in
     return {row["id"]: entity_row(row) for row in rows}
 
 
+_CATEGORIES = Query(
+    sa.select(comparisons.c.category, sa.func.count().label("votes"))
+    .where(comparisons.c.project_id == param("project_id"), comparisons.c.category.is_not(None))
+    .group_by(comparisons.c.category)
+    .order_by(comparisons.c.category)
+)
+
+
+async def categories(db: Connection, project_id: int) -> dict[str, int]:
+    """Every category a project's votes were given in, with its vote count."""
+    rows = await db.fetch_all(_CATEGORIES, {"project_id": project_id})
+    return {row["category"]: int(row["votes"]) for row in rows}
+
+
+async def vote_count(db: Connection, project_id: int) -> int:
+    row = await db.fetch_one(_VOTE_COUNT, {"project_id": project_id})
+    assert row is not None
+    return int(row["votes"])
+
+
 async def live_ids(db: Connection, project_id: int) -> list[int]:
     return [row["id"] for row in await db.fetch_all(_LIVE_IDS, {"project_id": project_id})]
 
@@ -97,16 +124,20 @@ async def live_ids(db: Connection, project_id: int) -> list[int]:
 class VoteColumns(NamedTuple):
     first: list[int]
     second: list[int]
-    winner: list[float]  # NaN for a tie
+    winner: list[float]  # NaN for a tie or a both-bad verdict
     voter: list[str | None]  # who voted (None: no known voter)
     served: list[bool]  # the pair was served (a pair_token was echoed)
 
 
-async def vote_log(db: Connection, project_id: int, batch: int = 50_000) -> VoteColumns:
-    """Every vote of a project as columns, read in id order."""
+async def vote_log(
+    db: Connection, project_id: int, batch: int = 50_000, category: str | None = None
+) -> VoteColumns:
+    """Every vote of a project (of ``category``, when given) as columns, read in id order."""
     log = VoteColumns([], [], [], [], [])
     async for rows in vote_batches(db, project_id, batch):
         for row in rows:
+            if category is not None and row["category"] != category:
+                continue
             log.first.append(row["entity1_id"])
             log.second.append(row["entity2_id"])
             selected = row["selected_entity_id"]

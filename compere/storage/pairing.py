@@ -45,6 +45,18 @@ _MOST_UNCERTAIN = Query(
 _LATEST_COMPARISON_ID = Query(
     sa.select(sa.func.max(comparisons.c.id)).where(comparisons.c.project_id == param("project_id"))
 )
+_STRONGEST = Query(
+    sa.select(*ENTITY_COLUMNS)
+    .where(_IN_PROJECT, LIVE)
+    .order_by(entities.c.mu.desc(), entities.c.id)
+    .limit(param("limit")),
+    prepare=True,
+)
+
+
+async def strongest(db: Connection, limit: int, project_id: int = DEFAULT_PROJECT_ID) -> list[Row]:
+    """The project's ``limit`` entities of highest ``mu`` (the ``top_k`` objective's candidates)."""
+    return await db.fetch_all(_STRONGEST, {"limit": limit, "project_id": project_id})
 
 
 def _spread_query(samples: int, anchors: int, neighbours: int) -> Query:

@@ -45,6 +45,15 @@ class ComparisonRow:
     user_id: int | None
     strategy: str | None
     selection_probability: float | None
+    verdict: str = "win"  # 'win', 'tie' or 'both_bad'
+    category: str | None = None
+
+
+def verdict_of(stored: str | None, selected_entity_id: int | None) -> str:
+    """A vote's verdict; votes stored before verdicts existed read as win or tie."""
+    if stored is not None:
+        return stored
+    return "tie" if selected_entity_id is None else "win"
 
 
 def entity_row(row: Row) -> EntityRow:
@@ -97,4 +106,6 @@ def comparison_row(row: Row) -> ComparisonRow:
         user_id=row["user_id"],
         strategy=row["strategy"],
         selection_probability=row["selection_probability"],
+        verdict=verdict_of(row["verdict"], row["selected_entity_id"]),
+        category=row["category"],
     )

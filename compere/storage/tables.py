@@ -82,6 +82,9 @@ comparisons = sa.Table(
     sa.Column("selection_probability", sa.Float),
     sa.Column("pair_token_id", sa.Text),
     sa.Column("user_id", sa.BigInteger),  # who voted; NULL when recorded anonymously
+    # 'win' | 'tie' | 'both_bad'; NULL on votes older than 0012 (win if selected, else tie)
+    sa.Column("verdict", sa.Text),
+    sa.Column("category", sa.Text),  # the criterion the vote judged; NULL: none given
     sa.Column("project_id", sa.BigInteger, nullable=False),  # both entities' project
     sa.Column("voter", sa.Text),  # u:<user id>, k:<key id> or a:<keyed hash> (compere.infra.voters)
 )
@@ -274,6 +277,8 @@ COMPARISON_COLUMNS = (
     comparisons.c.user_id,
     comparisons.c.strategy,
     comparisons.c.selection_probability,
+    comparisons.c.verdict,
+    comparisons.c.category,
 )
 # Entities not (soft-)deleted: the only ones listings, pairs and votes see.
 LIVE = entities.c.deleted_at.is_(None)
@@ -307,5 +312,7 @@ def new_comparison(first: str, second: str) -> dict[str, Any]:
         "strategy": param("strategy"),
         "selection_probability": param("probability"),
         "pair_token_id": param("pair_token_id"),
+        "verdict": param("verdict"),
+        "category": param("category"),
         "voter": param("voter"),
     }

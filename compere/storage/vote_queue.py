@@ -119,6 +119,8 @@ class VoteQueue:
                     announce=announce,
                     voter=vote.voter,
                     daily_cap=vote.daily_cap,
+                    verdict=vote.verdict,
+                    category=vote.category,
                     trust=vote.trust,
                     prior=vote.prior,
                 )

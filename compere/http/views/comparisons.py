@@ -143,7 +143,13 @@ def _pair_problem(request: web.Request, body: ComparisonCreate) -> str | None:
         body.entity2_id,
     ):
         return "Selected entity must be one of the compared entities"  # the original's words
+    if body.verdict == "win" and body.selected_entity_id is None:
+        return "A win needs selected_entity_id"
+    if body.verdict in ("tie", "both_bad") and body.selected_entity_id is not None:
+        return f"A {body.verdict} verdict needs selected_entity_id null"
     if body.selected_entity_id is None and not request[PROJECT].settings.allow_ties:
+        if body.verdict == "both_bad":
+            return "This project does not accept both_bad verdicts (they count as ties): select one"
         return "This project does not accept ties: select one of the two entities"
     return None
 
@@ -168,6 +174,8 @@ def _vote(
         receipt=receipt,
         voter=voter,
         daily_cap=project.settings.daily_vote_cap,
+        verdict=body.verdict,
+        category=body.category,
         trust=request.app[SETTINGS].trust,
         prior=project.settings.prior,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import ApiError, json_response
-from compere.http.keys import DATABASE, PAIR_TOKENS, PROJECT, SETTINGS
+from compere.http.keys import DATABASE, PAIR_TOKENS, PROJECT, RANKING_CACHE, SETTINGS
 from compere.http.schemas import MabUpdateQuery, PairQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out
@@ -16,10 +16,15 @@ from compere.storage import comparisons
 async def next_comparison(request: web.Request) -> web.Response:
     query = read_query(request, PairQuery)
     app = request.app
+    project = request[PROJECT]
     # Candidates may be slightly stale (the replica's); the vote checks the pair on the primary.
-    pair = await next_pair(
-        app[DATABASE].reader(), request[PROJECT], app[SETTINGS], app[PAIR_TOKENS], query.strategy
-    )
+    reader = app[DATABASE].reader()
+    focus = None
+    if query.category is not None:  # choose by what is known in this category
+        focus = await app[RANKING_CACHE].board(
+            reader, project.id, "bt", project.settings.prior, app[SETTINGS].trust, query.category
+        )
+    pair = await next_pair(reader, project, app[SETTINGS], app[PAIR_TOKENS], query.strategy, focus)
     if pair is None:
         raise ApiError(400, "Need at least 2 entities for comparison")
     return json_response(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
-from compere.http.errors import json_response, start_stream
+from compere.domain import honesty
+from compere.http.errors import json_response, start_stream, validation_error
 from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE, SETTINGS
-from compere.http.schemas import RatingsQuery
+from compere.http.schemas import ProgressQuery, RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
-from compere.services.boards import Board
+from compere.services.boards import Board, Detail
 from compere.storage import leaderboard
 from compere.storage.entities import count_entities
 from compere.storage.rows import EntityRow
@@ -33,17 +36,21 @@ def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[
 
 async def ratings(request: web.Request) -> web.StreamResponse:
     query = read_query(request, RatingsQuery)
+    if query.detail == "full":
+        return await _full(request, query)
     db = request.app[DATABASE].reader()  # a board may be slightly stale: the replica's
     project = request[PROJECT]
-    # The fitted model always orders by its own score; so does by=score.
-    by = "score" if query.model == "bt" else query.by
+    # The fitted model always orders by its own score; so does by=score. A category's
+    # board is always fitted.
+    fitted = query.model == "bt" or query.category is not None
+    by = "score" if fitted else query.by
     board = None
     if by == "score":
         trust = request.app[SETTINGS].trust
         board = await request.app[RANKING_CACHE].board(
-            db, project.id, query.model, project.settings.prior, trust
+            db, project.id, query.model, project.settings.prior, trust, query.category
         )
-    if board is not None and query.model == "bt":
+    if board is not None and fitted:
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
         found = await leaderboard.by_ids(db, project.id, ids)
         body = [_ranked(found[i], 0, board, "bt") for i in ids if i in found]
@@ -77,3 +84,87 @@ async def _stream_all(request: web.Request, by: str, board: Board | None, skip: 
     await response.write(b"]")
     await response.write_eof()
     return response
+
+
+async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse:
+    """``detail=full``: the board by score with provisional flags and rank intervals.
+
+    The plain ``/ratings`` keeps the original's fields and order; this opt-in view adds
+    ``provisional`` and ``rank_interval_95`` and, unless ``provisional=inline``, lists the
+    provisional entries after the settled ones.
+    """
+    if query.by == "rating" and "by" in query.model_fields_set:
+        raise validation_error(["query", "by"], "detail=full orders by score: use by=score or leave by out")
+    settings = request.app[SETTINGS]
+    db = request.app[DATABASE].reader()
+    project = request[PROJECT]
+    board, detail = await request.app[RANKING_CACHE].detail(
+        db,
+        project.id,
+        query.model,
+        project.settings.prior,
+        settings.provisional_max_uncertainty,
+        settings.provisional_min_votes,
+        query.category,
+        settings.trust,
+    )
+    order = detail.ordered(board, provisional_last=query.provisional == "last")
+    ids = order[query.skip : query.skip + query.limit if query.limit else None]
+    found = await leaderboard.by_ids(db, project.id, ids)
+    body = [_detailed(found[i], board, detail) for i in ids if i in found]
+    return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
+
+
+def _detailed(row: EntityRow, board: Board, detail: Detail) -> dict[str, Any]:
+    out = entity_out(row)
+    out.update(strength_fields(board.score[row.id], board.uncertainty[row.id]))
+    out["rank"] = board.rank[row.id]
+    out["tied"] = row.id in board.tied
+    out["provisional"] = row.id in detail.provisional
+    out["rank_interval_95"] = [detail.rank_lower[row.id], detail.rank_upper[row.id]]
+    return out
+
+
+async def progress(request: web.Request) -> web.Response:
+    """``GET /ratings/progress``: how far the board is from the truth, and how many more
+    votes it should take (``compere.domain.honesty``)."""
+    query = read_query(request, ProgressQuery)
+    db = request.app[DATABASE].reader()
+    project = request[PROJECT]
+    model = "bt" if query.category is not None else query.model
+    board = await request.app[RANKING_CACHE].board(
+        db, project.id, model, project.settings.prior, request.app[SETTINGS].trust, query.category
+    )
+    mu = np.array([board.score[i] for i in board.ids], dtype=float)
+    se = np.array([board.relative_uncertainty(i) for i in board.ids], dtype=float)
+    strategy = project.settings.strategy
+    information = honesty.INFORMATION_PER_VOTE.get(strategy, honesty.INFORMATION_PER_VOTE["random"])
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, honesty.progress, mu, se, query.target_tau, query.top_k, information
+    )
+    return json_response(
+        {
+            "model": model,
+            "category": query.category,
+            "entities": found.entities,
+            "votes": sum(board.votes.values()) // 2
+            if query.category
+            else await leaderboard.vote_count(db, project.id),
+            "expected_tau": found.expected_tau,
+            "settled_adjacent_share": found.settled_adjacent_share,
+            "target_tau": found.target_tau,
+            "votes_to_target": None if found.votes_to_target is None else int(found.votes_to_target),
+            "top_k": found.top_k,
+            "votes_to_settle_top_k": (
+                None if found.votes_to_settle_top_k is None else int(found.votes_to_settle_top_k)
+            ),
+            "strategy": strategy,
+            "information_per_vote": information,
+        }
+    )
+
+
+async def categories(request: web.Request) -> web.Response:
+    """``GET /ratings/categories``: every category votes were given in, with its votes."""
+    found = await leaderboard.categories(request.app[DATABASE].reader(), request[PROJECT].id)
+    return json_response([{"category": name, "votes": votes} for name, votes in found.items()])

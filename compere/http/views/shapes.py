@@ -46,6 +46,8 @@ def comparison_out(row: ComparisonRow) -> dict[str, Any]:
         "strategy": row.strategy,
         "selection_probability": row.selection_probability,
         "user_id": row.user_id,
+        "verdict": row.verdict,
+        "category": row.category,
     }
 
 

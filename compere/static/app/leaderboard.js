@@ -1,9 +1,11 @@
 // The leaderboard: rank, name, score with its 95% interval, statistically tied entries
 // marked; one page at a time from the server, searchable, refreshed live.
 //
-// The board itself comes from GET /ratings?by=score&skip=&limit= (the server's shared
-// ranks and tie marks, the total in X-Total-Count), so only one page is ever loaded,
-// however many entities there are. A search asks GET /entities/?search= instead: the
+// The board itself comes from GET /ratings?detail=full&skip=&limit= (the server's shared
+// ranks and tie marks, provisional flags and 95% rank intervals, provisional entries after
+// the settled ones, the total in X-Total-Count), so only one page is ever loaded, however
+// many entities there are. A category chosen in the selector reads that category's board
+// (&category=), listed by GET /ratings/categories. A search asks GET /entities/?search= instead: the
 // matches carry their scores and intervals but no rank, and come in the entity list's
 // order (Elo rating), so while searching the rank column stays empty rather than
 // showing positions that are not ranks.
@@ -24,6 +26,7 @@ const next = document.querySelector("[data-next]");
 const updated = document.querySelector("[data-updated]");
 const scaleLabel = document.querySelector("[data-scale]");
 const searchNote = document.querySelector("[data-search-note]");
+const categorySelect = document.querySelector("[data-category]");
 
 let page = 0;
 let latest = 0; // serial of the newest request; older answers are dropped
@@ -64,12 +67,22 @@ function intervalBar(s, x) {
 function rankCell(entity, searching) {
   if (searching) return el("td", { class: "rank" }, el("span", { text: "–", "aria-label": "rank shown on the full board" }));
   const tied = entity.tied === true;
+  const provisional = entity.provisional === true;
   return el(
     "td",
     { class: "rank" },
     el("span", { text: tied ? `=${entity.rank}` : String(entity.rank), "aria-label": tied ? `tied for rank ${entity.rank}` : null }),
     tied ? el("span", { class: "tie-badge", text: "tied", "aria-hidden": "true" }) : null,
+    provisional ? el("span", { class: "provisional-badge", text: "provisional", "data-provisional": "" }) : null,
   );
+}
+
+function rankRangeCell(entity, searching) {
+  const range = entity.rank_interval_95;
+  if (searching || !Array.isArray(range)) return el("td", { class: "rank-range", text: "–" });
+  const [best, worst] = range;
+  const text = best === worst ? String(best) : `${best}–${worst}`;
+  return el("td", { class: "rank-range", text, "aria-label": `95% rank interval ${best} to ${worst}` });
 }
 
 function render(entities, total, term) {
@@ -80,8 +93,12 @@ function render(entities, total, term) {
     ...rows.map(({ entity, s }) =>
       el(
         "tr",
-        { "data-entity-id": entity.id, class: !term && entity.tied ? "tied" : null },
+        {
+          "data-entity-id": entity.id,
+          class: [!term && entity.tied ? "tied" : "", !term && entity.provisional ? "provisional" : ""].join(" ").trim() || null,
+        },
         rankCell(entity, Boolean(term)),
+        rankRangeCell(entity, Boolean(term)),
         el("td", { class: "name", text: entity.name }),
         el("td", { class: "score", text: s.value.toFixed(2) }),
         el("td", { class: "interval-col" }, intervalBar(s, x)),
@@ -90,7 +107,7 @@ function render(entities, total, term) {
     ),
   );
   if (!rows.length) {
-    rowsBody.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: term ? "No entity matches." : "No entities yet." })));
+    rowsBody.append(el("tr", {}, el("td", { colspan: 6, class: "empty", text: term ? "No entity matches." : "No entities yet." })));
   }
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   pageStatus.textContent = `Page ${page + 1} of ${pages} (${total} ${total === 1 ? "entity" : "entities"})`;
@@ -108,7 +125,8 @@ async function refresh() {
     params.set("search", term);
     path = boardPath(`/entities/?${params}`);
   } else {
-    params.set("by", "score");
+    params.set("detail", "full");
+    if (categorySelect.value) params.set("category", categorySelect.value);
     path = boardPath(`/ratings?${params}`);
   }
   try {
@@ -129,6 +147,23 @@ async function refresh() {
   }
 }
 
+// The categories votes were given in; the selector keeps its choice across reloads of the list.
+async function loadCategories() {
+  const { data } = await api("GET", boardPath("/ratings/categories"));
+  const chosen = categorySelect.value;
+  const options = [el("option", { value: "", text: "All votes" })];
+  for (const { category, votes } of data) {
+    options.push(el("option", { value: category, text: `${category} (${votes} ${votes === 1 ? "vote" : "votes"})` }));
+  }
+  categorySelect.replaceChildren(...options);
+  categorySelect.value = data.some((c) => c.category === chosen) ? chosen : "";
+  categorySelect.disabled = data.length === 0;
+}
+
+categorySelect.addEventListener("change", () => {
+  page = 0;
+  refresh();
+});
 search.addEventListener("input", () => {
   page = 0;
   clearTimeout(searchTimer);
@@ -144,9 +179,10 @@ next.addEventListener("click", () => {
 });
 document.querySelector("[data-refresh]").addEventListener("click", refresh);
 setInterval(() => {
-  if (live.checked && document.visibilityState === "visible") refresh();
+  if (live.checked && document.visibilityState === "visible") loadCategories().then(refresh, refresh);
 }, REFRESH_MS);
 
 setupPage()
+  .then(loadCategories)
   .then(refresh)
   .catch((error) => showError(errorBox, error));
