@@ -63,10 +63,19 @@ async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, 
     assert not keys_under(auth_redis, "compere:auth:")
 
 
-async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deployment(make_client, two_prefixes):
+async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deployment(
+    make_client, two_prefixes, database_url, tmp_path, postgres_factory
+):
     one_prefix, two_prefix = two_prefixes
+    # Another deployment: its own database (where its answers are recorded for good),
+    # sharing only the Redis server.
+    other_database = (
+        f"sqlite:///{tmp_path / 'other.db'}" if database_url.startswith("sqlite") else postgres_factory()
+    )
     one = await make_client(REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=one_prefix)
-    two = await make_client(REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=two_prefix)
+    two = await make_client(
+        REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=two_prefix, DATABASE_URL=other_database
+    )
     headers = {"Idempotency-Key": str(uuid.uuid4())}
 
     first = await one.post("/entities/", json={"name": "from one"}, headers=headers)
@@ -77,7 +86,8 @@ async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deploymen
     elsewhere = await two.post("/entities/", json={"name": "from one"}, headers=headers)
     assert elsewhere.status == 200
     assert "Idempotent-Replayed" not in elsewhere.headers
-    assert (await elsewhere.json())["id"] != (await first.json())["id"]  # applied, not replayed
+    stored = await (await two.get("/entities/")).json()
+    assert [e["name"] for e in stored] == ["from one"]  # applied there, not replayed
     assert keys_under(IDEMPOTENCY_REDIS_URL, f"{one_prefix}idem:")
     assert keys_under(IDEMPOTENCY_REDIS_URL, f"{two_prefix}idem:")
 
