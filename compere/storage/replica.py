@@ -146,6 +146,7 @@ class ReplicatedDatabase(Database):
         self.name = primary.name
         self.dialect = primary.dialect
         self.writes_vote_in_one_statement = primary.writes_vote_in_one_statement
+        self.reads_on_event_loop = primary.reads_on_event_loop
         self.insert_or_skip = primary.insert_or_skip
         self.max_lag = max_lag
         self.check_interval = check_interval
