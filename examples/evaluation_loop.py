@@ -60,11 +60,18 @@ class Journal:
     def open(cls, path: Path) -> Journal:
         journal = cls(path)
         if path.exists():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            if text and not text.endswith("\n"):
+                # The crash cut the last line short: its vote was never sent. Drop the
+                # fragment, or the next entry would be glued to it and lost in its turn.
+                text = text[: text.rfind("\n") + 1]
+                with path.open("r+") as torn:
+                    torn.truncate(len(text.encode()))
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                 except ValueError:
-                    continue  # a line cut short by the crash: its vote was never sent
+                    continue  # not one of ours: leave it, never guess at it
                 if "run" in entry:
                     journal.run_id = entry["run"]
                 elif "winner_id" in entry:

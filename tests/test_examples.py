@@ -6,6 +6,7 @@ boards recover the hidden order (Kendall tau at least 0.9 at 20 items).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import itertools
 import json
 import os
@@ -33,7 +34,9 @@ def example_env() -> dict[str, str]:
 
 
 def confirmed_lines(journal: Path) -> list[dict[str, object]]:
-    entries = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    """The confirmations in the journal; a last line still being written is not one yet."""
+    complete = journal.read_text().splitlines(keepends=True)
+    entries = [json.loads(line) for line in complete if line.endswith("\n") and line.strip()]
     return [e for e in entries if "comparison_id" in e]
 
 
@@ -132,3 +135,33 @@ def test_import_judgements_loads_items_and_votes_once_even_when_run_twice(
     assert sorted(board) == sorted(HIDDEN_SCORE)
     tau = kendall_tau(board)
     assert tau >= 0.9, tau
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_journal_line_cut_short_by_a_crash_does_not_swallow_the_next_entry(tmp_path):
+    loop = load_example("evaluation_loop")
+    path = tmp_path / "run.jsonl"
+    first = loop.Journal.open(path)
+    first.decided(loop.Verdict(step=0, entity1_id=1, entity2_id=2, winner_id=2, pair_token=None))
+    first.stored(0, 41)
+    first.close()
+    with path.open("a") as out:  # the crash: half a verdict on disk, no newline
+        out.write('{"step": 1, "entity1_id": 3, "entity2_id": 4, "winner_id": 3, "pair_t')
+
+    resumed = loop.Journal.open(path)
+    assert resumed.verdicts.keys() == {0} and resumed.confirmed == {0}
+    resumed.decided(loop.Verdict(step=1, entity1_id=3, entity2_id=5, winner_id=5, pair_token=None))
+    resumed.close()
+
+    again = loop.Journal.open(path)
+    again.close()
+    assert again.run_id == first.run_id
+    assert again.verdicts[1].entity2_id == 5  # the verdict written after the crash survives
+    assert all(json.loads(line) for line in path.read_text().splitlines())
