@@ -453,6 +453,28 @@ def identity(settings: Settings, *, settled_by_next: bool = False) -> Middleware
 # --- guards ------------------------------------------------------------------------
 
 
+def refuse_invalid_credentials(request: web.Request) -> None:
+    """401 with ``WWW-Authenticate: Bearer`` when the request presented credentials (a
+    token, a session cookie, an API key, any ``Authorization`` header) that did not hold:
+    they are refused whatever the route would allow an anonymous caller, never taken as
+    no credentials. The refusal was logged when the credentials were read."""
+    if request.get(USER) is None and AUTH_FAILURE in request:
+        raise unauthorized(INVALID_CREDENTIALS)
+
+
+def credentials_checked(handler: Handler) -> Handler:
+    """``handler`` behind :func:`refuse_invalid_credentials` (after the rate limiter, so
+    guessing credentials is still counted)."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        await settle_identity(request)
+        refuse_invalid_credentials(request)
+        return await handler(request)
+
+    return checked
+
+
 def require_user(request: web.Request) -> AuthenticatedUser:
     """The caller, or 401 with ``WWW-Authenticate: Bearer``.
 

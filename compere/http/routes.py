@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from compere.domain.projects import SLUG_PATTERN, Action
 from compere.http import schemas
-from compere.http.auth import guarded, require_project_access, require_user
+from compere.http.auth import credentials_checked, guarded, require_project_access, require_user
 from compere.http.errors import ApiError
 from compere.http.idempotency import idempotent
 from compere.http.keys import DATABASE, PROJECT, PROJECTS, SETTINGS, USER
@@ -65,6 +65,10 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)  # response headers: name -> description
     access: Access = "user"  # checked when AUTH_ENABLED=true (protected unless declared public)
     auth_always: bool = False  # checked even with AUTH_ENABLED=false (the /auth/ endpoints)
+    # False: the route never acts as its caller (health checks, logging in), so it ignores
+    # presented credentials; every other route refuses invalid ones with 401 when access is
+    # checked (compere.http.auth.refuse_invalid_credentials), even where anyone may call it.
+    reads_credentials: bool = True
     open_until_first_user: bool = False  # the view applies ``access`` itself, under a lock
     form_body: bool = False  # the body may also be application/x-www-form-urlencoded
     idempotent: bool = False  # accepts Idempotency-Key (compere.http.idempotency)
@@ -86,7 +90,16 @@ class Route:
 
 
 ROUTE_TABLE: list[Route] = [
-    Route("GET", "/health", health.health, "Liveness", "health", schemas.Health, access="public"),
+    Route(
+        "GET",
+        "/health",
+        health.health,
+        "Liveness",
+        "health",
+        schemas.Health,
+        access="public",
+        reads_credentials=False,
+    ),
     Route(
         "GET",
         "/health/ready",
@@ -97,6 +110,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(503,),
         error_bodies={503: schemas.Readiness},
         access="public",
+        reads_credentials=False,
     ),
     Route(
         "POST",
@@ -329,6 +343,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(400, 401, 403, 415, 422, 429, 503),
         access="public",
         form_body=True,
+        reads_credentials=False,  # a stale token or cookie must not keep anyone from logging in
     ),
     Route(
         "POST",
@@ -739,6 +754,8 @@ def setup_routes(app: web.Application, routes: list[Route] = ROUTE_TABLE) -> Non
             if route.project_action is not None:
                 handler = _on_default_project(handler)
             handler = guarded(handler, access)
+        if route.reads_credentials and (auth_enabled or route.auth_always):
+            handler = credentials_checked(handler)
         app.router.add_route(route.method, route.path, handler)
         if route.method == "GET":
             app.router.add_route("HEAD", route.path, handler)

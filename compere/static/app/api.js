@@ -109,7 +109,13 @@ export async function api(method, path, body, { redirectOn401 = true } = {}) {
       data = text;
     }
   }
-  // The share page never sends anyone to the login form: it says what is wrong instead.
+  // The server refuses a token that no longer holds (401), even where anyone may read.
+  // The share page never sends anyone to the login form: it drops the stale token and
+  // asks again without it, as the anonymous voter it serves.
+  if (response.status === 401 && token && sharedPage()) {
+    storeToken(null);
+    return api(method, path, body, { redirectOn401 });
+  }
   if (response.status === 401 && redirectOn401 && !sharedPage()) {
     storeToken(null);
     goToLogin();
