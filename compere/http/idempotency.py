@@ -2,8 +2,9 @@
 
 Routes opt in with ``idempotent=True`` in the route table; :func:`idempotent` wraps their
 handler, so it runs inside every middleware (after identity has named the caller and
-after rate limiting). The answer is recorded in the database (votes: in the vote's own
-transaction; other routes: right after their write), which is the record that counts;
+after rate limiting). The answer is recorded in the database, in the write's own
+transaction (votes and batches by the vote writer, other routes through
+:func:`record_in_transaction`), which is the record that counts;
 Redis in front of it holds the lock while a request runs and answers most retries
 without a database read. The rules (scope, fingerprint, what is stored, locks, what
 happens while Redis is down) are in docs/resilience.md, "Idempotency keys".
@@ -34,13 +35,14 @@ from compere.http.keys import (
 )
 from compere.infra.idempotency import IdempotencyStore, StoredResponse, StoreUnavailable
 from compere.storage.comparisons import AlreadyRecorded
-from compere.storage.database import DatabaseError
+from compere.storage.database import Connection, DatabaseError
 from compere.storage.idempotency import (
     Receipt,
     StoredAnswer,
     answer_row,
     find_answer,
     purge_answers,
+    record_answer,
     save_answer,
 )
 from compere.storage.timestamps import utc_now
@@ -126,6 +128,24 @@ async def _release(store: IdempotencyStore, key: str, token: str, lock_ttl: floa
         store.release_later(key, token, within=lock_ttl)
 
 
+async def record_in_transaction(request: web.Request, tx: Connection, response: web.Response) -> None:
+    """Record ``response`` as the answer to the request's ``Idempotency-Key`` on ``tx``,
+    the transaction of the write it answers (nothing without a key), so a crash leaves
+    both or neither and a retry never runs the write twice. Raises ``AlreadyRecorded``
+    when a concurrent request with the key committed first: ``tx`` rolls back and the
+    wrapper replays that answer."""
+    receipt = request.get(IDEMPOTENCY_RECEIPT)
+    if receipt is None:
+        return
+    body = response.body
+    assert isinstance(body, bytes), "an idempotent answer has a body of bytes"
+    content_type = response.headers.get("Content-Type", "application/octet-stream")
+    row = answer_row(receipt, response.status, content_type, body, utc_now())
+    if not await record_answer(request.app[DATABASE], tx, row):
+        raise AlreadyRecorded(receipt.key)
+    request[ANSWER_RECORDED] = True
+
+
 def idempotent(handler: Handler) -> Handler:
     """Wrap a write handler with ``Idempotency-Key`` handling (see the module docstring)."""
 
@@ -200,7 +220,8 @@ def idempotent(handler: Handler) -> Handler:
         content_type = response.headers.get("Content-Type", "application/octet-stream")
         stored = StoredResponse(response.status, content_type, bytes(body_out))
         if not request.get(ANSWER_RECORDED, False):
-            # Routes that do not record their answer in their own transaction: right after.
+            # A route that does not record its answer in its own transaction (every route
+            # does today, see record_in_transaction): right after, the weaker promise.
             try:
                 await save_answer(
                     db,

@@ -1,7 +1,8 @@
 """Stored answers to requests sent with an ``Idempotency-Key``: the durable record.
 
-Redis may answer a retry faster, but this table is the record that counts: a vote's
-answer is written in the vote's own transaction (``comparisons.record_votes``), so after
+Redis may answer a retry faster, but this table is the record that counts: every answer
+is written in its write's own transaction (a vote's in ``comparisons.record_votes``, an
+entity's or a user's through :func:`record_answer`), so after
 Redis lost its data, a worker died or Redis failed over, a retry still finds the
 original answer and nothing is stored twice. Rows live for ``IDEMPOTENCY_TTL`` seconds:
 older ones are ignored on read and deleted by :func:`purge_answers`.
@@ -80,10 +81,19 @@ async def find_answer(db: Connection, key: str, retention: float) -> StoredAnswe
 
 
 async def save_answer(db: Database, row: dict[str, object]) -> None:
-    """Record an answer after its write (routes that do not record it in the write's own
-    transaction); a row already there (a concurrent retry's) wins."""
+    """Record an answer after its write (a route that does not record it in the write's
+    own transaction: none does today); a row already there (a concurrent retry's) wins."""
     statement = db.insert_or_skip(idempotency_records).values(row).on_conflict_do_nothing()
     await db.execute(Query(statement))
+
+
+async def record_answer(db: Database, tx: Connection, row: dict[str, object]) -> bool:
+    """Record an answer on ``tx``, the transaction of the write it answers, so the two
+    commit together or not at all. False when an answer is already recorded under the key
+    (a concurrent request with it committed first; PostgreSQL waits for that one's
+    transaction to end): the caller rolls its write back and replays that answer."""
+    statement = db.insert_or_skip(idempotency_records).values(row).on_conflict_do_nothing()
+    return await tx.execute(Query(statement)) == 1
 
 
 async def purge_answers(db: Database, retention: float) -> int:

@@ -9,6 +9,7 @@ caller passes, so no caller can compare spellings any other way.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -206,6 +207,7 @@ async def create_user(
     creator_is_superuser: bool,
     rules: SignupRules = SUPERUSERS_ONLY,
     make_superuser: bool = False,
+    then: Callable[[Connection, Row], Awaitable[None]] | None = None,
 ) -> Row:
     """Insert a user. A superuser may always create users; anyone else only as
     ``rules`` allow (else :class:`SignupClosed`), and the first user on an empty
@@ -213,6 +215,8 @@ async def create_user(
 
     The rules are decided and the row inserted under one lock, so two sign-ups on an
     empty database cannot both become superusers (``Connection.lock_tables``).
+    ``then(tx, row)`` runs in the same transaction after the insert (the answer to an
+    Idempotency-Key is recorded there).
     """
     names = {"username_canonical": canonical_name(username), "email_canonical": _canonical_or_none(email)}
     async with db.transaction() as tx:
@@ -238,7 +242,9 @@ async def create_user(
                 **names,
             },
         )
-    assert row is not None
+        assert row is not None
+        if then is not None:
+            await then(tx, row)
     return row
 
 

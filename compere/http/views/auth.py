@@ -22,6 +22,7 @@ from compere.http.auth import (
     unauthorized,
 )
 from compere.http.errors import ApiError, json_response, not_found, validation_error
+from compere.http.idempotency import record_in_transaction
 from compere.http.keys import CLIENT, CLOCK, DATABASE, LOGIN_THROTTLE, PASSWORDS, SETTINGS, TOKENS, USER
 from compere.http.schemas import LoginForm, PasswordChange, UserCreate, UserListQuery
 from compere.http.validation import parse_json, path_id, read_body, read_query
@@ -252,6 +253,7 @@ async def create_user(request: web.Request) -> web.Response:
             creator_is_superuser=creator_is_superuser,
             rules=rules,
             make_superuser=body.is_superuser and creator_is_superuser,
+            then=lambda tx, row: record_in_transaction(request, tx, json_response(user_out(row))),
         )
     except users.SignupClosed as refusal:
         _refuse_signup(request, caller, refusal)

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import ApiError, json_response, not_found, validation_error
-from compere.http.keys import DATABASE, PROJECT, SETTINGS, WEBHOOKS
+from compere.http.idempotency import record_in_transaction
+from compere.http.keys import DATABASE, IDEMPOTENCY_RECEIPT, PROJECT, SETTINGS, WEBHOOKS
 from compere.http.schemas import EntityCreate, EntityListQuery, EntityUpdate, ImportQuery
 from compere.http.validation import path_id, read_body, read_query
 from compere.http.views.shapes import entity_out
@@ -35,8 +36,11 @@ async def create_entity(request: web.Request) -> web.Response:
             f"must not start with {GENERATED_ID_PREFIX} (exports use it for entities without one)",
         )
     webhooks = request.app[WEBHOOKS]
-    # The entity and its entity.created event commit together (plain insert otherwise).
-    async with webhooks.transaction_for(ENTITY_CREATED) as conn:
+    # The entity commits together with its entity.created event and the answer to its
+    # Idempotency-Key, when there are any (a plain insert otherwise).
+    keyed = IDEMPOTENCY_RECEIPT in request
+    transaction = request.app[DATABASE].transaction() if keyed else webhooks.transaction_for(ENTITY_CREATED)
+    async with transaction as conn:
         row = await store.create_entity(
             conn,
             request[PROJECT].id,
@@ -49,8 +53,10 @@ async def create_entity(request: web.Request) -> web.Response:
             prompt=body.prompt,
         )
         await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
-    # 200, not 201: the original answered 200 and its clients may check for it.
-    return json_response(entity_out(row))
+        # 200, not 201: the original answered 200 and its clients may check for it.
+        response = json_response(entity_out(row))
+        await record_in_transaction(request, conn, response)
+    return response
 
 
 async def list_entities(request: web.Request) -> web.Response:
