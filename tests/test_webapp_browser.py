@@ -1260,6 +1260,33 @@ def test_a_share_link_lets_two_anonymous_visitors_vote_as_two_voters(
     )
 
 
+def test_a_share_link_with_a_stale_token_in_the_tab_votes_anonymously(
+    auth_server: Server, browser: Any, console_errors: list[str]
+) -> None:
+    """The server refuses a token that no longer holds (401), even on a public project;
+    the share page drops it and carries on as the anonymous voter it serves."""
+    from playwright.sync_api import expect
+
+    token = admin_token(auth_server)
+    project = {"slug": "stale", "name": "Stale", "visibility": "public", "allow_anonymous": True}
+    auth_server.call("POST", "/projects/", project, token=token)
+    for name in ("Oolong", "Rooibos"):
+        auth_server.call("POST", "/projects/stale/entities/", {"name": name}, token=token)
+    with watched_context(browser, console_errors, viewport={"width": 900, "height": 700}) as ctx:
+        page = ctx.new_page()
+        page.goto(auth_server.base + "/share/stale")
+        page.evaluate("sessionStorage.setItem('compere.token', 'not-a-token-any-more')")
+        page.reload()
+        expect(page.locator("[data-project-name]")).to_have_text("Stale")
+        pair = page.locator("section[data-pair]")
+        expect(pair).to_be_visible()
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("[data-count]")).to_have_text("1")
+        assert page.evaluate("sessionStorage.getItem('compere.token')") is None
+    # The browser reports the refused request (401) as a console error; nothing else.
+    assert all("401" in error for error in console_errors), console_errors
+
+
 def test_owners_change_settings_members_and_keys_from_the_settings_page(
     auth_server: Server, context: Any, page: Any
 ) -> None:
