@@ -303,7 +303,7 @@ async def _rebuild(settings: Settings) -> int:
                 k_factor=own.elo_k_factor,
                 initial_rating=settings.elo_initial_rating,
                 prior=own.prior,
-                trust=settings.trust,
+                trust=own.trust,
             )
         return replayed
     finally:

@@ -627,8 +627,9 @@ PROJECT_ROUTES: list[Route] = [
         "PATCH",
         PROJECT_PREFIX,
         projects.update_project,
-        "Change a project's name, description, visibility or settings (owners)",
-        response=schemas.ProjectOut,
+        "Change a project's name, description, visibility or settings (owners); a change of the trust "
+        "mode in force recomputes the project's ratings from its vote log",
+        response=schemas.ProjectUpdated,
         body=schemas.ProjectUpdate,
         errors=(400, 401, 403, 404, 413, 422),
         **_MANAGE,

@@ -15,7 +15,6 @@ from compere.http.keys import (
     IDEMPOTENCY_RECEIPT,
     PAIR_TOKENS,
     PROJECT,
-    SETTINGS,
     USER,
     VOTER_IDS,
     VOTES,
@@ -176,7 +175,7 @@ def _vote(
         daily_cap=project.settings.daily_vote_cap,
         verdict=body.verdict,
         category=body.category,
-        trust=request.app[SETTINGS].trust,
+        trust=project.settings.trust,
         prior=project.settings.prior,
     )
 
