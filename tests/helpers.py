@@ -296,3 +296,15 @@ def stored_votes(database_url: str) -> tuple[Counter[tuple[int, int, int | None]
             (total,) = cur.fetchone()
         pg.close()
     return Counter((a, b, c) for a, b, c in rows), float(total)
+
+
+class Rigging:
+    """The rigging scenario of the voter-weight tests: entities e0 (strongest) .. e11,
+    honest voters who pick the stronger side, attackers who vote e7 over stronger ones."""
+
+    ENTITIES = 12
+    TARGET = 7  # e7: eighth strongest
+    HONEST = 4
+    HONEST_VOTES_EACH = 36
+    ATTACKERS = 3
+    RIGGED_EACH = 8

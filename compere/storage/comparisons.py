@@ -261,8 +261,9 @@ async def record_comparison(
     rolls everything back once the voter has used the day's votes.
 
     With a known voter the vote also locks the voter's record (after the pair, so the
-    lock order stays entities then voter), weighs the vote by ``trust``
-    (:func:`compere.domain.trust.weigh_vote`, from the record before it) and writes the
+    lock order stays entities then voter), weighs the vote by the project's trust mode as
+    stored when the lock is held (``trust``, the deployment's, where it sets none;
+    :func:`compere.domain.trust.weigh_vote`, from the record before it) and writes the
     new record and the voter's shares of both entities in the same statement; the new
     comparison's id is then drawn once every lock is held, so a replay of the log in id
     order (``rebuild-ratings``) meets the votes in an order they could have run in.
@@ -306,7 +307,8 @@ async def record_comparison(
             share2 = Share(two["share_votes"] or 0, two["share_weight"] or 0.0)
             side1, side2 = Side(one["sigma"], one["vote_weight"]), Side(two["sigma"], two["vote_weight"])
             if not unweighed(voter, state):
-                weight = weigh_vote(state, share1, share2, side1, side2, trust, prior)
+                policy = voters.trust_in_force(record, trust)
+                weight = weigh_vote(state, share1, share2, side1, side2, policy, prior)
             evidence = vote_evidence(
                 one["mu"], one["sigma"], two["mu"], two["sigma"], score1, served=provenance is not None
             )
@@ -397,7 +399,9 @@ class Vote:
     daily_cap: int = 0  # the project's votes per voter per UTC day; 0: no cap
     verdict: str | None = None  # 'win' | 'tie' | 'both_bad'; None: win or tie as selected says
     category: str | None = None  # the criterion the vote judged
-    trust: TrustPolicy = POLICIES["off"]  # how the voter's record weighs the vote
+    # How the voter's record weighs the vote where the project sets no trust mode (the
+    # deployment's); the project's own is read in the vote's transaction.
+    trust: TrustPolicy = POLICIES["off"]
     prior: Prior = DEFAULT_PRIOR  # the project's prior (the trust weights use it)
 
 
@@ -669,6 +673,7 @@ async def _lock_voters(
             record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": name})
             assert record is not None
             ledger.voters[name] = voters.voter_state(record)
+            ledger.policy = voters.trust_in_force(record, ledger.policy)
         rows = await tx.fetch_all(
             Query(
                 sa.select(

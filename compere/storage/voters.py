@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
-from compere.domain.trust import Share, VoterState
+from compere.domain.trust import POLICIES, Share, TrustPolicy, VoterState
 from compere.storage.database import Connection, Database, Query, Row
-from compere.storage.tables import LIVE, entities, voter_entities, voters
+from compere.storage.tables import LIVE, entities, projects, voter_entities, voters
 
 
 def _per_dialect(build: Callable[[Database], Query]) -> Callable[[Database], Query]:
@@ -30,17 +30,33 @@ _STATE = (voters.c.votes, voters.c.evidence, voters.c.touched, voters.c.weight)
 
 
 def _lock_voter(db: Database, draw_id: bool) -> Query:
-    """Create the voter's row if new and lock it, returning its record; ``draw_id`` also
-    draws the new comparison's id (PostgreSQL), so ids follow the order votes took their
-    locks and a replay in id order sees each voter's votes as they were applied."""
+    """Create the voter's row if new and lock it, returning its record and the project's
+    stored trust mode (read here, with the locks held, not from a cache: a change of mode
+    replays the project with these tables locked, so every vote after it is weighed by
+    the new mode); ``draw_id`` also draws the new comparison's id (PostgreSQL), so ids
+    follow the order votes took their locks and a replay in id order sees each voter's
+    votes as they were applied."""
     stmt = db.insert_or_skip(voters).values(
         project_id=param("project_id"), voter=param("voter"), votes=0, evidence=0.0, touched=0, weight=0.0
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[voters.c.project_id, voters.c.voter], set_={"voter": stmt.excluded.voter}
     )
+    mode = (
+        sa.select(projects.c.trust_mode)
+        .where(projects.c.id == param("project_id"))
+        .scalar_subquery()
+        .label("trust_mode")
+    )
     extra = [sa.func.nextval(sa.literal_column("'comparisons_id_seq'")).label("new_id")] if draw_id else []
-    return Query(stmt.returning(*_STATE, *extra), prepare=True)
+    return Query(stmt.returning(*_STATE, mode, *extra), prepare=True)
+
+
+def trust_in_force(record: Row, deployment: TrustPolicy) -> TrustPolicy:
+    """The trust policy of a vote: its project's stored mode (``record`` from the voter
+    lock), or the deployment's where the project sets none."""
+    mode = record["trust_mode"]
+    return deployment if mode is None else POLICIES[mode]
 
 
 lock_voter = _per_dialect(lambda db: _lock_voter(db, False))

@@ -15,6 +15,7 @@ from compere.http.keys import (
     IDEMPOTENCY_RECEIPT,
     PAIR_TOKENS,
     PROJECT,
+    SETTINGS,
     USER,
     VOTER_IDS,
     VOTES,
@@ -175,7 +176,7 @@ def _vote(
         daily_cap=project.settings.daily_vote_cap,
         verdict=body.verdict,
         category=body.category,
-        trust=project.settings.trust,
+        trust=request.app[SETTINGS].trust,  # where the project sets no mode
         prior=project.settings.prior,
     )
 
