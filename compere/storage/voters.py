@@ -138,25 +138,6 @@ async def write_voter(tx: Connection, db: Database, params: dict[str, Any]) -> N
 
 _CLEAR_SHARES = Query(sa.delete(voter_entities).where(voter_entities.c.project_id == param("project_id")))
 _CLEAR_VOTERS = Query(sa.delete(voters).where(voters.c.project_id == param("project_id")))
-_INSERT_VOTER = Query(
-    sa.insert(voters).values(
-        project_id=param("project_id"),
-        voter=param("voter"),
-        votes=param("votes"),
-        evidence=param("evidence"),
-        touched=param("touched"),
-        weight=param("weight"),
-    )
-)
-_INSERT_SHARE = Query(
-    sa.insert(voter_entities).values(
-        voter=param("voter"),
-        entity_id=param("entity_id"),
-        project_id=param("project_id"),
-        votes=param("votes"),
-        weight=param("weight"),
-    )
-)
 
 
 async def replace_all(
@@ -166,11 +147,27 @@ async def replace_all(
     transaction)."""
     await tx.execute(_CLEAR_SHARES, {"project_id": project_id})
     await tx.execute(_CLEAR_VOTERS, {"project_id": project_id})
-    for voter, state in records.items():
-        await tx.execute(_INSERT_VOTER, {"project_id": project_id, "voter": voter, **state._asdict()})
-    for (voter, entity_id), share in shares.items():
-        params = {"project_id": project_id, "voter": voter, "entity_id": entity_id, **share._asdict()}
-        await tx.execute(_INSERT_SHARE, params)
+    await _insert_rows(
+        tx,
+        voters,
+        [{"project_id": project_id, "voter": voter, **state._asdict()} for voter, state in records.items()],
+    )
+    await _insert_rows(
+        tx,
+        voter_entities,
+        [
+            {"project_id": project_id, "voter": voter, "entity_id": entity_id, **share._asdict()}
+            for (voter, entity_id), share in shares.items()
+        ],
+    )
+
+
+_ROWS_PER_INSERT = 500  # a voter per vote and entity can mean many rows: not one round trip each
+
+
+async def _insert_rows(tx: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        await tx.execute(Query(sa.insert(table).values(rows[start : start + _ROWS_PER_INSERT])))
 
 
 # --- reading -------------------------------------------------------------------------
