@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from compere.cli import _rebuild
+from compere.http.app import create_app
 from compere.http.keys import SETTINGS
-from tests.helpers import ADMIN, Rigging, bearer, log_in, sign_up
+from compere.settings import load_settings
+from compere.storage.connect import connect
+from compere.storage.database import Query
+from compere.storage.migrations import migrate, sql_root
+from tests.helpers import ADMIN, NO_DOTENV, Rigging, bearer, log_in, sign_up
 
 ENTITIES, TARGET, HONEST = Rigging.ENTITIES, Rigging.TARGET, Rigging.HONEST
 HONEST_VOTES_EACH, ATTACKERS, RIGGED_EACH = Rigging.HONEST_VOTES_EACH, Rigging.ATTACKERS, Rigging.RIGGED_EACH
 PAIRS = list(itertools.combinations(range(ENTITIES), 2))
+NEW_SETTINGS = (
+    "trust_mode",
+    "provisional_max_uncertainty",
+    "provisional_min_votes",
+    "ranking_objective",
+    "ranking_top_k",
+)
 
 
 async def _user(client: Any, name: str, admin: str) -> str:
@@ -364,3 +378,65 @@ async def test_votes_during_a_change_of_mode_wait_for_it_and_are_all_kept(make_a
     online = await _state(client, admin, "busy")
     assert await _rebuild(client.server.app[SETTINGS]) == len(votes) + 40
     assert await _state(client, admin, "busy") == online
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request, tmp_path, postgres_factory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'before.db'}"
+    return str(postgres_factory())
+
+
+async def test_0013_leaves_every_existing_project_following_the_deployment(
+    fresh_url, tmp_path, aiohttp_client
+):
+    """A database at 0012 with a project that overrides settings: after 0013 the new
+    columns are NULL, so every project keeps the deployment's values, and they can be set."""
+    root = tmp_path / "sql"
+    shutil.copytree(sql_root(), root)
+    for path in root.glob("*/*.sql"):
+        if int(path.name[:4]) > 12:
+            path.unlink()
+    db = await connect(fresh_url)
+    try:
+        await migrate(db, root)
+        await db.execute(
+            Query(
+                sa.text(
+                    "INSERT INTO projects (slug, name, description, visibility, strategy, daily_vote_cap,"
+                    " created_at) VALUES ('old', 'Old', '', 'public', 'random', 3, '2026-01-01T00:00:00+00:00')"
+                )
+            )
+        )
+        assert await migrate(db) == ["0013_project_ranking_settings.sql"]
+        rows = await db.fetch_all(
+            Query(
+                sa.text(
+                    "SELECT slug, trust_mode, provisional_max_uncertainty, provisional_min_votes,"
+                    " ranking_objective, ranking_top_k FROM projects ORDER BY id"
+                )
+            )
+        )
+    finally:
+        await db.close()
+    assert [dict(row) for row in rows] == [
+        {"slug": slug, **dict.fromkeys(NEW_SETTINGS)} for slug in ("default", "old")
+    ]
+    settings = load_settings(
+        {"DATABASE_URL": fresh_url, "TRUST_MODE": "strict", "RANKING_TOP_K": "7"}, dotenv=NO_DOTENV
+    )
+    client = await aiohttp_client(await create_app(settings, configure_logs=False))
+    for slug in ("default", "old"):
+        shown = await (await client.get(f"/projects/{slug}")).json()
+        assert {name: shown["overrides"][name] for name in NEW_SETTINGS} == dict.fromkeys(NEW_SETTINGS)
+        assert {name: shown["settings"][name] for name in NEW_SETTINGS} == {
+            "trust_mode": "strict",
+            "provisional_max_uncertainty": 0.75,
+            "provisional_min_votes": 5,
+            "ranking_objective": "full",
+            "ranking_top_k": 7,
+        }
+    assert shown["overrides"]["strategy"] == "random" and shown["overrides"]["daily_vote_cap"] == 3
+    resp = await client.patch("/projects/old", json={"ranking_objective": "top_k", "trust_mode": "off"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["overrides"]["ranking_objective"] == "top_k"

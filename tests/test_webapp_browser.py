@@ -1283,14 +1283,24 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     page.locator("[data-slug=survey]").get_by_role("link", name="Settings").click()
     expect(page).to_have_url(base + "/p/survey/settings")
 
-    # Settings: a daily cap and public visibility, saved through the form once it shows the project.
+    # Settings: a daily cap, public visibility, the strict trust mode and a top-3 objective,
+    # saved through the form once it shows the project.
     expect(page.locator("#p-name")).to_have_value("Survey")
     page.get_by_label("Votes per voter per day").fill("5")
     page.get_by_label("Who can see it").select_option("public")
+    page.get_by_label("Weigh votes by their voter's record").select_option("strict")
+    page.get_by_label("Pairs serve").select_option("top_k")
+    page.get_by_label("K of top_k").fill("3")
+    expect(page.get_by_label("Provisional below this many votes")).to_have_attribute("placeholder", "now 5")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("[data-status]")).to_have_text("Settings saved.")
     saved = auth_server.call("GET", "/projects/survey", token=token)
     assert saved["settings"]["daily_vote_cap"] == 5 and saved["visibility"] == "public"
+    assert saved["overrides"]["trust_mode"] == "strict" and saved["overrides"]["ranking_objective"] == "top_k"
+    assert saved["overrides"]["ranking_top_k"] == 3 and saved["overrides"]["provisional_min_votes"] is None
+    page.reload()
+    expect(page.get_by_label("Weigh votes by their voter's record")).to_have_value("strict")
+    expect(page.get_by_label("K of top_k")).to_have_value("3")
     expect(page.locator("[data-share-link]")).to_have_value(base + "/share/survey")
 
     # Members: add carol as a voter, then make her an editor, from the keyboard.
