@@ -102,7 +102,9 @@ class _Entry:
     board: Any  # a Board, or a (Board, Detail) pair
     computed_at: float
     cost: float  # seconds the computation took
-    made_with: tuple[Any, ...] = ()  # the project settings it was computed with
+    # The project settings it was computed with. The online board too: a change of trust
+    # mode rewrites the stored strengths without moving the change marker.
+    made_with: tuple[Any, ...] = ()
 
     def usable(self, marker: tuple[Any, ...], now: float, made_with: tuple[Any, ...] = ()) -> bool:
         if made_with != self.made_with:  # a changed setting (trust mode, prior) shows at once

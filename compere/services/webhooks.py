@@ -315,7 +315,11 @@ class WebhookDispatcher:
     async def watch_leaderboard(self) -> bool:
         """Write ``leaderboard.changed`` if the top K moved since it was last reported."""
         # Webhooks watch the default project's board (subscriptions are not per project yet).
-        board = await self._cache.board(self._db, DEFAULT_PROJECT_ID, "online", self._settings.prior)
+        # The deployment's prior and trust mode: what the default project's readers pass
+        # unless it overrides them (the cache keeps a board per those settings).
+        board = await self._cache.board(
+            self._db, DEFAULT_PROJECT_ID, "online", self._settings.prior, self._settings.trust
+        )
         top_ids = board.ids[: self._settings.webhook_leaderboard_top_k]
         marker = json.dumps([[entity_id, board.rank[entity_id]] for entity_id in top_ids])
         rows = await leaderboard.by_ids(self._db, DEFAULT_PROJECT_ID, top_ids) if top_ids else {}
