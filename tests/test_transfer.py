@@ -347,25 +347,6 @@ async def test_a_huge_number_in_a_csv_url_list_rejects_only_its_line(client):
 # --- round trips, stops and file-level problems ---------------------------------------
 
 
-@pytest.fixture
-def empty_database(database_url, tmp_path, postgres_factory):
-    """Makes empty databases of the test's backend, with the schema applied."""
-    made = 0
-
-    async def make() -> str:
-        nonlocal made
-        made += 1
-        if database_url.startswith("sqlite"):
-            url = f"sqlite:///{tmp_path / f'target-{made}.db'}"
-        else:
-            url = postgres_factory()
-        status, _, err = await run_compere(url, tmp_path, "migrate")
-        assert status == 0, err
-        return url
-
-    return make
-
-
 def by_external_id(lines: str) -> dict[str, tuple]:
     records = [json.loads(line) for line in lines.splitlines()]
     return {r["external_id"]: (r["name"], r["description"], r["image_urls"]) for r in records}
@@ -400,7 +381,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
     async def assert_round_trip(name: str, data: bytes) -> None:
         path = tmp_path / name
         path.write_bytes(data)
-        target = await empty_database()
+        target = empty_database()
         status, out, err = await run_compere(target, tmp_path, "import", str(path))
         assert (status, out.strip()) == (0, "created 5, already present 0, rejected 0"), (name, err)
         status, out, err = await run_compere(target, tmp_path, "import", str(path))  # a re-run adds nothing
@@ -431,7 +412,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
         await assert_round_trip(f"http.{fmt}", exports[f"http.{fmt}"])
 
     # The same file over HTTP, into another empty database.
-    target_client = await make_client(DATABASE_URL=await empty_database())
+    target_client = await make_client(DATABASE_URL=empty_database())
     resp = await target_client.post("/entities/import", params={"format": "csv"}, data=exports["http.csv"])
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["created"] == 5
@@ -443,10 +424,10 @@ async def test_exports_of_two_databases_merge_without_losing_an_entity(
     client, make_client, database_url, tmp_path, empty_database
 ):
     # Entity 1 of each database has no external id; neither may pass for the other.
-    other = await make_client(DATABASE_URL=await empty_database())
+    other = await make_client(DATABASE_URL=empty_database())
     for app, name in ((client, "From the first"), (other, "From the second")):
         assert (await (await app.post("/entities/", json={"name": name})).json())["id"] == 1
-    target = await empty_database()
+    target = empty_database()
     for number, app in enumerate((client, other)):
         path = tmp_path / f"export-{number}.jsonl"
         path.write_bytes(await (await app.get("/export/entities")).read())

@@ -17,7 +17,6 @@ import json
 import random
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,14 +52,6 @@ async def query(url: str, sql: str) -> list[dict[str, Any]]:
         return await db.fetch_all(Query(sa.text(sql)))
     finally:
         await db.close()
-
-
-@pytest.fixture
-def empty_database(database_url: str, tmp_path: Path, postgres_factory) -> str:
-    """A second database on the same backend as ``database_url``, with nothing in it."""
-    if database_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'target.db'}"
-    return postgres_factory()  # type: ignore[no-any-return]
 
 
 async def target_client(make_client, url: str):
@@ -166,11 +157,12 @@ async def test_export_then_import_restores_every_vote_and_rating(
         )
         assert status == 0, err
 
+    target_url = empty_database()
     # Into an empty database: the entities first (names, descriptions), then the votes.
-    status, _, err = await run_compere(empty_database, tmp_path, "import", str(entity_file))
+    status, _, err = await run_compere(target_url, tmp_path, "import", str(entity_file))
     assert status == 0, err
     status, out, err = await run_compere(
-        empty_database, tmp_path, "import", "comparisons", str(vote_file), "--batch-size", "7"
+        target_url, tmp_path, "import", "comparisons", str(vote_file), "--batch-size", "7"
     )
     assert status == 0, err
     # The deleted entity is not in the entity export: the votes bring it back by its key.
@@ -178,7 +170,7 @@ async def test_export_then_import_restores_every_vote_and_rating(
 
     # Entities match on the external id the export gives them (a generated one if none).
     source = {_key(row): row for row in await query(database_url, STATE)}
-    target = {row["external_id"]: row for row in await query(empty_database, STATE)}
+    target = {row["external_id"]: row for row in await query(target_url, STATE)}
     assert set(target) == set(source)
     numbers = ("rating", "mu", "sigma", "comparisons", "wins", "losses", "ties")
     for key, row in source.items():
@@ -201,21 +193,21 @@ async def test_export_then_import_restores_every_vote_and_rating(
         ]
 
     source_log = keyed(await query(database_url, LOG), {row["id"]: key for key, row in source.items()})
-    target_log = keyed(await query(empty_database, LOG), {row["id"]: key for key, row in target.items()})
+    target_log = keyed(await query(target_url, LOG), {row["id"]: key for key, row in target.items()})
     assert source_log == target_log and len(source_log) == 50
     assert any(c[2] is None for c in source_log) and sum(1 for c in source_log if c[4]) == 10
 
     # A re-run stores nothing; so does the same file through HTTP.
-    status, out, err = await run_compere(empty_database, tmp_path, "import", "comparisons", str(vote_file))
+    status, out, err = await run_compere(target_url, tmp_path, "import", "comparisons", str(vote_file))
     assert (status, summary_of(out)) == (0, "stored 0, already imported 50, rejected 0, entities created 0")
-    target_client_ = await target_client(make_client, empty_database)
+    target_client_ = await target_client(make_client, target_url)
     resp = await target_client_.post(
         "/comparisons/import", params={"format": fmt}, data=vote_file.read_bytes()
     )
     assert resp.status == 200, await resp.text()
     result = await resp.json()
     assert (result["stored"], result["already_imported"], result["complete"]) == (0, 50, True)
-    assert len(await query(empty_database, "SELECT id FROM comparisons")) == 50
+    assert len(await query(target_url, "SELECT id FROM comparisons")) == 50
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
