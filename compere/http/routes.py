@@ -232,7 +232,8 @@ ROUTE_TABLE: list[Route] = [
         "POST",
         "/comparisons/import",
         vote_import.import_comparisons,
-        "Import a vote log: a comparisons export or arena battles, streamed; resumable (superusers)",
+        "Import a vote log: a comparisons export or arena battles, streamed; resumable; verdicts, "
+        "categories and voters kept (an arena judge: the voter a key's voter field makes) (superusers)",
         "comparisons",
         schemas.VoteImportResult,
         query=schemas.VoteImportQuery,
