@@ -267,7 +267,7 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
             "existing": summary.existing,
             "rejected_count": len(summary.rejected),
         }
-        await announce(db, IMPORT_FINISHED, {**counts, "source": "cli"})
+        await announce(db, IMPORT_FINISHED, {**counts, "source": "cli"}, project.id)
         return summary
     finally:
         await db.close()

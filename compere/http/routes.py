@@ -494,6 +494,7 @@ ROUTE_TABLE: list[Route] = [
         body=schemas.WebhookCreate,
         errors=(400, 401, 403, 413, 422),
         access="superuser",
+        project_action="admin",
         # Not idempotent: a stored answer would keep the signing secret in Redis for a day.
     ),
     Route(
@@ -505,6 +506,7 @@ ROUTE_TABLE: list[Route] = [
         list[schemas.Webhook],
         errors=(401, 403),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -516,6 +518,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "PATCH",
@@ -528,6 +531,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(400, 401, 403, 404, 413, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "DELETE",
@@ -539,6 +543,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -551,6 +556,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "POST",
@@ -562,6 +568,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id", "delivery_id"),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
