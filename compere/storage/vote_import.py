@@ -252,7 +252,7 @@ async def apply_vote_batch(
         ledger = Ledger(trust, prior)
         ledger.entity_weight = {entity_id: float(row["vote_weight"]) for entity_id, row in state.items()}
         names = {vote.voter for vote in votes if vote.voter is not None}
-        await voters.load_ledger(tx, db, project_id, ledger, list(names), entity_ids)
+        loaded = await voters.load_ledger(tx, db, project_id, ledger, list(names), entity_ids)
 
         rows_to_insert: list[dict[str, Any]] = []
         for vote in votes:
@@ -289,7 +289,7 @@ async def apply_vote_batch(
             await tx.execute(_cached("insert", len(chunk)), values)
         for entity_id in entity_ids:
             await tx.execute(WRITE_DERIVED, state[entity_id])
-        await voters.write_ledger(tx, db, project_id, ledger)
+        await voters.write_ledger(tx, db, project_id, ledger, loaded)
         await tx.execute(
             _ADVANCE_RUN,
             {

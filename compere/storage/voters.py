@@ -3,7 +3,7 @@ voters report, and writing a rebuilt ledger. Every row here is derived from the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -125,15 +125,16 @@ async def load_ledger(
     ledger: Ledger,
     names: Sequence[str],
     entity_ids: Sequence[int],
-) -> None:
+) -> dict[tuple[Any, int], Share]:
     """Lock the voters ``names`` (sorted: after the entities, as every vote path locks them)
-    and load their records and their shares of ``entity_ids`` into ``ledger``."""
+    and load their records and their shares of ``entity_ids`` into ``ledger``; returns the
+    shares as loaded (for :func:`write_ledger` to skip those the votes left alone)."""
     for name in sorted(names):
         record = await tx.fetch_one(lock_voter(db), {"project_id": project_id, "voter": name})
         assert record is not None
         ledger.voters[name] = voter_state(record)
     if not names or not entity_ids:
-        return
+        return {}
     rows = await tx.fetch_all(
         Query(
             sa.select(
@@ -150,13 +151,23 @@ async def load_ledger(
     )
     for row in rows:
         ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+    return dict(ledger.shares)
 
 
-async def write_ledger(tx: Connection, db: Database, project_id: int, ledger: Ledger) -> None:
-    """Each voter's record and shares as ``ledger`` left them (loaded by :func:`load_ledger`)."""
+async def write_ledger(
+    tx: Connection,
+    db: Database,
+    project_id: int,
+    ledger: Ledger,
+    loaded: Mapping[tuple[Any, int], Share] | None = None,
+) -> None:
+    """Each voter's record and shares as ``ledger`` left them (loaded by :func:`load_ledger`);
+    a share still as ``loaded`` has it is not written again."""
     for name, record in ledger.voters.items():
         await tx.execute(_UPDATE_VOTER, share_params(project_id, str(name), record, {}))
     for (name, entity_id), share in ledger.shares.items():
+        if loaded is not None and loaded.get((name, entity_id)) == share:
+            continue
         await tx.execute(
             upsert_share(db),
             {
