@@ -119,6 +119,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def empty_database(
+    database_url: str, tmp_path: Path, postgres_factory: Callable[[], str]
+) -> Callable[[], str]:
+    """Makes more databases on the test's backend, each new and empty (the app and the
+    CLI apply the schema when they start): another deployment, an import's target."""
+    made = 0
+
+    def make() -> str:
+        nonlocal made
+        made += 1
+        if database_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / f'other-{made}.db'}"
+        return postgres_factory()
+
+    return make
+
+
+@pytest.fixture
 def make_settings(database_url: str, full_stack: FullStack | None) -> Callable[..., Settings]:
     """Settings for the current backend, from environment-style overrides (through
     PgBouncer and the replica in a full-stack run)."""

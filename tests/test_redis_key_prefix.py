@@ -64,14 +64,12 @@ async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, 
 
 
 async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deployment(
-    make_client, two_prefixes, database_url, tmp_path, postgres_factory
+    make_client, two_prefixes, empty_database
 ):
     one_prefix, two_prefix = two_prefixes
     # Another deployment: its own database (where its answers are recorded for good),
     # sharing only the Redis server.
-    other_database = (
-        f"sqlite:///{tmp_path / 'other.db'}" if database_url.startswith("sqlite") else postgres_factory()
-    )
+    other_database = empty_database()
     one = await make_client(REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=one_prefix)
     two = await make_client(
         REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=two_prefix, DATABASE_URL=other_database

@@ -96,6 +96,7 @@ _BOARD_PATHS = (
     "/ratings",
     "/export/",
     "/voters",
+    "/webhooks",
 )
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -232,7 +232,8 @@ ROUTE_TABLE: list[Route] = [
         "POST",
         "/comparisons/import",
         vote_import.import_comparisons,
-        "Import a vote log: a comparisons export or arena battles, streamed; resumable (superusers)",
+        "Import a vote log: a comparisons export or arena battles, streamed; resumable; verdicts, "
+        "categories and voters kept (an arena judge: the voter a key's voter field makes) (superusers)",
         "comparisons",
         schemas.VoteImportResult,
         query=schemas.VoteImportQuery,
@@ -493,6 +494,7 @@ ROUTE_TABLE: list[Route] = [
         body=schemas.WebhookCreate,
         errors=(400, 401, 403, 413, 422),
         access="superuser",
+        project_action="admin",
         # Not idempotent: a stored answer would keep the signing secret in Redis for a day.
     ),
     Route(
@@ -504,6 +506,7 @@ ROUTE_TABLE: list[Route] = [
         list[schemas.Webhook],
         errors=(401, 403),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -515,6 +518,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "PATCH",
@@ -527,6 +531,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(400, 401, 403, 404, 413, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "DELETE",
@@ -538,6 +543,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -550,6 +556,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "POST",
@@ -561,6 +568,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id", "delivery_id"),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",

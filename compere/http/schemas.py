@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from compere.domain.inputs import (
     STORABLE,
+    Category,
     Description,
     ImageUrls,
     InputModel,
@@ -22,6 +23,8 @@ from compere.domain.inputs import (
     Password,
     Prompt,
     StorableText,
+    Verdict,
+    VoterName,
     trimmed,
 )
 
@@ -103,10 +106,6 @@ class EntityListQuery(Model):
     search: Annotated[str, StringConstraints(max_length=200), STORABLE] | None = None
 
 
-Verdict = Literal["win", "tie", "both_bad"]
-Category = Annotated[str, StringConstraints(min_length=1, max_length=100), STORABLE]
-
-
 class ComparisonCreate(Model):
     entity1_id: EntityId
     entity2_id: EntityId
@@ -122,7 +121,7 @@ class ComparisonCreate(Model):
     category: Category | None = Field(
         default=None, description="The criterion or prompt category this vote judged"
     )
-    voter: Annotated[str, StringConstraints(min_length=1, max_length=200), STORABLE] | None = Field(
+    voter: VoterName | None = Field(
         default=None,
         description="Your own id of the end user this vote is cast for (API keys with the vote "
         "scope only); stored only as a keyed hash",

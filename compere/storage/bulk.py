@@ -11,7 +11,7 @@ from sqlalchemy import bindparam as param
 from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
 from compere.domain.trust import POLICIES, Ledger, TrustPolicy
-from compere.domain.vote import vote_effects
+from compere.domain.vote import apply_vote
 from compere.storage import voters
 from compere.storage.comparisons import vote_log
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
@@ -266,14 +266,7 @@ async def replay_project(
                 score1,
                 served=bool(vote["served"]),
             )
-            effects = vote_effects(one, two, score1, k_factor, weight)
-            for side, effect in zip((one, two), effects, strict=True):
-                side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
-                side["vote_weight"] += weight
-                side["comparisons"] += 1
-                side["wins"] += effect.win
-                side["losses"] += effect.loss
-                side["ties"] += effect.tie
+            apply_vote(one, two, score1, k_factor, weight)
         replayed += len(batch)
     for entity_id, values in state.items():
         await tx.execute(WRITE_DERIVED, {"id": entity_id, **values})

@@ -491,7 +491,6 @@ _DRAW_IDS = Query(
         "SELECT array_agg(nextval('comparisons_id_seq')) AS new_ids FROM generate_series(1, CAST(:n AS integer))"
     )
 )
-_UPDATE_VOTER = Query(voters.update_voter_statement())
 
 
 @dataclass(slots=True)
@@ -604,7 +603,7 @@ async def record_votes(
         for vote in refused_after_count:
             await tx.execute(_UNCOUNT_DAILY_VOTE, _daily_params(vote))
         for project_id, ledger in ledgers.items():
-            await _write_voters(db, tx, project_id, ledger)
+            await voters.write_ledger(tx, db, project_id, ledger)
         if not stored and not answers:
             return outcomes
         touched = {entity_id: totals for entity_id, totals in state.items() if totals.n}
@@ -666,48 +665,9 @@ async def _lock_voters(
             ledger = ledgers[vote.project_id] = Ledger(vote.trust, vote.prior)
             ledger.entity_weight = {entity_id: totals.vote_weight for entity_id, totals in state.items()}
     for project_id, ledger in ledgers.items():
-        names = sorted(
-            {vote.voter for vote in votes if vote.voter is not None and vote.project_id == project_id}
-        )
-        for name in names:
-            record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": name})
-            assert record is not None
-            ledger.voters[name] = voters.voter_state(record)
-            ledger.policy = voters.trust_in_force(record, ledger.policy)
-        rows = await tx.fetch_all(
-            Query(
-                sa.select(
-                    voter_entities.c.voter,
-                    voter_entities.c.entity_id,
-                    voter_entities.c.votes,
-                    voter_entities.c.weight,
-                ).where(
-                    voter_entities.c.project_id == project_id,
-                    voter_entities.c.voter.in_(names),
-                    voter_entities.c.entity_id.in_(list(state)),
-                )
-            )
-        )
-        for row in rows:
-            ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+        names = [vote.voter for vote in votes if vote.voter is not None and vote.project_id == project_id]
+        await voters.load_ledger(tx, db, project_id, ledger, list(set(names)), list(state))
     return ledgers
-
-
-async def _write_voters(db: Database, tx: Connection, project_id: int, ledger: Ledger) -> None:
-    """Each voter's record and shares as the batch left them."""
-    for name, record in ledger.voters.items():
-        await tx.execute(_UPDATE_VOTER, voters.share_params(project_id, str(name), record, {}))
-    for (name, entity_id), share in ledger.shares.items():
-        await tx.execute(
-            voters.upsert_share(db),
-            {
-                "project_id": project_id,
-                "voter": name,
-                "share_entity": entity_id,
-                "share_votes": share.votes,
-                "share_weight": share.weight,
-            },
-        )
 
 
 async def _present(tx: Connection, column: Any, values: list[str]) -> set[str]:

@@ -185,6 +185,7 @@ webhook_subscriptions = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("project_id", sa.BigInteger, nullable=False),  # the project whose events it hears
 )
 
 webhook_events = sa.Table(
@@ -195,6 +196,7 @@ webhook_events = sa.Table(
     sa.Column("subject_id", sa.BigInteger),
     sa.Column("payload", sa.Text),
     sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("project_id", sa.BigInteger),  # NULL: a vote's (its comparison's project)
 )
 
 webhook_deliveries = sa.Table(

@@ -3,13 +3,13 @@ voters report, and writing a rebuilt ledger. Every row here is derived from the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
-from compere.domain.trust import POLICIES, Share, TrustPolicy, VoterState
+from compere.domain.trust import POLICIES, Ledger, Share, TrustPolicy, VoterState
 from compere.storage.database import Connection, Database, Query, Row
 from compere.storage.tables import LIVE, entities, projects, voter_entities, voters
 
@@ -130,6 +130,69 @@ async def write_voter(tx: Connection, db: Database, params: dict[str, Any]) -> N
                 "share_entity": params[f"share_entity{suffix}"],
                 "share_votes": params[f"share_votes{suffix}"],
                 "share_weight": params[f"share_weight{suffix}"],
+            },
+        )
+
+
+async def load_ledger(
+    tx: Connection,
+    db: Database,
+    project_id: int,
+    ledger: Ledger,
+    names: Sequence[str],
+    entity_ids: Sequence[int],
+) -> dict[tuple[Any, int], Share]:
+    """Lock the voters ``names`` (sorted: after the entities, as every vote path locks them)
+    and load their records and their shares of ``entity_ids`` into ``ledger``; returns the
+    shares as loaded (for :func:`write_ledger` to skip those the votes left alone)."""
+    for name in sorted(names):
+        record = await tx.fetch_one(lock_voter(db), {"project_id": project_id, "voter": name})
+        assert record is not None
+        ledger.voters[name] = voter_state(record)
+        ledger.policy = trust_in_force(record, ledger.policy)
+    if not names or not entity_ids:
+        return {}
+    rows = await tx.fetch_all(
+        Query(
+            sa.select(
+                voter_entities.c.voter,
+                voter_entities.c.entity_id,
+                voter_entities.c.votes,
+                voter_entities.c.weight,
+            ).where(
+                voter_entities.c.project_id == project_id,
+                voter_entities.c.voter.in_(list(names)),
+                voter_entities.c.entity_id.in_(list(entity_ids)),
+            )
+        )
+    )
+    for row in rows:
+        ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+    return dict(ledger.shares)
+
+
+async def write_ledger(
+    tx: Connection,
+    db: Database,
+    project_id: int,
+    ledger: Ledger,
+    loaded: Mapping[tuple[Any, int], Share] | None = None,
+) -> None:
+    """Each voter's record and shares as ``ledger`` left them (loaded by :func:`load_ledger`);
+    a share still as ``loaded`` has it is not written again."""
+    for name, record in ledger.voters.items():
+        await tx.execute(_UPDATE_VOTER, share_params(project_id, str(name), record, {}))
+    for (name, entity_id), share in ledger.shares.items():
+        if loaded is not None and loaded.get((name, entity_id)) == share:
+            continue
+        await tx.execute(
+            upsert_share(db),
+            {
+                "project_id": project_id,
+                "voter": name,
+                "share_entity": entity_id,
+                "share_votes": share.votes,
+                "share_weight": share.weight,
             },
         )
 
