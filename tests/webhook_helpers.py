@@ -101,6 +101,12 @@ async def deliveries(client: TestClient, webhook_id: int, **query: str) -> list[
     return list(await resp.json())
 
 
+async def all_delivered(client: TestClient, webhook_id: int) -> bool:
+    """Whether every delivery of the subscription is marked delivered (the sender does
+    that only after the receiver has answered)."""
+    return {d["status"] for d in await deliveries(client, webhook_id)} == {"delivered"}
+
+
 async def make_entities(client: TestClient, count: int, *, prefix: str = "", **fields: Any) -> list[int]:
     ids = []
     for i in range(count):
