@@ -13,6 +13,7 @@ from sqlalchemy.ext.compiler import compiles
 from compere.domain.bayes import DEFAULT_PRIOR, Prior
 from compere.domain.elo import score_of
 from compere.domain.trust import (
+    NEW_VOTER,
     POLICIES,
     Ledger,
     Share,
@@ -437,6 +438,18 @@ _WRITE_BATCH = Query(
         " CAST(:e_l AS integer[]), CAST(:e_t AS integer[]), CAST(:e_vote_weight AS float8[]))"
         " AS v(id, rating, mu, sigma, n, w, l, t, vw)"
         " WHERE e.id = v.id),"
+        # The voters' records and shares as the batch left them (rows locked by _LOCK_VOTERS).
+        " voter_records AS ("
+        " UPDATE voters AS r SET votes = x.votes, evidence = x.evidence, touched = x.touched, weight = x.weight"
+        " FROM unnest(CAST(:w_pid AS bigint[]), CAST(:w_voter AS text[]), CAST(:w_votes AS bigint[]),"
+        " CAST(:w_evidence AS float8[]), CAST(:w_touched AS bigint[]), CAST(:w_weight AS float8[]))"
+        " AS x(pid, voter, votes, evidence, touched, weight)"
+        " WHERE r.project_id = x.pid AND r.voter = x.voter),"
+        " voter_shares AS ("
+        " INSERT INTO voter_entities (voter, entity_id, project_id, votes, weight)"
+        " SELECT * FROM unnest(CAST(:s_voter AS text[]), CAST(:s_entity AS bigint[]),"
+        " CAST(:s_pid AS bigint[]), CAST(:s_votes AS bigint[]), CAST(:s_weight AS float8[]))"
+        " ON CONFLICT (voter, entity_id) DO UPDATE SET votes = EXCLUDED.votes, weight = EXCLUDED.weight),"
         " vote_events AS ("
         " INSERT INTO webhook_events (event_type, subject_id, created_at)"
         f" SELECT '{VOTE_EVENT}', subject, CAST(:now AS timestamptz)"
@@ -481,11 +494,30 @@ _APPLY_TOTALS = Query(
         vote_weight=param("vote_weight"),
     )
 )
-# A batch's voters: how many new ids to draw once every voter's row is locked.
-_DRAW_IDS = Query(
+# PostgreSQL, a batch with voters: create each new voter's record and lock every record
+# (after the entities, in one order for every batch), in one round trip.
+_LOCK_VOTERS = Query(
     sa.text(
-        "SELECT array_agg(nextval('comparisons_id_seq')) AS new_ids FROM generate_series(1, CAST(:n AS integer))"
-    )
+        "INSERT INTO voters (project_id, voter, votes, evidence, touched, weight)"
+        " SELECT p, v, 0, 0, 0, 0 FROM unnest(CAST(:pids AS bigint[]), CAST(:names AS text[])) AS n(p, v)"
+        " ORDER BY p, v"
+        " ON CONFLICT (project_id, voter) DO UPDATE SET voter = EXCLUDED.voter"
+        " RETURNING project_id, voter, votes, evidence, touched, weight"
+    ),
+    prepare=True,
+)
+# Then, in the next round trip (a statement that began before those locks were held
+# could read shares older than them): the voters' shares of the entities they vote on,
+# and the batch's comparison ids, drawn once every lock is held, in one extra row.
+_SHARES_DRAWING_IDS = Query(
+    sa.text(
+        "SELECT s.voter, s.entity_id, s.votes, s.weight, NULL AS new_ids FROM voter_entities AS s"
+        " JOIN unnest(CAST(:voters AS text[]), CAST(:entities AS bigint[])) AS k(v, e)"
+        " ON s.voter = k.v AND s.entity_id = k.e"
+        " UNION ALL SELECT NULL, NULL, NULL, NULL,"
+        " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer)))"
+    ),
+    prepare=True,
 )
 _UPDATE_VOTER = Query(voters.update_voter_statement())
 
@@ -569,10 +601,12 @@ async def record_votes(
             row["id"]: _Totals(row["rating"], row["mu"], row["sigma"], row["vote_weight"]) for row in locked
         }
         projects = {row["id"]: row["project_id"] for row in locked}
-        ledgers = await _lock_voters(db, tx, votes, state) if with_voters else {}
+        ledgers: dict[int, Ledger] = {}
         if with_voters and in_one:
-            drawn = await tx.fetch_value(_DRAW_IDS, {"n": len(votes)})
-            new_ids = iter(sorted(drawn or ()))
+            ledgers, drawn = await _lock_voters_drawing_ids(tx, votes, state, projects)
+            new_ids = iter(drawn)
+        elif with_voters:
+            ledgers = await _lock_voters(db, tx, votes, state)
         now = utc_now()
         created_at = as_datetime(now)
         outcomes: list[VoteOutcome] = []
@@ -599,13 +633,16 @@ async def record_votes(
             answers.append(answer_row(batch_receipt, 200, ANSWER_CONTENT_TYPE, batch_answer(outcomes), now))
         for vote in refused_after_count:
             await tx.execute(_UNCOUNT_DAILY_VOTE, _daily_params(vote))
-        for project_id, ledger in ledgers.items():
-            await _write_voters(db, tx, project_id, ledger)
+        if not in_one:
+            for project_id, ledger in ledgers.items():
+                await _write_voters(db, tx, project_id, ledger)
         if not stored and not answers:
             return outcomes
         touched = {entity_id: totals for entity_id, totals in state.items() if totals.n}
         if in_one:
-            await tx.finish(_WRITE_BATCH, _batch_params(touched, stored, answers, announce, now))
+            params = _batch_params(touched, stored, answers, announce, now)
+            params.update(_voter_params(ledgers))
+            await tx.finish(_WRITE_BATCH, params)
         else:
             for entity_id, totals in touched.items():
                 await tx.execute(_APPLY_TOTALS, {"id": entity_id, **asdict(totals)})
@@ -686,6 +723,67 @@ async def _lock_voters(
         for row in rows:
             ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
     return ledgers
+
+
+async def _lock_voters_drawing_ids(
+    tx: Connection, votes: Sequence[Vote], state: dict[int, _Totals], projects: dict[int, int]
+) -> tuple[dict[int, Ledger], list[int]]:
+    """PostgreSQL: lock the voters of the votes that name live entities of their project
+    (a refused vote leaves no record behind, as alone), load their records and their
+    shares of the entities they vote on into one ledger per project, and draw an id for
+    every vote once all those locks are held: two round trips, whatever the voters."""
+    ledgers: dict[int, Ledger] = {}
+    share_keys: set[tuple[str, int]] = set()
+    for vote in votes:
+        if vote.voter is None or any(
+            projects.get(e) != vote.project_id for e in (vote.entity1_id, vote.entity2_id)
+        ):
+            continue
+        if vote.project_id not in ledgers:
+            ledger = ledgers[vote.project_id] = Ledger(vote.trust, vote.prior)
+            ledger.entity_weight = {entity_id: totals.vote_weight for entity_id, totals in state.items()}
+        ledgers[vote.project_id].voters[vote.voter] = NEW_VOTER  # placeholder until locked
+        share_keys.update(((vote.voter, vote.entity1_id), (vote.voter, vote.entity2_id)))
+    names = [(project_id, name) for project_id, ledger in ledgers.items() for name in ledger.voters]
+    if names:
+        records = await tx.fetch_all(
+            _LOCK_VOTERS, {"pids": _numbers(p for p, _ in names), "names": [str(v) for _, v in names]}
+        )
+        for record in records:
+            ledgers[record["project_id"]].voters[record["voter"]] = voters.voter_state(record)
+    keys = sorted(share_keys)
+    rows = await tx.fetch_all(
+        _SHARES_DRAWING_IDS,
+        {"voters": [v for v, _ in keys], "entities": _numbers(e for _, e in keys), "n": len(votes)},
+    )
+    drawn: list[int] = []
+    for row in rows:
+        if row["voter"] is None:
+            drawn = sorted(row["new_ids"] or ())
+        else:
+            ledger = ledgers[projects[row["entity_id"]]]
+            ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+    return ledgers, drawn
+
+
+def _voter_params(ledgers: dict[int, Ledger]) -> dict[str, Any]:
+    """The voters' records and shares for ``_WRITE_BATCH``: every record the batch
+    locked and every share its votes moved."""
+    records = [(p, name, state) for p, ledger in ledgers.items() for name, state in ledger.voters.items()]
+    shares = [(p, key, share) for p, ledger in ledgers.items() for key, share in ledger.shares.items()]
+    return {
+        "w_pid": _numbers(p for p, _, _ in records),
+        "w_voter": [str(name) for _, name, _ in records],
+        "w_votes": _numbers(state.votes for _, _, state in records),
+        "w_evidence": _numbers(state.evidence for _, _, state in records),
+        "w_touched": _numbers(state.touched for _, _, state in records),
+        "w_weight": _numbers(state.weight for _, _, state in records),
+        "s_voter": [str(name) for _, (name, _), _ in shares],
+        "s_entity": _numbers(entity_id for _, (_, entity_id), _ in shares),
+        "s_pid": _numbers(p for p, _, _ in shares),
+        "s_votes": _numbers(share.votes for _, _, share in shares),
+        "s_weight": _numbers(share.weight for _, _, share in shares),
+    }
 
 
 async def _write_voters(db: Database, tx: Connection, project_id: int, ledger: Ledger) -> None:
