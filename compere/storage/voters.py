@@ -29,22 +29,24 @@ def _per_dialect(build: Callable[[Database], Query]) -> Callable[[Database], Que
 _STATE = (voters.c.votes, voters.c.evidence, voters.c.touched, voters.c.weight)
 
 
-def _lock_voter(db: Database, draw_id: bool) -> Query:
-    """Create the voter's row if new and lock it, returning its record; ``draw_id`` also
-    draws the new comparison's id (PostgreSQL), so ids follow the order votes took their
-    locks and a replay in id order sees each voter's votes as they were applied."""
+def _lock_voter(db: Database) -> Query:
+    """Create the voter's row if new and lock it, returning its record."""
     stmt = db.insert_or_skip(voters).values(
         project_id=param("project_id"), voter=param("voter"), votes=0, evidence=0.0, touched=0, weight=0.0
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[voters.c.project_id, voters.c.voter], set_={"voter": stmt.excluded.voter}
     )
-    extra = [sa.func.nextval(sa.literal_column("'comparisons_id_seq'")).label("new_id")] if draw_id else []
-    return Query(stmt.returning(*_STATE, *extra), prepare=True)
+    return Query(stmt.returning(*_STATE), prepare=True)
 
 
-lock_voter = _per_dialect(lambda db: _lock_voter(db, False))
-lock_voter_drawing_id = _per_dialect(lambda db: _lock_voter(db, True))
+lock_voter = _per_dialect(_lock_voter)
+# A record the vote that created it did not store a vote for (a batch's refused vote).
+DELETE_IDLE_VOTER = Query(
+    sa.delete(voters).where(
+        voters.c.project_id == param("project_id"), voters.c.voter == param("voter"), voters.c.votes == 0
+    )
+)
 
 
 def update_voter_statement() -> Any:
