@@ -244,15 +244,16 @@ async def apply_vote_batch(
                     created += new
             ids.update(learned)
 
-        state: dict[int, dict[str, Any]] = {}
         entity_ids = sorted(set(ids.values()))
+        # Voters first, then entities: the lock order of every vote path.
+        ledger = Ledger(trust, prior)
+        names = {vote.voter for vote in votes if vote.voter is not None}
+        loaded = await voters.load_ledger(tx, db, project_id, ledger, list(names), entity_ids)
+        state: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(entity_ids):
             rows = await tx.fetch_all(_cached("lock", len(chunk)), {f"v{i}": v for i, v in enumerate(chunk)})
             state.update((row["id"], row) for row in rows)
-        ledger = Ledger(trust, prior)
         ledger.entity_weight = {entity_id: float(row["vote_weight"]) for entity_id, row in state.items()}
-        names = {vote.voter for vote in votes if vote.voter is not None}
-        loaded = await voters.load_ledger(tx, db, project_id, ledger, list(names), entity_ids)
 
         rows_to_insert: list[dict[str, Any]] = []
         for vote in votes:

@@ -29,13 +29,11 @@ def _per_dialect(build: Callable[[Database], Query]) -> Callable[[Database], Que
 _STATE = (voters.c.votes, voters.c.evidence, voters.c.touched, voters.c.weight)
 
 
-def _lock_voter(db: Database, draw_id: bool) -> Query:
+def _lock_voter(db: Database) -> Query:
     """Create the voter's row if new and lock it, returning its record and the project's
-    stored trust mode (read here, with the locks held, not from a cache: a change of mode
+    stored trust mode (read here, with the lock held, not from a cache: a change of mode
     replays the project with these tables locked, so every vote after it is weighed by
-    the new mode); ``draw_id`` also draws the new comparison's id (PostgreSQL), so ids
-    follow the order votes took their locks and a replay in id order sees each voter's
-    votes as they were applied."""
+    the new mode)."""
     stmt = db.insert_or_skip(voters).values(
         project_id=param("project_id"), voter=param("voter"), votes=0, evidence=0.0, touched=0, weight=0.0
     )
@@ -48,8 +46,7 @@ def _lock_voter(db: Database, draw_id: bool) -> Query:
         .scalar_subquery()
         .label("trust_mode")
     )
-    extra = [sa.func.nextval(sa.literal_column("'comparisons_id_seq'")).label("new_id")] if draw_id else []
-    return Query(stmt.returning(*_STATE, mode, *extra), prepare=True)
+    return Query(stmt.returning(*_STATE, mode), prepare=True)
 
 
 def trust_in_force(record: Row, deployment: TrustPolicy) -> TrustPolicy:
@@ -59,8 +56,13 @@ def trust_in_force(record: Row, deployment: TrustPolicy) -> TrustPolicy:
     return deployment if mode is None else POLICIES[mode]
 
 
-lock_voter = _per_dialect(lambda db: _lock_voter(db, False))
-lock_voter_drawing_id = _per_dialect(lambda db: _lock_voter(db, True))
+lock_voter = _per_dialect(_lock_voter)
+# A record the vote that created it did not store a vote for (a batch's refused vote).
+DELETE_IDLE_VOTER = Query(
+    sa.delete(voters).where(
+        voters.c.project_id == param("project_id"), voters.c.voter == param("voter"), voters.c.votes == 0
+    )
+)
 
 
 def update_voter_statement() -> Any:
@@ -142,7 +144,7 @@ async def load_ledger(
     names: Sequence[str],
     entity_ids: Sequence[int],
 ) -> dict[tuple[Any, int], Share]:
-    """Lock the voters ``names`` (sorted: after the entities, as every vote path locks them)
+    """Lock the voters ``names`` (sorted, and before the entities, as every vote path locks them)
     and load their records and their shares of ``entity_ids`` into ``ledger``; returns the
     shares as loaded (for :func:`write_ledger` to skip those the votes left alone)."""
     for name in sorted(names):
@@ -179,9 +181,13 @@ async def write_ledger(
     loaded: Mapping[tuple[Any, int], Share] | None = None,
 ) -> None:
     """Each voter's record and shares as ``ledger`` left them (loaded by :func:`load_ledger`);
-    a share still as ``loaded`` has it is not written again."""
+    a share still as ``loaded`` has it is not written again, and a record no stored vote
+    moved from new is deleted again (as a lone vote's rollback leaves none)."""
     for name, record in ledger.voters.items():
-        await tx.execute(_UPDATE_VOTER, share_params(project_id, str(name), record, {}))
+        if record.votes == 0:
+            await tx.execute(DELETE_IDLE_VOTER, {"project_id": project_id, "voter": str(name)})
+        else:
+            await tx.execute(_UPDATE_VOTER, share_params(project_id, str(name), record, {}))
     for (name, entity_id), share in ledger.shares.items():
         if loaded is not None and loaded.get((name, entity_id)) == share:
             continue
