@@ -4,7 +4,7 @@ applied in order in one transaction.
 A batch locks every entity it touches once, in id order (as a vote locks its pair, so
 imports and live votes cannot deadlock), applies the votes one after another to the
 locked values with :func:`compere.domain.vote.vote_effects`, each weighed by its voter's
-record as a live vote is (the batch's voters are locked after the entities, as every vote
+record as a live vote is (the batch's voters are locked before the entities, as every vote
 path locks them), writes each entity and voter once, all comparison rows in multi-row
 INSERTs, and the run's new position, then commits: the ratings equal recording the same
 votes one by one, and the position says exactly what is stored.
