@@ -14,16 +14,13 @@ import uuid
 from collections.abc import Iterator
 
 import psycopg2
-import pytest
-import redis
 import sqlalchemy as sa
 
 from compere.http.keys import DATABASE
-from compere.infra.idempotency import KEY_PREFIX
 from compere.storage.database import Query
 from compere.storage.tables import entities, idempotency_records, users
-from tests.helpers import ADMIN, bearer, log_in, sign_up
-from tests.test_idempotency import REDIS_URL, writes_blocked
+from tests.helpers import ADMIN, RedisRole, bearer, delete_redis_keys, log_in, sign_up
+from tests.test_idempotency import writes_blocked
 
 REFUSE_ANSWERS = {
     "sqlite": """
@@ -43,18 +40,9 @@ ALLOW_ANSWERS = {
 }
 
 
-def _empty_redis(url: str) -> None:
-    conn = redis.Redis.from_url(url)
-    for key in conn.scan_iter(match=KEY_PREFIX + "*", count=1000):
-        conn.delete(key)
-    conn.close()
-
-
-@pytest.fixture
-def idempotency_redis() -> Iterator[str]:
-    _empty_redis(REDIS_URL)
-    yield REDIS_URL
-    _empty_redis(REDIS_URL)
+def _empty_redis(role: RedisRole) -> None:
+    """Forget every idempotency answer Redis holds (the database keeps its records)."""
+    delete_redis_keys(role.url, f"{role.key_prefix}idem:")
 
 
 async def _count(client, table) -> int:
@@ -64,7 +52,7 @@ async def _count(client, table) -> int:
 async def test_a_keyed_entity_is_replayed_from_the_database_after_redis_lost_it(
     make_client, idempotency_redis
 ):
-    client = await make_client(REDIS_URL=idempotency_redis)
+    client = await make_client(**idempotency_redis.env())
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     first = await client.post("/entities/", json={"name": "once"}, headers=headers)
     assert first.status == 200, await first.text()
@@ -99,7 +87,7 @@ async def test_a_keyed_user_is_replayed_from_the_database_after_redis_lost_it(ma
 async def test_a_failure_after_the_entity_write_stores_neither_entity_nor_record(
     make_client, idempotency_redis
 ):
-    client = await make_client(REDIS_URL=idempotency_redis)
+    client = await make_client(**idempotency_redis.env())
     db = client.app[DATABASE]
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     await db.execute_script(REFUSE_ANSWERS[db.name])

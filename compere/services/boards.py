@@ -102,8 +102,13 @@ class _Entry:
     board: Any  # a Board, or a (Board, Detail) pair
     computed_at: float
     cost: float  # seconds the computation took
+    # The project settings it was computed with. The online board too: a change of trust
+    # mode rewrites the stored strengths without moving the change marker.
+    made_with: tuple[Any, ...] = ()
 
-    def usable(self, marker: tuple[Any, ...], now: float) -> bool:
+    def usable(self, marker: tuple[Any, ...], now: float, made_with: tuple[Any, ...] = ()) -> bool:
+        if made_with != self.made_with:  # a changed setting (trust mode, prior) shows at once
+            return False
         if marker == self.marker:
             return True
         slow = self.cost > 0.05
@@ -135,13 +140,14 @@ class RankingCache:
         if category is not None:
             model = f"category:{category}"
         key = (project_id, model)
+        made_with = (trust, prior)
         marker = await leaderboard.change_marker(db, project_id)
         entry = self._entries.get(key)
-        if entry is not None and entry.usable(marker, time.monotonic()):
+        if entry is not None and entry.usable(marker, time.monotonic(), made_with):
             return entry.board
         async with self._lock:  # one computation at a time; others wait and reuse it
             entry = self._entries.get(key)
-            if entry is not None and entry.usable(marker, time.monotonic()):
+            if entry is not None and entry.usable(marker, time.monotonic(), made_with):
                 return entry.board
             started = time.monotonic()
             board = await (
@@ -152,7 +158,7 @@ class RankingCache:
             now = time.monotonic()
             if category is not None:
                 self._forget_categories(keep=32)
-            self._entries[key] = _Entry(marker, board, now, now - started)
+            self._entries[key] = _Entry(marker, board, now, now - started, made_with)
             return board
 
     def _forget_categories(self, keep: int) -> None:
