@@ -277,9 +277,10 @@ ROUTE_TABLE: list[Route] = [
         "GET",
         "/ratings",
         ratings.ratings,
-        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted",
+        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted; with control=, "
+        "the fitted board with entity attributes controlled for",
         "ratings",
-        list[schemas.RankedEntity],
+        list[schemas.RankedEntity] | schemas.ControlledBoard,
         query=schemas.RatingsQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},

@@ -68,6 +68,7 @@ entities = sa.Table(
     sa.Column("random_key", sa.Float, nullable=False),
     sa.Column("prompt", sa.Text),  # the prompt a response answers (preference exports)
     sa.Column("vote_weight", sa.Float, nullable=False),  # what its votes counted for (domain/trust.py)
+    sa.Column("attributes", sa.Text, nullable=False),  # JSON {name: number}: covariates a board controls for
 )
 
 comparisons = sa.Table(
@@ -267,6 +268,7 @@ ENTITY_COLUMNS = (
     entities.c.mu,
     entities.c.sigma,
     entities.c.prompt,
+    entities.c.attributes,
 )
 COMPARISON_COLUMNS = (
     comparisons.c.id,
@@ -297,6 +299,7 @@ NEW_ENTITY: dict[str, Any] = {
     "updated_at": param("now"),
     "external_id": param("external_id"),
     "prompt": param("prompt"),
+    "attributes": param("attributes"),
 }
 
 
