@@ -552,12 +552,14 @@ class AsyncClient:
         image_urls: Iterable[str] = (),
         external_id: str | None = None,
         prompt: str | None = None,
+        attributes: Mapping[str, float] | None = None,
         idempotency_key: str | None = None,
     ) -> Entity:
         """``POST /entities/``; 409 (:class:`Conflict`) when ``external_id`` is taken.
 
         ``prompt`` is the prompt this entity answers (preference exports pair responses to
-        the same prompt).
+        the same prompt); ``attributes`` are named numbers a fitted board can control for
+        (``/ratings?control=``).
         """
         body = EntityCreate(
             name=name,
@@ -565,6 +567,7 @@ class AsyncClient:
             image_urls=list(image_urls),
             external_id=external_id,
             prompt=prompt,
+            attributes=dict(attributes or {}),
         )
         return await self._model(
             Entity, "POST", "/entities/", route="POST /entities/", json=body, idempotency_key=idempotency_key
@@ -576,7 +579,7 @@ class AsyncClient:
 
     async def update_entity(self, entity_id: int, **changes: Any) -> Entity:
         """``PUT /entities/{id}`` with only the given fields (``name``, ``description``,
-        ``image_urls``, ``prompt``)."""
+        ``image_urls``, ``prompt``, ``attributes``)."""
         body = EntityUpdate(**changes)
         path = f"/entities/{int(entity_id)}"
         return await self._model(Entity, "PUT", path, route="PUT /entities/{id}", json=body)

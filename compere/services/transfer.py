@@ -123,9 +123,9 @@ def read_entity_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, d
 
     ``lines`` are the file's lines with their line endings (see :func:`text_lines`).
     Fields: ``external_id`` (required: it is what makes re-imports safe), ``name``,
-    ``description``, ``image_urls``, ``prompt``, ``attributes``. In CSV, ``image_urls`` is a
-    JSON array or URLs separated by spaces and ``attributes`` a JSON object; in JSON Lines
-    they are a list and an object. Records are validated by the same
+    ``description``, ``image_urls``, ``attributes`` (and in JSON Lines ``prompt``). In CSV,
+    ``image_urls`` is a JSON array or URLs separated by spaces and ``attributes`` a JSON
+    object; in JSON Lines they are a list and an object. Records are validated by the same
     rules as ``POST /entities/``; an external id seen earlier in the same file is
     rejected with that line's number. A CSV header without the required columns
     raises :class:`ImportFormatError`; text that cannot be read at all stops the file
@@ -188,7 +188,6 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | R
                 "name": row.get("name"),
                 "description": row.get("description") or "",
                 "image_urls": _csv_urls((row.get("image_urls") or "").strip()),
-                "prompt": row.get("prompt") or None,
                 "attributes": _csv_json((row.get("attributes") or "").strip() or "{}"),
             }
             yield line, _validated(line, raw)
