@@ -4,20 +4,11 @@ favour long answers is corrected by ``control=length``, and bad input is a 422."
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 
 import pytest
 
-from compere.domain.covariates import design
-
-# Eight answers: lengths 100..800, true quality unrelated to length. Entity 0 is short
-# and the best; entity 7 is the longest and the worst.
-LENGTHS = [100, 200, 300, 400, 500, 600, 700, 800]
-QUALITY = [1.0, 0.0, -0.5, 0.5, 0.0, -0.5, 0.5, -1.0]
-BIAS = 1.2  # logits per standard deviation of length: what the judges add for length
-VOTES_PER_PAIR = 6
+from tests.helpers import ANSWER_LENGTHS, length_biased_votes
 
 
 async def _create(client, prefix: str = "", **body) -> dict:
@@ -33,20 +24,15 @@ async def _vote(client, a: int, b: int, winner: int, prefix: str = "", **extra) 
 
 
 async def _length_biased_board(client, prefix: str = "", **extra) -> list[int]:
-    """The eight answers and a vote set where each pair's wins follow quality plus the
-    length bias (rounded expected counts, so the board is the same on every run)."""
+    """The eight answers of ``tests.helpers.length_biased_votes`` and their votes."""
     ids = [
         (await _create(client, prefix, name=f"answer {k}", attributes={"length": length, "headers": k % 3}))[
             "id"
         ]
-        for k, length in enumerate(LENGTHS)
+        for k, length in enumerate(ANSWER_LENGTHS)
     ]
-    z = design([{"length": float(x)} for x in LENGTHS], ["length"]).z[:, 0]
-    for i, j in itertools.combinations(range(len(ids)), 2):
-        p = 1.0 / (1.0 + math.exp(-(QUALITY[i] - QUALITY[j] + BIAS * (z[i] - z[j]))))
-        wins = round(VOTES_PER_PAIR * p)
-        for k in range(VOTES_PER_PAIR):
-            await _vote(client, ids[i], ids[j], ids[i] if k < wins else ids[j], prefix, **extra)
+    for i, j, winner in length_biased_votes():
+        await _vote(client, ids[i], ids[j], ids[winner], prefix, **extra)
     return ids
 
 
@@ -176,7 +162,7 @@ async def test_control_for_length_corrects_a_length_biased_board(client):
     for entity_id, entry in entries.items():
         assert entry["unadjusted_score"] == pytest.approx(plain_score[entity_id])
         assert entry["imputed"] == []
-        assert entry["attributes"]["length"] == LENGTHS[ids.index(entity_id)]
+        assert entry["attributes"]["length"] == ANSWER_LENGTHS[ids.index(entity_id)]
         assert {"uncertainty", "interval_95", "tied"} <= set(entry)
     scores = [e["score"] for e in body["entries"]]
     assert scores == sorted(scores, reverse=True)
@@ -218,6 +204,10 @@ async def test_another_projects_attributes_are_not_used(client):
     y = (await _create(client, name="Y", attributes={"length": 2}))["id"]
     await _vote(client, x, y, y)
 
+    listed = await (await client.get("/ratings/attributes")).json()
+    assert listed == [{"attribute": "length", "entities": 2}]
+    listed = await (await client.get("/projects/other/ratings/attributes")).json()
+    assert listed == [{"attribute": "words", "entities": 2}]
     resp = await client.get("/ratings", params={"control": "words"})
     assert resp.status == 422
     assert "words" in (await resp.json())["detail"][0]["msg"]

@@ -26,12 +26,14 @@ from compere.http.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyScope,
+    AttributeCount,
     BatchResult,
     CategoryCount,
     Comparison,
     ComparisonBatch,
     ComparisonCreate,
     ContentPair,
+    ControlledBoard,
     Entity,
     EntityCreate,
     EntityUpdate,
@@ -75,6 +77,7 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 _ENTITIES = TypeAdapter(list[Entity])
 _RANKED = TypeAdapter(list[RankedEntity])
 _CATEGORIES = TypeAdapter(list[CategoryCount])
+_ATTRIBUTES = TypeAdapter(list[AttributeCount])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
 _API_KEYS = TypeAdapter(list[ApiKey])
@@ -863,6 +866,33 @@ class AsyncClient:
         """``GET /ratings/categories``: every category votes were given in, with its votes."""
         answer = await self._call("GET", "/ratings/categories", route="GET /ratings/categories")
         return _CATEGORIES.validate_json(answer.body)
+
+    async def attributes(self) -> list[AttributeCount]:
+        """``GET /ratings/attributes``: every entity attribute a board can control for."""
+        answer = await self._call("GET", "/ratings/attributes", route="GET /ratings/attributes")
+        return _ATTRIBUTES.validate_json(answer.body)
+
+    async def controlled_ratings(
+        self,
+        control: Iterable[str],
+        *,
+        category: str | None = None,
+        detail: Literal["basic", "full"] = "basic",
+        provisional: Literal["last", "inline"] = "last",
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> ControlledBoard:
+        """``GET /ratings?control=...``: the fitted board with those entity attributes
+        controlled for (style control): adjusted scores and ranks beside the unadjusted
+        ones, and the fitted coefficient of each attribute."""
+        params: dict[str, Any] = {"control": ",".join(control), "skip": skip}
+        if detail == "full":
+            params.update(detail=detail, provisional=provisional)
+        if category is not None:
+            params["category"] = category
+        if limit is not None:
+            params["limit"] = limit
+        return await self._model(ControlledBoard, "GET", "/ratings", route="GET /ratings", params=params)
 
     def iter_ratings(
         self,

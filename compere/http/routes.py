@@ -308,6 +308,15 @@ ROUTE_TABLE: list[Route] = [
     ),
     Route(
         "GET",
+        "/ratings/attributes",
+        ratings.attributes,
+        "Every entity attribute a board can control for (control=), with how many entities have it",
+        "ratings",
+        list[schemas.AttributeCount],
+        project_action="read",
+    ),
+    Route(
+        "GET",
         "/voters",
         voters.list_voters,
         "Voters: reliability, weight and influence of each, and entities resting on few voters (superusers)",

@@ -343,6 +343,11 @@ class CategoryCount(Model):
     votes: int
 
 
+class AttributeCount(Model):
+    attribute: str
+    entities: int = Field(description="Live entities that have this attribute")
+
+
 class Progress(Model):
     model: Literal["online", "bt"]
     category: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Any
 
 import numpy as np
@@ -235,3 +236,11 @@ async def categories(request: web.Request) -> web.Response:
     """``GET /ratings/categories``: every category votes were given in, with its votes."""
     found = await leaderboard.categories(request.app[DATABASE].reader(), request[PROJECT].id)
     return json_response([{"category": name, "votes": votes} for name, votes in found.items()])
+
+
+async def attributes(request: web.Request) -> web.Response:
+    """``GET /ratings/attributes``: every attribute the project's live entities carry, with
+    how many carry it (what ``control=`` can name)."""
+    found = await leaderboard.live_attributes(request.app[DATABASE].reader(), request[PROJECT].id)
+    counts = collections.Counter(name for values in found.values() for name in values)
+    return json_response([{"attribute": name, "entities": counts[name]} for name in sorted(counts)])
