@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.helpers import ANSWER_LENGTHS, length_biased_votes
+from tests.helpers import ANSWER_LENGTHS, length_biased_votes, run_compere
 
 
 async def _create(client, prefix: str = "", **body) -> dict:
@@ -263,3 +263,37 @@ async def test_the_board_controls_for_the_attributes_as_edited(client):
     after = await (await client.get("/ratings", params={"control": "length"})).json()
     assert after["coefficients"][0]["mean"] == pytest.approx(350 / 3)
     assert after["coefficients"][0]["coefficient"] < 0
+
+
+async def test_the_controlled_board_keeps_the_voter_weights_of_the_plain_one(make_client):
+    client = await make_client(TRUST_MODE="default")
+    ids = await _length_biased_board(client)
+    body = await (await client.get("/ratings", params={"control": "length"})).json()
+    plain = await (await client.get("/ratings", params={"model": "bt"})).json()
+    unadjusted = {e["id"]: e["unadjusted_score"] for e in body["entries"]}
+    assert unadjusted == pytest.approx({e["id"]: e["score"] for e in plain})
+    assert body["coefficients"][0]["coefficient"] > 0
+    order = [e["id"] for e in body["entries"]]
+    assert order.index(ids[0]) < order.index(ids[-1])
+
+
+async def test_the_cli_exports_and_imports_attributes(client, database_url, tmp_path):
+    await _create(client, name="A", external_id="a", attributes={"length": 7})
+    await _create(client, name="B", external_id="b")
+    path = tmp_path / "entities.jsonl"
+    status, _, err = await run_compere(database_url, tmp_path, "export", "entities", "-o", str(path))
+    assert status == 0, err
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["external_id"]: r["attributes"] for r in records} == {"a": {"length": 7.0}, "b": {}}
+    # The same file under new external ids, imported by the CLI beside the originals.
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text("".join(json.dumps({**r, "external_id": r["external_id"] + "2"}) + "\n" for r in records))
+    status, out, err = await run_compere(database_url, tmp_path, "import", str(copy))
+    assert (status, out.strip()) == (0, "created 2, already present 0, rejected 0"), err
+    listed = await (await client.get("/entities/")).json()
+    assert {e["external_id"]: e["attributes"] for e in listed} == {
+        "a": {"length": 7.0},
+        "b": {},
+        "a2": {"length": 7.0},
+        "b2": {},
+    }
