@@ -62,8 +62,13 @@ def new_entity_params(
         "now": now,
         "external_id": external_id,
         "prompt": prompt,
-        "attributes": json.dumps(dict(attributes or {})),
+        "attributes": _stored_attributes(attributes),
     }
+
+
+def _stored_attributes(attributes: Mapping[str, float] | None) -> str | None:
+    """Attributes as stored: JSON object text, NULL for none."""
+    return json.dumps(dict(attributes)) if attributes else None
 
 
 async def create_entity(
@@ -154,7 +159,7 @@ async def update_entity(
     if "image_urls" in values:
         values["image_urls"] = json.dumps(list(values["image_urls"]))
     if "attributes" in values:
-        values["attributes"] = json.dumps(dict(values["attributes"]))
+        values["attributes"] = _stored_attributes(values["attributes"])
     values["updated_at"] = utc_now()
     stmt = (
         sa.update(entities)

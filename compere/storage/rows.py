@@ -76,7 +76,7 @@ def entity_row(row: Row) -> EntityRow:
         mu=float(row["mu"]),
         sigma=float(row["sigma"]),
         prompt=row["prompt"],
-        attributes=attributes_of(row["attributes"]),
+        attributes=attributes_of(row.get("attributes")),  # rows read before 0014 have none
     )
 
 

@@ -68,7 +68,7 @@ entities = sa.Table(
     sa.Column("random_key", sa.Float, nullable=False),
     sa.Column("prompt", sa.Text),  # the prompt a response answers (preference exports)
     sa.Column("vote_weight", sa.Float, nullable=False),  # what its votes counted for (domain/trust.py)
-    sa.Column("attributes", sa.Text, nullable=False),  # JSON {name: number}: covariates a board controls for
+    sa.Column("attributes", sa.Text),  # JSON {name: number} (NULL: none): covariates a board controls for
 )
 
 comparisons = sa.Table(
