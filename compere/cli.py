@@ -17,7 +17,6 @@ from compere import __version__
 from compere.infra.api_keys import SCOPES
 from compere.services.transfer import FORMATS, PREFERENCE_FORMATS
 from compere.settings import Settings, load_settings_or_report, redact_url
-from compere.storage.tables import DEFAULT_PROJECT_ID
 
 # Read instead of prompting, for scripts and containers; never taken from the command line
 # (it would show in `ps` and in shell history).
@@ -45,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import",
         help="add entities (re-runnable: matched on external_id), or with `comparisons` a vote log "
-        "(a comparisons export or arena battles; resumable), from a CSV or JSON Lines file",
+        "(a comparisons export or arena battles, keeping verdicts, categories and voters, weighed by "
+        "TRUST_MODE; resumable), from a CSV or JSON Lines file",
         usage="compere import [comparisons|entities] FILE [options]",
     )
     importer.add_argument("what", metavar="[comparisons|entities]", help="what the file holds (entities)")
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comparisons with --on-error skip: stop before rejecting more lines than this (100)",
     )
     importer.add_argument(
-        "--project", default="default", help="comparisons: the slug of the project to import into (default)"
+        "--project", default="default", metavar="SLUG", help="the project to import into (default)"
     )
     importer.add_argument(
         "--source",
@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     exporter.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
     exporter.add_argument("--batch-size", type=_positive, default=5000, help="rows per query (5000)")
+    exporter.add_argument(
+        "--project", default="default", metavar="SLUG", help="the project to export (default)"
+    )
     admin = commands.add_parser(
         "createsuperuser",
         help=f"create a superuser (password prompted without echo, or from {SUPERUSER_PASSWORD_VARIABLE})",
@@ -237,8 +240,8 @@ async def _open_database(settings: Settings) -> Any:
     return db
 
 
-async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: int) -> Any:
-    """Import entity records; return the :class:`ImportSummary`.
+async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: int, slug: str) -> Any:
+    """Import entity records into the project ``slug``; return the :class:`ImportSummary`.
 
     Progress is shown in bytes of a file of known size, else in rows read.
     """
@@ -248,13 +251,14 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
     size = _file_size(stream)
     db = await _open_database(settings)
     try:
+        project = await _writable_project(db, settings, slug)
         with _progress(size, "B" if size is not None else "rows") as bar:
             summary = await import_records(
                 db,
-                DEFAULT_PROJECT_ID,
+                project.id,
                 read_entity_records(text_lines(stream, bar.update if size is not None else None), fmt),
                 rating=settings.elo_initial_rating,
-                prior=settings.prior,
+                prior=project.settings.prior,
                 batch_size=batch_size,
                 progress=bar.update if size is None else None,
             )
@@ -263,10 +267,29 @@ async def _import(settings: Settings, stream: BinaryIO, fmt: str, batch_size: in
             "existing": summary.existing,
             "rejected_count": len(summary.rejected),
         }
-        await announce(db, IMPORT_FINISHED, {**counts, "source": "cli"})
+        await announce(db, IMPORT_FINISHED, {**counts, "source": "cli"}, project.id)
         return summary
     finally:
         await db.close()
+
+
+class _ProjectRefused(Exception):
+    """The ``--project`` named cannot be used: a usage error (exit status 2)."""
+
+
+async def _writable_project(db: Any, settings: Settings, slug: str) -> Any:
+    """The project ``--project`` names; :class:`_ProjectRefused` when there is none or it
+    is archived (read-only for every route, so for these commands too)."""
+    from compere.services.projects import project_from_row
+    from compere.storage import projects
+
+    row = await projects.by_slug(db, slug)
+    if row is None:
+        raise _ProjectRefused(f"there is no project {slug!r} (--project takes a project's slug)")
+    project = project_from_row(row, settings)
+    if project.archived:
+        raise _ProjectRefused(f"project {slug!r} is archived: it is read-only until a superuser restores it")
+    return project
 
 
 def _file_size(stream: BinaryIO) -> int | None:
@@ -303,34 +326,35 @@ async def _rebuild(settings: Settings) -> int:
                 k_factor=own.elo_k_factor,
                 initial_rating=settings.elo_initial_rating,
                 prior=own.prior,
-                trust=settings.trust,
+                trust=own.trust,
             )
         return replayed
     finally:
         await db.close()
 
 
-async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int) -> int:
-    """Stream a table to ``out`` batch by batch; return the number of rows written."""
+async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_size: int, slug: str) -> int:
+    """Stream a project's table to ``out`` batch by batch; return the number of rows written."""
     from compere.services.transfer import RowEncoder, comparison_export_columns, export_columns
     from compere.storage import bulk
 
     db = await _open_database(settings)
     written = 0
     try:
+        project_id = (await _writable_project(db, settings, slug)).id
         live_only = what == "entities"  # deleted entities leave exports; their votes stay
         columns = await db.column_names(what)
-        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, what, live_only=live_only)
+        total = await bulk.count_rows(db, project_id, what, live_only=live_only)
         comparisons = what == "comparisons"
         encoder = RowEncoder(
             fmt, comparison_export_columns(columns) if comparisons else export_columns(columns)
         )
         out.write(encoder.header())
         if comparisons:
-            batches = bulk.iter_comparisons_for_export(db, DEFAULT_PROJECT_ID, columns, batch_size=batch_size)
+            batches = bulk.iter_comparisons_for_export(db, project_id, columns, batch_size=batch_size)
         else:
             batches = bulk.iter_rows(
-                db.reader(), DEFAULT_PROJECT_ID, what, columns, live_only=live_only, batch_size=batch_size
+                db.reader(), project_id, what, columns, live_only=live_only, batch_size=batch_size
             )
         with _progress(total, "rows") as bar:
             async for rows in batches:
@@ -344,7 +368,7 @@ async def _export(settings: Settings, what: str, fmt: str, out: TextIO, batch_si
 
 
 async def _export_preferences(
-    settings: Settings, fmt: str, keep_ties: bool, out: TextIO, batch_size: int
+    settings: Settings, fmt: str, keep_ties: bool, out: TextIO, batch_size: int, slug: str
 ) -> int:
     """Write the vote log as a preference dataset; return the number of records written."""
     from compere.services.transfer import encode_preferences, judge_key
@@ -354,11 +378,12 @@ async def _export_preferences(
     written = 0
     key = judge_key(settings.secret_key)
     try:
+        project_id = (await _writable_project(db, settings, slug)).id
         # dpo reads only the votes between responses to one prompt: no total known ahead.
-        total = await bulk.count_rows(db, DEFAULT_PROJECT_ID, "comparisons") if fmt == "arena" else None
+        total = await bulk.count_rows(db, project_id, "comparisons") if fmt == "arena" else None
         with _progress(total, "votes") as bar:
             batches = bulk.iter_votes_with_entities(
-                db.reader(), DEFAULT_PROJECT_ID, same_prompt=fmt == "dpo", batch_size=batch_size
+                db.reader(), project_id, same_prompt=fmt == "dpo", batch_size=batch_size
             )
             async for rows in batches:
                 text = encode_preferences(rows, fmt, keep_ties=keep_ties, judge_key=key)
@@ -438,7 +463,10 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     try:
         with stream:
-            summary = asyncio.run(_import(settings, stream, fmt, args.batch_size))
+            summary = asyncio.run(_import(settings, stream, fmt, args.batch_size, args.project))
+    except _ProjectRefused as exc:
+        print(f"compere: import: {exc}", file=sys.stderr)
+        return 2
     except (DatabaseError, MigrationError) as exc:
         print(f"compere: import failed: {exc}", file=sys.stderr)
         return 1
@@ -464,18 +492,14 @@ def _run_import(settings: Settings, args: argparse.Namespace) -> int:
 async def _import_votes(settings: Settings, stream: BinaryIO, args: argparse.Namespace, summary: Any) -> None:
     """Import a vote log into ``summary`` (filled in as batches commit, so it is right
     even when this is interrupted), on the project ``--project`` names (default: default)."""
-    from compere.services.projects import project_from_row
+    from compere.infra.voters import VoterIds
     from compere.services.transfer import guess_format
     from compere.services.vote_import import MAX_LINE_BYTES, VoteImportOptions, file_lines, import_votes
-    from compere.storage import projects
 
     size = _file_size(stream)
     db = await _open_database(settings)
     try:
-        row = await projects.by_slug(db, args.project)
-        if row is None:
-            raise _CommandError(f"there is no project {args.project!r}")
-        project = project_from_row(row, settings)
+        project = await _writable_project(db, settings, args.project)
         options = VoteImportOptions(
             fmt=args.format or guess_format(args.file),
             k_factor=project.settings.elo_k_factor,
@@ -485,6 +509,10 @@ async def _import_votes(settings: Settings, stream: BinaryIO, args: argparse.Nam
             source=args.source,
             batch_size=args.batch_size or 2000,
             project_id=project.id,
+            trust=settings.trust,
+            # Judges are kept as the server hashes them; without SECRET_KEY there is no
+            # stable key to hash them with (a note says so after the import).
+            judge_voter=VoterIds(settings.secret_key).judge if settings.secret_key else None,
         )
         with _progress(size, "B" if size is not None else "lines") as bar:
             lines = file_lines(lambda: stream.readline(MAX_LINE_BYTES + 1))
@@ -512,9 +540,9 @@ def _run_import_votes(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with stream:
             asyncio.run(_import_votes(settings, stream, args, summary))
-    except _CommandError as exc:
+    except _ProjectRefused as exc:
         print(f"compere: import: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         summary.stopped, status = "interrupted", 130
     except VoteFileError as exc:
@@ -522,6 +550,8 @@ def _run_import_votes(settings: Settings, args: argparse.Namespace) -> int:
         status = 1
     except (DatabaseError, MigrationError) as exc:
         summary.stopped, status = f"the database failed: {exc}", 1
+    if summary.kind == "arena" and not settings.secret_key:
+        print("compere: judges were not kept as voters: set SECRET_KEY to keep them", file=sys.stderr)
     for item in summary.rejected[:20]:
         print(f"compere: line {item.line} rejected: {item.reason}", file=sys.stderr)
     if summary.rejected_count > 20:
@@ -560,11 +590,18 @@ def _run_export(settings: Settings, args: argparse.Namespace) -> int:
         with out if out is not sys.stdout else contextlib.nullcontext(out):
             if preferences:
                 keep_ties = args.ties == "keep"
-                written = asyncio.run(_export_preferences(settings, fmt, keep_ties, out, args.batch_size))
+                written = asyncio.run(
+                    _export_preferences(settings, fmt, keep_ties, out, args.batch_size, args.project)
+                )
             else:
-                written = asyncio.run(_export(settings, args.what, fmt, out, args.batch_size))
+                written = asyncio.run(_export(settings, args.what, fmt, out, args.batch_size, args.project))
     except BrokenPipeError:
         return 0  # the reader (head, less) stopped early: not an error
+    except _ProjectRefused as exc:
+        if out is not sys.stdout:
+            Path(args.output).unlink(missing_ok=True)  # nothing was written to it
+        print(f"compere: export: {exc}", file=sys.stderr)
+        return 2
     except (DatabaseError, MigrationError) as exc:
         print(f"compere: export failed: {exc}", file=sys.stderr)
         return 1

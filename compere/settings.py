@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from compere.domain.bayes import DEFAULT_PRIOR, Prior
+from compere.domain.projects import OBJECTIVES, Objective
 from compere.domain.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy
 from compere.domain.trust import POLICIES, TRUST_MODES, TrustMode, TrustPolicy
 from compere.domain.ucb import UCBParams
@@ -377,10 +378,10 @@ class Settings:
     bayes_prior_sigma: float = _number(
         "BAYES_PRIOR_SIGMA", DEFAULT_PRIOR.sigma0, 0.1, 10, "prior spread of a new entity's strength"
     )
-    ranking_objective: str = _choice(
+    ranking_objective: Objective = _choice(
         "RANKING_OBJECTIVE",
         "full",
-        ("full", "top_k"),
+        OBJECTIVES,
         "what active pairs serve: the whole order (full) or finding and ordering the best RANKING_TOP_K",
     )
     ranking_top_k: int = _integer("RANKING_TOP_K", 10, 1, 10_000, "K of the top_k objective")

@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg2
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -30,16 +29,16 @@ from tests.helpers import (
     ADMIN_URL,
     ALICE,
     AUTH_ENV,
-    AUTH_REDIS_URL,
-    CLIENT_REDIS_URL,
     DB_PREFIX,
     FULL_STACK,
     NO_DOTENV,
-    RATELIMIT_REDIS_URL,
     FakeClock,
+    RedisRole,
     admin_connection,
+    delete_redis_keys,
     empty_postgres,
     log_in,
+    redis_roles,
     sign_up,
     with_database,
 )
@@ -119,6 +118,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def empty_database(
+    database_url: str, tmp_path: Path, postgres_factory: Callable[[], str]
+) -> Callable[[], str]:
+    """Makes more databases on the test's backend, each new and empty (the app and the
+    CLI apply the schema when they start): another deployment, an import's target."""
+    made = 0
+
+    def make() -> str:
+        nonlocal made
+        made += 1
+        if database_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / f'other-{made}.db'}"
+        return postgres_factory()
+
+    return make
+
+
+@pytest.fixture
 def make_settings(database_url: str, full_stack: FullStack | None) -> Callable[..., Settings]:
     """Settings for the current backend, from environment-style overrides (through
     PgBouncer and the replica in a full-stack run)."""
@@ -176,33 +193,35 @@ def create_entities(client: TestClient) -> Callable[..., object]:
 # --- authentication ------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def redis_by_role(full_stack: FullStack | None) -> dict[str, RedisRole]:
+    """Where each kind of test keeps its Redis keys (tests/helpers.py, ``redis_roles``):
+    in a full-stack run all in the session's own Redis Cluster, one key prefix each."""
+    return redis_roles(full_stack.redis_url() if full_stack is not None else None)
+
+
 @pytest.fixture
-def auth_redis() -> Iterator[str]:
-    """The Redis database the auth tests use, with Compere's auth keys cleared around each test."""
+def auth_redis(redis_by_role: dict[str, RedisRole]) -> Iterator[RedisRole]:
+    """The auth tests' Redis, with Compere's auth keys cleared around each test."""
     import redis
 
-    client = redis.Redis.from_url(AUTH_REDIS_URL, socket_connect_timeout=2)
-
-    def clear() -> None:
-        keys = list(client.scan_iter("compere:auth:*", count=1000))
-        if keys:
-            client.delete(*keys)
-
+    role = redis_by_role["auth"]
+    auth_keys = f"{role.key_prefix}auth:"
     try:
-        clear()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"Redis is required for the auth tests at {AUTH_REDIS_URL}: {exc}", pytrace=False)
-    yield AUTH_REDIS_URL
-    clear()
-    client.close()
+        delete_redis_keys(role.url, auth_keys)
+    except (redis.exceptions.ConnectionError, redis.exceptions.RedisClusterException) as exc:
+        pytest.fail(f"Redis is required for the auth tests at {role.url}: {exc}", pytrace=False)
+    yield role
+    delete_redis_keys(role.url, auth_keys)
 
 
 @pytest.fixture
-def make_auth_client(make_client: Callable[..., object], auth_redis: str) -> Callable[..., object]:
-    """A test client with authentication on (shared Redis db, low bcrypt cost)."""
+def make_auth_client(make_client: Callable[..., object], auth_redis: RedisRole) -> Callable[..., object]:
+    """A test client with authentication on (the auth tests' Redis, low bcrypt cost)."""
 
     async def make(clock: Callable[[], float] | None = None, **env: str) -> TestClient:
-        return await make_client(clock=clock, **{**AUTH_ENV, **env})  # type: ignore[operator, no-any-return]
+        settings = {**AUTH_ENV, **auth_redis.env(), **env}
+        return await make_client(clock=clock, **settings)  # type: ignore[operator, no-any-return]
 
     return make
 
@@ -223,17 +242,25 @@ async def admin_and_alice(make_auth_client: Callable[..., object]):
 
 
 @pytest.fixture
-async def ratelimit_redis_prefix() -> AsyncIterator[str]:
+def ratelimit_redis(redis_by_role: dict[str, RedisRole]) -> RedisRole:
+    """The rate-limit tests' Redis (each test keeps to ``ratelimit_redis_prefix`` in it)."""
+    return redis_by_role["ratelimit"]
+
+
+@pytest.fixture
+def ratelimit_redis_prefix(ratelimit_redis: RedisRole) -> Iterator[str]:
     """A key prefix unique to this test; its keys are deleted afterwards."""
-    prefix = f"test:rl:{uuid.uuid4().hex[:12]}:"
+    prefix = f"{ratelimit_redis.key_prefix}test:rl:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = aioredis.Redis.from_url(RATELIMIT_REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    delete_redis_keys(ratelimit_redis.url, prefix)
+
+
+@pytest.fixture
+def idempotency_redis(redis_by_role: dict[str, RedisRole]) -> Iterator[RedisRole]:
+    """The idempotency tests' Redis; the stored answers are deleted afterwards."""
+    role = redis_by_role["idempotency"]
+    yield role
+    delete_redis_keys(role.url, f"{role.key_prefix}idem:")
 
 
 @pytest.fixture
@@ -294,19 +321,20 @@ def own_postgres() -> Iterator[PostgresInstance]:
 
 @pytest.fixture
 def start_server(
-    database_url: str, tmp_path: Path, full_stack: FullStack | None
+    database_url: str, tmp_path: Path, full_stack: FullStack | None, redis_by_role: dict[str, RedisRole]
 ) -> Iterator[Callable[..., CompereProcess]]:
     """Starts ``python -m compere serve`` processes on this test's database (SQLite or
-    PostgreSQL) and the client Redis database, with a rate-limit key prefix of their own;
+    PostgreSQL) and the client tests' Redis, with a rate-limit key prefix of their own;
     stops them by PID afterwards and deletes the prefix's keys and the login throttles."""
     started: list[CompereProcess] = []
-    prefix = f"test:client:{uuid.uuid4().hex[:12]}:"
+    redis_role = redis_by_role["client"]
+    prefix = f"{redis_role.key_prefix}test:client:{uuid.uuid4().hex[:12]}:"
 
     def start(**env: str) -> CompereProcess:
         server = CompereProcess(
             {
                 "DATABASE_URL": database_url,
-                "REDIS_URL": CLIENT_REDIS_URL,
+                **redis_role.env(),
                 "RATE_LIMIT_KEY_PREFIX": prefix,
                 "IDEMPOTENCY_TTL": "600",
                 **(full_stack.app_env(database_url) if full_stack is not None else {}),
@@ -321,14 +349,8 @@ def start_server(
     yield start
     for server in started:
         server.stop()
-    import redis
-
-    client = redis.Redis.from_url(CLIENT_REDIS_URL)
-    for pattern in (f"{prefix}*", "compere:auth:*"):  # rate-limit windows, login throttles
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    # Rate-limit windows, login throttles.
+    delete_redis_keys(redis_role.url, prefix, f"{redis_role.key_prefix}auth:")
 
 
 # ---------------------------------------------------------------- webhooks

@@ -1,7 +1,7 @@
 """Plain helpers and constants shared by tests (fixtures live in ``conftest.py``, processes
 the tests start in ``servers.py``): where the test databases and Redis are, accounts and
 logging in, a clock the test moves, running the command line, voters under an outage, a judge with a hidden truth, rank agreement, the votes a
-database holds."""
+database holds, the Redis keys a test made."""
 
 from __future__ import annotations
 
@@ -16,15 +16,19 @@ import sys
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import psycopg2
 import pytest
+import redis
 from aiohttp.test_utils import TestClient
+from redis.cluster import ClusterNode
 
 from compere.http.schemas import Entity
+from compere.infra.redis import parse_redis_url
 from tests.servers import REPO
 
 # --- databases -----------------------------------------------------------------------
@@ -108,24 +112,82 @@ async def run_compere(
     return proc.returncode, out.decode(), err.decode()
 
 
-# --- Redis databases of the shared server (each kind of test keeps to its own number) ----
+# --- Redis: each kind of test ("role") keeps its keys apart --------------------------------
+# Normally in a database of its own on the shared server, under the app's default key
+# prefix; in a full-stack run all in the session's own Redis Cluster (which has database 0
+# only), under a key prefix of its own.
 
-AUTH_REDIS_URL = os.environ.get("COMPERE_TEST_AUTH_REDIS_URL", "redis://127.0.0.1:6379/4")
-RATELIMIT_REDIS_URL = os.environ.get("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3")
-# The real-server tests (client, examples): idempotency keys and rate-limit windows must
-# outlive a server restart, so they cannot be in process.
-CLIENT_REDIS_URL = os.environ.get("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.0.0.1:6379/9")
+REDIS_ROLES = {  # role: (environment variable, default URL)
+    "auth": ("COMPERE_TEST_AUTH_REDIS_URL", "redis://127.0.0.1:6379/4"),
+    "ratelimit": ("COMPERE_TEST_RATELIMIT_REDIS_URL", "redis://127.0.0.1:6379/3"),
+    "idempotency": ("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5"),
+    "webapp": ("COMPERE_TEST_WEBAPP_REDIS_URL", "redis://127.0.0.1:6379/8"),
+    # The real-server tests (client, examples): idempotency keys and rate-limit windows must
+    # outlive a server restart, so they cannot be in process.
+    "client": ("COMPERE_TEST_CLIENT_REDIS_URL", "redis://127.0.0.1:6379/9"),
+}
+APP_KEY_PREFIX = "compere:"  # REDIS_KEY_PREFIX's default
+
+
+@dataclass(frozen=True)
+class RedisRole:
+    """Where one kind of test keeps its Redis keys: the URL its apps get, and the
+    ``REDIS_KEY_PREFIX`` that every key they write starts with."""
+
+    url: str
+    key_prefix: str = APP_KEY_PREFIX
+
+    def env(self) -> dict[str, str]:
+        """The settings that put an app's Redis keys here."""
+        return {"REDIS_URL": self.url, "REDIS_KEY_PREFIX": self.key_prefix}
+
+
+def redis_roles(cluster_url: str | None = None) -> dict[str, RedisRole]:
+    """Every role's place: from the environment, or all in the cluster at ``cluster_url``."""
+    if cluster_url is None:
+        return {role: RedisRole(os.environ.get(var, default)) for role, (var, default) in REDIS_ROLES.items()}
+    return {role: RedisRole(cluster_url, f"{APP_KEY_PREFIX}{role}:") for role in REDIS_ROLES}
+
+
+def redis_connection(url: str) -> redis.Redis | redis.RedisCluster:
+    """A redis-py client for a test that looks at (or changes) keys itself: a cluster
+    client for a ``redis+cluster://`` URL, else one for the server and database named."""
+    target = parse_redis_url(url)
+    if target.kind == "cluster":
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]
+        return redis.RedisCluster(startup_nodes=nodes, socket_connect_timeout=2, socket_timeout=5)
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def redis_keys(url: str, prefix: str) -> list[bytes]:
+    """The keys that start with ``prefix`` (on every master of a cluster)."""
+    with redis_connection(url) as conn:
+        if isinstance(conn, redis.RedisCluster):
+            found = conn.scan_iter(match=f"{prefix}*", count=1000, target_nodes=redis.RedisCluster.PRIMARIES)
+        else:
+            found = conn.scan_iter(match=f"{prefix}*", count=1000)
+        return list(found)
+
+
+def delete_redis_keys(url: str, *prefixes: str) -> None:
+    """Delete every key that starts with one of ``prefixes`` (on every master of a cluster)."""
+    keys = [key for prefix in prefixes for key in redis_keys(url, prefix)]
+    if keys:
+        with redis_connection(url) as conn, conn.pipeline(transaction=False) as pipe:
+            for key in keys:  # one DEL each: in a cluster the keys live in many slots
+                pipe.delete(key)
+            pipe.execute()
 
 
 # --- authentication ------------------------------------------------------------------
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
-# Low but allowed bcrypt cost (the floor is 10), so the suite hashes quickly.
+# Low but allowed bcrypt cost (the floor is 10), so the suite hashes quickly. Redis comes
+# from the auth role (the ``auth_redis`` fixture).
 AUTH_ENV = {
     "AUTH_ENABLED": "true",
     "SECRET_KEY": TEST_SECRET_KEY,
     "BCRYPT_ROUNDS": "10",
-    "REDIS_URL": AUTH_REDIS_URL,
 }
 ADMIN = ("admin", "grey-heron-lantern-91")
 ALICE = ("alice", "violet-otter-compass-27")
@@ -297,6 +359,18 @@ def stored_votes(database_url: str) -> tuple[Counter[tuple[int, int, int | None]
             (total,) = cur.fetchone()
         pg.close()
     return Counter((a, b, c) for a, b, c in rows), float(total)
+
+
+class Rigging:
+    """The rigging scenario of the voter-weight tests: entities e0 (strongest) .. e11,
+    honest voters who pick the stronger side, attackers who vote e7 over stronger ones."""
+
+    ENTITIES = 12
+    TARGET = 7  # e7: eighth strongest
+    HONEST = 4
+    HONEST_VOTES_EACH = 36
+    ATTACKERS = 3
+    RIGGED_EACH = 8
 
 
 # --- style control: a board whose votes favour long answers --------------------------------

@@ -237,20 +237,25 @@ logfile = {self.log}
 
 
 class FullStack:
-    """The database side of a scaled-out deployment, for running the HTTP tests against:
-    a PostgreSQL primary behind PgBouncer in transaction mode, and a streaming replica
-    made with ``pg_basebackup`` that every commit waits for (``synchronous_commit =
+    """The back ends of a scaled-out deployment, for running the HTTP tests against: a
+    PostgreSQL primary behind PgBouncer in transaction mode, a streaming replica made
+    with ``pg_basebackup`` that every commit waits for (``synchronous_commit =
     remote_apply``), so reads routed to the replica see what a test just wrote, as they
-    would on one database.
+    would on one database; and a Redis Cluster of three masters for every Redis the
+    tests use.
     """
 
     def __init__(self) -> None:
         self.primary = PostgresInstance(settings={"max_connections": "300"})
         self.replica: PostgresInstance | None = None
         self.bouncer: PgBouncer | None = None
+        # No replicas: nothing here fails over, and three processes are enough to spread
+        # the keys over three masters (the slot rules a cluster imposes).
+        self.redis = RedisClusterSet(masters=3, replicas=0)
 
     def start(self) -> FullStack:
         try:
+            self.redis.start()
             self.primary.start()
             self.replica = PostgresInstance(replica_of=self.primary)
             self.replica.start()
@@ -276,6 +281,10 @@ class FullStack:
         assert self.replica is not None
         return self.replica.url(database)
 
+    def redis_url(self) -> str:
+        """``redis+cluster://`` with every master as a seed."""
+        return self.redis.url(seeds=self.redis.masters)
+
     def app_env(self, database_url: str) -> dict[str, str]:
         """The settings that route an app on ``database_url`` (one of ours) through the stack."""
         if not database_url.startswith("postgresql://"):
@@ -289,6 +298,7 @@ class FullStack:
         if self.replica is not None:
             self.replica.destroy()
         self.primary.destroy()
+        self.redis.destroy()
 
 
 @contextlib.contextmanager
@@ -758,16 +768,28 @@ def free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
-def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
+# Deadlines (not delays: every wait below polls and returns as soon as it may) for
+# starting and stopping the Redis sets. A 2-core machine running several test sessions
+# can take tens of seconds where an idle one takes one.
+NODE_START = 30.0
+SET_START = 120.0
+NODE_STOP = 30.0
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float, log: Callable[[], str] | None = None) -> None:
+    """Poll ``check`` every 0.1 s until it is true; Redis or socket errors count as "not yet"."""
     deadline = time.monotonic() + timeout
+    last = ""
     while True:
         try:
             if check():
                 return
-        except (redis.exceptions.RedisError, OSError):
-            pass
+        except (redis.exceptions.RedisError, OSError) as exc:
+            last = f" (last: {type(exc).__name__}: {exc})"
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
+            raise RuntimeError(
+                f"timed out after {timeout:.0f} s waiting for {what}{last}\n{log() if log else ''}"
+            )
         time.sleep(0.1)
 
 
@@ -798,14 +820,17 @@ class _RedisNode:
             port=self.port, socket_connect_timeout=0.5, socket_timeout=2, decode_responses=True
         )
 
-    def wait_ready(self, timeout: float = 10) -> None:
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def wait_ready(self, timeout: float = NODE_START) -> None:
         def answers() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited: {self.log()}")
+            if self.exited():
+                raise NodeExited(f"redis-server on port {self.port} exited: {self.log()}")
             with self.client() as conn:
                 return bool(conn.ping())
 
-        _wait(answers, f"redis-server on port {self.port}", timeout)
+        _wait(answers, f"redis-server on port {self.port}", timeout, self.log)
 
     def log(self) -> str:
         try:
@@ -820,8 +845,44 @@ class _RedisNode:
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_process(self.process, signal.SIGTERM, timeout=10)
+            stop_process(self.process, signal.SIGTERM, timeout=NODE_STOP)
         self.process = None
+
+
+class NodeExited(RuntimeError):
+    """A redis-server of a set exited while starting (e.g. another process took its port)."""
+
+
+def _start_node(base: Path, pick_port: Callable[[], int], *args: str, sentinel: bool = False) -> _RedisNode:
+    """A node that answers PING; started again on another port if the first one exits
+    (the free port was taken by someone else between choosing it and binding it)."""
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        node = _RedisNode(base, pick_port(), *args, sentinel=sentinel)
+        try:
+            node.wait_ready()
+            return node
+        except BaseException as exc:
+            node.stop()  # it belongs to no set yet: nobody else would stop it
+            if not isinstance(exc, NodeExited) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _tail_logs(nodes: list[_RedisNode]) -> str:
+    """The end of every node's log, for the message of a set that did not come up."""
+    return "\n".join(f"--- redis-server on port {node.port}\n{node.log()[-600:]}" for node in nodes)
+
+
+def _stop_nodes(nodes: list[_RedisNode]) -> None:
+    """SIGTERM to every node at once, then wait for each (SIGKILL after NODE_STOP)."""
+    running = [n for n in nodes if n.process is not None and n.process.poll() is None]
+    for node in running:
+        assert node.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            node.process.send_signal(signal.SIGTERM)
+    for node in nodes:
+        node.stop()  # waits for one that is still going, kills it past the deadline
 
 
 # No persistence; a new replica syncs at once (Redis waits 5 s by default, and a replica
@@ -851,27 +912,27 @@ class RedisClusterSet:
         self.replicas = replicas
         self.nodes: list[_RedisNode] = []
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = SET_START) -> None:
         for _ in range(self.size):
-            port = free_cluster_port()
             self.nodes.append(
-                _RedisNode(
-                    self.base, port, *_DATA_NODE,
+                _start_node(
+                    self.base, free_cluster_port, *_DATA_NODE,
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(self.node_timeout_ms),
                 )
             )  # fmt: skip
-        for node in self.nodes:
-            node.wait_ready()
-        subprocess.run(
+        # redis-cli assigns the slots, then polls until every node agrees on the layout.
+        created = subprocess.run(
             [
                 shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
                 *(f"127.0.0.1:{node.port}" for node in self.nodes),
                 "--cluster-replicas", str(self.replicas), "--cluster-yes",
             ],
-            check=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         )  # fmt: skip
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
         self.wait_healthy(timeout)
 
     def url(self, seeds: int = 2) -> str:
@@ -881,7 +942,7 @@ class RedisClusterSet:
     def alive(self) -> list[_RedisNode]:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
-    def wait_healthy(self, timeout: float = 30) -> None:
+    def wait_healthy(self, timeout: float = SET_START) -> None:
         """Every live node says cluster_state:ok, every slot has a live master and every
         live replica is in sync with its master (so it could take over)."""
 
@@ -895,7 +956,7 @@ class RedisClusterSet:
                     return False
             return len(self.master_ports()) == self.masters
 
-        _wait(healthy, "the cluster to be healthy", timeout)
+        _wait(healthy, "the cluster to be healthy", timeout, self._logs)
 
     def master_ports(self) -> set[int]:
         """Ports of the live masters, as the live nodes see them."""
@@ -915,11 +976,13 @@ class RedisClusterSet:
 
     def client(self) -> redis.RedisCluster:
         node = self.alive()[0]
-        return redis.RedisCluster(host="127.0.0.1", port=node.port, decode_responses=True, socket_timeout=2)
+        return redis.RedisCluster(host="127.0.0.1", port=node.port, decode_responses=True, socket_timeout=5)
+
+    def _logs(self) -> str:
+        return _tail_logs(self.nodes)
 
     def destroy(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        _stop_nodes(self.nodes)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -943,21 +1006,20 @@ class RedisSentinelSet:
         self.data: list[_RedisNode] = []
         self.sentinels: list[_RedisNode] = []
 
-    def start(self, timeout: float = 30) -> None:
-        master = _RedisNode(self.base, free_port(), *_DATA_NODE)
-        master.wait_ready()
+    def start(self, timeout: float = SET_START) -> None:
+        master = _start_node(self.base, free_port, *_DATA_NODE)
         self.data.append(master)
         for _ in range(self.replica_count):
-            replica = _RedisNode(
-                self.base, free_port(), *_DATA_NODE, "--replicaof", "127.0.0.1", str(master.port)
+            replica = _start_node(
+                self.base, free_port, *_DATA_NODE, "--replicaof", "127.0.0.1", str(master.port)
             )
             self.data.append(replica)
         quorum = self.sentinel_count // 2 + 1
         for _ in range(self.sentinel_count):
             self.sentinels.append(
-                _RedisNode(
+                _start_node(
                     self.base,
-                    free_port(),
+                    free_port,
                     f"sentinel monitor {self.service} 127.0.0.1 {master.port} {quorum}",
                     f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
                     f"sentinel failover-timeout {self.service} {max(3000, 3 * self.down_after_ms)}",
@@ -965,8 +1027,6 @@ class RedisSentinelSet:
                     sentinel=True,
                 )
             )
-        for node in self.data + self.sentinels:
-            node.wait_ready()
 
         def watching() -> bool:
             # Failover needs synced replicas, known with the other Sentinels to every Sentinel.
@@ -984,7 +1044,7 @@ class RedisSentinelSet:
                         return False
             return True
 
-        _wait(watching, "the Sentinels to see the replicas and each other", timeout)
+        _wait(watching, "the Sentinels to see the replicas and each other", timeout, self._logs)
 
     def url(self, db: int = 0) -> str:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
@@ -1004,7 +1064,7 @@ class RedisSentinelSet:
         port = self.master_port()
         return next(node for node in self.data if node.port == port)
 
-    def wait_promoted(self, old_port: int, timeout: float = 30) -> int:
+    def wait_promoted(self, old_port: int, timeout: float = 60) -> int:
         """Wait until the Sentinels name another master, and it accepts writes; its port."""
 
         def promoted() -> bool:
@@ -1017,7 +1077,9 @@ class RedisSentinelSet:
         _wait(promoted, "a Sentinel failover", timeout)
         return self.master_port()
 
+    def _logs(self) -> str:
+        return _tail_logs(self.data + self.sentinels)
+
     def destroy(self) -> None:
-        for node in self.sentinels + self.data:
-            node.stop()
+        _stop_nodes(self.sentinels + self.data)
         shutil.rmtree(self.base, ignore_errors=True)

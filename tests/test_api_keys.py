@@ -125,14 +125,12 @@ async def test_an_expired_key_is_refused(admin_and_alice):
     assert bad.status == 422
 
 
-async def test_a_key_spends_its_own_quota(make_auth_client, ratelimit_redis_prefix):
-    from tests.helpers import RATELIMIT_REDIS_URL
-
+async def test_a_key_spends_its_own_quota(make_auth_client, ratelimit_redis, ratelimit_redis_prefix):
     client = await make_auth_client(
         RATE_LIMIT_ENABLED="true",
         RATE_LIMIT_REQUESTS="1000",
         RATE_LIMIT_KEY_PREFIX=ratelimit_redis_prefix,
-        REDIS_URL=RATELIMIT_REDIS_URL,
+        REDIS_URL=ratelimit_redis.url,
         # A slow machine must not turn a Redis answer into a fail-open pass.
         RATE_LIMIT_REDIS_TIMEOUT="2",
     )

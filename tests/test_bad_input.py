@@ -72,12 +72,11 @@ PRODUCTION = {
     "AUTH_ENABLED": "true",
     "CORS_ORIGINS": "https://app.example.com",
     "RATE_LIMIT_ENABLED": "true",
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
 
 
 @pytest.fixture
-def production_app(shared_postgres_url):
+def production_app(shared_postgres_url, ratelimit_redis, ratelimit_redis_prefix):
     """An app in production mode (which refuses SQLite, so PostgreSQL only)."""
     empty_postgres(shared_postgres_url)
 
@@ -87,8 +86,9 @@ def production_app(shared_postgres_url):
         env = {
             "DATABASE_URL": shared_postgres_url,
             **PRODUCTION,
+            "REDIS_URL": ratelimit_redis.url,
             "RATE_LIMIT_REQUESTS": "1000000",
-            "RATE_LIMIT_KEY_PREFIX": f"compere:test:{uuid.uuid4().hex}:",
+            "RATE_LIMIT_KEY_PREFIX": f"{ratelimit_redis_prefix}{uuid.uuid4().hex}:",
         }
         settings = load_settings(env, dotenv=NO_DOTENV)
         return await create_app(settings, configure_logs=False)

@@ -3,11 +3,11 @@ and PostgreSQL); the key printed once works through HTTP until it is revoked."""
 
 from __future__ import annotations
 
-from tests.helpers import AUTH_ENV, run_compere
+from tests.helpers import run_compere
 from tests.test_cli_createsuperuser import PASSWORD, createsuperuser
 
 
-async def test_create_list_and_revoke_a_key_from_the_command_line(database_url, tmp_path, make_client):
+async def test_create_list_and_revoke_a_key_from_the_command_line(database_url, tmp_path, make_auth_client):
     status, _, err = await createsuperuser(
         database_url, "--username", "operator", COMPERE_SUPERUSER_PASSWORD=PASSWORD
     )
@@ -22,7 +22,7 @@ async def test_create_list_and_revoke_a_key_from_the_command_line(database_url, 
     prefix = "_".join(key.split("_")[:2])  # the secret part may hold "_" too
     assert prefix in err and key not in err
 
-    client = await make_client(**AUTH_ENV)
+    client = await make_auth_client()
     assert (await client.get("/entities/", headers={"X-API-Key": key})).status == 200
 
     status, out, err = await run_compere(database_url, tmp_path, "apikey", "list", "--user", "operator")

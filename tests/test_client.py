@@ -112,7 +112,16 @@ CLIENT_METHODS.update(
         (method, "/projects/{slug}" + path): name
         for (method, path), name in list(CLIENT_METHODS.items())
         if path.startswith(
-            ("/entities", "/comparisons", "/dissimilar_entities", "/mab/", "/ratings", "/export/", "/voters")
+            (
+                "/entities",
+                "/comparisons",
+                "/dissimilar_entities",
+                "/mab/",
+                "/ratings",
+                "/export/",
+                "/voters",
+                "/webhooks",
+            )
         )
     }
 )

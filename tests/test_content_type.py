@@ -11,8 +11,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.helpers import AUTH_ENV
-
 ENTITY = orjson.dumps({"name": "cross-site"})
 
 
@@ -53,8 +51,8 @@ async def test_votes_and_updates_need_json_too(client, create_entities):
     assert await (await client.get("/comparisons/")).json() == []
 
 
-async def test_sign_up_needs_json(make_client):
-    client = await make_client(**AUTH_ENV)
+async def test_sign_up_needs_json(make_auth_client):
+    client = await make_auth_client()
     body = orjson.dumps(
         {"username": "mallory", "email": "m@example.com", "password": "grey-heron-lantern-91"}
     )

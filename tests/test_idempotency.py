@@ -1,7 +1,7 @@
 """Idempotency-Key: a retried write is applied once and answered with the first response.
 
-Every test runs on SQLite and PostgreSQL, with the Redis store (DB 5) and the in-process
-store that development uses without Redis.
+Every test runs on SQLite and PostgreSQL, with the Redis store (the ``idempotency_redis``
+fixture) and the in-process store that development uses without Redis.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -17,29 +16,21 @@ from collections.abc import Iterator
 import orjson
 import psycopg2
 import pytest
-import redis
 from aiohttp import web
 
 from compere.http.app import create_app
 from compere.http.idempotency import fingerprint, record_key
 from compere.http.keys import IDEMPOTENCY
-from compere.infra.idempotency import KEY_PREFIX
 from compere.settings import SettingsError, load_settings
-from tests.helpers import NO_DOTENV, bearer
-
-REDIS_URL = os.environ.get("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5")
+from tests.helpers import NO_DOTENV, RedisRole, bearer, delete_redis_keys
 
 
 @pytest.fixture(params=["redis", "memory"])
-def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "memory":
-        yield {}
-        return
-    yield {"REDIS_URL": REDIS_URL}
-    conn = redis.Redis.from_url(REDIS_URL)
-    for key in conn.scan_iter(match=KEY_PREFIX + "*", count=1000):
-        conn.delete(key)
-    conn.close()
+        return {}
+    idempotency_redis: RedisRole = request.getfixturevalue("idempotency_redis")
+    return idempotency_redis.env()
 
 
 @pytest.fixture
@@ -202,12 +193,9 @@ async def test_a_malformed_key_is_a_400(client, create_entities, bad):
 
 
 @pytest.fixture
-def idem_keys_cleared_in_auth_redis(auth_redis: str) -> Iterator[None]:
+def idem_keys_cleared_in_auth_redis(auth_redis: RedisRole) -> Iterator[None]:
     yield
-    conn = redis.Redis.from_url(auth_redis)
-    for key in conn.scan_iter(match=KEY_PREFIX + "*", count=1000):
-        conn.delete(key)
-    conn.close()
+    delete_redis_keys(auth_redis.url, f"{auth_redis.key_prefix}idem:")
 
 
 async def test_keys_are_scoped_to_the_signed_in_user(admin_and_alice, idem_keys_cleared_in_auth_redis):
@@ -244,9 +232,10 @@ async def test_creating_a_user_is_idempotent(admin_and_alice, idem_keys_cleared_
     assert await again.read() == await first.read()
 
 
-async def test_a_lock_left_by_a_dead_worker_expires(make_client, make_settings):
+async def test_a_lock_left_by_a_dead_worker_expires(make_client, make_settings, idempotency_redis):
     """A worker that died mid-request leaves only a short lock: 409 until it expires."""
-    app = await create_app(make_settings(REDIS_URL=REDIS_URL, IDEMPOTENCY_LOCK_TTL="1"), configure_logs=False)
+    settings = make_settings(**idempotency_redis.env(), IDEMPOTENCY_LOCK_TTL="1")
+    app = await create_app(settings, configure_logs=False)
     client = await make_client(app)
     ids = [(await (await client.post("/entities/", json={"name": n})).json())["id"] for n in "ab"]
     key = new_key()

@@ -8,7 +8,7 @@ import pytest
 
 from compere.infra import tokens as tokens_module
 from compere.infra.tokens import LEEWAY_SECONDS, TokenError, TokenIssuer
-from tests.helpers import ADMIN, RATELIMIT_REDIS_URL, bearer, log_in, sign_up
+from tests.helpers import ADMIN, bearer, log_in, sign_up
 
 
 def test_a_remembered_token_is_refused_after_it_expires(monkeypatch):
@@ -30,12 +30,14 @@ def test_a_forged_token_is_never_remembered():
             issuer.decode(forged)
 
 
-async def test_a_logged_out_token_spends_its_clients_quota(make_auth_client, ratelimit_redis_prefix):
+async def test_a_logged_out_token_spends_its_clients_quota(
+    make_auth_client, ratelimit_redis, ratelimit_redis_prefix
+):
     client = await make_auth_client(
         RATE_LIMIT_ENABLED="true",
         RATE_LIMIT_REQUESTS="3",
         RATE_LIMIT_KEY_PREFIX=ratelimit_redis_prefix,
-        REDIS_URL=RATELIMIT_REDIS_URL,
+        REDIS_URL=ratelimit_redis.url,
     )
     assert (await sign_up(client, *ADMIN)).status == 200  # spends the auth quota, not this one
     token = await log_in(client, *ADMIN)

@@ -21,7 +21,6 @@ from yarl import URL
 
 from compere.http.app import create_app
 from compere.infra.logging import build_formatter
-from tests.helpers import AUTH_ENV
 
 # What a real text record starts with: time, level, [pid], logger name.
 RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \[\d+\] [\w.]+: ")
@@ -82,8 +81,8 @@ async def test_a_path_with_a_line_break_stays_on_its_request_line(make_client, c
 
 
 @pytest.mark.parametrize("brk", ["%0a", "%0d", "%00"])
-async def test_an_authentication_failure_line_cannot_be_extended(make_client, captured, brk):
-    client = await make_client(**AUTH_ENV)
+async def test_an_authentication_failure_line_cannot_be_extended(make_auth_client, captured, brk):
+    client = await make_auth_client()
     resp = await client.get(forged_path("/entities/", brk), headers={"Authorization": "Bearer not-a-token"})
     assert resp.status in (401, 404)
     written = captured.assert_one_whole_line_per_record()

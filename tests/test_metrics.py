@@ -144,7 +144,7 @@ async def test_with_auth_off_only_the_address_list_opens_metrics(make_client, au
         METRICS_ALLOWED_IPS="10.0.0.0/8",
         SECRET_KEY=TEST_SECRET_KEY,
         BCRYPT_ROUNDS="10",
-        REDIS_URL=auth_redis,
+        **auth_redis.env(),
     )
     assert (await sign_up(client, *ADMIN)).status == 200
     admin = await log_in(client, *ADMIN)

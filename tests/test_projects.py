@@ -331,6 +331,9 @@ async def test_the_client_speaks_to_a_project(start_server):
         assert (await top.list_entities()).items == []  # the top level is the project default
         updated = await top.update_project("tea", elo_k_factor=None, description="Leaves")
         assert updated.settings.elo_k_factor == 32 and updated.description == "Leaves"
+        assert updated.ratings_rebuilt is None
+        updated = await top.update_project("tea", trust_mode="off")  # the deployment's is default
+        assert updated.settings.trust_mode == "off" and updated.ratings_rebuilt == 1
         assert [p.slug for p in await top.list_projects()] == ["default", "tea"]
         assert (await top.archive_project("tea")).message == "Project archived"
         assert [p.slug for p in await top.list_projects(archived=True)] == ["tea"]

@@ -23,7 +23,7 @@ from compere.http.middlewares import error_masking
 from compere.http.ratelimit_middleware import RateLimitPolicies, rate_limit_cleanup_ctx, rate_limit_middleware
 from compere.infra.ratelimit import RateLimitPolicy
 from compere.settings import Settings, SettingsError, load_settings
-from tests.helpers import RATELIMIT_REDIS_URL
+from tests.helpers import RedisRole
 from tests.servers import RedisInstance
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
@@ -31,13 +31,15 @@ LIMITED = {"GET /entities/"}
 
 
 @pytest.fixture
-def limited_settings(tmp_path: Path, ratelimit_redis_prefix: str) -> Callable[..., Settings]:
+def limited_settings(
+    tmp_path: Path, ratelimit_redis: RedisRole, ratelimit_redis_prefix: str
+) -> Callable[..., Settings]:
     """Settings with rate limiting on, 3 requests per minute by default, from env-style overrides."""
 
     def make(**env: str) -> Settings:
         base = {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'compere.db'}",
-            "REDIS_URL": RATELIMIT_REDIS_URL,
+            "REDIS_URL": ratelimit_redis.url,
             "RATE_LIMIT_ENABLED": "true",
             "RATE_LIMIT_REQUESTS": "3",
             "RATE_LIMIT_WINDOW": "60",
@@ -244,10 +246,10 @@ async def identity_from_header(request: web.Request, handler):  # type: ignore[n
 
 
 async def test_users_are_limited_by_identity_not_address(
-    aiohttp_client: ClientFactory, ratelimit_redis_prefix: str
+    aiohttp_client: ClientFactory, ratelimit_redis: RedisRole, ratelimit_redis_prefix: str
 ) -> None:
     settings = Settings(
-        redis_url=RATELIMIT_REDIS_URL,
+        redis_url=ratelimit_redis.url,
         rate_limit_key_prefix=ratelimit_redis_prefix,
         rate_limit_redis_timeout=2,
     )

@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from compere.infra.ratelimit import (
     InProcessSlidingWindowLimiter,
@@ -17,7 +16,7 @@ from compere.infra.ratelimit import (
     RedisSlidingWindowLimiter,
     SlidingWindowLimiter,
 )
-from tests.helpers import RATELIMIT_REDIS_URL
+from tests.helpers import RedisRole, redis_connection
 from tests.servers import RedisInstance
 
 # For tests of behaviour with a working Redis on a busy test machine. The failure tests
@@ -27,11 +26,11 @@ GENEROUS_TIMEOUTS = {"connect_timeout": 2.0, "command_timeout": 2.0}
 
 @pytest.fixture(params=["redis", "in-process"])
 async def limiter(
-    request: pytest.FixtureRequest, ratelimit_redis_prefix: str
+    request: pytest.FixtureRequest, ratelimit_redis: RedisRole, ratelimit_redis_prefix: str
 ) -> AsyncIterator[SlidingWindowLimiter]:
     if request.param == "redis":
         instance: SlidingWindowLimiter = RedisSlidingWindowLimiter.from_url(
-            RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix, **GENEROUS_TIMEOUTS
+            ratelimit_redis.url, key_prefix=ratelimit_redis_prefix, **GENEROUS_TIMEOUTS
         )
     else:
         instance = InProcessSlidingWindowLimiter()
@@ -84,11 +83,11 @@ async def test_window_slides_and_refusals_use_no_quota(
 
 
 async def test_redis_limit_is_atomic_across_concurrent_callers_and_instances(
-    ratelimit_redis_prefix: str,
+    ratelimit_redis: RedisRole, ratelimit_redis_prefix: str
 ) -> None:
     limiters = [
         RedisSlidingWindowLimiter.from_url(
-            RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix, **GENEROUS_TIMEOUTS
+            ratelimit_redis.url, key_prefix=ratelimit_redis_prefix, **GENEROUS_TIMEOUTS
         )
         for _ in range(2)
     ]
@@ -101,21 +100,23 @@ async def test_redis_limit_is_atomic_across_concurrent_callers_and_instances(
     assert sum(d.allowed for d in decisions) == 10
 
 
-async def test_redis_keys_expire_with_the_window(ratelimit_redis_prefix: str) -> None:
+async def test_redis_keys_expire_with_the_window(
+    ratelimit_redis: RedisRole, ratelimit_redis_prefix: str
+) -> None:
     limiter = RedisSlidingWindowLimiter.from_url(
-        RATELIMIT_REDIS_URL, key_prefix=ratelimit_redis_prefix, **GENEROUS_TIMEOUTS
+        ratelimit_redis.url, key_prefix=ratelimit_redis_prefix, **GENEROUS_TIMEOUTS
     )
-    client = aioredis.Redis.from_url(RATELIMIT_REDIS_URL)
+    client = redis_connection(ratelimit_redis.url)
     try:
         await limiter.hit("e", RateLimitPolicy("default", limit=3, window=0.2))
         key = f"{ratelimit_redis_prefix}default:e"
-        ttl = await client.pttl(key)
+        ttl = client.pttl(key)
         assert 0 < ttl <= 201
         await asyncio.sleep(0.25)
-        assert await client.exists(key) == 0
+        assert client.exists(key) == 0
     finally:
         await limiter.close()
-        await client.aclose()
+        client.close()
 
 
 async def test_dead_redis_fails_fast_and_is_reported_degraded(

@@ -6,47 +6,32 @@ prefix each, and checks through HTTP that what one stores does not reach the oth
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from compere.settings import SettingsError, load_settings
-from tests.helpers import ADMIN, AUTH_ENV, NO_DOTENV, sign_up
+from tests.helpers import ADMIN, AUTH_ENV, NO_DOTENV, RedisRole, delete_redis_keys, redis_keys, sign_up
 
-IDEMPOTENCY_REDIS_URL = os.environ.get("COMPERE_TEST_IDEMPOTENCY_REDIS_URL", "redis://127.0.0.1:6379/5")
 WRONG = "not-the-right-password-00"
 
 
 @pytest.fixture
-def two_prefixes() -> Iterator[tuple[str, str]]:
-    """Two prefixes unique to this test; their keys are deleted afterwards from both databases."""
+def two_prefixes(auth_redis: RedisRole, idempotency_redis: RedisRole) -> Iterator[tuple[str, str]]:
+    """Two prefixes unique to this test; their keys are deleted afterwards from both Redis."""
     run = uuid.uuid4().hex[:12]
     prefixes = (f"test:{run}:one:", f"test:{run}:two:")
     yield prefixes
-    for url in (AUTH_ENV["REDIS_URL"], IDEMPOTENCY_REDIS_URL):
-        conn = redis.Redis.from_url(url)
-        for prefix in prefixes:
-            for key in conn.scan_iter(match=prefix + "*", count=1000):
-                conn.delete(key)
-        conn.close()
-
-
-def keys_under(url: str, prefix: str) -> list[bytes]:
-    conn = redis.Redis.from_url(url)
-    try:
-        return list(conn.scan_iter(match=prefix + "*", count=1000))
-    finally:
-        conn.close()
+    for role in (auth_redis, idempotency_redis):
+        delete_redis_keys(role.url, *prefixes)
 
 
 async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, auth_redis, two_prefixes):
     # The per-client login counter lives only in Redis (an account's own lockout is kept
     # on its row in the SQL database, which these two apps share on purpose).
     one_prefix, two_prefix = two_prefixes
-    limits = {**AUTH_ENV, "LOGIN_MAX_FAILURES_PER_CLIENT": "3"}
+    limits = {**AUTH_ENV, "REDIS_URL": auth_redis.url, "LOGIN_MAX_FAILURES_PER_CLIENT": "3"}
     one = await make_client(**limits, REDIS_KEY_PREFIX=one_prefix)
     two = await make_client(**limits, REDIS_KEY_PREFIX=two_prefix)
     assert (await sign_up(one, *ADMIN)).status == 200  # one SQL database: the user exists in both
@@ -59,22 +44,20 @@ async def test_a_lockout_in_one_deployment_does_not_lock_the_other(make_client, 
 
     other = await two.post("/auth/token", data={"username": "admin", "password": ADMIN[1]})
     assert other.status == 200, await other.text()
-    assert keys_under(auth_redis, f"{one_prefix}auth:{{login}}:fail:")
-    assert not keys_under(auth_redis, "compere:auth:")
+    assert redis_keys(auth_redis.url, f"{one_prefix}auth:{{login}}:fail:")
+    assert not redis_keys(auth_redis.url, f"{auth_redis.key_prefix}auth:")
 
 
 async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deployment(
-    make_client, two_prefixes, database_url, tmp_path, postgres_factory
+    make_client, idempotency_redis, two_prefixes, empty_database
 ):
     one_prefix, two_prefix = two_prefixes
     # Another deployment: its own database (where its answers are recorded for good),
     # sharing only the Redis server.
-    other_database = (
-        f"sqlite:///{tmp_path / 'other.db'}" if database_url.startswith("sqlite") else postgres_factory()
-    )
-    one = await make_client(REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=one_prefix)
+    other_database = empty_database()
+    one = await make_client(REDIS_URL=idempotency_redis.url, REDIS_KEY_PREFIX=one_prefix)
     two = await make_client(
-        REDIS_URL=IDEMPOTENCY_REDIS_URL, REDIS_KEY_PREFIX=two_prefix, DATABASE_URL=other_database
+        REDIS_URL=idempotency_redis.url, REDIS_KEY_PREFIX=two_prefix, DATABASE_URL=other_database
     )
     headers = {"Idempotency-Key": str(uuid.uuid4())}
 
@@ -88,8 +71,8 @@ async def test_a_stored_idempotent_answer_is_not_replayed_to_the_other_deploymen
     assert "Idempotent-Replayed" not in elsewhere.headers
     stored = await (await two.get("/entities/")).json()
     assert [e["name"] for e in stored] == ["from one"]  # applied there, not replayed
-    assert keys_under(IDEMPOTENCY_REDIS_URL, f"{one_prefix}idem:")
-    assert keys_under(IDEMPOTENCY_REDIS_URL, f"{two_prefix}idem:")
+    assert redis_keys(idempotency_redis.url, f"{one_prefix}idem:")
+    assert redis_keys(idempotency_redis.url, f"{two_prefix}idem:")
 
 
 def test_every_key_prefix_follows_redis_key_prefix_and_the_limiter_keeps_its_own_override():

@@ -73,11 +73,10 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def without_entity_keys(record: dict) -> dict:
-    """A comparison export record in the API's shape: without the entities' external ids
-    and the voter (columns only the export shows)."""
-    return {
-        k: v for k, v in record.items() if k not in ("entity1_external_id", "entity2_external_id", "voter")
-    }
+    """A comparison export record in the API's shape: without the entities' external ids,
+    the voter and whether the pair was served (columns only the export shows)."""
+    export_only = ("entity1_external_id", "entity2_external_id", "voter", "served")
+    return {k: v for k, v in record.items() if k not in export_only}
 
 
 async def all_pages(client, url: str) -> list[dict]:
@@ -347,25 +346,6 @@ async def test_a_huge_number_in_a_csv_url_list_rejects_only_its_line(client):
 # --- round trips, stops and file-level problems ---------------------------------------
 
 
-@pytest.fixture
-def empty_database(database_url, tmp_path, postgres_factory):
-    """Makes empty databases of the test's backend, with the schema applied."""
-    made = 0
-
-    async def make() -> str:
-        nonlocal made
-        made += 1
-        if database_url.startswith("sqlite"):
-            url = f"sqlite:///{tmp_path / f'target-{made}.db'}"
-        else:
-            url = postgres_factory()
-        status, _, err = await run_compere(url, tmp_path, "migrate")
-        assert status == 0, err
-        return url
-
-    return make
-
-
 def by_external_id(lines: str) -> dict[str, tuple]:
     records = [json.loads(line) for line in lines.splitlines()]
     return {r["external_id"]: (r["name"], r["description"], r["image_urls"]) for r in records}
@@ -400,7 +380,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
     async def assert_round_trip(name: str, data: bytes) -> None:
         path = tmp_path / name
         path.write_bytes(data)
-        target = await empty_database()
+        target = empty_database()
         status, out, err = await run_compere(target, tmp_path, "import", str(path))
         assert (status, out.strip()) == (0, "created 5, already present 0, rejected 0"), (name, err)
         status, out, err = await run_compere(target, tmp_path, "import", str(path))  # a re-run adds nothing
@@ -431,7 +411,7 @@ async def test_every_entity_round_trips_through_each_export_into_an_empty_databa
         await assert_round_trip(f"http.{fmt}", exports[f"http.{fmt}"])
 
     # The same file over HTTP, into another empty database.
-    target_client = await make_client(DATABASE_URL=await empty_database())
+    target_client = await make_client(DATABASE_URL=empty_database())
     resp = await target_client.post("/entities/import", params={"format": "csv"}, data=exports["http.csv"])
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["created"] == 5
@@ -443,10 +423,10 @@ async def test_exports_of_two_databases_merge_without_losing_an_entity(
     client, make_client, database_url, tmp_path, empty_database
 ):
     # Entity 1 of each database has no external id; neither may pass for the other.
-    other = await make_client(DATABASE_URL=await empty_database())
+    other = await make_client(DATABASE_URL=empty_database())
     for app, name in ((client, "From the first"), (other, "From the second")):
         assert (await (await app.post("/entities/", json={"name": name})).json())["id"] == 1
-    target = await empty_database()
+    target = empty_database()
     for number, app in enumerate((client, other)):
         path = tmp_path / f"export-{number}.jsonl"
         path.write_bytes(await (await app.get("/export/entities")).read())
@@ -590,3 +570,64 @@ async def test_progress_bars_show_plain_counts_against_a_total(client, database_
     assert status == 0, terminal
     assert "3000/3000" in terminal and "krows" not in terminal
     assert "exported 3000 entities" in terminal
+
+
+async def test_every_import_and_export_command_takes_a_project(client, database_url, tmp_path):
+    for slug in ("alpha", "shelved"):
+        resp = await client.post("/projects/", json={"slug": slug, "name": slug.title()})
+        assert resp.status == 200, await resp.text()
+    assert (await client.delete("/projects/shelved")).status == 200  # archived: read-only
+    source = write_jsonl(tmp_path / "entities.jsonl", ENTITIES)
+
+    status, out, err = await run_compere(
+        database_url, tmp_path, "import", "entities", str(source), "--project", "alpha"
+    )
+    assert (status, out.strip()) == (0, "created 5, already present 0, rejected 0"), err
+    alpha = await (await client.get("/projects/alpha/entities/")).json()
+    assert sorted(e["external_id"] for e in alpha) == [e["external_id"] for e in ENTITIES]
+    assert await (await client.get("/entities/")).json() == []  # default has none of them
+    first, second = alpha[0]["id"], alpha[1]["id"]
+    vote = {"entity1_id": first, "entity2_id": second, "selected_entity_id": second}
+    assert (await client.post("/projects/alpha/comparisons/", json=vote)).status == 200
+
+    status, out, err = await run_compere(database_url, tmp_path, "export", "entities", "--project", "alpha")
+    assert status == 0, err
+    assert sorted(json.loads(line)["external_id"] for line in out.splitlines()) == [
+        e["external_id"] for e in ENTITIES
+    ]
+    status, out, err = await run_compere(
+        database_url, tmp_path, "export", "comparisons", "--project", "alpha"
+    )
+    assert status == 0 and [json.loads(line)["selected_entity_id"] for line in out.splitlines()] == [second]
+    status, out, err = await run_compere(
+        database_url, tmp_path, "export", "preferences", "--format", "arena", "--project", "alpha"
+    )
+    assert status == 0 and [json.loads(line)["winner"] for line in out.splitlines()] == ["model_b"], err
+    status, out, _ = await run_compere(database_url, tmp_path, "export", "comparisons")
+    assert (status, out) == (0, "")  # default, as before
+
+    # An unknown or archived project is a usage error: exit status 2, one line, nothing done.
+    votes = tmp_path / "votes.jsonl"
+    votes.write_text(json.dumps({"model_a": "a", "model_b": "b", "winner": "tie"}) + "\n")
+    commands = (
+        ("import", "entities", str(source)),
+        ("import", "comparisons", str(votes)),
+        ("export", "entities", "-o", str(tmp_path / "out.jsonl")),
+        ("export", "comparisons"),
+        ("export", "preferences", "--format", "dpo"),
+    )
+    for slug, reason in (
+        ("nope", "there is no project 'nope'"),
+        ("shelved", "project 'shelved' is archived"),
+    ):
+        for command in commands:
+            status, out, err = await run_compere(database_url, tmp_path, *command, "--project", slug)
+            assert status == 2 and reason in err and "Traceback" not in err, (command, err)
+    assert not (tmp_path / "out.jsonl").exists()
+    counts = await client.app[DATABASE].fetch_one(
+        Query(
+            sa.text("SELECT (SELECT count(*) FROM entities) AS e, (SELECT count(*) FROM comparisons) AS c")
+        ),
+        {},
+    )
+    assert counts is not None and (counts["e"], counts["c"]) == (5, 1)

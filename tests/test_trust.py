@@ -8,14 +8,10 @@ import pytest
 
 from compere.http.keys import DATABASE, SETTINGS
 from compere.storage.bulk import rebuild_ratings
-from tests.helpers import ADMIN, bearer, log_in, sign_up
+from tests.helpers import ADMIN, Rigging, bearer, log_in, sign_up
 
-ENTITIES = 12
-TARGET = 7  # e7: eighth strongest; e0 is the strongest
-HONEST = 4
-HONEST_VOTES_EACH = 36
-ATTACKERS = 3
-RIGGED_EACH = 8
+ENTITIES, TARGET, HONEST = Rigging.ENTITIES, Rigging.TARGET, Rigging.HONEST
+HONEST_VOTES_EACH, ATTACKERS, RIGGED_EACH = Rigging.HONEST_VOTES_EACH, Rigging.ATTACKERS, Rigging.RIGGED_EACH
 
 
 async def _user(client, name: str, admin_token: str) -> str:

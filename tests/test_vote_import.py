@@ -17,14 +17,15 @@ import json
 import random
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from compere.domain.trust import Ledger
 from compere.domain.vote import apply_vote
 from compere.http.app import create_app
+from compere.http.keys import DATABASE
 from compere.services.transfer import generated_external_id
 from compere.settings import load_settings
 from compere.storage.connect import connect
@@ -42,7 +43,8 @@ STATE = (
 )
 LOG = (
     "SELECT one.id AS one, two.id AS two, c.selected_entity_id AS winner, c.created_at, c.strategy, "
-    "c.selection_probability FROM comparisons c JOIN entities one ON one.id = c.entity1_id "
+    "c.selection_probability, c.verdict, c.category, c.voter, c.pair_token_id IS NOT NULL AS served "
+    "FROM comparisons c JOIN entities one ON one.id = c.entity1_id "
     "JOIN entities two ON two.id = c.entity2_id ORDER BY c.id"
 )
 
@@ -53,14 +55,6 @@ async def query(url: str, sql: str) -> list[dict[str, Any]]:
         return await db.fetch_all(Query(sa.text(sql)))
     finally:
         await db.close()
-
-
-@pytest.fixture
-def empty_database(database_url: str, tmp_path: Path, postgres_factory) -> str:
-    """A second database on the same backend as ``database_url``, with nothing in it."""
-    if database_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'target.db'}"
-    return postgres_factory()  # type: ignore[no-any-return]
 
 
 async def target_client(make_client, url: str):
@@ -91,9 +85,11 @@ def jsonl(records: list[dict[str, Any]]) -> bytes:
 
 
 def expected_arena_state(battles: list[dict[str, Any]], settings: Any) -> dict[str, dict[str, Any]]:
-    """What recording the battles one by one gives each model (pure replay)."""
+    """What recording the battles one by one gives each model (pure replay), each judge's
+    votes weighed by the judge's record (an ``a:`` voter, as a hashed judge is)."""
     scores = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
     state: dict[str, dict[str, Any]] = {}
+    ledger = Ledger(settings.trust, settings.prior)
     for battle in battles:
         sides = []
         for name in (battle["model_a"], battle["model_b"]):
@@ -108,10 +104,22 @@ def expected_arena_state(battles: list[dict[str, Any]], settings: Any) -> dict[s
                         "wins": 0,
                         "losses": 0,
                         "ties": 0,
+                        "vote_weight": 0.0,
                     },
                 )
             )
-        apply_vote(sides[0], sides[1], scores[battle["winner"]], settings.elo_k_factor)
+        one, two = sides
+        judge = f"a:{battle['judge']}" if "judge" in battle else None
+        weight = ledger.vote(
+            judge,
+            battle["model_a"],
+            battle["model_b"],
+            (one["mu"], one["sigma"]),
+            (two["mu"], two["sigma"]),
+            scores[battle["winner"]],
+            served=False,
+        )
+        apply_vote(one, two, scores[battle["winner"]], settings.elo_k_factor, weight)
     return state
 
 
@@ -132,10 +140,14 @@ def summary_of(out: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 async def test_export_then_import_restores_every_vote_and_rating(
-    client, database_url, empty_database, make_client, tmp_path, fmt
+    database_url, empty_database, make_client, tmp_path, fmt, monkeypatch
 ):
-    # A source board: entities with and without external ids, votes with ties, votes on
-    # served pairs (strategy and probability), and an entity deleted after its votes.
+    # Voter trust on, in the source and for the import (the command reads the environment).
+    monkeypatch.setenv("TRUST_MODE", "default")
+    client = await make_client(TRUST_MODE="default")
+    # A source board: entities with and without external ids, votes of several voters with
+    # every verdict and some categories, votes on served pairs (strategy and probability),
+    # and an entity deleted after its votes.
     ids = []
     for i in range(6):
         body: dict[str, Any] = {"name": f"item {i}", "description": f"about {i}"}
@@ -143,9 +155,19 @@ async def test_export_then_import_restores_every_vote_and_rating(
             body["external_id"] = f"sku-{i}"
         ids.append((await (await client.post("/entities/", json=body)).json())["id"])
     rng = random.Random(11)
-    for _ in range(40):
+    for n in range(40):
+        if n % 8 == 0:
+            client.session.cookie_jar.clear()  # the next anonymous voter
         a, b = rng.sample(ids, 2)
-        vote = {"entity1_id": a, "entity2_id": b, "selected_entity_id": rng.choice([a, b, None])}
+        vote: dict[str, Any] = {
+            "entity1_id": a,
+            "entity2_id": b,
+            "selected_entity_id": rng.choice([a, b, None]),
+        }
+        if vote["selected_entity_id"] is None:
+            vote["verdict"] = rng.choice(["tie", "both_bad"])
+        if n % 3:
+            vote["category"] = rng.choice(["taste", "style"])
         assert (await client.post("/comparisons/", json=vote)).status == 200
     for _ in range(10):
         pair = await (await client.get("/mab/next_comparison")).json()
@@ -166,27 +188,31 @@ async def test_export_then_import_restores_every_vote_and_rating(
         )
         assert status == 0, err
 
+    target_url = empty_database()
     # Into an empty database: the entities first (names, descriptions), then the votes.
-    status, _, err = await run_compere(empty_database, tmp_path, "import", str(entity_file))
+    status, _, err = await run_compere(target_url, tmp_path, "import", str(entity_file))
     assert status == 0, err
     status, out, err = await run_compere(
-        empty_database, tmp_path, "import", "comparisons", str(vote_file), "--batch-size", "7"
+        target_url, tmp_path, "import", "comparisons", str(vote_file), "--batch-size", "7"
     )
     assert status == 0, err
     # The deleted entity is not in the entity export: the votes bring it back by its key.
     assert summary_of(out) == "stored 50, already imported 0, rejected 0, entities created 1"
 
-    # Entities match on the external id the export gives them (a generated one if none).
+    # Entities match on the external id the export gives them (a generated one if none),
+    # and every number the votes gave them is the source's, weighed by the same voters.
     source = {_key(row): row for row in await query(database_url, STATE)}
-    target = {row["external_id"]: row for row in await query(empty_database, STATE)}
+    target = {row["external_id"]: row for row in await query(target_url, STATE)}
     assert set(target) == set(source)
-    numbers = ("rating", "mu", "sigma", "comparisons", "wins", "losses", "ties")
+    numbers = ("rating", "mu", "sigma", "comparisons", "wins", "losses", "ties", "vote_weight")
     for key, row in source.items():
-        assert {n: target[key][n] for n in numbers} == {n: row[n] for n in numbers}, key
+        assert {n: target[key][n] for n in numbers} == pytest.approx({n: row[n] for n in numbers}), key
         if not row["deleted"]:
             assert target[key]["name"] == row["name"]
+    assert any(row["vote_weight"] != row["comparisons"] for row in source.values())  # trust weighed
 
-    # Every comparison, in order, between the same entities, with its time and provenance.
+    # Every comparison, in order, between the same entities, with its time, provenance,
+    # verdict, category and voter.
     def keyed(url_rows: list[dict[str, Any]], keys: dict[int, str]) -> list[tuple[Any, ...]]:
         return [
             (
@@ -196,26 +222,54 @@ async def test_export_then_import_restores_every_vote_and_rating(
                 as_datetime(c["created_at"]),
                 c["strategy"],
                 c["selection_probability"],
+                c["verdict"],
+                c["category"],
+                c["voter"],
+                bool(c["served"]),
             )
             for c in url_rows
         ]
 
     source_log = keyed(await query(database_url, LOG), {row["id"]: key for key, row in source.items()})
-    target_log = keyed(await query(empty_database, LOG), {row["id"]: key for key, row in target.items()})
+    target_log = keyed(await query(target_url, LOG), {row["id"]: key for key, row in target.items()})
     assert source_log == target_log and len(source_log) == 50
     assert any(c[2] is None for c in source_log) and sum(1 for c in source_log if c[4]) == 10
+    assert {c[6] for c in source_log} == {"win", "tie", "both_bad"} and {c[7] for c in source_log} > {None}
+    assert len({c[8] for c in source_log}) == 5 and sum(c[9] for c in source_log) == 10
+
+    # Each voter's record and shares are the source's.
+    def records(url_rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+        return {(r["voter"], n): r[n] for r in url_rows for n in ("votes", "evidence", "touched", "weight")}
+
+    voters_sql = "SELECT voter, votes, evidence, touched, weight FROM voters"
+    source_voters = records(await query(database_url, voters_sql))
+    assert records(await query(target_url, voters_sql)) == pytest.approx(source_voters) and source_voters
+
+    def shares(url_rows: list[dict[str, Any]], keys: dict[int, str]) -> dict[tuple[str, str, str], float]:
+        return {(r["voter"], keys[r["entity_id"]], n): r[n] for r in url_rows for n in ("votes", "weight")}
+
+    shares_sql = "SELECT voter, entity_id, votes, weight FROM voter_entities"
+    source_shares = shares(await query(database_url, shares_sql), {r["id"]: k for k, r in source.items()})
+    target_shares = shares(await query(target_url, shares_sql), {r["id"]: k for k, r in target.items()})
+    assert target_shares == pytest.approx(source_shares) and source_shares
+    # A rebuild of the target changes nothing: served votes stay served.
+    status, _, err = await run_compere(target_url, tmp_path, "rebuild-ratings")
+    assert status == 0, err
+    rebuilt = {row["external_id"]: row for row in await query(target_url, STATE)}
+    for key, row in rebuilt.items():
+        assert {n: row[n] for n in numbers} == pytest.approx({n: target[key][n] for n in numbers}), key
 
     # A re-run stores nothing; so does the same file through HTTP.
-    status, out, err = await run_compere(empty_database, tmp_path, "import", "comparisons", str(vote_file))
+    status, out, err = await run_compere(target_url, tmp_path, "import", "comparisons", str(vote_file))
     assert (status, summary_of(out)) == (0, "stored 0, already imported 50, rejected 0, entities created 0")
-    target_client_ = await target_client(make_client, empty_database)
+    target_client_ = await target_client(make_client, target_url)
     resp = await target_client_.post(
         "/comparisons/import", params={"format": fmt}, data=vote_file.read_bytes()
     )
     assert resp.status == 200, await resp.text()
     result = await resp.json()
     assert (result["stored"], result["already_imported"], result["complete"]) == (0, 50, True)
-    assert len(await query(empty_database, "SELECT id FROM comparisons")) == 50
+    assert len(await query(target_url, "SELECT id FROM comparisons")) == 50
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
@@ -247,10 +301,10 @@ async def test_arena_battles_through_http_create_models_and_rate_them_vote_by_vo
     stored = {row["name"]: row for row in await query(database_url, STATE)}
     assert set(stored) == set(models)
     assert stored["model-0"]["id"] == existing["id"]
-    # Imported votes have no voter: each counts 1 toward an entity's vote weight.
+    # Each judge's votes count what the judge's record says; votes without one count 1.
     numbers = ("rating", "mu", "sigma", "comparisons", "wins", "losses", "ties", "vote_weight")
     for name, state in expected.items():
-        assert {n: stored[name][n] for n in numbers} == state, name
+        assert {n: stored[name][n] for n in numbers} == pytest.approx(state), name
     assert sum(s["ties"] for s in expected.values()) > 0
     listed = await (await client.get("/entities/", params={"search": "model-0"})).json()
     assert [e["id"] for e in listed] == [existing["id"]]
@@ -267,6 +321,72 @@ async def test_arena_battles_through_http_create_models_and_rate_them_vote_by_vo
     again = await (await client.post("/comparisons/import", params={"format": fmt}, data=body)).json()
     assert (again["stored"], again["already_imported"], again["entities_created"]) == (0, 600, 0)
     assert len(log) == 600 == len(await query(database_url, "SELECT id FROM comparisons"))
+
+
+async def test_arena_verdicts_categories_and_judges_are_kept_and_judges_are_the_keys_voters(admin_and_alice):
+    client, _, alice = admin_and_alice
+    resp = await client.post("/projects/", json={"slug": "arena", "name": "Arena"}, headers=bearer(alice))
+    assert resp.status == 200, await resp.text()
+    project_id = (await resp.json())["id"]
+    resp = await client.post(
+        "/auth/api-keys", json={"scopes": ["vote", "write"], "project_id": project_id}, headers=bearer(alice)
+    )
+    assert resp.status == 200, await resp.text()
+    key = {"X-API-Key": (await resp.json())["key"]}
+    battles = [
+        {"model_a": "x", "model_b": "y", "winner": "tie (bothbad)", "judge": "judge-1", "category": "taste"},
+        {"model_a": "x", "model_b": "y", "winner": "tie", "judge": "judge-2", "category": "taste"},
+        {"model_a": "y", "model_b": "z", "winner": "model_a", "judge": "judge-1", "category": "style"},
+        {"model_a": "x", "model_b": "z", "winner": "model_b"},
+        {"model_a": "x", "model_b": "z", "winner": "model_a", "judge": "anonymous", "category": ""},
+    ]
+    resp = await client.post("/projects/arena/comparisons/import", data=jsonl(battles), headers=key)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["stored"] == 5
+
+    # The same judge voting live through the key's voter field is the same voter.
+    ids = {
+        e["name"]: e["id"] for e in await (await client.get("/projects/arena/entities/", headers=key)).json()
+    }
+    live = {
+        "entity1_id": ids["x"],
+        "entity2_id": ids["y"],
+        "selected_entity_id": ids["x"],
+        "voter": "judge-1",
+    }
+    assert (await client.post("/projects/arena/comparisons/", json=live, headers=key)).status == 200
+    db = client.app[DATABASE]
+    rows = await db.fetch_all(
+        Query(sa.text("SELECT verdict, category, voter FROM comparisons ORDER BY id")), {}
+    )
+    verdicts = [(r["verdict"], r["category"]) for r in rows]
+    assert verdicts == [
+        ("both_bad", "taste"),
+        ("tie", "taste"),
+        ("win", "style"),
+        ("win", None),
+        ("win", None),
+        ("win", None),
+    ]
+    judge_1, judge_2, again, none, anonymous, live_judge_1 = (r["voter"] for r in rows)
+    assert judge_1 == again == live_judge_1 and judge_1.startswith("a:") and "judge" not in judge_1
+    assert judge_2 not in (judge_1, None) and none is None and anonymous is None
+    voters = await db.fetch_all(Query(sa.text("SELECT voter, votes FROM voters ORDER BY votes DESC")), {})
+    assert [(r["voter"], r["votes"]) for r in voters] == [(judge_1, 3), (judge_2, 1)]
+
+    # Each category's board reads the imported votes.
+    listed = await (await client.get("/projects/arena/ratings/categories", headers=key)).json()
+    assert listed == [{"category": "style", "votes": 1}, {"category": "taste", "votes": 2}]
+    taste = await client.get("/projects/arena/ratings", params={"category": "taste"}, headers=key)
+    assert taste.status == 200
+    assert sorted(e["name"] for e in await taste.json()) == ["x", "y", "z"]
+
+    # Sent by a user rather than a key, judges are hashed in the import namespace.
+    more = [{"model_a": "x", "model_b": "y", "winner": "model_a", "judge": "judge-1"}]
+    resp = await client.post("/projects/arena/comparisons/import", data=jsonl(more), headers=bearer(alice))
+    assert resp.status == 200 and (await resp.json())["stored"] == 1
+    last = await db.fetch_one(Query(sa.text("SELECT voter FROM comparisons ORDER BY id DESC LIMIT 1")), {})
+    assert last is not None and last["voter"].startswith("a:") and last["voter"] != judge_1
 
 
 async def test_bad_lines_are_reported_by_number_skipped_or_stopped_at(client, database_url, tmp_path):
@@ -403,9 +523,9 @@ async def test_an_interrupted_import_reports_what_it_stored_and_resumes(database
 
 
 async def test_the_http_import_streams_a_body_larger_than_max_body_size(client, database_url):
-    # 300 battles with a 10 kB judge each: a 3 MB body against the default 1 MiB limit,
-    # read line by line as it arrives rather than held whole.
-    battles = [{**b, "judge": "j" * 10_000} for b in arena_lines(300, ["a", "b", "c"], seed=2)]
+    # 300 battles with a 10 kB conversation each (a field the import passes over): a 3 MB
+    # body against the default 1 MiB limit, read line by line as it arrives rather than held whole.
+    battles = [{**b, "conversation_a": "j" * 10_000} for b in arena_lines(300, ["a", "b", "c"], seed=2)]
     body = jsonl(battles)
     assert len(body) > 3 * 1024 * 1024 - 200_000
     resp = await client.post(
@@ -414,7 +534,7 @@ async def test_the_http_import_streams_a_body_larger_than_max_body_size(client, 
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["stored"] == 300
     # A line longer than 64 KiB stops the import there; the lines before it are stored.
-    long_line = jsonl([{"model_a": "a", "model_b": "b", "winner": "tie", "judge": "x" * 70_000}])
+    long_line = jsonl([{"model_a": "a", "model_b": "b", "winner": "tie", "conversation_a": "x" * 70_000}])
     resp = await client.post(
         "/comparisons/import", params={"source": "long"}, data=jsonl(battles[:2]) + long_line
     )
@@ -456,7 +576,7 @@ async def test_a_project_export_imports_into_other_projects_with_their_settings(
     status, _, err = await run_compere(
         database_url, tmp_path, "import", "comparisons", str(tmp_path / "alpha.jsonl"), "--project", "nope"
     )
-    assert status == 1 and "no project 'nope'" in err
+    assert status == 2 and "no project 'nope'" in err and "Traceback" not in err
 
     def board(rows: list[dict[str, Any]]) -> list[tuple[float, float, float, int, int]]:
         return sorted((r["rating"], r["score"], r["uncertainty"], r["wins"], r["ties"]) for r in rows)

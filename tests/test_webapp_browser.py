@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from compere.http.webapp import PAGES, PROJECT_PAGES, SLUG
+from tests.helpers import RedisRole
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -648,18 +649,17 @@ AUTH_SETTINGS = {
     "AUTH_COOKIE": "true",
     "SECRET_KEY": "browser-test-secret-key-0123456789-abcdef",
     "BCRYPT_ROUNDS": "10",
-    "REDIS_URL": os.environ.get("COMPERE_TEST_WEBAPP_REDIS_URL", "redis://127.0.0.1:6379/8"),
 }
 
 
 @contextlib.contextmanager
-def auth_enabled_server(folder: Path, **settings: str) -> Iterator[Server]:
+def auth_enabled_server(folder: Path, redis_role: RedisRole, **settings: str) -> Iterator[Server]:
     """Authentication on; the superuser made with ``compere createsuperuser``; three entities."""
     with running_server(
         folder,
         before=["createsuperuser", "--username", "admin"],
         before_env={"COMPERE_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-        **{**AUTH_SETTINGS, **settings},
+        **{**AUTH_SETTINGS, **redis_role.env(), **settings},
     ) as running:
         form = urllib.parse.urlencode({"username": "admin", "password": ADMIN_PASSWORD}).encode()
         with urllib.request.urlopen(running.base + "/auth/token", data=form, timeout=30) as response:
@@ -670,9 +670,11 @@ def auth_enabled_server(folder: Path, **settings: str) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def auth_server(
+    tmp_path_factory: pytest.TempPathFactory, redis_by_role: dict[str, RedisRole]
+) -> Iterator[Server]:
     """Cookie mode: an httpOnly session cookie and a CSRF cookie."""
-    with auth_enabled_server(tmp_path_factory.mktemp("auth")) as running:
+    with auth_enabled_server(tmp_path_factory.mktemp("auth"), redis_by_role["webapp"]) as running:
         yield running
 
 
@@ -735,12 +737,13 @@ def test_log_in_vote_and_log_out(auth_server: Server, context: Any, page: Any) -
 
 
 def test_bearer_mode_keeps_the_token_in_the_tab_and_logs_out(
-    tmp_path_factory: pytest.TempPathFactory, context: Any, page: Any
+    tmp_path_factory: pytest.TempPathFactory, redis_by_role: dict[str, RedisRole], context: Any, page: Any
 ) -> None:
     """AUTH_COOKIE=false: the login answer's token is kept in sessionStorage and sent as Bearer."""
     from playwright.sync_api import expect
 
-    with auth_enabled_server(tmp_path_factory.mktemp("bearer"), AUTH_COOKIE="false") as server:
+    webapp_redis = redis_by_role["webapp"]
+    with auth_enabled_server(tmp_path_factory.mktemp("bearer"), webapp_redis, AUTH_COOKIE="false") as server:
         base = server.base
         page.goto(base + "/leaderboard")
         expect(page).to_have_url(base + "/login?next=%2Fleaderboard")
@@ -1333,14 +1336,24 @@ def test_owners_change_settings_members_and_keys_from_the_settings_page(
     page.locator("[data-slug=survey]").get_by_role("link", name="Settings").click()
     expect(page).to_have_url(base + "/p/survey/settings")
 
-    # Settings: a daily cap and public visibility, saved through the form once it shows the project.
+    # Settings: a daily cap, public visibility, the strict trust mode and a top-3 objective,
+    # saved through the form once it shows the project.
     expect(page.locator("#p-name")).to_have_value("Survey")
     page.get_by_label("Votes per voter per day").fill("5")
     page.get_by_label("Who can see it").select_option("public")
+    page.get_by_label("Weigh votes by their voter's record").select_option("strict")
+    page.get_by_label("Pairs serve").select_option("top_k")
+    page.get_by_label("K of top_k").fill("3")
+    expect(page.get_by_label("Provisional below this many votes")).to_have_attribute("placeholder", "now 5")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("[data-status]")).to_have_text("Settings saved.")
     saved = auth_server.call("GET", "/projects/survey", token=token)
     assert saved["settings"]["daily_vote_cap"] == 5 and saved["visibility"] == "public"
+    assert saved["overrides"]["trust_mode"] == "strict" and saved["overrides"]["ranking_objective"] == "top_k"
+    assert saved["overrides"]["ranking_top_k"] == 3 and saved["overrides"]["provisional_min_votes"] is None
+    page.reload()
+    expect(page.get_by_label("Weigh votes by their voter's record")).to_have_value("strict")
+    expect(page.get_by_label("K of top_k")).to_have_value("3")
     expect(page.locator("[data-share-link]")).to_have_value(base + "/share/survey")
 
     # Members: add carol as a voter, then make her an editor, from the keyboard.

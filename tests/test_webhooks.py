@@ -17,6 +17,7 @@ from aiohttp import web
 from tests.helpers import ADMIN, ALICE, bearer, log_in, sign_up
 from tests.webhook_helpers import (
     FAST,
+    all_delivered,
     deliveries,
     eventually,
     make_entities,
@@ -54,8 +55,9 @@ async def test_deliveries_are_signed_and_verify_with_the_documented_recipe(make_
     votes = receiver.of_type("comparison.created")[0]["json"]["data"]["comparisons"]
     assert [(v["id"], v["selected_entity_id"]) for v in votes] == [(comparison_id, a)]
 
+    # The receiver has answered; the sender marks each delivery done just after.
+    await eventually(lambda: all_delivered(client, hook["id"]), "every delivery marked delivered")
     log = await deliveries(client, hook["id"])
-    assert {d["status"] for d in log} == {"delivered"}
     assert all(d["response_code"] == 200 and d["attempts"] == 1 for d in log)
     # The secret is shown once: never again in reads.
     listed = await (await client.get(f"/webhooks/{hook['id']}")).json()
@@ -143,6 +145,7 @@ async def test_a_subscription_receives_in_order_while_another_is_failing(make_cl
     assert delivery_ids == sorted(delivery_ids)
     assert len(set(delivery_ids[:4])) == 1
     assert list(dict.fromkeys(entity for _, entity in sent)) == created
+    await eventually(lambda: all_delivered(client, flaky["id"]), "every delivery marked delivered")
     log = await deliveries(client, flaky["id"])
     assert [d["status"] for d in log] == ["delivered"] * 5
     assert log[-1]["attempts"] == 4 and log[-1]["response_code"] == 200
@@ -260,3 +263,73 @@ async def test_a_delivery_gives_up_after_the_retry_window_and_the_next_one_goes(
     assert first["status"] == "failed" and first["response_code"] == 500
     assert second["attempts"] == 1
     assert [r["json"]["data"]["name"] for r in receiver.requests][-1] == "item 1"
+
+
+async def test_a_project_has_webhooks_of_its_own_that_hear_only_its_events(make_client, receiver):
+    client = await make_client(**FAST)
+    assert (await client.post("/projects/", json={"slug": "tea", "name": "Tea"})).status == 200
+    events = ["entity.created", "comparison.created", "leaderboard.changed"]
+    # The top-level routes keep the default project's webhooks; a project's are its own.
+    home = await subscribe(client, receiver.url("/default"), events)
+    tea = await subscribe(client, receiver.url("/tea"), events, prefix="/projects/tea")
+    assert [h["id"] for h in await (await client.get("/webhooks/")).json()] == [home["id"]]
+    assert [h["id"] for h in await (await client.get("/projects/tea/webhooks/")).json()] == [tea["id"]]
+    assert (await client.get(f"/webhooks/{tea['id']}")).status == 404
+    assert (await client.get(f"/projects/tea/webhooks/{home['id']}/deliveries")).status == 404
+    assert (await client.delete(f"/projects/tea/webhooks/{home['id']}")).status == 404
+
+    a, b = await make_entities(client, 2)
+    x, y, z = await make_entities(client, 3, prefix="/projects/tea")
+    for _ in range(4):
+        await vote(client, b, a, b)
+        await vote(client, z, y, z, prefix="/projects/tea")
+        await vote(client, y, x, y, prefix="/projects/tea")
+
+    def top(path: str) -> list[int] | None:
+        changes = receiver.of_type("leaderboard.changed", path)
+        return [e["id"] for e in changes[-1]["json"]["data"]["top"]] if changes else None
+
+    def voted(path: str) -> list[int]:
+        return [
+            v["id"]
+            for r in receiver.of_type("comparison.created", path)
+            for v in r["json"]["data"]["comparisons"]
+        ]
+
+    await eventually(lambda: top("/tea") == [z, y, x] and top("/default") == [b, a], "each board")
+    await eventually(lambda: len(voted("/tea")) == 8 and len(voted("/default")) == 4, "each project's votes")
+    # Every delivery names its project, and carries that project's entities only.
+    for path, project, ids in (("/default", "default", {a, b}), ("/tea", "tea", {x, y, z})):
+        requests = [r for r in receiver.requests if r["path"] == path]
+        assert {r["json"]["project"] for r in requests} == {project}
+        assert {r["json"]["data"]["id"] for r in receiver.of_type("entity.created", path)} == ids
+        for request in receiver.of_type("comparison.created", path):
+            for v in request["json"]["data"]["comparisons"]:
+                assert {v["entity1_id"], v["entity2_id"]} <= ids
+    assert len(await deliveries(client, home["id"])) == len(
+        [r for r in receiver.requests if r["path"] == "/default"]
+    )
+
+
+async def test_a_projects_owners_manage_its_webhooks_and_its_voters_may_not(make_auth_client, receiver):
+    client = await make_auth_client(**FAST)
+    assert (await sign_up(client, *ADMIN)).status == 200
+    admin = await log_in(client, *ADMIN)
+    assert (await sign_up(client, *ALICE, token=admin)).status == 200
+    alice = await log_in(client, *ALICE)
+    resp = await client.post("/projects/", json={"slug": "mine", "name": "Mine"}, headers=bearer(alice))
+    assert resp.status == 200, await resp.text()
+    body = {"url": receiver.url(), "events": ["entity.created"]}
+    owned = await client.post("/projects/mine/webhooks/", json=body, headers=bearer(alice))
+    assert owned.status == 200, await owned.text()
+    # Not the deployment's: the top level stays superusers', and names the default project.
+    assert (await client.post("/webhooks/", json=body, headers=bearer(alice))).status == 403
+    assert (await client.get("/webhooks/", headers=bearer(admin))).status == 200
+    assert await (await client.get("/webhooks/", headers=bearer(admin))).json() == []
+    assert (await sign_up(client, "victor", "quiet-raven-pillar-12", token=admin)).status == 200
+    victor = await log_in(client, "victor", "quiet-raven-pillar-12")
+    resp = await client.put("/projects/mine/members/victor", json={"role": "voter"}, headers=bearer(alice))
+    assert resp.status == 200, await resp.text()
+    assert (await client.post("/projects/mine/webhooks/", json=body, headers=bearer(victor))).status == 403
+    assert (await client.get("/projects/mine/webhooks/", headers=bearer(victor))).status == 403
+    assert (await client.post("/projects/mine/webhooks/", json=body)).status == 401

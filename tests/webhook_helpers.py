@@ -86,8 +86,11 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, wit
         await asyncio.sleep(0.02)
 
 
-async def subscribe(client: TestClient, url: str, events: list[str], **extra: Any) -> dict[str, Any]:
-    resp = await client.post("/webhooks/", json={"url": url, "events": events, **extra})
+async def subscribe(
+    client: TestClient, url: str, events: list[str], *, prefix: str = "", **extra: Any
+) -> dict[str, Any]:
+    """Subscribe ``url``; ``prefix`` ``/projects/{slug}`` for a project's own webhooks."""
+    resp = await client.post(f"{prefix}/webhooks/", json={"url": url, "events": events, **extra})
     assert resp.status == 200, await resp.text()
     return dict(await resp.json())
 
@@ -98,18 +101,24 @@ async def deliveries(client: TestClient, webhook_id: int, **query: str) -> list[
     return list(await resp.json())
 
 
-async def make_entities(client: TestClient, count: int, **fields: Any) -> list[int]:
+async def all_delivered(client: TestClient, webhook_id: int) -> bool:
+    """Whether every delivery of the subscription is marked delivered (the sender does
+    that only after the receiver has answered)."""
+    return {d["status"] for d in await deliveries(client, webhook_id)} == {"delivered"}
+
+
+async def make_entities(client: TestClient, count: int, *, prefix: str = "", **fields: Any) -> list[int]:
     ids = []
     for i in range(count):
-        resp = await client.post("/entities/", json={"name": f"item {i}", **fields})
+        resp = await client.post(f"{prefix}/entities/", json={"name": f"item {i}", **fields})
         assert resp.status == 200, await resp.text()
         ids.append((await resp.json())["id"])
     return ids
 
 
-async def vote(client: TestClient, one: int, two: int, winner: int | None) -> int:
+async def vote(client: TestClient, one: int, two: int, winner: int | None, *, prefix: str = "") -> int:
     resp = await client.post(
-        "/comparisons/", json={"entity1_id": one, "entity2_id": two, "selected_entity_id": winner}
+        f"{prefix}/comparisons/", json={"entity1_id": one, "entity2_id": two, "selected_entity_id": winner}
     )
     assert resp.status == 200, await resp.text()
     return int((await resp.json())["id"])

@@ -49,6 +49,7 @@ from compere.http.schemas import (
     ProjectCreate,
     ProjectOut,
     ProjectUpdate,
+    ProjectUpdated,
     RankedEntity,
     Readiness,
     Token,
@@ -98,6 +99,7 @@ _BOARD_PATHS = (
     "/ratings",
     "/export/",
     "/voters",
+    "/webhooks",
 )
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -1000,7 +1002,9 @@ class AsyncClient:
     ) -> ProjectOut:
         """``POST /projects/``: a new project, with you as its owner. ``settings`` are the
         project's own ranking settings (``strategy``, ``elo_k_factor``, ``prior_sd``,
-        ``exploration``, ``allow_ties``, ``allow_anonymous``, ``daily_vote_cap``)."""
+        ``exploration``, ``allow_ties``, ``allow_anonymous``, ``daily_vote_cap``, ``trust_mode``,
+        ``provisional_max_uncertainty``, ``provisional_min_votes``, ``ranking_objective``,
+        ``ranking_top_k``)."""
         body = ProjectCreate(slug=slug, name=name, description=description, visibility=visibility, **settings)
         return await self._model(ProjectOut, "POST", "/projects/", route="POST /projects/", json=body)
 
@@ -1008,12 +1012,13 @@ class AsyncClient:
         """``GET /projects/{slug}``: settings (own and in force) and your role."""
         return await self._model(ProjectOut, "GET", f"/projects/{slug}", route="GET /projects/{slug}")
 
-    async def update_project(self, slug: str, **changes: Any) -> ProjectOut:
+    async def update_project(self, slug: str, **changes: Any) -> ProjectUpdated:
         """``PATCH /projects/{slug}`` (owners): only the fields given change; a setting
-        given as None follows the server's setting again."""
+        given as None follows the server's setting again. A change of the trust mode in
+        force weighs the project's votes again (``ratings_rebuilt``: how many)."""
         body = ProjectUpdate(**changes)
         path = f"/projects/{slug}"
-        return await self._model(ProjectOut, "PATCH", path, route="PATCH /projects/{slug}", json=body)
+        return await self._model(ProjectUpdated, "PATCH", path, route="PATCH /projects/{slug}", json=body)
 
     async def archive_project(self, slug: str) -> Message:
         """``DELETE /projects/{slug}`` (owners): archive (read-only, hidden from lists)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import ErrorDetails
@@ -57,6 +57,11 @@ def trimmed(max_length: int) -> AfterValidator:
 
 
 Name = Annotated[StorableText, trimmed(200)]
+# A vote's verdict, the criterion it judged, and a client's own id of the end user who
+# cast it (the vote's ``voter`` field, an arena file's ``judge``).
+Verdict = Literal["win", "tie", "both_bad"]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=100), STORABLE]
+VoterName = Annotated[str, StringConstraints(min_length=1, max_length=200), STORABLE]
 Description = Annotated[str, StringConstraints(max_length=1000), STORABLE, _none_as("")]
 ImageUrl = Annotated[StorableText, trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]

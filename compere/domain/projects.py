@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 from compere.domain.bayes import Prior
 from compere.domain.strategies import Strategy
+from compere.domain.trust import TrustPolicy
 
 Role = Literal["owner", "editor", "voter", "viewer"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -22,6 +23,8 @@ ROLES: tuple[Role, ...] = get_args(Role)
 Action = Literal["read", "vote", "write", "admin"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Visibility = Literal["private", "public"]
+Objective = Literal["full", "top_k"]
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 # Each role may do its own action and every one below it.
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
@@ -51,6 +54,11 @@ SETTING_NAMES = (
     "allow_ties",
     "allow_anonymous",
     "daily_vote_cap",
+    "trust_mode",
+    "provisional_max_uncertainty",
+    "provisional_min_votes",
+    "ranking_objective",
+    "ranking_top_k",
 )
 
 
@@ -74,6 +82,11 @@ class ProjectSettings:
     allow_ties: bool
     allow_anonymous: bool
     daily_vote_cap: int  # votes per voter per UTC day; 0 = no cap
+    trust: TrustPolicy  # how votes are weighed by their voter's record (trust_mode)
+    provisional_max_uncertainty: float  # a board entry is provisional above this uncertainty...
+    provisional_min_votes: int  # ... or below this many votes
+    ranking_objective: Objective  # what active pairs serve: the whole order or the best K
+    ranking_top_k: int  # K of the top_k objective
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,15 +47,19 @@ def vote_effects(
 
 
 def apply_vote(
-    one: MutableMapping[str, Any], two: MutableMapping[str, Any], score1: float, k_factor: float
+    one: MutableMapping[str, Any],
+    two: MutableMapping[str, Any],
+    score1: float,
+    k_factor: float,
+    weight: float = 1.0,
 ) -> None:
     """Apply a vote to two sides' state in place: ``rating``, ``mu``, ``sigma``, the
     total ``vote_weight`` its votes counted for, and the counters ``comparisons``,
-    ``wins``, ``losses``, ``ties`` (what replaying a log needs). A vote without a voter
-    counts 1 (compere/domain/trust.py)."""
-    for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor), strict=True):
+    ``wins``, ``losses``, ``ties`` (what replaying a log needs). ``weight`` is what the
+    voter's record makes the vote count for (compere/domain/trust.py; 1 without a voter)."""
+    for side, effect in zip((one, two), vote_effects(one, two, score1, k_factor, weight), strict=True):
         side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
-        side["vote_weight"] = side.get("vote_weight", 0.0) + 1.0
+        side["vote_weight"] = side.get("vote_weight", 0.0) + weight
         side["comparisons"] += 1
         side["wins"] += effect.win
         side["losses"] += effect.loss

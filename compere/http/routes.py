@@ -232,7 +232,8 @@ ROUTE_TABLE: list[Route] = [
         "POST",
         "/comparisons/import",
         vote_import.import_comparisons,
-        "Import a vote log: a comparisons export or arena battles, streamed; resumable (superusers)",
+        "Import a vote log: a comparisons export or arena battles, streamed; resumable; verdicts, "
+        "categories and voters kept (an arena judge: the voter a key's voter field makes) (superusers)",
         "comparisons",
         schemas.VoteImportResult,
         query=schemas.VoteImportQuery,
@@ -503,6 +504,7 @@ ROUTE_TABLE: list[Route] = [
         body=schemas.WebhookCreate,
         errors=(400, 401, 403, 413, 422),
         access="superuser",
+        project_action="admin",
         # Not idempotent: a stored answer would keep the signing secret in Redis for a day.
     ),
     Route(
@@ -514,6 +516,7 @@ ROUTE_TABLE: list[Route] = [
         list[schemas.Webhook],
         errors=(401, 403),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -525,6 +528,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "PATCH",
@@ -537,6 +541,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(400, 401, 403, 404, 413, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "DELETE",
@@ -548,6 +553,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -560,6 +566,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id",),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "POST",
@@ -571,6 +578,7 @@ ROUTE_TABLE: list[Route] = [
         errors=(401, 403, 404, 422),
         path_params=("webhook_id", "delivery_id"),
         access="superuser",
+        project_action="admin",
     ),
     Route(
         "GET",
@@ -637,8 +645,9 @@ PROJECT_ROUTES: list[Route] = [
         "PATCH",
         PROJECT_PREFIX,
         projects.update_project,
-        "Change a project's name, description, visibility or settings (owners)",
-        response=schemas.ProjectOut,
+        "Change a project's name, description, visibility or settings (owners); a change of the trust "
+        "mode in force recomputes the project's ratings from its vote log",
+        response=schemas.ProjectUpdated,
         body=schemas.ProjectUpdate,
         errors=(400, 401, 403, 404, 413, 422),
         **_MANAGE,

@@ -18,6 +18,7 @@ from compere.domain.inputs import (
     ATTRIBUTES_DESCRIPTION,
     STORABLE,
     Attributes,
+    Category,
     Description,
     ImageUrls,
     InputModel,
@@ -25,6 +26,8 @@ from compere.domain.inputs import (
     Password,
     Prompt,
     StorableText,
+    Verdict,
+    VoterName,
     trimmed,
 )
 
@@ -118,8 +121,6 @@ def _control(value: str) -> str:
 
 
 Control = Annotated[str, StringConstraints(max_length=600), AfterValidator(_control)]
-Verdict = Literal["win", "tie", "both_bad"]
-Category = Annotated[str, StringConstraints(min_length=1, max_length=100), STORABLE]
 
 
 class ComparisonCreate(Model):
@@ -137,7 +138,7 @@ class ComparisonCreate(Model):
     category: Category | None = Field(
         default=None, description="The criterion or prompt category this vote judged"
     )
-    voter: Annotated[str, StringConstraints(min_length=1, max_length=200), STORABLE] | None = Field(
+    voter: VoterName | None = Field(
         default=None,
         description="Your own id of the end user this vote is cast for (API keys with the vote "
         "scope only); stored only as a keyed hash",
@@ -332,8 +333,9 @@ class ProgressQuery(Model):
     target_tau: float = Field(
         default=0.8, ge=-0.99, le=0.999, description="The Kendall tau to estimate votes for"
     )
-    top_k: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_not_bool)] = Field(
-        default=10, description="How many top entries must be settled against the next"
+    top_k: Annotated[int, Field(ge=1, le=10_000), BeforeValidator(_not_bool)] | None = Field(
+        default=None,
+        description="How many top entries must be settled against the next (default: the project's ranking_top_k)",
     )
     category: Category | None = Field(default=None, description="Assess this category's board")
 
@@ -642,6 +644,31 @@ class ProjectSettingsIn(Model):
     daily_vote_cap: Integer | None = Field(
         default=None, ge=0, le=1_000_000, description="Votes per voter per UTC day, 0 = none (default 0)"
     )
+    trust_mode: Literal["off", "default", "strict"] | None = Field(
+        default=None,
+        description="How strongly votes are weighed by their voter's record (TRUST_MODE); changing "
+        "it recomputes the project's ratings from its vote log in the same request",
+    )
+    provisional_max_uncertainty: float | None = Field(
+        default=None,
+        ge=0.01,
+        le=10,
+        description="A board entry is provisional while its uncertainty is above this (PROVISIONAL_MAX_UNCERTAINTY)",
+    )
+    provisional_min_votes: Integer | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="... or while it has fewer votes than this (PROVISIONAL_MIN_VOTES)",
+    )
+    ranking_objective: Literal["full", "top_k"] | None = Field(
+        default=None,
+        description="What active pairs serve: the whole order, or finding and ordering the best "
+        "ranking_top_k (RANKING_OBJECTIVE)",
+    )
+    ranking_top_k: Integer | None = Field(
+        default=None, ge=1, le=10_000, description="K of the top_k objective (RANKING_TOP_K)"
+    )
 
 
 class ProjectCreate(ProjectSettingsIn):
@@ -667,6 +694,11 @@ class ProjectSettingsOut(Model):
     allow_ties: bool
     allow_anonymous: bool
     daily_vote_cap: int
+    trust_mode: Literal["off", "default", "strict"]
+    provisional_max_uncertainty: float
+    provisional_min_votes: int
+    ranking_objective: Literal["full", "top_k"]
+    ranking_top_k: int
 
 
 class ProjectOut(Model):
@@ -682,6 +714,13 @@ class ProjectOut(Model):
     )
     settings: ProjectSettingsOut = Field(description="The settings in force")
     role: Role | None = Field(description="The caller's role in the project (null: not a member)")
+
+
+class ProjectUpdated(ProjectOut):
+    ratings_rebuilt: int | None = Field(
+        description="When the change moved the trust mode in force: the votes replayed to recompute the "
+        "project's ratings and voter records under the new mode (in the same request); null otherwise"
+    )
 
 
 class ProjectListQuery(Model):

@@ -1,8 +1,9 @@
 """Who cast a vote, as stored in ``comparisons.voter``.
 
 ``u:<user id>`` for a user's token, ``k:<key id>`` for an API key, and ``a:<hash>`` for
-an anonymous voter (the id in the signed voter cookie) or for an end user a key votes
-for (its ``voter`` field). A client-supplied id is stored only as a keyed hash
+an anonymous voter (the id in the signed voter cookie), for an end user a key votes
+for (its ``voter`` field) and for the judge of an imported vote log (the key's namespace
+when a key sends the file, else one of imports). A client-supplied id is stored only as a keyed hash
 (HMAC-SHA256 under a key derived from ``SECRET_KEY``, namespaced by the key that passed
 it), so the database never holds what a survey tool calls its respondents, and one
 key's "alice" is not another key's.
@@ -51,6 +52,11 @@ class VoterIds:
 
     def on_behalf_of(self, key_id: int, voter: str) -> str:
         return "a:" + self._hash(f"key:{key_id}:{voter}")
+
+    def judge(self, judge: str) -> str:
+        """The judge of an imported vote log sent by no API key (the CLI, a signed-in
+        user): hashed as a key's end user is, in a namespace of its own."""
+        return "a:" + self._hash(f"import:{judge}")
 
     def _sign(self, voter_id: str) -> str:
         return _b64(hmac.new(self._cookie_key, voter_id.encode("utf-8"), hashlib.sha256).digest()[:18])

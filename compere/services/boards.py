@@ -104,8 +104,13 @@ class _Entry:
     board: Any  # a Board, or a (Board, Detail) pair
     computed_at: float
     cost: float  # seconds the computation took
+    # The project settings it was computed with. The online board too: a change of trust
+    # mode rewrites the stored strengths without moving the change marker.
+    made_with: tuple[Any, ...] = ()
 
-    def usable(self, marker: tuple[Any, ...], now: float) -> bool:
+    def usable(self, marker: tuple[Any, ...], now: float, made_with: tuple[Any, ...] = ()) -> bool:
+        if made_with != self.made_with:  # a changed setting (trust mode, prior) shows at once
+            return False
         if marker == self.marker:
             return True
         slow = self.cost > 0.05
@@ -146,7 +151,7 @@ class RankingCache:
                 return await self._online(db, project_id)
             return await self._fit(db, project_id, prior, trust, category)
 
-        board: Board = await self._cached(db, project_id, model, compute)
+        board: Board = await self._cached(db, project_id, model, (trust, prior), compute)
         return board
 
     async def controlled(
@@ -166,27 +171,32 @@ class RankingCache:
         async def compute() -> Controlled:
             return await _controlled(db, project_id, prior, trust, names, category)
 
-        controlled: Controlled = await self._cached(db, project_id, key, compute)
+        controlled: Controlled = await self._cached(db, project_id, key, (trust, prior), compute)
         return controlled
 
     async def _cached(
-        self, db: Connection, project_id: int, model: str, compute: Callable[[], Awaitable[Any]]
+        self,
+        db: Connection,
+        project_id: int,
+        model: str,
+        made_with: tuple[Any, ...],
+        compute: Callable[[], Awaitable[Any]],
     ) -> Any:
         key = (project_id, model)
         marker = await leaderboard.change_marker(db, project_id)
         entry = self._entries.get(key)
-        if entry is not None and entry.usable(marker, time.monotonic()):
+        if entry is not None and entry.usable(marker, time.monotonic(), made_with):
             return entry.board
         async with self._lock:  # one computation at a time; others wait and reuse it
             entry = self._entries.get(key)
-            if entry is not None and entry.usable(marker, time.monotonic()):
+            if entry is not None and entry.usable(marker, time.monotonic(), made_with):
                 return entry.board
             started = time.monotonic()
             value = await compute()
             now = time.monotonic()
             if model.startswith(_CLIENT_CHOSEN):
                 self._forget_client_chosen(keep=32)
-            self._entries[key] = _Entry(marker, value, now, now - started)
+            self._entries[key] = _Entry(marker, value, now, now - started, made_with)
             return value
 
     def _forget_client_chosen(self, keep: int) -> None:

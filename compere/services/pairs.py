@@ -68,7 +68,7 @@ async def next_pair(
 ) -> ServedPair | None:
     """The pair ``strategy`` (default: the project's) picks from a fresh candidate set of
     the project's entities, with its pair token; None when there are fewer than two.
-    ``settings`` gives what projects do not set (the UCB parameters, the ranking objective).
+    ``settings`` gives what projects do not set (the UCB parameters).
 
     ``focus`` (a category's fitted board) makes ``active`` and ``random`` judge the
     candidates by their strengths, uncertainties and vote counts in that board instead
@@ -93,9 +93,9 @@ async def next_pair(
             for r in rows
         ]
         threshold = None
-        if settings.ranking_objective == "top_k" and focus is None:
+        if own.ranking_objective == "top_k" and focus is None:
             # The best 2K join the candidates; the threshold lies between the K-th and the next.
-            k = settings.ranking_top_k
+            k = own.ranking_top_k
             strongest = await pairing.strongest(db, 2 * k, project.id)
             known = {r["id"] for r in rows}
             rows = rows + [r for r in strongest if r["id"] not in known]

@@ -14,11 +14,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from compere.domain.projects import DEFAULT_SLUG, Project, ProjectSettings, Role, Visibility
+from compere.domain.projects import (
+    DEFAULT_SLUG,
+    SETTING_NAMES,
+    Objective,
+    Project,
+    ProjectSettings,
+    Role,
+    Visibility,
+)
 from compere.domain.strategies import Strategy
+from compere.domain.trust import POLICIES
 from compere.settings import Settings
 from compere.storage import projects as store
-from compere.storage.database import Connection, Row
+from compere.storage.bulk import lock_for_replay, replay_project
+from compere.storage.database import Connection, Database, Row
 from compere.storage.timestamps import as_datetime
 
 CACHE_SECONDS = 1.0
@@ -38,19 +48,20 @@ def effective_settings(row: Row, settings: Settings) -> ProjectSettings:
         allow_ties=bool(_pick(row["allow_ties"], True)),
         allow_anonymous=bool(_pick(row["allow_anonymous"], False)),
         daily_vote_cap=int(_pick(row["daily_vote_cap"], 0)),
+        trust=POLICIES[_pick(row["trust_mode"], settings.trust_mode)],
+        provisional_max_uncertainty=float(
+            _pick(row["provisional_max_uncertainty"], settings.provisional_max_uncertainty)
+        ),
+        provisional_min_votes=int(_pick(row["provisional_min_votes"], settings.provisional_min_votes)),
+        ranking_objective=cast(Objective, _pick(row["ranking_objective"], settings.ranking_objective)),
+        ranking_top_k=int(_pick(row["ranking_top_k"], settings.ranking_top_k)),
     )
 
 
 def project_from_row(row: Row, settings: Settings) -> Project:
-    overrides: dict[str, object] = {
-        "strategy": row["strategy"],
-        "elo_k_factor": row["elo_k_factor"],
-        "prior_sd": row["prior_sd"],
-        "exploration": row["exploration"],
-        "allow_ties": None if row["allow_ties"] is None else bool(row["allow_ties"]),
-        "allow_anonymous": None if row["allow_anonymous"] is None else bool(row["allow_anonymous"]),
-        "daily_vote_cap": row["daily_vote_cap"],
-    }
+    overrides: dict[str, object] = {name: row[name] for name in SETTING_NAMES}
+    for flag in ("allow_ties", "allow_anonymous"):  # SQLite keeps booleans as integers
+        overrides[flag] = None if row[flag] is None else bool(row[flag])
     return Project(
         id=int(row["id"]),
         slug=row["slug"],
@@ -62,6 +73,39 @@ def project_from_row(row: Row, settings: Settings) -> Project:
         overrides=overrides,
         settings=effective_settings(row, settings),
     )
+
+
+async def change_project(
+    db: Database, project_id: int, changes: dict[str, Any], settings: Settings
+) -> tuple[Row, int | None]:
+    """Apply ``changes`` to a project's row. When they change the trust mode in force,
+    the project's ratings, strengths, counters and voter records were derived under the
+    old one: they are replayed from its vote log under the new one in the same
+    transaction, with votes kept out meanwhile, so the stored state is at every moment
+    the one ``rebuild-ratings`` would produce. Returns the new row and the number of
+    votes replayed (None when nothing needed replaying)."""
+    if "trust_mode" not in changes:
+        row = await store.update(db, project_id, changes)
+        assert row is not None
+        return row, None
+    async with db.transaction() as tx:
+        await lock_for_replay(tx)  # first: the mode read below holds until the commit
+        before = await store.by_id(tx, project_id)
+        assert before is not None
+        row = await store.update(tx, project_id, changes)
+        assert row is not None
+        old, new = effective_settings(before, settings), effective_settings(row, settings)
+        if old.trust == new.trust:
+            return row, None
+        replayed = await replay_project(
+            tx,
+            project_id,
+            k_factor=new.elo_k_factor,
+            initial_rating=settings.elo_initial_rating,
+            prior=new.prior,
+            trust=new.trust,
+        )
+        return row, replayed
 
 
 @dataclass

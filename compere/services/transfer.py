@@ -300,8 +300,11 @@ ENTITY_KEYS = (("entity1_external_id", "entity1_id"), ("entity2_external_id", "e
 
 
 def comparison_export_columns(columns: Sequence[str]) -> list[str]:
-    """The columns of the comparison export: the table's, then the entities' external ids."""
-    return export_columns(columns) + [key for key, _ in ENTITY_KEYS]
+    """The columns of the comparison export: the table's, then the entities' external ids
+    and ``served`` (the pair was served with a pair token, whose id stays internal: a voter's
+    trust grows only on served pairs, so an import needs to know)."""
+    served = ["served"] if "pair_token_id" in columns else []
+    return export_columns(columns) + [key for key, _ in ENTITY_KEYS] + served
 
 
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +314,8 @@ def export_record(row: dict[str, Any]) -> dict[str, Any]:
     An entity without an external id gets a generated one, so the file imports whole.
     """
     record = {_PUBLIC_NAMES.get(k, k): v for k, v in row.items() if k not in _INTERNAL}
+    if "pair_token_id" in row and "entity1_external_id" in row:  # a comparison export
+        record["served"] = row["pair_token_id"] is not None
     if "verdict" in record and record["verdict"] is None:  # a vote stored before verdicts existed
         record["verdict"] = verdict_of(None, record.get("selected_entity_id"))
     if "external_id" in record and record["external_id"] is None:
@@ -392,10 +397,15 @@ def judge_key(secret_key: str | None) -> bytes:
     return hmac.new(secret_key.encode(), b"compere preference export judges", hashlib.sha256).digest()
 
 
+# The judge of a vote cast without an account in an arena export: no one voter (an
+# import reads it as a vote without a voter).
+ANONYMOUS_JUDGE = "anonymous"
+
+
 def judge_id(key: bytes, user_id: int | None) -> str:
     """A voter id no reader can reverse: keyed HMAC-SHA256 of the user id ("anonymous" if none)."""
     if user_id is None:
-        return "anonymous"
+        return ANONYMOUS_JUDGE
     return hmac.new(key, f"compere-voter:{user_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -4,10 +4,17 @@ Two kinds of file, each as JSON Lines or CSV, told apart by their fields:
 
 - ``compere``: what ``compere export comparisons`` writes. Entities are matched on
   ``entity1_external_id`` / ``entity2_external_id`` (the external id the entity export
-  gives them), so export then import into an empty database replays every vote.
+  gives them); ``verdict``, ``category``, ``voter`` (stored as written: it is the id the
+  source stored) and ``served`` are kept, so export then import into an empty database
+  replays every vote with what it said and who cast it.
 - ``arena``: the public battle format, ``model_a``, ``model_b``, ``winner`` (``model_a``,
-  ``model_b``, ``tie``, ``tie (bothbad)``), optional ``judge`` and ``tstamp``; models are
-  matched on the names of live entities and created on first sight.
+  ``model_b``, ``tie``, ``tie (bothbad)``: a ``both_bad`` verdict), optional ``judge``,
+  ``tstamp`` and ``category``; models are matched on the names of live entities and
+  created on first sight. A judge becomes the voter a live vote's ``voter`` field makes
+  (``options.judge_voter``: a keyed hash, never the judge's own id).
+
+Votes with a voter are weighed by the voter's record (``TRUST_MODE``) exactly as live
+votes are, and update it.
 
 The file streams through in bounded memory: lines are read one at a time, votes stored in
 batches (one transaction each, see :mod:`compere.storage.vote_import`), and each batch
@@ -24,8 +31,9 @@ import codecs
 import csv
 import hashlib
 import math
+import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +41,9 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from compere.domain.bayes import Prior
-from compere.domain.inputs import ExternalId, Name, issue_message
-from compere.services.transfer import Rejected
+from compere.domain.inputs import Category, ExternalId, Name, VoterName, issue_message
+from compere.domain.trust import POLICIES, TrustPolicy
+from compere.services.transfer import ANONYMOUS_JUDGE, Rejected
 from compere.storage.database import Database
 from compere.storage.vote_import import (
     BatchResult,
@@ -57,7 +66,16 @@ _KNOWN_LIMIT = 100_000
 # Lines read before the first record, for the file's fingerprint.
 _PEEK_LINES = 100
 
-ARENA_SCORES = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+# winner -> (model_a's score, the verdict)
+ARENA_WINNERS = {
+    "model_a": (1.0, "win"),
+    "model_b": (0.0, "win"),
+    "tie": (0.5, "tie"),
+    "tie (bothbad)": (0.5, "both_bad"),
+}
+# What comparisons.voter holds (compere.infra.voters): a user, a key, or a keyed hash.
+_STORED_VOTER = re.compile(r"(?:[uk]:[1-9][0-9]{0,18}|a:[0-9a-f]{40})")
+_SERVED = {True: True, False: False, "true": True, "false": False, "True": True, "False": False}
 _ARENA_FIELDS = ("model_a", "model_b", "winner")
 _COMPERE_FIELDS = (
     "entity1_id",
@@ -71,6 +89,8 @@ _MAX_TSTAMP = 253_402_300_799.0
 
 _NAME: TypeAdapter[str] = TypeAdapter(Name)
 _EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(ExternalId)
+_CATEGORY: TypeAdapter[str] = TypeAdapter(Category)
+_JUDGE: TypeAdapter[str] = TypeAdapter(VoterName)
 
 
 class VoteFileError(ValueError):
@@ -113,6 +133,10 @@ class VoteImportOptions:
     source: str | None = None  # the run's name; default: a digest of the first record
     batch_size: int = 2000
     project_id: int = 1
+    trust: TrustPolicy = POLICIES["off"]  # TRUST_MODE: how voters' records weigh their votes
+    # An arena judge -> the stored voter id (what a vote's ``voter`` field stores); None:
+    # judges are not kept (no key to hash them with).
+    judge_voter: Callable[[str], str] | None = None
 
 
 class _Lines:
@@ -236,23 +260,59 @@ def _kind_of(fields: Any) -> str:
     )
 
 
-def _vote(kind: str, record: dict[str, Any], names_seen: set[str]) -> ImportedVote:
-    return _arena_vote(record, names_seen) if kind == "arena" else _compere_vote(record)
+def _vote(
+    kind: str, record: dict[str, Any], names_seen: set[str], options: VoteImportOptions
+) -> ImportedVote:
+    if kind == "arena":
+        return _arena_vote(record, names_seen, options.judge_voter)
+    return _compere_vote(record)
 
 
-def _arena_vote(record: dict[str, Any], names_seen: set[str]) -> ImportedVote:
+def _arena_vote(
+    record: dict[str, Any], names_seen: set[str], judge_voter: Callable[[str], str] | None
+) -> ImportedVote:
     a = _checked_name(record.get("model_a"), "model_a", names_seen)
     b = _checked_name(record.get("model_b"), "model_b", names_seen)
     if a == b:
         raise _BadLine("model_a and model_b are the same model")
     winner = record.get("winner")
-    score = ARENA_SCORES.get(winner) if isinstance(winner, str) else None
-    if score is None:
-        raise _BadLine("winner must be one of " + ", ".join(ARENA_SCORES))
+    outcome = ARENA_WINNERS.get(winner) if isinstance(winner, str) else None
+    if outcome is None:
+        raise _BadLine("winner must be one of " + ", ".join(ARENA_WINNERS))
     judge = record.get("judge")
-    if judge is not None and not isinstance(judge, str | int):
+    if isinstance(judge, int) and not isinstance(judge, bool):
+        judge = str(judge)
+    if judge is not None and not isinstance(judge, str):
         raise _BadLine("judge must be a string")
-    return ImportedVote(a, b, score, _tstamp(record.get("tstamp")))
+    voter = None
+    if judge and judge != ANONYMOUS_JUDGE:
+        judge = _checked(_JUDGE, judge, "judge")
+        voter = judge_voter(judge) if judge_voter is not None else None
+    score, verdict = outcome
+    return ImportedVote(
+        a,
+        b,
+        score,
+        _tstamp(record.get("tstamp")),
+        verdict=verdict,
+        category=_category(record.get("category")),
+        voter=voter,
+    )
+
+
+def _checked(adapter: TypeAdapter[str], value: Any, where: str) -> str:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise _BadLine(f"{where}: {issue_message(exc.errors(include_url=False)[0])}") from None
+
+
+def _category(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadLine("category must be a text")
+    return _checked(_CATEGORY, value, "category")
 
 
 def _checked_name(value: Any, where: str, names_seen: set[str]) -> str:
@@ -260,10 +320,7 @@ def _checked_name(value: Any, where: str, names_seen: set[str]) -> str:
         return value
     if not isinstance(value, str):
         raise _BadLine(f"{where} must be a model name (text)")
-    try:
-        name = _NAME.validate_python(value)
-    except ValidationError as exc:
-        raise _BadLine(f"{where}: {issue_message(exc.errors(include_url=False)[0])}") from None
+    name = _checked(_NAME, value, where)
     if name == value and len(names_seen) < _KNOWN_LIMIT:
         names_seen.add(name)
     return name
@@ -296,6 +353,14 @@ def _compere_vote(record: dict[str, Any]) -> ImportedVote:
         if winner not in (id1, id2) or id1 == id2:
             raise _BadLine("selected_entity_id must be entity1_id, entity2_id or empty (a tie)")
         score = 1.0 if winner == id1 else 0.0
+    verdict = record.get("verdict") or None
+    if verdict is not None and verdict not in ("win", "tie", "both_bad"):
+        raise _BadLine("verdict must be win, tie, both_bad or empty")
+    if verdict is not None and (verdict == "win") != (score != 0.5):
+        raise _BadLine("verdict win needs selected_entity_id; tie and both_bad need it empty")
+    voter = record.get("voter") or None
+    if voter is not None and (not isinstance(voter, str) or not _STORED_VOTER.fullmatch(voter)):
+        raise _BadLine("voter must be a stored voter id (u:<id>, k:<id> or a:<40 hex digits>) or empty")
     probability = record.get("selection_probability")
     if probability is not None and probability != "":
         try:
@@ -309,7 +374,26 @@ def _compere_vote(record: dict[str, Any]) -> ImportedVote:
     strategy = record.get("strategy") or None
     if strategy is not None and (not isinstance(strategy, str) or len(strategy) > 50 or "\x00" in strategy):
         raise _BadLine("strategy must be a short text")
-    return ImportedVote(key1, key2, score, _created_at(record.get("created_at")), strategy, probability)
+    # Older exports have no served column: only served pairs had a strategy then.
+    given = record.get("served", "")
+    if given is None or given == "":
+        served: bool | None = strategy is not None
+    else:
+        served = _SERVED.get(given) if isinstance(given, bool | str) else None
+    if served is None:
+        raise _BadLine("served must be true, false or empty")
+    return ImportedVote(
+        key1,
+        key2,
+        score,
+        _created_at(record.get("created_at")),
+        strategy,
+        probability,
+        verdict=verdict,
+        category=_category(record.get("category")),
+        voter=voter,
+        served=served,
+    )
 
 
 def _external_id(value: Any, where: str) -> str:
@@ -460,7 +544,7 @@ async def import_votes(
                 reason = record
             else:
                 try:
-                    importer.add(_vote(summary.kind or "", record, names_seen))
+                    importer.add(replace(_vote(summary.kind or "", record, names_seen, options), line=line))
                     reason = ""
                 except _BadLine as exc:
                     reason = str(exc)
@@ -529,6 +613,7 @@ class _BatchWriter:
                 k_factor=self.options.k_factor,
                 rating=self.options.rating,
                 prior=self.options.prior,
+                trust=self.options.trust,
             )
         )
         try:

@@ -12,9 +12,12 @@ PostgreSQL). Each worker runs one :class:`WebhookDispatcher` task that
 3. signs and POSTs them, and records the outcome: delivered, or the next attempt after
    an exponential back-off, until ``WEBHOOK_RETRY_WINDOW`` (24 h) has passed since the
    delivery was created; then it is marked failed and the next one goes;
-4. every ``WEBHOOK_LEADERBOARD_INTERVAL`` seconds, compares the top K of the board
-   (order and shared ranks) with the last one reported and writes a
-   ``leaderboard.changed`` event when it moved.
+4. every ``WEBHOOK_LEADERBOARD_INTERVAL`` seconds, compares the top K of each board a
+   subscription watches (order and shared ranks) with the last one reported and writes
+   a ``leaderboard.changed`` event when it moved.
+
+A subscription belongs to a project and hears that project's events only; every
+delivery names the project (``project``: its slug) beside the event.
 
 The schedule lives in the database, so it survives restarts and every worker shares it.
 See docs/webhooks.md for the payloads and the signature scheme.
@@ -40,8 +43,9 @@ from aiohttp.abc import AbstractResolver
 from compere import __version__
 from compere.infra.outbound import SIGNATURE_HEADER, AddressPolicy, WebhookSender, signature_header
 from compere.services.boards import RankingCache
+from compere.services.projects import project_from_row
 from compere.settings import Settings
-from compere.storage import leaderboard
+from compere.storage import leaderboard, projects
 from compere.storage import webhooks as store
 from compere.storage.comparisons import VOTE_EVENT
 from compere.storage.database import ConflictError, Connection, Database, DatabaseError, Row
@@ -91,12 +95,20 @@ class _Subscription:
     url: str
     secret: str
     events: frozenset[str]
+    project_id: int = DEFAULT_PROJECT_ID
+    project: str = "default"  # the project's slug, named in every delivery
 
 
-def delivery_body(event_type: str, data: Any, created_at: datetime) -> str:
+def delivery_body(event_type: str, data: Any, created_at: datetime, project: str = "default") -> str:
     """The JSON body of a delivery; its ``id`` stays the same across retries and replays."""
     return orjson.dumps(
-        {"id": uuid.uuid4().hex, "type": event_type, "created_at": created_at, "data": data}
+        {
+            "id": uuid.uuid4().hex,
+            "type": event_type,
+            "project": project,
+            "created_at": created_at,
+            "data": data,
+        }
     ).decode()
 
 
@@ -119,7 +131,8 @@ def plan_deliveries(
     """Per subscription, the deliveries ``events`` make, in event order.
 
     Consecutive votes share a delivery (up to ``batch_size``); any other event closes
-    the batch, so the order of events is kept within each subscription.
+    the batch, so the order of events is kept within each subscription. A subscription
+    gets the events of its own project only.
     """
     planned: dict[int, list[tuple[str, Any]]] = {}
     for event in events:
@@ -127,7 +140,7 @@ def plan_deliveries(
         if kind == VOTE_EVENT and event["comparison_id"] is None:
             continue  # cannot happen (votes are never deleted); nothing to report
         for sub in subscriptions:
-            if kind not in sub.events:
+            if kind not in sub.events or event["project_id"] != sub.project_id:
                 continue
             items = planned.setdefault(sub.id, [])
             if kind == VOTE_EVENT:
@@ -141,17 +154,20 @@ def plan_deliveries(
     return planned
 
 
-async def announce(db: Database, event_type: str, data: Any) -> bool:
-    """Write an event when an active subscription wants it (for callers without a dispatcher).
+async def announce(db: Database, event_type: str, data: Any, project_id: int = DEFAULT_PROJECT_ID) -> bool:
+    """Write an event of ``project_id`` when an active subscription of that project wants
+    it (for callers without a dispatcher).
 
     Returns whether an event was written. The CLI's import uses this; a running server's
     dispatcher delivers it.
     """
     subscriptions = await store.active_subscriptions(db)
-    if not any(event_type in json.loads(row["events"]) for row in subscriptions):
+    if not any(
+        event_type in json.loads(row["events"]) and row["project_id"] == project_id for row in subscriptions
+    ):
         return False
     payload = orjson.dumps(data).decode()
-    await store.insert_event(db, event_type, now=iso(system_clock()), payload=payload)
+    await store.insert_event(db, event_type, now=iso(system_clock()), project_id=project_id, payload=payload)
     return True
 
 
@@ -206,12 +222,13 @@ class WebhookDispatcher:
             return self._db.transaction()
         return contextlib.nullcontext(self._db)
 
-    async def record(self, conn: Connection, event_type: str, data: Any) -> None:
-        """Write an event row on ``conn`` (a no-op unless the event is wanted)."""
+    async def record(self, conn: Connection, event_type: str, data: Any, project_id: int) -> None:
+        """Write an event of ``project_id`` on ``conn`` (a no-op unless the event is wanted)."""
         if not self.wants(event_type):
             return
         now = iso(self._clock())
-        await store.insert_event(conn, event_type, now=now, payload=orjson.dumps(data).decode())
+        payload = orjson.dumps(data).decode()
+        await store.insert_event(conn, event_type, now=now, project_id=project_id, payload=payload)
         self.wake()
 
     async def subscriptions_changed(self) -> None:
@@ -284,7 +301,12 @@ class WebhookDispatcher:
         rows = await store.active_subscriptions(self._db)
         self._subscriptions = {
             row["id"]: _Subscription(
-                row["id"], row["url"], row["secret"], frozenset(json.loads(row["events"]))
+                row["id"],
+                row["url"],
+                row["secret"],
+                frozenset(json.loads(row["events"])),
+                int(row["project_id"]),
+                row["project"],
             )
             for row in rows
         }
@@ -301,24 +323,42 @@ class WebhookDispatcher:
                 events, list(self._subscriptions.values()), self._settings.webhook_batch_size
             )
             for subscription_id, items in planned.items():
+                project = self._subscriptions[subscription_id].project
                 for event_type, data in items:
                     await store.insert_delivery(
                         tx,
                         subscription_id=subscription_id,
                         event_type=event_type,
-                        body=delivery_body(event_type, data, now),
+                        body=delivery_body(event_type, data, now, project),
                         now=iso(now),
                     )
             await store.delete_events(tx, events[0]["id"], events[-1]["id"])
         return len(events)
 
     async def watch_leaderboard(self) -> bool:
-        """Write ``leaderboard.changed`` if the top K moved since it was last reported."""
-        # Webhooks watch the default project's board (subscriptions are not per project yet).
-        board = await self._cache.board(self._db, DEFAULT_PROJECT_ID, "online", self._settings.prior)
+        """Write ``leaderboard.changed`` for each watched board whose top K moved since it
+        was last reported; returns whether any did."""
+        watched = sorted(
+            {sub.project_id for sub in self._subscriptions.values() if LEADERBOARD_CHANGED in sub.events}
+        )
+        moved = False
+        for project_id in watched:
+            moved |= await self._watch_board(project_id)
+        return moved
+
+    async def _watch_board(self, project_id: int) -> bool:
+        row = await projects.by_id(self._db, project_id)
+        if row is None:
+            return False
+        project = project_from_row(row, self._settings).settings
+        board = await self._cache.board(self._db, project_id, "online", project.prior, project.trust)
         top_ids = board.ids[: self._settings.webhook_leaderboard_top_k]
         marker = json.dumps([[entity_id, board.rank[entity_id]] for entity_id in top_ids])
-        rows = await leaderboard.by_ids(self._db, DEFAULT_PROJECT_ID, top_ids) if top_ids else {}
+        # The default project keeps the marker's name from before projects.
+        state = (
+            _LEADERBOARD_STATE if project_id == DEFAULT_PROJECT_ID else f"{_LEADERBOARD_STATE}:{project_id}"
+        )
+        rows = await leaderboard.by_ids(self._db, project_id, top_ids) if top_ids else {}
         top = [
             {
                 "id": entity_id,
@@ -332,14 +372,15 @@ class WebhookDispatcher:
         ]
         try:
             async with self._db.transaction() as tx:
-                previous = await store.read_state(tx, _LEADERBOARD_STATE)
+                previous = await store.read_state(tx, state)
                 if previous == marker or (previous is None and not top_ids):
                     return False
-                await store.write_state(tx, _LEADERBOARD_STATE, marker, exists=previous is not None)
+                await store.write_state(tx, state, marker, exists=previous is not None)
                 await store.insert_event(
                     tx,
                     LEADERBOARD_CHANGED,
                     now=iso(self._clock()),
+                    project_id=project_id,
                     payload=orjson.dumps(
                         {"top_k": self._settings.webhook_leaderboard_top_k, "top": top}
                     ).decode(),

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam as param
 from compere.domain.bayes import Prior
 from compere.domain.elo import score_of
 from compere.domain.trust import POLICIES, Ledger, TrustPolicy
-from compere.domain.vote import vote_effects
+from compere.domain.vote import apply_vote
 from compere.storage import voters
 from compere.storage.comparisons import vote_log
 from compere.storage.database import Connection, Database, Query, Row, keyset_batches
@@ -216,49 +216,63 @@ async def rebuild_ratings(
     duration. Deleted entities are replayed too, so their opponents end up exactly
     where the online updates put them. Returns the number of votes replayed.
     """
+    async with db.transaction() as tx:
+        await lock_for_replay(tx)
+        return await replay_project(
+            tx, project_id, k_factor=k_factor, initial_rating=initial_rating, prior=prior, trust=trust
+        )
+
+
+async def lock_for_replay(tx: Connection) -> None:
+    """Keep votes out of every table a replay rewrites until the transaction ends."""
+    await tx.lock_tables("entities", "comparisons", "voters", "voter_entities")
+
+
+async def replay_project(
+    tx: Connection,
+    project_id: int,
+    *,
+    k_factor: float,
+    initial_rating: float,
+    prior: Prior,
+    trust: TrustPolicy,
+) -> int:
+    """:func:`rebuild_ratings` inside the caller's transaction, which has already called
+    :func:`lock_for_replay`. Returns the number of votes replayed."""
     replayed = 0
     ledger = Ledger(trust, prior)
-    async with db.transaction() as tx:
-        await tx.lock_tables("entities", "comparisons", "voters", "voter_entities")
-        state = {
-            row["id"]: {
-                "rating": initial_rating,
-                "mu": prior.mu0,
-                "sigma": prior.sigma0,
-                "vote_weight": 0.0,
-                "comparisons": 0,
-                "wins": 0,
-                "losses": 0,
-                "ties": 0,
-            }
-            for row in await tx.fetch_all(_ALL_ENTITY_IDS, {"project_id": project_id})
+    state = {
+        row["id"]: {
+            "rating": initial_rating,
+            "mu": prior.mu0,
+            "sigma": prior.sigma0,
+            "vote_weight": 0.0,
+            "comparisons": 0,
+            "wins": 0,
+            "losses": 0,
+            "ties": 0,
         }
-        async for batch in vote_log(tx, project_id, 10_000):
-            for vote in batch:
-                first, second = vote["entity1_id"], vote["entity2_id"]
-                one, two = state[first], state[second]
-                score1 = score_of(first, vote["selected_entity_id"])
-                weight = ledger.vote(
-                    vote["voter"],
-                    first,
-                    second,
-                    (one["mu"], one["sigma"]),
-                    (two["mu"], two["sigma"]),
-                    score1,
-                    served=bool(vote["served"]),
-                )
-                effects = vote_effects(one, two, score1, k_factor, weight)
-                for side, effect in zip((one, two), effects, strict=True):
-                    side["rating"], side["mu"], side["sigma"] = effect.rating, effect.mu, effect.sigma
-                    side["vote_weight"] += weight
-                    side["comparisons"] += 1
-                    side["wins"] += effect.win
-                    side["losses"] += effect.loss
-                    side["ties"] += effect.tie
-            replayed += len(batch)
-        for entity_id, values in state.items():
-            await tx.execute(WRITE_DERIVED, {"id": entity_id, **values})
-        await voters.replace_all(tx, project_id, ledger.voters, ledger.shares)
+        for row in await tx.fetch_all(_ALL_ENTITY_IDS, {"project_id": project_id})
+    }
+    async for batch in vote_log(tx, project_id, 10_000):
+        for vote in batch:
+            first, second = vote["entity1_id"], vote["entity2_id"]
+            one, two = state[first], state[second]
+            score1 = score_of(first, vote["selected_entity_id"])
+            weight = ledger.vote(
+                vote["voter"],
+                first,
+                second,
+                (one["mu"], one["sigma"]),
+                (two["mu"], two["sigma"]),
+                score1,
+                served=bool(vote["served"]),
+            )
+            apply_vote(one, two, score1, k_factor, weight)
+        replayed += len(batch)
+    for entity_id, values in state.items():
+        await tx.execute(WRITE_DERIVED, {"id": entity_id, **values})
+    await voters.replace_all(tx, project_id, ledger.voters, ledger.shares)
     return replayed
 
 

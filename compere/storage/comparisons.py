@@ -56,8 +56,9 @@ def _share(column: Any, label: str) -> Any:
     )
 
 
-def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
-    return Query(
+def _lock_pair() -> Any:
+    """Lock both entities in id order; with the voting voter's shares of them."""
+    return (
         sa.select(
             entities.c.id,
             entities.c.rating,
@@ -66,26 +67,35 @@ def _lock_pair(*extra: Any, prepare: bool = False) -> Query:
             entities.c.vote_weight,
             _share(voter_entities.c.votes, "share_votes"),
             _share(voter_entities.c.weight, "share_weight"),
-            *extra,
         )
         .where(
             entities.c.id.in_([param("a"), param("b")]), entities.c.project_id == param("project_id"), LIVE
         )
         .order_by(entities.c.id)
-        .with_for_update(),
-        prepare=prepare,
+        .with_for_update()
     )
 
 
-_LOCK_PAIR = _lock_pair(prepare=True)
+def _lock_pair_drawing_id() -> Query:
+    """The pair locked as by ``_lock_pair``, then one more row whose ``new_id`` is the new
+    comparison's id. It is drawn once both rows are locked (the second branch of the
+    UNION ALL runs after the first; a scalar subquery beside the locked columns would be
+    evaluated before the lock waits), so ids follow the order votes held their locks and
+    a replay in id order meets the votes in an order they could have run in."""
+    locked = _lock_pair().cte("locked")
+    rows = sa.select(*locked.c, sa.null().label("new_id"))
+    new_id = sa.select(
+        *(sa.null() for _ in locked.c), sa.func.nextval(sa.literal_column("'comparisons_id_seq'"))
+    )
+    return Query(sa.union_all(rows, new_id), prepare=True)
+
+
+_LOCK_PAIR = Query(_lock_pair(), prepare=True)
 # In one-statement votes the new comparison's id is drawn from the identity sequence of
 # comparisons.id (named by PostgreSQL's convention for identity columns) while the pair
 # is locked: the vote's last round trip then carries its COMMIT and need not return
-# anything. The scalar subquery runs once per statement, not per row.
-_LOCK_PAIR_DRAWING_ID = _lock_pair(
-    sa.select(sa.func.nextval(sa.literal_column("'comparisons_id_seq'"))).scalar_subquery().label("new_id"),
-    prepare=True,
-)
+# anything.
+_LOCK_PAIR_DRAWING_ID = _lock_pair_drawing_id()
 
 
 def _apply_result(suffix: str = "") -> Any:
@@ -248,8 +258,8 @@ async def record_comparison(
     values and the counters that feed the bandit move with them: either all of it is
     stored or none. A reused pair token hits a unique index and rolls it all back.
     Where the backend writes a vote in one statement (PostgreSQL) that is two round
-    trips: ``BEGIN`` with the locking ``SELECT`` (which also draws the new comparison's
-    id), then the writes (one statement) with the ``COMMIT``.
+    trips (three with a voter): ``BEGIN`` with the locking ``SELECT`` (which also draws
+    the new comparison's id), then the writes (one statement) with the ``COMMIT``.
     ``user_id`` records who voted (None when the API is open). ``announce`` also writes
     a ``comparison.created`` webhook event in the same transaction (same statement
     where the vote is one), so an acknowledged vote is never missing from the webhooks.
@@ -260,12 +270,14 @@ async def record_comparison(
     counter for today is raised in the same transaction, and :class:`DailyCapReached`
     rolls everything back once the voter has used the day's votes.
 
-    With a known voter the vote also locks the voter's record (after the pair, so the
-    lock order stays entities then voter), weighs the vote by ``trust``
-    (:func:`compere.domain.trust.weigh_vote`, from the record before it) and writes the
-    new record and the voter's shares of both entities in the same statement; the new
-    comparison's id is then drawn once every lock is held, so a replay of the log in id
-    order (``rebuild-ratings``) meets the votes in an order they could have run in.
+    With a known voter the vote first locks the voter's record (the lock order is daily
+    counter, voter, entities, in every vote and batch), reads the voter's shares of both
+    entities with the pair, weighs the vote by the project's trust mode as stored when
+    the voter's lock is held (``trust``, the deployment's, where it sets none;
+    :func:`compere.domain.trust.weigh_vote`, from the record before it) and writes the
+    new record and the shares in the same statement; the new comparison's id is drawn
+    once every lock is held, so a replay of the log in id order (``rebuild-ratings``)
+    meets the votes in an order they could have run in.
     """
     verdict = verdict_of(verdict, selected_entity_id)
     in_one = db.writes_vote_in_one_statement
@@ -277,36 +289,35 @@ async def record_comparison(
             )
             if counted is None:
                 raise DailyCapReached(voter)
-        draw_with_pair = in_one and voter is None
-        locked = {
-            row["id"]: row
-            for row in await tx.fetch_all(
-                _LOCK_PAIR_DRAWING_ID if draw_with_pair else _LOCK_PAIR,
-                {"a": entity1_id, "b": entity2_id, "project_id": project_id, "voter": voter},
-            )
-        }
+        record = None
+        if voter is not None:
+            # The voter first (as batches lock theirs), so its shares read with the pair
+            # below are the ones as of the voter's last vote: only a holder of this lock
+            # changes them.
+            record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": voter})
+            assert record is not None
+        rows = await tx.fetch_all(
+            _LOCK_PAIR_DRAWING_ID if in_one else _LOCK_PAIR,
+            {"a": entity1_id, "b": entity2_id, "project_id": project_id, "voter": voter},
+        )
+        locked = {row["id"]: row for row in rows if row["id"] is not None}
         for entity_id in (entity1_id, entity2_id):
             if entity_id not in locked:
                 raise EntityNotFound(entity_id)
         one, two = locked[entity1_id], locked[entity2_id]
-        new_id = one["new_id"] if draw_with_pair else None
+        new_id = rows[-1]["new_id"] if in_one else None
         score1 = score_of(entity1_id, selected_entity_id)
         weight = 1.0
         voter_params: dict[str, Any] = {}
         if voter is not None:
-            record = await tx.fetch_one(
-                (voters.lock_voter_drawing_id if in_one else voters.lock_voter)(db),
-                {"project_id": project_id, "voter": voter},
-            )
             assert record is not None
-            if in_one:
-                new_id = record["new_id"]
             state = voters.voter_state(record)
             share1 = Share(one["share_votes"] or 0, one["share_weight"] or 0.0)
             share2 = Share(two["share_votes"] or 0, two["share_weight"] or 0.0)
             side1, side2 = Side(one["sigma"], one["vote_weight"]), Side(two["sigma"], two["vote_weight"])
             if not unweighed(voter, state):
-                weight = weigh_vote(state, share1, share2, side1, side2, trust, prior)
+                policy = voters.trust_in_force(record, trust)
+                weight = weigh_vote(state, share1, share2, side1, side2, policy, prior)
             evidence = vote_evidence(
                 one["mu"], one["sigma"], two["mu"], two["sigma"], score1, served=provenance is not None
             )
@@ -397,25 +408,57 @@ class Vote:
     daily_cap: int = 0  # the project's votes per voter per UTC day; 0: no cap
     verdict: str | None = None  # 'win' | 'tie' | 'both_bad'; None: win or tie as selected says
     category: str | None = None  # the criterion the vote judged
-    trust: TrustPolicy = POLICIES["off"]  # how the voter's record weighs the vote
+    # How the voter's record weighs the vote where the project sets no trust mode (the
+    # deployment's); the project's own is read in the vote's transaction.
+    trust: TrustPolicy = POLICIES["off"]
     prior: Prior = DEFAULT_PRIOR  # the project's prior (the trust weights use it)
+
+
+async def record_vote(db: Database, vote: Vote, *, announce: bool = False) -> ComparisonRow:
+    """Store one :class:`Vote` in a transaction of its own (:func:`record_comparison`;
+    its ``receipt`` is for batches, which record the answer)."""
+    return await record_comparison(
+        db,
+        vote.project_id,
+        entity1_id=vote.entity1_id,
+        entity2_id=vote.entity2_id,
+        selected_entity_id=vote.selected_entity_id,
+        k_factor=vote.k_factor,
+        user_id=vote.user_id,
+        provenance=vote.provenance,
+        announce=announce,
+        voter=vote.voter,
+        daily_cap=vote.daily_cap,
+        verdict=vote.verdict,
+        category=vote.category,
+        trust=vote.trust,
+        prior=vote.prior,
+    )
 
 
 # What became of one vote of a batch: the stored row, or why it was not stored.
 VoteOutcome = ComparisonRow | EntityNotFound | PairTokenUsed | AlreadyRecorded | DailyCapReached
 ANSWER_CONTENT_TYPE = "application/json"
 
-# PostgreSQL: lock every entity of the batch in id order, draw an id for every vote, and
-# read which of its pair tokens and idempotency keys are taken, in one round trip.
+# PostgreSQL: lock every entity of the batch in id order, read its voters' shares of the
+# entities they vote on (their records are locked already, so these are current), draw an
+# id for every vote, and read which of its pair tokens and idempotency keys are taken, in
+# one round trip.
 _LOCK_BATCH = Query(
     sa.text(
         "WITH locked AS (SELECT id, project_id, rating, mu, sigma, vote_weight FROM entities"
         " WHERE id = ANY(CAST(:ids AS bigint[])) AND deleted_at IS NULL ORDER BY id FOR UPDATE)"
-        " SELECT id, project_id, rating, mu, sigma, vote_weight,"
-        " NULL AS new_ids, NULL AS used_tokens, NULL AS known_keys"
+        " SELECT id, project_id, rating, mu, sigma, vote_weight, CAST(NULL AS text) AS share_voter,"
+        " CAST(NULL AS bigint) AS share_votes, CAST(NULL AS float8) AS share_weight,"
+        " CAST(NULL AS bigint[]) AS new_ids, CAST(NULL AS text[]) AS used_tokens,"
+        " CAST(NULL AS text[]) AS known_keys"
         " FROM locked"
-        # One more row, after the locked ones, with the batch's facts (once, not per row).
-        " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL,"
+        " UNION ALL SELECT s.entity_id, NULL, NULL, NULL, NULL, NULL, s.voter, s.votes, s.weight, NULL, NULL, NULL"
+        " FROM voter_entities AS s JOIN unnest(CAST(:share_voters AS text[]), CAST(:share_entities AS bigint[]))"
+        " AS k(v, e) ON s.voter = k.v AND s.entity_id = k.e"
+        # One more row, after the locked ones, with the batch's facts (once, not per row):
+        # the ids are drawn once every row is locked.
+        " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
         " (SELECT array_agg(nextval('comparisons_id_seq')) FROM generate_series(1, CAST(:n AS integer))),"
         " (SELECT array_agg(pair_token_id) FROM comparisons"
         "  WHERE pair_token_id = ANY(CAST(:tokens AS text[]))),"
@@ -437,6 +480,22 @@ _WRITE_BATCH = Query(
         " CAST(:e_l AS integer[]), CAST(:e_t AS integer[]), CAST(:e_vote_weight AS float8[]))"
         " AS v(id, rating, mu, sigma, n, w, l, t, vw)"
         " WHERE e.id = v.id),"
+        # The voters' records and shares as the batch left them (rows locked by _LOCK_VOTERS).
+        " voter_records AS ("
+        " UPDATE voters AS r SET votes = x.votes, evidence = x.evidence, touched = x.touched, weight = x.weight"
+        " FROM unnest(CAST(:w_pid AS bigint[]), CAST(:w_voter AS text[]), CAST(:w_votes AS bigint[]),"
+        " CAST(:w_evidence AS float8[]), CAST(:w_touched AS bigint[]), CAST(:w_weight AS float8[]))"
+        " AS x(pid, voter, votes, evidence, touched, weight)"
+        " WHERE r.project_id = x.pid AND r.voter = x.voter),"
+        # A voter whose every vote was refused leaves no record, as a lone vote's rollback.
+        " idle_voters AS ("
+        " DELETE FROM voters WHERE votes = 0 AND (project_id, voter) IN"
+        " (SELECT * FROM unnest(CAST(:d_pid AS bigint[]), CAST(:d_voter AS text[])))),"
+        " voter_shares AS ("
+        " INSERT INTO voter_entities (voter, entity_id, project_id, votes, weight)"
+        " SELECT * FROM unnest(CAST(:s_voter AS text[]), CAST(:s_entity AS bigint[]),"
+        " CAST(:s_pid AS bigint[]), CAST(:s_votes AS bigint[]), CAST(:s_weight AS float8[]))"
+        " ON CONFLICT (voter, entity_id) DO UPDATE SET votes = EXCLUDED.votes, weight = EXCLUDED.weight),"
         " vote_events AS ("
         " INSERT INTO webhook_events (event_type, subject_id, created_at)"
         f" SELECT '{VOTE_EVENT}', subject, CAST(:now AS timestamptz)"
@@ -481,13 +540,20 @@ _APPLY_TOTALS = Query(
         vote_weight=param("vote_weight"),
     )
 )
-# A batch's voters: how many new ids to draw once every voter's row is locked.
-_DRAW_IDS = Query(
+# PostgreSQL, a batch with voters: create each new voter's record and lock every record
+# (before the entities, in one order for every batch, as a lone vote locks its voter
+# first), in one round trip.
+_LOCK_VOTERS = Query(
     sa.text(
-        "SELECT array_agg(nextval('comparisons_id_seq')) AS new_ids FROM generate_series(1, CAST(:n AS integer))"
-    )
+        "INSERT INTO voters (project_id, voter, votes, evidence, touched, weight)"
+        " SELECT p, v, 0, 0, 0, 0 FROM unnest(CAST(:pids AS bigint[]), CAST(:names AS text[])) AS n(p, v)"
+        " ORDER BY p, v"
+        " ON CONFLICT (project_id, voter) DO UPDATE SET voter = EXCLUDED.voter"
+        " RETURNING project_id, voter, votes, evidence, touched, weight,"
+        " (SELECT trust_mode FROM projects WHERE projects.id = voters.project_id) AS trust_mode"
+    ),
+    prepare=True,
 )
-_UPDATE_VOTER = Query(voters.update_voter_statement())
 
 
 @dataclass(slots=True)
@@ -538,15 +604,45 @@ async def record_votes(
         # The voters' daily counters first, in arrival order, as a lone vote takes them
         # (before the entity locks, so the two paths lock in the same order).
         capped = await _count_daily_votes(db, tx, votes)
+        records: list[Row] = []
+        shares: list[tuple[str, int, int, float]] = []
         if in_one:
-            *locked, facts = await tx.fetch_all(
-                _LOCK_BATCH,
-                {"ids": ids, "n": 0 if with_voters else len(votes), "tokens": tokens, "keys": keys},
+            if with_voters:
+                names = sorted({(vote.project_id, vote.voter) for vote in votes if vote.voter is not None})
+                records = await tx.fetch_all(
+                    _LOCK_VOTERS, {"pids": _numbers(p for p, _ in names), "names": [v for _, v in names]}
+                )
+            share_keys = sorted(
+                {
+                    (vote.voter, e)
+                    for vote in votes
+                    if vote.voter is not None
+                    for e in (vote.entity1_id, vote.entity2_id)
+                }
             )
+            *rows, facts = await tx.fetch_all(
+                _LOCK_BATCH,
+                {
+                    "ids": ids,
+                    "n": len(votes),
+                    "tokens": tokens,
+                    "keys": keys,
+                    "share_voters": [v for v, _ in share_keys],
+                    "share_entities": _numbers(e for _, e in share_keys),
+                },
+            )
+            locked = [row for row in rows if row["share_voter"] is None]
+            shares = [
+                (row["share_voter"], row["id"], int(row["share_votes"]), float(row["share_weight"]))
+                for row in rows
+                if row["share_voter"] is not None
+            ]
             new_ids = iter(sorted(facts["new_ids"] or ()))
             used_tokens = set(facts["used_tokens"] or ())
             known_keys = set(facts["known_keys"] or ())
         else:
+            if with_voters:
+                records, shares = await _lock_voters(db, tx, votes, ids)
             locked = await tx.fetch_all(
                 Query(
                     sa.select(
@@ -569,10 +665,7 @@ async def record_votes(
             row["id"]: _Totals(row["rating"], row["mu"], row["sigma"], row["vote_weight"]) for row in locked
         }
         projects = {row["id"]: row["project_id"] for row in locked}
-        ledgers = await _lock_voters(db, tx, votes, state) if with_voters else {}
-        if with_voters and in_one:
-            drawn = await tx.fetch_value(_DRAW_IDS, {"n": len(votes)})
-            new_ids = iter(sorted(drawn or ()))
+        ledgers = _ledgers(votes, state, projects, records, shares) if with_voters else {}
         now = utc_now()
         created_at = as_datetime(now)
         outcomes: list[VoteOutcome] = []
@@ -599,13 +692,17 @@ async def record_votes(
             answers.append(answer_row(batch_receipt, 200, ANSWER_CONTENT_TYPE, batch_answer(outcomes), now))
         for vote in refused_after_count:
             await tx.execute(_UNCOUNT_DAILY_VOTE, _daily_params(vote))
-        for project_id, ledger in ledgers.items():
-            await _write_voters(db, tx, project_id, ledger)
-        if not stored and not answers:
+        if not in_one:
+            for project_id, ledger in ledgers.items():
+                await voters.write_ledger(tx, db, project_id, ledger)
+        idle = any(record.votes == 0 for ledger in ledgers.values() for record in ledger.voters.values())
+        if not stored and not answers and not (in_one and idle):
             return outcomes
         touched = {entity_id: totals for entity_id, totals in state.items() if totals.n}
         if in_one:
-            await tx.finish(_WRITE_BATCH, _batch_params(touched, stored, answers, announce, now))
+            params = _batch_params(touched, stored, answers, announce, now)
+            params.update(_voter_params(ledgers))
+            await tx.finish(_WRITE_BATCH, params)
         else:
             for entity_id, totals in touched.items():
                 await tx.execute(_APPLY_TOTALS, {"id": entity_id, **asdict(totals)})
@@ -652,57 +749,82 @@ async def _count_daily_votes(
 
 
 async def _lock_voters(
-    db: Database, tx: Connection, votes: Sequence[Vote], state: dict[int, _Totals]
+    db: Database, tx: Connection, votes: Sequence[Vote], ids: list[int]
+) -> tuple[list[Row], list[tuple[str, int, int, float]]]:
+    """Lock every voter of the batch one by one, in (project, voter) order (backends
+    without ``_LOCK_VOTERS``), then read their shares of the batch's entities: the
+    records and the shares ``(voter, entity id, votes, weight)``."""
+    names = sorted({(vote.project_id, vote.voter) for vote in votes if vote.voter is not None})
+    records = []
+    for project_id, name in names:
+        record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": name})
+        assert record is not None
+        records.append({"project_id": project_id, "voter": name, **record})
+    rows = await tx.fetch_all(
+        Query(
+            sa.select(
+                voter_entities.c.voter,
+                voter_entities.c.entity_id,
+                voter_entities.c.votes,
+                voter_entities.c.weight,
+            ).where(
+                voter_entities.c.voter.in_(sorted({name for _, name in names})),
+                voter_entities.c.entity_id.in_(ids),
+            )
+        )
+    )
+    return records, [(r["voter"], r["entity_id"], int(r["votes"]), float(r["weight"])) for r in rows]
+
+
+def _ledgers(
+    votes: Sequence[Vote],
+    state: dict[int, _Totals],
+    projects: dict[int, int],
+    records: Sequence[Row],
+    shares: Sequence[tuple[str, int, int, float]],
 ) -> dict[int, Ledger]:
-    """Lock every voter of the batch (after the entities, in voter order, as lone votes
-    lock theirs) and load their records and shares into one ledger per project."""
+    """One ledger per project with voters in the batch: the locked voters' records, their
+    shares of the batch's live entities and the entities' vote weights, as a lone vote
+    reads them."""
     ledgers: dict[int, Ledger] = {}
     for vote in votes:
         if vote.voter is not None and vote.project_id not in ledgers:
             ledger = ledgers[vote.project_id] = Ledger(vote.trust, vote.prior)
             ledger.entity_weight = {entity_id: totals.vote_weight for entity_id, totals in state.items()}
-    for project_id, ledger in ledgers.items():
-        names = sorted(
-            {vote.voter for vote in votes if vote.voter is not None and vote.project_id == project_id}
-        )
-        for name in names:
-            record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": name})
-            assert record is not None
-            ledger.voters[name] = voters.voter_state(record)
-        rows = await tx.fetch_all(
-            Query(
-                sa.select(
-                    voter_entities.c.voter,
-                    voter_entities.c.entity_id,
-                    voter_entities.c.votes,
-                    voter_entities.c.weight,
-                ).where(
-                    voter_entities.c.project_id == project_id,
-                    voter_entities.c.voter.in_(names),
-                    voter_entities.c.entity_id.in_(list(state)),
-                )
-            )
-        )
-        for row in rows:
-            ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+    for record in records:
+        ledger = ledgers[record["project_id"]]
+        ledger.voters[record["voter"]] = voters.voter_state(record)
+        # The project's mode as stored when the voters' locks were taken (see lock_voter).
+        ledger.policy = voters.trust_in_force(record, ledger.policy)
+    for voter, entity_id, votes_on, weight in shares:
+        owner = ledgers.get(projects.get(entity_id, -1))
+        if owner is not None:  # else an entity since deleted or of another project: its votes are refused
+            owner.shares[(voter, entity_id)] = Share(votes_on, weight)
     return ledgers
 
 
-async def _write_voters(db: Database, tx: Connection, project_id: int, ledger: Ledger) -> None:
-    """Each voter's record and shares as the batch left them."""
-    for name, record in ledger.voters.items():
-        await tx.execute(_UPDATE_VOTER, voters.share_params(project_id, str(name), record, {}))
-    for (name, entity_id), share in ledger.shares.items():
-        await tx.execute(
-            voters.upsert_share(db),
-            {
-                "project_id": project_id,
-                "voter": name,
-                "share_entity": entity_id,
-                "share_votes": share.votes,
-                "share_weight": share.weight,
-            },
-        )
+def _voter_params(ledgers: dict[int, Ledger]) -> dict[str, Any]:
+    """The voters' records and shares for ``_WRITE_BATCH``: every record the batch locked
+    (deleted again where no vote was stored) and every share its votes moved."""
+    records = [(p, name, state) for p, ledger in ledgers.items() for name, state in ledger.voters.items()]
+    idle = [(p, name) for p, name, state in records if state.votes == 0]
+    records = [(p, name, state) for p, name, state in records if state.votes > 0]
+    shares = [(p, key, share) for p, ledger in ledgers.items() for key, share in ledger.shares.items()]
+    return {
+        "w_pid": _numbers(p for p, _, _ in records),
+        "w_voter": [str(name) for _, name, _ in records],
+        "w_votes": _numbers(state.votes for _, _, state in records),
+        "w_evidence": _numbers(state.evidence for _, _, state in records),
+        "w_touched": _numbers(state.touched for _, _, state in records),
+        "w_weight": _numbers(state.weight for _, _, state in records),
+        "d_pid": _numbers(p for p, _ in idle),
+        "d_voter": [str(name) for _, name in idle],
+        "s_voter": [str(name) for _, (name, _), _ in shares],
+        "s_entity": _numbers(entity_id for _, (_, entity_id), _ in shares),
+        "s_pid": _numbers(p for p, _, _ in shares),
+        "s_votes": _numbers(share.votes for _, _, share in shares),
+        "s_weight": _numbers(share.weight for _, _, share in shares),
+    }
 
 
 async def _present(tx: Connection, column: Any, values: list[str]) -> set[str]:

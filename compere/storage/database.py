@@ -112,7 +112,8 @@ class Connection(abc.ABC):
     async def lock_tables(self, *tables: str) -> None:
         """In a transaction: keep every other writer of ``tables`` out until it ends.
 
-        PostgreSQL takes a table lock that conflicts with itself and with row writes;
+        PostgreSQL takes a table lock that conflicts with itself, with row writes and with
+        row locks (``FOR UPDATE``), letting plain reads through;
         SQLite's ``BEGIN IMMEDIATE`` already holds the database's one write lock.
         """
 

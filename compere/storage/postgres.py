@@ -235,7 +235,10 @@ class _CursorConnection(Connection):
     async def lock_tables(self, *tables: str) -> None:
         if not all(table.isidentifier() for table in tables):
             raise ValueError(tables)
-        await self.raw(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
+        # EXCLUSIVE: plain reads go on, but not SELECT ... FOR UPDATE. A vote that locked its
+        # entity rows and then waited for the table would deadlock with a holder that writes
+        # those rows (a replay), or overwrite them with what it read before.
+        await self.raw(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
 
     async def finish(self, query: Query, params: Params | None = None) -> None:
         # "statement; COMMIT" is one simple-protocol message (psycopg2 interpolates the

@@ -31,6 +31,11 @@ projects = sa.Table(
     sa.Column("allow_ties", sa.Boolean),
     sa.Column("allow_anonymous", sa.Boolean),
     sa.Column("daily_vote_cap", sa.Integer),  # 0 = no cap
+    sa.Column("trust_mode", sa.Text),  # 'off' | 'default' | 'strict'
+    sa.Column("provisional_max_uncertainty", sa.Float),
+    sa.Column("provisional_min_votes", sa.Integer),
+    sa.Column("ranking_objective", sa.Text),  # 'full' | 'top_k'
+    sa.Column("ranking_top_k", sa.Integer),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("archived_at", sa.Text),  # archived: read-only, hidden from lists
 )
@@ -181,6 +186,7 @@ webhook_subscriptions = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("project_id", sa.BigInteger, nullable=False),  # the project whose events it hears
 )
 
 webhook_events = sa.Table(
@@ -191,6 +197,7 @@ webhook_events = sa.Table(
     sa.Column("subject_id", sa.BigInteger),
     sa.Column("payload", sa.Text),
     sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("project_id", sa.BigInteger),  # NULL: a vote's (its comparison's project)
 )
 
 webhook_deliveries = sa.Table(

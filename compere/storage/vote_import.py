@@ -3,10 +3,11 @@ applied in order in one transaction.
 
 A batch locks every entity it touches once, in id order (as a vote locks its pair, so
 imports and live votes cannot deadlock), applies the votes one after another to the
-locked values with :func:`compere.domain.vote.vote_effects`, writes each entity once, all
-comparison rows in multi-row INSERTs, and the run's new position, then commits: the
-ratings equal recording the same votes one by one, and the position says exactly what
-is stored.
+locked values with :func:`compere.domain.vote.vote_effects`, each weighed by its voter's
+record as a live vote is (the batch's voters are locked before the entities, as every vote
+path locks them), writes each entity and voter once, all comparison rows in multi-row
+INSERTs, and the run's new position, then commits: the ratings equal recording the same
+votes one by one, and the position says exactly what is stored.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
 from compere.domain.bayes import Prior
+from compere.domain.trust import POLICIES, Ledger, TrustPolicy
 from compere.domain.vote import apply_vote
+from compere.storage import voters
 from compere.storage.bulk import WRITE_DERIVED, import_entity_query
 from compere.storage.database import Connection, Database, Query
 from compere.storage.entities import new_entity_params
@@ -50,7 +53,8 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class ImportedVote:
-    """One vote of the file: its two sides by key (external id or name), side one's score."""
+    """One vote of the file: its two sides by key (external id or name), side one's score,
+    and what the log says of it: verdict, category, who cast it, how the pair was served."""
 
     key1: str
     key2: str
@@ -58,6 +62,11 @@ class ImportedVote:
     created_at: str | None  # ISO 8601 UTC; None: the time of the import
     strategy: str | None = None
     probability: float | None = None
+    verdict: str | None = None  # 'win' | 'tie' | 'both_bad'
+    category: str | None = None
+    voter: str | None = None  # as comparisons.voter stores it (compere.infra.voters)
+    served: bool = False  # the pair was served with a pair token (trust evidence needs it)
+    line: int = 0  # the file's line: names a served vote's stand-in pair token
 
 
 class RunMoved(Exception):
@@ -150,6 +159,10 @@ def _cached(kind: str, size: int) -> Query:
                         "created_at": param(f"t{i}"),
                         "strategy": param(f"s{i}"),
                         "selection_probability": param(f"p{i}"),
+                        "verdict": param(f"v{i}"),
+                        "category": param(f"c{i}"),
+                        "voter": param(f"u{i}"),
+                        "pair_token_id": param(f"k{i}"),
                     }
                     for i in range(size)
                 ]
@@ -195,6 +208,7 @@ async def apply_vote_batch(
     k_factor: float,
     rating: float,
     prior: Prior,
+    trust: TrustPolicy = POLICIES["off"],
 ) -> BatchResult:
     """Store one batch of votes and the run's new position in one transaction.
 
@@ -204,6 +218,10 @@ async def apply_vote_batch(
     across batches (the caller bounds it); it is only updated once the batch commits.
     ``expected_lines`` is where the run stood when this import last looked: if another
     import moved it, :class:`RunMoved` is raised and nothing is stored.
+
+    A vote with a voter counts what its voter's record says (``trust``, as a live vote
+    of that voter would); a served vote is stored with a stand-in pair token
+    (``import:<run>:<line>``) so a rebuild sees it as served too.
     """
     now = utc_now()
     learned: dict[str, int] = {}
@@ -226,16 +244,31 @@ async def apply_vote_batch(
                     created += new
             ids.update(learned)
 
-        state: dict[int, dict[str, Any]] = {}
         entity_ids = sorted(set(ids.values()))
+        # Voters first, then entities: the lock order of every vote path.
+        ledger = Ledger(trust, prior)
+        names = {vote.voter for vote in votes if vote.voter is not None}
+        loaded = await voters.load_ledger(tx, db, project_id, ledger, list(names), entity_ids)
+        state: dict[int, dict[str, Any]] = {}
         for chunk in _chunks(entity_ids):
             rows = await tx.fetch_all(_cached("lock", len(chunk)), {f"v{i}": v for i, v in enumerate(chunk)})
             state.update((row["id"], row) for row in rows)
+        ledger.entity_weight = {entity_id: float(row["vote_weight"]) for entity_id, row in state.items()}
 
         rows_to_insert: list[dict[str, Any]] = []
         for vote in votes:
             id1, id2 = ids[vote.key1], ids[vote.key2]
-            apply_vote(state[id1], state[id2], vote.score1, k_factor)
+            one, two = state[id1], state[id2]
+            weight = ledger.vote(
+                vote.voter,
+                id1,
+                id2,
+                (one["mu"], one["sigma"]),
+                (two["mu"], two["sigma"]),
+                vote.score1,
+                served=vote.served,
+            )
+            apply_vote(one, two, vote.score1, k_factor, weight)
             winner = id1 if vote.score1 == 1.0 else id2 if vote.score1 == 0.0 else None
             rows_to_insert.append(
                 {
@@ -246,6 +279,10 @@ async def apply_vote_batch(
                     "t": vote.created_at or now,
                     "s": vote.strategy,
                     "p": vote.probability,
+                    "v": vote.verdict or ("tie" if winner is None else "win"),
+                    "c": vote.category,
+                    "u": vote.voter,
+                    "k": f"import:{run.id}:{vote.line}" if vote.served else None,
                 }
             )
         for chunk in _chunks(rows_to_insert):
@@ -253,6 +290,7 @@ async def apply_vote_batch(
             await tx.execute(_cached("insert", len(chunk)), values)
         for entity_id in entity_ids:
             await tx.execute(WRITE_DERIVED, state[entity_id])
+        await voters.write_ledger(tx, db, project_id, ledger, loaded)
         await tx.execute(
             _ADVANCE_RUN,
             {

@@ -104,26 +104,9 @@ class VoteQueue:
     async def _record(self, votes: list[store.Vote]) -> list[store.VoteOutcome]:
         announce = self._announce()
         if len(votes) == 1 and votes[0].receipt is None:
-            # One vote: today's two-round-trip path (one statement with the COMMIT).
-            vote = votes[0]
+            # One vote: the lone-vote path (the writes in one statement with the COMMIT).
             try:
-                row = await store.record_comparison(
-                    self._db,
-                    vote.project_id,
-                    entity1_id=vote.entity1_id,
-                    entity2_id=vote.entity2_id,
-                    selected_entity_id=vote.selected_entity_id,
-                    k_factor=vote.k_factor,
-                    user_id=vote.user_id,
-                    provenance=vote.provenance,
-                    announce=announce,
-                    voter=vote.voter,
-                    daily_cap=vote.daily_cap,
-                    verdict=vote.verdict,
-                    category=vote.category,
-                    trust=vote.trust,
-                    prior=vote.prior,
-                )
+                row = await store.record_vote(self._db, votes[0], announce=announce)
             except (store.EntityNotFound, store.DailyCapReached) as exc:
                 return [exc]
             return [row]

@@ -3,15 +3,15 @@ voters report, and writing a rebuilt ledger. Every row here is derived from the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam as param
 
-from compere.domain.trust import Share, VoterState
+from compere.domain.trust import POLICIES, Ledger, Share, TrustPolicy, VoterState
 from compere.storage.database import Connection, Database, Query, Row
-from compere.storage.tables import LIVE, entities, voter_entities, voters
+from compere.storage.tables import LIVE, entities, projects, voter_entities, voters
 
 
 def _per_dialect(build: Callable[[Database], Query]) -> Callable[[Database], Query]:
@@ -29,22 +29,40 @@ def _per_dialect(build: Callable[[Database], Query]) -> Callable[[Database], Que
 _STATE = (voters.c.votes, voters.c.evidence, voters.c.touched, voters.c.weight)
 
 
-def _lock_voter(db: Database, draw_id: bool) -> Query:
-    """Create the voter's row if new and lock it, returning its record; ``draw_id`` also
-    draws the new comparison's id (PostgreSQL), so ids follow the order votes took their
-    locks and a replay in id order sees each voter's votes as they were applied."""
+def _lock_voter(db: Database) -> Query:
+    """Create the voter's row if new and lock it, returning its record and the project's
+    stored trust mode (read here, with the lock held, not from a cache: a change of mode
+    replays the project with these tables locked, so every vote after it is weighed by
+    the new mode)."""
     stmt = db.insert_or_skip(voters).values(
         project_id=param("project_id"), voter=param("voter"), votes=0, evidence=0.0, touched=0, weight=0.0
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[voters.c.project_id, voters.c.voter], set_={"voter": stmt.excluded.voter}
     )
-    extra = [sa.func.nextval(sa.literal_column("'comparisons_id_seq'")).label("new_id")] if draw_id else []
-    return Query(stmt.returning(*_STATE, *extra), prepare=True)
+    mode = (
+        sa.select(projects.c.trust_mode)
+        .where(projects.c.id == param("project_id"))
+        .scalar_subquery()
+        .label("trust_mode")
+    )
+    return Query(stmt.returning(*_STATE, mode), prepare=True)
 
 
-lock_voter = _per_dialect(lambda db: _lock_voter(db, False))
-lock_voter_drawing_id = _per_dialect(lambda db: _lock_voter(db, True))
+def trust_in_force(record: Row, deployment: TrustPolicy) -> TrustPolicy:
+    """The trust policy of a vote: its project's stored mode (``record`` from the voter
+    lock), or the deployment's where the project sets none."""
+    mode = record["trust_mode"]
+    return deployment if mode is None else POLICIES[mode]
+
+
+lock_voter = _per_dialect(_lock_voter)
+# A record the vote that created it did not store a vote for (a batch's refused vote).
+DELETE_IDLE_VOTER = Query(
+    sa.delete(voters).where(
+        voters.c.project_id == param("project_id"), voters.c.voter == param("voter"), voters.c.votes == 0
+    )
+)
 
 
 def update_voter_statement() -> Any:
@@ -118,29 +136,77 @@ async def write_voter(tx: Connection, db: Database, params: dict[str, Any]) -> N
         )
 
 
+async def load_ledger(
+    tx: Connection,
+    db: Database,
+    project_id: int,
+    ledger: Ledger,
+    names: Sequence[str],
+    entity_ids: Sequence[int],
+) -> dict[tuple[Any, int], Share]:
+    """Lock the voters ``names`` (sorted, and before the entities, as every vote path locks them)
+    and load their records and their shares of ``entity_ids`` into ``ledger``; returns the
+    shares as loaded (for :func:`write_ledger` to skip those the votes left alone)."""
+    for name in sorted(names):
+        record = await tx.fetch_one(lock_voter(db), {"project_id": project_id, "voter": name})
+        assert record is not None
+        ledger.voters[name] = voter_state(record)
+        ledger.policy = trust_in_force(record, ledger.policy)
+    if not names or not entity_ids:
+        return {}
+    rows = await tx.fetch_all(
+        Query(
+            sa.select(
+                voter_entities.c.voter,
+                voter_entities.c.entity_id,
+                voter_entities.c.votes,
+                voter_entities.c.weight,
+            ).where(
+                voter_entities.c.project_id == project_id,
+                voter_entities.c.voter.in_(list(names)),
+                voter_entities.c.entity_id.in_(list(entity_ids)),
+            )
+        )
+    )
+    for row in rows:
+        ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
+    return dict(ledger.shares)
+
+
+async def write_ledger(
+    tx: Connection,
+    db: Database,
+    project_id: int,
+    ledger: Ledger,
+    loaded: Mapping[tuple[Any, int], Share] | None = None,
+) -> None:
+    """Each voter's record and shares as ``ledger`` left them (loaded by :func:`load_ledger`);
+    a share still as ``loaded`` has it is not written again, and a record no stored vote
+    moved from new is deleted again (as a lone vote's rollback leaves none)."""
+    for name, record in ledger.voters.items():
+        if record.votes == 0:
+            await tx.execute(DELETE_IDLE_VOTER, {"project_id": project_id, "voter": str(name)})
+        else:
+            await tx.execute(_UPDATE_VOTER, share_params(project_id, str(name), record, {}))
+    for (name, entity_id), share in ledger.shares.items():
+        if loaded is not None and loaded.get((name, entity_id)) == share:
+            continue
+        await tx.execute(
+            upsert_share(db),
+            {
+                "project_id": project_id,
+                "voter": name,
+                "share_entity": entity_id,
+                "share_votes": share.votes,
+                "share_weight": share.weight,
+            },
+        )
+
+
 # --- rebuilding ----------------------------------------------------------------------
 
 _CLEAR_SHARES = Query(sa.delete(voter_entities).where(voter_entities.c.project_id == param("project_id")))
 _CLEAR_VOTERS = Query(sa.delete(voters).where(voters.c.project_id == param("project_id")))
-_INSERT_VOTER = Query(
-    sa.insert(voters).values(
-        project_id=param("project_id"),
-        voter=param("voter"),
-        votes=param("votes"),
-        evidence=param("evidence"),
-        touched=param("touched"),
-        weight=param("weight"),
-    )
-)
-_INSERT_SHARE = Query(
-    sa.insert(voter_entities).values(
-        voter=param("voter"),
-        entity_id=param("entity_id"),
-        project_id=param("project_id"),
-        votes=param("votes"),
-        weight=param("weight"),
-    )
-)
 
 
 async def replace_all(
@@ -150,11 +216,27 @@ async def replace_all(
     transaction)."""
     await tx.execute(_CLEAR_SHARES, {"project_id": project_id})
     await tx.execute(_CLEAR_VOTERS, {"project_id": project_id})
-    for voter, state in records.items():
-        await tx.execute(_INSERT_VOTER, {"project_id": project_id, "voter": voter, **state._asdict()})
-    for (voter, entity_id), share in shares.items():
-        params = {"project_id": project_id, "voter": voter, "entity_id": entity_id, **share._asdict()}
-        await tx.execute(_INSERT_SHARE, params)
+    await _insert_rows(
+        tx,
+        voters,
+        [{"project_id": project_id, "voter": voter, **state._asdict()} for voter, state in records.items()],
+    )
+    await _insert_rows(
+        tx,
+        voter_entities,
+        [
+            {"project_id": project_id, "voter": voter, "entity_id": entity_id, **share._asdict()}
+            for (voter, entity_id), share in shares.items()
+        ],
+    )
+
+
+_ROWS_PER_INSERT = 500  # a voter per vote and entity can mean many rows: not one round trip each
+
+
+async def _insert_rows(tx: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        await tx.execute(Query(sa.insert(table).values(rows[start : start + _ROWS_PER_INSERT])))
 
 
 # --- reading -------------------------------------------------------------------------

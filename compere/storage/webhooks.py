@@ -1,5 +1,8 @@
 """Webhook subscriptions, the event outbox, and the delivery log with its retry schedule.
 
+A subscription belongs to a project and hears that project's events only; every
+subscription query takes the project, so one project's owners never see another's.
+
 Timestamps are ISO 8601 UTC text written by the caller (``compere.storage.timestamps.utc_now``
 format), so "due" comparisons work alike on both backends.
 """
@@ -15,7 +18,9 @@ from sqlalchemy import bindparam as param
 
 from compere.storage.database import Connection, Database, Query, Row
 from compere.storage.tables import (
+    DEFAULT_PROJECT_ID,
     comparisons,
+    projects,
     webhook_deliveries,
     webhook_events,
     webhook_state,
@@ -64,19 +69,42 @@ _INSERT_SUBSCRIPTION = Query(
         active=param("active"),
         created_at=param("now"),
         updated_at=param("now"),
+        project_id=param("project_id"),
     )
     .returning(*PUBLIC_SUBSCRIPTION_COLUMNS)
 )
-_GET_SUBSCRIPTION = Query(sa.select(*PUBLIC_SUBSCRIPTION_COLUMNS).where(subs.c.id == param("id")))
-_LIST_SUBSCRIPTIONS = Query(sa.select(*PUBLIC_SUBSCRIPTION_COLUMNS).order_by(subs.c.id))
-_DELETE_SUBSCRIPTION = Query(sa.delete(subs).where(subs.c.id == param("id")))
+_ONE = sa.and_(subs.c.id == param("id"), subs.c.project_id == param("project_id"))
+_GET_SUBSCRIPTION = Query(sa.select(*PUBLIC_SUBSCRIPTION_COLUMNS).where(_ONE))
+_LIST_SUBSCRIPTIONS = Query(
+    sa.select(*PUBLIC_SUBSCRIPTION_COLUMNS)
+    .where(subs.c.project_id == param("project_id"))
+    .order_by(subs.c.id)
+)
+_DELETE_SUBSCRIPTION = Query(sa.delete(subs).where(_ONE))
 _ACTIVE_SUBSCRIPTIONS = Query(
-    sa.select(subs.c.id, subs.c.url, subs.c.secret, subs.c.events).where(subs.c.active == sa.true())
+    sa.select(
+        subs.c.id,
+        subs.c.url,
+        subs.c.secret,
+        subs.c.events,
+        subs.c.project_id,
+        projects.c.slug.label("project"),
+    )
+    .select_from(subs.join(projects, projects.c.id == subs.c.project_id))
+    .where(subs.c.active == sa.true())
 )
 
 
 async def create_subscription(
-    db: Connection, *, url: str, events: Sequence[str], secret: str, description: str, active: bool, now: str
+    db: Connection,
+    *,
+    project_id: int,
+    url: str,
+    events: Sequence[str],
+    secret: str,
+    description: str,
+    active: bool,
+    now: str,
 ) -> Row:
     row = await db.fetch_one(
         _INSERT_SUBSCRIPTION,
@@ -87,22 +115,23 @@ async def create_subscription(
             "description": description,
             "active": active,
             "now": now,
+            "project_id": project_id,
         },
     )
     assert row is not None
     return row
 
 
-async def get_subscription(db: Connection, subscription_id: int) -> Row | None:
-    return await db.fetch_one(_GET_SUBSCRIPTION, {"id": subscription_id})
+async def get_subscription(db: Connection, subscription_id: int, project_id: int) -> Row | None:
+    return await db.fetch_one(_GET_SUBSCRIPTION, {"id": subscription_id, "project_id": project_id})
 
 
-async def list_subscriptions(db: Connection) -> list[Row]:
-    return await db.fetch_all(_LIST_SUBSCRIPTIONS)
+async def list_subscriptions(db: Connection, project_id: int) -> list[Row]:
+    return await db.fetch_all(_LIST_SUBSCRIPTIONS, {"project_id": project_id})
 
 
 async def update_subscription(
-    db: Connection, subscription_id: int, changes: dict[str, Any], now: str
+    db: Connection, subscription_id: int, project_id: int, changes: dict[str, Any], now: str
 ) -> Row | None:
     """Apply a partial update (``url``, ``events``, ``description``, ``active``)."""
     values = dict(changes)
@@ -111,20 +140,21 @@ async def update_subscription(
     values["updated_at"] = now
     stmt = (
         sa.update(subs)
-        .where(subs.c.id == subscription_id)
+        .where(subs.c.id == subscription_id, subs.c.project_id == project_id)
         .values(**values)
         .returning(*PUBLIC_SUBSCRIPTION_COLUMNS)
     )
     return await db.fetch_one(Query(stmt))
 
 
-async def delete_subscription(db: Connection, subscription_id: int) -> bool:
+async def delete_subscription(db: Connection, subscription_id: int, project_id: int) -> bool:
     """Delete a subscription with its delivery log."""
-    return await db.execute(_DELETE_SUBSCRIPTION, {"id": subscription_id}) > 0
+    return await db.execute(_DELETE_SUBSCRIPTION, {"id": subscription_id, "project_id": project_id}) > 0
 
 
 async def active_subscriptions(db: Connection) -> list[Row]:
-    """Active subscriptions with their secrets (for the dispatcher only)."""
+    """Active subscriptions of every project with their secrets and project slugs (for the
+    dispatcher only)."""
     return await db.fetch_all(_ACTIVE_SUBSCRIPTIONS)
 
 
@@ -136,6 +166,7 @@ _INSERT_EVENT = Query(
         subject_id=param("subject_id"),
         payload=param("payload"),
         created_at=param("now"),
+        project_id=param("project_id"),
     )
 )
 # The oldest events with, for votes, the comparison they report. FOR UPDATE (without
@@ -147,6 +178,10 @@ _CLAIM_EVENTS = Query(
         webhook_events.c.event_type,
         webhook_events.c.payload,
         webhook_events.c.created_at,
+        # A vote's event leaves its project to the comparison.
+        sa.func.coalesce(comparisons.c.project_id, webhook_events.c.project_id, DEFAULT_PROJECT_ID).label(
+            "project_id"
+        ),
         comparisons.c.id.label("comparison_id"),
         comparisons.c.entity1_id,
         comparisons.c.entity2_id,
@@ -175,11 +210,16 @@ _DELETE_EVENTS = Query(
 
 
 async def insert_event(
-    db: Connection, event_type: str, *, now: str, subject_id: int | None = None, payload: str | None = None
+    db: Connection,
+    event_type: str,
+    *,
+    now: str,
+    project_id: int,
+    subject_id: int | None = None,
+    payload: str | None = None,
 ) -> None:
-    await db.execute(
-        _INSERT_EVENT, {"event_type": event_type, "subject_id": subject_id, "payload": payload, "now": now}
-    )
+    params = {"event_type": event_type, "subject_id": subject_id, "payload": payload, "now": now}
+    await db.execute(_INSERT_EVENT, {**params, "project_id": project_id})
 
 
 async def claim_events(tx: Connection, limit: int) -> list[Row]:

@@ -176,7 +176,7 @@ def _vote(
         daily_cap=project.settings.daily_vote_cap,
         verdict=body.verdict,
         category=body.category,
-        trust=request.app[SETTINGS].trust,
+        trust=request.app[SETTINGS].trust,  # where the project sets no mode
         prior=project.settings.prior,
     )
 

@@ -49,7 +49,7 @@ async def create_entity(request: web.Request) -> web.Response:
             prompt=body.prompt,
             attributes=body.attributes,
         )
-        await webhooks.record(conn, ENTITY_CREATED, entity_out(row))
+        await webhooks.record(conn, ENTITY_CREATED, entity_out(row), request[PROJECT].id)
     # 200, not 201: the original answered 200 and its clients may check for it.
     return json_response(entity_out(row))
 
@@ -123,7 +123,9 @@ async def import_entities(request: web.Request) -> web.Response:
         "rejected_count": len(summary.rejected),
     }
     webhooks = request.app[WEBHOOKS]
-    await webhooks.record(request.app[DATABASE], IMPORT_FINISHED, {**counts, "source": "http"})
+    await webhooks.record(
+        request.app[DATABASE], IMPORT_FINISHED, {**counts, "source": "http"}, request[PROJECT].id
+    )
     return json_response(
         {
             **counts,

@@ -22,7 +22,7 @@ async def next_comparison(request: web.Request) -> web.Response:
     focus = None
     if query.category is not None:  # choose by what is known in this category
         focus = await app[RANKING_CACHE].board(
-            reader, project.id, "bt", project.settings.prior, app[SETTINGS].trust, query.category
+            reader, project.id, "bt", project.settings.prior, project.settings.trust, query.category
         )
     pair = await next_pair(reader, project, app[SETTINGS], app[PAIR_TOKENS], query.strategy, focus)
     if pair is None:

@@ -12,7 +12,7 @@ from compere.http.errors import ApiError, json_response, validation_error
 from compere.http.keys import DATABASE, PROJECT, PROJECTS, SETTINGS, USER
 from compere.http.schemas import MemberSet, ProjectCreate, ProjectListQuery, ProjectUpdate
 from compere.http.validation import read_body, read_query
-from compere.services.projects import project_from_row
+from compere.services.projects import change_project, project_from_row
 from compere.storage import projects as store
 from compere.storage.database import ConflictError
 
@@ -36,6 +36,11 @@ def project_out(project: Project, role: Role | None) -> dict[str, Any]:
             "allow_ties": own.allow_ties,
             "allow_anonymous": own.allow_anonymous,
             "daily_vote_cap": own.daily_vote_cap,
+            "trust_mode": own.trust.mode,
+            "provisional_max_uncertainty": own.provisional_max_uncertainty,
+            "provisional_min_votes": own.provisional_min_votes,
+            "ranking_objective": own.ranking_objective,
+            "ranking_top_k": own.ranking_top_k,
         },
         "role": role,
     }
@@ -109,10 +114,11 @@ async def update_project(request: web.Request) -> web.Response:
                 raise validation_error(["body", name], "must not be null")
             changes[name] = getattr(body, name)
     project = request[PROJECT]
-    row = await store.update(request.app[DATABASE], project.id, changes)
-    assert row is not None
+    row, replayed = await change_project(request.app[DATABASE], project.id, changes, request.app[SETTINGS])
     request.app[PROJECTS].forget(project.slug)
-    return json_response(project_out(project_from_row(row, request.app[SETTINGS]), role))
+    out = project_out(project_from_row(row, request.app[SETTINGS]), role)
+    out["ratings_rebuilt"] = replayed
+    return json_response(out)
 
 
 async def archive_project(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from aiohttp import web
 from compere.domain import covariates, honesty
 from compere.domain.bayes import Z95
 from compere.http.errors import json_response, start_stream, validation_error
-from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE
 from compere.http.schemas import ProgressQuery, RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
@@ -50,9 +50,8 @@ async def ratings(request: web.Request) -> web.StreamResponse:
     by = "score" if fitted else query.by
     board = None
     if by == "score":
-        trust = request.app[SETTINGS].trust
         board = await request.app[RANKING_CACHE].board(
-            db, project.id, query.model, project.settings.prior, trust, query.category
+            db, project.id, query.model, project.settings.prior, project.settings.trust, query.category
         )
     if board is not None and fitted:
         ids = board.ids[query.skip : query.skip + query.limit if query.limit else None]
@@ -99,18 +98,18 @@ async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse
     """
     if query.by == "rating" and "by" in query.model_fields_set:
         raise validation_error(["query", "by"], "detail=full orders by score: use by=score or leave by out")
-    settings = request.app[SETTINGS]
     db = request.app[DATABASE].reader()
     project = request[PROJECT]
+    own = project.settings
     board, detail = await request.app[RANKING_CACHE].detail(
         db,
         project.id,
         query.model,
-        project.settings.prior,
-        settings.provisional_max_uncertainty,
-        settings.provisional_min_votes,
+        own.prior,
+        own.provisional_max_uncertainty,
+        own.provisional_min_votes,
         query.category,
-        settings.trust,
+        own.trust,
     )
     order = detail.ordered(board, provisional_last=query.provisional == "last")
     ids = order[query.skip : query.skip + query.limit if query.limit else None]
@@ -132,12 +131,12 @@ async def _controlled(request: web.Request, query: RatingsQuery) -> web.Response
         )
     assert query.control is not None
     names = covariates.parse_names(query.control)
-    settings = request.app[SETTINGS]
     db = request.app[DATABASE].reader()
     project = request[PROJECT]
+    settings = project.settings
     try:
         found = await request.app[RANKING_CACHE].controlled(
-            db, project.id, project.settings.prior, settings.trust, names, query.category
+            db, project.id, settings.prior, settings.trust, names, query.category
         )
     except covariates.DesignError as exc:
         raise validation_error(["query", "control"], str(exc)) from None
@@ -201,14 +200,15 @@ async def progress(request: web.Request) -> web.Response:
     project = request[PROJECT]
     model = "bt" if query.category is not None else query.model
     board = await request.app[RANKING_CACHE].board(
-        db, project.id, model, project.settings.prior, request.app[SETTINGS].trust, query.category
+        db, project.id, model, project.settings.prior, project.settings.trust, query.category
     )
     mu = np.array([board.score[i] for i in board.ids], dtype=float)
     se = np.array([board.relative_uncertainty(i) for i in board.ids], dtype=float)
     strategy = project.settings.strategy
     information = honesty.INFORMATION_PER_VOTE.get(strategy, honesty.INFORMATION_PER_VOTE["random"])
+    top_k = project.settings.ranking_top_k if query.top_k is None else query.top_k
     found = await asyncio.get_running_loop().run_in_executor(
-        None, honesty.progress, mu, se, query.target_tau, query.top_k, information
+        None, honesty.progress, mu, se, query.target_tau, top_k, information
     )
     return json_response(
         {

@@ -4,11 +4,13 @@ project's editors): a vote log streamed in the request body (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import ApiError, json_response
-from compere.http.keys import DATABASE, PROJECT, SETTINGS
+from compere.http.keys import DATABASE, PROJECT, SETTINGS, USER, VOTER_IDS
 from compere.http.schemas import VoteImportQuery
 from compere.http.validation import read_query
 from compere.services.vote_import import (
@@ -36,6 +38,8 @@ async def import_comparisons(request: web.Request) -> web.Response:
         max_rejected=0 if query.on_error == "stop" else query.max_rejected,
         source=query.source,
         project_id=project.id,
+        trust=request.app[SETTINGS].trust,
+        judge_voter=_judge_voter(request),
     )
     summary = VoteImportSummary()
     try:
@@ -57,3 +61,14 @@ async def import_comparisons(request: web.Request) -> web.Response:
             "stopped": summary.stopped,
         }
     )
+
+
+def _judge_voter(request: web.Request) -> Callable[[str], str]:
+    """An arena judge's voter id: sent by an API key, the id that key's votes get for a
+    ``voter`` field of the same name (one voter whether its votes came live or in a file);
+    otherwise the import namespace ``compere import comparisons`` uses too."""
+    voter_ids, caller = request.app[VOTER_IDS], request.get(USER)
+    if caller is not None and caller.api_key is not None:
+        key_id = caller.api_key.id
+        return lambda judge: voter_ids.on_behalf_of(key_id, judge)
+    return voter_ids.judge

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from compere.http.errors import json_response
-from compere.http.keys import DATABASE, PROJECT, SETTINGS
+from compere.http.keys import DATABASE, PROJECT
 from compere.http.schemas import VotersQuery
 from compere.http.validation import read_query
 from compere.services.voters import voters_report
@@ -14,8 +14,8 @@ from compere.services.voters import voters_report
 
 async def list_voters(request: web.Request) -> web.Response:
     query = read_query(request, VotersQuery)
-    policy = request.app[SETTINGS].trust
     project = request[PROJECT]
+    policy = project.settings.trust
     report = await voters_report(
         request.app[DATABASE], project.id, policy, project.settings.prior, skip=query.skip, limit=query.limit
     )

@@ -1,4 +1,6 @@
-"""``/webhooks/``: subscriptions, their delivery log, and replays (superusers)."""
+"""``/webhooks/`` (the default project's, superusers) and ``/projects/{slug}/webhooks/``
+(the project's owners): subscriptions, their delivery log, and replays. A subscription
+hears the events of its own project only."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from yarl import URL
 
 from compere.http.auth import require_bulk_access
 from compere.http.errors import json_response, not_found, validation_error
-from compere.http.keys import DATABASE, WEBHOOKS
+from compere.http.keys import DATABASE, PROJECT, WEBHOOKS
 from compere.http.schemas import DeliveryListQuery, WebhookCreate, WebhookUpdate
 from compere.http.validation import path_id, read_body, read_query
 from compere.infra.outbound import literal_address
@@ -70,6 +72,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     secret = "whsec_" + secrets.token_urlsafe(32)
     row = await store.create_subscription(
         request.app[DATABASE],
+        project_id=request[PROJECT].id,
         url=body.url,
         events=sorted(set(body.events)),
         secret=secret,
@@ -83,13 +86,13 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     require_bulk_access(request)
-    rows = await store.list_subscriptions(request.app[DATABASE])
+    rows = await store.list_subscriptions(request.app[DATABASE], request[PROJECT].id)
     return json_response([subscription_out(row) for row in rows])
 
 
 async def _subscription(request: web.Request) -> tuple[int, Row]:
     subscription_id = path_id(request, "webhook_id", "Webhook")
-    row = await store.get_subscription(request.app[DATABASE], subscription_id)
+    row = await store.get_subscription(request.app[DATABASE], subscription_id, request[PROJECT].id)
     if row is None:
         raise not_found("Webhook", subscription_id)
     return subscription_id, row
@@ -115,11 +118,11 @@ async def update_webhook(request: web.Request) -> web.Response:
         _check_destination(request.app[WEBHOOKS], changes["url"])
     if "events" in changes:
         changes["events"] = sorted(set(changes["events"]))
-    db = request.app[DATABASE]
+    db, project_id = request.app[DATABASE], request[PROJECT].id
     if changes:
-        row = await store.update_subscription(db, subscription_id, changes, utc_now())
+        row = await store.update_subscription(db, subscription_id, project_id, changes, utc_now())
     else:
-        row = await store.get_subscription(db, subscription_id)
+        row = await store.get_subscription(db, subscription_id, project_id)
     if row is None:
         raise not_found("Webhook", subscription_id)
     await request.app[WEBHOOKS].subscriptions_changed()
@@ -129,7 +132,7 @@ async def update_webhook(request: web.Request) -> web.Response:
 async def delete_webhook(request: web.Request) -> web.Response:
     require_bulk_access(request)
     subscription_id = path_id(request, "webhook_id", "Webhook")
-    if not await store.delete_subscription(request.app[DATABASE], subscription_id):
+    if not await store.delete_subscription(request.app[DATABASE], subscription_id, request[PROJECT].id):
         raise not_found("Webhook", subscription_id)
     await request.app[WEBHOOKS].subscriptions_changed()
     return json_response({"message": f"Webhook {subscription_id} deleted"})

@@ -17,7 +17,16 @@ const newKeyValue = document.querySelector("[data-new-key-value]");
 
 const slug = currentProject();
 const base = `/projects/${encodeURIComponent(slug)}`;
-const NUMBERS = ["elo_k_factor", "prior_sd", "exploration", "daily_vote_cap"];
+const CHOICES = ["strategy", "trust_mode", "ranking_objective"];
+const NUMBERS = [
+  "elo_k_factor",
+  "prior_sd",
+  "exploration",
+  "daily_vote_cap",
+  "ranking_top_k",
+  "provisional_max_uncertainty",
+  "provisional_min_votes",
+];
 const FLAGS = ["allow_ties", "allow_anonymous"];
 
 function announce(message) {
@@ -47,7 +56,7 @@ function fillProject(project) {
   fields.name.value = project.name;
   fields.description.value = project.description || "";
   fields.visibility.value = project.visibility;
-  fields.strategy.value = own(project, "strategy") || "";
+  for (const name of CHOICES) fields[name].value = own(project, name) || "";
   for (const name of NUMBERS) {
     const value = own(project, name);
     fields[name].value = value === null ? "" : String(value);
@@ -76,8 +85,8 @@ projectForm.addEventListener("submit", (event) => {
       name: fields.name.value.trim(),
       description: fields.description.value,
       visibility: fields.visibility.value,
-      strategy: fields.strategy.value || null,
     };
+    for (const name of CHOICES) body[name] = fields[name].value || null;
     // A box left as the server's setting stays unset, so it keeps following the server.
     for (const name of NUMBERS) body[name] = fields[name].value === "" ? null : Number(fields[name].value);
     for (const name of FLAGS) {
@@ -86,7 +95,9 @@ projectForm.addEventListener("submit", (event) => {
     }
     const { data } = await api("PATCH", base, body);
     fillProject(data);
-    announce("Settings saved.");
+    // A change of trust mode weighs every vote again (in the same request).
+    const replayed = data.ratings_rebuilt;
+    announce(replayed ? `Settings saved; ${replayed} votes weighed again.` : "Settings saved.");
   });
 });
 
