@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import math
 import os
 import random
 import sqlite3
@@ -370,3 +371,26 @@ class Rigging:
     HONEST_VOTES_EACH = 36
     ATTACKERS = 3
     RIGGED_EACH = 8
+
+
+# --- style control: a board whose votes favour long answers --------------------------------
+
+# Eight answers: lengths 100..800, true quality unrelated to length. Answer 0 is short and
+# the best; answer 7 is the longest and the worst.
+ANSWER_LENGTHS = [100, 200, 300, 400, 500, 600, 700, 800]
+ANSWER_QUALITY = [1.0, 0.0, -0.5, 0.5, 0.0, -0.5, 0.5, -1.0]
+LENGTH_BIAS = 1.2  # logits per standard deviation of length: what the judges add for length
+
+
+def length_biased_votes(votes_per_pair: int = 6) -> list[tuple[int, int, int]]:
+    """``(first, second, winner)`` answer indices: each pair's wins follow quality plus the
+    length bias (rounded expected counts, so the board is the same on every run)."""
+    from compere.domain.covariates import design
+
+    z = design([{"length": float(x)} for x in ANSWER_LENGTHS], ["length"]).z[:, 0]
+    votes = []
+    for i, j in itertools.combinations(range(len(ANSWER_LENGTHS)), 2):
+        logit = ANSWER_QUALITY[i] - ANSWER_QUALITY[j] + LENGTH_BIAS * (z[i] - z[j])
+        wins = round(votes_per_pair / (1.0 + math.exp(-logit)))
+        votes += [(i, j, i if k < wins else j) for k in range(votes_per_pair)]
+    return votes

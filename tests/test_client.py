@@ -72,6 +72,7 @@ CLIENT_METHODS = {
     ("GET", "/ratings"): "ratings",
     ("GET", "/ratings/progress"): "progress",
     ("GET", "/ratings/categories"): "categories",
+    ("GET", "/ratings/attributes"): "attributes",
     ("POST", "/auth/token"): "login",
     ("POST", "/auth/logout"): "logout",
     ("GET", "/auth/users/me"): "me",
@@ -234,6 +235,16 @@ async def test_the_client_speaks_every_route_with_the_servers_models(start_serve
                 top = await admin.ratings(by=by, model=model, skip=1, limit=3)
                 assert [e.id for e in top.items] == [e.id for e in whole.items[1:4]]
         assert len([e async for e in admin.iter_ratings(by="score", page_size=4)]) == 9
+        # Style control: two entities with a length, the board controlled for it.
+        for entity, length in ((made[0], 10.0), (made[1], 30.0)):
+            assert (await admin.update_entity(entity.id, attributes={"length": length})).attributes == {
+                "length": length
+            }
+        assert [(a.attribute, a.entities) for a in await admin.attributes()] == [("length", 2)]
+        controlled = await admin.controlled_ratings(["length"], detail="full", limit=20)
+        assert controlled.control == ["length"] and len(controlled.entries) == 9
+        assert controlled.coefficients[0].attribute == "length"
+        assert sum(e.imputed == ["length"] for e in controlled.entries) == 7
 
         # Streamed exports.
         records = [r async for r in admin.export_comparisons()]

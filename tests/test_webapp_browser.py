@@ -413,6 +413,53 @@ def test_leaderboard_marks_provisional_entries_and_reads_each_category(tmp_path:
             page.screenshot(path=str(SCREENSHOTS / "leaderboard-categories.png"), full_page=True)
 
 
+def test_leaderboard_controls_for_an_attribute(tmp_path: Path, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from tests.helpers import ANSWER_LENGTHS, length_biased_votes
+
+    with running_server(tmp_path) as server:
+        ids = [
+            server.call("POST", "/entities/", {"name": f"Answer {k}", "attributes": {"length": length}})["id"]
+            for k, length in enumerate(ANSWER_LENGTHS)
+        ]
+        for i, j, winner in length_biased_votes():
+            body = {"entity1_id": ids[i], "entity2_id": ids[j], "selected_entity_id": ids[winner]}
+            server.call("POST", "/comparisons/", body)
+
+        page.goto(server.base + "/leaderboard")
+        page.get_by_label("Live updates").uncheck()
+        rows = page.locator("tbody[data-rows] tr")
+        expect(rows).to_have_count(8)
+        expect(page.locator("[data-control-note]")).to_be_hidden()
+        control = page.get_by_label("Control for")
+        expect(control.locator("option")).to_have_text(["Nothing", "length"])
+        plain = board_names(page)
+        assert plain.index("Answer 7") < plain.index("Answer 0")  # the long answer wins votes
+
+        control.select_option("length")
+        expect(page.locator("[data-control-note]")).to_contain_text("length")
+        board = server.call("GET", "/ratings?detail=full&skip=0&limit=25&control=length")
+        expect(rows.locator("td.name")).to_have_text([e["name"] for e in board["entries"]])
+        names = board_names(page)
+        assert names.index("Answer 0") < names.index("Answer 7")
+        assert rows.locator("[data-unadjusted]").all_inner_texts() == [
+            f"was {e['unadjusted_rank']}" for e in board["entries"]
+        ]
+        (coefficient,) = board["coefficients"]
+        expect(page.locator("[data-control-note]")).to_contain_text(
+            f"+{coefficient['coefficient']:.2f} logits"
+        )
+
+        if os.environ.get("COMPERE_SCREENSHOTS"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "leaderboard-control.png"), full_page=True)
+
+        control.select_option("")
+        expect(page.locator("[data-control-note]")).to_be_hidden()
+        expect(page.locator("[data-unadjusted]")).to_have_count(0)
+
+
 def test_leaderboard_search_asks_the_server(server: Server, page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -502,7 +549,10 @@ def test_leaderboard_pages_come_from_the_server_with_shared_ranks(board_server: 
     assert min(range(10), key=lambda i: bars[i]["x"]) == min(range(10), key=lambda i: lows[i])
 
     # Only pages were asked for, never the whole board.
-    ratings = [url for url in ratings if "/ratings/categories" not in url]
+    # The selectors' lists (categories, attributes) are not the board.
+    ratings = [
+        url for url in ratings if "/ratings/categories" not in url and "/ratings/attributes" not in url
+    ]
     assert ratings and all("limit=25" in url and "detail=full" in url for url in ratings)
     assert any("skip=50" in url for url in ratings)
     _, headers = board_server.call_with_headers("GET", "/ratings?by=score&limit=1")

@@ -26,12 +26,14 @@ from compere.http.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyScope,
+    AttributeCount,
     BatchResult,
     CategoryCount,
     Comparison,
     ComparisonBatch,
     ComparisonCreate,
     ContentPair,
+    ControlledBoard,
     Entity,
     EntityCreate,
     EntityUpdate,
@@ -76,6 +78,7 @@ DeliveryStatus = Literal["pending", "delivered", "failed"]
 _ENTITIES = TypeAdapter(list[Entity])
 _RANKED = TypeAdapter(list[RankedEntity])
 _CATEGORIES = TypeAdapter(list[CategoryCount])
+_ATTRIBUTES = TypeAdapter(list[AttributeCount])
 _COMPARISONS = TypeAdapter(list[Comparison])
 _USERS = TypeAdapter(list[User])
 _API_KEYS = TypeAdapter(list[ApiKey])
@@ -554,12 +557,14 @@ class AsyncClient:
         image_urls: Iterable[str] = (),
         external_id: str | None = None,
         prompt: str | None = None,
+        attributes: Mapping[str, float] | None = None,
         idempotency_key: str | None = None,
     ) -> Entity:
         """``POST /entities/``; 409 (:class:`Conflict`) when ``external_id`` is taken.
 
         ``prompt`` is the prompt this entity answers (preference exports pair responses to
-        the same prompt).
+        the same prompt); ``attributes`` are named numbers a fitted board can control for
+        (``/ratings?control=``).
         """
         body = EntityCreate(
             name=name,
@@ -567,6 +572,7 @@ class AsyncClient:
             image_urls=list(image_urls),
             external_id=external_id,
             prompt=prompt,
+            attributes=dict(attributes or {}),
         )
         return await self._model(
             Entity, "POST", "/entities/", route="POST /entities/", json=body, idempotency_key=idempotency_key
@@ -578,7 +584,7 @@ class AsyncClient:
 
     async def update_entity(self, entity_id: int, **changes: Any) -> Entity:
         """``PUT /entities/{id}`` with only the given fields (``name``, ``description``,
-        ``image_urls``, ``prompt``)."""
+        ``image_urls``, ``prompt``, ``attributes``)."""
         body = EntityUpdate(**changes)
         path = f"/entities/{int(entity_id)}"
         return await self._model(Entity, "PUT", path, route="PUT /entities/{id}", json=body)
@@ -862,6 +868,33 @@ class AsyncClient:
         """``GET /ratings/categories``: every category votes were given in, with its votes."""
         answer = await self._call("GET", "/ratings/categories", route="GET /ratings/categories")
         return _CATEGORIES.validate_json(answer.body)
+
+    async def attributes(self) -> list[AttributeCount]:
+        """``GET /ratings/attributes``: every entity attribute a board can control for."""
+        answer = await self._call("GET", "/ratings/attributes", route="GET /ratings/attributes")
+        return _ATTRIBUTES.validate_json(answer.body)
+
+    async def controlled_ratings(
+        self,
+        control: Iterable[str],
+        *,
+        category: str | None = None,
+        detail: Literal["basic", "full"] = "basic",
+        provisional: Literal["last", "inline"] = "last",
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> ControlledBoard:
+        """``GET /ratings?control=...``: the fitted board with those entity attributes
+        controlled for (style control): adjusted scores and ranks beside the unadjusted
+        ones, and the fitted coefficient of each attribute."""
+        params: dict[str, Any] = {"control": ",".join(control), "skip": skip}
+        if detail == "full":
+            params.update(detail=detail, provisional=provisional)
+        if category is not None:
+            params["category"] = category
+        if limit is not None:
+            params["limit"] = limit
+        return await self._model(ControlledBoard, "GET", "/ratings", route="GET /ratings", params=params)
 
     def iter_ratings(
         self,

@@ -140,6 +140,8 @@ class Client:
     ratings = _blocking(AsyncClient.ratings)
     progress = _blocking(AsyncClient.progress)
     categories = _blocking(AsyncClient.categories)
+    attributes = _blocking(AsyncClient.attributes)
+    controlled_ratings = _blocking(AsyncClient.controlled_ratings)
     iter_ratings = _iterating(AsyncClient.iter_ratings)
     voters = _blocking(AsyncClient.voters)
     export_comparisons = _iterating(AsyncClient.export_comparisons)

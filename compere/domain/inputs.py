@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails
 
 from compere.domain.accounts import canonical_name
+from compere.domain.covariates import MAX_ATTRIBUTES, check_attributes
 
 
 def _storable_text(value: str) -> str:
@@ -66,6 +67,11 @@ ImageUrl = Annotated[StorableText, trimmed(2048)]
 ImageUrls = Annotated[list[ImageUrl], Field(max_length=10), _none_as([])]
 ExternalId = Annotated[StorableText, trimmed(200)]
 Prompt = Annotated[StorableText, StringConstraints(max_length=20000)]
+Attributes = Annotated[dict[str, float], BeforeValidator(check_attributes)]
+ATTRIBUTES_DESCRIPTION = (
+    f"Named numbers (at most {MAX_ATTRIBUTES}; names of a-z, 0-9 and _, starting with a letter, at most 32 "
+    'characters), e.g. {"length": 512}: covariates a fitted board can control for (/ratings?control=)'
+)
 
 
 def issue_message(error: ErrorDetails) -> str:
@@ -101,6 +107,7 @@ class EntityCreate(InputModel):
         description="The prompt this entity answers (at most 20000 characters); preference exports pair "
         "responses to the same prompt",
     )
+    attributes: Attributes = Field(default_factory=dict, description=ATTRIBUTES_DESCRIPTION)
 
 
 # --- users -------------------------------------------------------------------------

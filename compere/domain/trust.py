@@ -396,12 +396,17 @@ def board_fit(
     voter's agreement is measured again against that fitted consensus of the whole log
     (so a voter who voted while the board was still unsure is not held back by it) and
     the board is fitted with those weights. With ``off`` it is the unweighted fit."""
-    from compere.domain.bt import fit_votes_relative
+    from compere.domain.bt import fit_vote_log
 
     def fit(weights: np.ndarray | None) -> dict[int, tuple[float, float, float]]:
         if len(entity_ids) == 0:
             return {}
-        return fit_votes_relative(entity_ids, first, second, winner, prior=prior, weights=weights)
+        found = fit_vote_log(entity_ids, first, second, winner, prior=prior, weights=weights)
+        relative = found.se if found.se_relative is None else found.se_relative
+        return {
+            int(k): (float(m), float(s), float(r))
+            for k, m, s, r in zip(entity_ids, found.mu, found.se, relative, strict=True)
+        }
 
     if not policy.active:
         return BoardFit(fit(None), np.ones(len(first)), {}, {})

@@ -292,9 +292,10 @@ ROUTE_TABLE: list[Route] = [
         "GET",
         "/ratings",
         ratings.ratings,
-        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted",
+        "The leaderboard by Elo rating (default) or Bayesian score, online or fitted; with control=, "
+        "the fitted board with entity attributes controlled for",
         "ratings",
-        list[schemas.RankedEntity],
+        list[schemas.RankedEntity] | schemas.ControlledBoard,
         query=schemas.RatingsQuery,
         errors=(422,),
         headers={"X-Total-Count": "Number of entities on the leaderboard"},
@@ -318,6 +319,15 @@ ROUTE_TABLE: list[Route] = [
         "Every category votes were given in, with its vote count",
         "ratings",
         list[schemas.CategoryCount],
+        project_action="read",
+    ),
+    Route(
+        "GET",
+        "/ratings/attributes",
+        ratings.attributes,
+        "Every entity attribute a board can control for (control=), with how many entities have it",
+        "ratings",
+        list[schemas.AttributeCount],
         project_action="read",
     ),
     Route(

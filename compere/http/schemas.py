@@ -13,8 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
+from compere.domain import covariates
 from compere.domain.inputs import (
+    ATTRIBUTES_DESCRIPTION,
     STORABLE,
+    Attributes,
     Category,
     Description,
     ImageUrls,
@@ -60,6 +63,9 @@ class EntityUpdate(Model):
     description: Description | None = None
     image_urls: ImageUrls | None = None
     prompt: Prompt | None = None
+    attributes: Attributes | None = Field(
+        default=None, description=ATTRIBUTES_DESCRIPTION + "; replaces the whole set, null clears it"
+    )
 
 
 class Entity(Model):
@@ -76,6 +82,9 @@ class Entity(Model):
     updated_at: datetime
     external_id: str | None = Field(default=None, description="The identifier given at creation or import")
     prompt: str | None = Field(default=None, description="The prompt this entity answers, if any")
+    attributes: dict[str, float] = Field(
+        default_factory=dict, description="Named numbers a fitted board can control for (/ratings?control=)"
+    )
     score: float = Field(description="Bayesian strength (posterior mean, logit units)")
     uncertainty: float = Field(description="Posterior standard deviation of the strength")
     interval_95: list[float] = Field(
@@ -104,6 +113,14 @@ class EntityListQuery(Model):
     skip: Integer = Field(default=0, ge=0, le=MAX_ID)
     limit: Integer = Field(default=100, ge=1, le=1000)
     search: Annotated[str, StringConstraints(max_length=200), STORABLE] | None = None
+
+
+def _control(value: str) -> str:
+    covariates.parse_names(value)
+    return value
+
+
+Control = Annotated[str, StringConstraints(max_length=600), AfterValidator(_control)]
 
 
 class ComparisonCreate(Model):
@@ -273,6 +290,42 @@ class RatingsQuery(Model):
         default="last",
         description="With detail=full: list provisional entries after the settled ones, or in place",
     )
+    control: Control | None = Field(
+        default=None,
+        description="Entity attributes to control for, comma-separated (e.g. length,markdown_headers): the "
+        "fitted board with what they explain taken out, beside the unadjusted ranks, and the fitted "
+        "coefficients (the answer is then an object, see ControlledBoard)",
+    )
+
+
+class ControlledEntity(RankedEntity):
+    unadjusted_score: float = Field(description="The score on the board without the control")
+    unadjusted_rank: int = Field(description="The rank on the board without the control")
+    imputed: list[str] = Field(
+        description="Controlled attributes this entity lacks: taken at the board's mean (no adjustment for them)"
+    )
+
+
+class Coefficient(Model):
+    attribute: str
+    coefficient: float = Field(
+        description="Logits per standard deviation of the attribute: > 0 means votes favour more of it"
+    )
+    standard_error: float = Field(description="Laplace standard error of the coefficient")
+    interval_95: list[float] = Field(min_length=2, max_length=2)
+    mean: float = Field(description="The attribute's mean over the board's entities that have it")
+    standard_deviation: float = Field(
+        description="Its standard deviation there (the unit of the coefficient)"
+    )
+
+
+class ControlledBoard(Model):
+    control: list[str] = Field(description="The attributes controlled for")
+    category: str | None = None
+    coefficients: list[Coefficient]
+    entries: list[ControlledEntity] = Field(
+        description="Best first by the adjusted score: score, uncertainty, rank and tied are the adjusted board's"
+    )
 
 
 class ProgressQuery(Model):
@@ -290,6 +343,11 @@ class ProgressQuery(Model):
 class CategoryCount(Model):
     category: str
     votes: int
+
+
+class AttributeCount(Model):
+    attribute: str
+    entities: int = Field(description="Live entities that have this attribute")
 
 
 class Progress(Model):

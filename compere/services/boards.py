@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from compere.domain import honesty
+from compere.domain import covariates, honesty
 from compere.domain.bayes import Prior
+from compere.domain.bt import fit_vote_log
 from compere.domain.leaderboard import rank_with_ties
 from compere.domain.trust import POLICIES, BoardFit, TrustPolicy, board_fit
 from compere.storage import leaderboard, voters
@@ -115,6 +117,10 @@ class _Entry:
         return slow and now - self.computed_at < min(10 * self.cost, 30.0)
 
 
+# Cache keys made of what a client asked for (a category, a list of attributes).
+_CLIENT_CHOSEN = ("category:", "control:")
+
+
 @dataclass
 class RankingCache:
     """Boards per (project, model)."""
@@ -139,8 +145,44 @@ class RankingCache:
         """
         if category is not None:
             model = f"category:{category}"
+
+        async def compute() -> Board:
+            if model == "online":
+                return await self._online(db, project_id)
+            return await self._fit(db, project_id, prior, trust, category)
+
+        board: Board = await self._cached(db, project_id, model, (trust, prior), compute)
+        return board
+
+    async def controlled(
+        self,
+        db: Connection,
+        project_id: int,
+        prior: Prior,
+        trust: TrustPolicy,
+        names: list[str],
+        category: str | None = None,
+    ) -> Controlled:
+        """The fitted board (of ``category``'s votes, when given) with the entity
+        attributes ``names`` controlled for, beside the board without; raises
+        :class:`compere.domain.covariates.DesignError` when they cannot be fitted."""
+        key = f"control:{category or ''}:{','.join(names)}"
+
+        async def compute() -> Controlled:
+            return await _controlled(db, project_id, prior, trust, names, category)
+
+        controlled: Controlled = await self._cached(db, project_id, key, (trust, prior), compute)
+        return controlled
+
+    async def _cached(
+        self,
+        db: Connection,
+        project_id: int,
+        model: str,
+        made_with: tuple[Any, ...],
+        compute: Callable[[], Awaitable[Any]],
+    ) -> Any:
         key = (project_id, model)
-        made_with = (trust, prior)
         marker = await leaderboard.change_marker(db, project_id)
         entry = self._entries.get(key)
         if entry is not None and entry.usable(marker, time.monotonic(), made_with):
@@ -150,20 +192,16 @@ class RankingCache:
             if entry is not None and entry.usable(marker, time.monotonic(), made_with):
                 return entry.board
             started = time.monotonic()
-            board = await (
-                self._online(db, project_id)
-                if model == "online"
-                else self._fit(db, project_id, prior, trust, category)
-            )
+            value = await compute()
             now = time.monotonic()
-            if category is not None:
-                self._forget_categories(keep=32)
-            self._entries[key] = _Entry(marker, board, now, now - started, made_with)
-            return board
+            if model.startswith(_CLIENT_CHOSEN):
+                self._forget_client_chosen(keep=32)
+            self._entries[key] = _Entry(marker, value, now, now - started, made_with)
+            return value
 
-    def _forget_categories(self, keep: int) -> None:
-        """Bound the cache: categories are client-chosen strings."""
-        keys = [k for k in self._entries if k[1].startswith("category:")]
+    def _forget_client_chosen(self, keep: int) -> None:
+        """Bound the cache: categories and controlled attributes are client-chosen strings."""
+        keys = [k for k in self._entries if k[1].startswith(_CLIENT_CHOSEN)]
         if len(keys) >= keep:
             for key in keys:
                 del self._entries[key]
@@ -209,17 +247,86 @@ class RankingCache:
         ids = await leaderboard.live_ids(db, project_id)
         if not ids:  # an empty board has nothing to fit (the fit needs an entity)
             return _board([], [], [])
-        log, fit = await _log_fit(db, project_id, ids, prior, trust, category)
-        fitted = fit.fitted
-        counts = collections.Counter(log.first)
-        counts.update(log.second)
-        return _board(
-            ids,
-            [fitted[i][0] for i in ids],
-            [fitted[i][1] for i in ids],
-            [counts.get(i, 0) for i in ids],
-            [fitted[i][2] for i in ids],
+        log, fit = await weighted_fit(db, project_id, ids, prior, trust, category)
+        return _fitted_board(ids, log, fit.fitted)
+
+
+def _fitted_board(
+    ids: list[int], log: leaderboard.VoteColumns, fitted: dict[int, tuple[float, float, float]]
+) -> Board:
+    counts = collections.Counter(log.first)
+    counts.update(log.second)
+    return _board(
+        ids,
+        [fitted[i][0] for i in ids],
+        [fitted[i][1] for i in ids],
+        [counts.get(i, 0) for i in ids],
+        [fitted[i][2] for i in ids],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Coefficient:
+    """What one standard deviation of an attribute is worth on a controlled board."""
+
+    attribute: str
+    value: float  # logits per standard deviation of the attribute
+    standard_error: float
+    mean: float  # the attribute's mean over the board's entities that have it
+    standard_deviation: float  # and its standard deviation there
+
+
+@dataclass(frozen=True, slots=True)
+class Controlled:
+    """A fitted board with entity attributes controlled for, and the board without."""
+
+    board: Board  # adjusted: strengths with what the attributes explain taken out
+    unadjusted: Board
+    coefficients: list[Coefficient]
+    imputed: dict[int, list[str]]  # entities that lacked a controlled attribute (at the mean)
+
+
+async def _controlled(
+    db: Connection, project_id: int, prior: Prior, trust: TrustPolicy, names: list[str], category: str | None
+) -> Controlled:
+    attributes = await leaderboard.live_attributes(db, project_id)
+    ids = list(attributes)
+    found = covariates.design([attributes[i] for i in ids], names)
+    log, fit = await weighted_fit(db, project_id, ids, prior, trust, category)
+    # The same voter weights as the unadjusted board: they are the voters' record,
+    # which the attributes do not change.
+    weights = fit.vote_weights if trust.active else None
+    adjusted = await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: fit_vote_log(
+            ids, log.first, log.second, log.winner, prior=prior, weights=weights, covariates=found.z
+        ),
+    )
+    relative = adjusted.se if adjusted.se_relative is None else adjusted.se_relative
+    fitted = {
+        i: (float(m), float(s), float(r))
+        for i, m, s, r in zip(ids, adjusted.mu, adjusted.se, relative, strict=True)
+    }
+    assert adjusted.beta is not None and adjusted.beta_se is not None
+    coefficients = [
+        Coefficient(name, float(b), float(se), float(mean), float(sd))
+        for name, b, se, mean, sd in zip(
+            names, adjusted.beta, adjusted.beta_se, found.mean, found.scale, strict=True
         )
+    ]
+    return Controlled(
+        board=_fitted_board(ids, log, fitted),
+        unadjusted=_fitted_board(ids, log, fit.fitted),
+        coefficients=coefficients,
+        imputed={i: lacking for i, lacking in zip(ids, found.imputed, strict=True) if lacking},
+    )
+
+
+class WeightedFit(NamedTuple):
+    """A fit of a project's vote log with the log it was fitted on."""
+
+    log: leaderboard.VoteColumns
+    fit: BoardFit
 
 
 async def weighted_fit(
@@ -229,20 +336,9 @@ async def weighted_fit(
     prior: Prior,
     trust: TrustPolicy,
     category: str | None = None,
-) -> BoardFit:
+) -> WeightedFit:
     """The fit (Davidson's ties) of a project's whole log, or of one ``category``'s votes,
     each vote weighed by its voter's record (compere.domain.trust.board_fit)."""
-    return (await _log_fit(db, project_id, ids, prior, trust, category))[1]
-
-
-async def _log_fit(
-    db: Connection,
-    project_id: int,
-    ids: list[int],
-    prior: Prior,
-    trust: TrustPolicy,
-    category: str | None = None,
-) -> tuple[leaderboard.VoteColumns, BoardFit]:
     log = await leaderboard.vote_log(db, project_id, category=category)
     evidence = await voters.evidence_by_voter(db, project_id) if trust.active else {}
     by_voter = log.voter
@@ -253,4 +349,4 @@ async def _log_fit(
             ids, by_voter, log.first, log.second, log.winner, log.served, evidence, trust, prior
         ),
     )
-    return log, fit
+    return WeightedFit(log, fit)

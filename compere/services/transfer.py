@@ -123,8 +123,9 @@ def read_entity_records(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, d
 
     ``lines`` are the file's lines with their line endings (see :func:`text_lines`).
     Fields: ``external_id`` (required: it is what makes re-imports safe), ``name``,
-    ``description``, ``image_urls``. In CSV, ``image_urls`` is a JSON array or URLs
-    separated by spaces; in JSON Lines it is a list. Records are validated by the same
+    ``description``, ``image_urls``, ``attributes`` (and in JSON Lines ``prompt``). In CSV,
+    ``image_urls`` is a JSON array or URLs separated by spaces and ``attributes`` a JSON
+    object; in JSON Lines they are a list and an object. Records are validated by the same
     rules as ``POST /entities/``; an external id seen earlier in the same file is
     rejected with that line's number. A CSV header without the required columns
     raises :class:`ImportFormatError`; text that cannot be read at all stops the file
@@ -187,6 +188,7 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | R
                 "name": row.get("name"),
                 "description": row.get("description") or "",
                 "image_urls": _csv_urls((row.get("image_urls") or "").strip()),
+                "attributes": _csv_json((row.get("attributes") or "").strip() or "{}"),
             }
             yield line, _validated(line, raw)
     except csv.Error as exc:
@@ -197,11 +199,15 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | R
 
 def _csv_urls(text: str) -> Any:
     if text.startswith("["):
-        try:
-            return json.loads(text)
-        except (ValueError, RecursionError):  # not JSON, or a number too long to convert
-            return text  # rejected by validation with a clear message
+        return _csv_json(text)
     return text.split()
+
+
+def _csv_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, or a number too long to convert
+        return text  # rejected by validation with a clear message
 
 
 def _validated(line: int, raw: dict[str, Any]) -> dict[str, Any] | Rejected:
@@ -368,7 +374,7 @@ def _csv_cell(value: Any) -> Any:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, list):
+    if isinstance(value, list | dict):
         return json.dumps(value)
     return value
 

@@ -30,7 +30,7 @@ async def voters_report(
         (r["voter"], int(r["entity_id"]), float(r["weight"]))
         for r in await voters.live_shares(db, project_id)
     ]
-    fit = await weighted_fit(db, project_id, await leaderboard.live_ids(db, project_id), prior, policy)
+    fit = (await weighted_fit(db, project_id, await leaderboard.live_ids(db, project_id), prior, policy)).fit
     entity_total: dict[int, float] = {}
     for _, entity, weight in shares:
         entity_total[entity] = entity_total.get(entity, 0.0) + weight

@@ -42,7 +42,8 @@ async def import_entities(
 ) -> int:
     """Insert one batch of entities in one transaction; return how many were new.
 
-    Each record has ``external_id``, ``name``, ``description`` and ``image_urls``.
+    Each record has ``external_id``, ``name``, ``description`` and ``image_urls`` (and
+    optionally ``prompt`` and ``attributes``).
     Records whose external id already exists (also on a deleted entity) are skipped,
     so an import can be re-run, or resumed after a failure, without duplicates.
     """
@@ -63,6 +64,7 @@ async def import_entities(
                     now=now,
                     external_id=record["external_id"],
                     prompt=record.get("prompt"),
+                    attributes=record.get("attributes"),
                 ),
             )
     return created

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +47,7 @@ def new_entity_params(
     now: str,
     external_id: str | None,
     prompt: str | None,
+    attributes: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The parameters of :data:`compere.storage.tables.NEW_ENTITY` for one entity."""
     return {
@@ -61,7 +62,13 @@ def new_entity_params(
         "now": now,
         "external_id": external_id,
         "prompt": prompt,
+        "attributes": _stored_attributes(attributes),
     }
+
+
+def _stored_attributes(attributes: Mapping[str, float] | None) -> str | None:
+    """Attributes as stored: JSON object text, NULL for none."""
+    return json.dumps(dict(attributes)) if attributes else None
 
 
 async def create_entity(
@@ -75,6 +82,7 @@ async def create_entity(
     prior: Prior,
     external_id: str | None = None,
     prompt: str | None = None,
+    attributes: Mapping[str, float] | None = None,
 ) -> EntityRow:
     row = await db.fetch_one(
         _INSERT_ENTITY,
@@ -88,6 +96,7 @@ async def create_entity(
             now=utc_now(),
             external_id=external_id,
             prompt=prompt,
+            attributes=attributes,
         ),
     )
     assert row is not None
@@ -149,6 +158,8 @@ async def update_entity(
     values = dict(changes)
     if "image_urls" in values:
         values["image_urls"] = json.dumps(list(values["image_urls"]))
+    if "attributes" in values:
+        values["attributes"] = _stored_attributes(values["attributes"])
     values["updated_at"] = utc_now()
     stmt = (
         sa.update(entities)

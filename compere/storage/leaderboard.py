@@ -10,7 +10,7 @@ from sqlalchemy import bindparam as param
 
 from compere.storage.comparisons import vote_log as vote_batches
 from compere.storage.database import Connection, Query, Row
-from compere.storage.rows import EntityRow, entity_row
+from compere.storage.rows import EntityRow, attributes_of, entity_row
 from compere.storage.tables import ENTITY_COLUMNS, LIVE, comparisons, entities
 
 SORT_COLUMNS = {"rating": entities.c.rating, "score": entities.c.mu}
@@ -50,6 +50,7 @@ _STRENGTHS = Query(
     sa.select(entities.c.id, entities.c.mu, entities.c.sigma, entities.c.comparisons).where(_IN_PROJECT, LIVE)
 )
 _LIVE_IDS = Query(sa.select(entities.c.id).where(_IN_PROJECT, LIVE))
+_LIVE_ATTRIBUTES = Query(sa.select(entities.c.id, entities.c.attributes).where(_IN_PROJECT, LIVE))
 _VOTE_COUNT = Query(
     sa.select(sa.func.count().label("votes"))
     .select_from(comparisons)
@@ -119,6 +120,12 @@ async def vote_count(db: Connection, project_id: int) -> int:
 
 async def live_ids(db: Connection, project_id: int) -> list[int]:
     return [row["id"] for row in await db.fetch_all(_LIVE_IDS, {"project_id": project_id})]
+
+
+async def live_attributes(db: Connection, project_id: int) -> dict[int, dict[str, float]]:
+    """Every live entity of a project with its attributes (the covariates of a board)."""
+    rows = await db.fetch_all(_LIVE_ATTRIBUTES, {"project_id": project_id})
+    return {row["id"]: attributes_of(row["attributes"]) for row in rows}
 
 
 class VoteColumns(NamedTuple):

@@ -7,7 +7,7 @@ with aware UTC ``datetime``, ``list[str]`` and ``float``, so callers never refor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -33,6 +33,7 @@ class EntityRow:
     mu: float
     sigma: float
     prompt: str | None
+    attributes: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,15 @@ def entity_row(row: Row) -> EntityRow:
         mu=float(row["mu"]),
         sigma=float(row["sigma"]),
         prompt=row["prompt"],
+        attributes=attributes_of(row.get("attributes")),  # rows read before 0014 have none
     )
+
+
+def attributes_of(stored: str | dict[str, float] | None) -> dict[str, float]:
+    """An entity's attributes as stored (JSON object text) as a dict."""
+    if stored is None:
+        return {}
+    return orjson.loads(stored) if isinstance(stored, str) else dict(stored)
 
 
 # The columns of entities and comparisons that hold moments.
@@ -84,7 +93,7 @@ _MOMENTS = frozenset({"created_at", "updated_at", "deleted_at"})
 
 def plain_values(rows: list[Row]) -> list[Row]:
     """Rows of any columns of entities or comparisons (exports), changed in place:
-    moments as aware UTC ``datetime``, ``image_urls`` as a list. Returns ``rows``."""
+    moments as aware UTC ``datetime``, ``image_urls`` as a list, ``attributes`` as a dict. Returns ``rows``."""
     for row in rows:
         for key in _MOMENTS.intersection(row):
             if row[key] is not None:
@@ -92,6 +101,8 @@ def plain_values(rows: list[Row]) -> list[Row]:
         image_urls = row.get("image_urls")
         if isinstance(image_urls, str):
             row["image_urls"] = orjson.loads(image_urls)
+        if "attributes" in row:
+            row["attributes"] = attributes_of(row["attributes"])
     return rows
 
 

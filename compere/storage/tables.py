@@ -73,6 +73,7 @@ entities = sa.Table(
     sa.Column("random_key", sa.Float, nullable=False),
     sa.Column("prompt", sa.Text),  # the prompt a response answers (preference exports)
     sa.Column("vote_weight", sa.Float, nullable=False),  # what its votes counted for (domain/trust.py)
+    sa.Column("attributes", sa.Text),  # JSON {name: number} (NULL: none): covariates a board controls for
 )
 
 comparisons = sa.Table(
@@ -274,6 +275,7 @@ ENTITY_COLUMNS = (
     entities.c.mu,
     entities.c.sigma,
     entities.c.prompt,
+    entities.c.attributes,
 )
 COMPARISON_COLUMNS = (
     comparisons.c.id,
@@ -304,6 +306,7 @@ NEW_ENTITY: dict[str, Any] = {
     "updated_at": param("now"),
     "external_id": param("external_id"),
     "prompt": param("prompt"),
+    "attributes": param("attributes"),
 }
 
 

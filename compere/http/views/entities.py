@@ -51,6 +51,7 @@ async def create_entity(request: web.Request) -> web.Response:
             external_id=body.external_id,
             prior=request[PROJECT].settings.prior,
             prompt=body.prompt,
+            attributes=body.attributes,
         )
         await webhooks.record(conn, ENTITY_CREATED, entity_out(row), request[PROJECT].id)
         # 200, not 201: the original answered 200 and its clients may check for it.
@@ -83,7 +84,7 @@ async def update_entity(request: web.Request) -> web.Response:
     # null clears the optional fields; a name cannot be cleared.
     if "name" in changes and changes["name"] is None:
         raise validation_error(["body", "name"], "Input should be a valid string", "string_type")
-    for field, empty in (("description", ""), ("image_urls", [])):
+    for field, empty in (("description", ""), ("image_urls", []), ("attributes", {})):
         if field in changes and changes[field] is None:
             changes[field] = empty
     row = await store.update_entity(request.app[DATABASE], request[PROJECT].id, entity_id, changes)

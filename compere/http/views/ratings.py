@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Any
 
 import numpy as np
 import orjson
 from aiohttp import web
 
-from compere.domain import honesty
+from compere.domain import covariates, honesty
+from compere.domain.bayes import Z95
 from compere.http.errors import json_response, start_stream, validation_error
 from compere.http.keys import DATABASE, PROJECT, RANKING_CACHE
 from compere.http.schemas import ProgressQuery, RatingsQuery
 from compere.http.validation import read_query
 from compere.http.views.shapes import entity_out, strength_fields
-from compere.services.boards import Board, Detail
+from compere.services.boards import Board, Detail, detail_of
 from compere.storage import leaderboard
 from compere.storage.entities import count_entities
 from compere.storage.rows import EntityRow
@@ -36,6 +38,8 @@ def _ranked(row: EntityRow, rank: int, board: Board | None, model: str) -> dict[
 
 async def ratings(request: web.Request) -> web.StreamResponse:
     query = read_query(request, RatingsQuery)
+    if query.control is not None:
+        return await _controlled(request, query)
     if query.detail == "full":
         return await _full(request, query)
     db = request.app[DATABASE].reader()  # a board may be slightly stale: the replica's
@@ -114,6 +118,70 @@ async def _full(request: web.Request, query: RatingsQuery) -> web.StreamResponse
     return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
 
 
+async def _controlled(request: web.Request, query: RatingsQuery) -> web.Response:
+    """``control=a,b``: the fitted board with those entity attributes controlled for.
+
+    The entries carry the adjusted score and rank (and, with ``detail=full``, the adjusted
+    board's provisional flags and rank intervals) beside the unadjusted score and rank;
+    the answer carries the fitted coefficients.
+    """
+    if query.by == "rating" and "by" in query.model_fields_set:
+        raise validation_error(
+            ["query", "by"], "control= orders by the fitted score: use by=score or leave by out"
+        )
+    assert query.control is not None
+    names = covariates.parse_names(query.control)
+    db = request.app[DATABASE].reader()
+    project = request[PROJECT]
+    settings = project.settings
+    try:
+        found = await request.app[RANKING_CACHE].controlled(
+            db, project.id, settings.prior, settings.trust, names, query.category
+        )
+    except covariates.DesignError as exc:
+        raise validation_error(["query", "control"], str(exc)) from None
+    board = found.board
+    detail = None
+    order = board.ids
+    if query.detail == "full":
+        detail = await asyncio.get_running_loop().run_in_executor(
+            None,
+            detail_of,
+            board,
+            settings.provisional_max_uncertainty,
+            settings.provisional_min_votes,
+        )
+        order = detail.ordered(board, provisional_last=query.provisional == "last")
+    ids = order[query.skip : query.skip + query.limit if query.limit else None]
+    rows = await leaderboard.by_ids(db, project.id, ids)
+    entries = []
+    for i in ids:
+        if i not in rows:
+            continue
+        out = _detailed(rows[i], board, detail) if detail is not None else _ranked(rows[i], 0, board, "bt")
+        out["unadjusted_score"] = float(found.unadjusted.score[i])
+        out["unadjusted_rank"] = found.unadjusted.rank[i]
+        out["imputed"] = found.imputed.get(i, [])
+        entries.append(out)
+    body = {
+        "control": names,
+        "category": query.category,
+        "coefficients": [
+            {
+                "attribute": c.attribute,
+                "coefficient": c.value,
+                "standard_error": c.standard_error,
+                "interval_95": [c.value - Z95 * c.standard_error, c.value + Z95 * c.standard_error],
+                "mean": c.mean,
+                "standard_deviation": c.standard_deviation,
+            }
+            for c in found.coefficients
+        ],
+        "entries": entries,
+    }
+    return json_response(body, headers={"X-Total-Count": str(len(board.ids))})
+
+
 def _detailed(row: EntityRow, board: Board, detail: Detail) -> dict[str, Any]:
     out = entity_out(row)
     out.update(strength_fields(board.score[row.id], board.uncertainty[row.id]))
@@ -168,3 +236,11 @@ async def categories(request: web.Request) -> web.Response:
     """``GET /ratings/categories``: every category votes were given in, with its votes."""
     found = await leaderboard.categories(request.app[DATABASE].reader(), request[PROJECT].id)
     return json_response([{"category": name, "votes": votes} for name, votes in found.items()])
+
+
+async def attributes(request: web.Request) -> web.Response:
+    """``GET /ratings/attributes``: every attribute the project's live entities carry, with
+    how many carry it (what ``control=`` can name)."""
+    found = await leaderboard.live_attributes(request.app[DATABASE].reader(), request[PROJECT].id)
+    counts = collections.Counter(name for values in found.values() for name in values)
+    return json_response([{"attribute": name, "entities": counts[name]} for name in sorted(counts)])

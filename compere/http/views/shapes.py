@@ -25,6 +25,7 @@ def entity_out(row: EntityRow) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "external_id": row.external_id,
         "prompt": row.prompt,
+        "attributes": row.attributes,
         **strength_fields(row.mu, row.sigma),
     }
 

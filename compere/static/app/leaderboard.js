@@ -5,7 +5,10 @@
 // ranks and tie marks, provisional flags and 95% rank intervals, provisional entries after
 // the settled ones, the total in X-Total-Count), so only one page is ever loaded, however
 // many entities there are. A category chosen in the selector reads that category's board
-// (&category=), listed by GET /ratings/categories. A search asks GET /entities/?search= instead: the
+// (&category=), listed by GET /ratings/categories. An attribute chosen under "Control for"
+// (listed by GET /ratings/attributes) reads the board with it controlled for (&control=): the
+// adjusted ranks, each with the rank it has without the control, and the fitted coefficient
+// in a note above the table. A search asks GET /entities/?search= instead: the
 // matches carry their scores and intervals but no rank, and come in the entity list's
 // order (Elo rating), so while searching the rank column stays empty rather than
 // showing positions that are not ranks.
@@ -27,6 +30,8 @@ const updated = document.querySelector("[data-updated]");
 const scaleLabel = document.querySelector("[data-scale]");
 const searchNote = document.querySelector("[data-search-note]");
 const categorySelect = document.querySelector("[data-category]");
+const controlSelect = document.querySelector("[data-control]");
+const controlNote = document.querySelector("[data-control-note]");
 
 let page = 0;
 let latest = 0; // serial of the newest request; older answers are dropped
@@ -74,7 +79,25 @@ function rankCell(entity, searching) {
     el("span", { text: tied ? `=${entity.rank}` : String(entity.rank), "aria-label": tied ? `tied for rank ${entity.rank}` : null }),
     tied ? el("span", { class: "tie-badge", text: "tied", "aria-hidden": "true" }) : null,
     provisional ? el("span", { class: "provisional-badge", text: "provisional", "data-provisional": "" }) : null,
+    Number.isInteger(entity.unadjusted_rank)
+      ? el("span", { class: "unadjusted", text: `was ${entity.unadjusted_rank}`, "data-unadjusted": "", title: "Rank without the control" })
+      : null,
   );
+}
+
+// "Controlled for length: one standard deviation (229) is worth +0.88 logits (95% interval ...)".
+function describeControl(board) {
+  if (!board) {
+    controlNote.hidden = true;
+    controlNote.textContent = "";
+    return;
+  }
+  const parts = board.coefficients.map(({ attribute, coefficient, interval_95: [low, high], standard_deviation }) => {
+    const sign = coefficient >= 0 ? "+" : "";
+    return `${attribute}: one standard deviation (${standard_deviation.toPrecision(3)}) is worth ${sign}${coefficient.toFixed(2)} logits in votes (95% interval ${low.toFixed(2)} to ${high.toFixed(2)})`;
+  });
+  controlNote.textContent = `Ranked with ${board.control.join(", ")} taken out. ${parts.join("; ")}. "was" is the rank without the control.`;
+  controlNote.hidden = false;
 }
 
 function rankRangeCell(entity, searching) {
@@ -127,11 +150,17 @@ async function refresh() {
   } else {
     params.set("detail", "full");
     if (categorySelect.value) params.set("category", categorySelect.value);
+    if (controlSelect.value) params.set("control", controlSelect.value);
     path = boardPath(`/ratings?${params}`);
   }
   try {
-    const { data, headers } = await api("GET", path);
+    const answer = await api("GET", path);
+    const { headers } = answer;
     if (serial !== latest) return;
+    // With control= the answer is an object: the entries and the fitted coefficients.
+    const controlled = Array.isArray(answer.data) ? null : answer.data;
+    const data = controlled ? controlled.entries : answer.data;
+    describeControl(term ? null : controlled);
     const total = Number(headers.get("X-Total-Count"));
     // Past the end (the board shrank, or a narrower search): go to the last page.
     if (!data.length && total > 0 && page > 0) {
@@ -160,6 +189,21 @@ async function loadCategories() {
   categorySelect.disabled = data.length === 0;
 }
 
+// The attributes entities carry; the selector keeps its choice while the attribute is there.
+async function loadAttributes() {
+  const { data } = await api("GET", boardPath("/ratings/attributes"));
+  const chosen = controlSelect.value;
+  const options = [el("option", { value: "", text: "Nothing" })];
+  for (const { attribute } of data) options.push(el("option", { value: attribute, text: attribute }));
+  controlSelect.replaceChildren(...options);
+  controlSelect.value = data.some((a) => a.attribute === chosen) ? chosen : "";
+  controlSelect.disabled = data.length === 0;
+}
+
+controlSelect.addEventListener("change", () => {
+  page = 0;
+  refresh();
+});
 categorySelect.addEventListener("change", () => {
   page = 0;
   refresh();
@@ -179,10 +223,14 @@ next.addEventListener("click", () => {
 });
 document.querySelector("[data-refresh]").addEventListener("click", refresh);
 setInterval(() => {
-  if (live.checked && document.visibilityState === "visible") loadCategories().then(refresh, refresh);
+  if (live.checked && document.visibilityState === "visible") loadLists().then(refresh, refresh);
 }, REFRESH_MS);
 
+function loadLists() {
+  return Promise.all([loadCategories(), loadAttributes()]);
+}
+
 setupPage()
-  .then(loadCategories)
+  .then(loadLists)
   .then(refresh)
   .catch((error) => showError(errorBox, error));
