@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
+if TYPE_CHECKING:  # the API client validates names here and must not load NumPy
+    import numpy as np
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_ATTRIBUTES = 16
@@ -92,6 +93,8 @@ def design(attributes: Sequence[Mapping[str, float]], names: Sequence[str]) -> D
     Raises :class:`DesignError` naming an attribute no entity has (unknown) or one
     that does not vary across the entities that have it (nothing to control for).
     """
+    import numpy as np
+
     n = len(attributes)
     z = np.zeros((n, len(names)), dtype=np.float64)
     mean = np.zeros(len(names))
