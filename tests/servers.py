@@ -943,18 +943,24 @@ class RedisClusterSet:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def wait_healthy(self, timeout: float = SET_START) -> None:
-        """Every live node says cluster_state:ok, every slot has a live master and every
-        live replica is in sync with its master (so it could take over)."""
+        """Every live node says cluster_state:ok and names only live masters for the
+        slots, and every live replica is in sync with its master (so it could take over)."""
 
         def healthy() -> bool:
+            alive = {n.port for n in self.alive()}
             for node in self.alive():
                 with node.client() as conn:
                     info = conn.execute_command("CLUSTER", "INFO")
                     if "cluster_state:ok" not in str(info):
                         return False
+                    # Every node must have learnt of the failover: a client that reloads
+                    # its slot map from a node still naming the dead master fails again.
+                    masters = {int(entry[2][1]) for entry in conn.execute_command("CLUSTER", "SLOTS")}
+                    if not masters <= alive or len(masters) != self.masters:
+                        return False
                 if not _replica_synced(node):
                     return False
-            return len(self.master_ports()) == self.masters
+            return True
 
         _wait(healthy, "the cluster to be healthy", timeout, self._logs)
 
