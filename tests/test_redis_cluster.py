@@ -38,13 +38,14 @@ def collect_sockets_to_killed_nodes() -> Iterator[None]:
 
     When a node is killed, redis-py's cluster and Sentinel clients drop their connections
     to it and close them in background tasks that may never run; the socket is then
-    closed by the garbage collector, whenever it next runs, with a ResourceWarning that
+    closed by the garbage collector, whenever it next runs, with a ResourceWarning (an
+    unclosed socket, or a stream writer whose loop is closed) that
     the suite turns into a failure of whichever later test is running. Collecting here
     keeps that library behaviour inside the tests that kill nodes.
     """
     yield
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="unclosed", category=ResourceWarning)
+        warnings.simplefilter("ignore", ResourceWarning)  # "unclosed ...", "loop is closed"
         gc.collect()
 
 
