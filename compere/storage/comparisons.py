@@ -760,19 +760,7 @@ async def _lock_voters(
         record = await tx.fetch_one(voters.lock_voter(db), {"project_id": project_id, "voter": name})
         assert record is not None
         records.append({"project_id": project_id, "voter": name, **record})
-    rows = await tx.fetch_all(
-        Query(
-            sa.select(
-                voter_entities.c.voter,
-                voter_entities.c.entity_id,
-                voter_entities.c.votes,
-                voter_entities.c.weight,
-            ).where(
-                voter_entities.c.voter.in_(sorted({name for _, name in names})),
-                voter_entities.c.entity_id.in_(ids),
-            )
-        )
-    )
+    rows = await voters.shares_of(tx, sorted({name for _, name in names}), ids)
     return records, [(r["voter"], r["entity_id"], int(r["votes"]), float(r["weight"])) for r in rows]
 
 

@@ -136,6 +136,19 @@ async def write_voter(tx: Connection, db: Database, params: dict[str, Any]) -> N
         )
 
 
+async def shares_of(
+    tx: Connection, names: Sequence[str], entity_ids: Sequence[int], project_id: int | None = None
+) -> Sequence[Row]:
+    """The shares of ``entity_ids`` that the voters ``names`` hold (in ``project_id``, or in
+    whichever projects those entities belong to)."""
+    query = sa.select(
+        voter_entities.c.voter, voter_entities.c.entity_id, voter_entities.c.votes, voter_entities.c.weight
+    ).where(voter_entities.c.voter.in_(list(names)), voter_entities.c.entity_id.in_(list(entity_ids)))
+    if project_id is not None:
+        query = query.where(voter_entities.c.project_id == project_id)
+    return await tx.fetch_all(Query(query))
+
+
 async def load_ledger(
     tx: Connection,
     db: Database,
@@ -154,21 +167,7 @@ async def load_ledger(
         ledger.policy = trust_in_force(record, ledger.policy)
     if not names or not entity_ids:
         return {}
-    rows = await tx.fetch_all(
-        Query(
-            sa.select(
-                voter_entities.c.voter,
-                voter_entities.c.entity_id,
-                voter_entities.c.votes,
-                voter_entities.c.weight,
-            ).where(
-                voter_entities.c.project_id == project_id,
-                voter_entities.c.voter.in_(list(names)),
-                voter_entities.c.entity_id.in_(list(entity_ids)),
-            )
-        )
-    )
-    for row in rows:
+    for row in await shares_of(tx, names, entity_ids, project_id):
         ledger.shares[(row["voter"], row["entity_id"])] = Share(int(row["votes"]), float(row["weight"]))
     return dict(ledger.shares)
 
